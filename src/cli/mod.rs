@@ -1,0 +1,51 @@
+//! The command line: flags are parsed here, each subcommand lives in its own file, and
+//! every outcome becomes one [`ExitStatus`].
+
+mod args;
+mod exit_status;
+mod graph;
+mod plan;
+mod printer;
+mod schema;
+mod validate;
+
+pub use args::{Cli, Command};
+pub use exit_status::ExitStatus;
+pub use printer::Printer;
+
+use clap::Parser;
+
+/// Runs the binary: parse the command line, run the subcommand, map the outcome to an exit code.
+pub fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // clap prints help and version to stdout with success; real errors exit 2.
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitStatus::Invalid.into()
+            } else {
+                ExitStatus::Success.into()
+            };
+        }
+    };
+    let printer = Printer::new();
+    run(cli, &printer).into()
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
+    let outcome = match cli.command {
+        Command::Validate(args) => validate::validate(&args, printer),
+        Command::Plan(args) => plan::plan(&args, printer),
+        Command::Graph(args) => graph::graph(&args, printer),
+        Command::Schema => schema::schema(printer),
+    };
+    match outcome {
+        Ok(status) => status,
+        Err(error) => {
+            printer.error(&format!("{error:#}"));
+            ExitStatus::Invalid
+        }
+    }
+}

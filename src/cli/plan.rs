@@ -1,0 +1,161 @@
+use super::args::{InputArgs, PlanArgs, PlanFormat};
+use super::{ExitStatus, Printer};
+use crate::plan::dry_run::{self, Plan, PlannedStep};
+use crate::runbook::diagnostic::display_path;
+use crate::runbook::inputs;
+use crate::runbook::node;
+use crate::runbook::validate::validate_file;
+use crate::runbook::Runbook;
+use anyhow::Context;
+use serde_json::{Map, Value};
+use std::fmt::Write;
+
+/// `runbook plan FILE`: validate, check the inputs, and show what would run.
+pub fn plan(args: &PlanArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let validation = validate_file(&args.file);
+    if !validation.is_valid() {
+        printer.diagnostics(&validation.problems);
+        return Ok(ExitStatus::Invalid);
+    }
+    let root = validation.bundle.root().expect("a valid runbook has loaded");
+    let values = match resolve_inputs(&root.runbook, &args.inputs)? {
+        Ok(values) => values,
+        Err(errors) => {
+            for error in errors {
+                printer.error(&error);
+            }
+            return Ok(ExitStatus::Invalid);
+        }
+    };
+    let plan = dry_run::plan(&validation.bundle, values).expect("the root runbook loaded");
+    match args.format {
+        PlanFormat::Json => {
+            let mut text = serde_json::to_string_pretty(&plan)?;
+            text.push('\n');
+            printer.out(&text);
+        }
+        PlanFormat::Text => printer.out(&render_text(&plan, &display_path(&args.file))),
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// The inputs from `--inputs-file` and `--input`, checked against the runbook. The outer
+/// error is for a file that cannot be read; the inner list holds every input problem.
+pub fn resolve_inputs(runbook: &Runbook, args: &InputArgs) -> anyhow::Result<Result<Map<String, Value>, Vec<String>>> {
+    let mut problems = Vec::new();
+    let from_file = match &args.inputs_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the inputs file {}", display_path(path)))?;
+            match node::parse(&text).map(|n| n.to_json()) {
+                Ok(Value::Object(map)) => Some(map),
+                Ok(Value::Null) => Some(Map::new()),
+                Ok(_) => anyhow::bail!(
+                    "the inputs file {} must be a mapping of input names to values",
+                    display_path(path)
+                ),
+                Err(e) => anyhow::bail!(
+                    "the inputs file {} is not valid YAML or JSON: {}",
+                    display_path(path),
+                    e.without_snippet().to_string().lines().next().unwrap_or_default()
+                ),
+            }
+        }
+    };
+    let mut assignments = Vec::new();
+    for text in &args.inputs {
+        match inputs::split_assignment(text) {
+            Ok(pair) => assignments.push(pair),
+            Err(e) => problems.push(e.message),
+        }
+    }
+    match inputs::resolve(runbook, from_file.as_ref(), &assignments) {
+        Ok(values) if problems.is_empty() => Ok(Ok(values)),
+        Ok(_) => Ok(Err(problems)),
+        Err(errors) => {
+            problems.extend(errors.into_iter().map(|e| e.message));
+            Ok(Err(problems))
+        }
+    }
+}
+
+fn render_text(plan: &Plan, file: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Plan of `{}` ({file})", plan.runbook);
+    if !plan.inputs.is_empty() {
+        let _ = writeln!(out, "\nInputs");
+        for (name, value) in &plan.inputs {
+            let _ = writeln!(out, "  {name} = {}", serde_json::to_string(value).unwrap_or_default());
+        }
+    }
+    let mut any_unknown = false;
+    let mut number = 0;
+    for stage in &plan.stages {
+        let finally = stage.iter().all(|s| s.finally);
+        let title = if finally {
+            "Finally".to_owned()
+        } else {
+            number += 1;
+            format!("Stage {number}")
+        };
+        let parallel = if stage.len() > 1 && !finally {
+            format!(" ({} in parallel)", stage.len())
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, "\n{title}{parallel}");
+        for step in stage {
+            any_unknown |= write_step(&mut out, step, 1);
+        }
+    }
+    if any_unknown {
+        let _ = writeln!(out, "\n⟨…⟩ is known only at run time.");
+    }
+    out
+}
+
+/// Writes one step; returns whether it shows a value known only at run time.
+fn write_step(out: &mut String, step: &PlannedStep, depth: usize) -> bool {
+    let indent = "  ".repeat(depth);
+    let title = match &step.name {
+        Some(name) => format!("{} · {name}", step.path),
+        None => step.path.clone(),
+    };
+    let _ = writeln!(out, "{indent}{title}");
+    let detail = format!("{indent}    ");
+    let _ = writeln!(out, "{detail}{}", step.summary);
+    if !step.action.is_empty() && step.action != step.summary && !step.summary.ends_with(&step.action) {
+        for line in step.action.lines() {
+            let _ = writeln!(out, "{detail}  {line}");
+        }
+    }
+    if !step.with.is_null() {
+        let _ = writeln!(out, "{detail}with {}", serde_json::to_string(&step.with).unwrap_or_default());
+    }
+    if let Some(for_each) = &step.for_each {
+        let _ = writeln!(out, "{detail}for each item of {for_each}");
+    }
+    if let Some(when) = &step.when {
+        let verdict = match when.decided {
+            Some(true) => " (true with these inputs: runs)",
+            Some(false) => " (false with these inputs: skipped)",
+            None => " (decided at run time)",
+        };
+        let _ = writeln!(out, "{detail}when {}{verdict}", when.expression);
+    }
+    if !step.needs.is_empty() && depth == 1 {
+        let _ = writeln!(out, "{detail}after {}", step.needs.join(", "));
+    }
+    if let Some(fallback) = &step.fallback {
+        let _ = writeln!(out, "{detail}fallback: {}", fallback.summary);
+        if !fallback.with.is_null() {
+            let _ = writeln!(out, "{detail}  with {}", serde_json::to_string(&fallback.with).unwrap_or_default());
+        }
+    }
+    let mut unknown = !step.known_at_run_time.is_empty();
+    for call in &step.calls {
+        unknown |= write_step(out, call, depth + 2);
+    }
+    unknown
+}

@@ -1,0 +1,73 @@
+//! All output goes through here: results to stdout, diagnostics and notes to stderr.
+
+use crate::runbook::diagnostic::Diagnostic;
+use miette::{GraphicalReportHandler, GraphicalTheme};
+use std::io::{IsTerminal, Write};
+
+pub struct Printer {
+    color: bool,
+    width: usize,
+}
+
+impl Default for Printer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Printer {
+    pub fn new() -> Self {
+        let stderr_is_terminal = std::io::stderr().is_terminal();
+        let color = stderr_is_terminal && std::env::var_os("NO_COLOR").is_none();
+        let width = if stderr_is_terminal {
+            terminal_width().unwrap_or(100)
+        } else {
+            100
+        };
+        Printer { color, width }
+    }
+
+    /// Writes a result to stdout. A closed pipe (`| head`) is not an error worth reporting.
+    pub fn out(&self, text: &str) {
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(text.as_bytes());
+        let _ = stdout.flush();
+    }
+
+    pub fn error(&self, message: &str) {
+        eprintln!("error: {message}");
+    }
+
+    pub fn note(&self, message: &str) {
+        eprintln!("{message}");
+    }
+
+    /// Renders diagnostics with their snippets; plain Unicode without color off a terminal,
+    /// so logs and snapshots read the same everywhere.
+    pub fn diagnostics(&self, problems: &[Diagnostic]) {
+        let theme = if self.color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::unicode_nocolor()
+        };
+        let handler = GraphicalReportHandler::new_themed(theme)
+            .with_width(self.width)
+            .with_context_lines(1);
+        let mut text = String::new();
+        for problem in problems {
+            let rendered = problem.to_miette();
+            if handler.render_report(&mut text, &rendered).is_err() {
+                text.push_str(&format!("error: {}\n", problem.message));
+            }
+            if !text.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(text.as_bytes());
+    }
+}
+
+fn terminal_width() -> Option<usize> {
+    std::env::var("COLUMNS").ok()?.parse().ok()
+}

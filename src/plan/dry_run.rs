@@ -1,0 +1,227 @@
+//! What a run would do, worked out before it runs: the steps in stages, each action with its
+//! templates rendered where the values are already known (inputs and their defaults), and
+//! what is only known at run time marked as such.
+
+use super::dag::{Dag, Section};
+use super::picture::describe;
+use crate::runbook::load::Loaded;
+use crate::runbook::validate::Bundle;
+use crate::runbook::{ActionRef, Node, Step};
+use crate::template::{self, jq};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+/// The plan of one runbook.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub runbook: String,
+    pub inputs: Map<String, Value>,
+    /// Groups of steps that can run in parallel, in order; `finally` steps come last.
+    pub stages: Vec<Vec<PlannedStep>>,
+}
+
+/// One step as it would run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    /// The step path: `snapshot`, or `snapshot/trigger` inside a called runbook.
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub finally: bool,
+    pub needs: Vec<String>,
+    /// One line: `http GET http://...`.
+    pub summary: String,
+    /// The action key and its body, templates rendered where known.
+    pub action: String,
+    pub with: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<Condition>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// The values this step reads that only exist at run time (step outputs, run data, secrets).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub known_at_run_time: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<Box<PlannedFallback>>,
+    /// The steps of the runbook this step calls through `uses`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<PlannedStep>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedFallback {
+    pub summary: String,
+    pub action: String,
+    pub with: Value,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub known_at_run_time: Vec<String>,
+}
+
+/// A `when` condition: decided now when it reads only inputs, otherwise at run time.
+#[derive(Debug, Clone, Serialize)]
+pub struct Condition {
+    pub expression: String,
+    /// `Some(true)`: the step runs; `Some(false)`: it will be skipped; `None`: decided at run time.
+    pub decided: Option<bool>,
+}
+
+/// Works out the plan of a valid bundle with resolved inputs.
+pub fn plan(bundle: &Bundle, inputs: Map<String, Value>) -> Option<Plan> {
+    let root = bundle.root()?;
+    let context = json!({ "inputs": Value::Object(inputs.clone()) });
+    let stages = plan_runbook(bundle, root, &context, "", 0);
+    Some(Plan {
+        runbook: root.runbook.name.value.clone(),
+        inputs,
+        stages,
+    })
+}
+
+const MAX_USES_DEPTH: usize = 8;
+
+fn plan_runbook(bundle: &Bundle, loaded: &Loaded, context: &Value, prefix: &str, depth: usize) -> Vec<Vec<PlannedStep>> {
+    let dag = Dag::new(&loaded.runbook);
+    let steps: Vec<&Step> = loaded.runbook.all_steps().collect();
+    let Some(stages) = dag.stages() else {
+        return Vec::new();
+    };
+    stages
+        .iter()
+        .map(|stage| {
+            stage
+                .iter()
+                .map(|&index| plan_step(bundle, loaded, &dag, index, steps[index], context, prefix, depth))
+                .collect()
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_step(
+    bundle: &Bundle,
+    loaded: &Loaded,
+    dag: &Dag,
+    index: usize,
+    step: &Step,
+    context: &Value,
+    prefix: &str,
+    depth: usize,
+) -> PlannedStep {
+    let path = format!("{prefix}{}", step.id.value);
+    let action = step.action();
+    let (body, mut unknown) = render_body(&step.node, action, context);
+    let with = step.node.get("with").map_or(Value::Null, |n| {
+        let partial = render_partial(&n.to_json(), context);
+        unknown.extend(partial.unknown);
+        partial.text
+    });
+    let when = step.when.as_ref().map(|when| Condition {
+        expression: when.value.clone(),
+        decided: decide(&when.value, context),
+    });
+    let fallback = step.fallback.as_ref().map(|fallback| {
+        let action = fallback.action();
+        let node = step.node.get("fallback").cloned().unwrap_or_default();
+        let (body, unknown) = render_body(&node, action, context);
+        let with = node
+            .get("with")
+            .map_or(Value::Null, |n| render_partial(&n.to_json(), context).text);
+        Box::new(PlannedFallback {
+            summary: action.map(describe).unwrap_or_default(),
+            action: body,
+            with,
+            known_at_run_time: unknown,
+        })
+    });
+    let calls = match action {
+        Some(ActionRef::Uses(uses, _)) if depth < MAX_USES_DEPTH => {
+            bundle.called(loaded, &uses.value).map_or_else(Vec::new, |called| {
+                // The called runbook sees the `with` values as its inputs, plus its defaults.
+                let mut inputs = Map::new();
+                for (name, input) in called.runbook.inputs.iter() {
+                    if let Some(default) = &input.default {
+                        inputs.insert(name.value.clone(), default.to_json());
+                    }
+                }
+                if let Value::Object(given) = &with {
+                    for (k, v) in given {
+                        inputs.insert(k.clone(), v.clone());
+                    }
+                }
+                let inner = json!({ "inputs": inputs });
+                plan_runbook(bundle, called, &inner, &format!("{path}/"), depth + 1)
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            })
+        }
+        _ => Vec::new(),
+    };
+    unknown.sort();
+    unknown.dedup();
+    PlannedStep {
+        path,
+        name: step.name.clone(),
+        finally: dag.sections[index] == Section::Finally,
+        needs: dag.needs[index].iter().map(|n| dag.ids[n.step].clone()).collect(),
+        summary: action.map(|a| render_summary(a, context)).unwrap_or_default(),
+        action: body,
+        with,
+        when,
+        for_each: step.for_each.as_ref().map(|f| f.value.clone()),
+        known_at_run_time: unknown,
+        fallback,
+        calls,
+    }
+}
+
+/// The action's body as YAML-ish JSON text with known templates rendered.
+fn render_body(node: &Node, action: Option<ActionRef<'_>>, context: &Value) -> (String, Vec<String>) {
+    let Some(action) = action else {
+        return (String::new(), Vec::new());
+    };
+    let Some(body) = node.get(action.key()) else {
+        return (String::new(), Vec::new());
+    };
+    let json = body.to_json();
+    // jq conditions in an action are expressions, not templates: shown as written.
+    if matches!(action, ActionRef::Assert(_)) {
+        return (compact(&json), Vec::new());
+    }
+    let partial = render_partial(&json, context);
+    (compact(&partial.text), partial.unknown)
+}
+
+fn render_summary(action: ActionRef<'_>, context: &Value) -> String {
+    compact(&render_partial(&Value::String(describe(action)), context).text)
+}
+
+/// Renders what is known; a template that does not parse (validation has already said so)
+/// is shown as written.
+fn render_partial(value: &Value, context: &Value) -> template::Partial {
+    template::render_value_partial(value, context, template::Escape::Plain).unwrap_or_else(|_| {
+        template::Partial {
+            text: value.clone(),
+            unknown: Vec::new(),
+        }
+    })
+}
+
+fn compact(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+/// Evaluates a `when` now if it reads nothing but inputs.
+fn decide(expression: &str, context: &Value) -> Option<bool> {
+    let references = jq::check(expression, jq::Root::Context).ok()?;
+    if references.iter().any(|r| r.path.first().map(String::as_str) != Some("inputs")) {
+        return None;
+    }
+    let program = jq::compile(expression).ok()?;
+    let value = program.first(context, context).ok()?;
+    Some(!matches!(value, Value::Null | Value::Bool(false)))
+}

@@ -1,0 +1,610 @@
+//! The typed model of a runbook. These types are the language: the JSON Schema in
+//! `schemas/runbook.schema.json` is generated from them, so every doc comment here is what an
+//! editor shows when a person hovers over a key.
+
+use super::duration::{Deadline, Duration};
+use super::node::Node;
+use super::spanned::{Spanned, SpannedMap};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// A runbook: a DAG of steps with typed inputs, run by `runbook run`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "runbook")]
+pub struct Runbook {
+    /// The language version. Always 1.
+    pub version: Spanned<u32>,
+    /// The runbook's name: lowercase letters, digits, `-` and `_`, starting with a letter or digit.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9_-]*$"))]
+    pub name: Spanned<String>,
+    /// What the runbook does, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Typed inputs, checked before anything runs. An input without `default` is required.
+    #[serde(default)]
+    pub inputs: SpannedMap<Input>,
+    /// Secrets, resolved when the run starts; never journaled, and redacted as `***` from
+    /// every log, output and report.
+    #[serde(default)]
+    pub secrets: SpannedMap<Spanned<Secret>>,
+    /// Settings every step inherits unless it sets its own.
+    #[serde(default)]
+    pub defaults: Option<Defaults>,
+    /// Steps (and `for_each` items) running at once, run-wide.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_parallel: Option<Spanned<u32>>,
+    /// When the run must be over: a duration (90m) or an RFC 3339 timestamp. At the deadline
+    /// nothing new starts, running steps are cancelled, `finally` runs, and the run fails.
+    #[serde(default)]
+    pub deadline: Option<Spanned<Deadline>>,
+    /// The steps. A step starts when every step it `needs` has succeeded or been skipped.
+    pub steps: Vec<Step>,
+    /// Steps that always run last, whatever happened: success, failure, cancel or deadline.
+    #[serde(default)]
+    pub finally: Vec<Step>,
+    /// What a caller (`uses:`) or a report sees: jq expressions over the run's context.
+    #[serde(default)]
+    pub outputs: SpannedMap<Spanned<String>>,
+}
+
+/// A typed input.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    /// The input's type; a value given on the command line is read as this type.
+    #[serde(rename = "type")]
+    pub kind: Spanned<InputType>,
+    /// The value when none is given; without it the input is required. Must match `type`.
+    #[serde(default)]
+    pub default: Option<Node>,
+    /// What the input means, for people.
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// The type of an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    String,
+    Integer,
+    Number,
+    Boolean,
+    Array,
+    Object,
+}
+
+impl InputType {
+    pub fn name(self) -> &'static str {
+        match self {
+            InputType::String => "string",
+            InputType::Integer => "integer",
+            InputType::Number => "number",
+            InputType::Boolean => "boolean",
+            InputType::Array => "array",
+            InputType::Object => "object",
+        }
+    }
+
+    /// Whether a JSON value is of this type.
+    pub fn accepts(self, value: &serde_json::Value) -> bool {
+        use serde_json::Value;
+        match self {
+            InputType::String => value.is_string(),
+            InputType::Integer => value.is_i64() || value.is_u64(),
+            InputType::Number => value.is_number(),
+            InputType::Boolean => value.is_boolean(),
+            InputType::Array => matches!(value, Value::Array(_)),
+            InputType::Object => matches!(value, Value::Object(_)),
+        }
+    }
+}
+
+/// Where a secret comes from.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Secret {
+    /// The value of this environment variable.
+    Env(String),
+    /// The contents of this file (a trailing newline is dropped).
+    File(String),
+}
+
+/// Settings every step inherits unless it sets its own.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    /// Bound on one attempt of a step's action.
+    #[serde(default)]
+    pub timeout: Option<Spanned<Duration>>,
+    /// How failed attempts are retried.
+    #[serde(default)]
+    pub retry: Option<Spanned<Retry>>,
+}
+
+/// How a failed action is retried.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Attempts in all, the first included (1 means no retry).
+    #[schemars(range(min = 1))]
+    pub attempts: Spanned<u32>,
+    /// Wait before the second attempt.
+    #[serde(default)]
+    pub delay: Option<Duration>,
+    /// Each wait is the previous one times this factor (1.0 keeps it constant).
+    #[serde(default)]
+    pub backoff: Option<Spanned<f64>>,
+    /// The longest wait between attempts.
+    #[serde(default)]
+    pub max_delay: Option<Duration>,
+    /// Randomise each wait (between half and all of it) so many runs do not retry in step.
+    #[serde(default)]
+    pub jitter: Option<bool>,
+}
+
+/// How `until` polls the action.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Poll {
+    /// Wait between two runs of the action.
+    #[serde(default)]
+    pub interval: Option<Duration>,
+    /// Give up (the attempt fails) when `until` has not held for this long.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+}
+
+/// Generates a struct with the fields shared by everything that carries one action:
+/// a step, its fallback and its verify probe.
+macro_rules! with_action {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident : $ty:ty,)* }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+            /// Run a command: `command` (argv, no shell) or `script` (run by `sh -eu`).
+            #[serde(default)]
+            pub exec: Option<Spanned<Exec>>,
+            /// Make an HTTP request.
+            #[serde(default)]
+            pub http: Option<Spanned<Http>>,
+            /// Get, create, patch, delete or wait on a Kubernetes resource.
+            #[serde(default)]
+            pub kubernetes: Option<Spanned<Kubernetes>>,
+            /// Run another runbook as this step; the path is relative to this file.
+            #[serde(default)]
+            pub uses: Option<Spanned<String>>,
+            /// Inputs for the runbook named by `uses`.
+            #[serde(default)]
+            pub with: Option<Spanned<SpannedMap<Node>>>,
+            /// Park the run until a person approves it with `runbook approve`.
+            #[serde(default)]
+            pub approval: Option<Spanned<Approval>>,
+            /// Fail unless jq conditions hold.
+            #[serde(default)]
+            pub assert: Option<Spanned<Assert>>,
+            /// Wait this long.
+            #[serde(default)]
+            pub sleep: Option<Spanned<Duration>>,
+        }
+
+        impl $name {
+            /// The actions this body names, each with its key; a valid body has exactly one.
+            pub fn actions(&self) -> Vec<ActionRef<'_>> {
+                let mut found = Vec::new();
+                if let Some(a) = &self.exec { found.push(ActionRef::Exec(a)); }
+                if let Some(a) = &self.http { found.push(ActionRef::Http(a)); }
+                if let Some(a) = &self.kubernetes { found.push(ActionRef::Kubernetes(a)); }
+                if let Some(a) = &self.uses { found.push(ActionRef::Uses(a, self.with.as_ref())); }
+                if let Some(a) = &self.approval { found.push(ActionRef::Approval(a)); }
+                if let Some(a) = &self.assert { found.push(ActionRef::Assert(a)); }
+                if let Some(a) = &self.sleep { found.push(ActionRef::Sleep(a)); }
+                found
+            }
+
+            /// The one action, when there is exactly one.
+            pub fn action(&self) -> Option<ActionRef<'_>> {
+                let actions = self.actions();
+                if actions.len() == 1 { actions.into_iter().next() } else { None }
+            }
+        }
+    };
+}
+
+/// The keys that name an action, for messages.
+pub const ACTION_KEYS: &[&str] = &[
+    "exec",
+    "http",
+    "kubernetes",
+    "uses",
+    "approval",
+    "assert",
+    "sleep",
+];
+
+/// One action of a step, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub enum ActionRef<'a> {
+    Exec(&'a Spanned<Exec>),
+    Http(&'a Spanned<Http>),
+    Kubernetes(&'a Spanned<Kubernetes>),
+    Uses(&'a Spanned<String>, Option<&'a Spanned<SpannedMap<Node>>>),
+    Approval(&'a Spanned<Approval>),
+    Assert(&'a Spanned<Assert>),
+    Sleep(&'a Spanned<Duration>),
+}
+
+impl ActionRef<'_> {
+    /// The action's key in YAML.
+    pub fn key(&self) -> &'static str {
+        match self {
+            ActionRef::Exec(_) => "exec",
+            ActionRef::Http(_) => "http",
+            ActionRef::Kubernetes(_) => "kubernetes",
+            ActionRef::Uses(..) => "uses",
+            ActionRef::Approval(_) => "approval",
+            ActionRef::Assert(_) => "assert",
+            ActionRef::Sleep(_) => "sleep",
+        }
+    }
+}
+
+with_action! {
+    /// A step: one action, and when and how to run it.
+    #[derive(Debug, Clone, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Step {
+        /// The step as written, so checks can reach every string of its action.
+        #[serde(skip)]
+        #[schemars(skip)]
+        pub node: Node,
+        /// Unique in the runbook (`steps` and `finally` together): lowercase letters, digits and `_`.
+        #[schemars(regex(pattern = r"^[a-z0-9_]+$"))]
+        pub id: Spanned<String>,
+        /// Shown to people.
+        #[serde(default)]
+        pub name: Option<String>,
+        /// The steps that must end (succeeded or skipped) before this one starts. Omitted: the
+        /// step before it in the list. `[]`: none.
+        #[serde(default)]
+        pub needs: Option<Spanned<Vec<Spanned<String>>>>,
+        /// jq over the context; false or null skips the step.
+        #[serde(default)]
+        pub when: Option<Spanned<String>>,
+        /// jq over the context yielding an array: one instance of the step per element, each
+        /// seeing `item` and `index`.
+        #[serde(default)]
+        pub for_each: Option<Spanned<String>>,
+        /// For a `for_each` step: instances running at once.
+        #[serde(default)]
+        #[schemars(range(min = 1))]
+        pub max_parallel: Option<Spanned<u32>>,
+        /// Bound on one attempt of the action.
+        #[serde(default)]
+        pub timeout: Option<Spanned<Duration>>,
+        /// How failed attempts are retried.
+        #[serde(default)]
+        pub retry: Option<Spanned<Retry>>,
+        /// jq over the action's result (`$ctx` is the context): repeat the action until it holds.
+        #[serde(default)]
+        pub until: Option<Spanned<String>>,
+        /// How `until` polls.
+        #[serde(default)]
+        pub poll: Option<Spanned<Poll>>,
+        /// Named values, each a jq expression over the action's result (`$ctx` is the context).
+        #[serde(default)]
+        pub outputs: Option<Spanned<SpannedMap<Spanned<String>>>>,
+        /// Runs when the action still fails after its retries; when it succeeds the step
+        /// succeeds with `via: fallback` and the fallback's outputs.
+        #[serde(default)]
+        pub fallback: Option<Spanned<Fallback>>,
+        /// A probe run before a step that a crash left in flight is run again; when `that`
+        /// holds, the step is recorded as succeeded instead of being repeated.
+        #[serde(default)]
+        pub verify: Option<Spanned<Verify>>,
+        /// true: a failure of this step does not fail the run, and its dependents still run.
+        #[serde(default)]
+        pub continue_on_failure: Option<bool>,
+    }
+}
+
+with_action! {
+    /// What a step does when its action still fails after its retries.
+    #[derive(Debug, Clone, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Fallback {
+        /// Bound on one attempt of the fallback's action.
+        #[serde(default)]
+        pub timeout: Option<Spanned<Duration>>,
+        /// How failed attempts of the fallback are retried.
+        #[serde(default)]
+        pub retry: Option<Spanned<Retry>>,
+        /// jq over the fallback's result: repeat it until this holds.
+        #[serde(default)]
+        pub until: Option<Spanned<String>>,
+        /// How `until` polls.
+        #[serde(default)]
+        pub poll: Option<Spanned<Poll>>,
+        /// The step's outputs when the fallback ran: jq over the fallback's result.
+        #[serde(default)]
+        pub outputs: Option<Spanned<SpannedMap<Spanned<String>>>>,
+    }
+}
+
+with_action! {
+    /// A probe that tells whether a step's work is already done.
+    #[derive(Debug, Clone, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Verify {
+        /// jq over the probe's result (`$ctx` is the context): true means the work is done.
+        pub that: Spanned<String>,
+        /// The step's outputs when the probe holds: jq over the probe's result.
+        #[serde(default)]
+        pub outputs: Option<Spanned<SpannedMap<Spanned<String>>>>,
+    }
+}
+
+/// Run a command.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Exec {
+    /// The program and its arguments, run without a shell.
+    #[serde(default)]
+    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    /// A script run by `sh -eu`; values from templates are shell-quoted (`{{{raw}}}` is not).
+    #[serde(default)]
+    pub script: Option<Spanned<String>>,
+    /// Environment variables added to the engine's own.
+    #[serde(default)]
+    pub env: SpannedMap<Spanned<String>>,
+    /// Working directory.
+    #[serde(default)]
+    pub cwd: Option<Spanned<String>>,
+    /// Text written to the command's standard input.
+    #[serde(default)]
+    pub stdin: Option<Spanned<String>>,
+}
+
+/// Make an HTTP request. The result is `{status, headers, body}` (`body` parsed when JSON).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Http {
+    /// GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS. Default GET.
+    #[serde(default)]
+    pub method: Option<Spanned<HttpMethod>>,
+    /// The URL.
+    pub url: Spanned<String>,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: SpannedMap<Spanned<String>>,
+    /// Query parameters, added to the URL.
+    #[serde(default)]
+    pub query: SpannedMap<Node>,
+    /// A JSON body (sets Content-Type: application/json).
+    #[serde(default)]
+    pub json: Option<Node>,
+    /// A raw text body.
+    #[serde(default)]
+    pub body: Option<Spanned<String>>,
+    /// Credentials.
+    #[serde(default)]
+    pub auth: Option<Spanned<HttpAuth>>,
+    /// TLS settings. Certificates are verified unless `insecure: true`.
+    #[serde(default)]
+    pub tls: Option<Tls>,
+    /// Statuses that count as success. Default: any 2xx.
+    #[serde(default)]
+    pub expect: Option<Spanned<Vec<Spanned<u16>>>>,
+}
+
+/// An HTTP method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Head,
+    Options,
+}
+
+/// HTTP credentials.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpAuth {
+    /// HTTP basic authentication.
+    Basic(BasicAuth),
+    /// A bearer token (`Authorization: Bearer ...`).
+    Bearer(Spanned<String>),
+}
+
+/// A user name and password.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: Spanned<String>,
+    pub password: Spanned<String>,
+}
+
+/// TLS settings.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// A PEM file of certificate authorities to trust, in addition to the system's.
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
+    /// Do not verify the server's certificate. The engine warns when a step does this.
+    #[serde(default)]
+    pub insecure: Option<bool>,
+}
+
+/// A Kubernetes operation, on any resource kind including custom resources.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Kubernetes {
+    /// The kubeconfig context to use; default the current context (or in-cluster config).
+    #[serde(default)]
+    pub context: Option<Spanned<String>>,
+    /// Read a resource.
+    #[serde(default)]
+    pub get: Option<Spanned<ResourceRef>>,
+    /// Create a resource from a manifest.
+    #[serde(default)]
+    pub create: Option<Spanned<KubernetesCreate>>,
+    /// Patch a resource.
+    #[serde(default)]
+    pub patch: Option<Spanned<KubernetesPatch>>,
+    /// Delete a resource.
+    #[serde(default)]
+    pub delete: Option<Spanned<ResourceRef>>,
+    /// Poll a resource until a jq condition over it holds.
+    #[serde(default)]
+    pub wait: Option<Spanned<KubernetesWait>>,
+}
+
+/// The operations a `kubernetes` action can name; exactly one is given.
+pub const KUBERNETES_OPERATIONS: &[&str] = &["get", "create", "patch", "delete", "wait"];
+
+/// One resource.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceRef {
+    /// Group and version, such as `flink.apache.org/v1beta1` or `v1`.
+    pub api_version: Spanned<String>,
+    /// The kind, such as `FlinkDeployment`.
+    pub kind: Spanned<String>,
+    /// The resource's name.
+    pub name: Spanned<String>,
+    /// Its namespace; omitted for cluster-scoped kinds (or the context's default namespace).
+    #[serde(default)]
+    pub namespace: Option<Spanned<String>>,
+}
+
+/// Create a resource.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesCreate {
+    /// The whole resource, with apiVersion, kind and metadata.
+    pub manifest: Node,
+    /// Namespace, when the manifest does not say.
+    #[serde(default)]
+    pub namespace: Option<Spanned<String>>,
+}
+
+/// Patch a resource.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesPatch {
+    /// Group and version, such as `flink.apache.org/v1beta1`.
+    pub api_version: Spanned<String>,
+    /// The kind.
+    pub kind: Spanned<String>,
+    /// The resource's name.
+    pub name: Spanned<String>,
+    /// Its namespace.
+    #[serde(default)]
+    pub namespace: Option<Spanned<String>>,
+    /// merge (RFC 7386, the default), json (RFC 6902) or apply (server-side apply).
+    #[serde(default, rename = "type")]
+    pub patch_type: Option<Spanned<PatchType>>,
+    /// The patch document.
+    pub patch: Node,
+}
+
+/// How a patch document is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PatchType {
+    Merge,
+    Json,
+    Apply,
+}
+
+/// Wait on a resource.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesWait {
+    /// Group and version.
+    pub api_version: Spanned<String>,
+    /// The kind.
+    pub kind: Spanned<String>,
+    /// The resource's name.
+    pub name: Spanned<String>,
+    /// Its namespace.
+    #[serde(default)]
+    pub namespace: Option<Spanned<String>>,
+    /// jq over the resource: the wait ends when it holds.
+    pub condition: Spanned<String>,
+    /// Give up after this long.
+    #[serde(default)]
+    pub timeout: Option<Spanned<Duration>>,
+}
+
+/// Ask a person.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// What the approver is asked.
+    pub prompt: Spanned<String>,
+    /// Fail the step when nobody answers in this time.
+    #[serde(default)]
+    pub timeout: Option<Spanned<Duration>>,
+}
+
+/// Fail unless jq conditions hold.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Assert {
+    /// A jq condition over the context, or a list of them; all must hold.
+    pub that: Conditions,
+    /// The failure message (a template).
+    #[serde(default)]
+    pub message: Option<Spanned<String>>,
+}
+
+/// One jq condition or a list of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conditions(pub Vec<Spanned<String>>);
+
+impl<'de> Deserialize<'de> for Conditions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Read as a node first: an untagged enum would lose the spans of the strings.
+        let node = Node::deserialize(deserializer)?;
+        let as_condition = |node: &Node| {
+            node.as_str()
+                .map(|text| Spanned::new(text.to_owned(), node.span))
+        };
+        let conditions = match &node.kind {
+            super::node::NodeKind::Seq(items) => items.iter().map(as_condition).collect(),
+            _ => as_condition(&node).map(|one| vec![one]),
+        };
+        conditions.map(Conditions).ok_or_else(|| {
+            serde::de::Error::custom(format_args!(
+                "expected a jq condition or a list of them, found {}",
+                node.kind_name()
+            ))
+        })
+    }
+}
+
+impl JsonSchema for Conditions {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Conditions".into()
+    }
+    fn json_schema(_generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A jq condition, or a list of them that must all hold.",
+            "anyOf": [
+                { "type": "string" },
+                { "type": "array", "items": { "type": "string" } }
+            ]
+        })
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests through the real binary.
+
+mod bad_input;
+mod examples;
+mod graph;
+mod plan;
+mod schema;
+mod support;
+mod validate;

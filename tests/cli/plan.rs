@@ -1,0 +1,121 @@
+use crate::support::Test;
+
+const RUNBOOK: &str = r#"version: 1
+name: upgrade
+inputs:
+  flink_url: { type: string, default: "http://127.0.0.1:8081" }
+  jobs: { type: array }
+  dry_run: { type: boolean, default: false }
+  parallelism: { type: integer, default: 2 }
+secrets:
+  token: { env: FLINK_TOKEN }
+steps:
+  - id: overview
+    http:
+      url: "{{inputs.flink_url}}/jobs/overview"
+      auth: { bearer: "{{secrets.token}}" }
+    outputs:
+      running: '[.body.jobs[] | select(.state == "RUNNING") | .jid]'
+  - id: savepoint
+    for_each: '.steps.overview.outputs.running'
+    exec: { command: [echo, "savepoint {{item}} p={{inputs.parallelism}}"] }
+    fallback:
+      exec: { command: [echo, "checkpoint {{item}}"] }
+  - id: restart
+    needs: [overview]
+    when: '.inputs.dry_run | not'
+    exec: { command: [echo, "{{inputs.jobs}}"] }
+finally:
+  - id: report
+    sleep: 1s
+"#;
+
+fn plan(args: &[&str]) -> crate::support::Output {
+    Test::new()
+        .write("upgrade.yaml", RUNBOOK)
+        .args(["plan", "upgrade.yaml"])
+        .args(args.iter().copied())
+        .run()
+}
+
+#[test]
+fn plan_groups_stages_and_renders_known_values() {
+    let output = plan(&["--input", r#"jobs=["a","b"]"#]);
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    insta::assert_snapshot!(output.stdout);
+}
+
+#[test]
+fn plan_json_is_for_tools() {
+    let output = plan(&["--input", r#"jobs=["a"]"#, "--input", "dry_run=true", "--format", "json"]);
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    assert_eq!(plan["inputs"]["jobs"], serde_json::json!(["a"]));
+    assert_eq!(plan["inputs"]["dry_run"], serde_json::json!(true));
+    let stages = plan["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 3, "overview, then savepoint and restart in parallel, then finally");
+    let second: Vec<&str> = stages[1].as_array().unwrap().iter().map(|s| s["path"].as_str().unwrap()).collect();
+    assert_eq!(second, ["savepoint", "restart"]);
+    let restart = &stages[1][1];
+    assert_eq!(restart["when"]["decided"], serde_json::json!(false), "dry_run=true skips restart");
+    let overview = &stages[0][0];
+    assert!(overview["action"].as_str().unwrap().contains("http://127.0.0.1:8081/jobs/overview"));
+    assert!(!output.stdout.contains("FLINK_TOKEN"));
+}
+
+#[test]
+fn secrets_are_never_rendered_in_a_plan() {
+    let output = Test::new()
+        .write("upgrade.yaml", RUNBOOK)
+        .args(["plan", "upgrade.yaml", "--input", "jobs=[]"])
+        .run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    assert!(output.stdout.contains("secrets.token"), "{}", output.stdout);
+}
+
+#[test]
+fn a_missing_required_input_is_named() {
+    let output = plan(&[]);
+    assert_eq!(output.code, 2);
+    assert!(output.stderr.contains("missing required input `jobs` (array)"), "{}", output.stderr);
+}
+
+#[test]
+fn a_wrong_value_names_the_input_and_its_type() {
+    let output = plan(&["--input", "jobs=a,b", "--input", "parallelism=two"]);
+    assert_eq!(output.code, 2);
+    assert!(output.stderr.contains("input `jobs` is an array and takes JSON"), "{}", output.stderr);
+    assert!(output.stderr.contains("input `parallelism` is an integer: `two` is not an integer"), "{}", output.stderr);
+}
+
+#[test]
+fn an_unknown_input_gets_a_suggestion() {
+    let output = plan(&["--input", "jobs=[]", "--input", "dryrun=true"]);
+    assert_eq!(output.code, 2);
+    assert!(output.stderr.contains("unknown input `dryrun`"), "{}", output.stderr);
+    assert!(output.stderr.contains("did you mean `dry_run`?"), "{}", output.stderr);
+}
+
+#[test]
+fn inputs_file_is_read_and_command_line_values_win() {
+    let output = Test::new()
+        .write("upgrade.yaml", RUNBOOK)
+        .write("inputs.yaml", "jobs: [x, y]\nparallelism: 7\n")
+        .args(["plan", "upgrade.yaml", "--inputs-file", "inputs.yaml", "--input", "parallelism=9", "--format", "json"])
+        .run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    assert_eq!(plan["inputs"]["jobs"], serde_json::json!(["x", "y"]));
+    assert_eq!(plan["inputs"]["parallelism"], serde_json::json!(9));
+}
+
+#[test]
+fn inputs_file_with_a_wrong_type_is_refused() {
+    let output = Test::new()
+        .write("upgrade.yaml", RUNBOOK)
+        .write("inputs.json", r#"{"jobs": "a"}"#)
+        .args(["plan", "upgrade.yaml", "--inputs-file", "inputs.json"])
+        .run();
+    assert_eq!(output.code, 2);
+    assert!(output.stderr.contains("input `jobs` is an array, but the inputs file gives a string"), "{}", output.stderr);
+}
