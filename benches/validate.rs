@@ -9,7 +9,9 @@ use std::hint::black_box;
 /// `chains` chains of `length` steps; each step needs the one before it in its chain and
 /// reads its output; the last step of every chain joins into one final step.
 pub fn generated_runbook(chains: usize, length: usize) -> String {
-    let mut text = String::from("version: 1\nname: generated\ninputs:\n  greeting: { type: string, default: hi }\nsteps:\n");
+    let mut text = String::from(
+        "version: 1\nname: generated\ninputs:\n  greeting: { type: string, default: hi }\nsteps:\n",
+    );
     for chain in 0..chains {
         for link in 0..length {
             let id = format!("c{chain}_s{link}");
@@ -27,8 +29,13 @@ pub fn generated_runbook(chains: usize, length: usize) -> String {
             text.push_str("    outputs: { value: '.stdout' }\n");
         }
     }
-    let lasts: Vec<String> = (0..chains).map(|c| format!("c{c}_s{}", length - 1)).collect();
-    text.push_str(&format!("  - id: join\n    needs: [{}]\n    sleep: 1s\n", lasts.join(", ")));
+    let lasts: Vec<String> = (0..chains)
+        .map(|c| format!("c{c}_s{}", length - 1))
+        .collect();
+    text.push_str(&format!(
+        "  - id: join\n    needs: [{}]\n    sleep: 1s\n",
+        lasts.join(", ")
+    ));
     text
 }
 

@@ -1,11 +1,11 @@
 use super::args::{InputArgs, PlanArgs, PlanFormat};
 use super::{ExitStatus, Printer};
 use crate::plan::dry_run::{self, Plan, PlannedStep};
+use crate::runbook::Runbook;
 use crate::runbook::diagnostic::display_path;
 use crate::runbook::inputs;
 use crate::runbook::node;
 use crate::runbook::validate::validate_file;
-use crate::runbook::Runbook;
 use anyhow::Context;
 use serde_json::{Map, Value};
 use std::fmt::Write;
@@ -17,7 +17,10 @@ pub fn plan(args: &PlanArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
         printer.diagnostics(&validation.problems);
         return Ok(ExitStatus::Invalid);
     }
-    let root = validation.bundle.root().expect("a valid runbook has loaded");
+    let root = validation
+        .bundle
+        .root()
+        .expect("a valid runbook has loaded");
     let values = match resolve_inputs(&root.runbook, &args.inputs)? {
         Ok(values) => values,
         Err(errors) => {
@@ -41,7 +44,10 @@ pub fn plan(args: &PlanArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
 
 /// The inputs from `--inputs-file` and `--input`, checked against the runbook. The outer
 /// error is for a file that cannot be read; the inner list holds every input problem.
-pub fn resolve_inputs(runbook: &Runbook, args: &InputArgs) -> anyhow::Result<Result<Map<String, Value>, Vec<String>>> {
+pub fn resolve_inputs(
+    runbook: &Runbook,
+    args: &InputArgs,
+) -> anyhow::Result<Result<Map<String, Value>, Vec<String>>> {
     let mut problems = Vec::new();
     let from_file = match &args.inputs_file {
         None => None,
@@ -58,7 +64,11 @@ pub fn resolve_inputs(runbook: &Runbook, args: &InputArgs) -> anyhow::Result<Res
                 Err(e) => anyhow::bail!(
                     "the inputs file {} is not valid YAML or JSON: {}",
                     display_path(path),
-                    e.without_snippet().to_string().lines().next().unwrap_or_default()
+                    e.without_snippet()
+                        .to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
                 ),
             }
         }
@@ -86,7 +96,11 @@ fn render_text(plan: &Plan, file: &str) -> String {
     if !plan.inputs.is_empty() {
         let _ = writeln!(out, "\nInputs");
         for (name, value) in &plan.inputs {
-            let _ = writeln!(out, "  {name} = {}", serde_json::to_string(value).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "  {name} = {}",
+                serde_json::to_string(value).unwrap_or_default()
+            );
         }
     }
     let mut any_unknown = false;
@@ -125,13 +139,13 @@ fn write_step(out: &mut String, step: &PlannedStep, depth: usize) -> bool {
     let _ = writeln!(out, "{indent}{title}");
     let detail = format!("{indent}    ");
     let _ = writeln!(out, "{detail}{}", step.summary);
-    if !step.action.is_empty() && step.action != step.summary && !step.summary.ends_with(&step.action) {
-        for line in step.action.lines() {
-            let _ = writeln!(out, "{detail}  {line}");
-        }
-    }
+    write_body(out, &step.action, &detail);
     if !step.with.is_null() {
-        let _ = writeln!(out, "{detail}with {}", serde_json::to_string(&step.with).unwrap_or_default());
+        let _ = writeln!(
+            out,
+            "{detail}with {}",
+            serde_json::to_string(&step.with).unwrap_or_default()
+        );
     }
     if let Some(for_each) = &step.for_each {
         let _ = writeln!(out, "{detail}for each item of {for_each}");
@@ -149,8 +163,13 @@ fn write_step(out: &mut String, step: &PlannedStep, depth: usize) -> bool {
     }
     if let Some(fallback) = &step.fallback {
         let _ = writeln!(out, "{detail}fallback: {}", fallback.summary);
+        write_body(out, &fallback.action, &format!("{detail}  "));
         if !fallback.with.is_null() {
-            let _ = writeln!(out, "{detail}  with {}", serde_json::to_string(&fallback.with).unwrap_or_default());
+            let _ = writeln!(
+                out,
+                "{detail}  with {}",
+                serde_json::to_string(&fallback.with).unwrap_or_default()
+            );
         }
     }
     let mut unknown = !step.known_at_run_time.is_empty();
@@ -158,4 +177,34 @@ fn write_step(out: &mut String, step: &PlannedStep, depth: usize) -> bool {
         unknown |= write_step(out, call, depth + 2);
     }
     unknown
+}
+
+/// The fields of an action body the one-line summary does not already show; a multi-line
+/// value (a script) is shown as its lines.
+fn write_body(out: &mut String, body: &Value, indent: &str) {
+    const IN_SUMMARY: &[&str] = &["command", "url", "method"];
+    let Value::Object(fields) = body else { return };
+    for (key, value) in fields {
+        if IN_SUMMARY.contains(&key.as_str()) {
+            continue;
+        }
+        match value {
+            Value::String(text) if text.contains('\n') => {
+                let _ = writeln!(out, "{indent}{key}:");
+                for line in text.trim_end().lines() {
+                    let _ = writeln!(out, "{indent}  │ {line}");
+                }
+            }
+            Value::String(text) => {
+                let _ = writeln!(out, "{indent}{key}: {text}");
+            }
+            other => {
+                let _ = writeln!(
+                    out,
+                    "{indent}{key}: {}",
+                    serde_json::to_string(other).unwrap_or_default()
+                );
+            }
+        }
+    }
 }

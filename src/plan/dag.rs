@@ -121,7 +121,11 @@ impl Dag {
 
     /// A cycle inside one strongly connected component, found by walking `needs` edges
     /// (step -> a step it needs) until a step repeats.
-    fn cycle_through(&self, start: usize, members: &std::collections::HashSet<usize>) -> Vec<usize> {
+    fn cycle_through(
+        &self,
+        start: usize,
+        members: &std::collections::HashSet<usize>,
+    ) -> Vec<usize> {
         let mut path = vec![start];
         let mut position = HashMap::from([(start, 0usize)]);
         let mut current = start;
@@ -178,7 +182,11 @@ impl Dag {
             .map(|n| n.index())
             .filter(|&i| self.sections[i] == Section::Steps)
             .fold(0, |deepest, i| {
-                let d = self.needs[i].iter().map(|n| depth[n.step] + 1).max().unwrap_or(0);
+                let d = self.needs[i]
+                    .iter()
+                    .map(|n| depth[n.step] + 1)
+                    .max()
+                    .unwrap_or(0);
                 depth[i] = d;
                 deepest.max(d + 1)
             });

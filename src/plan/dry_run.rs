@@ -32,8 +32,8 @@ pub struct PlannedStep {
     pub needs: Vec<String>,
     /// One line: `http GET http://...`.
     pub summary: String,
-    /// The action key and its body, templates rendered where known.
-    pub action: String,
+    /// The action's body, templates rendered where known.
+    pub action: Value,
     pub with: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub when: Option<Condition>,
@@ -52,7 +52,7 @@ pub struct PlannedStep {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedFallback {
     pub summary: String,
-    pub action: String,
+    pub action: Value,
     pub with: Value,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub known_at_run_time: Vec<String>,
@@ -80,7 +80,13 @@ pub fn plan(bundle: &Bundle, inputs: Map<String, Value>) -> Option<Plan> {
 
 const MAX_USES_DEPTH: usize = 8;
 
-fn plan_runbook(bundle: &Bundle, loaded: &Loaded, context: &Value, prefix: &str, depth: usize) -> Vec<Vec<PlannedStep>> {
+fn plan_runbook(
+    bundle: &Bundle,
+    loaded: &Loaded,
+    context: &Value,
+    prefix: &str,
+    depth: usize,
+) -> Vec<Vec<PlannedStep>> {
     let dag = Dag::new(&loaded.runbook);
     let steps: Vec<&Step> = loaded.runbook.all_steps().collect();
     let Some(stages) = dag.stages() else {
@@ -91,7 +97,18 @@ fn plan_runbook(bundle: &Bundle, loaded: &Loaded, context: &Value, prefix: &str,
         .map(|stage| {
             stage
                 .iter()
-                .map(|&index| plan_step(bundle, loaded, &dag, index, steps[index], context, prefix, depth))
+                .map(|&index| {
+                    plan_step(
+                        bundle,
+                        loaded,
+                        &dag,
+                        index,
+                        steps[index],
+                        context,
+                        prefix,
+                        depth,
+                    )
+                })
                 .collect()
         })
         .collect()
@@ -112,7 +129,7 @@ fn plan_step(
     let action = step.action();
     let (body, mut unknown) = render_body(&step.node, action, context);
     let with = step.node.get("with").map_or(Value::Null, |n| {
-        let partial = render_partial(&n.to_json(), context);
+        let partial = render_partial(&n.to_json(), context, template::Escape::Plain);
         unknown.extend(partial.unknown);
         partial.text
     });
@@ -124,11 +141,13 @@ fn plan_step(
         let action = fallback.action();
         let node = step.node.get("fallback").cloned().unwrap_or_default();
         let (body, unknown) = render_body(&node, action, context);
-        let with = node
-            .get("with")
-            .map_or(Value::Null, |n| render_partial(&n.to_json(), context).text);
+        let with = node.get("with").map_or(Value::Null, |n| {
+            render_partial(&n.to_json(), context, template::Escape::Plain).text
+        });
         Box::new(PlannedFallback {
-            summary: action.map(describe).unwrap_or_default(),
+            summary: action
+                .map(|a| render_summary(a, context))
+                .unwrap_or_default(),
             action: body,
             with,
             known_at_run_time: unknown,
@@ -136,25 +155,27 @@ fn plan_step(
     });
     let calls = match action {
         Some(ActionRef::Uses(uses, _)) if depth < MAX_USES_DEPTH => {
-            bundle.called(loaded, &uses.value).map_or_else(Vec::new, |called| {
-                // The called runbook sees the `with` values as its inputs, plus its defaults.
-                let mut inputs = Map::new();
-                for (name, input) in called.runbook.inputs.iter() {
-                    if let Some(default) = &input.default {
-                        inputs.insert(name.value.clone(), default.to_json());
+            bundle
+                .called(loaded, &uses.value)
+                .map_or_else(Vec::new, |called| {
+                    // The called runbook sees the `with` values as its inputs, plus its defaults.
+                    let mut inputs = Map::new();
+                    for (name, input) in called.runbook.inputs.iter() {
+                        if let Some(default) = &input.default {
+                            inputs.insert(name.value.clone(), default.to_json());
+                        }
                     }
-                }
-                if let Value::Object(given) = &with {
-                    for (k, v) in given {
-                        inputs.insert(k.clone(), v.clone());
+                    if let Value::Object(given) = &with {
+                        for (k, v) in given {
+                            inputs.insert(k.clone(), v.clone());
+                        }
                     }
-                }
-                let inner = json!({ "inputs": inputs });
-                plan_runbook(bundle, called, &inner, &format!("{path}/"), depth + 1)
-                    .into_iter()
-                    .flatten()
-                    .collect()
-            })
+                    let inner = json!({ "inputs": inputs });
+                    plan_runbook(bundle, called, &inner, &format!("{path}/"), depth + 1)
+                        .into_iter()
+                        .flatten()
+                        .collect()
+                })
         }
         _ => Vec::new(),
     };
@@ -164,8 +185,13 @@ fn plan_step(
         path,
         name: step.name.clone(),
         finally: dag.sections[index] == Section::Finally,
-        needs: dag.needs[index].iter().map(|n| dag.ids[n.step].clone()).collect(),
-        summary: action.map(|a| render_summary(a, context)).unwrap_or_default(),
+        needs: dag.needs[index]
+            .iter()
+            .map(|n| dag.ids[n.step].clone())
+            .collect(),
+        summary: action
+            .map(|a| render_summary(a, context))
+            .unwrap_or_default(),
         action: body,
         with,
         when,
@@ -176,35 +202,52 @@ fn plan_step(
     }
 }
 
-/// The action's body as YAML-ish JSON text with known templates rendered.
-fn render_body(node: &Node, action: Option<ActionRef<'_>>, context: &Value) -> (String, Vec<String>) {
+/// The action's body with known templates rendered: as the run would see it, except that
+/// what only the run knows is marked.
+fn render_body(
+    node: &Node,
+    action: Option<ActionRef<'_>>,
+    context: &Value,
+) -> (Value, Vec<String>) {
     let Some(action) = action else {
-        return (String::new(), Vec::new());
+        return (Value::Null, Vec::new());
     };
     let Some(body) = node.get(action.key()) else {
-        return (String::new(), Vec::new());
+        return (Value::Null, Vec::new());
     };
     let json = body.to_json();
     // jq conditions in an action are expressions, not templates: shown as written.
     if matches!(action, ActionRef::Assert(_)) {
-        return (compact(&json), Vec::new());
+        return (json, Vec::new());
     }
-    let partial = render_partial(&json, context);
-    (compact(&partial.text), partial.unknown)
+    let mut partial = render_partial(&json, context, template::Escape::Plain);
+    // A script's values are shell-quoted when it runs; show them that way.
+    if let (ActionRef::Exec(_), Some(script)) = (action, json.get("script")) {
+        let quoted = render_partial(script, context, template::Escape::ShellQuoted);
+        if let Value::Object(map) = &mut partial.text {
+            map.insert("script".to_owned(), quoted.text);
+        }
+    }
+    (partial.text, partial.unknown)
 }
 
 fn render_summary(action: ActionRef<'_>, context: &Value) -> String {
-    compact(&render_partial(&Value::String(describe(action)), context).text)
+    compact(
+        &render_partial(
+            &Value::String(describe(action)),
+            context,
+            template::Escape::Plain,
+        )
+        .text,
+    )
 }
 
 /// Renders what is known; a template that does not parse (validation has already said so)
 /// is shown as written.
-fn render_partial(value: &Value, context: &Value) -> template::Partial {
-    template::render_value_partial(value, context, template::Escape::Plain).unwrap_or_else(|_| {
-        template::Partial {
-            text: value.clone(),
-            unknown: Vec::new(),
-        }
+fn render_partial(value: &Value, context: &Value, escape: template::Escape) -> template::Partial {
+    template::render_value_partial(value, context, escape).unwrap_or_else(|_| template::Partial {
+        text: value.clone(),
+        unknown: Vec::new(),
     })
 }
 
@@ -218,7 +261,10 @@ fn compact(value: &Value) -> String {
 /// Evaluates a `when` now if it reads nothing but inputs.
 fn decide(expression: &str, context: &Value) -> Option<bool> {
     let references = jq::check(expression, jq::Root::Context).ok()?;
-    if references.iter().any(|r| r.path.first().map(String::as_str) != Some("inputs")) {
+    if references
+        .iter()
+        .any(|r| r.path.first().map(String::as_str) != Some("inputs"))
+    {
         return None;
     }
     let program = jq::compile(expression).ok()?;

@@ -24,7 +24,12 @@ fn write_group(out: &mut String, group: &Group, depth: usize) {
         let _ = writeln!(out, "{indent}{}", shape_text(shape));
     }
     for nested in &group.groups {
-        let _ = writeln!(out, "{indent}subgraph {}[\"{}\"]", nested.id, escape(&nested.label));
+        let _ = writeln!(
+            out,
+            "{indent}subgraph {}[\"{}\"]",
+            nested.id,
+            escape(&nested.label)
+        );
         write_group(out, nested, depth + 1);
         let _ = writeln!(out, "{indent}end");
     }

@@ -74,7 +74,14 @@ impl Picture {
         Some(picture)
     }
 
-    fn draw_runbook(&mut self, bundle: &Bundle, loaded: &Loaded, prefix: &str, group: &mut Group, depth: usize) -> Vec<String> {
+    fn draw_runbook(
+        &mut self,
+        bundle: &Bundle,
+        loaded: &Loaded,
+        prefix: &str,
+        group: &mut Group,
+        depth: usize,
+    ) -> Vec<String> {
         let dag = Dag::new(&loaded.runbook);
         let steps: Vec<&Step> = loaded.runbook.all_steps().collect();
         let mut finally = Group {
@@ -96,9 +103,21 @@ impl Picture {
             }
             let action = step.action();
             lines.push(action.map(describe).unwrap_or_default());
-            let kind = if step.uses.is_some() { ShapeKind::Uses } else { ShapeKind::Step };
-            let target = if dag.sections[index] == Section::Finally { &mut finally } else { &mut *group };
-            target.shapes.push(Shape { id: id.clone(), lines, kind });
+            let kind = if step.uses.is_some() {
+                ShapeKind::Uses
+            } else {
+                ShapeKind::Step
+            };
+            let target = if dag.sections[index] == Section::Finally {
+                &mut finally
+            } else {
+                &mut *group
+            };
+            target.shapes.push(Shape {
+                id: id.clone(),
+                lines,
+                kind,
+            });
             if let Some(ActionRef::Uses(uses, _)) = action {
                 self.draw_uses(bundle, loaded, &uses.value, &path, &id, target, depth);
             }
@@ -107,19 +126,38 @@ impl Picture {
                 let action = fallback.action();
                 target.shapes.push(Shape {
                     id: fallback_id.clone(),
-                    lines: vec![format!("{path} fallback"), action.map(describe).unwrap_or_default()],
+                    lines: vec![
+                        format!("{path} fallback"),
+                        action.map(describe).unwrap_or_default(),
+                    ],
                     kind: ShapeKind::Fallback,
                 });
-                self.edges.push(Edge { from: id.clone(), to: fallback_id.clone(), kind: EdgeKind::Fallback });
+                self.edges.push(Edge {
+                    from: id.clone(),
+                    to: fallback_id.clone(),
+                    kind: EdgeKind::Fallback,
+                });
                 if let Some(ActionRef::Uses(uses, _)) = action {
-                    self.draw_uses(bundle, loaded, &uses.value, &format!("{path}.fallback"), &fallback_id, target, depth);
+                    self.draw_uses(
+                        bundle,
+                        loaded,
+                        &uses.value,
+                        &format!("{path}.fallback"),
+                        &fallback_id,
+                        target,
+                        depth,
+                    );
                 }
             }
             if dag.needs[index].is_empty() && dag.sections[index] == Section::Steps {
                 roots.push(id.clone());
             }
             for need in &dag.needs[index] {
-                self.edges.push(Edge { from: id_of(need.step), to: id.clone(), kind: EdgeKind::Needs });
+                self.edges.push(Edge {
+                    from: id_of(need.step),
+                    to: id.clone(),
+                    kind: EdgeKind::Needs,
+                });
             }
         }
         if !finally.shapes.is_empty() {
@@ -129,11 +167,22 @@ impl Picture {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn draw_uses(&mut self, bundle: &Bundle, caller: &Loaded, uses: &str, path: &str, from: &str, group: &mut Group, depth: usize) {
+    fn draw_uses(
+        &mut self,
+        bundle: &Bundle,
+        caller: &Loaded,
+        uses: &str,
+        path: &str,
+        from: &str,
+        group: &mut Group,
+        depth: usize,
+    ) {
         if depth >= MAX_USES_DEPTH {
             return;
         }
-        let Some(called) = bundle.called(caller, uses) else { return };
+        let Some(called) = bundle.called(caller, uses) else {
+            return;
+        };
         let mut nested = Group {
             id: format!("{from}__uses"),
             label: format!("{path}: {uses}"),
@@ -141,7 +190,11 @@ impl Picture {
         };
         let roots = self.draw_runbook(bundle, called, &format!("{path}/"), &mut nested, depth + 1);
         for root in roots {
-            self.edges.push(Edge { from: from.to_owned(), to: root, kind: EdgeKind::Uses });
+            self.edges.push(Edge {
+                from: from.to_owned(),
+                to: root,
+                kind: EdgeKind::Uses,
+            });
         }
         group.groups.push(nested);
     }
@@ -153,14 +206,22 @@ pub fn describe(action: ActionRef<'_>) -> String {
         ActionRef::Exec(exec) => match (&exec.command, &exec.script) {
             (Some(command), _) => format!(
                 "exec {}",
-                command.value.iter().map(|a| a.value.as_str()).collect::<Vec<_>>().join(" ")
+                command
+                    .value
+                    .iter()
+                    .map(|a| a.value.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ),
             (None, Some(_)) => "exec script".to_owned(),
             _ => "exec".to_owned(),
         },
         ActionRef::Http(http) => format!(
             "http {} {}",
-            http.method.as_ref().map_or("GET".to_owned(), |m| format!("{:?}", m.value).to_uppercase()),
+            http.method
+                .as_ref()
+                .map_or("GET".to_owned(), |m| format!("{:?}", m.value)
+                    .to_uppercase()),
             http.url.value
         ),
         ActionRef::Kubernetes(k) => {

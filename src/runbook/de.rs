@@ -240,10 +240,8 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
             if fields.contains(&entry.0.name.as_str()) {
                 known.push(entry);
             } else {
-                let mut error = <DeError as de::Error>::custom(format_args!(
-                    "unknown key `{}`",
-                    entry.0.name
-                ));
+                let mut error =
+                    <DeError as de::Error>::custom(format_args!("unknown key `{}`", entry.0.name));
                 error.help = Some(did_you_mean(&entry.0.name, fields));
                 self.sink.push(error.at(entry.0.span));
             }
@@ -306,7 +304,11 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
         self.deserialize_any(visitor)
     }
 
-    fn deserialize_tuple<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_any(visitor)
     }
 
@@ -360,7 +362,10 @@ struct MapAccess<'a> {
 impl<'de, 'a> de::MapAccess<'de> for MapAccess<'a> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         match self.entries.next() {
             Some((key, value)) => {
                 self.value = Some(value);
@@ -441,7 +446,10 @@ impl<D> SpannedAccess<D> {
 impl<'de, D: de::Deserializer<'de, Error = DeError>> de::MapAccess<'de> for SpannedAccess<D> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         let Some(field) = SPANNED_FIELDS.get(self.state as usize) else {
             return Ok(None);
         };
@@ -473,7 +481,10 @@ impl<'de, 'a> de::EnumAccess<'de> for EnumAccess<'a> {
     type Error = DeError;
     type Variant = NodeDeserializer<'a>;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self::Variant), DeError> {
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, Self::Variant), DeError> {
         let variant = seed.deserialize(KeyDeserializer { key: self.key })?;
         Ok((variant, self.value))
     }

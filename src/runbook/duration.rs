@@ -75,7 +75,9 @@ impl<'de> Deserialize<'de> for Duration {
             }
             fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
                 Duration::parse(text).ok_or_else(|| {
-                    E::custom(format_args!("invalid duration `{text}`: expected {EXPECTED}"))
+                    E::custom(format_args!(
+                        "invalid duration `{text}`: expected {EXPECTED}"
+                    ))
                 })
             }
         }
@@ -161,7 +163,16 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for text in ["", "5", "m", "5 m", "5min", "-5s", "5s3", "99999999999999999999h"] {
+        for text in [
+            "",
+            "5",
+            "m",
+            "5 m",
+            "5min",
+            "-5s",
+            "5s3",
+            "99999999999999999999h",
+        ] {
             assert!(Duration::parse(text).is_none(), "{text:?} parsed");
         }
     }

@@ -190,8 +190,14 @@ mod tests {
 
     #[test]
     fn reads_values_as_their_declared_type() {
-        assert_eq!(parse_value("n", InputType::Integer, "42").unwrap(), Value::from(42));
-        assert_eq!(parse_value("b", InputType::Boolean, "true").unwrap(), Value::Bool(true));
+        assert_eq!(
+            parse_value("n", InputType::Integer, "42").unwrap(),
+            Value::from(42)
+        );
+        assert_eq!(
+            parse_value("b", InputType::Boolean, "true").unwrap(),
+            Value::Bool(true)
+        );
         assert_eq!(
             parse_value("a", InputType::Array, r#"["x", 1]"#).unwrap(),
             serde_json::json!(["x", 1])

@@ -55,11 +55,7 @@ pub fn read_source(path: &Path) -> Result<SourceFile, Diagnostic> {
             let bytes = error.into_bytes();
             let prefix = String::from_utf8_lossy(&bytes[..valid]);
             let line = prefix.matches('\n').count() + 1;
-            let column = prefix
-                .rsplit('\n')
-                .next()
-                .map_or(0, |l| l.chars().count())
-                + 1;
+            let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             Err(Diagnostic::plain(format!(
                 "{shown}:{line}:{column}: the file is not valid UTF-8 (byte 0x{:02x} at offset {valid})",
                 bytes[valid]
@@ -95,8 +91,14 @@ pub fn load(file: SourceFile) -> (Option<Loaded>, Vec<Diagnostic>) {
         return (
             None,
             vec![
-                Diagnostic::at(&file, root.visible_span(), format!("expected a runbook (a mapping with version, name and steps), found {found}"))
-                    .with_label("here"),
+                Diagnostic::at(
+                    &file,
+                    root.visible_span(),
+                    format!(
+                        "expected a runbook (a mapping with version, name and steps), found {found}"
+                    ),
+                )
+                .with_label("here"),
             ],
         );
     };
@@ -105,17 +107,21 @@ pub fn load(file: SourceFile) -> (Option<Loaded>, Vec<Diagnostic>) {
     let mut unloaded = Unloaded::default();
     let mut rest = root;
     // Steps, inputs and secrets load one by one, so a mistake in one does not hide the others.
-    let steps = take_list(&mut rest, "steps").map(|items| {
-        load_steps(&file, &items, &sink, &mut unloaded, &mut problems)
-    });
-    let finally = take_list(&mut rest, "finally").map(|items| {
-        load_steps(&file, &items, &sink, &mut unloaded, &mut problems)
-    });
+    let steps = take_list(&mut rest, "steps")
+        .map(|items| load_steps(&file, &items, &sink, &mut unloaded, &mut problems));
+    let finally = take_list(&mut rest, "finally")
+        .map(|items| load_steps(&file, &items, &sink, &mut unloaded, &mut problems));
     let inputs = take_map(&mut rest, "inputs").map(|entries| {
         load_entries::<Input>(&file, &entries, &sink, &mut unloaded.inputs, &mut problems)
     });
     let secrets = take_map(&mut rest, "secrets").map(|entries| {
-        load_entries::<Spanned<Secret>>(&file, &entries, &sink, &mut unloaded.secrets, &mut problems)
+        load_entries::<Spanned<Secret>>(
+            &file,
+            &entries,
+            &sink,
+            &mut unloaded.secrets,
+            &mut problems,
+        )
     });
 
     let missing: Vec<&str> = REQUIRED_TOP_LEVEL
@@ -322,8 +328,7 @@ fn entry_holding(node: &Node, span: Span) -> Option<usize> {
 }
 
 fn de_problem(file: &SourceFile, error: DeError) -> Diagnostic {
-    Diagnostic::at(file, error.span.unwrap_or_default(), error.message)
-        .with_help_opt(error.help)
+    Diagnostic::at(file, error.span.unwrap_or_default(), error.message).with_help_opt(error.help)
 }
 
 /// serde-saphyr's safety limits, said in a runbook author's words; the position is shown by

@@ -30,11 +30,7 @@ impl<T> std::ops::Deref for Spanned<T> {
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Spanned<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_struct(
-            SPANNED_MARKER,
-            SPANNED_FIELDS,
-            SpannedVisitor(PhantomData),
-        )
+        deserializer.deserialize_struct(SPANNED_MARKER, SPANNED_FIELDS, SpannedVisitor(PhantomData))
     }
 }
 

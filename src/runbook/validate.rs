@@ -280,13 +280,9 @@ impl Checker<'_> {
             self.error(max.span, "max_parallel must be at least 1");
         }
         if runbook.steps.is_empty() && self.loaded.unloaded.steps.is_empty() {
-            let span = self
-                .loaded
-                .runbook
-                .name
-                .span;
-            self.error(span, "the runbook has no steps")
-                .help = Some("add at least one step under `steps:`".to_owned());
+            let span = self.loaded.runbook.name.span;
+            self.error(span, "the runbook has no steps").help =
+                Some("add at least one step under `steps:`".to_owned());
         }
         if let Some(defaults) = &runbook.defaults
             && let Some(retry) = &defaults.retry
@@ -322,8 +318,8 @@ impl Checker<'_> {
         }
         for (name, _) in self.runbook.secrets.iter() {
             if !is_identifier(&name.value) {
-                self.error(name.span, format!("invalid secret name `{}`", name.value)).help =
-                    Some("secret names use letters, digits and `_`".to_owned());
+                self.error(name.span, format!("invalid secret name `{}`", name.value))
+                    .help = Some("secret names use letters, digits and `_`".to_owned());
             }
         }
     }
@@ -333,15 +329,19 @@ impl Checker<'_> {
         for step in self.runbook.all_steps() {
             let id = &step.id;
             if !is_name(&id.value, false) {
-                self.error(id.span, format!("invalid step id `{}`", id.value)).help =
-                    Some("step ids use lowercase letters, digits and `_`".to_owned());
+                self.error(id.span, format!("invalid step id `{}`", id.value))
+                    .help = Some("step ids use lowercase letters, digits and `_`".to_owned());
             }
             if let Some(first) = first_seen.get(id.value.as_str()) {
                 let first = *first;
-                let problem = Diagnostic::at(self.file, id.span, format!("duplicate step id `{}`", id.value))
-                    .with_label("used again here")
-                    .with_related(first, "first used here")
-                    .with_help("step ids are unique across `steps` and `finally`");
+                let problem = Diagnostic::at(
+                    self.file,
+                    id.span,
+                    format!("duplicate step id `{}`", id.value),
+                )
+                .with_label("used again here")
+                .with_related(first, "first used here")
+                .with_help("step ids are unique across `steps` and `finally`");
                 self.problems.borrow_mut().push(problem);
             } else {
                 first_seen.insert(&id.value, id.span);
@@ -356,7 +356,10 @@ impl Checker<'_> {
             let mut seen = HashSet::new();
             for name in &needs.value {
                 if !seen.insert(name.value.as_str()) {
-                    self.error(name.span, format!("`{}` is listed twice in needs", name.value));
+                    self.error(
+                        name.span,
+                        format!("`{}` is listed twice in needs", name.value),
+                    );
                     continue;
                 }
                 match self.dag.index_of.get(&name.value) {
@@ -427,9 +430,9 @@ impl Checker<'_> {
                 });
             }
             if let Some(problem) = problem {
-                self.problems.borrow_mut().push(
-                    problem.with_help("a step cannot wait, directly or not, for itself; remove one of these needs"),
-                );
+                self.problems.borrow_mut().push(problem.with_help(
+                    "a step cannot wait, directly or not, for itself; remove one of these needs",
+                ));
             }
         }
     }
@@ -467,8 +470,13 @@ impl Checker<'_> {
         }
         if let Some(max) = &step.max_parallel {
             if step.for_each.is_none() {
-                self.error(max.span, "a step's max_parallel applies only to a for_each step")
-                    .help = Some("use max_parallel at the top of the runbook to bound the whole run".to_owned());
+                self.error(
+                    max.span,
+                    "a step's max_parallel applies only to a for_each step",
+                )
+                .help = Some(
+                    "use max_parallel at the top of the runbook to bound the whole run".to_owned(),
+                );
             } else if max.value == 0 {
                 self.error(max.span, "max_parallel must be at least 1");
             }
@@ -509,7 +517,13 @@ impl Checker<'_> {
     }
 
     /// Exactly one action per body, and each action's own rules.
-    fn check_actions(&self, id: &Spanned<String>, actions: &[ActionRef<'_>], body_span: Span, what: &str) {
+    fn check_actions(
+        &self,
+        id: &Spanned<String>,
+        actions: &[ActionRef<'_>],
+        body_span: Span,
+        what: &str,
+    ) {
         let subject = if what == "step" {
             format!("step `{}`", id.value)
         } else {
@@ -519,10 +533,13 @@ impl Checker<'_> {
             [] if self.loaded.unloaded.damaged_steps.contains(&id.value) => {}
             [] => {
                 let span = if what == "step" { id.span } else { body_span };
-                self.error(span, format!("{subject} has no action"))
-                    .help = Some(format!(
+                self.error(span, format!("{subject} has no action")).help = Some(format!(
                     "give exactly one of {}",
-                    ACTION_KEYS.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    ACTION_KEYS
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             }
             [_] => {}
@@ -532,7 +549,11 @@ impl Checker<'_> {
                     action_span(second),
                     format!(
                         "{subject} has {} actions: `{}` and `{}`",
-                        if actions.len() == 2 { "two".to_owned() } else { actions.len().to_string() },
+                        if actions.len() == 2 {
+                            "two".to_owned()
+                        } else {
+                            actions.len().to_string()
+                        },
                         first.key(),
                         second.key()
                     ),
@@ -547,13 +568,19 @@ impl Checker<'_> {
             match action {
                 ActionRef::Exec(exec) => match (&exec.command, &exec.script) {
                     (None, None) => {
-                        self.error(exec.span, "exec needs `command` (a list of arguments) or `script`");
+                        self.error(
+                            exec.span,
+                            "exec needs `command` (a list of arguments) or `script`",
+                        );
                     }
                     (Some(command), Some(_)) => {
                         self.error(command.span, "exec takes `command` or `script`, not both");
                     }
                     (Some(command), None) if command.value.is_empty() => {
-                        self.error(command.span, "exec `command` is empty: give the program and its arguments");
+                        self.error(
+                            command.span,
+                            "exec `command` is empty: give the program and its arguments",
+                        );
                     }
                     _ => {}
                 },
@@ -564,7 +591,10 @@ impl Checker<'_> {
                     if let Some(expect) = &http.expect {
                         for status in &expect.value {
                             if !(100..=599).contains(&status.value) {
-                                self.error(status.span, format!("{} is not an HTTP status", status.value));
+                                self.error(
+                                    status.span,
+                                    format!("{} is not an HTTP status", status.value),
+                                );
                             }
                         }
                     }
@@ -597,10 +627,17 @@ impl Checker<'_> {
         }
     }
 
-    fn check_with_has_uses(&self, uses: Option<&Spanned<String>>, with: Option<&Spanned<SpannedMap<Node>>>) {
+    fn check_with_has_uses(
+        &self,
+        uses: Option<&Spanned<String>>,
+        with: Option<&Spanned<SpannedMap<Node>>>,
+    ) {
         if let (None, Some(with)) = (uses, with) {
-            self.error(with.span, "`with` gives inputs to a called runbook, but there is no `uses`")
-                .help = Some("add `uses: path/to/runbook.yaml`, or remove `with`".to_owned());
+            self.error(
+                with.span,
+                "`with` gives inputs to a called runbook, but there is no `uses`",
+            )
+            .help = Some("add `uses: path/to/runbook.yaml`, or remove `with`".to_owned());
         }
     }
 
@@ -612,24 +649,33 @@ impl Checker<'_> {
         if let Some(backoff) = &retry.backoff
             && !(backoff.value >= 1.0 && backoff.value.is_finite())
         {
-            self.error(backoff.span, "retry backoff must be a number of at least 1.0");
+            self.error(
+                backoff.span,
+                "retry backoff must be a number of at least 1.0",
+            );
         }
     }
 
-    fn check_polling(&self, until: Option<&Spanned<String>>, poll: Option<&Spanned<Poll>>, scope: Scope) {
+    fn check_polling(
+        &self,
+        until: Option<&Spanned<String>>,
+        poll: Option<&Spanned<Poll>>,
+        scope: Scope,
+    ) {
         if let Some(until) = until {
             self.check_jq(until, Root::Result, scope, "until");
         } else if let Some(poll) = poll {
             self.error(poll.span, "`poll` has no effect without `until`")
-                .help = Some("add `until:` with the condition to wait for, or remove `poll`".to_owned());
+                .help =
+                Some("add `until:` with the condition to wait for, or remove `poll`".to_owned());
         }
     }
 
     fn check_outputs(&self, outputs: &Spanned<SpannedMap<Spanned<String>>>, scope: Scope) {
         for (name, expression) in outputs.value.iter() {
             if !is_identifier(&name.value) {
-                self.error(name.span, format!("invalid output name `{}`", name.value)).help =
-                    Some("output names use letters, digits and `_`".to_owned());
+                self.error(name.span, format!("invalid output name `{}`", name.value))
+                    .help = Some("output names use letters, digits and `_`".to_owned());
             }
             self.check_jq(expression, Root::Result, scope, "output");
         }
@@ -713,7 +759,12 @@ impl Checker<'_> {
             }
             Err(errors) => {
                 for error in errors {
-                    let at = inner_span(self.file, expression.span, &expression.value, error.span.clone());
+                    let at = inner_span(
+                        self.file,
+                        expression.span,
+                        &expression.value,
+                        error.span.clone(),
+                    );
                     self.error(at, format!("invalid jq in {what}: {}", error.message))
                         .labels[0]
                         .1 = "here".to_owned();
@@ -736,9 +787,17 @@ impl Checker<'_> {
                 {
                     let help = closest(name, self.runbook.inputs.keys().map(|k| k.value.as_str()))
                         .map(|c| format!("did you mean `inputs.{c}`?"))
-                        .or_else(|| Some(declared_list("inputs", self.runbook.inputs.keys().map(|k| k.value.as_str()))));
-                    self.error(at, format!("`{shown}` names an input this runbook does not declare"))
-                        .help = help;
+                        .or_else(|| {
+                            Some(declared_list(
+                                "inputs",
+                                self.runbook.inputs.keys().map(|k| k.value.as_str()),
+                            ))
+                        });
+                    self.error(
+                        at,
+                        format!("`{shown}` names an input this runbook does not declare"),
+                    )
+                    .help = help;
                 }
             }
             "secrets" => {
@@ -748,15 +807,25 @@ impl Checker<'_> {
                 {
                     let help = closest(name, self.runbook.secrets.keys().map(|k| k.value.as_str()))
                         .map(|c| format!("did you mean `secrets.{c}`?"))
-                        .or_else(|| Some(declared_list("secrets", self.runbook.secrets.keys().map(|k| k.value.as_str()))));
-                    self.error(at, format!("`{shown}` names a secret this runbook does not declare"))
-                        .help = help;
+                        .or_else(|| {
+                            Some(declared_list(
+                                "secrets",
+                                self.runbook.secrets.keys().map(|k| k.value.as_str()),
+                            ))
+                        });
+                    self.error(
+                        at,
+                        format!("`{shown}` names a secret this runbook does not declare"),
+                    )
+                    .help = help;
                 }
             }
             "item" | "index" => {
                 if !scope.for_each {
                     self.error(at, format!("`{root}` exists only in a for_each step"))
-                        .help = Some("add `for_each:` to this step, or read the value from elsewhere".to_owned());
+                        .help = Some(
+                        "add `for_each:` to this step, or read the value from elsewhere".to_owned(),
+                    );
                 }
             }
             "run" => {
@@ -796,23 +865,31 @@ impl Checker<'_> {
             if !self.loaded.unloaded.steps.contains(name) {
                 let help = closest(name, self.dag.ids.iter().map(String::as_str))
                     .map(|c| format!("did you mean `steps.{c}`?"));
-                self.error(at, format!("`steps.{name}` names a step that does not exist"))
-                    .help = help;
+                self.error(
+                    at,
+                    format!("`steps.{name}` names a step that does not exist"),
+                )
+                .help = help;
             }
             return;
         };
         if let Some(current) = scope.step {
             let in_finally = self.dag.sections[current] == Section::Finally;
             if target == current {
-                self.error(at, format!("step `{name}` reads its own result through `steps.{name}`"))
-                    .help = Some("inside `outputs` and `until`, `.` is this step's result".to_owned());
+                self.error(
+                    at,
+                    format!("step `{name}` reads its own result through `steps.{name}`"),
+                )
+                .help = Some("inside `outputs` and `until`, `.` is this step's result".to_owned());
                 return;
             }
             if !in_finally && !self.dag.depends_on(current, target) {
                 let current_id = self.dag.ids[current].clone();
                 self.error(
                     at,
-                    format!("step `{current_id}` reads `steps.{name}` but does not depend on `{name}`"),
+                    format!(
+                        "step `{current_id}` reads `steps.{name}` but does not depend on `{name}`"
+                    ),
                 )
                 .help = Some(format!(
                     "`{name}` may not have run yet; add `{name}` to the needs of `{current_id}`"
@@ -827,8 +904,11 @@ impl Checker<'_> {
         }
         if field == "outputs" && self.step(target).for_each.is_some() {
             let output = path.get(3).map_or(String::new(), |o| format!(".{o}"));
-            self.error(at, format!("step `{name}` runs once per item, so it has no single `outputs`"))
-                .help = Some(format!(
+            self.error(
+                at,
+                format!("step `{name}` runs once per item, so it has no single `outputs`"),
+            )
+            .help = Some(format!(
                 "read each item's outputs: `[.steps.{name}.items[].outputs{output}]`"
             ));
             return;
@@ -852,8 +932,11 @@ impl Checker<'_> {
                 .body_outputs(step.outputs.as_ref(), step.uses.as_ref())
                 .is_some_and(|names| names.iter().any(|n| n == output));
             if by_action && step.fallback.is_some() {
-                self.error(at, format!("the fallback of step `{name}` has no output `{output}`"))
-                    .help = Some(format!(
+                self.error(
+                    at,
+                    format!("the fallback of step `{name}` has no output `{output}`"),
+                )
+                .help = Some(format!(
                     "when the fallback runs, its outputs replace the step's: declare `{output}` in the fallback's `outputs` too"
                 ));
             } else {
@@ -870,7 +953,8 @@ impl Checker<'_> {
         let step = self.step(index);
         let mut names = self.body_outputs(step.outputs.as_ref(), step.uses.as_ref())?;
         if let Some(fallback) = &step.fallback {
-            let from_fallback = self.body_outputs(fallback.outputs.as_ref(), fallback.uses.as_ref())?;
+            let from_fallback =
+                self.body_outputs(fallback.outputs.as_ref(), fallback.uses.as_ref())?;
             names.retain(|n| from_fallback.contains(n));
         }
         Some(names)
@@ -884,10 +968,14 @@ impl Checker<'_> {
     ) -> Option<Vec<String>> {
         match (outputs, uses) {
             (Some(outputs), _) => Some(outputs.value.keys().map(|k| k.value.clone()).collect()),
-            (None, Some(uses)) => self
-                .bundle
-                .called(self.loaded, &uses.value)
-                .map(|called| called.runbook.outputs.keys().map(|k| k.value.clone()).collect()),
+            (None, Some(uses)) => self.bundle.called(self.loaded, &uses.value).map(|called| {
+                called
+                    .runbook
+                    .outputs
+                    .keys()
+                    .map(|k| k.value.clone())
+                    .collect()
+            }),
             (None, None) => Some(Vec::new()),
         }
     }
@@ -899,10 +987,14 @@ impl Checker<'_> {
         let declared = &called.runbook.inputs;
         if let Some(with) = with {
             for key in with.value.keys() {
-                if !declared.contains_key(&key.value) && !called.unloaded.inputs.contains(&key.value) {
+                if !declared.contains_key(&key.value)
+                    && !called.unloaded.inputs.contains(&key.value)
+                {
                     let help = closest(&key.value, declared.keys().map(|k| k.value.as_str()))
                         .map(|c| format!("did you mean `{c}`?"))
-                        .unwrap_or_else(|| declared_list("inputs", declared.keys().map(|k| k.value.as_str())));
+                        .unwrap_or_else(|| {
+                            declared_list("inputs", declared.keys().map(|k| k.value.as_str()))
+                        });
                     self.error(
                         key.span,
                         format!("`{}` does not declare an input `{}`", uses.value, key.value),
@@ -914,19 +1006,26 @@ impl Checker<'_> {
         let missing: Vec<&str> = declared
             .iter()
             .filter(|(name, input)| {
-                input.default.is_none()
-                    && !with.is_some_and(|w| w.value.contains_key(&name.value))
+                input.default.is_none() && !with.is_some_and(|w| w.value.contains_key(&name.value))
             })
             .map(|(name, _)| name.value.as_str())
             .collect();
         if !missing.is_empty() {
-            let list = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+            let list = missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
             self.error(
                 uses.span,
                 format!(
                     "`{}` requires {} {list}, not given in `with`",
                     uses.value,
-                    if missing.len() == 1 { "input" } else { "inputs" }
+                    if missing.len() == 1 {
+                        "input"
+                    } else {
+                        "inputs"
+                    }
                 ),
             );
         }
@@ -946,11 +1045,19 @@ fn action_span(action: &ActionRef<'_>) -> Span {
 }
 
 fn quoted(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn quoted_owned(names: &[String]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn declared_list<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> String {
@@ -969,7 +1076,8 @@ fn is_name(text: &str, runbook_name: bool) -> bool {
         None => false,
         Some(first) if runbook_name => {
             (first.is_ascii_lowercase() || first.is_ascii_digit())
-                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+                && chars
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
         }
         Some(first) => std::iter::once(first)
             .chain(chars)
@@ -992,12 +1100,17 @@ fn inner_span(file: &SourceFile, span: Span, value: &str, inner: std::ops::Range
     let Some(raw) = file.text.get(span.offset..span.end()) else {
         return span;
     };
-    let inner = inner.start.min(value.len())..inner.end.min(value.len()).max(inner.start.min(value.len()));
+    let inner =
+        inner.start.min(value.len())..inner.end.min(value.len()).max(inner.start.min(value.len()));
     if raw == value {
         return span.narrow(inner);
     }
     for quote in ['\'', '"'] {
-        if raw.len() >= 2 && raw.starts_with(quote) && raw.ends_with(quote) && &raw[1..raw.len() - 1] == value {
+        if raw.len() >= 2
+            && raw.starts_with(quote)
+            && raw.ends_with(quote)
+            && &raw[1..raw.len() - 1] == value
+        {
             return Span::new(span.offset + 1 + inner.start, inner.len());
         }
     }
@@ -1012,4 +1125,3 @@ fn inner_span(file: &SourceFile, span: Span, value: &str, inner: std::ops::Range
     }
     span
 }
-

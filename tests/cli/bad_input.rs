@@ -41,7 +41,10 @@ fn validate_bounded(dir: &std::path::Path, file: &str) -> (i32, String) {
 fn assert_clear_error(code: i32, stderr: &str, expected: &str) {
     assert_eq!(code, 2, "exit code 2 expected:\n{stderr}");
     assert!(!stderr.contains("panicked"), "panic:\n{stderr}");
-    assert!(stderr.contains(expected), "expected `{expected}` in:\n{stderr}");
+    assert!(
+        stderr.contains(expected),
+        "expected `{expected}` in:\n{stderr}"
+    );
 }
 
 #[test]
@@ -62,13 +65,21 @@ fn a_missing_file_is_named() {
 fn non_utf8_is_located() {
     let test = Test::new().write("latin1.yaml", b"version: 1\nname: caf\xe9\nsteps: []\n");
     let (code, stderr) = validate_bounded(test.dir(), "latin1.yaml");
-    assert_clear_error(code, &stderr, "latin1.yaml:2:10: the file is not valid UTF-8");
+    assert_clear_error(
+        code,
+        &stderr,
+        "latin1.yaml:2:10: the file is not valid UTF-8",
+    );
 }
 
 #[test]
 fn deep_nesting_is_refused() {
     let depth = 100_000;
-    let text = format!("version: 1\nname: deep\nsteps: []\nx: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+    let text = format!(
+        "version: 1\nname: deep\nsteps: []\nx: {}{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
     let test = Test::new().write("deep.yaml", text);
     let (code, stderr) = validate_bounded(test.dir(), "deep.yaml");
     assert_clear_error(code, &stderr, "invalid YAML");
@@ -89,7 +100,10 @@ fn deep_block_nesting_is_refused() {
 
 #[test]
 fn a_file_over_the_size_limit_is_refused_without_reading_it_all() {
-    let text = format!("version: 1\nname: big\nsteps: []\n# {}\n", "x".repeat(17 * 1024 * 1024));
+    let text = format!(
+        "version: 1\nname: big\nsteps: []\n# {}\n",
+        "x".repeat(17 * 1024 * 1024)
+    );
     let test = Test::new().write("big.yaml", text);
     let (code, stderr) = validate_bounded(test.dir(), "big.yaml");
     assert_clear_error(code, &stderr, "a runbook may be at most 16777216 bytes");
@@ -101,7 +115,10 @@ fn a_ten_megabyte_runbook_gets_an_answer() {
     let mut text = String::from("version: 1\nname: big\nsteps:\n");
     let mut index = 0;
     while text.len() < 10 * 1024 * 1024 {
-        text.push_str(&format!("  - id: s{index}\n    exec: {{ command: [echo, \"{}\"] }}\n", "y".repeat(200)));
+        text.push_str(&format!(
+            "  - id: s{index}\n    exec: {{ command: [echo, \"{}\"] }}\n",
+            "y".repeat(200)
+        ));
         index += 1;
     }
     let test = Test::new().write("ten.yaml", text);
@@ -124,11 +141,16 @@ fn random_bytes_never_panic() {
     let test = Test::new();
     for round in 0..40 {
         let len = (next() % 400) as usize;
-        let bytes: Vec<u8> = (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
         let name = format!("r{round}.yaml");
         std::fs::write(test.dir().join(&name), &bytes).unwrap();
         let (code, stderr) = validate_bounded(test.dir(), &name);
-        assert!(code == 0 || code == 2, "round {round}: exit {code}\n{stderr}");
+        assert!(
+            code == 0 || code == 2,
+            "round {round}: exit {code}\n{stderr}"
+        );
         assert!(!stderr.contains("panicked"), "round {round}:\n{stderr}");
     }
 }

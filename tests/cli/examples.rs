@@ -22,7 +22,9 @@ fn every_shipped_runbook_is_valid_and_declares_the_schema() {
     let runbooks = shipped_runbooks();
     assert!(runbooks.len() >= 4, "runbooks/ ships examples");
     for path in &runbooks {
-        let output = Test::new().args(["validate".as_ref(), path.as_os_str()]).run();
+        let output = Test::new()
+            .args(["validate".as_ref(), path.as_os_str()])
+            .run();
         assert_eq!(output.code, 0, "{}:\n{}", path.display(), output.stderr);
         let text = std::fs::read_to_string(path).unwrap();
         assert!(
@@ -30,9 +32,20 @@ fn every_shipped_runbook_is_valid_and_declares_the_schema() {
             "{} does not start with the $schema line",
             path.display()
         );
-        let schema_path = text.lines().next().unwrap().split_once("$schema=").unwrap().1;
+        let schema_path = text
+            .lines()
+            .next()
+            .unwrap()
+            .split_once("$schema=")
+            .unwrap()
+            .1;
         let resolved = path.parent().unwrap().join(schema_path.trim());
-        assert!(resolved.exists(), "{}: schema path {} does not exist", path.display(), resolved.display());
+        assert!(
+            resolved.exists(),
+            "{}: schema path {} does not exist",
+            path.display(),
+            resolved.display()
+        );
     }
 }
 
@@ -43,5 +56,9 @@ fn the_readme_first_command_plans_the_hello_example() {
         .args(["plan", "runbooks/examples/hello.yaml"])
         .run();
     assert_eq!(output.code, 0, "{}", output.stderr);
-    assert!(output.stdout.starts_with("Plan of `hello`"), "{}", output.stdout);
+    assert!(
+        output.stdout.starts_with("Plan of `hello`"),
+        "{}",
+        output.stdout
+    );
 }

@@ -16,7 +16,8 @@ finally:
     sleep: 1s
 "#;
 
-const LIB: &str = "version: 1\nname: snap\nsteps:\n  - id: trigger\n    sleep: 1s\n  - id: wait\n    sleep: 1s\n";
+const LIB: &str =
+    "version: 1\nname: snap\nsteps:\n  - id: trigger\n    sleep: 1s\n  - id: wait\n    sleep: 1s\n";
 
 #[test]
 fn mermaid_shows_needs_uses_and_fallback() {
@@ -49,6 +50,10 @@ fn graph_of_an_invalid_runbook_is_refused() {
         .args(["graph", "cycle.yaml"])
         .run();
     assert_eq!(output.code, 2);
-    assert!(output.stderr.contains("dependency cycle: a -> c -> b -> a"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("dependency cycle: a -> c -> b -> a"),
+        "{}",
+        output.stderr
+    );
     assert!(output.stdout.is_empty());
 }

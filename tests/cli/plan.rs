@@ -47,19 +47,40 @@ fn plan_groups_stages_and_renders_known_values() {
 
 #[test]
 fn plan_json_is_for_tools() {
-    let output = plan(&["--input", r#"jobs=["a"]"#, "--input", "dry_run=true", "--format", "json"]);
+    let output = plan(&[
+        "--input",
+        r#"jobs=["a"]"#,
+        "--input",
+        "dry_run=true",
+        "--format",
+        "json",
+    ]);
     assert_eq!(output.code, 0, "{}", output.stderr);
     let plan: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
     assert_eq!(plan["inputs"]["jobs"], serde_json::json!(["a"]));
     assert_eq!(plan["inputs"]["dry_run"], serde_json::json!(true));
     let stages = plan["stages"].as_array().unwrap();
-    assert_eq!(stages.len(), 3, "overview, then savepoint and restart in parallel, then finally");
-    let second: Vec<&str> = stages[1].as_array().unwrap().iter().map(|s| s["path"].as_str().unwrap()).collect();
+    assert_eq!(
+        stages.len(),
+        3,
+        "overview, then savepoint and restart in parallel, then finally"
+    );
+    let second: Vec<&str> = stages[1]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
     assert_eq!(second, ["savepoint", "restart"]);
     let restart = &stages[1][1];
-    assert_eq!(restart["when"]["decided"], serde_json::json!(false), "dry_run=true skips restart");
+    assert_eq!(
+        restart["when"]["decided"],
+        serde_json::json!(false),
+        "dry_run=true skips restart"
+    );
     let overview = &stages[0][0];
-    assert!(overview["action"].as_str().unwrap().contains("http://127.0.0.1:8081/jobs/overview"));
+    assert_eq!(overview["action"]["url"], "http://127.0.0.1:8081/jobs/overview");
+    assert_eq!(overview["known_at_run_time"], serde_json::json!(["secrets.token"]));
     assert!(!output.stdout.contains("FLINK_TOKEN"));
 }
 
@@ -77,23 +98,49 @@ fn secrets_are_never_rendered_in_a_plan() {
 fn a_missing_required_input_is_named() {
     let output = plan(&[]);
     assert_eq!(output.code, 2);
-    assert!(output.stderr.contains("missing required input `jobs` (array)"), "{}", output.stderr);
+    assert!(
+        output
+            .stderr
+            .contains("missing required input `jobs` (array)"),
+        "{}",
+        output.stderr
+    );
 }
 
 #[test]
 fn a_wrong_value_names_the_input_and_its_type() {
     let output = plan(&["--input", "jobs=a,b", "--input", "parallelism=two"]);
     assert_eq!(output.code, 2);
-    assert!(output.stderr.contains("input `jobs` is an array and takes JSON"), "{}", output.stderr);
-    assert!(output.stderr.contains("input `parallelism` is an integer: `two` is not an integer"), "{}", output.stderr);
+    assert!(
+        output
+            .stderr
+            .contains("input `jobs` is an array and takes JSON"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output
+            .stderr
+            .contains("input `parallelism` is an integer: `two` is not an integer"),
+        "{}",
+        output.stderr
+    );
 }
 
 #[test]
 fn an_unknown_input_gets_a_suggestion() {
     let output = plan(&["--input", "jobs=[]", "--input", "dryrun=true"]);
     assert_eq!(output.code, 2);
-    assert!(output.stderr.contains("unknown input `dryrun`"), "{}", output.stderr);
-    assert!(output.stderr.contains("did you mean `dry_run`?"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("unknown input `dryrun`"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        output.stderr.contains("did you mean `dry_run`?"),
+        "{}",
+        output.stderr
+    );
 }
 
 #[test]
@@ -101,7 +148,16 @@ fn inputs_file_is_read_and_command_line_values_win() {
     let output = Test::new()
         .write("upgrade.yaml", RUNBOOK)
         .write("inputs.yaml", "jobs: [x, y]\nparallelism: 7\n")
-        .args(["plan", "upgrade.yaml", "--inputs-file", "inputs.yaml", "--input", "parallelism=9", "--format", "json"])
+        .args([
+            "plan",
+            "upgrade.yaml",
+            "--inputs-file",
+            "inputs.yaml",
+            "--input",
+            "parallelism=9",
+            "--format",
+            "json",
+        ])
         .run();
     assert_eq!(output.code, 0, "{}", output.stderr);
     let plan: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
@@ -117,5 +173,11 @@ fn inputs_file_with_a_wrong_type_is_refused() {
         .args(["plan", "upgrade.yaml", "--inputs-file", "inputs.json"])
         .run();
     assert_eq!(output.code, 2);
-    assert!(output.stderr.contains("input `jobs` is an array, but the inputs file gives a string"), "{}", output.stderr);
+    assert!(
+        output
+            .stderr
+            .contains("input `jobs` is an array, but the inputs file gives a string"),
+        "{}",
+        output.stderr
+    );
 }

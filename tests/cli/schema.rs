@@ -17,12 +17,24 @@ fn checked_in_schema_is_up_to_date() {
 #[test]
 fn schema_describes_steps_and_rejects_unknown_keys() {
     let output = Test::new().args(["schema"]).run();
-    let schema: serde_json::Value = serde_json::from_str(&output.stdout).expect("the schema is JSON");
+    let schema: serde_json::Value =
+        serde_json::from_str(&output.stdout).expect("the schema is JSON");
     let step = &schema["$defs"]["Step"];
     assert_eq!(step["additionalProperties"], serde_json::json!(false));
-    for key in ["id", "needs", "when", "for_each", "retry", "exec", "http", "uses", "fallback", "verify"] {
-        assert!(step["properties"].get(key).is_some(), "Step has no `{key}` in the schema");
+    for key in [
+        "id", "needs", "when", "for_each", "retry", "exec", "http", "uses", "fallback", "verify",
+    ] {
+        assert!(
+            step["properties"].get(key).is_some(),
+            "Step has no `{key}` in the schema"
+        );
     }
-    assert!(step["properties"].get("node").is_none(), "internal fields stay out of the schema");
-    assert_eq!(schema["required"], serde_json::json!(["version", "name", "steps"]));
+    assert!(
+        step["properties"].get("node").is_none(),
+        "internal fields stay out of the schema"
+    );
+    assert_eq!(
+        schema["required"],
+        serde_json::json!(["version", "name", "steps"])
+    );
 }

@@ -11,8 +11,15 @@ fn invalid_corpus_diagnostics() {
             .current_dir(&corpus)
             .args(["validate", name])
             .run();
-        assert_eq!(output.code, 2, "{name} should be invalid:\n{}", output.stderr);
-        assert!(output.stdout.is_empty(), "validate prints nothing on stdout");
+        assert_eq!(
+            output.code, 2,
+            "{name} should be invalid:\n{}",
+            output.stderr
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "validate prints nothing on stdout"
+        );
         insta::assert_snapshot!(output.stderr);
     });
 }
@@ -34,14 +41,27 @@ fn a_valid_runbook_validates_silently() {
 #[test]
 fn every_file_is_checked_and_one_invalid_file_fails_the_command() {
     let output = Test::new()
-        .write("ok.yaml", "version: 1\nname: ok\nsteps:\n  - id: a\n    sleep: 1s\n")
-        .write("bad.yaml", "version: 1\nname: bad\nsteps:\n  - id: a\n    slep: 1s\n")
-        .write("worse.yaml", "version: 1\nname: worse\nsteps:\n  - id: b\n    sleep: soon\n")
+        .write(
+            "ok.yaml",
+            "version: 1\nname: ok\nsteps:\n  - id: a\n    sleep: 1s\n",
+        )
+        .write(
+            "bad.yaml",
+            "version: 1\nname: bad\nsteps:\n  - id: a\n    slep: 1s\n",
+        )
+        .write(
+            "worse.yaml",
+            "version: 1\nname: worse\nsteps:\n  - id: b\n    sleep: soon\n",
+        )
         .args(["validate", "ok.yaml", "bad.yaml", "worse.yaml"])
         .run();
     assert_eq!(output.code, 2);
     assert!(output.stderr.contains("bad.yaml:5:5"), "{}", output.stderr);
-    assert!(output.stderr.contains("worse.yaml:5:12"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("worse.yaml:5:12"),
+        "{}",
+        output.stderr
+    );
     assert!(!output.stderr.contains("ok.yaml"), "{}", output.stderr);
 }
 
@@ -59,19 +79,31 @@ fn problems_in_a_used_runbook_are_reported_in_that_file() {
         .args(["validate", "main.yaml"])
         .run();
     assert_eq!(output.code, 2);
-    assert!(output.stderr.contains("lib/inner.yaml:6:13"), "{}", output.stderr);
+    assert!(
+        output.stderr.contains("lib/inner.yaml:6:13"),
+        "{}",
+        output.stderr
+    );
 }
 
 #[test]
 fn runbooks_that_use_each_other_in_a_cycle_are_refused() {
     let output = Test::new()
-        .write("a.yaml", "version: 1\nname: a\nsteps:\n  - id: call\n    uses: b.yaml\n")
-        .write("b.yaml", "version: 1\nname: b\nsteps:\n  - id: call\n    uses: a.yaml\n")
+        .write(
+            "a.yaml",
+            "version: 1\nname: a\nsteps:\n  - id: call\n    uses: b.yaml\n",
+        )
+        .write(
+            "b.yaml",
+            "version: 1\nname: b\nsteps:\n  - id: call\n    uses: a.yaml\n",
+        )
         .args(["validate", "a.yaml"])
         .run();
     assert_eq!(output.code, 2);
     assert!(
-        output.stderr.contains("runbooks use each other in a cycle: a.yaml -> b.yaml -> a.yaml"),
+        output
+            .stderr
+            .contains("runbooks use each other in a cycle: a.yaml -> b.yaml -> a.yaml"),
         "{}",
         output.stderr
     );
