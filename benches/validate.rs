@@ -26,7 +26,9 @@ pub fn generated_runbook(chains: usize, length: usize) -> String {
                     "    exec: {{ command: [echo, \"{{{{steps.{previous}.outputs.value}}}}\"] }}\n"
                 ));
             }
-            text.push_str("    outputs: { value: '.stdout' }\n");
+            text.push_str(&format!(
+                "    outputs: {{ value: '.stdout | length + {link}' }}\n"
+            ));
         }
     }
     let lasts: Vec<String> = (0..chains)

@@ -62,6 +62,8 @@ impl Printer {
             if !text.ends_with('\n') {
                 text.push('\n');
             }
+            // A blank line between problems, so each reads as its own block.
+            text.push('\n');
         }
         let mut stderr = std::io::stderr().lock();
         let _ = stderr.write_all(text.as_bytes());

@@ -155,6 +155,10 @@ impl Dag {
 
     /// Whether `ancestor` must end before `step` starts.
     pub fn depends_on(&self, step: usize, ancestor: usize) -> bool {
+        // Most reads are of a direct dependency: answer those without a walk.
+        if self.needs[step].iter().any(|n| n.step == ancestor) {
+            return true;
+        }
         let mut seen = vec![false; self.len()];
         let mut stack = vec![step];
         while let Some(current) = stack.pop() {

@@ -69,7 +69,29 @@ pub fn validate_file(path: &Path) -> Validation {
         }
         Err(problem) => validation.problems.push(problem),
     }
+    sort_problems(&mut validation.problems, path);
     validation
+}
+
+/// Problems in the order a person reads them: the runbook asked for first, then the ones it
+/// uses in the order they are first named, each from top to bottom.
+fn sort_problems(problems: &mut [Diagnostic], root: &Path) {
+    let mut files: Vec<PathBuf> = vec![root.to_owned()];
+    for problem in problems.iter() {
+        if let Some(file) = &problem.file
+            && !files.contains(&file.path)
+        {
+            files.push(file.path.clone());
+        }
+    }
+    problems.sort_by_key(|problem| {
+        let file = problem
+            .file
+            .as_ref()
+            .and_then(|f| files.iter().position(|p| *p == f.path))
+            .unwrap_or(0);
+        (file, problem.offset())
+    });
 }
 
 /// Validates runbook text that is not (or not only) on disk; `uses` paths resolve relative
@@ -78,7 +100,8 @@ pub fn validate_source(file: SourceFile) -> Validation {
     let mut validation = Validation::default();
     let canonical = file.path.clone();
     validation.bundle.root = canonical.clone();
-    Walk::default().visit(file, canonical, &mut validation);
+    Walk::default().visit(file, canonical.clone(), &mut validation);
+    sort_problems(&mut validation.problems, &canonical);
     validation
 }
 
@@ -196,6 +219,14 @@ impl Step {
     }
 }
 
+/// A jq expression waiting to be compiled, with where it sits.
+struct PendingJq<'a> {
+    expression: &'a Spanned<String>,
+    root: Root,
+    scope: Scope,
+    what: &'static str,
+}
+
 /// Where an expression or template sits, which decides what it may reference.
 #[derive(Clone, Copy)]
 struct Scope {
@@ -207,6 +238,8 @@ struct Scope {
 fn check(loaded: &Loaded, bundle: &Bundle) -> Vec<Diagnostic> {
     let checker = Checker {
         loaded,
+        steps: loaded.runbook.all_steps().collect(),
+        pending_jq: RefCell::new(Vec::new()),
         file: &loaded.file,
         runbook: &loaded.runbook,
         bundle,
@@ -221,6 +254,11 @@ fn check(loaded: &Loaded, bundle: &Bundle) -> Vec<Diagnostic> {
 
 struct Checker<'a> {
     loaded: &'a Loaded,
+    /// `steps` then `finally`, indexed like the DAG.
+    steps: Vec<&'a Step>,
+    /// jq expressions to compile, checked together at the end: compiling them in one batch
+    /// shares the cost of the jq prelude.
+    pending_jq: RefCell<Vec<PendingJq<'a>>>,
     file: &'a SourceFile,
     runbook: &'a Runbook,
     bundle: &'a Bundle,
@@ -228,7 +266,7 @@ struct Checker<'a> {
     problems: RefCell<Vec<Diagnostic>>,
 }
 
-impl Checker<'_> {
+impl<'a> Checker<'a> {
     /// Records a problem and hands it back for a label or help to be added.
     fn error(&self, span: Span, message: impl Into<String>) -> RefMut<'_, Diagnostic> {
         let mut problems = self.problems.borrow_mut();
@@ -249,10 +287,10 @@ impl Checker<'_> {
             step: None,
             for_each: false,
         };
-        for (name, expression) in self.runbook.outputs.iter() {
-            let _ = name;
+        for (_, expression) in self.runbook.outputs.iter() {
             self.check_jq(expression, Root::Context, scope, "runbook output");
         }
+        self.check_pending_jq();
     }
 
     fn check_header(&self) {
@@ -437,19 +475,22 @@ impl Checker<'_> {
         }
     }
 
-    fn step(&self, index: usize) -> &Step {
-        self.runbook
-            .all_steps()
-            .nth(index)
-            .expect("dag indices are step indices")
+    fn step(&self, index: usize) -> &'a Step {
+        self.steps[index]
     }
 
-    fn check_step(&self, index: usize, step: &Step) {
+    fn check_step(&self, index: usize, step: &'a Step) {
         let scope = Scope {
             step: Some(index),
             for_each: step.for_each.is_some(),
         };
-        self.check_actions(&step.id, &step.actions(), step.id.span, "step");
+        self.check_actions(
+            &step.id,
+            &step.actions(),
+            step.id.span,
+            Some(&step.node),
+            "step",
+        );
         self.check_with_has_uses(step.uses.as_ref(), step.with.as_ref());
         if let Some(fallback) = &step.fallback {
             self.check_with_has_uses(fallback.uses.as_ref(), fallback.with.as_ref());
@@ -491,7 +532,13 @@ impl Checker<'_> {
         self.check_action_values(&step.node, &step.actions(), scope);
         if let Some(fallback) = &step.fallback {
             let actions = fallback.actions();
-            self.check_actions(&step.id, &actions, fallback.span, "fallback");
+            self.check_actions(
+                &step.id,
+                &actions,
+                fallback.span,
+                step.node.get("fallback"),
+                "fallback",
+            );
             if let Some(retry) = &fallback.retry {
                 self.check_retry(retry);
             }
@@ -505,7 +552,13 @@ impl Checker<'_> {
         }
         if let Some(verify) = &step.verify {
             let actions = verify.actions();
-            self.check_actions(&step.id, &actions, verify.span, "verify");
+            self.check_actions(
+                &step.id,
+                &actions,
+                verify.span,
+                step.node.get("verify"),
+                "verify",
+            );
             self.check_jq(&verify.that, Root::Result, scope, "verify.that");
             if let Some(outputs) = &verify.outputs {
                 self.check_outputs(outputs, scope);
@@ -522,6 +575,7 @@ impl Checker<'_> {
         id: &Spanned<String>,
         actions: &[ActionRef<'_>],
         body_span: Span,
+        body_node: Option<&Node>,
         what: &str,
     ) {
         let subject = if what == "step" {
@@ -531,6 +585,8 @@ impl Checker<'_> {
         };
         match actions {
             [] if self.loaded.unloaded.damaged_steps.contains(&id.value) => {}
+            // A misspelt action (`exce:`) is already reported as an unknown key.
+            [] if body_node.is_some_and(misspells_an_action) => {}
             [] => {
                 let span = if what == "step" { id.span } else { body_span };
                 self.error(span, format!("{subject} has no action")).help = Some(format!(
@@ -658,7 +714,7 @@ impl Checker<'_> {
 
     fn check_polling(
         &self,
-        until: Option<&Spanned<String>>,
+        until: Option<&'a Spanned<String>>,
         poll: Option<&Spanned<Poll>>,
         scope: Scope,
     ) {
@@ -671,7 +727,7 @@ impl Checker<'_> {
         }
     }
 
-    fn check_outputs(&self, outputs: &Spanned<SpannedMap<Spanned<String>>>, scope: Scope) {
+    fn check_outputs(&self, outputs: &'a Spanned<SpannedMap<Spanned<String>>>, scope: Scope) {
         for (name, expression) in outputs.value.iter() {
             if !is_identifier(&name.value) {
                 self.error(name.span, format!("invalid output name `{}`", name.value))
@@ -682,7 +738,7 @@ impl Checker<'_> {
     }
 
     /// Templates in every string of each action, and jq where an action holds jq.
-    fn check_action_values(&self, body: &Node, actions: &[ActionRef<'_>], scope: Scope) {
+    fn check_action_values(&self, body: &Node, actions: &[ActionRef<'a>], scope: Scope) {
         for action in actions {
             match action {
                 ActionRef::Assert(assert) => {
@@ -750,24 +806,60 @@ impl Checker<'_> {
         }
     }
 
-    fn check_jq(&self, expression: &Spanned<String>, root: Root, scope: Scope, what: &str) {
-        match template::jq::check(&expression.value, root) {
-            Ok(references) => {
-                for reference in references {
-                    self.check_reference(&reference, &expression.value, expression.span, scope);
+    fn check_jq(
+        &self,
+        expression: &'a Spanned<String>,
+        root: Root,
+        scope: Scope,
+        what: &'static str,
+    ) {
+        self.pending_jq.borrow_mut().push(PendingJq {
+            expression,
+            root,
+            scope,
+            what,
+        });
+    }
+
+    /// Compiles every pending jq expression and checks what each reads.
+    fn check_pending_jq(&self) {
+        let pending = std::mem::take(&mut *self.pending_jq.borrow_mut());
+        let sources: Vec<(&str, Root)> = pending
+            .iter()
+            .map(|p| (p.expression.value.as_str(), p.root))
+            .collect();
+        let results: Vec<_> = sources
+            .iter()
+            .map(|(src, root)| template::jq::check(src, *root))
+            .collect();
+        for (item, result) in pending.iter().zip(results) {
+            let expression = item.expression;
+            match result {
+                Ok(references) => {
+                    for reference in references {
+                        self.check_reference(
+                            &reference,
+                            &expression.value,
+                            expression.span,
+                            item.scope,
+                        );
+                    }
                 }
-            }
-            Err(errors) => {
-                for error in errors {
-                    let at = inner_span(
-                        self.file,
-                        expression.span,
-                        &expression.value,
-                        error.span.clone(),
-                    );
-                    self.error(at, format!("invalid jq in {what}: {}", error.message))
+                Err(errors) => {
+                    for error in errors {
+                        let at = inner_span(
+                            self.file,
+                            expression.span,
+                            &expression.value,
+                            error.span.clone(),
+                        );
+                        self.error(
+                            at,
+                            format!("invalid jq in {}: {}", item.what, error.message),
+                        )
                         .labels[0]
-                        .1 = "here".to_owned();
+                            .1 = "here".to_owned();
+                    }
                 }
             }
         }
@@ -1030,6 +1122,16 @@ impl Checker<'_> {
             );
         }
     }
+}
+
+/// Whether a mapping has a key that is not an action but is close to one.
+fn misspells_an_action(node: &Node) -> bool {
+    node.as_map().is_some_and(|entries| {
+        entries.iter().any(|(key, _)| {
+            !ACTION_KEYS.contains(&key.name.as_str())
+                && closest(&key.name, ACTION_KEYS.iter().copied()).is_some()
+        })
+    })
 }
 
 fn action_span(action: &ActionRef<'_>) -> Span {

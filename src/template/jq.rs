@@ -62,6 +62,186 @@ pub fn check(src: &str, root: Root) -> Result<Vec<Reference>, Vec<SyntaxError>> 
     Ok(references(src, root))
 }
 
+/// [`check`] many programs at once: the result for each item is exactly what
+/// `check(src, root)` returns for it, in the same order.
+///
+/// Compiling a program means compiling jaq's whole prelude (`map`, `select`, …) along with
+/// it, which costs far more than the program itself. Here every program that parses is
+/// instead appended to the prelude as a definition of its own, and the prelude is compiled
+/// once per batch of [`CHECK_BATCH`] programs. Each program is lexed and parsed on its own,
+/// so comments, local `def`s and names cannot leak from one program into another, and every
+/// compile error points into exactly one program's text. Programs that do not parse (or
+/// start with a module header) take the path of [`check`], and a batch whose errors cannot
+/// all be attributed falls back to [`check`] for each of its programs.
+pub fn check_many(items: &[(&str, Root)]) -> Vec<Result<Vec<Reference>, Vec<SyntaxError>>> {
+    check_in_batches(items, CHECK_BATCH)
+}
+
+/// How many programs [`check_many`] compiles together with one copy of the prelude.
+const CHECK_BATCH: usize = 500;
+
+/// The name under which [`check_many`] appends a program to the prelude. It is not an
+/// identifier the lexer accepts, so no program can call it (or clash with it); every
+/// program gets the same name, each definition shadowing the previous one unseen.
+const BATCH_DEF: &str = "!runbook_check";
+
+type Checked = Result<Vec<Reference>, Vec<SyntaxError>>;
+
+fn check_in_batches(items: &[(&str, Root)], batch: usize) -> Vec<Checked> {
+    let mut out = Vec::with_capacity(items.len());
+    for chunk in items.chunks(batch.max(1)) {
+        out.extend(check_batch(chunk));
+    }
+    out
+}
+
+fn check_batch(items: &[(&str, Root)]) -> Vec<Checked> {
+    // A copy of every program in one buffer, one byte apart: the callers' strings may be
+    // the same or overlap (slices of one file), and errors are attributed by address.
+    let mut buf = String::with_capacity(items.iter().map(|(src, _)| src.len() + 1).sum());
+    let mut ranges = Vec::with_capacity(items.len());
+    for (src, _) in items {
+        let start = buf.len();
+        buf.push_str(src);
+        ranges.push(start..buf.len());
+        buf.push('\n');
+    }
+
+    let mut results: Vec<Option<Checked>> = items.iter().map(|_| None).collect();
+    // The programs compiled together, by index into `items`, with their parsed bodies.
+    let mut batched = Vec::new();
+    let mut defs = Vec::new();
+    for (i, ((orig, root), range)) in items.iter().zip(&ranges).enumerate() {
+        let src = &buf[range.clone()];
+        if let Err(e) = check_nesting(src) {
+            results[i] = Some(Err(vec![e]));
+            continue;
+        }
+        match parse_body(src) {
+            Some(body) => {
+                batched.push(i);
+                defs.push(Def {
+                    name: BATCH_DEF,
+                    args: Vec::new(),
+                    body,
+                });
+            }
+            // Syntax errors do not depend on the prelude: report them as `check` does,
+            // without compiling it. Anything else (a module header) is left to `check`.
+            None => {
+                results[i] = Some(match load_only(src) {
+                    Err(errs) => Err(errs),
+                    Ok(()) => check(orig, *root),
+                });
+            }
+        }
+    }
+
+    if !batched.is_empty() {
+        let arena = Arena::default();
+        let per_item = compile_batch(&arena, defs).and_then(|errs| {
+            // Each error names a slice of exactly one program's text.
+            let mut per_item: Vec<Vec<(&str, Undefined)>> =
+                batched.iter().map(|_| Vec::new()).collect();
+            let base = buf.as_ptr() as usize;
+            for (name, undefined) in errs {
+                let start = (name.as_ptr() as usize).checked_sub(base).ok_or(())?;
+                let end = start.checked_add(name.len()).ok_or(())?;
+                let at = batched.partition_point(|&i| ranges[i].end < start);
+                let owner = batched.get(at).ok_or(())?;
+                let range = &ranges[*owner];
+                if !(range.start <= start && end <= range.end) {
+                    return Err(());
+                }
+                per_item[at].push((name, undefined));
+            }
+            Ok(per_item)
+        });
+        match per_item {
+            Ok(per_item) => {
+                for (i, errs) in batched.iter().zip(per_item) {
+                    let (orig, root) = items[*i];
+                    results[*i] = Some(if errs.is_empty() {
+                        Ok(references(orig, root))
+                    } else {
+                        Err(compile_errors(&buf[ranges[*i].clone()], errs))
+                    });
+                }
+            }
+            // Correctness first: what cannot be attributed is checked one by one.
+            Err(()) => {
+                for i in &batched {
+                    let (orig, root) = items[*i];
+                    results[*i] = Some(check(orig, root));
+                }
+            }
+        }
+    }
+
+    results
+        .into_iter()
+        .zip(items)
+        .map(|(result, (orig, root))| result.unwrap_or_else(|| check(orig, *root)))
+        .collect()
+}
+
+/// The term a program consists of, when it lexes and parses as one and has no module
+/// header (`module`, `include`, `import`), so that it is exactly what
+/// `Loader::load` would make the body of its main module.
+fn parse_body(src: &str) -> Option<Term<&str>> {
+    let tokens = lex::Lexer::new(src).lex().ok()?;
+    if matches!(
+        tokens.first(),
+        Some(lex::Token("module" | "include" | "import", _))
+    ) {
+        return None;
+    }
+    let body = parse::Parser::new(&tokens).parse(|p| p.term()).ok();
+    body
+}
+
+/// The syntax errors of a program as [`compile`] reports them. They come from lexing and
+/// parsing the program alone, so no prelude is needed to find them.
+fn load_only(src: &str) -> Result<(), Vec<SyntaxError>> {
+    let arena = Arena::default();
+    Loader::new(core::iter::empty())
+        .load(
+            &arena,
+            File {
+                code: src,
+                path: (),
+            },
+        )
+        .map(drop)
+        .map_err(|errs| load_errors(src, errs))
+}
+
+/// Compile the prelude followed by `defs`, as [`compile`] compiles the prelude before a
+/// program: every undefined name in order, or `Err` if the batch failed in another way.
+fn compile_batch<'s>(
+    arena: &'s Arena,
+    defs: Vec<Def<&'s str>>,
+) -> Result<Vec<(&'s str, Undefined)>, ()> {
+    let prelude = PRELUDE.iter().cloned().map(|def| -> Def<&'s str> { def });
+    let modules = Loader::new(prelude.chain(defs))
+        .load(
+            arena,
+            File {
+                code: ".",
+                path: (),
+            },
+        )
+        .map_err(drop)?;
+    match Compiler::default()
+        .with_funs(natives())
+        .with_global_vars([CTX_VAR])
+        .compile(modules)
+    {
+        Ok(_) => Ok(Vec::new()),
+        Err(errs) => Ok(errs.into_iter().flat_map(|(_file, errs)| errs).collect()),
+    }
+}
+
 /// Compile a jq program for [`Program::run`].
 pub fn compile(src: &str) -> Result<Program, Vec<SyntaxError>> {
     check_nesting(src).map_err(|e| vec![e])?;
@@ -80,7 +260,7 @@ pub fn compile(src: &str) -> Result<Program, Vec<SyntaxError>> {
         .with_funs(natives())
         .with_global_vars([CTX_VAR])
         .compile(modules)
-        .map_err(|errs| compile_errors(src, errs))?;
+        .map_err(|errs| compile_errors(src, errs.into_iter().flat_map(|(_file, errs)| errs)))?;
     Ok(Program { filter })
 }
 
@@ -266,9 +446,12 @@ fn load_errors(src: &str, errs: jaq_core::load::Errors<&str, ()>) -> Vec<SyntaxE
     out
 }
 
-fn compile_errors(src: &str, errs: jaq_core::compile::Errors<&str, ()>) -> Vec<SyntaxError> {
+fn compile_errors<'s>(
+    src: &str,
+    errs: impl IntoIterator<Item = (&'s str, Undefined)>,
+) -> Vec<SyntaxError> {
     let mut out = Vec::new();
-    for (name, undefined) in errs.into_iter().flat_map(|(_file, errs)| errs) {
+    for (name, undefined) in errs {
         let span = slice_span(src, name).unwrap_or(0..src.len());
         let message = match undefined {
             Undefined::Var if name == "$__loc__" => "`$__loc__` is not supported".to_owned(),
@@ -1490,6 +1673,149 @@ mod tests {
             "arr" => format!("[{a}, {b}]"),
             _ => rng.pick(ATOMS).to_owned(),
         }
+    }
+
+    /// Programs covering every path of `check`: valid, syntax errors, undefined names,
+    /// comments, local definitions, `$ctx`, `$__loc__`, module headers, deep nesting.
+    fn check_corpus() -> Vec<String> {
+        let mut corpus: Vec<String> = [
+            ".stdout",
+            ".steps.a.outputs.b | length + 1",
+            "$ctx.inputs.x",
+            "$ctx.inputs.x # a comment ( [ {\n| . + 1",
+            "# only a comment",
+            "",
+            "   ",
+            ".a # trailing comment without newline",
+            "def f: .a; f",
+            "def f: .a; def g: f | undefined_g; g",
+            "def map(f): 1; map(.) | map(.; .)",
+            "def f($x): $x + $y; f(1)",
+            "reduce .[] as $x (0; . + $x)",
+            "reduce .[] as $x (0)",
+            "foreach .[] as $x (0; . + $x; [$x, .])",
+            "foreach .[] as $x (0; 1; 2; 3)",
+            "label $out | .[] | if . then break $out else . end",
+            "break $nowhere",
+            "$__loc__",
+            "$__loc__.line, $__loc__",
+            "$ctxx.inputs",
+            "$cxt",
+            "lenght",
+            "lenght + $nope + lenght(1; 2) + foo::bar",
+            "mpa(.a)",
+            "\"\\(.a) and \\(nope) é💣\"",
+            "@base64 \"\\(.x)\"",
+            "@nope \"x\"",
+            "{a: nope, b: $nope, (nope2): 1}",
+            ". as [$a, {b: $c}] | $a + $c + $d",
+            ".a |= nope",
+            "try error(\"x\") catch nope",
+            "(",
+            ")",
+            "[1, 2",
+            "{a: }",
+            "\"unterminated",
+            "\"bad \\q escape\"",
+            "\"\\u12\"",
+            ". |",
+            "1 +",
+            "if . then 1",
+            "def f: 1;",
+            "def: 1; 2",
+            "`",
+            "\u{0}",
+            "1e",
+            "$",
+            ".[",
+            "include \"a\"; .",
+            "import \"a\" as a; a::f",
+            "import \"data\" as $d; $d",
+            "module {}; .",
+            "include",
+            "import",
+            "module",
+            "include + 1",
+            "env, debug, stderr, halt_error(1)",
+            "input, inputs",
+            "$ENV",
+            "$ctx as $ctx | $ctx",
+            "!runbook_check",
+            "__runbook_0",
+            "def __runbook_0: 1; __runbook_0",
+            "first(.[]), limit(2; .[]), nth(1), getpath([\"a\"]), paths, tojson",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        corpus.push(format!("{}1{}", "(".repeat(500), ")".repeat(500)));
+        corpus.push(format!("1{}", " + 1".repeat(MAX_NESTING + 5)));
+        corpus.push(format!("{}1{}", "(".repeat(50), ")".repeat(50)));
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        let strays = [
+            "(", ")", "]", "\"", "|", "$", "def", "#", "\n", "nope", "$y", "é",
+        ];
+        for round in 0..300 {
+            let mut src = random_program(&mut rng, round % 4);
+            if round % 3 == 0 {
+                let at = (round * 7) % (src.len() + 1);
+                if src.is_char_boundary(at) {
+                    src.insert_str(at, rng.pick(&strays));
+                }
+            }
+            corpus.push(src);
+        }
+        corpus
+    }
+
+    #[test]
+    fn check_many_matches_check_item_by_item() {
+        let corpus = check_corpus();
+        // Slices of one string too, overlapping and repeated, as a YAML file would give.
+        let shared = "nope | .a # c\n + $y";
+        let mut items: Vec<(&str, Root)> = corpus
+            .iter()
+            .enumerate()
+            .map(|(i, src)| {
+                let root = if i % 2 == 0 {
+                    Root::Context
+                } else {
+                    Root::Result
+                };
+                (src.as_str(), root)
+            })
+            .collect();
+        for (start, end) in [(0, 4), (0, 4), (0, 9), (7, 9), (4, 4), (14, 19), (0, 19)] {
+            items.push((&shared[start..end], Root::Context));
+        }
+        let expected: Vec<_> = items.iter().map(|(src, root)| check(src, *root)).collect();
+        let (ok, err) = expected.iter().partition::<Vec<_>, _>(|r| r.is_ok());
+        assert!(
+            ok.len() > 50 && err.len() > 50,
+            "{} ok, {} errors",
+            ok.len(),
+            err.len()
+        );
+        assert_eq!(check_many(&items), expected);
+        // Batch boundaries must not matter.
+        for batch in [1, 2, 7, 64] {
+            assert_eq!(check_in_batches(&items, batch), expected, "batch {batch}");
+        }
+    }
+
+    #[test]
+    fn check_many_of_nothing_or_only_errors() {
+        assert_eq!(check_many(&[]), Vec::new());
+        let items = [
+            ("nope", Root::Context),
+            ("(", Root::Context),
+            ("$nope | nope(1)", Root::Result),
+            ("$__loc__", Root::Result),
+            ("include \"x\"; .", Root::Context),
+        ];
+        let expected: Vec<_> = items.iter().map(|(src, root)| check(src, *root)).collect();
+        assert!(expected.iter().all(Result::is_err));
+        assert_eq!(check_many(&items), expected);
     }
 
     #[test]

@@ -62,3 +62,16 @@ fn the_readme_first_command_plans_the_hello_example() {
         output.stdout
     );
 }
+
+/// The annotated example in README is a real, valid runbook.
+#[test]
+fn the_readme_example_is_valid() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme.find("```yaml\n").expect("README has a yaml example") + "```yaml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let output = Test::new()
+        .write("example.yaml", &readme[start..end])
+        .args(["validate", "example.yaml"])
+        .run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+}

@@ -79,8 +79,14 @@ fn plan_json_is_for_tools() {
         "dry_run=true skips restart"
     );
     let overview = &stages[0][0];
-    assert_eq!(overview["action"]["url"], "http://127.0.0.1:8081/jobs/overview");
-    assert_eq!(overview["known_at_run_time"], serde_json::json!(["secrets.token"]));
+    assert_eq!(
+        overview["action"]["url"],
+        "http://127.0.0.1:8081/jobs/overview"
+    );
+    assert_eq!(
+        overview["known_at_run_time"],
+        serde_json::json!(["secrets.token"])
+    );
     assert!(!output.stdout.contains("FLINK_TOKEN"));
 }
 
