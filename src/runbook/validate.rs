@@ -828,10 +828,7 @@ impl<'a> Checker<'a> {
             .iter()
             .map(|p| (p.expression.value.as_str(), p.root))
             .collect();
-        let results: Vec<_> = sources
-            .iter()
-            .map(|(src, root)| template::jq::check(src, *root))
-            .collect();
+        let results = template::jq::check_many(&sources);
         for (item, result) in pending.iter().zip(results) {
             let expression = item.expression;
             match result {

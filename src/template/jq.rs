@@ -68,7 +68,7 @@ pub fn check(src: &str, root: Root) -> Result<Vec<Reference>, Vec<SyntaxError>> 
 /// Compiling a program means compiling jaq's whole prelude (`map`, `select`, …) along with
 /// it, which costs far more than the program itself. Here every program that parses is
 /// instead appended to the prelude as a definition of its own, and the prelude is compiled
-/// once per batch of [`CHECK_BATCH`] programs. Each program is lexed and parsed on its own,
+/// once per batch of 500 programs. Each program is lexed and parsed on its own,
 /// so comments, local `def`s and names cannot leak from one program into another, and every
 /// compile error points into exactly one program's text. Programs that do not parse (or
 /// start with a module header) take the path of [`check`], and a batch whose errors cannot
@@ -196,8 +196,7 @@ fn parse_body(src: &str) -> Option<Term<&str>> {
     ) {
         return None;
     }
-    let body = parse::Parser::new(&tokens).parse(|p| p.term()).ok();
-    body
+    parse::Parser::new(&tokens).parse(|p| p.term()).ok()
 }
 
 /// The syntax errors of a program as [`compile`] reports them. They come from lexing and
@@ -222,8 +221,8 @@ fn compile_batch<'s>(
     arena: &'s Arena,
     defs: Vec<Def<&'s str>>,
 ) -> Result<Vec<(&'s str, Undefined)>, ()> {
-    let prelude = PRELUDE.iter().cloned().map(|def| -> Def<&'s str> { def });
-    let modules = Loader::new(prelude.chain(defs))
+    let prelude: Vec<Def<&'s str>> = PRELUDE.iter().cloned().chain(defs).collect();
+    let modules = Loader::new(prelude)
         .load(
             arena,
             File {
