@@ -1,6 +1,9 @@
 //! runbook: run declarative YAML runbooks, durably.
 
+pub mod actions;
 pub mod cli;
+pub mod engine;
 pub mod plan;
+pub mod report;
 pub mod runbook;
 pub mod template;

@@ -15,6 +15,8 @@ pub struct Cli {
 pub enum Command {
     /// Check runbooks and report every problem, with file:line:col.
     Validate(ValidateArgs),
+    /// Run a runbook.
+    Run(RunArgs),
     /// Show what a run would do: the steps in order, rendered where the values are known.
     Plan(PlanArgs),
     /// Draw the DAG of a runbook as Mermaid or Graphviz dot.
@@ -71,4 +73,28 @@ pub struct GraphArgs {
 pub enum GraphFormat {
     Mermaid,
     Dot,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The runbook.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub inputs: InputArgs,
+    /// Actions running at once, run-wide (overrides the runbook's max_parallel).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
+    /// human: progress and a summary on stderr, outputs on stdout; json: one event per line on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// The run's id (default: generated from the time and a random suffix).
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
 }

@@ -6,6 +6,7 @@ mod exit_status;
 mod graph;
 mod plan;
 mod printer;
+mod run;
 mod schema;
 mod validate;
 
@@ -37,6 +38,7 @@ pub fn main() -> std::process::ExitCode {
 pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
     let outcome = match cli.command {
         Command::Validate(args) => validate::validate(&args, printer),
+        Command::Run(args) => run::run(&args, printer),
         Command::Plan(args) => plan::plan(&args, printer),
         Command::Graph(args) => graph::graph(&args, printer),
         Command::Schema => schema::schema(printer),

@@ -1,0 +1,446 @@
+//! `exec`: run a program (`command: [argv...]`, no shell) or a script (`sh -eu -c`).
+//!
+//! - The child runs in its own process group, so that cancelling the step stops everything
+//!   it started, grandchildren included: SIGTERM to the group, then SIGKILL after a grace
+//!   period. Dropping the future kills the group at once.
+//! - stdout and stderr are read concurrently (a child blocked on a full pipe never
+//!   deadlocks the step) and each is capped; past the cap the rest is read and counted, not
+//!   kept.
+//! - The step ends when the program exits. A process it left running in the background
+//!   keeps running (it was asked for); its output is read for a short while only, so a
+//!   `daemon &` that keeps stdout open cannot hold the step forever.
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::{Map, Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use super::body::{Fields, text, wrong_type};
+use super::{Action, ActionError, ActionFuture, ActionInput};
+use crate::template::Escape;
+
+/// The `exec` action.
+#[derive(Debug, Clone, Copy)]
+pub struct Exec {
+    /// How many bytes of stdout, and separately of stderr, the result keeps.
+    pub max_output: usize,
+    /// How long a cancelled process group has between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// How long output is still read after the program exited, while a process it left in
+    /// the background holds the pipe open.
+    pub drain: Duration,
+}
+
+impl Exec {
+    /// The settings a runbook gets: 1 MiB of each stream, 2 s to shut down, 1 s to drain.
+    pub const DEFAULT: Exec = Exec {
+        max_output: 1024 * 1024,
+        kill_grace: Duration::from_secs(2),
+        drain: Duration::from_secs(1),
+    };
+}
+
+impl Default for Exec {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl Action for Exec {
+    fn key(&self) -> &'static str {
+        "exec"
+    }
+
+    fn run<'a>(&'a self, input: ActionInput<'a>) -> ActionFuture<'a> {
+        Box::pin(self.execute(input))
+    }
+}
+
+const KEYS: &[&str] = &["command", "script", "env", "cwd", "stdin"];
+
+/// What to run, rendered.
+struct Spec {
+    /// The program and its arguments; `sh -eu -c SCRIPT` for a script.
+    argv: Vec<String>,
+    /// How messages name what ran: `` `flink` `` or `script`.
+    what: String,
+    env: Vec<(String, String)>,
+    cwd: Option<String>,
+    stdin: Option<String>,
+}
+
+impl Spec {
+    fn render(input: &ActionInput<'_>) -> Result<Spec, ActionError> {
+        let Value::Object(body) = input.body else {
+            return Err(wrong_type("exec", "a map", input.body));
+        };
+        // A script is shell code: values land in it shell-quoted. Every other field is
+        // passed to the program as is, so it is rendered plainly.
+        let plain: Map<String, Value> = body
+            .iter()
+            .filter(|(key, _)| key.as_str() != "script")
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let plain = render(input, &Value::Object(plain), Escape::Plain)?;
+        let fields = Fields::new("exec", &plain, KEYS)?;
+        let script = match body.get("script").filter(|v| !v.is_null()) {
+            Some(script) => Some(text(
+                &render(input, script, Escape::ShellQuoted)?,
+                "exec.script",
+            )?),
+            None => None,
+        };
+        let (argv, what) = match (fields.get("command"), script) {
+            (Some(_), Some(_)) => {
+                return Err(ActionError::invalid(
+                    "`exec` takes one of `command` and `script`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(ActionError::invalid(
+                    "`exec` needs `command` (a list: program and arguments) or `script`",
+                ));
+            }
+            (None, Some(script)) => (
+                vec!["sh".into(), "-eu".into(), "-c".into(), script],
+                "script".to_owned(),
+            ),
+            (Some(command), None) => {
+                let argv = command_argv(command)?;
+                let what = format!("`{}`", argv[0]);
+                (argv, what)
+            }
+        };
+        Ok(Spec {
+            argv,
+            what,
+            env: fields.text_map("env")?,
+            cwd: fields.text("cwd")?,
+            stdin: fields.text("stdin")?,
+        })
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.argv[0]);
+        command
+            .args(&self.argv[1..])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, so a cancel reaches every process it starts.
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(cwd) = &self.cwd {
+            command.current_dir(cwd);
+        }
+        command
+    }
+
+    /// Why the program could not be started, naming it.
+    fn spawn_error(&self, error: &io::Error) -> ActionError {
+        let program = &self.argv[0];
+        match error.kind() {
+            io::ErrorKind::NotFound if program.contains('/') => {
+                ActionError::invalid(format!("program `{program}` does not exist"))
+            }
+            io::ErrorKind::NotFound => {
+                ActionError::invalid(format!("program `{program}` not found on PATH"))
+            }
+            io::ErrorKind::PermissionDenied => ActionError::invalid(format!(
+                "cannot run `{program}`: permission denied (is it an executable file?)"
+            )),
+            io::ErrorKind::InvalidInput => {
+                ActionError::invalid(format!("cannot run `{program}`: {error}"))
+            }
+            _ => ActionError::failed(format!("cannot start `{program}`: {error}")),
+        }
+    }
+}
+
+fn render(input: &ActionInput<'_>, value: &Value, mode: Escape) -> Result<Value, ActionError> {
+    (input.render)(value, mode).map_err(|e| ActionError::invalid(format!("exec: {e}")))
+}
+
+fn command_argv(command: &Value) -> Result<Vec<String>, ActionError> {
+    let Value::Array(items) = command else {
+        return Err(wrong_type(
+            "exec.command",
+            "a list (the program and its arguments)",
+            command,
+        ));
+    };
+    if items.is_empty() {
+        return Err(ActionError::invalid(
+            "`exec.command` is empty: it needs at least the program",
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| text(item, &format!("exec.command[{i}]")))
+        .collect()
+}
+
+impl Exec {
+    async fn execute(&self, input: ActionInput<'_>) -> Result<Value, ActionError> {
+        let spec = Spec::render(&input)?;
+        if let Some(cwd) = &spec.cwd {
+            // Checked first: spawning in a missing directory fails with the same error as a
+            // missing program, and the message would name the wrong thing.
+            check_dir(cwd)?;
+        }
+        if input.cancel.is_cancelled() {
+            return Err(ActionError::cancelled(format!("{} cancelled", spec.what)));
+        }
+        let mut child = spec
+            .command()
+            .spawn()
+            .map_err(|e| spec.spawn_error(&e))?;
+        let mut group = match child.id() {
+            Some(pid) => Group::new(pid),
+            // Only possible once the child has been reaped, which nothing has done yet.
+            None => return Err(ActionError::failed(format!("{} vanished", spec.what))),
+        };
+        let mut stdout = Capture::start(child.stdout.take(), self.max_output);
+        let mut stderr = Capture::start(child.stderr.take(), self.max_output);
+        let feeder = match (child.stdin.take(), spec.stdin.clone()) {
+            (Some(mut pipe), Some(text)) => Some(tokio::spawn(async move {
+                // A program that exits without reading its input closes the pipe: that is
+                // its choice, not an error.
+                let _ = pipe.write_all(text.as_bytes()).await;
+            })),
+            _ => None,
+        };
+
+        let outcome = tokio::select! {
+            status = child.wait() => Ok(status),
+            () = input.cancel.cancelled() => Err(group.terminate(&mut child, self.kill_grace).await),
+        };
+        // The leader is reaped: what it left in the background is no longer ours to kill.
+        group.disarm();
+        let drain = async {
+            tokio::join!(stdout.finish(), stderr.finish());
+        };
+        tokio::select! {
+            () = drain => {}
+            () = tokio::time::sleep(self.drain) => {}
+            () = input.cancel.cancelled(), if outcome.is_ok() => {}
+        }
+        for task in [&stdout.task, &stderr.task].into_iter().chain(&feeder) {
+            task.abort();
+        }
+
+        match outcome {
+            Ok(Ok(status)) => finish(&spec, status, &stdout, &stderr),
+            Ok(Err(error)) => Err(ActionError::failed(format!(
+                "waiting for {} failed: {error}",
+                spec.what
+            ))),
+            Err(status) => {
+                let result = result(status, &stdout, &stderr);
+                Err(ActionError::cancelled(format!("{} cancelled", spec.what)).with_result(result))
+            }
+        }
+    }
+}
+
+fn check_dir(cwd: &str) -> Result<(), ActionError> {
+    match std::fs::metadata(cwd) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(ActionError::invalid(format!(
+            "working directory `{cwd}` is not a directory"
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(ActionError::invalid(format!(
+            "working directory `{cwd}` does not exist"
+        ))),
+        Err(e) => Err(ActionError::invalid(format!(
+            "working directory `{cwd}`: {e}"
+        ))),
+    }
+}
+
+/// The result, or the failure carrying it.
+fn finish(
+    spec: &Spec,
+    status: ExitStatus,
+    stdout: &Capture,
+    stderr: &Capture,
+) -> Result<Value, ActionError> {
+    let result = result(Some(status), stdout, stderr);
+    if status.success() {
+        return Ok(result);
+    }
+    let how = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("was killed by signal {}", signal_name(signal)),
+        (None, None) => format!("ended abnormally ({status})"),
+    };
+    let mut message = format!("{} {how}", spec.what);
+    if let Some(line) = last_line(&stderr.text()) {
+        message.push_str(": ");
+        message.push_str(&line);
+    }
+    Err(ActionError::failed(message).with_result(result))
+}
+
+/// `{exit_code, stdout, stderr, json}`. A signal exit is reported as 128 + the signal, as
+/// shells do, so `exit_code` is always a number once the program ended.
+fn result(status: Option<ExitStatus>, stdout: &Capture, stderr: &Capture) -> Value {
+    let exit_code = status.and_then(|s| s.code().or_else(|| s.signal().map(|sig| 128 + sig)));
+    let (out, truncated) = stdout.text_and_truncation();
+    // Cut output is not the document the program printed, even if what is left parses.
+    let parsed = if truncated {
+        Value::Null
+    } else {
+        serde_json::from_str(&out).unwrap_or(Value::Null)
+    };
+    json!({
+        "exit_code": exit_code,
+        "stdout": out,
+        "stderr": stderr.text(),
+        "json": parsed,
+    })
+}
+
+/// The last line of stderr with text on it, shortened: usually the error itself.
+fn last_line(stderr: &str) -> Option<String> {
+    const MAX_CHARS: usize = 300;
+    let line = stderr.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+    let mut short: String = line.chars().take(MAX_CHARS).collect();
+    if short.len() < line.len() {
+        short.push('…');
+    }
+    Some(short)
+}
+
+fn signal_name(signal: i32) -> String {
+    match Signal::try_from(signal) {
+        Ok(known) => format!("{signal} ({})", known.as_str()),
+        Err(_) => signal.to_string(),
+    }
+}
+
+/// The child's process group. Dropped while armed (the future was dropped mid-run), it
+/// kills the whole group: nothing can be awaited in a destructor, so there is no grace.
+struct Group {
+    pgid: Pid,
+    armed: bool,
+}
+
+impl Group {
+    fn new(pid: u32) -> Group {
+        // `process_group(0)` makes the child the leader of a group numbered by its pid.
+        let pgid = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+        Group { pgid, armed: true }
+    }
+
+    fn signal(&self, signal: Signal) {
+        // ESRCH: the group is already gone, which is what we want.
+        let _ = killpg(self.pgid, signal);
+    }
+
+    /// SIGTERM to the group, SIGKILL once the leader exits or `grace` runs out (whichever
+    /// comes first: what the leader leaves behind when it is told to stop is meant to stop
+    /// too), then reap the leader. Returns its exit status when it could be read.
+    async fn terminate(&mut self, child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+        self.signal(Signal::SIGTERM);
+        let status = match tokio::time::timeout(grace, child.wait()).await {
+            Ok(Ok(status)) => Some(status),
+            Ok(Err(_)) | Err(_) => None,
+        };
+        self.signal(Signal::SIGKILL);
+        match status {
+            Some(status) => Some(status),
+            None => child.wait().await.ok(),
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if self.armed {
+            self.signal(Signal::SIGKILL);
+        }
+    }
+}
+
+/// One output stream, read by its own task into a capped buffer.
+struct Capture {
+    buffer: Arc<Mutex<Buffer>>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Buffer {
+    kept: Vec<u8>,
+    /// Bytes read past the cap.
+    dropped: u64,
+}
+
+impl Capture {
+    fn start(pipe: Option<impl AsyncRead + Unpin + Send + 'static>, limit: usize) -> Capture {
+        let buffer = Arc::new(Mutex::new(Buffer::default()));
+        let shared = Arc::clone(&buffer);
+        let task = tokio::spawn(async move {
+            let Some(mut pipe) = pipe else { return };
+            let mut chunk = vec![0; 64 * 1024];
+            // Keep reading past the cap: a writer blocked on a full pipe would never exit.
+            while let Ok(n @ 1..) = pipe.read(&mut chunk).await {
+                let mut buffer = shared.lock().unwrap_or_else(PoisonError::into_inner);
+                let room = limit.saturating_sub(buffer.kept.len()).min(n);
+                buffer.kept.extend_from_slice(&chunk[..room]);
+                buffer.dropped += (n - room) as u64;
+            }
+        });
+        Capture { buffer, task }
+    }
+
+    /// Waits until the stream is closed and everything in it was read.
+    async fn finish(&mut self) {
+        // A reader task only ends by itself (it never panics on input), so its outcome
+        // carries nothing to report.
+        let _ = (&mut self.task).await;
+    }
+
+    fn text(&self) -> String {
+        self.text_and_truncation().0
+    }
+
+    /// The kept text, with a note of how much was cut, and whether anything was.
+    fn text_and_truncation(&self) -> (String, bool) {
+        let buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut dropped = buffer.dropped;
+        let kept = &buffer.kept[..];
+        let mut text = match std::str::from_utf8(kept) {
+            Ok(text) => text.to_owned(),
+            // The cap cut a character in two: drop its first bytes too rather than show
+            // a replacement character that the program never wrote.
+            Err(e) if dropped > 0 && e.error_len().is_none() => {
+                dropped += (kept.len() - e.valid_up_to()) as u64;
+                String::from_utf8_lossy(&kept[..e.valid_up_to()]).into_owned()
+            }
+            Err(_) => String::from_utf8_lossy(kept).into_owned(),
+        };
+        if dropped > 0 {
+            text.push_str(&format!("…[truncated {dropped} bytes]"));
+        }
+        (text, dropped > 0)
+    }
+}

@@ -1,0 +1,161 @@
+//! The actions a step runs: `exec`, `http`, `assert`, `sleep`.
+//!
+//! Each action lives in its own file behind the small [`Action`] trait and is found by its
+//! YAML key through [`action_for`]. An action gets its body exactly as the runbook wrote it
+//! (templates not rendered yet) and renders it itself, because only the action knows how each
+//! field is rendered: an exec `script` is shell-quoted, everything else is plain, and some
+//! fields (`sleep`'s duration, `assert.that`) are not templates at all.
+//!
+//! Results are JSON objects (the contract in the language docs); a failure is an
+//! [`ActionError`] that still carries the result when there is one, so that a non-zero exit
+//! or an unexpected HTTP status can be shown and polled on.
+
+pub mod assert;
+mod body;
+pub mod exec;
+pub mod http;
+pub mod sleep;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::template::{Escape, RenderError};
+
+/// Renders every template inside a value against the step's context.
+pub type RenderFn<'a> = dyn Fn(&Value, Escape) -> Result<Value, RenderError> + Sync + 'a;
+
+/// Evaluates one jq expression over the step's context, to its first value.
+pub type EvalFn<'a> = dyn Fn(&str) -> Result<Value, String> + Sync + 'a;
+
+/// Shows the user a message they must see (a warning), wherever the engine sends output.
+pub type WarnFn<'a> = dyn Fn(String) + Sync + 'a;
+
+/// What an action gets when it runs.
+pub struct ActionInput<'a> {
+    /// Its body from the runbook, as JSON, with templates not yet rendered.
+    pub body: &'a Value,
+    /// Renders templates against the step's context: [`Escape::ShellQuoted`] for an exec
+    /// `script`, [`Escape::Plain`] otherwise.
+    pub render: &'a RenderFn<'a>,
+    /// Evaluates a jq expression over the context (used by `assert`).
+    pub eval: &'a EvalFn<'a>,
+    /// Cancelled when the attempt times out, the run reaches its deadline or the user
+    /// interrupts it: the action stops promptly and cleans up after itself.
+    pub cancel: CancellationToken,
+    /// Where to say something the user must see, such as a disabled TLS check.
+    pub warn: &'a WarnFn<'a>,
+    /// The step path (`snapshot[2]/trigger`), for messages.
+    pub step_path: &'a str,
+}
+
+/// The future an action returns. `Send` so the engine can run steps on any worker thread.
+pub type ActionFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, ActionError>> + Send + 'a>>;
+
+/// One kind of action.
+pub trait Action: Send + Sync {
+    /// Its key in YAML (`"exec"`).
+    fn key(&self) -> &'static str;
+    /// Runs it once. Dropping the future stops it too, as cancelling does (with less
+    /// grace: no asynchronous clean-up can run in a destructor).
+    fn run<'a>(&'a self, input: ActionInput<'a>) -> ActionFuture<'a>;
+}
+
+/// A failed action: a message naming what failed, and the result when there is one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct ActionError {
+    /// What failed, for people: `` `flink` exited with status 3: job not found``.
+    pub message: String,
+    /// The result despite the failure (a non-zero exit still has stdout and stderr, an
+    /// unexpected HTTP status still has the response), so outputs, `until` and reports can
+    /// show it.
+    pub result: Option<Value>,
+    /// Why it failed, which decides whether trying again can help.
+    pub kind: ActionErrorKind,
+}
+
+/// Why an action failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActionErrorKind {
+    /// The action ran and did not succeed: a non-zero exit, an unexpected status, a
+    /// connection error, a false assertion. Another attempt may succeed.
+    Failed,
+    /// The action was cancelled (timeout, deadline, interrupt) and stopped.
+    Cancelled,
+    /// The body is wrong at run time: a template value of the wrong type, a name missing
+    /// from the context, a file that does not exist. Trying again the same way will not help.
+    Invalid,
+}
+
+impl ActionError {
+    /// The action ran and did not succeed.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(ActionErrorKind::Failed, message)
+    }
+
+    /// The body cannot be run as it is.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ActionErrorKind::Invalid, message)
+    }
+
+    /// The action was cancelled.
+    pub fn cancelled(message: impl Into<String>) -> Self {
+        Self::new(ActionErrorKind::Cancelled, message)
+    }
+
+    fn new(kind: ActionErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            result: None,
+            kind,
+        }
+    }
+
+    /// Attach the result the action had when it failed.
+    pub fn with_result(mut self, result: Value) -> Self {
+        self.result = Some(result);
+        self
+    }
+}
+
+/// Every action this build can run.
+static ACTIONS: &[&dyn Action] = &[
+    &exec::Exec::DEFAULT,
+    &http::Http::DEFAULT,
+    &assert::Assert,
+    &sleep::Sleep,
+];
+
+/// The action for a YAML key, if this build can run it.
+pub fn action_for(key: &str) -> Option<&'static dyn Action> {
+    ACTIONS.iter().copied().find(|action| action.key() == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_is_found_by_its_own_key() {
+        for action in ACTIONS {
+            let found = action_for(action.key()).map(Action::key);
+            assert_eq!(found, Some(action.key()));
+        }
+        assert!(action_for("kubernetes").is_none());
+        assert!(action_for("").is_none());
+    }
+
+    #[test]
+    fn every_action_key_is_a_key_of_the_language() {
+        for action in ACTIONS {
+            assert!(
+                crate::runbook::model::ACTION_KEYS.contains(&action.key()),
+                "{}",
+                action.key()
+            );
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! What happens in a run, as a stream of events. Everything else is a view over them: the
+//! executor's own state is folded from them, the terminal shows them, `--output json` prints
+//! them, and the journal will store them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl StepStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Which body produced a step's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    Action,
+    Fallback,
+}
+
+/// How a run ended (or where it stands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// Stopped by a signal; `runbook resume` will continue it.
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// One thing that happened. Step paths name a step instance: `snapshot`, `snapshot[2]` for
+/// an item of a `for_each`, `snapshot[2]/trigger` inside a runbook it `uses`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    RunStarted {
+        runbook: String,
+        /// Inputs as given, secrets never among them.
+        inputs: Value,
+    },
+    /// An attempt of a step's action (or of its fallback) starts.
+    StepStarted {
+        path: String,
+        attempt: u32,
+        attempts: u32,
+        #[serde(default, skip_serializing_if = "is_false")]
+        fallback: bool,
+    },
+    /// A `for_each` step expanded into its items.
+    StepExpanded { path: String, items: usize },
+    /// `until` did not hold yet; the action runs again after the poll interval.
+    StepPolling {
+        path: String,
+        attempt: u32,
+        poll: u32,
+    },
+    /// An attempt failed; `retry_in_ms` is set when another attempt follows.
+    StepAttemptFailed {
+        path: String,
+        attempt: u32,
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_in_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        fallback: bool,
+    },
+    StepEnded {
+        path: String,
+        status: StepStatus,
+        attempts: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        via: Option<Via>,
+        #[serde(default)]
+        outputs: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// The element a `for_each` instance ran for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<Value>,
+        duration_ms: u64,
+    },
+    /// Something a person must see that is not a failure (TLS verification turned off).
+    Warning {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        message: String,
+    },
+    RunEnded {
+        status: RunStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(default)]
+        outputs: Value,
+        duration_ms: u64,
+    },
+}
+
+/// An event as it leaves the engine: which run, when, and what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub run_id: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+    #[serde(flatten)]
+    pub event: RunEvent,
+}
+
+/// Where events go. Implementations must be quick: the executor calls them inline.
+pub trait EventSink: Send + Sync {
+    fn emit(&self, envelope: &Envelope);
+}

@@ -1,0 +1,775 @@
+//! The executor: runs a validated bundle as a DAG of steps on tokio.
+//!
+//! Every change of state is an event; the executor folds its own state from the events it
+//! emits (see [`RunState`]), so a journal of them is enough to rebuild a run.
+
+use super::event::{Envelope, EventSink, RunEvent, RunStatus, StepStatus, Via};
+use super::redact::Redactor;
+use super::retry::RetryPolicy;
+use super::state::RunState;
+use crate::actions::{ActionError, ActionErrorKind, ActionInput, action_for};
+use crate::plan::{Dag, Section};
+use crate::runbook::load::Loaded;
+use crate::runbook::validate::Bundle;
+use crate::runbook::{ActionRef, Fallback, Poll, Retry, Spanned, SpannedMap, Step};
+use crate::template::{self, Escape, jq};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Why a run stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Deadline,
+    Interrupted,
+}
+
+/// What a run needs besides the runbook.
+pub struct RunConfig {
+    pub run_id: String,
+    /// Inputs of the root runbook, already checked against their types.
+    pub inputs: Map<String, Value>,
+    /// Resolved secrets of every runbook in the bundle, by canonical path.
+    pub secrets: HashMap<PathBuf, Map<String, Value>>,
+    /// Overrides the runbook's `max_parallel`.
+    pub max_parallel: Option<usize>,
+    /// Cancelled on Ctrl-C or SIGTERM: running steps stop, `finally` runs, the run is
+    /// left interrupted.
+    pub interrupt: CancellationToken,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub reason: Option<String>,
+    pub outputs: Value,
+    pub state: RunState,
+}
+
+/// The whole executor: shared by every step of a run.
+struct Run {
+    bundle: Arc<Bundle>,
+    run_id: String,
+    runbook_name: String,
+    started_at: String,
+    started: Instant,
+    secrets: HashMap<PathBuf, Map<String, Value>>,
+    redactor: Redactor,
+    sink: Arc<dyn EventSink>,
+    state: Mutex<RunState>,
+    /// Bounds how many actions run at once, run-wide.
+    permits: Semaphore,
+    /// Set once something has failed the run.
+    failed: Mutex<bool>,
+    stop: Mutex<Option<StopReason>>,
+}
+
+/// Runs a bundle to its end (or until stopped) and returns how it ended.
+pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink>) -> RunOutcome {
+    let root = bundle.root().expect("a valid bundle has its root runbook");
+    let runbook = &root.runbook;
+    let redactor = Redactor::new(
+        config
+            .secrets
+            .values()
+            .flat_map(|m| m.values())
+            .filter_map(|v| v.as_str().map(str::to_owned)),
+    );
+    let max_parallel = config
+        .max_parallel
+        .or(runbook.max_parallel.as_ref().map(|m| m.value as usize))
+        .unwrap_or(Semaphore::MAX_PERMITS)
+        .clamp(1, Semaphore::MAX_PERMITS);
+    let run = Run {
+        bundle: bundle.clone(),
+        run_id: config.run_id.clone(),
+        runbook_name: runbook.name.value.clone(),
+        started_at: jiff::Timestamp::now().to_string(),
+        started: Instant::now(),
+        secrets: config.secrets,
+        redactor,
+        sink,
+        state: Mutex::new(RunState::default()),
+        permits: Semaphore::new(max_parallel),
+        failed: Mutex::new(false),
+        stop: Mutex::new(None),
+    };
+    run.emit(RunEvent::RunStarted {
+        runbook: runbook.name.value.clone(),
+        inputs: Value::Object(config.inputs.clone()),
+    });
+
+    // Deadline and interrupt cancel the main steps; `finally` runs with its own token.
+    let main_cancel = CancellationToken::new();
+    let deadline = runbook.deadline.as_ref().map(|d| match &d.value {
+        crate::runbook::Deadline::After(duration) => tokio::time::Instant::now() + duration.0,
+        crate::runbook::Deadline::At(at) => {
+            let left = at.duration_since(jiff::Timestamp::now());
+            let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+            tokio::time::Instant::now() + left
+        }
+    });
+    let watch = async {
+        let reason = tokio::select! {
+            _ = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => StopReason::Deadline,
+            _ = config.interrupt.cancelled() => StopReason::Interrupted,
+        };
+        run.stop.lock().expect("stop lock").get_or_insert(reason);
+        main_cancel.cancel();
+    };
+    let scope = Scope {
+        loaded: root,
+        prefix: String::new(),
+        inputs: Value::Object(config.inputs),
+        secrets: run.secrets.get(&bundle.root).cloned().unwrap_or_default(),
+    };
+    let body = run.run_scope(&scope, main_cancel.clone());
+    tokio::pin!(body);
+    tokio::pin!(watch);
+    let mut watching = true;
+    let result = loop {
+        tokio::select! {
+            result = &mut body => break result,
+            _ = &mut watch, if watching => watching = false,
+        }
+    };
+    let stop = *run.stop.lock().expect("stop lock");
+    let (status, reason) = match (stop, result) {
+        (Some(StopReason::Interrupted), _) => (RunStatus::Interrupted, Some("interrupted".to_owned())),
+        (Some(StopReason::Deadline), _) => (RunStatus::Failed, Some("deadline".to_owned())),
+        (None, Ok(_)) => (RunStatus::Succeeded, None),
+        (None, Err(reason)) => (RunStatus::Failed, Some(reason)),
+    };
+    let outputs = run.state.lock().expect("state lock").outputs.clone();
+    let outputs = if status == RunStatus::Succeeded { outputs } else { Value::Null };
+    run.emit(RunEvent::RunEnded {
+        status,
+        reason: reason.clone(),
+        outputs: outputs.clone(),
+        duration_ms: run.started.elapsed().as_millis() as u64,
+    });
+    let state = run.state.lock().expect("state lock").clone();
+    RunOutcome {
+        status,
+        reason: reason.map(|r| run.redactor.text(&r)),
+        outputs: run.redactor.value(&outputs),
+        state,
+    }
+}
+
+/// One runbook being run: the root, or one called through `uses`.
+struct Scope<'b> {
+    loaded: &'b Loaded,
+    /// Prepended to step ids to make step paths: `""` or `snapshot[2]/`.
+    prefix: String,
+    inputs: Value,
+    secrets: Map<String, Value>,
+}
+
+/// Where an instance of a step runs.
+#[derive(Clone)]
+struct Instance {
+    path: String,
+    item: Option<(Value, usize)>,
+}
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// An attempt's failure: the message and whether it was a cancellation.
+struct Failure {
+    message: String,
+    cancelled: bool,
+}
+
+impl From<ActionError> for Failure {
+    fn from(error: ActionError) -> Self {
+        Failure {
+            cancelled: error.kind == ActionErrorKind::Cancelled,
+            message: error.message,
+        }
+    }
+}
+
+fn failure(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        cancelled: false,
+    }
+}
+
+fn cancelled() -> Failure {
+    Failure {
+        message: "cancelled".to_owned(),
+        cancelled: true,
+    }
+}
+
+/// The parts of a step or fallback that decide how its action runs.
+struct Body<'s> {
+    node: Option<&'s crate::runbook::Node>,
+    action: ActionRef<'s>,
+    retry: Option<&'s Spanned<Retry>>,
+    timeout: Option<Duration>,
+    until: Option<&'s Spanned<String>>,
+    poll: Option<&'s Spanned<Poll>>,
+    outputs: Option<&'s Spanned<SpannedMap<Spanned<String>>>>,
+}
+
+impl Run {
+    fn emit(&self, event: RunEvent) {
+        let event = self.redact_event(event);
+        self.state.lock().expect("state lock").apply(&event);
+        let envelope = Envelope {
+            run_id: self.run_id.clone(),
+            at: jiff::Timestamp::now().to_string(),
+            event,
+        };
+        self.sink.emit(&envelope);
+    }
+
+    fn redact_event(&self, event: RunEvent) -> RunEvent {
+        let value = serde_json::to_value(&event).expect("events serialise");
+        serde_json::from_value(self.redactor.value(&value)).unwrap_or(event)
+    }
+
+    fn fail_run(&self) {
+        *self.failed.lock().expect("failed lock") = true;
+    }
+
+    fn run_failed(&self) -> bool {
+        *self.failed.lock().expect("failed lock")
+    }
+
+    /// The context templates and expressions of a scope see.
+    fn context(&self, scope: &Scope<'_>, step: Option<(&Step, &Instance)>) -> Value {
+        let ids = scope.loaded.runbook.all_steps().map(|s| s.id.value.as_str());
+        let steps = self
+            .state
+            .lock()
+            .expect("state lock")
+            .steps_context(&scope.prefix, ids);
+        let status = if self.stop.lock().expect("stop lock").is_some() || self.run_failed() {
+            "failed"
+        } else {
+            "running"
+        };
+        let mut context = json!({
+            "inputs": scope.inputs,
+            "secrets": scope.secrets,
+            "steps": steps,
+            "run": {
+                "id": self.run_id,
+                "name": self.runbook_name,
+                "started_at": self.started_at,
+                "status": status,
+            },
+        });
+        if let Some((step, instance)) = step {
+            context["step"] = json!({ "id": step.id.value, "key": step_key(&self.run_id, &instance.path) });
+            if let Some((item, index)) = &instance.item {
+                context["item"] = item.clone();
+                context["index"] = json!(index);
+            }
+        }
+        context
+    }
+
+    /// Runs the steps of one runbook, then its `finally`; evaluates its outputs.
+    /// `Err` carries why the runbook failed.
+    fn run_scope<'a>(&'a self, scope: &'a Scope<'a>, cancel: CancellationToken) -> Boxed<'a, Result<Value, String>> {
+        Box::pin(async move {
+            let dag = Dag::new(&scope.loaded.runbook);
+            let steps: Vec<&Step> = scope.loaded.runbook.all_steps().collect();
+            let main: Vec<usize> = (0..steps.len()).filter(|&i| dag.sections[i] == Section::Steps).collect();
+            let finally: Vec<usize> = (0..steps.len()).filter(|&i| dag.sections[i] == Section::Finally).collect();
+            let mut ended: Vec<Option<StepStatus>> = vec![None; steps.len()];
+            let main_error = self.run_steps(scope, &dag, &steps, &main, &mut ended, &cancel).await;
+            // `finally` always runs; the first Ctrl-C or the deadline does not stop it.
+            let finally_error = self
+                .run_steps(scope, &dag, &steps, &finally, &mut ended, &CancellationToken::new())
+                .await;
+            if let Some(error) = main_error.or(finally_error) {
+                return Err(error);
+            }
+            if cancel.is_cancelled() {
+                return Err("cancelled".to_owned());
+            }
+            let context = self.context(scope, None);
+            let mut outputs = Map::new();
+            for (name, expression) in scope.loaded.runbook.outputs.iter() {
+                let value = evaluate(&expression.value, &context, &context)
+                    .map_err(|e| format!("runbook output `{}`: {e}", name.value))?;
+                outputs.insert(name.value.clone(), value);
+            }
+            let outputs = Value::Object(outputs);
+            if scope.prefix.is_empty() {
+                self.state.lock().expect("state lock").outputs = outputs.clone();
+            }
+            Ok(outputs)
+        })
+    }
+
+    /// Runs a set of steps as their needs allow. Returns the first failure, if any.
+    async fn run_steps(
+        &self,
+        scope: &Scope<'_>,
+        dag: &Dag,
+        steps: &[&Step],
+        members: &[usize],
+        ended: &mut [Option<StepStatus>],
+        cancel: &CancellationToken,
+    ) -> Option<String> {
+        let mut started = vec![false; steps.len()];
+        let mut running = FuturesUnordered::new();
+        let mut failure: Option<String> = None;
+        loop {
+            if failure.is_none() && !cancel.is_cancelled() {
+                for &index in members {
+                    if started[index] {
+                        continue;
+                    }
+                    let ready = dag.needs[index].iter().all(|need| {
+                        matches!(ended[need.step], Some(StepStatus::Succeeded | StepStatus::Skipped))
+                            || (ended[need.step] == Some(StepStatus::Failed)
+                                && steps[need.step].continue_on_failure == Some(true))
+                    });
+                    if ready {
+                        started[index] = true;
+                        let step = steps[index];
+                        running.push(async move { (index, self.run_step(scope, step, cancel).await) });
+                    }
+                }
+            }
+            let Some((index, status)) = running.next().await else { break };
+            ended[index] = Some(status);
+            if status == StepStatus::Failed && steps[index].continue_on_failure != Some(true) && failure.is_none() {
+                failure = Some(format!("step `{}{}` failed", scope.prefix, steps[index].id.value));
+                self.fail_run();
+            }
+        }
+        failure
+    }
+
+    /// One step: `when`, then one instance, or one per item of `for_each`.
+    async fn run_step(&self, scope: &Scope<'_>, step: &Step, cancel: &CancellationToken) -> StepStatus {
+        let path = format!("{}{}", scope.prefix, step.id.value);
+        let started = Instant::now();
+        let context = self.context(scope, None);
+        if let Some(when) = &step.when {
+            match evaluate(&when.value, &context, &context) {
+                Ok(Value::Null | Value::Bool(false)) => {
+                    self.end(&path, StepStatus::Skipped, 0, None, Value::Null, None, None, started);
+                    return StepStatus::Skipped;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.end(&path, StepStatus::Failed, 0, None, Value::Null, Some(format!("`when` of step `{path}`: {e}")), None, started);
+                    return StepStatus::Failed;
+                }
+            }
+        }
+        let Some(for_each) = &step.for_each else {
+            let instance = Instance { path, item: None };
+            return self.run_instance(scope, step, &instance, cancel).await;
+        };
+        let items = match evaluate(&for_each.value, &context, &context) {
+            Ok(Value::Array(items)) => items,
+            Ok(other) => {
+                let error = format!("`for_each` of step `{path}` must give an array, it gave {}", kind_of(&other));
+                self.end(&path, StepStatus::Failed, 0, None, Value::Null, Some(error), None, started);
+                return StepStatus::Failed;
+            }
+            Err(e) => {
+                let error = format!("`for_each` of step `{path}`: {e}");
+                self.end(&path, StepStatus::Failed, 0, None, Value::Null, Some(error), None, started);
+                return StepStatus::Failed;
+            }
+        };
+        self.emit(RunEvent::StepExpanded { path: path.clone(), items: items.len() });
+        let limit = Semaphore::new(step.max_parallel.as_ref().map_or(Semaphore::MAX_PERMITS, |m| (m.value as usize).max(1)));
+        let mut instances: FuturesUnordered<_> = items
+            .into_iter()
+            .enumerate()
+            .map(|(index, item)| {
+                let instance = Instance { path: format!("{path}[{index}]"), item: Some((item, index)) };
+                let limit = &limit;
+                async move {
+                    let _permit = limit.acquire().await.expect("the item limit is never closed");
+                    self.run_instance(scope, step, &instance, cancel).await
+                }
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        while let Some(status) = instances.next().await {
+            statuses.push(status);
+        }
+        let status = if statuses.iter().all(|s| matches!(s, StepStatus::Succeeded | StepStatus::Skipped)) {
+            StepStatus::Succeeded
+        } else if statuses.contains(&StepStatus::Cancelled) {
+            StepStatus::Cancelled
+        } else {
+            StepStatus::Failed
+        };
+        let error = (status == StepStatus::Failed).then(|| {
+            let failed = statuses.iter().filter(|s| **s == StepStatus::Failed).count();
+            format!("{failed} of {} items failed", statuses.len())
+        });
+        self.end(&path, status, 1, None, Value::Null, error, None, started);
+        status
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn end(
+        &self,
+        path: &str,
+        status: StepStatus,
+        attempts: u32,
+        via: Option<Via>,
+        outputs: Value,
+        error: Option<String>,
+        item: Option<Value>,
+        started: Instant,
+    ) {
+        self.emit(RunEvent::StepEnded {
+            path: path.to_owned(),
+            status,
+            attempts,
+            via,
+            outputs,
+            error,
+            item,
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+    }
+
+    /// One instance: attempts of the action with retries, then the fallback.
+    async fn run_instance(&self, scope: &Scope<'_>, step: &Step, instance: &Instance, cancel: &CancellationToken) -> StepStatus {
+        let started = Instant::now();
+        let item = instance.item.as_ref().map(|(item, _)| item.clone());
+        let defaults = scope.loaded.runbook.defaults.as_ref();
+        let default_retry = defaults.and_then(|d| d.retry.as_ref());
+        let default_timeout = defaults.and_then(|d| d.timeout.as_ref()).map(|t| t.value.0);
+        let Some(action) = step.action() else {
+            self.end(&instance.path, StepStatus::Failed, 0, None, Value::Null, Some("the step has no action".to_owned()), item, started);
+            return StepStatus::Failed;
+        };
+        let body = Body {
+            node: step.node.get(action.key()),
+            action,
+            retry: step.retry.as_ref().or(default_retry),
+            timeout: step.timeout.as_ref().map(|t| t.value.0).or(default_timeout),
+            until: step.until.as_ref(),
+            poll: step.poll.as_ref(),
+            outputs: step.outputs.as_ref(),
+        };
+        let (attempts, result) = self.attempts(scope, step, instance, &body, false, cancel).await;
+        match result {
+            Ok(outputs) => {
+                self.end(&instance.path, StepStatus::Succeeded, attempts, Some(Via::Action), outputs, None, item, started);
+                StepStatus::Succeeded
+            }
+            Err(failure) if failure.cancelled => {
+                self.end(&instance.path, StepStatus::Cancelled, attempts, None, Value::Null, Some(failure.message), item, started);
+                StepStatus::Cancelled
+            }
+            Err(failure) => {
+                let Some(fallback) = &step.fallback else {
+                    self.end(&instance.path, StepStatus::Failed, attempts, None, Value::Null, Some(failure.message), item, started);
+                    return StepStatus::Failed;
+                };
+                let fallback_node = step.node.get("fallback");
+                match self.run_fallback(scope, step, instance, fallback, fallback_node, default_retry, default_timeout, cancel).await {
+                    (fallback_attempts, Ok(outputs)) => {
+                        self.end(&instance.path, StepStatus::Succeeded, attempts + fallback_attempts, Some(Via::Fallback), outputs, None, item, started);
+                        StepStatus::Succeeded
+                    }
+                    (fallback_attempts, Err(fallback_failure)) => {
+                        let status = if fallback_failure.cancelled { StepStatus::Cancelled } else { StepStatus::Failed };
+                        let error = format!("{}; the fallback failed too: {}", failure.message, fallback_failure.message);
+                        self.end(&instance.path, status, attempts + fallback_attempts, None, Value::Null, Some(error), item, started);
+                        status
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_fallback(
+        &self,
+        scope: &Scope<'_>,
+        step: &Step,
+        instance: &Instance,
+        fallback: &Spanned<Fallback>,
+        node: Option<&crate::runbook::Node>,
+        default_retry: Option<&Spanned<Retry>>,
+        default_timeout: Option<Duration>,
+        cancel: &CancellationToken,
+    ) -> (u32, Result<Value, Failure>) {
+        let Some(action) = fallback.action() else {
+            return (0, Err(failure("the fallback has no action")));
+        };
+        let body = Body {
+            node: node.and_then(|n| n.get(action.key())),
+            action,
+            retry: fallback.retry.as_ref().or(default_retry),
+            timeout: fallback.timeout.as_ref().map(|t| t.value.0).or(default_timeout),
+            until: fallback.until.as_ref(),
+            poll: fallback.poll.as_ref(),
+            outputs: fallback.outputs.as_ref(),
+        };
+        self.attempts(scope, step, instance, &body, true, cancel).await
+    }
+
+    /// Attempts of one body until one succeeds or the policy is exhausted.
+    async fn attempts(
+        &self,
+        scope: &Scope<'_>,
+        step: &Step,
+        instance: &Instance,
+        body: &Body<'_>,
+        fallback: bool,
+        cancel: &CancellationToken,
+    ) -> (u32, Result<Value, Failure>) {
+        let policy = body.retry.map(|r| RetryPolicy::from(&r.value)).unwrap_or_default();
+        let mut last = failure("no attempt ran");
+        for attempt in 1..=policy.attempts {
+            if cancel.is_cancelled() {
+                return (attempt - 1, Err(cancelled()));
+            }
+            self.emit(RunEvent::StepStarted { path: instance.path.clone(), attempt, attempts: policy.attempts, fallback });
+            let result = self.attempt(scope, step, instance, body, attempt, cancel).await;
+            match result {
+                Ok(outputs) => return (attempt, Ok(outputs)),
+                Err(error) if error.cancelled || cancel.is_cancelled() => return (attempt, Err(cancelled())),
+                Err(error) => {
+                    let retry_in = (attempt < policy.attempts).then(|| policy.delay_after(attempt, rand::random::<f64>()));
+                    self.emit(RunEvent::StepAttemptFailed {
+                        path: instance.path.clone(),
+                        attempt,
+                        error: error.message.clone(),
+                        retry_in_ms: retry_in.map(|d| d.as_millis() as u64),
+                        fallback,
+                    });
+                    last = error;
+                    if let Some(wait) = retry_in {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = cancel.cancelled() => return (attempt, Err(cancelled())),
+                        }
+                    }
+                }
+            }
+        }
+        (policy.attempts, Err(last))
+    }
+
+    /// One attempt: the action (polled until `until` holds), bounded by the timeout, then
+    /// its outputs.
+    async fn attempt(
+        &self,
+        scope: &Scope<'_>,
+        step: &Step,
+        instance: &Instance,
+        body: &Body<'_>,
+        attempt: u32,
+        cancel: &CancellationToken,
+    ) -> Result<Value, Failure> {
+        let attempt_cancel = cancel.child_token();
+        let work = self.poll_action(scope, step, instance, body, attempt, &attempt_cancel);
+        let result = match body.timeout {
+            Some(limit) => tokio::select! {
+                result = work => result,
+                _ = tokio::time::sleep(limit) => {
+                    attempt_cancel.cancel();
+                    Err(failure(format!("timed out after {}", crate::runbook::Duration(limit))))
+                }
+            },
+            None => work.await,
+        }?;
+        let context = self.context(scope, Some((step, instance)));
+        match body.outputs {
+            Some(outputs) => {
+                let mut values = Map::new();
+                for (name, expression) in outputs.value.iter() {
+                    let value = evaluate(&expression.value, &result, &context)
+                        .map_err(|e| failure(format!("output `{}`: {e}", name.value)))?;
+                    values.insert(name.value.clone(), value);
+                }
+                Ok(Value::Object(values))
+            }
+            // A called runbook's outputs are the step's, unless it names its own.
+            None if matches!(body.action, ActionRef::Uses(..)) => Ok(result),
+            None => Ok(Value::Object(Map::new())),
+        }
+    }
+
+    /// Runs the action, again and again while `until` does not hold.
+    async fn poll_action(
+        &self,
+        scope: &Scope<'_>,
+        step: &Step,
+        instance: &Instance,
+        body: &Body<'_>,
+        attempt: u32,
+        cancel: &CancellationToken,
+    ) -> Result<Value, Failure> {
+        let interval = body.poll.and_then(|p| p.interval).map_or(Duration::from_secs(1), |d| d.0);
+        let limit = body.poll.and_then(|p| p.timeout).map(|d| d.0);
+        let started = Instant::now();
+        let mut poll = 0;
+        loop {
+            let result = self.run_action(scope, step, instance, body, cancel).await?;
+            let Some(until) = body.until else { return Ok(result) };
+            let context = self.context(scope, Some((step, instance)));
+            match evaluate(&until.value, &result, &context) {
+                Ok(Value::Null | Value::Bool(false)) => {}
+                Ok(_) => return Ok(result),
+                Err(e) => return Err(failure(format!("`until`: {e}"))),
+            }
+            if limit.is_some_and(|limit| started.elapsed() + interval > limit) {
+                let limit = crate::runbook::Duration(limit.unwrap_or_default());
+                return Err(failure(format!("`until` did not hold within {limit} ({} polls)", poll + 1)));
+            }
+            poll += 1;
+            self.emit(RunEvent::StepPolling { path: instance.path.clone(), attempt, poll });
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = cancel.cancelled() => return Err(cancelled()),
+            }
+        }
+    }
+
+    /// The action itself: a called runbook, or a registered action.
+    async fn run_action(
+        &self,
+        scope: &Scope<'_>,
+        step: &Step,
+        instance: &Instance,
+        body: &Body<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Value, Failure> {
+        let context = self.context(scope, Some((step, instance)));
+        if let ActionRef::Uses(uses, with) = body.action {
+            return self.run_uses(scope, instance, &uses.value, with.map(|w| &w.value), &context, cancel).await;
+        }
+        let Some(action) = action_for(body.action.key()) else {
+            return Err(failure(format!("the `{}` action cannot run yet in this version", body.action.key())));
+        };
+        let raw = body.node.map_or(Value::Null, |n| n.to_json());
+        let render = |value: &Value, escape: Escape| template::render_value(value, &context, escape);
+        let eval = |expression: &str| evaluate(expression, &context, &context);
+        let warn = |message: String| {
+            self.emit(RunEvent::Warning { path: Some(instance.path.clone()), message });
+        };
+        let _permit = tokio::select! {
+            permit = self.permits.acquire() => permit.expect("the run's permits are never closed"),
+            _ = cancel.cancelled() => return Err(cancelled()),
+        };
+        let input = ActionInput {
+            body: &raw,
+            render: &render,
+            eval: &eval,
+            cancel: cancel.clone(),
+            warn: &warn,
+            step_path: &instance.path,
+        };
+        action.run(input).await.map_err(Failure::from)
+    }
+
+    /// Runs a called runbook as this step's action; its outputs are the result.
+    async fn run_uses(
+        &self,
+        scope: &Scope<'_>,
+        instance: &Instance,
+        uses: &str,
+        with: Option<&SpannedMap<crate::runbook::Node>>,
+        context: &Value,
+        cancel: &CancellationToken,
+    ) -> Result<Value, Failure> {
+        let Some(called) = self.bundle.called(scope.loaded, uses) else {
+            return Err(failure(format!("the runbook `{uses}` is not loaded")));
+        };
+        let mut inputs = Map::new();
+        for (name, input) in called.runbook.inputs.iter() {
+            if let Some(default) = &input.default {
+                inputs.insert(name.value.clone(), default.to_json());
+            }
+        }
+        for (name, value) in with.into_iter().flat_map(|w| w.iter()) {
+            let rendered = template::render_value(&value.to_json(), context, Escape::Plain)
+                .map_err(|e| failure(format!("`with.{}`: {e}", name.value)))?;
+            if let Some(input) = called.runbook.inputs.get(&name.value)
+                && !input.kind.accepts(&rendered)
+            {
+                return Err(failure(format!(
+                    "`with.{}` gives {} to `{uses}`, whose input `{}` is {}",
+                    name.value,
+                    kind_of(&rendered),
+                    name.value,
+                    input.kind.name()
+                )));
+            }
+            inputs.insert(name.value.clone(), rendered);
+        }
+        let canonical = std::fs::canonicalize(crate::runbook::validate::resolve_uses(&scope.loaded.file.path, uses))
+            .unwrap_or_default();
+        let child = Scope {
+            loaded: called,
+            prefix: format!("{}/", instance.path),
+            inputs: Value::Object(inputs),
+            secrets: self.secrets.get(&canonical).cloned().unwrap_or_default(),
+        };
+        self.run_scope(&child, cancel.clone())
+            .await
+            .map_err(|reason| failure(format!("runbook `{uses}`: {reason}")))
+    }
+}
+
+/// The stable key of a step instance: the same across retries and resumes of one run.
+pub fn step_key(run_id: &str, path: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(run_id.as_bytes())
+        .chain_update([0u8])
+        .chain_update(path.as_bytes())
+        .finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The first value of a jq expression over `input`, with the context at `$ctx`.
+fn evaluate(expression: &str, input: &Value, context: &Value) -> Result<Value, String> {
+    let program = jq::compile(expression).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| e.message)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })?;
+    program.first(input, context)
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

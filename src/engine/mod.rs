@@ -1,0 +1,11 @@
+//! Running runbooks: the executor, its events and state, retries, secrets and redaction.
+
+pub mod event;
+pub mod executor;
+pub mod redact;
+pub mod retry;
+pub mod secrets;
+pub mod state;
+
+pub use event::{Envelope, EventSink, RunEvent, RunStatus, StepStatus, Via};
+pub use executor::{RunConfig, RunOutcome, run, step_key};

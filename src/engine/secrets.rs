@@ -1,0 +1,58 @@
+//! Resolving the secrets a runbook declares, when a run starts (and again at resume: they
+//! are never read from the journal).
+
+use crate::runbook::Secret;
+use crate::runbook::load::Loaded;
+use serde_json::{Map, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret `{name}` of runbook `{runbook}` reads the environment variable {variable}, which is not set")]
+    MissingVariable {
+        name: String,
+        runbook: String,
+        variable: String,
+    },
+    #[error("secret `{name}` of runbook `{runbook}` reads the file {path}: {reason}")]
+    UnreadableFile {
+        name: String,
+        runbook: String,
+        path: String,
+        reason: String,
+    },
+}
+
+/// The declared secrets of one runbook, by name.
+pub fn resolve(loaded: &Loaded) -> Result<Map<String, Value>, SecretError> {
+    let mut values = Map::new();
+    let runbook = &loaded.runbook.name.value;
+    for (name, secret) in loaded.runbook.secrets.iter() {
+        let value = match &secret.value {
+            Secret::Env(variable) => {
+                std::env::var(variable).map_err(|_| SecretError::MissingVariable {
+                    name: name.value.clone(),
+                    runbook: runbook.clone(),
+                    variable: variable.clone(),
+                })?
+            }
+            Secret::File(path) => {
+                let mut text = std::fs::read_to_string(path).map_err(|e| SecretError::UnreadableFile {
+                    name: name.value.clone(),
+                    runbook: runbook.clone(),
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                // Files written by editors and `echo` end with a newline that is not part of the secret.
+                if text.ends_with('\n') {
+                    text.pop();
+                    if text.ends_with('\r') {
+                        text.pop();
+                    }
+                }
+                text
+            }
+        };
+        values.insert(name.value.clone(), Value::String(value));
+    }
+    Ok(values)
+}

@@ -1,0 +1,8 @@
+//! What a person (or a tool) sees of a run: views over its events.
+
+pub mod json_lines;
+pub mod progress;
+pub mod summary;
+
+pub use json_lines::JsonLines;
+pub use progress::Progress;

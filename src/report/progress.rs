@@ -1,0 +1,153 @@
+//! Live progress on the terminal: which steps run, their attempt, polling, elapsed time.
+//! Off a terminal (CI logs, pipes) the same events become plain lines.
+
+use crate::engine::{Envelope, EventSink, RunEvent, StepStatus};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub struct Progress {
+    /// The live line on a terminal; `None` writes plain lines.
+    bar: Option<ProgressBar>,
+    running: Mutex<BTreeMap<String, (String, Instant)>>,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {elapsed} {wide_msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        Progress {
+            bar,
+            running: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => {
+                let mut stderr = std::io::stderr().lock();
+                let _ = writeln!(stderr, "{text}");
+            }
+        }
+    }
+
+    fn refresh(&self) {
+        let Some(bar) = &self.bar else { return };
+        let running = self.running.lock().expect("progress lock");
+        if running.is_empty() {
+            bar.set_message("");
+            return;
+        }
+        let parts: Vec<String> = running
+            .iter()
+            .map(|(path, (what, since))| {
+                format!("{path} {what} {}s", since.elapsed().as_secs())
+            })
+            .collect();
+        bar.set_message(format!("running: {}", parts.join(" · ")));
+    }
+
+    /// Clears the live line before the summary is printed.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl EventSink for Progress {
+    fn emit(&self, envelope: &Envelope) {
+        match &envelope.event {
+            RunEvent::RunStarted { runbook, .. } => {
+                self.line(&format!("run {} of `{runbook}` started", envelope.run_id));
+            }
+            RunEvent::StepStarted {
+                path,
+                attempt,
+                attempts,
+                fallback,
+            } => {
+                let what = match (fallback, attempts) {
+                    (true, _) => format!("fallback attempt {attempt}/{attempts}"),
+                    (false, 1) => String::new(),
+                    (false, _) => format!("attempt {attempt}/{attempts}"),
+                };
+                if self.bar.is_none() {
+                    let suffix = if what.is_empty() { String::new() } else { format!(" ({what})") };
+                    self.line(&format!("▶ {path}{suffix}"));
+                }
+                let mut running = self.running.lock().expect("progress lock");
+                let since = running.get(path).map_or_else(Instant::now, |(_, since)| *since);
+                running.insert(path.clone(), (what, since));
+            }
+            RunEvent::StepExpanded { path, items } => {
+                self.line(&format!("▶ {path}: {items} items"));
+            }
+            RunEvent::StepPolling { path, attempt, poll } => {
+                let mut running = self.running.lock().expect("progress lock");
+                if let Some(entry) = running.get_mut(path) {
+                    entry.0 = format!("attempt {attempt}, poll {poll}");
+                }
+            }
+            RunEvent::StepAttemptFailed {
+                path,
+                attempt,
+                error,
+                retry_in_ms,
+                fallback,
+            } => {
+                let which = if *fallback { "fallback attempt" } else { "attempt" };
+                let next = match retry_in_ms {
+                    Some(ms) => format!("; retrying in {}", crate::runbook::Duration(Duration::from_millis(*ms))),
+                    None => String::new(),
+                };
+                self.line(&format!("↻ {path} {which} {attempt} failed: {error}{next}"));
+            }
+            RunEvent::StepEnded {
+                path,
+                status,
+                via,
+                error,
+                duration_ms,
+                ..
+            } => {
+                self.running.lock().expect("progress lock").remove(path);
+                let mark = match status {
+                    StepStatus::Succeeded => "✓",
+                    StepStatus::Failed => "✗",
+                    StepStatus::Skipped => "–",
+                    StepStatus::Cancelled => "⊘",
+                };
+                let via = if *via == Some(crate::engine::Via::Fallback) { " via fallback" } else { "" };
+                let error = error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+                self.line(&format!(
+                    "{mark} {path} {}{via} in {}{error}",
+                    status.name(),
+                    crate::runbook::Duration(Duration::from_millis(*duration_ms))
+                ));
+            }
+            RunEvent::Warning { path, message } => {
+                let at = path.as_ref().map(|p| format!("{p}: ")).unwrap_or_default();
+                self.line(&format!("warning: {at}{message}"));
+            }
+            RunEvent::RunEnded { .. } => {}
+        }
+        self.refresh();
+    }
+}
