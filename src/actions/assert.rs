@@ -48,10 +48,18 @@ fn conditions(fields: &Fields<'_>) -> Result<Vec<String>, ActionError> {
             .enumerate()
             .map(|(i, item)| match item {
                 Value::String(s) => Ok(s.clone()),
-                other => Err(wrong_type(&format!("{name}[{i}]"), "a jq expression", other)),
+                other => Err(wrong_type(
+                    &format!("{name}[{i}]"),
+                    "a jq expression",
+                    other,
+                )),
             })
             .collect(),
-        Some(other) => Err(wrong_type(&name, "a jq expression or a list of them", other)),
+        Some(other) => Err(wrong_type(
+            &name,
+            "a jq expression or a list of them",
+            other,
+        )),
     }
 }
 
@@ -76,9 +84,9 @@ fn failure(
         (Ok(message), None) => ActionError::failed(message),
         // The author's message assumes the condition was false; say that it did not even
         // evaluate, or the real problem (a typo in a path, a type error) stays hidden.
-        (Ok(message), Some(error)) => {
-            ActionError::failed(format!("{message} (could not evaluate `{condition}`: {error})"))
-        }
+        (Ok(message), Some(error)) => ActionError::failed(format!(
+            "{message} (could not evaluate `{condition}`: {error})"
+        )),
         (Err(error), _) => ActionError::failed(format!(
             "{detail} (and its message could not be rendered: {error})"
         )),

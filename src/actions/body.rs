@@ -70,7 +70,12 @@ impl<'a> Fields<'a> {
             return Err(wrong_type(&self.name(key), "a map", value));
         };
         map.iter()
-            .map(|(name, v)| Ok((name.clone(), text(v, &format!("{}.{name}", self.name(key)))?)))
+            .map(|(name, v)| {
+                Ok((
+                    name.clone(),
+                    text(v, &format!("{}.{name}", self.name(key)))?,
+                ))
+            })
             .collect()
     }
 
@@ -98,10 +103,7 @@ pub(crate) fn text(value: &Value, name: &str) -> Result<String, ActionError> {
 
 /// `` `exec.cwd` must be a string, not a list``.
 pub(crate) fn wrong_type(name: &str, expected: &str, got: &Value) -> ActionError {
-    ActionError::invalid(format!(
-        "`{name}` must be {expected}, not {}",
-        kind_of(got)
-    ))
+    ActionError::invalid(format!("`{name}` must be {expected}, not {}", kind_of(got)))
 }
 
 /// How a message names a value's JSON type.

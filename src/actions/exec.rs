@@ -205,10 +205,7 @@ impl Exec {
         if input.cancel.is_cancelled() {
             return Err(ActionError::cancelled(format!("{} cancelled", spec.what)));
         }
-        let mut child = spec
-            .command()
-            .spawn()
-            .map_err(|e| spec.spawn_error(&e))?;
+        let mut child = spec.command().spawn().map_err(|e| spec.spawn_error(&e))?;
         let mut group = match child.id() {
             Some(pid) => Group::new(pid),
             // Only possible once the child has been reaped, which nothing has done yet.

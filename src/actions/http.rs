@@ -277,8 +277,9 @@ fn client_error(error: reqwest::Error) -> ActionError {
 }
 
 fn read_ca_file(path: &str) -> Result<Vec<reqwest::Certificate>, ActionError> {
-    let pem = std::fs::read(path)
-        .map_err(|e| ActionError::invalid(format!("cannot read `http.tls.ca_file` `{path}`: {e}")))?;
+    let pem = std::fs::read(path).map_err(|e| {
+        ActionError::invalid(format!("cannot read `http.tls.ca_file` `{path}`: {e}"))
+    })?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
         ActionError::invalid(format!(
             "`http.tls.ca_file` `{path}` is not a PEM certificate file: {}",
@@ -346,7 +347,8 @@ impl Http {
         }
 
         let text = String::from_utf8_lossy(&bytes);
-        let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(text.clone().into_owned()));
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(text.clone().into_owned()));
         let result = json!({
             "status": status.as_u16(),
             "headers": headers,
@@ -418,7 +420,10 @@ fn causes(error: &reqwest::Error) -> String {
     while let Some(cause) = source {
         let text = cause.to_string();
         // Wrappers often repeat their inner error's text; say each thing once.
-        if !parts.iter().any(|p| p.contains(&text) || text.contains(p.as_str())) {
+        if !parts
+            .iter()
+            .any(|p| p.contains(&text) || text.contains(p.as_str()))
+        {
             parts.push(text);
         } else if let Some(last) = parts.last_mut()
             && text.len() < last.len()

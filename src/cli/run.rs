@@ -83,7 +83,10 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
 /// `finally` runs. A second one exits at once.
 async fn watch_signals(interrupt: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut terminate), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return;
     };
     let mut seen = 0;
@@ -94,7 +97,9 @@ async fn watch_signals(interrupt: CancellationToken) {
         }
         seen += 1;
         if seen == 1 {
-            eprintln!("interrupted: cancelling running steps, then running `finally` (press Ctrl-C again to exit now)");
+            eprintln!(
+                "interrupted: cancelling running steps, then running `finally` (press Ctrl-C again to exit now)"
+            );
             interrupt.cancel();
         } else {
             eprintln!("exiting now");
@@ -105,6 +110,8 @@ async fn watch_signals(interrupt: CancellationToken) {
 
 /// A run id that sorts by start time and does not collide: `20261121T061530Z-3f9a2c`.
 fn new_run_id() -> String {
-    let now = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string();
+    let now = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
     format!("{now}-{:06x}", rand::random::<u32>() & 0xff_ffff)
 }

@@ -150,13 +150,19 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     };
     let stop = *run.stop.lock().expect("stop lock");
     let (status, reason) = match (stop, result) {
-        (Some(StopReason::Interrupted), _) => (RunStatus::Interrupted, Some("interrupted".to_owned())),
+        (Some(StopReason::Interrupted), _) => {
+            (RunStatus::Interrupted, Some("interrupted".to_owned()))
+        }
         (Some(StopReason::Deadline), _) => (RunStatus::Failed, Some("deadline".to_owned())),
         (None, Ok(_)) => (RunStatus::Succeeded, None),
         (None, Err(reason)) => (RunStatus::Failed, Some(reason)),
     };
     let outputs = run.state.lock().expect("state lock").outputs.clone();
-    let outputs = if status == RunStatus::Succeeded { outputs } else { Value::Null };
+    let outputs = if status == RunStatus::Succeeded {
+        outputs
+    } else {
+        Value::Null
+    };
     run.emit(RunEvent::RunEnded {
         status,
         reason: reason.clone(),
@@ -257,7 +263,11 @@ impl Run {
 
     /// The context templates and expressions of a scope see.
     fn context(&self, scope: &Scope<'_>, step: Option<(&Step, &Instance)>) -> Value {
-        let ids = scope.loaded.runbook.all_steps().map(|s| s.id.value.as_str());
+        let ids = scope
+            .loaded
+            .runbook
+            .all_steps()
+            .map(|s| s.id.value.as_str());
         let steps = self
             .state
             .lock()
@@ -280,7 +290,8 @@ impl Run {
             },
         });
         if let Some((step, instance)) = step {
-            context["step"] = json!({ "id": step.id.value, "key": step_key(&self.run_id, &instance.path) });
+            context["step"] =
+                json!({ "id": step.id.value, "key": step_key(&self.run_id, &instance.path) });
             if let Some((item, index)) = &instance.item {
                 context["item"] = item.clone();
                 context["index"] = json!(index);
@@ -291,17 +302,34 @@ impl Run {
 
     /// Runs the steps of one runbook, then its `finally`; evaluates its outputs.
     /// `Err` carries why the runbook failed.
-    fn run_scope<'a>(&'a self, scope: &'a Scope<'a>, cancel: CancellationToken) -> Boxed<'a, Result<Value, String>> {
+    fn run_scope<'a>(
+        &'a self,
+        scope: &'a Scope<'a>,
+        cancel: CancellationToken,
+    ) -> Boxed<'a, Result<Value, String>> {
         Box::pin(async move {
             let dag = Dag::new(&scope.loaded.runbook);
             let steps: Vec<&Step> = scope.loaded.runbook.all_steps().collect();
-            let main: Vec<usize> = (0..steps.len()).filter(|&i| dag.sections[i] == Section::Steps).collect();
-            let finally: Vec<usize> = (0..steps.len()).filter(|&i| dag.sections[i] == Section::Finally).collect();
+            let main: Vec<usize> = (0..steps.len())
+                .filter(|&i| dag.sections[i] == Section::Steps)
+                .collect();
+            let finally: Vec<usize> = (0..steps.len())
+                .filter(|&i| dag.sections[i] == Section::Finally)
+                .collect();
             let mut ended: Vec<Option<StepStatus>> = vec![None; steps.len()];
-            let main_error = self.run_steps(scope, &dag, &steps, &main, &mut ended, &cancel).await;
+            let main_error = self
+                .run_steps(scope, &dag, &steps, &main, &mut ended, &cancel)
+                .await;
             // `finally` always runs; the first Ctrl-C or the deadline does not stop it.
             let finally_error = self
-                .run_steps(scope, &dag, &steps, &finally, &mut ended, &CancellationToken::new())
+                .run_steps(
+                    scope,
+                    &dag,
+                    &steps,
+                    &finally,
+                    &mut ended,
+                    &CancellationToken::new(),
+                )
                 .await;
             if let Some(error) = main_error.or(finally_error) {
                 return Err(error);
@@ -344,21 +372,32 @@ impl Run {
                         continue;
                     }
                     let ready = dag.needs[index].iter().all(|need| {
-                        matches!(ended[need.step], Some(StepStatus::Succeeded | StepStatus::Skipped))
-                            || (ended[need.step] == Some(StepStatus::Failed)
-                                && steps[need.step].continue_on_failure == Some(true))
+                        matches!(
+                            ended[need.step],
+                            Some(StepStatus::Succeeded | StepStatus::Skipped)
+                        ) || (ended[need.step] == Some(StepStatus::Failed)
+                            && steps[need.step].continue_on_failure == Some(true))
                     });
                     if ready {
                         started[index] = true;
                         let step = steps[index];
-                        running.push(async move { (index, self.run_step(scope, step, cancel).await) });
+                        running
+                            .push(async move { (index, self.run_step(scope, step, cancel).await) });
                     }
                 }
             }
-            let Some((index, status)) = running.next().await else { break };
+            let Some((index, status)) = running.next().await else {
+                break;
+            };
             ended[index] = Some(status);
-            if status == StepStatus::Failed && steps[index].continue_on_failure != Some(true) && failure.is_none() {
-                failure = Some(format!("step `{}{}` failed", scope.prefix, steps[index].id.value));
+            if status == StepStatus::Failed
+                && steps[index].continue_on_failure != Some(true)
+                && failure.is_none()
+            {
+                failure = Some(format!(
+                    "step `{}{}` failed",
+                    scope.prefix, steps[index].id.value
+                ));
                 self.fail_run();
             }
         }
@@ -366,19 +405,42 @@ impl Run {
     }
 
     /// One step: `when`, then one instance, or one per item of `for_each`.
-    async fn run_step(&self, scope: &Scope<'_>, step: &Step, cancel: &CancellationToken) -> StepStatus {
+    async fn run_step(
+        &self,
+        scope: &Scope<'_>,
+        step: &Step,
+        cancel: &CancellationToken,
+    ) -> StepStatus {
         let path = format!("{}{}", scope.prefix, step.id.value);
         let started = Instant::now();
         let context = self.context(scope, None);
         if let Some(when) = &step.when {
             match evaluate(&when.value, &context, &context) {
                 Ok(Value::Null | Value::Bool(false)) => {
-                    self.end(&path, StepStatus::Skipped, 0, None, Value::Null, None, None, started);
+                    self.end(
+                        &path,
+                        StepStatus::Skipped,
+                        0,
+                        None,
+                        Value::Null,
+                        None,
+                        None,
+                        started,
+                    );
                     return StepStatus::Skipped;
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.end(&path, StepStatus::Failed, 0, None, Value::Null, Some(format!("`when` of step `{path}`: {e}")), None, started);
+                    self.end(
+                        &path,
+                        StepStatus::Failed,
+                        0,
+                        None,
+                        Value::Null,
+                        Some(format!("`when` of step `{path}`: {e}")),
+                        None,
+                        started,
+                    );
                     return StepStatus::Failed;
                 }
             }
@@ -390,26 +452,60 @@ impl Run {
         let items = match evaluate(&for_each.value, &context, &context) {
             Ok(Value::Array(items)) => items,
             Ok(other) => {
-                let error = format!("`for_each` of step `{path}` must give an array, it gave {}", kind_of(&other));
-                self.end(&path, StepStatus::Failed, 0, None, Value::Null, Some(error), None, started);
+                let error = format!(
+                    "`for_each` of step `{path}` must give an array, it gave {}",
+                    kind_of(&other)
+                );
+                self.end(
+                    &path,
+                    StepStatus::Failed,
+                    0,
+                    None,
+                    Value::Null,
+                    Some(error),
+                    None,
+                    started,
+                );
                 return StepStatus::Failed;
             }
             Err(e) => {
                 let error = format!("`for_each` of step `{path}`: {e}");
-                self.end(&path, StepStatus::Failed, 0, None, Value::Null, Some(error), None, started);
+                self.end(
+                    &path,
+                    StepStatus::Failed,
+                    0,
+                    None,
+                    Value::Null,
+                    Some(error),
+                    None,
+                    started,
+                );
                 return StepStatus::Failed;
             }
         };
-        self.emit(RunEvent::StepExpanded { path: path.clone(), items: items.len() });
-        let limit = Semaphore::new(step.max_parallel.as_ref().map_or(Semaphore::MAX_PERMITS, |m| (m.value as usize).max(1)));
+        self.emit(RunEvent::StepExpanded {
+            path: path.clone(),
+            items: items.len(),
+        });
+        let limit = Semaphore::new(
+            step.max_parallel
+                .as_ref()
+                .map_or(Semaphore::MAX_PERMITS, |m| (m.value as usize).max(1)),
+        );
         let mut instances: FuturesUnordered<_> = items
             .into_iter()
             .enumerate()
             .map(|(index, item)| {
-                let instance = Instance { path: format!("{path}[{index}]"), item: Some((item, index)) };
+                let instance = Instance {
+                    path: format!("{path}[{index}]"),
+                    item: Some((item, index)),
+                };
                 let limit = &limit;
                 async move {
-                    let _permit = limit.acquire().await.expect("the item limit is never closed");
+                    let _permit = limit
+                        .acquire()
+                        .await
+                        .expect("the item limit is never closed");
                     self.run_instance(scope, step, &instance, cancel).await
                 }
             })
@@ -418,7 +514,10 @@ impl Run {
         while let Some(status) = instances.next().await {
             statuses.push(status);
         }
-        let status = if statuses.iter().all(|s| matches!(s, StepStatus::Succeeded | StepStatus::Skipped)) {
+        let status = if statuses
+            .iter()
+            .all(|s| matches!(s, StepStatus::Succeeded | StepStatus::Skipped))
+        {
             StepStatus::Succeeded
         } else if statuses.contains(&StepStatus::Cancelled) {
             StepStatus::Cancelled
@@ -426,7 +525,10 @@ impl Run {
             StepStatus::Failed
         };
         let error = (status == StepStatus::Failed).then(|| {
-            let failed = statuses.iter().filter(|s| **s == StepStatus::Failed).count();
+            let failed = statuses
+                .iter()
+                .filter(|s| **s == StepStatus::Failed)
+                .count();
             format!("{failed} of {} items failed", statuses.len())
         });
         self.end(&path, status, 1, None, Value::Null, error, None, started);
@@ -458,14 +560,29 @@ impl Run {
     }
 
     /// One instance: attempts of the action with retries, then the fallback.
-    async fn run_instance(&self, scope: &Scope<'_>, step: &Step, instance: &Instance, cancel: &CancellationToken) -> StepStatus {
+    async fn run_instance(
+        &self,
+        scope: &Scope<'_>,
+        step: &Step,
+        instance: &Instance,
+        cancel: &CancellationToken,
+    ) -> StepStatus {
         let started = Instant::now();
         let item = instance.item.as_ref().map(|(item, _)| item.clone());
         let defaults = scope.loaded.runbook.defaults.as_ref();
         let default_retry = defaults.and_then(|d| d.retry.as_ref());
         let default_timeout = defaults.and_then(|d| d.timeout.as_ref()).map(|t| t.value.0);
         let Some(action) = step.action() else {
-            self.end(&instance.path, StepStatus::Failed, 0, None, Value::Null, Some("the step has no action".to_owned()), item, started);
+            self.end(
+                &instance.path,
+                StepStatus::Failed,
+                0,
+                None,
+                Value::Null,
+                Some("the step has no action".to_owned()),
+                item,
+                started,
+            );
             return StepStatus::Failed;
         };
         let body = Body {
@@ -477,31 +594,97 @@ impl Run {
             poll: step.poll.as_ref(),
             outputs: step.outputs.as_ref(),
         };
-        let (attempts, result) = self.attempts(scope, step, instance, &body, false, cancel).await;
+        let (attempts, result) = self
+            .attempts(scope, step, instance, &body, false, cancel)
+            .await;
         match result {
             Ok(outputs) => {
-                self.end(&instance.path, StepStatus::Succeeded, attempts, Some(Via::Action), outputs, None, item, started);
+                self.end(
+                    &instance.path,
+                    StepStatus::Succeeded,
+                    attempts,
+                    Some(Via::Action),
+                    outputs,
+                    None,
+                    item,
+                    started,
+                );
                 StepStatus::Succeeded
             }
             Err(failure) if failure.cancelled => {
-                self.end(&instance.path, StepStatus::Cancelled, attempts, None, Value::Null, Some(failure.message), item, started);
+                self.end(
+                    &instance.path,
+                    StepStatus::Cancelled,
+                    attempts,
+                    None,
+                    Value::Null,
+                    Some(failure.message),
+                    item,
+                    started,
+                );
                 StepStatus::Cancelled
             }
             Err(failure) => {
                 let Some(fallback) = &step.fallback else {
-                    self.end(&instance.path, StepStatus::Failed, attempts, None, Value::Null, Some(failure.message), item, started);
+                    self.end(
+                        &instance.path,
+                        StepStatus::Failed,
+                        attempts,
+                        None,
+                        Value::Null,
+                        Some(failure.message),
+                        item,
+                        started,
+                    );
                     return StepStatus::Failed;
                 };
                 let fallback_node = step.node.get("fallback");
-                match self.run_fallback(scope, step, instance, fallback, fallback_node, default_retry, default_timeout, cancel).await {
+                match self
+                    .run_fallback(
+                        scope,
+                        step,
+                        instance,
+                        fallback,
+                        fallback_node,
+                        default_retry,
+                        default_timeout,
+                        cancel,
+                    )
+                    .await
+                {
                     (fallback_attempts, Ok(outputs)) => {
-                        self.end(&instance.path, StepStatus::Succeeded, attempts + fallback_attempts, Some(Via::Fallback), outputs, None, item, started);
+                        self.end(
+                            &instance.path,
+                            StepStatus::Succeeded,
+                            attempts + fallback_attempts,
+                            Some(Via::Fallback),
+                            outputs,
+                            None,
+                            item,
+                            started,
+                        );
                         StepStatus::Succeeded
                     }
                     (fallback_attempts, Err(fallback_failure)) => {
-                        let status = if fallback_failure.cancelled { StepStatus::Cancelled } else { StepStatus::Failed };
-                        let error = format!("{}; the fallback failed too: {}", failure.message, fallback_failure.message);
-                        self.end(&instance.path, status, attempts + fallback_attempts, None, Value::Null, Some(error), item, started);
+                        let status = if fallback_failure.cancelled {
+                            StepStatus::Cancelled
+                        } else {
+                            StepStatus::Failed
+                        };
+                        let error = format!(
+                            "{}; the fallback failed too: {}",
+                            failure.message, fallback_failure.message
+                        );
+                        self.end(
+                            &instance.path,
+                            status,
+                            attempts + fallback_attempts,
+                            None,
+                            Value::Null,
+                            Some(error),
+                            item,
+                            started,
+                        );
                         status
                     }
                 }
@@ -528,12 +711,17 @@ impl Run {
             node: node.and_then(|n| n.get(action.key())),
             action,
             retry: fallback.retry.as_ref().or(default_retry),
-            timeout: fallback.timeout.as_ref().map(|t| t.value.0).or(default_timeout),
+            timeout: fallback
+                .timeout
+                .as_ref()
+                .map(|t| t.value.0)
+                .or(default_timeout),
             until: fallback.until.as_ref(),
             poll: fallback.poll.as_ref(),
             outputs: fallback.outputs.as_ref(),
         };
-        self.attempts(scope, step, instance, &body, true, cancel).await
+        self.attempts(scope, step, instance, &body, true, cancel)
+            .await
     }
 
     /// Attempts of one body until one succeeds or the policy is exhausted.
@@ -546,19 +734,43 @@ impl Run {
         fallback: bool,
         cancel: &CancellationToken,
     ) -> (u32, Result<Value, Failure>) {
-        let policy = body.retry.map(|r| RetryPolicy::from(&r.value)).unwrap_or_default();
+        let policy = body
+            .retry
+            .map(|r| RetryPolicy::from(&r.value))
+            .unwrap_or_default();
         let mut last = failure("no attempt ran");
         for attempt in 1..=policy.attempts {
             if cancel.is_cancelled() {
                 return (attempt - 1, Err(cancelled()));
             }
-            self.emit(RunEvent::StepStarted { path: instance.path.clone(), attempt, attempts: policy.attempts, fallback });
-            let result = self.attempt(scope, step, instance, body, attempt, cancel).await;
+            // An attempt holds one of the run's permits while it runs (not while it waits to
+            // retry); a called runbook holds none, its own steps do.
+            let permit = if matches!(body.action, ActionRef::Uses(..)) {
+                None
+            } else {
+                tokio::select! {
+                    permit = self.permits.acquire() => Some(permit.expect("the run's permits are never closed")),
+                    _ = cancel.cancelled() => return (attempt - 1, Err(cancelled())),
+                }
+            };
+            self.emit(RunEvent::StepStarted {
+                path: instance.path.clone(),
+                attempt,
+                attempts: policy.attempts,
+                fallback,
+            });
+            let result = self
+                .attempt(scope, step, instance, body, attempt, cancel)
+                .await;
+            drop(permit);
             match result {
                 Ok(outputs) => return (attempt, Ok(outputs)),
-                Err(error) if error.cancelled || cancel.is_cancelled() => return (attempt, Err(cancelled())),
+                Err(error) if error.cancelled || cancel.is_cancelled() => {
+                    return (attempt, Err(cancelled()));
+                }
                 Err(error) => {
-                    let retry_in = (attempt < policy.attempts).then(|| policy.delay_after(attempt, rand::random::<f64>()));
+                    let retry_in = (attempt < policy.attempts)
+                        .then(|| policy.delay_after(attempt, rand::random::<f64>()));
                     self.emit(RunEvent::StepAttemptFailed {
                         path: instance.path.clone(),
                         attempt,
@@ -629,13 +841,18 @@ impl Run {
         attempt: u32,
         cancel: &CancellationToken,
     ) -> Result<Value, Failure> {
-        let interval = body.poll.and_then(|p| p.interval).map_or(Duration::from_secs(1), |d| d.0);
+        let interval = body
+            .poll
+            .and_then(|p| p.interval)
+            .map_or(Duration::from_secs(1), |d| d.0);
         let limit = body.poll.and_then(|p| p.timeout).map(|d| d.0);
         let started = Instant::now();
         let mut poll = 0;
         loop {
             let result = self.run_action(scope, step, instance, body, cancel).await?;
-            let Some(until) = body.until else { return Ok(result) };
+            let Some(until) = body.until else {
+                return Ok(result);
+            };
             let context = self.context(scope, Some((step, instance)));
             match evaluate(&until.value, &result, &context) {
                 Ok(Value::Null | Value::Bool(false)) => {}
@@ -644,10 +861,17 @@ impl Run {
             }
             if limit.is_some_and(|limit| started.elapsed() + interval > limit) {
                 let limit = crate::runbook::Duration(limit.unwrap_or_default());
-                return Err(failure(format!("`until` did not hold within {limit} ({} polls)", poll + 1)));
+                return Err(failure(format!(
+                    "`until` did not hold within {limit} ({} polls)",
+                    poll + 1
+                )));
             }
             poll += 1;
-            self.emit(RunEvent::StepPolling { path: instance.path.clone(), attempt, poll });
+            self.emit(RunEvent::StepPolling {
+                path: instance.path.clone(),
+                attempt,
+                poll,
+            });
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = cancel.cancelled() => return Err(cancelled()),
@@ -666,20 +890,32 @@ impl Run {
     ) -> Result<Value, Failure> {
         let context = self.context(scope, Some((step, instance)));
         if let ActionRef::Uses(uses, with) = body.action {
-            return self.run_uses(scope, instance, &uses.value, with.map(|w| &w.value), &context, cancel).await;
+            return self
+                .run_uses(
+                    scope,
+                    instance,
+                    &uses.value,
+                    with.map(|w| &w.value),
+                    &context,
+                    cancel,
+                )
+                .await;
         }
         let Some(action) = action_for(body.action.key()) else {
-            return Err(failure(format!("the `{}` action cannot run yet in this version", body.action.key())));
+            return Err(failure(format!(
+                "the `{}` action cannot run yet in this version",
+                body.action.key()
+            )));
         };
         let raw = body.node.map_or(Value::Null, |n| n.to_json());
-        let render = |value: &Value, escape: Escape| template::render_value(value, &context, escape);
+        let render =
+            |value: &Value, escape: Escape| template::render_value(value, &context, escape);
         let eval = |expression: &str| evaluate(expression, &context, &context);
         let warn = |message: String| {
-            self.emit(RunEvent::Warning { path: Some(instance.path.clone()), message });
-        };
-        let _permit = tokio::select! {
-            permit = self.permits.acquire() => permit.expect("the run's permits are never closed"),
-            _ = cancel.cancelled() => return Err(cancelled()),
+            self.emit(RunEvent::Warning {
+                path: Some(instance.path.clone()),
+                message,
+            });
         };
         let input = ActionInput {
             body: &raw,
@@ -727,8 +963,11 @@ impl Run {
             }
             inputs.insert(name.value.clone(), rendered);
         }
-        let canonical = std::fs::canonicalize(crate::runbook::validate::resolve_uses(&scope.loaded.file.path, uses))
-            .unwrap_or_default();
+        let canonical = std::fs::canonicalize(crate::runbook::validate::resolve_uses(
+            &scope.loaded.file.path,
+            uses,
+        ))
+        .unwrap_or_default();
         let child = Scope {
             loaded: called,
             prefix: format!("{}/", instance.path),

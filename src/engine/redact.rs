@@ -55,7 +55,8 @@ mod tests {
     #[test]
     fn masks_every_occurrence_in_nested_values() {
         let redactor = Redactor::new(["hunter2".to_owned(), "x".to_owned()]);
-        let value = serde_json::json!({"a": "pw=hunter2", "b": ["hunter2hunter2"], "hunter2": 1, "c": "x"});
+        let value =
+            serde_json::json!({"a": "pw=hunter2", "b": ["hunter2hunter2"], "hunter2": 1, "c": "x"});
         assert_eq!(
             redactor.value(&value),
             serde_json::json!({"a": "pw=***", "b": ["******"], "***": 1, "c": "x"})

@@ -70,7 +70,9 @@ mod tests {
             max_delay: Some(Duration::from_millis(300)),
             jitter: false,
         };
-        let waits: Vec<u128> = (1..=4).map(|a| policy.delay_after(a, 0.0).as_millis()).collect();
+        let waits: Vec<u128> = (1..=4)
+            .map(|a| policy.delay_after(a, 0.0).as_millis())
+            .collect();
         assert_eq!(waits, [100, 200, 300, 300]);
     }
 

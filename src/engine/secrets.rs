@@ -7,7 +7,9 @@ use serde_json::{Map, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("secret `{name}` of runbook `{runbook}` reads the environment variable {variable}, which is not set")]
+    #[error(
+        "secret `{name}` of runbook `{runbook}` reads the environment variable {variable}, which is not set"
+    )]
     MissingVariable {
         name: String,
         runbook: String,
@@ -36,12 +38,13 @@ pub fn resolve(loaded: &Loaded) -> Result<Map<String, Value>, SecretError> {
                 })?
             }
             Secret::File(path) => {
-                let mut text = std::fs::read_to_string(path).map_err(|e| SecretError::UnreadableFile {
-                    name: name.value.clone(),
-                    runbook: runbook.clone(),
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+                let mut text =
+                    std::fs::read_to_string(path).map_err(|e| SecretError::UnreadableFile {
+                        name: name.value.clone(),
+                        runbook: runbook.clone(),
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
                 // Files written by editors and `echo` end with a newline that is not part of the secret.
                 if text.ends_with('\n') {
                     text.pop();

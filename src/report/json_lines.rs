@@ -8,7 +8,9 @@ pub struct JsonLines;
 
 impl EventSink for JsonLines {
     fn emit(&self, envelope: &Envelope) {
-        let Ok(line) = serde_json::to_string(envelope) else { return };
+        let Ok(line) = serde_json::to_string(envelope) else {
+            return;
+        };
         let mut stdout = std::io::stdout().lock();
         // A closed pipe must not stop the run: the journal, not stdout, is the record.
         let _ = writeln!(stdout, "{line}");

@@ -56,9 +56,7 @@ impl Progress {
         }
         let parts: Vec<String> = running
             .iter()
-            .map(|(path, (what, since))| {
-                format!("{path} {what} {}s", since.elapsed().as_secs())
-            })
+            .map(|(path, (what, since))| format!("{path} {what} {}s", since.elapsed().as_secs()))
             .collect();
         bar.set_message(format!("running: {}", parts.join(" · ")));
     }
@@ -89,17 +87,27 @@ impl EventSink for Progress {
                     (false, _) => format!("attempt {attempt}/{attempts}"),
                 };
                 if self.bar.is_none() {
-                    let suffix = if what.is_empty() { String::new() } else { format!(" ({what})") };
+                    let suffix = if what.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({what})")
+                    };
                     self.line(&format!("▶ {path}{suffix}"));
                 }
                 let mut running = self.running.lock().expect("progress lock");
-                let since = running.get(path).map_or_else(Instant::now, |(_, since)| *since);
+                let since = running
+                    .get(path)
+                    .map_or_else(Instant::now, |(_, since)| *since);
                 running.insert(path.clone(), (what, since));
             }
             RunEvent::StepExpanded { path, items } => {
                 self.line(&format!("▶ {path}: {items} items"));
             }
-            RunEvent::StepPolling { path, attempt, poll } => {
+            RunEvent::StepPolling {
+                path,
+                attempt,
+                poll,
+            } => {
                 let mut running = self.running.lock().expect("progress lock");
                 if let Some(entry) = running.get_mut(path) {
                     entry.0 = format!("attempt {attempt}, poll {poll}");
@@ -112,9 +120,16 @@ impl EventSink for Progress {
                 retry_in_ms,
                 fallback,
             } => {
-                let which = if *fallback { "fallback attempt" } else { "attempt" };
+                let which = if *fallback {
+                    "fallback attempt"
+                } else {
+                    "attempt"
+                };
                 let next = match retry_in_ms {
-                    Some(ms) => format!("; retrying in {}", crate::runbook::Duration(Duration::from_millis(*ms))),
+                    Some(ms) => format!(
+                        "; retrying in {}",
+                        crate::runbook::Duration(Duration::from_millis(*ms))
+                    ),
                     None => String::new(),
                 };
                 self.line(&format!("↻ {path} {which} {attempt} failed: {error}{next}"));
@@ -134,7 +149,11 @@ impl EventSink for Progress {
                     StepStatus::Skipped => "–",
                     StepStatus::Cancelled => "⊘",
                 };
-                let via = if *via == Some(crate::engine::Via::Fallback) { " via fallback" } else { "" };
+                let via = if *via == Some(crate::engine::Via::Fallback) {
+                    " via fallback"
+                } else {
+                    ""
+                };
                 let error = error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
                 self.line(&format!(
                     "{mark} {path} {}{via} in {}{error}",

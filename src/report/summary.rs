@@ -7,12 +7,28 @@ use std::time::Duration;
 pub fn render(outcome: &RunOutcome, run_id: &str) -> String {
     let mut out = String::new();
     let state = &outcome.state;
-    let width = state.order.iter().map(|p| p.chars().count()).max().unwrap_or(4).max(4);
-    let _ = writeln!(out, "\n{:<width$}  {:<10}  {:>8}  {:>9}", "step", "status", "attempts", "time");
+    let width = state
+        .order
+        .iter()
+        .map(|p| p.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        out,
+        "\n{:<width$}  {:<10}  {:>8}  {:>9}",
+        "step", "status", "attempts", "time"
+    );
     for path in &state.order {
-        let Some(record) = state.steps.get(path) else { continue };
+        let Some(record) = state.steps.get(path) else {
+            continue;
+        };
         let status = record.status.map_or("running", StepStatus::name);
-        let via = if record.via == Some(Via::Fallback) { "  via fallback" } else { "" };
+        let via = if record.via == Some(Via::Fallback) {
+            "  via fallback"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
             "{path:<width$}  {status:<10}  {:>8}  {:>9}{via}",
@@ -20,7 +36,11 @@ pub fn render(outcome: &RunOutcome, run_id: &str) -> String {
             crate::runbook::Duration(Duration::from_millis(record.duration_ms)).to_string()
         );
     }
-    let reason = outcome.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+    let reason = outcome
+        .reason
+        .as_ref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
     let _ = writeln!(out, "\nrun {run_id} {}{reason}", outcome.status.name());
     out
 }

@@ -4,6 +4,7 @@ mod bad_input;
 mod examples;
 mod graph;
 mod plan;
+mod run;
 mod schema;
 mod support;
 mod validate;

@@ -9,12 +9,25 @@ pub struct Test {
     dir: tempfile::TempDir,
     args: Vec<OsString>,
     cwd: Option<PathBuf>,
+    env: Vec<(OsString, OsString)>,
 }
 
 pub struct Output {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+    /// Keeps the test directory until the test has looked at what the run left in it.
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Output {
+    /// The directory the command ran in.
+    pub fn dir(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .expect("the command ran in its own directory")
+            .path()
+    }
 }
 
 impl Test {
@@ -23,6 +36,7 @@ impl Test {
             dir: tempfile::tempdir().expect("a temporary directory"),
             args: Vec::new(),
             cwd: None,
+            env: Vec::new(),
         }
     }
 
@@ -55,9 +69,15 @@ impl Test {
         self
     }
 
+    pub fn env(mut self, name: impl Into<OsString>, value: impl Into<OsString>) -> Test {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
     pub fn run(self) -> Output {
         let output = Command::new(env!("CARGO_BIN_EXE_runbook"))
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir())
             .env_remove("COLUMNS")
             .env("NO_COLOR", "1")
@@ -67,6 +87,7 @@ impl Test {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            dir: self.cwd.is_none().then_some(self.dir),
         }
     }
 }

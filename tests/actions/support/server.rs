@@ -60,7 +60,12 @@ impl Response {
         }
     }
 
-    pub fn text(status: u16, reason: &'static str, content_type: Option<&str>, body: &str) -> Response {
+    pub fn text(
+        status: u16,
+        reason: &'static str,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> Response {
         Response::Reply {
             status,
             reason,
@@ -134,6 +139,11 @@ impl Server {
         format!("{}://{}{path}", self.scheme, self.addr)
     }
 
+    /// The next thing that happened on the server, if something did.
+    pub fn try_event(&self) -> Option<Event> {
+        self.events.lock().ok()?.try_recv().ok()
+    }
+
     /// The next thing that happened on the server, waiting for it up to `timeout`.
     pub fn next_event(&self, timeout: Duration) -> Option<Event> {
         self.events.lock().ok()?.recv_timeout(timeout).ok()
@@ -148,23 +158,36 @@ impl Drop for Server {
     }
 }
 
-fn serve(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, handler: &Handler, events: &Sender<Event>) {
+fn serve(
+    stream: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handler: &Handler,
+    events: &Sender<Event>,
+) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
     match tls {
         None => exchange(stream, handler, events),
         Some(config) => {
-            let Ok(connection) = rustls::ServerConnection::new(config) else { return };
+            let Ok(connection) = rustls::ServerConnection::new(config) else {
+                return;
+            };
             // A client that rejects the certificate ends the handshake: the first read
             // fails and the connection is dropped, as a real server would.
-            exchange(rustls::StreamOwned::new(connection, stream), handler, events);
+            exchange(
+                rustls::StreamOwned::new(connection, stream),
+                handler,
+                events,
+            );
         }
     }
 }
 
 fn exchange(stream: impl Read + Write, handler: &Handler, events: &Sender<Event>) {
     let mut reader = BufReader::new(stream);
-    let Some(request) = read_request(&mut reader) else { return };
+    let Some(request) = read_request(&mut reader) else {
+        return;
+    };
     let _ = events.send(Event::Received(request.path.clone()));
     match handler(&request) {
         Response::Hang => {

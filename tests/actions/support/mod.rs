@@ -1,0 +1,133 @@
+//! Running an action the way the engine does: a real context, real template rendering and
+//! jq evaluation, a cancellation token, and warnings collected for inspection.
+
+pub mod server;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use runbook::actions::{Action, ActionError, ActionInput, action_for};
+use runbook::template::{self, Escape, jq};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// What one run of an action gave.
+pub struct Outcome {
+    pub result: Result<Value, ActionError>,
+    pub warnings: Vec<String>,
+}
+
+/// The context the tests render against.
+pub fn context() -> Value {
+    json!({
+        "inputs": {
+            "name": "world",
+            "port": 5432,
+            "list": ["a", "b"],
+            "flag": true,
+        },
+        "steps": {},
+        "step": {"id": "test", "key": "0123456789abcdef0123456789abcdef"},
+    })
+}
+
+/// A runner: an action, a context, and a token the test may cancel.
+pub struct Runner {
+    pub action: &'static dyn Action,
+    pub context: Value,
+    pub cancel: CancellationToken,
+}
+
+impl Runner {
+    /// The registered action for `key`, over [`context`].
+    pub fn new(key: &str) -> Runner {
+        Runner::with(action_for(key).unwrap_or_else(|| panic!("no action `{key}`")))
+    }
+
+    /// A specific action value (for non-default settings), over [`context`].
+    pub fn with(action: &'static dyn Action) -> Runner {
+        Runner {
+            action,
+            context: context(),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Adds `inputs.<name>` to the context.
+    pub fn input(mut self, name: &str, value: Value) -> Runner {
+        self.context["inputs"][name] = value;
+        self
+    }
+
+    pub async fn run(&self, body: Value) -> Outcome {
+        let warnings = Arc::new(Mutex::new(Vec::new()));
+        let collected = Arc::clone(&warnings);
+        let ctx = &self.context;
+        let render = |value: &Value, escape: Escape| template::render_value(value, ctx, escape);
+        let eval = |expression: &str| {
+            let program = jq::compile(expression).map_err(|errors| {
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?;
+            program.first(ctx, ctx)
+        };
+        let warn = move |message: String| collected.lock().expect("warnings").push(message);
+        let input = ActionInput {
+            body: &body,
+            render: &render,
+            eval: &eval,
+            cancel: self.cancel.clone(),
+            warn: &warn,
+            step_path: "tests/step",
+        };
+        let result = self.action.run(input).await;
+        let warnings = warnings.lock().expect("warnings").clone();
+        Outcome { result, warnings }
+    }
+
+    /// Runs and expects success.
+    pub async fn ok(&self, body: Value) -> Value {
+        match self.run(body.clone()).await.result {
+            Ok(result) => result,
+            Err(e) => panic!("{body} failed: {e:?}"),
+        }
+    }
+
+    /// Runs and expects a failure.
+    pub async fn err(&self, body: Value) -> ActionError {
+        match self.run(body.clone()).await.result {
+            Ok(result) => panic!("{body} succeeded: {result}"),
+            Err(e) => e,
+        }
+    }
+}
+
+/// Polls `condition` every 10 ms until it holds or `limit` passes; true if it held.
+pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Whether a process is gone: no such process, or a zombie (dead, waiting for a parent
+/// that may never reap it: inside a container the adopting init often does not).
+pub fn process_is_gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // The state is the field after the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X"),
+    }
+}
