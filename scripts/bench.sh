@@ -1,5 +1,134 @@
 #!/usr/bin/env bash
-# Prints the speed figures the project tracks. Usage: scripts/bench.sh
+# Prints the speed figures the project tracks, then one summary block. Usage: scripts/bench.sh
+#
+#   validate, 10,000 steps          criterion, benches/validate.rs
+#   engine per step (asserts)       criterion, benches/engine.rs      aim: < 50 µs a step
+#   exec /bin/true x1000            the release binary against a shell loop   aim: < 1.5x
+#   peak memory, 10,000 steps       the release binary under GNU time        aim: < 100 MB
+#
+# Uses hyperfine when it is installed (or can be installed with apt), else times 3 runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo bench --locked --bench validate -- --noplot 2>&1 | grep -E "^validate|time:"
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+# Installs an apt package when its command is missing and apt can be used; never fails.
+ensure() {
+  local command=$1 package=$2 sudo=()
+  command -v "$command" >/dev/null 2>&1 && return 0
+  [ -x "$command" ] && return 0
+  command -v apt-get >/dev/null 2>&1 || return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null || return 0
+    sudo=(sudo -n)
+  fi
+  step "installing $package"
+  "${sudo[@]}" apt-get install -y -qq "$package" >/dev/null 2>&1 ||
+    { "${sudo[@]}" apt-get update -qq >/dev/null 2>&1 &&
+      "${sudo[@]}" apt-get install -y -qq "$package" >/dev/null 2>&1; } || true
+}
+
+# The middle estimate of a criterion benchmark, in seconds: reads `cargo bench` output,
+# where the `time:` line follows the benchmark's id (on the same line or the one before).
+criterion_seconds() {
+  local id=$1 file=$2
+  awk -v id="$id" '
+    index($0, id) == 1 { found = 1 }
+    found && /time:/ {
+      sub(/.*time: *\[/, ""); split($0, f, " ")
+      scale = f[4] == "s" ? 1 : f[4] == "ms" ? 1e-3 : (f[4] == "µs" || f[4] == "us") ? 1e-6 : 1e-9
+      printf "%.9f\n", f[3] * scale; exit
+    }' "$file"
+}
+
+# `steps` `assert` steps: chained (each needing the one before) or independent.
+assert_runbook() {
+  local steps=$1 shape=$2
+  awk -v n="$steps" -v shape="$shape" 'BEGIN {
+    print "version: 1\nname: generated\nsteps:"
+    for (i = 0; i < n; i++) {
+      print "  - id: s" i
+      print (shape == "chain" && i > 0) ? "    needs: [s" i - 1 "]" : "    needs: []"
+      print "    assert: { that: '\''true'\'' }"
+    }
+  }'
+}
+
+# `steps` `exec` steps running /bin/true, each needing the one before.
+exec_runbook() {
+  awk -v n="$1" 'BEGIN {
+    print "version: 1\nname: generated\nsteps:"
+    for (i = 0; i < n; i++) {
+      print "  - id: s" i
+      print (i > 0) ? "    needs: [s" i - 1 "]" : "    needs: []"
+      print "    exec: { command: [/bin/true] }"
+    }
+  }'
+}
+
+step "cargo build --release"
+cargo build --locked --release
+binary=target/release/runbook
+
+step "cargo bench (validate, engine)"
+for bench in validate engine; do
+  cargo bench --locked --bench "$bench" -- --noplot 2>&1 | tee "$work/$bench.txt" |
+    grep -E "^$bench|time:"
+done
+validate_s=$(criterion_seconds "validate/" "$work/validate.txt")
+chain_s=$(criterion_seconds "engine/chain of 1000 asserts" "$work/engine.txt")
+wide_s=$(criterion_seconds "engine/10000 independent asserts" "$work/engine.txt")
+
+step "exec /bin/true x1000: runbook against a shell loop"
+exec_runbook 1000 >"$work/exec.yaml"
+runbook_cmd="$binary run $work/exec.yaml --output json >/dev/null"
+shell_cmd="sh -c 'for i in \$(seq 1000); do /bin/true; done'"
+ensure hyperfine hyperfine
+if command -v hyperfine >/dev/null 2>&1; then
+  hyperfine --warmup 1 --min-runs 5 --export-csv "$work/exec.csv" \
+    -n runbook "$runbook_cmd" -n shell "$shell_cmd" >&2
+  exec_runbook_s=$(awk -F, '$1 == "runbook" { print $2 }' "$work/exec.csv")
+  exec_shell_s=$(awk -F, '$1 == "shell" { print $2 }' "$work/exec.csv")
+else
+  echo "hyperfine is not installed: timing 3 runs of each" >&2
+  # The mean wall time of 3 runs of a shell command, in seconds.
+  mean3() {
+    local start end
+    start=$(date +%s.%N)
+    for _ in 1 2 3; do bash -c "$1"; done
+    end=$(date +%s.%N)
+    awk -v a="$start" -v b="$end" 'BEGIN { printf "%.6f\n", (b - a) / 3 }'
+  }
+  bash -c "$runbook_cmd" # warm up
+  exec_runbook_s=$(mean3 "$runbook_cmd")
+  exec_shell_s=$(mean3 "$shell_cmd")
+fi
+
+step "peak memory, 10,000 steps"
+assert_runbook 10000 independent >"$work/wide.yaml"
+assert_runbook 10000 chain >"$work/chain.yaml"
+ensure /usr/bin/time time
+peak_mb() {
+  /usr/bin/time -v "$binary" run "$1" --output json >/dev/null 2>"$work/time.txt"
+  awk -F: '/Maximum resident set size/ { printf "%.1f\n", $2 / 1024 }' "$work/time.txt"
+}
+if [ -x /usr/bin/time ] && /usr/bin/time -v true >/dev/null 2>&1; then
+  peak_wide=$(peak_mb "$work/wide.yaml")
+  peak_chain=$(peak_mb "$work/chain.yaml")
+  peak="$peak_wide MB independent, $peak_chain MB chained"
+else
+  peak="(GNU time is not installed)"
+fi
+
+per_step() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f µs/step", s / n * 1e6 }'; }
+cat <<EOF
+
+validate, 10,000 steps:                 $(awk -v s="$validate_s" 'BEGIN { printf "%.2f s", s }')
+engine, chain of 1,000 assert steps:    $(per_step "$chain_s" 1000)
+engine, 10,000 independent asserts:     $(per_step "$wide_s" 10000)
+exec /bin/true x1000: runbook $(awk -v r="$exec_runbook_s" -v s="$exec_shell_s" \
+  'BEGIN { printf "%.2f s, shell %.2f s (ratio %.2f)", r, s, r / s }')
+peak memory, 10,000 assert steps:       $peak
+EOF

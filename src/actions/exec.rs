@@ -206,10 +206,12 @@ impl Exec {
             return Err(ActionError::cancelled(format!("{} cancelled", spec.what)));
         }
         let mut child = spec.command().spawn().map_err(|e| spec.spawn_error(&e))?;
-        let mut group = match child.id() {
-            Some(pid) => Group::new(pid),
-            // Only possible once the child has been reaped, which nothing has done yet.
-            None => return Err(ActionError::failed(format!("{} vanished", spec.what))),
+        // `process_group(0)` made the child the leader of a group numbered by its pid.
+        let mut group = match child.id().and_then(|pid| i32::try_from(pid).ok()) {
+            Some(pgid) if pgid > 1 => Group::new(Pid::from_raw(pgid)),
+            // `id()` is only missing once the child has been reaped, which nothing has done
+            // yet; anything else would make `killpg` signal the wrong processes.
+            _ => return Err(ActionError::failed(format!("{} vanished", spec.what))),
         };
         let mut stdout = Capture::start(child.stdout.take(), self.max_output);
         let mut stderr = Capture::start(child.stderr.take(), self.max_output);
@@ -227,7 +229,10 @@ impl Exec {
             () = input.cancel.cancelled() => Err(group.terminate(&mut child, self.kill_grace).await),
         };
         // The leader is reaped: what it left in the background is no longer ours to kill.
-        group.disarm();
+        // (If waiting failed, the group stays armed and dies with this function.)
+        if !matches!(outcome, Ok(Err(_))) {
+            group.disarm();
+        }
         let drain = async {
             tokio::join!(stdout.finish(), stderr.finish());
         };
@@ -338,9 +343,7 @@ struct Group {
 }
 
 impl Group {
-    fn new(pid: u32) -> Group {
-        // `process_group(0)` makes the child the leader of a group numbered by its pid.
-        let pgid = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+    fn new(pgid: Pid) -> Group {
         Group { pgid, armed: true }
     }
 

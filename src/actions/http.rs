@@ -419,17 +419,11 @@ fn causes(error: &reqwest::Error) -> String {
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         let text = cause.to_string();
-        // Wrappers often repeat their inner error's text; say each thing once.
-        if !parts
-            .iter()
-            .any(|p| p.contains(&text) || text.contains(p.as_str()))
-        {
+        // hyper's "client error (Connect)" only repeats what the message already says;
+        // wrappers that show their inner error's text would say it twice.
+        let repeated = parts.last().is_some_and(|last| last.contains(&text));
+        if !text.starts_with("client error (") && !repeated {
             parts.push(text);
-        } else if let Some(last) = parts.last_mut()
-            && text.len() < last.len()
-            && last.contains(&text)
-        {
-            *last = text;
         }
         source = cause.source();
     }

@@ -15,6 +15,7 @@ use crate::runbook::{ActionRef, Fallback, Poll, Retry, Spanned, SpannedMap, Step
 use crate::template::{self, Escape, jq};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use jaq_json::Val;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -72,6 +73,11 @@ struct Run {
     /// Set once something has failed the run.
     failed: Mutex<bool>,
     stop: Mutex<Option<StopReason>>,
+    /// Compiled jq programs by source: compiling costs far more than running, and the same
+    /// expression runs for every item, poll and attempt.
+    programs: Mutex<HashMap<String, Arc<jq::Program>>>,
+    /// What each step's templates read of `steps`, worked out once per step.
+    template_refs: Mutex<HashMap<usize, Option<Vec<String>>>>,
 }
 
 /// Runs a bundle to its end (or until stopped) and returns how it ended.
@@ -103,6 +109,8 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         permits: Semaphore::new(max_parallel),
         failed: Mutex::new(false),
         stop: Mutex::new(None),
+        programs: Mutex::new(HashMap::new()),
+        template_refs: Mutex::new(HashMap::new()),
     };
     run.emit(RunEvent::RunStarted {
         runbook: runbook.name.value.clone(),
@@ -132,12 +140,12 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         run.stop.lock().expect("stop lock").get_or_insert(reason);
         main_cancel.cancel();
     };
-    let scope = Scope {
-        loaded: root,
-        prefix: String::new(),
-        inputs: Value::Object(config.inputs),
-        secrets: run.secrets.get(&bundle.root).cloned().unwrap_or_default(),
-    };
+    let scope = Scope::new(
+        root,
+        String::new(),
+        Value::Object(config.inputs),
+        run.secrets.get(&bundle.root).cloned().unwrap_or_default(),
+    );
     let body = run.run_scope(&scope, main_cancel.clone());
     tokio::pin!(body);
     tokio::pin!(watch);
@@ -185,6 +193,28 @@ struct Scope<'b> {
     prefix: String,
     inputs: Value,
     secrets: Map<String, Value>,
+    /// `inputs` and `secrets` as jq values, converted once.
+    inputs_val: Val,
+    secrets_val: Val,
+    /// The context's `steps` as a jq value, updated as each step ends. Its objects are
+    /// shared, so an evaluation does not copy them: the cost of a step does not grow with
+    /// the number of steps before it.
+    steps_val: Mutex<Val>,
+}
+
+impl<'b> Scope<'b> {
+    fn new(loaded: &'b Loaded, prefix: String, inputs: Value, secrets: Map<String, Value>) -> Self {
+        let secrets_json = Value::Object(secrets.clone());
+        Scope {
+            loaded,
+            prefix,
+            inputs_val: jq::to_val(&inputs),
+            secrets_val: jq::to_val(&secrets_json),
+            inputs,
+            secrets,
+            steps_val: Mutex::new(Val::obj(jaq_json::Map::default())),
+        }
+    }
 }
 
 /// Where an instance of a step runs.
@@ -237,6 +267,30 @@ struct Body<'s> {
 }
 
 impl Run {
+    /// The first value of a jq expression over `input`, with the context at `$ctx`.
+    /// The first value of a jq expression over `input` (a jq value: the context itself,
+    /// or an action's result), with the context at `$ctx`.
+    fn evaluate(&self, expression: &str, input: Val, context: &Val) -> Result<Value, String> {
+        let cached = self
+            .programs
+            .lock()
+            .expect("programs lock")
+            .get(expression)
+            .cloned();
+        let program = match cached {
+            Some(program) => program,
+            None => {
+                let program = Arc::new(compile(expression)?);
+                self.programs
+                    .lock()
+                    .expect("programs lock")
+                    .insert(expression.to_owned(), program.clone());
+                program
+            }
+        };
+        program.first_with(input, context)
+    }
+
     fn emit(&self, event: RunEvent) {
         let event = self.redact_event(event);
         self.state.lock().expect("state lock").apply(&event);
@@ -249,6 +303,9 @@ impl Run {
     }
 
     fn redact_event(&self, event: RunEvent) -> RunEvent {
+        if self.redactor.is_empty() {
+            return event;
+        }
         let value = serde_json::to_value(&event).expect("events serialise");
         serde_json::from_value(self.redactor.value(&value)).unwrap_or(event)
     }
@@ -261,43 +318,120 @@ impl Run {
         *self.failed.lock().expect("failed lock")
     }
 
-    /// The context templates and expressions of a scope see.
-    fn context(&self, scope: &Scope<'_>, step: Option<(&Step, &Instance)>) -> Value {
-        let ids = scope
-            .loaded
-            .runbook
-            .all_steps()
-            .map(|s| s.id.value.as_str());
-        let steps = self
-            .state
-            .lock()
-            .expect("state lock")
-            .steps_context(&scope.prefix, ids);
+    fn run_json(&self) -> Value {
         let status = if self.stop.lock().expect("stop lock").is_some() || self.run_failed() {
             "failed"
         } else {
             "running"
         };
+        json!({
+            "id": self.run_id,
+            "name": self.runbook_name,
+            "started_at": self.started_at,
+            "status": status,
+        })
+    }
+
+    fn step_json(&self, step: &Step, instance: &Instance) -> Value {
+        json!({ "id": step.id.value, "key": step_key(&self.run_id, &instance.path) })
+    }
+
+    /// The context jq expressions see, as a jq value.
+    fn jq_context(&self, scope: &Scope<'_>, step: Option<(&Step, &Instance)>) -> Val {
+        let key = |name: &str| jq::to_val(&Value::String(name.to_owned()));
+        let mut context = jaq_json::Map::default();
+        context.insert(key("inputs"), scope.inputs_val.clone());
+        context.insert(key("secrets"), scope.secrets_val.clone());
+        context.insert(
+            key("steps"),
+            scope.steps_val.lock().expect("steps lock").clone(),
+        );
+        context.insert(key("run"), jq::to_val(&self.run_json()));
+        if let Some((step, instance)) = step {
+            context.insert(key("step"), jq::to_val(&self.step_json(step, instance)));
+            if let Some((item, index)) = &instance.item {
+                context.insert(key("item"), jq::to_val(item));
+                context.insert(key("index"), jq::to_val(&json!(index)));
+            }
+        }
+        Val::obj(context)
+    }
+
+    /// The context templates see. Handlebars needs plain JSON, so only the steps the
+    /// step's templates name are put in it; templates are strict, so a step left out by
+    /// mistake would be a loud error, never a silently wrong value.
+    fn template_context(&self, scope: &Scope<'_>, step: &Step, instance: &Instance) -> Value {
+        let steps = {
+            let state = self.state.lock().expect("state lock");
+            match self.template_steps(step) {
+                Some(ids) => state.steps_context(&scope.prefix, ids.iter().map(String::as_str)),
+                None => state.steps_context(
+                    &scope.prefix,
+                    scope
+                        .loaded
+                        .runbook
+                        .all_steps()
+                        .map(|s| s.id.value.as_str()),
+                ),
+            }
+        };
         let mut context = json!({
             "inputs": scope.inputs,
             "secrets": scope.secrets,
             "steps": steps,
-            "run": {
-                "id": self.run_id,
-                "name": self.runbook_name,
-                "started_at": self.started_at,
-                "status": status,
-            },
+            "run": self.run_json(),
+            "step": self.step_json(step, instance),
         });
-        if let Some((step, instance)) = step {
-            context["step"] =
-                json!({ "id": step.id.value, "key": step_key(&self.run_id, &instance.path) });
-            if let Some((item, index)) = &instance.item {
-                context["item"] = item.clone();
-                context["index"] = json!(index);
-            }
+        if let Some((item, index)) = &instance.item {
+            context["item"] = item.clone();
+            context["index"] = json!(index);
         }
         context
+    }
+
+    /// The step ids the templates of a step name; `None` when one names `steps` as a whole.
+    fn template_steps(&self, step: &Step) -> Option<Vec<String>> {
+        let key = step as *const Step as usize;
+        if let Some(known) = self.template_refs.lock().expect("refs lock").get(&key) {
+            return known.clone();
+        }
+        let mut ids = Vec::new();
+        let mut whole = false;
+        step.node.for_each_string(&mut |text, _| {
+            if !text.contains("{{") {
+                return;
+            }
+            for reference in template::check_template(text).unwrap_or_default() {
+                match reference.path.as_slice() {
+                    [root, id, ..] if root == "steps" => ids.push(id.clone()),
+                    [root] if root == "steps" => whole = true,
+                    _ => {}
+                }
+            }
+        });
+        ids.sort();
+        ids.dedup();
+        let found = (!whole).then_some(ids);
+        self.template_refs
+            .lock()
+            .expect("refs lock")
+            .insert(key, found.clone());
+        found
+    }
+
+    /// Brings the context's `steps.<id>` up to date after the step changed.
+    fn refresh(&self, scope: &Scope<'_>, id: &str) {
+        let entry = self
+            .state
+            .lock()
+            .expect("state lock")
+            .steps_context(&scope.prefix, std::iter::once(id));
+        let Some(value) = entry.get(id) else { return };
+        let mut steps = scope.steps_val.lock().expect("steps lock");
+        if let Val::Obj(map) = &mut *steps {
+            std::sync::Arc::make_mut(map)
+                .insert(jq::to_val(&Value::String(id.to_owned())), jq::to_val(value));
+        }
     }
 
     /// Runs the steps of one runbook, then its `finally`; evaluates its outputs.
@@ -337,10 +471,11 @@ impl Run {
             if cancel.is_cancelled() {
                 return Err("cancelled".to_owned());
             }
-            let context = self.context(scope, None);
+            let context = self.jq_context(scope, None);
             let mut outputs = Map::new();
             for (name, expression) in scope.loaded.runbook.outputs.iter() {
-                let value = evaluate(&expression.value, &context, &context)
+                let value = self
+                    .evaluate(&expression.value, context.clone(), &context)
                     .map_err(|e| format!("runbook output `{}`: {e}", name.value))?;
                 outputs.insert(name.value.clone(), value);
             }
@@ -362,34 +497,56 @@ impl Run {
         ended: &mut [Option<StepStatus>],
         cancel: &CancellationToken,
     ) -> Option<String> {
-        let mut started = vec![false; steps.len()];
+        let satisfied = |index: usize, status: Option<StepStatus>| match status {
+            Some(StepStatus::Succeeded | StepStatus::Skipped) => true,
+            Some(StepStatus::Failed) => steps[index].continue_on_failure == Some(true),
+            _ => false,
+        };
+        // Each step waits for a count of needs; an ending step only looks at the steps that
+        // need it, so scheduling stays linear in the number of steps and needs.
+        let mut unmet = vec![0usize; steps.len()];
+        let mut blocked = vec![false; steps.len()];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+        let mut ready = Vec::new();
+        for &index in members {
+            for need in &dag.needs[index] {
+                match ended[need.step] {
+                    None => {
+                        unmet[index] += 1;
+                        dependents[need.step].push(index);
+                    }
+                    status if !satisfied(need.step, status) => blocked[index] = true,
+                    _ => {}
+                }
+            }
+            if unmet[index] == 0 && !blocked[index] {
+                ready.push(index);
+            }
+        }
         let mut running = FuturesUnordered::new();
         let mut failure: Option<String> = None;
         loop {
             if failure.is_none() && !cancel.is_cancelled() {
-                for &index in members {
-                    if started[index] {
-                        continue;
-                    }
-                    let ready = dag.needs[index].iter().all(|need| {
-                        matches!(
-                            ended[need.step],
-                            Some(StepStatus::Succeeded | StepStatus::Skipped)
-                        ) || (ended[need.step] == Some(StepStatus::Failed)
-                            && steps[need.step].continue_on_failure == Some(true))
-                    });
-                    if ready {
-                        started[index] = true;
-                        let step = steps[index];
-                        running
-                            .push(async move { (index, self.run_step(scope, step, cancel).await) });
-                    }
+                for index in ready.drain(..) {
+                    let step = steps[index];
+                    running.push(async move { (index, self.run_step(scope, step, cancel).await) });
                 }
             }
             let Some((index, status)) = running.next().await else {
                 break;
             };
             ended[index] = Some(status);
+            self.refresh(scope, &steps[index].id.value);
+            for &dependent in &dependents[index] {
+                if satisfied(index, Some(status)) {
+                    unmet[dependent] -= 1;
+                    if unmet[dependent] == 0 && !blocked[dependent] {
+                        ready.push(dependent);
+                    }
+                } else {
+                    blocked[dependent] = true;
+                }
+            }
             if status == StepStatus::Failed
                 && steps[index].continue_on_failure != Some(true)
                 && failure.is_none()
@@ -413,9 +570,9 @@ impl Run {
     ) -> StepStatus {
         let path = format!("{}{}", scope.prefix, step.id.value);
         let started = Instant::now();
-        let context = self.context(scope, None);
+        let context = self.jq_context(scope, None);
         if let Some(when) = &step.when {
-            match evaluate(&when.value, &context, &context) {
+            match self.evaluate(&when.value, context.clone(), &context) {
                 Ok(Value::Null | Value::Bool(false)) => {
                     self.end(
                         &path,
@@ -449,7 +606,7 @@ impl Run {
             let instance = Instance { path, item: None };
             return self.run_instance(scope, step, &instance, cancel).await;
         };
-        let items = match evaluate(&for_each.value, &context, &context) {
+        let items = match self.evaluate(&for_each.value, context.clone(), &context) {
             Ok(Value::Array(items)) => items,
             Ok(other) => {
                 let error = format!(
@@ -814,12 +971,14 @@ impl Run {
             },
             None => work.await,
         }?;
-        let context = self.context(scope, Some((step, instance)));
+        let context = self.jq_context(scope, Some((step, instance)));
+        let result_val = jq::to_val(&result);
         match body.outputs {
             Some(outputs) => {
                 let mut values = Map::new();
                 for (name, expression) in outputs.value.iter() {
-                    let value = evaluate(&expression.value, &result, &context)
+                    let value = self
+                        .evaluate(&expression.value, result_val.clone(), &context)
                         .map_err(|e| failure(format!("output `{}`: {e}", name.value)))?;
                     values.insert(name.value.clone(), value);
                 }
@@ -853,8 +1012,8 @@ impl Run {
             let Some(until) = body.until else {
                 return Ok(result);
             };
-            let context = self.context(scope, Some((step, instance)));
-            match evaluate(&until.value, &result, &context) {
+            let context = self.jq_context(scope, Some((step, instance)));
+            match self.evaluate(&until.value, jq::to_val(&result), &context) {
                 Ok(Value::Null | Value::Bool(false)) => {}
                 Ok(_) => return Ok(result),
                 Err(e) => return Err(failure(format!("`until`: {e}"))),
@@ -888,7 +1047,8 @@ impl Run {
         body: &Body<'_>,
         cancel: &CancellationToken,
     ) -> Result<Value, Failure> {
-        let context = self.context(scope, Some((step, instance)));
+        let context = self.template_context(scope, step, instance);
+        let jq_context = self.jq_context(scope, Some((step, instance)));
         if let ActionRef::Uses(uses, with) = body.action {
             return self
                 .run_uses(
@@ -910,7 +1070,7 @@ impl Run {
         let raw = body.node.map_or(Value::Null, |n| n.to_json());
         let render =
             |value: &Value, escape: Escape| template::render_value(value, &context, escape);
-        let eval = |expression: &str| evaluate(expression, &context, &context);
+        let eval = |expression: &str| self.evaluate(expression, jq_context.clone(), &jq_context);
         let warn = |message: String| {
             self.emit(RunEvent::Warning {
                 path: Some(instance.path.clone()),
@@ -968,12 +1128,12 @@ impl Run {
             uses,
         ))
         .unwrap_or_default();
-        let child = Scope {
-            loaded: called,
-            prefix: format!("{}/", instance.path),
-            inputs: Value::Object(inputs),
-            secrets: self.secrets.get(&canonical).cloned().unwrap_or_default(),
-        };
+        let child = Scope::new(
+            called,
+            format!("{}/", instance.path),
+            Value::Object(inputs),
+            self.secrets.get(&canonical).cloned().unwrap_or_default(),
+        );
         self.run_scope(&child, cancel.clone())
             .await
             .map_err(|reason| failure(format!("runbook `{uses}`: {reason}")))
@@ -990,16 +1150,15 @@ pub fn step_key(run_id: &str, path: &str) -> String {
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The first value of a jq expression over `input`, with the context at `$ctx`.
-fn evaluate(expression: &str, input: &Value, context: &Value) -> Result<Value, String> {
-    let program = jq::compile(expression).map_err(|errors| {
+/// Compiles a jq expression; the message joins every compile error.
+fn compile(expression: &str) -> Result<jq::Program, String> {
+    jq::compile(expression).map_err(|errors| {
         errors
             .into_iter()
             .map(|e| e.message)
             .collect::<Vec<_>>()
             .join("; ")
-    })?;
-    program.first(input, context)
+    })
 }
 
 fn kind_of(value: &Value) -> &'static str {

@@ -21,6 +21,10 @@ impl Redactor {
         Redactor { secrets }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
     pub fn text(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for secret in &self.secrets {

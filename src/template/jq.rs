@@ -291,17 +291,37 @@ impl Program {
     }
 
     /// Feed outputs to `sink` until it returns false or the stream ends.
+    /// Like [`Program::first`], with the context already converted: a run keeps its
+    /// context as a [`Val`], whose objects are shared, so evaluating does not copy it.
+    pub fn first_with(&self, input: Val, ctx: &Val) -> Result<Value, String> {
+        let mut first = Value::Null;
+        self.each_val(input, ctx.clone(), |value| {
+            first = value;
+            false
+        })?;
+        Ok(first)
+    }
+
     fn each(
         &self,
         input: &Value,
         ctx: &Value,
+        sink: impl FnMut(Value) -> bool,
+    ) -> Result<(), String> {
+        self.each_val(to_val(input), to_val(ctx), sink)
+    }
+
+    fn each_val(
+        &self,
+        input: Val,
+        ctx: Val,
         mut sink: impl FnMut(Value) -> bool,
     ) -> Result<(), String> {
-        let vars = Vars::new([to_val(ctx)]);
+        let vars = Vars::new([ctx]);
         let outputs = self
             .filter
             .id
-            .run((Ctx::<Data>::new(&self.filter.lut, vars), to_val(input)));
+            .run((Ctx::<Data>::new(&self.filter.lut, vars), input));
         for output in outputs {
             // Not `jaq_core::unwrap_valr`: on `halt` it calls `std::process::exit`, which
             // would let any runbook expression end the engine.

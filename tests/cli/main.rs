@@ -5,6 +5,7 @@ mod examples;
 mod graph;
 mod plan;
 mod run;
+mod run_http;
 mod schema;
 mod support;
 mod validate;

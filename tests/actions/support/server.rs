@@ -143,11 +143,6 @@ impl Server {
     pub fn try_event(&self) -> Option<Event> {
         self.events.lock().ok()?.try_recv().ok()
     }
-
-    /// The next thing that happened on the server, waiting for it up to `timeout`.
-    pub fn next_event(&self, timeout: Duration) -> Option<Event> {
-        self.events.lock().ok()?.recv_timeout(timeout).ok()
-    }
 }
 
 impl Drop for Server {
