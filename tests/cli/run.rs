@@ -248,7 +248,7 @@ fn an_attempt_that_times_out_is_retried() {
 name: slow
 steps:
   - id: slow
-    timeout: 200ms
+    timeout: 1s
     retry: { attempts: 2, delay: 10ms }
     exec:
       script: |
@@ -262,7 +262,7 @@ steps:
         failed["error"]
             .as_str()
             .unwrap()
-            .contains("timed out after 200ms"),
+            .contains("timed out after 1s"),
         "{failed}"
     );
     assert_eq!(ended(&events, "slow")["attempts"], 2);

@@ -245,7 +245,7 @@ fn for_each_over_fifty_items_keeps_max_parallel_and_reports_every_item() {
         Server::start(move |request| {
             log.push(request);
             // Held long enough that five items are in flight together.
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(150));
             let index: u64 = request
                 .path
                 .strip_prefix("/items/")
