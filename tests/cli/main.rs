@@ -1,6 +1,7 @@
 //! Integration tests through the real binary.
 
 mod bad_input;
+mod events;
 mod examples;
 mod graph;
 mod plan;

@@ -2,27 +2,9 @@
 //! finally, deadline, signals and secrets. Order and overlap are read from the run's own
 //! events, not from wall-clock timing.
 
+use crate::events::{ended, events, position, process_is_gone};
 use crate::support::Test;
 use serde_json::Value;
-
-fn events(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
-        .collect()
-}
-
-/// The position of the first event of `kind` for step `path`.
-fn position(events: &[Value], kind: &str, path: &str) -> usize {
-    events
-        .iter()
-        .position(|e| e["event"] == kind && e["path"] == path)
-        .unwrap_or_else(|| panic!("no {kind} for {path} in {events:#?}"))
-}
-
-fn ended<'a>(events: &'a [Value], path: &str) -> &'a Value {
-    &events[position(events, "step_ended", path)]
-}
 
 fn run_json(test: Test, file: &str, extra: &[&str]) -> (crate::support::Output, Vec<Value>) {
     let output = test
@@ -548,6 +530,5 @@ finally:
     assert_eq!(ended(&rest, "long")["status"], "cancelled");
     assert_eq!(rest.last().unwrap()["status"], "interrupted");
     assert!(dir.join("finally-ran").exists());
-    let alive = unsafe { libc::kill(shell_pid, 0) } == 0;
-    assert!(!alive, "the step's process was killed");
+    assert!(process_is_gone(shell_pid), "the step's process was killed");
 }
