@@ -56,7 +56,18 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
         interrupt: interrupt.clone(),
     };
     let outcome = runtime.block_on(async {
-        tokio::spawn(watch_signals(interrupt));
+        // Handlers are in place before the first step starts: a Ctrl-C at any moment of
+        // the run interrupts it cleanly, never kills it outright.
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(terminate), Ok(int)) => {
+                tokio::spawn(watch_signals(terminate, int, interrupt));
+            }
+            _ => printer.note("warning: cannot watch for Ctrl-C; an interrupted run stops at once"),
+        }
         engine::run(bundle.clone(), config, sink).await
     });
     if args.output == OutputFormat::Human {
@@ -81,14 +92,11 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
 
 /// The first Ctrl-C or SIGTERM interrupts the run: running steps are cancelled and
 /// `finally` runs. A second one exits at once.
-async fn watch_signals(interrupt: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
+async fn watch_signals(
+    mut terminate: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+    interrupt: CancellationToken,
+) {
     let mut seen = 0;
     loop {
         tokio::select! {

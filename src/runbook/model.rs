@@ -361,7 +361,7 @@ pub struct Exec {
     pub script: Option<Spanned<String>>,
     /// Environment variables added to the engine's own.
     #[serde(default)]
-    pub env: SpannedMap<Spanned<String>>,
+    pub env: SpannedMap<Spanned<Text>>,
     /// Working directory.
     #[serde(default)]
     pub cwd: Option<Spanned<String>>,
@@ -381,7 +381,7 @@ pub struct Http {
     pub url: Spanned<String>,
     /// Request headers.
     #[serde(default)]
-    pub headers: SpannedMap<Spanned<String>>,
+    pub headers: SpannedMap<Spanned<Text>>,
     /// Query parameters, added to the URL.
     #[serde(default)]
     pub query: SpannedMap<Node>,
@@ -606,5 +606,47 @@ impl JsonSchema for Conditions {
                 { "type": "array", "items": { "type": "string" } }
             ]
         })
+    }
+}
+
+/// A value used as text: a string, or a number or boolean written without quotes
+/// (`PORT: 8080`), read as its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl serde::de::Visitor<'_> for TextVisitor {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Text, E> {
+                Ok(Text(v.to_owned()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Text, E> {
+                Ok(Text(v.to_string()))
+            }
+        }
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+impl JsonSchema for Text {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Text".into()
+    }
+    fn json_schema(_generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": ["string", "number", "boolean"] })
     }
 }

@@ -532,3 +532,11 @@ finally:
     assert!(dir.join("finally-ran").exists());
     assert!(process_is_gone(shell_pid), "the step's process was killed");
 }
+
+#[test]
+fn env_values_may_be_numbers_and_booleans() {
+    let runbook = "version: 1\nname: envs\nsteps:\n  - id: a\n    exec:\n      env: { PORT: 8080, DEBUG: true }\n      script: echo \"$PORT $DEBUG\"\n    outputs: { said: .stdout }\n";
+    let (output, events) = run_json(Test::new().write("envs.yaml", runbook), "envs.yaml", &[]);
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    assert_eq!(ended(&events, "a")["outputs"]["said"], "8080 true\n");
+}
