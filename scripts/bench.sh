@@ -83,14 +83,16 @@ wide_s=$(criterion_seconds "engine/10000 independent asserts" "$work/engine.txt"
 
 step "exec /bin/true x1000: runbook against a shell loop"
 exec_runbook 1000 >"$work/exec.yaml"
-runbook_cmd="$binary run $work/exec.yaml --output json >/dev/null"
+runbook_cmd="$binary run $work/exec.yaml --output json"
 shell_cmd="sh -c 'for i in \$(seq 1000); do /bin/true; done'"
 ensure hyperfine hyperfine
 if command -v hyperfine >/dev/null 2>&1; then
-  hyperfine --warmup 1 --min-runs 5 --export-csv "$work/exec.csv" \
+  # No intermediate shell (-N); hyperfine discards the commands' output. Medians, since
+  # a busy machine makes the odd run slow.
+  hyperfine -N --warmup 2 --runs 10 --export-csv "$work/exec.csv" \
     -n runbook "$runbook_cmd" -n shell "$shell_cmd" >&2
-  exec_runbook_s=$(awk -F, '$1 == "runbook" { print $2 }' "$work/exec.csv")
-  exec_shell_s=$(awk -F, '$1 == "shell" { print $2 }' "$work/exec.csv")
+  exec_runbook_s=$(awk -F, '$1 == "runbook" { print $4 }' "$work/exec.csv")
+  exec_shell_s=$(awk -F, '$1 == "shell" { print $4 }' "$work/exec.csv")
 else
   echo "hyperfine is not installed: timing 3 runs of each" >&2
   # The mean wall time of 3 runs of a shell command, in seconds.
@@ -101,8 +103,8 @@ else
     end=$(date +%s.%N)
     awk -v a="$start" -v b="$end" 'BEGIN { printf "%.6f\n", (b - a) / 3 }'
   }
-  bash -c "$runbook_cmd" # warm up
-  exec_runbook_s=$(mean3 "$runbook_cmd")
+  bash -c "$runbook_cmd >/dev/null" # warm up
+  exec_runbook_s=$(mean3 "$runbook_cmd >/dev/null")
   exec_shell_s=$(mean3 "$shell_cmd")
 fi
 

@@ -169,25 +169,25 @@ macro_rules! with_action {
             $($(#[$fmeta])* pub $field: $ty,)*
             /// Run a command: `command` (argv, no shell) or `script` (run by `sh -eu`).
             #[serde(default)]
-            pub exec: Option<Spanned<Exec>>,
+            pub exec: Option<Box<Spanned<Exec>>>,
             /// Make an HTTP request.
             #[serde(default)]
-            pub http: Option<Spanned<Http>>,
+            pub http: Option<Box<Spanned<Http>>>,
             /// Get, create, patch, delete or wait on a Kubernetes resource.
             #[serde(default)]
-            pub kubernetes: Option<Spanned<Kubernetes>>,
+            pub kubernetes: Option<Box<Spanned<Kubernetes>>>,
             /// Run another runbook as this step; the path is relative to this file.
             #[serde(default)]
             pub uses: Option<Spanned<String>>,
             /// Inputs for the runbook named by `uses`.
             #[serde(default)]
-            pub with: Option<Spanned<SpannedMap<Node>>>,
+            pub with: Option<Box<Spanned<SpannedMap<Node>>>>,
             /// Park the run until a person approves it with `runbook approve`.
             #[serde(default)]
-            pub approval: Option<Spanned<Approval>>,
+            pub approval: Option<Box<Spanned<Approval>>>,
             /// Fail unless jq conditions hold.
             #[serde(default)]
-            pub assert: Option<Spanned<Assert>>,
+            pub assert: Option<Box<Spanned<Assert>>>,
             /// Wait this long.
             #[serde(default)]
             pub sleep: Option<Spanned<Duration>>,
@@ -200,7 +200,7 @@ macro_rules! with_action {
                 if let Some(a) = &self.exec { found.push(ActionRef::Exec(a)); }
                 if let Some(a) = &self.http { found.push(ActionRef::Http(a)); }
                 if let Some(a) = &self.kubernetes { found.push(ActionRef::Kubernetes(a)); }
-                if let Some(a) = &self.uses { found.push(ActionRef::Uses(a, self.with.as_ref())); }
+                if let Some(a) = &self.uses { found.push(ActionRef::Uses(a, self.with.as_deref())); }
                 if let Some(a) = &self.approval { found.push(ActionRef::Approval(a)); }
                 if let Some(a) = &self.assert { found.push(ActionRef::Assert(a)); }
                 if let Some(a) = &self.sleep { found.push(ActionRef::Sleep(a)); }
@@ -302,11 +302,11 @@ with_action! {
         /// Runs when the action still fails after its retries; when it succeeds the step
         /// succeeds with `via: fallback` and the fallback's outputs.
         #[serde(default)]
-        pub fallback: Option<Spanned<Fallback>>,
+        pub fallback: Option<Box<Spanned<Fallback>>>,
         /// A probe run before a step that a crash left in flight is run again; when `that`
         /// holds, the step is recorded as succeeded instead of being repeated.
         #[serde(default)]
-        pub verify: Option<Spanned<Verify>>,
+        pub verify: Option<Box<Spanned<Verify>>>,
         /// true: a failure of this step does not fail the run, and its dependents still run.
         #[serde(default)]
         pub continue_on_failure: Option<bool>,

@@ -491,12 +491,12 @@ impl<'a> Checker<'a> {
             Some(&step.node),
             "step",
         );
-        self.check_with_has_uses(step.uses.as_ref(), step.with.as_ref());
+        self.check_with_has_uses(step.uses.as_ref(), step.with.as_deref());
         if let Some(fallback) = &step.fallback {
-            self.check_with_has_uses(fallback.uses.as_ref(), fallback.with.as_ref());
+            self.check_with_has_uses(fallback.uses.as_ref(), fallback.with.as_deref());
         }
         if let Some(verify) = &step.verify {
-            self.check_with_has_uses(verify.uses.as_ref(), verify.with.as_ref());
+            self.check_with_has_uses(verify.uses.as_ref(), verify.with.as_deref());
         }
         if let Some(when) = &step.when {
             self.check_jq(when, Root::Context, scope, "when");
