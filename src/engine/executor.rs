@@ -73,6 +73,8 @@ struct Run {
     /// Set once something has failed the run.
     failed: Mutex<bool>,
     stop: Mutex<Option<StopReason>>,
+    /// Set when the root runbook's `finally` starts.
+    finishing: Mutex<bool>,
     /// Compiled jq programs by source: compiling costs far more than running, and the same
     /// expression runs for every item, poll and attempt.
     programs: Mutex<HashMap<String, Arc<jq::Program>>>,
@@ -109,6 +111,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         permits: Semaphore::new(max_parallel),
         failed: Mutex::new(false),
         stop: Mutex::new(None),
+        finishing: Mutex::new(false),
         programs: Mutex::new(HashMap::new()),
         template_refs: Mutex::new(HashMap::new()),
     };
@@ -319,11 +322,16 @@ impl Run {
     }
 
     fn run_json(&self) -> Value {
-        let status = if self.stop.lock().expect("stop lock").is_some() || self.run_failed() {
-            "failed"
-        } else {
-            "running"
-        };
+        // What `finally` steps see: how the run is ending, before it has ended.
+        let stop = *self.stop.lock().expect("stop lock");
+        let status = match stop {
+            Some(StopReason::Interrupted) => RunStatus::Interrupted,
+            Some(StopReason::Deadline) => RunStatus::Failed,
+            None if self.run_failed() => RunStatus::Failed,
+            None if *self.finishing.lock().expect("finishing lock") => RunStatus::Succeeded,
+            None => RunStatus::Running,
+        }
+        .name();
         json!({
             "id": self.run_id,
             "name": self.runbook_name,
@@ -454,6 +462,9 @@ impl Run {
             let main_error = self
                 .run_steps(scope, &dag, &steps, &main, &mut ended, &cancel)
                 .await;
+            if scope.prefix.is_empty() {
+                *self.finishing.lock().expect("finishing lock") = true;
+            }
             // `finally` always runs; the first Ctrl-C or the deadline does not stop it.
             let finally_error = self
                 .run_steps(

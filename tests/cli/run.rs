@@ -148,7 +148,13 @@ outputs:
         last["outputs"]["said"],
         "restore from /checkpoints/chk-42\n"
     );
-    assert!(dir.join("finally-ran").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("finally-ran"))
+            .unwrap()
+            .trim(),
+        "succeeded",
+        "finally sees how the run is ending"
+    );
 }
 
 #[test]
@@ -214,7 +220,13 @@ finally:
     let dir = output.dir();
     assert_eq!(output.code, 1, "{}", output.stderr);
     assert_eq!(ended(&events, "long")["status"], "cancelled");
-    assert!(dir.join("finally-ran").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("finally-ran"))
+            .unwrap()
+            .trim(),
+        "failed",
+        "finally sees the deadline failed the run"
+    );
     let last = events.last().unwrap();
     assert_eq!(last["status"], "failed");
     assert_eq!(last["reason"], "deadline");
@@ -491,7 +503,7 @@ steps:
     exec: { script: 'echo $$ > pid; sleep 30' }
 finally:
   - id: report
-    exec: { script: 'touch finally-ran' }
+    exec: { script: 'echo "{{run.status}}" > finally-ran' }
 "#;
     let test = Test::new().write("int.yaml", runbook);
     let dir = test.dir().to_owned();
@@ -529,7 +541,12 @@ finally:
     assert_eq!(status.code(), Some(3), "an interrupted run exits 3");
     assert_eq!(ended(&rest, "long")["status"], "cancelled");
     assert_eq!(rest.last().unwrap()["status"], "interrupted");
-    assert!(dir.join("finally-ran").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("finally-ran"))
+            .unwrap()
+            .trim(),
+        "interrupted"
+    );
     assert!(process_is_gone(shell_pid), "the step's process was killed");
 }
 
