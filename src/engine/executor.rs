@@ -258,6 +258,28 @@ fn cancelled() -> Failure {
     }
 }
 
+/// How a step (or one instance of it) ended.
+struct Ending {
+    status: StepStatus,
+    attempts: u32,
+    via: Option<Via>,
+    outputs: Value,
+    error: Option<String>,
+}
+
+impl Ending {
+    /// An end with no outputs: skipped, failed or cancelled.
+    fn without_outputs(status: StepStatus, attempts: u32, error: Option<String>) -> Self {
+        Ending {
+            status,
+            attempts,
+            via: None,
+            outputs: Value::Null,
+            error,
+        }
+    }
+}
+
 /// The parts of a step or fallback that decide how its action runs.
 struct Body<'s> {
     node: Option<&'s crate::runbook::Node>,
@@ -585,31 +607,25 @@ impl Run {
         if let Some(when) = &step.when {
             match self.evaluate(&when.value, context.clone(), &context) {
                 Ok(Value::Null | Value::Bool(false)) => {
-                    self.end(
+                    return self.end(
                         &path,
-                        StepStatus::Skipped,
-                        0,
-                        None,
-                        Value::Null,
-                        None,
                         None,
                         started,
+                        Ending::without_outputs(StepStatus::Skipped, 0, None),
                     );
-                    return StepStatus::Skipped;
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    self.end(
+                    return self.end(
                         &path,
-                        StepStatus::Failed,
-                        0,
-                        None,
-                        Value::Null,
-                        Some(format!("`when` of step `{path}`: {e}")),
                         None,
                         started,
+                        Ending::without_outputs(
+                            StepStatus::Failed,
+                            0,
+                            Some(format!("`when` of step `{path}`: {e}")),
+                        ),
                     );
-                    return StepStatus::Failed;
                 }
             }
         }
@@ -624,31 +640,21 @@ impl Run {
                     "`for_each` of step `{path}` must give an array, it gave {}",
                     kind_of(&other)
                 );
-                self.end(
+                return self.end(
                     &path,
-                    StepStatus::Failed,
-                    0,
-                    None,
-                    Value::Null,
-                    Some(error),
                     None,
                     started,
+                    Ending::without_outputs(StepStatus::Failed, 0, Some(error)),
                 );
-                return StepStatus::Failed;
             }
             Err(e) => {
                 let error = format!("`for_each` of step `{path}`: {e}");
-                self.end(
+                return self.end(
                     &path,
-                    StepStatus::Failed,
-                    0,
-                    None,
-                    Value::Null,
-                    Some(error),
                     None,
                     started,
+                    Ending::without_outputs(StepStatus::Failed, 0, Some(error)),
                 );
-                return StepStatus::Failed;
             }
         };
         self.emit(RunEvent::StepExpanded {
@@ -699,32 +705,29 @@ impl Run {
                 .count();
             format!("{failed} of {} items failed", statuses.len())
         });
-        self.end(&path, status, 1, None, Value::Null, error, None, started);
+        self.end(
+            &path,
+            None,
+            started,
+            Ending::without_outputs(status, 1, error),
+        );
         status
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn end(
-        &self,
-        path: &str,
-        status: StepStatus,
-        attempts: u32,
-        via: Option<Via>,
-        outputs: Value,
-        error: Option<String>,
-        item: Option<Value>,
-        started: Instant,
-    ) {
+    /// Records how a step (or one instance of it) ended.
+    fn end(&self, path: &str, item: Option<Value>, started: Instant, ending: Ending) -> StepStatus {
+        let status = ending.status;
         self.emit(RunEvent::StepEnded {
             path: path.to_owned(),
-            status,
-            attempts,
-            via,
-            outputs,
-            error,
+            status: ending.status,
+            attempts: ending.attempts,
+            via: ending.via,
+            outputs: ending.outputs,
+            error: ending.error,
             item,
             duration_ms: started.elapsed().as_millis() as u64,
         });
+        status
     }
 
     /// One instance: attempts of the action with retries, then the fallback.
@@ -741,17 +744,16 @@ impl Run {
         let default_retry = defaults.and_then(|d| d.retry.as_ref());
         let default_timeout = defaults.and_then(|d| d.timeout.as_ref()).map(|t| t.value.0);
         let Some(action) = step.action() else {
-            self.end(
+            return self.end(
                 &instance.path,
-                StepStatus::Failed,
-                0,
-                None,
-                Value::Null,
-                Some("the step has no action".to_owned()),
                 item,
                 started,
+                Ending::without_outputs(
+                    StepStatus::Failed,
+                    0,
+                    Some("the step has no action".to_owned()),
+                ),
             );
-            return StepStatus::Failed;
         };
         let body = Body {
             node: step.node.get(action.key()),
@@ -766,45 +768,36 @@ impl Run {
             .attempts(scope, step, instance, &body, false, cancel)
             .await;
         match result {
-            Ok(outputs) => {
-                self.end(
-                    &instance.path,
-                    StepStatus::Succeeded,
+            Ok(outputs) => self.end(
+                &instance.path,
+                item,
+                started,
+                Ending {
+                    status: StepStatus::Succeeded,
                     attempts,
-                    Some(Via::Action),
+                    via: Some(Via::Action),
                     outputs,
-                    None,
-                    item,
-                    started,
-                );
-                StepStatus::Succeeded
-            }
-            Err(failure) if failure.cancelled => {
-                self.end(
-                    &instance.path,
-                    StepStatus::Cancelled,
-                    attempts,
-                    None,
-                    Value::Null,
-                    Some(failure.message),
-                    item,
-                    started,
-                );
-                StepStatus::Cancelled
-            }
+                    error: None,
+                },
+            ),
+            Err(failure) if failure.cancelled => self.end(
+                &instance.path,
+                item,
+                started,
+                Ending::without_outputs(StepStatus::Cancelled, attempts, Some(failure.message)),
+            ),
             Err(failure) => {
                 let Some(fallback) = &step.fallback else {
-                    self.end(
+                    return self.end(
                         &instance.path,
-                        StepStatus::Failed,
-                        attempts,
-                        None,
-                        Value::Null,
-                        Some(failure.message),
                         item,
                         started,
+                        Ending::without_outputs(
+                            StepStatus::Failed,
+                            attempts,
+                            Some(failure.message),
+                        ),
                     );
-                    return StepStatus::Failed;
                 };
                 let fallback_node = step.node.get("fallback");
                 match self
@@ -820,19 +813,18 @@ impl Run {
                     )
                     .await
                 {
-                    (fallback_attempts, Ok(outputs)) => {
-                        self.end(
-                            &instance.path,
-                            StepStatus::Succeeded,
-                            attempts + fallback_attempts,
-                            Some(Via::Fallback),
+                    (fallback_attempts, Ok(outputs)) => self.end(
+                        &instance.path,
+                        item,
+                        started,
+                        Ending {
+                            status: StepStatus::Succeeded,
+                            attempts: attempts + fallback_attempts,
+                            via: Some(Via::Fallback),
                             outputs,
-                            None,
-                            item,
-                            started,
-                        );
-                        StepStatus::Succeeded
-                    }
+                            error: None,
+                        },
+                    ),
                     (fallback_attempts, Err(fallback_failure)) => {
                         let status = if fallback_failure.cancelled {
                             StepStatus::Cancelled
@@ -845,13 +837,13 @@ impl Run {
                         );
                         self.end(
                             &instance.path,
-                            status,
-                            attempts + fallback_attempts,
-                            None,
-                            Value::Null,
-                            Some(error),
                             item,
                             started,
+                            Ending::without_outputs(
+                                status,
+                                attempts + fallback_attempts,
+                                Some(error),
+                            ),
                         );
                         status
                     }
