@@ -51,7 +51,7 @@ impl Action for Http {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 const KEYS: &[&str] = &[
-    "method", "url", "headers", "query", "json", "body", "auth", "tls", "expect",
+    "method", "url", "headers", "query", "json", "body", "auth", "tls", "expect", "timeout",
 ];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
@@ -65,6 +65,9 @@ struct Spec {
     ca_file: Option<String>,
     insecure: bool,
     expect: Option<Vec<u16>>,
+    /// Bounds one request, from connecting to the end of the body; the step's `timeout`
+    /// bounds the whole attempt (every request of a polling `until` together).
+    timeout: Option<std::time::Duration>,
 }
 
 enum Auth {
@@ -148,6 +151,18 @@ impl Spec {
             ca_file,
             insecure,
             expect: expect(fields.get("expect"))?,
+            timeout: match fields.text("timeout")? {
+                None => None,
+                Some(text) => Some(
+                    crate::runbook::Duration::parse(&text)
+                        .ok_or_else(|| {
+                            ActionError::invalid(format!(
+                                "`http.timeout` `{text}` is not a duration such as 500ms, 10s or 5m"
+                            ))
+                        })?
+                        .0,
+                ),
+            },
         })
     }
 
@@ -312,6 +327,9 @@ impl Http {
             .headers(spec.headers.clone());
         if let Some(body) = &spec.body {
             request = request.body(body.clone());
+        }
+        if let Some(limit) = spec.timeout {
+            request = request.timeout(limit);
         }
         request = match &spec.auth {
             Some(Auth::Basic { username, password }) => {

@@ -400,6 +400,10 @@ pub struct Http {
     /// Statuses that count as success. Default: any 2xx.
     #[serde(default)]
     pub expect: Option<Spanned<Vec<Spanned<u16>>>>,
+    /// Bounds one request, connecting to the end of the response; the step's `timeout`
+    /// bounds the whole attempt, polling included.
+    #[serde(default)]
+    pub timeout: Option<Spanned<Duration>>,
 }
 
 /// An HTTP method.

@@ -587,3 +587,36 @@ outputs:
         assert!(!text.contains(TOKEN), "{stream} leaks the secret:\n{text}");
     }
 }
+
+#[test]
+fn an_http_timeout_bounds_each_request_and_the_attempt_is_retried() {
+    let log = Log::default();
+    let server = {
+        let log = log.clone();
+        Server::start(move |request| {
+            log.push(request);
+            Response::Hang
+        })
+    };
+    let runbook = r#"version: 1
+name: hang
+inputs:
+  base: { type: string }
+steps:
+  - id: call
+    retry: { attempts: 2, delay: 10ms }
+    http: { url: "{{inputs.base}}/never", timeout: 300ms }
+"#;
+    let base_url = format!("base={}", base(&server));
+    let (output, events) = run_json(
+        Test::new().write("hang.yaml", runbook),
+        "hang.yaml",
+        &["--input", &base_url],
+    );
+    assert_eq!(output.code, 1, "{}\n{}", output.stderr, output.stdout);
+    let call = ended(&events, "call");
+    assert_eq!(call["attempts"], 2, "{call}");
+    assert!(error_of(call).contains("timed out"), "{call}");
+    assert_eq!(log.on("GET", "/never").len(), 2, "one request per attempt");
+    assert!(events.last().unwrap()["duration_ms"].as_u64().unwrap() < 10_000);
+}
