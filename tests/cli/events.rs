@@ -1,5 +1,6 @@
 //! Reading a run's JSON-lines events, and checking what it left behind.
 
+use crate::support::{Output, Test};
 use serde_json::Value;
 
 pub fn events(stdout: &str) -> Vec<Value> {
@@ -28,18 +29,16 @@ pub fn count(events: &[Value], kind: &str, path: &str) -> usize {
         .count()
 }
 
-/// Whether a process is gone: no such process, or a zombie (dead, waiting for a parent that
-/// may never reap it: inside a container the adopting init often does not).
-pub fn process_is_gone(pid: i32) -> bool {
-    if unsafe { libc::kill(pid, 0) } != 0 {
-        return true;
-    }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        // The state is the field after the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X"),
-    }
+#[path = "../common/process.rs"]
+mod process;
+pub use process::process_is_gone;
+
+/// Runs `runbook run FILE --output json` and reads its events.
+pub fn run_json(test: Test, file: &str, extra: &[&str]) -> (Output, Vec<Value>) {
+    let output = test
+        .args(["run", file, "--output", "json"])
+        .args(extra.iter().copied())
+        .run();
+    let parsed = events(&output.stdout);
+    (output, parsed)
 }

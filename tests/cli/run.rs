@@ -2,18 +2,9 @@
 //! finally, deadline, signals and secrets. Order and overlap are read from the run's own
 //! events, not from wall-clock timing.
 
-use crate::events::{ended, events, position, process_is_gone};
+use crate::events::{ended, position, process_is_gone, run_json};
 use crate::support::Test;
 use serde_json::Value;
-
-fn run_json(test: Test, file: &str, extra: &[&str]) -> (crate::support::Output, Vec<Value>) {
-    let output = test
-        .args(["run", file, "--output", "json"])
-        .args(extra.iter().copied())
-        .run();
-    let parsed = events(&output.stdout);
-    (output, parsed)
-}
 
 #[test]
 fn independent_steps_overlap_and_max_parallel_bounds_them() {
@@ -547,7 +538,10 @@ finally:
             .trim(),
         "interrupted"
     );
-    assert!(process_is_gone(shell_pid), "the step's process was killed");
+    assert!(
+        process_is_gone(shell_pid as u32),
+        "the step's process was killed"
+    );
 }
 
 #[test]

@@ -7,8 +7,8 @@
 #[path = "../actions/support/server.rs"]
 mod server;
 
-use crate::events::{count, ended, events, position, process_is_gone};
-use crate::support::{Output, Test};
+use crate::events::{count, ended, position, process_is_gone, run_json};
+use crate::support::Test;
 use serde_json::{Value, json};
 use server::{Request, Response, Server};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,13 +21,17 @@ fn error_of(event: &Value) -> &str {
         .unwrap_or_else(|| panic!("no error in {event}"))
 }
 
-fn run_json(test: Test, file: &str, extra: &[&str]) -> (Output, Vec<Value>) {
-    let output = test
-        .args(["run", file, "--output", "json"])
-        .args(extra.iter().copied())
-        .run();
-    let parsed = events(&output.stdout);
-    (output, parsed)
+/// A server that records each request and never answers it.
+fn hanging_server() -> (Log, Server) {
+    let log = Log::default();
+    let server = {
+        let log = log.clone();
+        Server::start(move |request| {
+            log.push(request);
+            Response::Hang
+        })
+    };
+    (log, server)
 }
 
 /// Every request the server received, in order of arrival.
@@ -310,14 +314,7 @@ steps:
 
 #[test]
 fn a_step_timeout_abandons_a_hanging_http_call() {
-    let log = Log::default();
-    let server = {
-        let log = log.clone();
-        Server::start(move |request| {
-            log.push(request);
-            Response::Hang
-        })
-    };
+    let (log, server) = hanging_server();
     let runbook = r#"version: 1
 name: hang
 inputs:
@@ -379,10 +376,10 @@ steps:
     assert!(child > 1);
     // SIGKILL is delivered at once, but dying takes the kernel a moment.
     let limit = Instant::now() + Duration::from_secs(2);
-    while !process_is_gone(child) && Instant::now() < limit {
+    while !process_is_gone(child as u32) && Instant::now() < limit {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let gone = process_is_gone(child);
+    let gone = process_is_gone(child as u32);
     if !gone {
         // Don't leave it behind for the rest of the suite.
         unsafe { libc::kill(child, libc::SIGKILL) };
@@ -590,14 +587,7 @@ outputs:
 
 #[test]
 fn an_http_timeout_bounds_each_request_and_the_attempt_is_retried() {
-    let log = Log::default();
-    let server = {
-        let log = log.clone();
-        Server::start(move |request| {
-            log.push(request);
-            Response::Hang
-        })
-    };
+    let (log, server) = hanging_server();
     let runbook = r#"version: 1
 name: hang
 inputs:
