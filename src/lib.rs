@@ -6,4 +6,5 @@ pub mod engine;
 pub mod plan;
 pub mod report;
 pub mod runbook;
+pub mod store;
 pub mod template;

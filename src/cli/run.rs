@@ -85,7 +85,7 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(match outcome.status {
         RunStatus::Succeeded => ExitStatus::Success,
-        RunStatus::Interrupted => ExitStatus::Parked,
+        RunStatus::Interrupted | RunStatus::Waiting => ExitStatus::Parked,
         RunStatus::Failed | RunStatus::Cancelled | RunStatus::Running => ExitStatus::Failure,
     })
 }

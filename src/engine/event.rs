@@ -44,6 +44,8 @@ pub enum RunStatus {
     Cancelled,
     /// Stopped by a signal; `runbook resume` will continue it.
     Interrupted,
+    /// Parked until someone answers an approval; `runbook resume` will continue it.
+    Waiting,
 }
 
 impl RunStatus {
@@ -54,7 +56,13 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Waiting => "waiting",
         }
+    }
+
+    /// Whether `runbook resume` can continue a run that ended this way.
+    pub fn is_parked(self) -> bool {
+        matches!(self, RunStatus::Interrupted | RunStatus::Waiting)
     }
 }
 
@@ -67,10 +75,23 @@ fn is_false(value: &bool) -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent {
+    /// The run is created: the journal's first event. It carries everything a resume needs
+    /// besides secrets: the source of every runbook the run uses, and the inputs.
     RunStarted {
         runbook: String,
+        /// The root runbook file as it was named on the command line.
+        #[serde(default)]
+        file: String,
         /// Inputs as given, secrets never among them.
         inputs: Value,
+        /// The root runbook first, then every runbook it uses.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sources: Vec<RunbookSource>,
+    },
+    /// A process took the run over to continue it.
+    RunResumed {
+        /// `pid 4242 on host-a`.
+        by: String,
     },
     /// An attempt of a step's action (or of its fallback) starts.
     StepStarted {
@@ -80,8 +101,9 @@ pub enum RunEvent {
         #[serde(default, skip_serializing_if = "is_false")]
         fallback: bool,
     },
-    /// A `for_each` step expanded into its items.
-    StepExpanded { path: String, items: usize },
+    /// A `for_each` step expanded into its items. They are journaled so that a resumed run
+    /// works on the same items, whatever the expression would give now.
+    StepExpanded { path: String, items: Vec<Value> },
     /// `until` did not hold yet; the action runs again after the poll interval.
     StepPolling {
         path: String,
@@ -113,6 +135,23 @@ pub enum RunEvent {
         item: Option<Value>,
         duration_ms: u64,
     },
+    /// An approval step asks its question and waits.
+    ApprovalRequested {
+        path: String,
+        prompt: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_ms: Option<u64>,
+    },
+    /// Someone answered an approval step.
+    ApprovalGiven {
+        path: String,
+        approved: bool,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+        /// When they answered (RFC 3339).
+        answered_at: String,
+    },
     /// Something a person must see that is not a failure (TLS verification turned off).
     Warning {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,6 +166,16 @@ pub enum RunEvent {
         outputs: Value,
         duration_ms: u64,
     },
+}
+
+/// One runbook's text as the run read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunbookSource {
+    /// The canonical path the text was read from.
+    pub path: String,
+    /// Hex SHA-256 of `text`: tells whether the file on disk has changed since.
+    pub sha256: String,
+    pub text: String,
 }
 
 /// An event as it leaves the engine: which run, when, and what.

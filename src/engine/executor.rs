@@ -117,7 +117,9 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     };
     run.emit(RunEvent::RunStarted {
         runbook: runbook.name.value.clone(),
+        file: String::new(),
         inputs: Value::Object(config.inputs.clone()),
+        sources: Vec::new(),
     });
 
     // Deadline and interrupt cancel the main steps; `finally` runs with its own token.
@@ -659,7 +661,7 @@ impl Run {
         };
         self.emit(RunEvent::StepExpanded {
             path: path.clone(),
-            items: items.len(),
+            items: items.clone(),
         });
         let limit = Semaphore::new(
             step.max_parallel

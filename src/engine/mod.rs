@@ -7,5 +7,5 @@ pub mod retry;
 pub mod secrets;
 pub mod state;
 
-pub use event::{Envelope, EventSink, RunEvent, RunStatus, StepStatus, Via};
+pub use event::{Envelope, EventSink, RunEvent, RunStatus, RunbookSource, StepStatus, Via};
 pub use executor::{RunConfig, RunOutcome, run, step_key};

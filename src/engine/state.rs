@@ -38,7 +38,7 @@ impl RunState {
                 record.attempts = *attempt;
                 record.status = None;
             }
-            RunEvent::StepExpanded { path, items } => self.record(path).items = Some(*items),
+            RunEvent::StepExpanded { path, items } => self.record(path).items = Some(items.len()),
             RunEvent::StepEnded {
                 path,
                 status,
@@ -64,8 +64,11 @@ impl RunState {
                 self.status = Some(*status);
                 self.outputs = outputs.clone();
             }
+            RunEvent::RunResumed { .. } => self.status = Some(RunStatus::Running),
             RunEvent::StepPolling { .. }
             | RunEvent::StepAttemptFailed { .. }
+            | RunEvent::ApprovalRequested { .. }
+            | RunEvent::ApprovalGiven { .. }
             | RunEvent::Warning { .. } => {}
         }
     }

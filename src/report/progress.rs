@@ -101,7 +101,7 @@ impl EventSink for Progress {
                 running.insert(path.clone(), (what, since));
             }
             RunEvent::StepExpanded { path, items } => {
-                self.line(&format!("▶ {path}: {items} items"));
+                self.line(&format!("▶ {path}: {} items", items.len()));
             }
             RunEvent::StepPolling {
                 path,
@@ -164,6 +164,29 @@ impl EventSink for Progress {
             RunEvent::Warning { path, message } => {
                 let at = path.as_ref().map(|p| format!("{p}: ")).unwrap_or_default();
                 self.line(&format!("warning: {at}{message}"));
+            }
+            RunEvent::RunResumed { by } => {
+                self.line(&format!("run {} resumed by {by}", envelope.run_id));
+            }
+            RunEvent::ApprovalRequested { path, prompt, .. } => {
+                self.line(&format!(
+                    "? {path} waits for approval: {prompt}\n  answer with: runbook approve {} {path} [--reject] [--comment TEXT]",
+                    envelope.run_id
+                ));
+            }
+            RunEvent::ApprovalGiven {
+                path,
+                approved,
+                by,
+                comment,
+                ..
+            } => {
+                let verdict = if *approved { "approved" } else { "rejected" };
+                let comment = comment
+                    .as_ref()
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
+                self.line(&format!("{path} {verdict} by {by}{comment}"));
             }
             RunEvent::RunEnded { .. } => {}
         }

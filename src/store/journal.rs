@@ -1,0 +1,212 @@
+//! The run's journal as the executor sees it: events go in as they happen, in order, and a
+//! writer task commits them in groups. Each event comes back with a [`Durable`] that resolves
+//! once it is on disk, so the executor waits exactly where it must (before an action starts,
+//! before dependents of an ended step start) and nowhere else. Events that arrive while a
+//! commit is under way are committed together in the next one: many steps starting at once
+//! cost one fsync, not one each.
+
+use super::{LEASE, Lease, Store, StoreError};
+use crate::engine::Envelope;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Most events in one commit; bounds the transaction when thousands of steps start at once.
+const MAX_GROUP: usize = 4096;
+
+type Ack = oneshot::Sender<Result<(), Arc<StoreError>>>;
+
+pub struct Journal {
+    sender: Mutex<Option<mpsc::UnboundedSender<(Envelope, Ack)>>>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    failure: Arc<Mutex<Option<Arc<StoreError>>>>,
+    /// Cancelled when a write fails or the lease is lost: the run must stop, since nothing
+    /// it does from then on could be recorded.
+    broken: CancellationToken,
+    store: Option<(Arc<dyn Store>, Lease)>,
+}
+
+impl Journal {
+    /// A journal that keeps nothing: every event is "durable" at once. For benchmarks of the
+    /// executor alone.
+    pub fn none() -> Self {
+        Journal {
+            sender: Mutex::new(None),
+            writer: Mutex::new(None),
+            failure: Arc::new(Mutex::new(None)),
+            broken: CancellationToken::new(),
+            store: None,
+        }
+    }
+
+    /// Starts writing to `store` under `lease`; the next event is number `next_seq`.
+    /// Must be called inside a tokio runtime.
+    pub fn start(store: Arc<dyn Store>, lease: Lease, next_seq: u64) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let failure = Arc::new(Mutex::new(None));
+        let broken = CancellationToken::new();
+        let writer = tokio::spawn(write(
+            store.clone(),
+            lease.clone(),
+            next_seq,
+            receiver,
+            failure.clone(),
+            broken.clone(),
+        ));
+        Journal {
+            sender: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+            failure,
+            broken,
+            store: Some((store, lease)),
+        }
+    }
+
+    /// Queues an event. Events are written in the order this is called.
+    pub fn record(&self, envelope: Envelope) -> Durable {
+        let sender = self.sender.lock().expect("journal lock");
+        let Some(sender) = sender.as_ref() else {
+            return Durable(DurableState::Ready(self.failure()));
+        };
+        let (ack, done) = oneshot::channel();
+        if sender.send((envelope, ack)).is_err() {
+            return Durable(DurableState::Ready(Some(self.failure().unwrap_or_else(
+                || Arc::new(StoreError::Location("the journal is closed".to_owned())),
+            ))));
+        }
+        Durable(DurableState::Waiting(done))
+    }
+
+    /// Cancelled once the journal cannot be written any more.
+    pub fn broken(&self) -> CancellationToken {
+        self.broken.clone()
+    }
+
+    /// Why the journal stopped, if it did.
+    pub fn failure(&self) -> Option<Arc<StoreError>> {
+        self.failure.lock().expect("failure lock").clone()
+    }
+
+    /// Writes what is queued, then gives up the lease (unless the journal broke: then the
+    /// lease is left to expire, or to the next process on this host to see we are gone).
+    pub async fn close(&self) -> Result<(), Arc<StoreError>> {
+        self.sender.lock().expect("journal lock").take();
+        let writer = self.writer.lock().expect("journal lock").take();
+        if let Some(writer) = writer {
+            let _ = writer.await;
+        }
+        if let Some(failure) = self.failure() {
+            return Err(failure);
+        }
+        if let Some((store, lease)) = &self.store {
+            store.release(lease).await.map_err(Arc::new)?;
+        }
+        Ok(())
+    }
+}
+
+/// Resolves once an event is durable, or with the error that kept it from being written.
+#[must_use = "an event is durable only once this resolves"]
+pub struct Durable(DurableState);
+
+enum DurableState {
+    Ready(Option<Arc<StoreError>>),
+    Waiting(oneshot::Receiver<Result<(), Arc<StoreError>>>),
+}
+
+impl Future for Durable {
+    type Output = Result<(), Arc<StoreError>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut self.0 {
+            DurableState::Ready(failure) => Poll::Ready(match failure.take() {
+                Some(failure) => Err(failure),
+                None => Ok(()),
+            }),
+            DurableState::Waiting(receiver) => Pin::new(receiver).poll(cx).map(|r| {
+                r.unwrap_or_else(|_| {
+                    Err(Arc::new(StoreError::Location(
+                        "the journal writer stopped".to_owned(),
+                    )))
+                })
+            }),
+        }
+    }
+}
+
+/// The writer task: commits whatever has queued up since the last commit, renews the lease
+/// when idle, and refuses everything after the first failure so the journal has no gaps.
+async fn write(
+    store: Arc<dyn Store>,
+    lease: Lease,
+    mut next_seq: u64,
+    mut receiver: mpsc::UnboundedReceiver<(Envelope, Ack)>,
+    failure: Arc<Mutex<Option<Arc<StoreError>>>>,
+    broken: CancellationToken,
+) {
+    let mut renew = tokio::time::interval(LEASE / 3);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew.tick().await;
+    let fail = |error: StoreError| {
+        let error = Arc::new(error);
+        failure
+            .lock()
+            .expect("failure lock")
+            .get_or_insert(error.clone());
+        broken.cancel();
+        error
+    };
+    loop {
+        let first = tokio::select! {
+            item = receiver.recv() => item,
+            _ = renew.tick() => {
+                if broken.is_cancelled() {
+                    continue;
+                }
+                if let Err(error) = store.renew(&lease).await {
+                    fail(error);
+                }
+                continue;
+            }
+        };
+        let Some(first) = first else { break };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(item) => group.push(item),
+                Err(_) => break,
+            }
+        }
+        let existing = failure.lock().expect("failure lock").clone();
+        let result = match existing {
+            Some(failure) => Err(failure),
+            None => {
+                let (envelopes, acks): (Vec<Envelope>, Vec<Ack>) = group.into_iter().unzip();
+                let result = store.append(&lease, next_seq, &envelopes).await;
+                match result {
+                    Ok(()) => {
+                        next_seq += envelopes.len() as u64;
+                        renew.reset();
+                        for ack in acks {
+                            let _ = ack.send(Ok(()));
+                        }
+                        continue;
+                    }
+                    Err(error) => {
+                        let error = fail(error);
+                        for ack in acks {
+                            let _ = ack.send(Err(error.clone()));
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        for (_, ack) in group {
+            let _ = ack.send(result.clone());
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! Where runs are kept: for each run an append-only journal of its events, who owns it, and
+//! the approvals given to it. The engine speaks only to the [`Store`] trait; SQLite is the
+//! embedded default, and a shared database can implement the same trait.
+//!
+//! A store knows nothing of steps: it keeps events in order, durably, and reads the run-level
+//! ones (created, resumed, ended) to keep its list of runs current.
+
+pub mod journal;
+pub mod location;
+pub mod owner;
+pub mod sqlite;
+mod wal;
+
+pub use journal::{Durable, Journal};
+pub use location::{StoreLocation, open};
+pub use owner::Owner;
+
+use crate::engine::Envelope;
+use futures::future::BoxFuture;
+
+/// What every store operation returns.
+pub type StoreFuture<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
+
+/// How long a claim on a run lasts without renewal. An owner renews it every third of that;
+/// a process that dies stops renewing, and its run can be taken over once the lease ends (at
+/// once on the same host, where the store can see that the process is gone).
+pub const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The right to append to one run's journal, held by one process at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub run_id: String,
+    /// Random and unique per claim: appends and renewals name it, so a process whose lease
+    /// was taken over can no longer write.
+    pub token: String,
+    pub owner: Owner,
+}
+
+/// One line of `runbook runs list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub id: String,
+    /// The runbook's `name`.
+    pub runbook: String,
+    /// The runbook file as it was given to `runbook run`.
+    pub file: String,
+    /// The status the journal last recorded: `running`, `succeeded`, `failed`, `cancelled`,
+    /// `interrupted` or `waiting`. A `running` run whose owner is gone was interrupted by a
+    /// crash; [`RunSummary::owner`] tells.
+    pub status: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub updated_at: String,
+    pub ended_at: Option<String>,
+    /// Total time the run's processes spent on it, once it has ended.
+    pub duration_ms: Option<u64>,
+    /// The current holder of the lease, if any (a released lease is none).
+    pub owner: Option<Owner>,
+}
+
+/// A person's answer to an `approval` step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The step path, as in events: `go_ahead`, `jobs[1]/confirm`.
+    pub path: String,
+    pub approved: bool,
+    /// Who answered: `user@host` unless they said otherwise.
+    pub by: String,
+    pub comment: Option<String>,
+    /// RFC 3339, UTC.
+    pub at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no run `{0}` in the store")]
+    NotFound(String),
+    #[error("a run `{0}` already exists in the store")]
+    Exists(String),
+    #[error("run `{run_id}` is owned by {owner}")]
+    Owned { run_id: String, owner: Owner },
+    #[error("this process no longer owns run `{0}`: another process took it over")]
+    LostOwnership(String),
+    #[error("the journal of run `{run_id}` is corrupt: {detail}")]
+    Corrupt { run_id: String, detail: String },
+    /// The store's own files are damaged (a torn write-ahead log, a damaged page): refusing
+    /// is the only safe answer, since resuming would repeat or skip recorded work.
+    #[error("the store {location} is damaged: {detail}")]
+    Damaged { location: String, detail: String },
+    #[error("the store is full: {0}")]
+    Full(String),
+    #[error("step `{path}` of run `{run_id}` was already answered by {by}")]
+    AlreadyDecided {
+        run_id: String,
+        path: String,
+        by: String,
+    },
+    #[error("{0}")]
+    Location(String),
+    #[error("the store {location}: {detail}")]
+    Database { location: String, detail: String },
+}
+
+/// Durable storage of runs. Every method is safe to call from several processes at once.
+pub trait Store: Send + Sync {
+    /// Where the store is, for messages: `sqlite:/home/me/.local/state/runbook/runbook.db`.
+    fn location(&self) -> String;
+
+    /// Creates run `run_id` with its first event (a `run_started`), owned by `owner`.
+    /// [`StoreError::Exists`] if the id is taken.
+    fn create<'a>(
+        &'a self,
+        run_id: &'a str,
+        owner: &'a Owner,
+        first: &'a Envelope,
+    ) -> StoreFuture<'a, Lease>;
+
+    /// Takes ownership of an existing run. Refused with [`StoreError::Owned`] while another
+    /// owner holds a lease that has not expired and, on this host, while that process lives.
+    fn claim<'a>(&'a self, run_id: &'a str, owner: &'a Owner) -> StoreFuture<'a, Lease>;
+
+    /// Extends the lease by [`LEASE`]. [`StoreError::LostOwnership`] when another process
+    /// has taken the run over.
+    fn renew<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()>;
+
+    /// Gives up the lease so that another process may resume at once.
+    fn release<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()>;
+
+    /// Appends events as numbers `first_seq`, `first_seq + 1`, ... in one durable
+    /// transaction: when this returns `Ok`, all of them survive a crash or a power cut;
+    /// when it returns `Err`, none was written. Renews the lease as it goes;
+    /// [`StoreError::LostOwnership`] if the lease is no longer this one.
+    fn append<'a>(
+        &'a self,
+        lease: &'a Lease,
+        first_seq: u64,
+        events: &'a [Envelope],
+    ) -> StoreFuture<'a, ()>;
+
+    /// Every event of a run, in order, checked: numbers without gaps from 1, and each event
+    /// as it was written ([`StoreError::Corrupt`] otherwise).
+    fn events<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Envelope>>;
+
+    /// One run's summary.
+    fn run<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, RunSummary>;
+
+    /// Every run, newest first.
+    fn runs<'a>(&'a self) -> StoreFuture<'a, Vec<RunSummary>>;
+
+    /// Records a person's answer to an approval step; one answer per step
+    /// ([`StoreError::AlreadyDecided`] otherwise). Needs no lease: the run's owner reads
+    /// answers with [`Store::decisions`] and journals them itself.
+    fn decide<'a>(&'a self, run_id: &'a str, decision: &'a Decision) -> StoreFuture<'a, ()>;
+
+    /// Every answer given to a run's approval steps.
+    fn decisions<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Decision>>;
+}
