@@ -7,6 +7,7 @@ use runbook::engine::{self, Envelope, EventSink, RunConfig, RunStatus};
 use runbook::runbook::diagnostic::SourceFile;
 use runbook::runbook::inputs;
 use runbook::runbook::validate::{Bundle, validate_source};
+use runbook::store::Journal;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -54,6 +55,10 @@ fn run_once(runtime: &tokio::runtime::Runtime, bundle: &Arc<Bundle>, inputs: &Ma
         secrets: HashMap::new(),
         max_parallel: None,
         interrupt: CancellationToken::new(),
+        journal: Arc::new(Journal::none()),
+        prior: Vec::new(),
+        resumed_by: None,
+        store: None,
     };
     let sink: Arc<dyn EventSink> = Arc::new(Discard);
     let outcome = runtime.block_on(engine::run(bundle.clone(), config, sink));

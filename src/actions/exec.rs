@@ -143,6 +143,15 @@ impl Spec {
             // Its own group, so a cancel reaches every process it starts.
             .process_group(0)
             .kill_on_drop(true);
+        // If the engine is killed outright (kill -9, the OOM killer), the command dies with
+        // it rather than running on unwatched and racing the resumed run.
+        // SAFETY: the closure runs in the child between fork and exec and only makes the
+        // prctl system call, which is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
+            });
+        }
         if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);
         }

@@ -21,8 +21,105 @@ pub enum Command {
     Plan(PlanArgs),
     /// Draw the DAG of a runbook as Mermaid or Graphviz dot.
     Graph(GraphArgs),
+    /// Continue a run that was interrupted, crashed or parked, from its journal.
+    Resume(ResumeArgs),
+    /// Answer an approval step of a run: approve it, or reject it with --reject.
+    Approve(ApproveArgs),
+    /// List runs, or show one.
+    Runs(RunsArgs),
     /// Print the JSON Schema of the runbook language.
     Schema,
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Where runs are kept: sqlite:PATH [default: sqlite:$XDG_STATE_HOME/runbook/runbook.db,
+    /// else ~/.local/state/runbook/runbook.db].
+    #[arg(long, env = "RUNBOOK_STORE", value_name = "URL")]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run to continue (`runbook runs list` shows them).
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Actions running at once, run-wide (overrides the runbook's max_parallel).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_parallel: Option<u32>,
+    /// human: progress and a summary on stderr, outputs on stdout; json: one event per line on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The run.
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    /// The approval step's path, as progress and `runbook runs show` print it.
+    #[arg(value_name = "STEP")]
+    pub step: String,
+    /// Reject instead of approving: the step fails.
+    #[arg(long)]
+    pub reject: bool,
+    /// A note kept with the answer.
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
+    /// Who answers [default: $USER@host].
+    #[arg(long = "as", value_name = "NAME")]
+    pub by: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    #[command(subcommand)]
+    pub command: RunsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Every run, newest first: id, runbook, status, started, duration.
+    List(RunsListArgs),
+    /// One run: every step with its status, attempts, timings, outputs and error.
+    Show(RunsShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsShowArgs {
+    /// The run.
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// text for the terminal, json for tools, markdown for a report to file.
+    #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+    pub format: ShowFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShowFormat {
+    Text,
+    Json,
+    Markdown,
 }
 
 #[derive(Debug, Args)]
@@ -89,8 +186,19 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
     /// The run's id (default: generated from the time and a random suffix).
-    #[arg(long, value_name = "ID")]
+    #[arg(long, value_name = "ID", value_parser = parse_run_id)]
     pub run_id: Option<String>,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Run ids appear in commands, file names and URLs: keep them plain.
+fn parse_run_id(value: &str) -> Result<String, String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if value.is_empty() || value.len() > 128 || !value.chars().all(plain) {
+        return Err("a run id is 1 to 128 letters, digits, `-`, `_` or `.`".to_owned());
+    }
+    Ok(value.to_owned())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,6 +9,9 @@ pub enum ExitStatus {
     Invalid,
     /// The run is parked (waiting for an approval, or interrupted) and can be resumed.
     Parked,
+    /// The run's journal cannot be used right now: another live process owns the run, or the
+    /// store is full, unreachable or damaged. The message says which; nothing recorded is lost.
+    Unavailable,
 }
 
 impl From<ExitStatus> for std::process::ExitCode {
@@ -18,6 +21,7 @@ impl From<ExitStatus> for std::process::ExitCode {
             ExitStatus::Failure => 1,
             ExitStatus::Invalid => 2,
             ExitStatus::Parked => 3,
+            ExitStatus::Unavailable => 4,
         })
     }
 }

@@ -1,12 +1,16 @@
 //! The command line: flags are parsed here, each subcommand lives in its own file, and
 //! every outcome becomes one [`ExitStatus`].
 
+mod approve;
 mod args;
+mod execute;
 mod exit_status;
 mod graph;
 mod plan;
 mod printer;
+mod resume;
 mod run;
+mod runs;
 mod schema;
 mod validate;
 
@@ -41,6 +45,9 @@ pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
         Command::Run(args) => run::run(&args, printer),
         Command::Plan(args) => plan::plan(&args, printer),
         Command::Graph(args) => graph::graph(&args, printer),
+        Command::Resume(args) => resume::resume(&args, printer),
+        Command::Approve(args) => approve::approve(&args, printer),
+        Command::Runs(args) => runs::runs(&args, printer),
         Command::Schema => schema::schema(printer),
     };
     match outcome {

@@ -1,14 +1,17 @@
-use super::args::{OutputFormat, RunArgs};
+use super::args::RunArgs;
+use super::execute::{self, Execution, resolve_secrets, runtime, store_failure, store_location};
 use super::plan::resolve_inputs;
 use super::{ExitStatus, Printer};
-use crate::engine::{self, EventSink, RunConfig, RunStatus, secrets};
-use crate::report::{self, JsonLines, Progress};
-use crate::runbook::validate::validate_file;
-use std::collections::HashMap;
+use crate::engine::{Envelope, RunEvent, RunbookSource};
+use crate::runbook::diagnostic::display_path;
+use crate::runbook::validate::{Bundle, validate_file};
+use crate::store::{self, Owner};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 
-/// `runbook run FILE`: validate, check inputs and secrets, then run to the end.
+/// `runbook run FILE`: validate, check inputs and secrets, create the run in the store with
+/// its sources, then run it to the end.
 pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let validation = validate_file(&args.file);
     if !validation.is_valid() {
@@ -26,94 +29,84 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::Invalid);
         }
     };
-    let mut resolved = HashMap::new();
-    for (path, loaded) in &bundle.runbooks {
-        match secrets::resolve(loaded) {
-            Ok(values) => {
-                resolved.insert(path.clone(), values);
-            }
-            Err(error) => {
-                printer.error(&error.to_string());
-                return Ok(ExitStatus::Invalid);
-            }
-        }
-    }
+    let resolved = match resolve_secrets(&bundle, printer) {
+        Ok(resolved) => resolved,
+        Err(status) => return Ok(status),
+    };
+    let location = match store_location(args.store.store.as_deref(), printer) {
+        Ok(location) => location,
+        Err(status) => return Ok(status),
+    };
     let run_id = args.run_id.clone().unwrap_or_else(new_run_id);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let interrupt = CancellationToken::new();
-    let progress = Arc::new(Progress::new());
-    let sink: Arc<dyn EventSink> = match args.output {
-        OutputFormat::Human => progress.clone(),
-        OutputFormat::Json => Arc::new(JsonLines),
-    };
-    let config = RunConfig {
+    let first = Envelope {
         run_id: run_id.clone(),
-        inputs,
-        secrets: resolved,
-        max_parallel: args.max_parallel.map(|n| n as usize),
-        interrupt: interrupt.clone(),
+        at: jiff::Timestamp::now().to_string(),
+        event: RunEvent::RunStarted {
+            runbook: root.runbook.name.value.clone(),
+            file: display_path(&args.file),
+            inputs: Value::Object(inputs.clone()),
+            sources: sources(&bundle),
+        },
     };
-    let outcome = runtime.block_on(async {
-        // Handlers are in place before the first step starts: a Ctrl-C at any moment of
-        // the run interrupts it cleanly, never kills it outright.
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(terminate), Ok(int)) => {
-                tokio::spawn(watch_signals(terminate, int, interrupt));
+    let runtime = runtime()?;
+    let status = runtime.block_on(async {
+        let store = match store::open(&location).await {
+            Ok(store) => store,
+            Err(error) => return store_failure(&error, printer),
+        };
+        let lease = match store.create(&run_id, &Owner::current(), &first).await {
+            Ok(lease) => lease,
+            Err(error) => {
+                let status = store_failure(&error, printer);
+                if matches!(error, store::StoreError::Exists(_)) {
+                    printer.note(&format!(
+                        "to continue that run: runbook resume {run_id}; to start a new one, drop --run-id"
+                    ));
+                }
+                return status;
             }
-            _ => printer.note("warning: cannot watch for Ctrl-C; an interrupted run stops at once"),
-        }
-        engine::run(bundle.clone(), config, sink).await
+        };
+        let execution = Execution {
+            bundle: bundle.clone(),
+            run_id: run_id.clone(),
+            inputs,
+            secrets: resolved,
+            max_parallel: args.max_parallel,
+            output: args.output,
+            store,
+            lease,
+            prior: vec![first],
+            resumed_by: None,
+        };
+        execute::execute(execution, printer).await
     });
-    if args.output == OutputFormat::Human {
-        progress.finish();
-        printer.note(&report::summary::render(&outcome, &run_id));
-        if outcome.status == RunStatus::Succeeded
-            && outcome.outputs.as_object().is_some_and(|o| !o.is_empty())
-        {
-            let mut text = serde_json::to_string_pretty(&outcome.outputs)?;
-            text.push('\n');
-            printer.out(&text);
-        }
-    }
     // Do not wait for what a cancelled step left behind; its process group is already killed.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    Ok(match outcome.status {
-        RunStatus::Succeeded => ExitStatus::Success,
-        RunStatus::Interrupted | RunStatus::Waiting => ExitStatus::Parked,
-        RunStatus::Failed | RunStatus::Cancelled | RunStatus::Running => ExitStatus::Failure,
-    })
+    Ok(status)
 }
 
-/// The first Ctrl-C or SIGTERM interrupts the run: running steps are cancelled and
-/// `finally` runs. A second one exits at once.
-async fn watch_signals(
-    mut terminate: tokio::signal::unix::Signal,
-    mut int: tokio::signal::unix::Signal,
-    interrupt: CancellationToken,
-) {
-    let mut seen = 0;
-    loop {
-        tokio::select! {
-            _ = terminate.recv() => {}
-            _ = int.recv() => {}
-        }
-        seen += 1;
-        if seen == 1 {
-            eprintln!(
-                "interrupted: cancelling running steps, then running `finally` (press Ctrl-C again to exit now)"
-            );
-            interrupt.cancel();
-        } else {
-            eprintln!("exiting now");
-            std::process::exit(3);
-        }
-    }
+/// The text of every runbook of the bundle, the root first: a resume runs exactly these.
+pub fn sources(bundle: &Bundle) -> Vec<RunbookSource> {
+    let root = bundle.runbooks.get_key_value(&bundle.root);
+    let others = bundle
+        .runbooks
+        .iter()
+        .filter(|(path, _)| **path != bundle.root);
+    root.into_iter()
+        .chain(others)
+        .map(|(path, loaded)| RunbookSource {
+            path: path.display().to_string(),
+            sha256: sha256_hex(&loaded.file.text),
+            text: loaded.file.text.to_string(),
+        })
+        .collect()
+}
+
+pub fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// A run id that sorts by start time and does not collide: `20261121T061530Z-3f9a2c`.

@@ -32,6 +32,8 @@ impl StepStatus {
 pub enum Via {
     Action,
     Fallback,
+    /// A resumed run's `verify` probe found the work already done.
+    Verify,
 }
 
 /// How a run ended (or where it stands).

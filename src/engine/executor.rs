@@ -6,12 +6,15 @@
 use super::event::{Envelope, EventSink, RunEvent, RunStatus, StepStatus, Via};
 use super::redact::Redactor;
 use super::retry::RetryPolicy;
-use super::state::RunState;
+use super::state::{RunState, StepRecord};
 use crate::actions::{ActionError, ActionErrorKind, ActionInput, action_for};
 use crate::plan::{Dag, Section};
 use crate::runbook::load::Loaded;
 use crate::runbook::validate::Bundle;
-use crate::runbook::{ActionRef, Fallback, Poll, Retry, Spanned, SpannedMap, Step};
+use crate::runbook::{
+    ActionRef, Approval, Fallback, Poll, Retry, Spanned, SpannedMap, Step, Verify,
+};
+use crate::store::{Durable, Journal, Store, StoreError};
 use crate::template::{self, Escape, jq};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -19,9 +22,11 @@ use jaq_json::Val;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -32,6 +37,10 @@ use tokio_util::sync::CancellationToken;
 pub enum StopReason {
     Deadline,
     Interrupted,
+    /// Every step still running waits for an approval.
+    Parked,
+    /// The journal cannot be written: nothing more may happen that it could not record.
+    Journal,
 }
 
 /// What a run needs besides the runbook.
@@ -46,15 +55,27 @@ pub struct RunConfig {
     /// Cancelled on Ctrl-C or SIGTERM: running steps stop, `finally` runs, the run is
     /// left interrupted.
     pub interrupt: CancellationToken,
+    /// Where events are made durable.
+    pub journal: Arc<Journal>,
+    /// The journal so far: the run's first event for a new run, everything for a resumed one.
+    /// The run starts from its fold.
+    pub prior: Vec<Envelope>,
+    /// Set when this process resumes the run: who it is, for the `run_resumed` event.
+    pub resumed_by: Option<String>,
+    /// Where approval answers are read; without one, an approval step fails.
+    pub store: Option<Arc<dyn Store>>,
 }
 
 /// How the run ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RunOutcome {
     pub status: RunStatus,
     pub reason: Option<String>,
     pub outputs: Value,
     pub state: RunState,
+    /// Set when the journal could not be written: the run stopped where it was, and can be
+    /// resumed once the store works again.
+    pub journal_error: Option<Arc<StoreError>>,
 }
 
 /// The whole executor: shared by every step of a run.
@@ -80,9 +101,21 @@ struct Run {
     programs: Mutex<HashMap<String, Arc<jq::Program>>>,
     /// What each step's templates read of `steps`, worked out once per step.
     template_refs: Mutex<HashMap<usize, Option<Vec<String>>>>,
+    journal: Arc<Journal>,
+    store: Option<Arc<dyn Store>>,
+    /// Steps that were in flight when the run was resumed: `verify` probes them first.
+    in_flight: Mutex<HashSet<String>>,
+    /// Step instances under way, not counting `uses` steps (their own steps count), and how
+    /// many of those wait for an approval; `activity` changes whenever a step is scheduled or
+    /// ends. A run parks when every step under way waits and nothing has moved for a while.
+    busy: AtomicUsize,
+    waiting: Mutex<BTreeSet<String>>,
+    activity: AtomicU64,
+    park: CancellationToken,
 }
 
-/// Runs a bundle to its end (or until stopped) and returns how it ended.
+/// Runs a bundle to its end (or until stopped) and returns how it ended. The run starts
+/// from the fold of `config.prior`: a new run and a resumed one take the same path.
 pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink>) -> RunOutcome {
     let root = bundle.root().expect("a valid bundle has its root runbook");
     let runbook = &root.runbook;
@@ -98,31 +131,61 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         .or(runbook.max_parallel.as_ref().map(|m| m.value as usize))
         .unwrap_or(Semaphore::MAX_PERMITS)
         .clamp(1, Semaphore::MAX_PERMITS);
+    let mut state = RunState::default();
+    for envelope in &config.prior {
+        state.apply_at(&envelope.event, &envelope.at);
+    }
+    let in_flight = state
+        .steps
+        .iter()
+        .filter(|(_, record)| {
+            record.attempts > 0 && matches!(record.status, None | Some(StepStatus::Cancelled))
+        })
+        .map(|(path, _)| path.clone())
+        .collect();
+    let started_at = state
+        .created_at
+        .clone()
+        .unwrap_or_else(|| jiff::Timestamp::now().to_string());
     let run = Run {
         bundle: bundle.clone(),
         run_id: config.run_id.clone(),
         runbook_name: runbook.name.value.clone(),
-        started_at: jiff::Timestamp::now().to_string(),
+        started_at,
         started: Instant::now(),
         secrets: config.secrets,
         redactor,
         sink,
-        state: Mutex::new(RunState::default()),
+        state: Mutex::new(state),
         permits: Semaphore::new(max_parallel),
         failed: Mutex::new(false),
         stop: Mutex::new(None),
         finishing: Mutex::new(false),
         programs: Mutex::new(HashMap::new()),
         template_refs: Mutex::new(HashMap::new()),
+        journal: config.journal,
+        store: config.store,
+        in_flight: Mutex::new(in_flight),
+        busy: AtomicUsize::new(0),
+        waiting: Mutex::new(BTreeSet::new()),
+        activity: AtomicU64::new(0),
+        park: CancellationToken::new(),
     };
-    run.emit(RunEvent::RunStarted {
-        runbook: runbook.name.value.clone(),
-        file: String::new(),
-        inputs: Value::Object(config.inputs.clone()),
-        sources: Vec::new(),
-    });
+    match &config.resumed_by {
+        // Durable before anything else happens, so the journal shows where each process began.
+        Some(by) => {
+            let _ = run.emit(RunEvent::RunResumed { by: by.clone() }).await;
+        }
+        // The run's first event is already in the journal: it was written to create the run.
+        None => {
+            for envelope in &config.prior {
+                run.sink.emit(envelope);
+            }
+        }
+    }
 
-    // Deadline and interrupt cancel the main steps; `finally` runs with its own token.
+    // Deadline, interrupt, parking and a broken journal cancel the main steps; `finally` runs
+    // with its own token (and not at all when parking or when the journal is broken).
     let main_cancel = CancellationToken::new();
     let deadline = runbook.deadline.as_ref().map(|d| match &d.value {
         crate::runbook::Deadline::After(duration) => tokio::time::Instant::now() + duration.0,
@@ -132,6 +195,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             tokio::time::Instant::now() + left
         }
     });
+    let broken = run.journal.broken();
     let watch = async {
         let reason = tokio::select! {
             _ = async {
@@ -141,6 +205,8 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
                 }
             } => StopReason::Deadline,
             _ = config.interrupt.cancelled() => StopReason::Interrupted,
+            _ = run.park.cancelled() => StopReason::Parked,
+            _ = broken.cancelled() => StopReason::Journal,
         };
         run.stop.lock().expect("stop lock").get_or_insert(reason);
         main_cancel.cancel();
@@ -161,10 +227,41 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             _ = &mut watch, if watching => watching = false,
         }
     };
+    // The body may finish before the watch has seen why it stopped.
+    if run.park.is_cancelled() {
+        run.stop
+            .lock()
+            .expect("stop lock")
+            .get_or_insert(StopReason::Parked);
+    }
+    if config.interrupt.is_cancelled() {
+        run.stop
+            .lock()
+            .expect("stop lock")
+            .get_or_insert(StopReason::Interrupted);
+    }
+    // A journal that broke at the very end still means the end was not recorded.
+    if run.journal.failure().is_some() {
+        run.stop
+            .lock()
+            .expect("stop lock")
+            .get_or_insert(StopReason::Journal);
+    }
     let stop = *run.stop.lock().expect("stop lock");
     let (status, reason) = match (stop, result) {
         (Some(StopReason::Interrupted), _) => {
             (RunStatus::Interrupted, Some("interrupted".to_owned()))
+        }
+        (Some(StopReason::Journal), _) => (
+            RunStatus::Interrupted,
+            Some("the journal could not be written".to_owned()),
+        ),
+        (Some(StopReason::Parked), _) => {
+            let waiting = run.waiting_paths();
+            (
+                RunStatus::Waiting,
+                Some(format!("waiting for approval of {}", waiting.join(", "))),
+            )
         }
         (Some(StopReason::Deadline), _) => (RunStatus::Failed, Some("deadline".to_owned())),
         (None, Ok(_)) => (RunStatus::Succeeded, None),
@@ -176,18 +273,21 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     } else {
         Value::Null
     };
-    run.emit(RunEvent::RunEnded {
-        status,
-        reason: reason.clone(),
-        outputs: outputs.clone(),
-        duration_ms: run.started.elapsed().as_millis() as u64,
-    });
+    let _ = run
+        .emit(RunEvent::RunEnded {
+            status,
+            reason: reason.clone(),
+            outputs: outputs.clone(),
+            duration_ms: run.started.elapsed().as_millis() as u64,
+        })
+        .await;
     let state = run.state.lock().expect("state lock").clone();
     RunOutcome {
         status,
         reason: reason.map(|r| run.redactor.text(&r)),
         outputs: run.redactor.value(&outputs),
         state,
+        journal_error: run.journal.failure(),
     }
 }
 
@@ -235,6 +335,9 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 struct Failure {
     message: String,
     cancelled: bool,
+    /// The attempt did not end: it waits for an approval and the run is parking. Nothing is
+    /// recorded, so a resume takes the attempt up again.
+    parked: bool,
 }
 
 impl From<ActionError> for Failure {
@@ -242,6 +345,7 @@ impl From<ActionError> for Failure {
         Failure {
             cancelled: error.kind == ActionErrorKind::Cancelled,
             message: error.message,
+            parked: false,
         }
     }
 }
@@ -250,6 +354,7 @@ fn failure(message: impl Into<String>) -> Failure {
     Failure {
         message: message.into(),
         cancelled: false,
+        parked: false,
     }
 }
 
@@ -257,6 +362,15 @@ fn cancelled() -> Failure {
     Failure {
         message: "cancelled".to_owned(),
         cancelled: true,
+        parked: false,
+    }
+}
+
+fn parked() -> Failure {
+    Failure {
+        message: "waiting for approval".to_owned(),
+        cancelled: true,
+        parked: true,
     }
 }
 
@@ -318,15 +432,45 @@ impl Run {
         program.first_with(input, context)
     }
 
-    fn emit(&self, event: RunEvent) {
+    /// Records an event: it is folded into the state, queued for the journal in the same
+    /// order, and shown. Await the result where later work must not start before the event
+    /// is durable.
+    fn emit(&self, event: RunEvent) -> Durable {
         let event = self.redact_event(event);
-        self.state.lock().expect("state lock").apply(&event);
         let envelope = Envelope {
             run_id: self.run_id.clone(),
             at: jiff::Timestamp::now().to_string(),
             event,
         };
+        let durable = {
+            let mut state = self.state.lock().expect("state lock");
+            state.apply_at(&envelope.event, &envelope.at);
+            self.journal.record(envelope.clone())
+        };
+        self.activity.fetch_add(1, Ordering::Relaxed);
         self.sink.emit(&envelope);
+        durable
+    }
+
+    /// How a step ended in the journal this run started from, if it ended for good: a
+    /// cancelled step runs again, and so does a `finally` step that ran for a park.
+    fn recorded_end(&self, path: &str, finally: bool) -> Option<StepStatus> {
+        let state = self.state.lock().expect("state lock");
+        let record = state.steps.get(path)?;
+        match record.status? {
+            StepStatus::Cancelled => None,
+            _ if finally && record.segment != state.segment => None,
+            status => Some(status),
+        }
+    }
+
+    fn waiting_paths(&self) -> Vec<String> {
+        self.waiting
+            .lock()
+            .expect("waiting lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     fn redact_event(&self, event: RunEvent) -> RunEvent {
@@ -349,7 +493,8 @@ impl Run {
         // What `finally` steps see: how the run is ending, before it has ended.
         let stop = *self.stop.lock().expect("stop lock");
         let status = match stop {
-            Some(StopReason::Interrupted) => RunStatus::Interrupted,
+            Some(StopReason::Interrupted | StopReason::Journal) => RunStatus::Interrupted,
+            Some(StopReason::Parked) => RunStatus::Waiting,
             Some(StopReason::Deadline) => RunStatus::Failed,
             None if self.run_failed() => RunStatus::Failed,
             None if *self.finishing.lock().expect("finishing lock") => RunStatus::Succeeded,
@@ -489,17 +634,23 @@ impl Run {
             if scope.prefix.is_empty() {
                 *self.finishing.lock().expect("finishing lock") = true;
             }
-            // `finally` always runs; the first Ctrl-C or the deadline does not stop it.
-            let finally_error = self
-                .run_steps(
+            // `finally` runs even after a failure, the first Ctrl-C or the deadline. It does
+            // not run when the run parks (the run is not over), nor when the journal broke
+            // (nothing it did could be recorded).
+            let stop = *self.stop.lock().expect("stop lock");
+            let finally_error = if matches!(stop, Some(StopReason::Parked | StopReason::Journal)) {
+                None
+            } else {
+                self.run_steps(
                     scope,
                     &dag,
                     &steps,
                     &finally,
                     &mut ended,
-                    &CancellationToken::new(),
+                    &self.journal.broken().child_token(),
                 )
-                .await;
+                .await
+            };
             if let Some(error) = main_error.or(finally_error) {
                 return Err(error);
             }
@@ -543,7 +694,27 @@ impl Run {
         let mut blocked = vec![false; steps.len()];
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
         let mut ready = Vec::new();
+        let mut failure: Option<String> = None;
+        // Steps the journal already saw end are not run again.
         for &index in members {
+            let path = format!("{}{}", scope.prefix, steps[index].id.value);
+            let finally = dag.sections[index] == Section::Finally;
+            if let Some(status) = self.recorded_end(&path, finally) {
+                ended[index] = Some(status);
+                self.refresh(scope, &steps[index].id.value);
+                if status == StepStatus::Failed
+                    && steps[index].continue_on_failure != Some(true)
+                    && failure.is_none()
+                {
+                    failure = Some(format!("step `{path}` failed"));
+                    self.fail_run();
+                }
+            }
+        }
+        for &index in members {
+            if ended[index].is_some() {
+                continue;
+            }
             for need in &dag.needs[index] {
                 match ended[need.step] {
                     None => {
@@ -559,7 +730,6 @@ impl Run {
             }
         }
         let mut running = FuturesUnordered::new();
-        let mut failure: Option<String> = None;
         loop {
             if failure.is_none() && !cancel.is_cancelled() {
                 for index in ready.drain(..) {
@@ -606,28 +776,40 @@ impl Run {
         let path = format!("{}{}", scope.prefix, step.id.value);
         let started = Instant::now();
         let context = self.jq_context(scope, None);
-        if let Some(when) = &step.when {
+        // A step the journal saw start has passed its `when` already.
+        let recorded = self
+            .state
+            .lock()
+            .expect("state lock")
+            .steps
+            .get(&path)
+            .cloned();
+        if let Some(when) = step.when.as_ref().filter(|_| recorded.is_none()) {
             match self.evaluate(&when.value, context.clone(), &context) {
                 Ok(Value::Null | Value::Bool(false)) => {
-                    return self.end(
-                        &path,
-                        None,
-                        started,
-                        Ending::without_outputs(StepStatus::Skipped, 0, None),
-                    );
+                    return self
+                        .end(
+                            &path,
+                            None,
+                            started,
+                            Ending::without_outputs(StepStatus::Skipped, 0, None),
+                        )
+                        .await;
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    return self.end(
-                        &path,
-                        None,
-                        started,
-                        Ending::without_outputs(
-                            StepStatus::Failed,
-                            0,
-                            Some(format!("`when` of step `{path}`: {e}")),
-                        ),
-                    );
+                    return self
+                        .end(
+                            &path,
+                            None,
+                            started,
+                            Ending::without_outputs(
+                                StepStatus::Failed,
+                                0,
+                                Some(format!("`when` of step `{path}`: {e}")),
+                            ),
+                        )
+                        .await;
                 }
             }
         }
@@ -635,34 +817,48 @@ impl Run {
             let instance = Instance { path, item: None };
             return self.run_instance(scope, step, &instance, cancel).await;
         };
-        let items = match self.evaluate(&for_each.value, context.clone(), &context) {
+        let expanded = recorded.and_then(|r| r.expanded);
+        let evaluated = match expanded {
+            Some(items) => Ok(Value::Array(items)),
+            None => self.evaluate(&for_each.value, context.clone(), &context),
+        };
+        let items = match evaluated {
             Ok(Value::Array(items)) => items,
-            Ok(other) => {
-                let error = format!(
-                    "`for_each` of step `{path}` must give an array, it gave {}",
-                    kind_of(&other)
-                );
-                return self.end(
-                    &path,
-                    None,
-                    started,
-                    Ending::without_outputs(StepStatus::Failed, 0, Some(error)),
-                );
-            }
-            Err(e) => {
-                let error = format!("`for_each` of step `{path}`: {e}");
-                return self.end(
-                    &path,
-                    None,
-                    started,
-                    Ending::without_outputs(StepStatus::Failed, 0, Some(error)),
-                );
+            wrong => {
+                let error = match wrong {
+                    Ok(other) => format!(
+                        "`for_each` of step `{path}` must give an array, it gave {}",
+                        kind_of(&other)
+                    ),
+                    Err(e) => format!("`for_each` of step `{path}`: {e}"),
+                };
+                return self
+                    .end(
+                        &path,
+                        None,
+                        started,
+                        Ending::without_outputs(StepStatus::Failed, 0, Some(error)),
+                    )
+                    .await;
             }
         };
-        self.emit(RunEvent::StepExpanded {
-            path: path.clone(),
-            items: items.clone(),
-        });
+        let was_expanded = self
+            .state
+            .lock()
+            .expect("state lock")
+            .steps
+            .get(&path)
+            .is_some_and(|r| r.expanded.is_some());
+        if !was_expanded {
+            let expanded = self.emit(RunEvent::StepExpanded {
+                path: path.clone(),
+                items: items.clone(),
+            });
+            // The items are fixed before any of them runs: a resume works on the same ones.
+            if expanded.await.is_err() {
+                return StepStatus::Cancelled;
+            }
+        }
         let limit = Semaphore::new(
             step.max_parallel
                 .as_ref()
@@ -678,6 +874,9 @@ impl Run {
                 };
                 let limit = &limit;
                 async move {
+                    if let Some(status) = self.recorded_end(&instance.path, false) {
+                        return status;
+                    }
                     let _permit = limit
                         .acquire()
                         .await
@@ -712,23 +911,33 @@ impl Run {
             None,
             started,
             Ending::without_outputs(status, 1, error),
-        );
+        )
+        .await;
         status
     }
 
     /// Records how a step (or one instance of it) ended.
-    fn end(&self, path: &str, item: Option<Value>, started: Instant, ending: Ending) -> StepStatus {
+    /// Durable before it returns, so that nothing that depends on the step starts first.
+    async fn end(
+        &self,
+        path: &str,
+        item: Option<Value>,
+        started: Instant,
+        ending: Ending,
+    ) -> StepStatus {
         let status = ending.status;
-        self.emit(RunEvent::StepEnded {
-            path: path.to_owned(),
-            status: ending.status,
-            attempts: ending.attempts,
-            via: ending.via,
-            outputs: ending.outputs,
-            error: ending.error,
-            item,
-            duration_ms: started.elapsed().as_millis() as u64,
-        });
+        let _ = self
+            .emit(RunEvent::StepEnded {
+                path: path.to_owned(),
+                status: ending.status,
+                attempts: ending.attempts,
+                via: ending.via,
+                outputs: ending.outputs,
+                error: ending.error,
+                item,
+                duration_ms: started.elapsed().as_millis() as u64,
+            })
+            .await;
         status
     }
 
@@ -746,17 +955,49 @@ impl Run {
         let default_retry = defaults.and_then(|d| d.retry.as_ref());
         let default_timeout = defaults.and_then(|d| d.timeout.as_ref()).map(|t| t.value.0);
         let Some(action) = step.action() else {
-            return self.end(
-                &instance.path,
-                item,
-                started,
-                Ending::without_outputs(
-                    StepStatus::Failed,
-                    0,
-                    Some("the step has no action".to_owned()),
-                ),
-            );
+            return self
+                .end(
+                    &instance.path,
+                    item,
+                    started,
+                    Ending::without_outputs(
+                        StepStatus::Failed,
+                        0,
+                        Some("the step has no action".to_owned()),
+                    ),
+                )
+                .await;
         };
+        // A `uses` step is not work of its own: the steps of the runbook it calls are.
+        let _busy = (!matches!(action, ActionRef::Uses(..))).then(|| self.hold_busy());
+        let resumed = self.resume_point(&instance.path);
+        let in_flight = self
+            .in_flight
+            .lock()
+            .expect("in-flight lock")
+            .remove(&instance.path);
+        if in_flight
+            && let Some(verify) = &step.verify
+            && let Some(outputs) = self
+                .verify(scope, step, instance, verify, default_timeout, cancel)
+                .await
+        {
+            let attempts = resumed.as_ref().map_or(1, |r| r.attempts);
+            return self
+                .end(
+                    &instance.path,
+                    item,
+                    started,
+                    Ending {
+                        status: StepStatus::Succeeded,
+                        attempts,
+                        via: Some(Via::Verify),
+                        outputs,
+                        error: None,
+                    },
+                )
+                .await;
+        }
         let body = Body {
             node: step.node.get(action.key()),
             action,
@@ -766,40 +1007,59 @@ impl Run {
             poll: step.poll.as_ref(),
             outputs: step.outputs.as_ref(),
         };
-        let (attempts, result) = self
-            .attempts(scope, step, instance, &body, false, cancel)
-            .await;
+        let (attempts, result) = match resumed {
+            // The fallback had taken over before the run stopped: the action is done with.
+            Some(record) if record.fallback => (
+                record.action_attempts,
+                Err(failure(record.action_error.unwrap_or_else(|| {
+                    "the action failed before the run was resumed".to_owned()
+                }))),
+            ),
+            _ => {
+                self.attempts(scope, step, instance, &body, false, cancel)
+                    .await
+            }
+        };
         match result {
-            Ok(outputs) => self.end(
-                &instance.path,
-                item,
-                started,
-                Ending {
-                    status: StepStatus::Succeeded,
-                    attempts,
-                    via: Some(Via::Action),
-                    outputs,
-                    error: None,
-                },
-            ),
-            Err(failure) if failure.cancelled => self.end(
-                &instance.path,
-                item,
-                started,
-                Ending::without_outputs(StepStatus::Cancelled, attempts, Some(failure.message)),
-            ),
+            Err(failure) if failure.parked => StepStatus::Cancelled,
+            Ok(outputs) => {
+                self.end(
+                    &instance.path,
+                    item,
+                    started,
+                    Ending {
+                        status: StepStatus::Succeeded,
+                        attempts,
+                        via: Some(Via::Action),
+                        outputs,
+                        error: None,
+                    },
+                )
+                .await
+            }
+            Err(failure) if failure.cancelled => {
+                self.end(
+                    &instance.path,
+                    item,
+                    started,
+                    Ending::without_outputs(StepStatus::Cancelled, attempts, Some(failure.message)),
+                )
+                .await
+            }
             Err(failure) => {
                 let Some(fallback) = &step.fallback else {
-                    return self.end(
-                        &instance.path,
-                        item,
-                        started,
-                        Ending::without_outputs(
-                            StepStatus::Failed,
-                            attempts,
-                            Some(failure.message),
-                        ),
-                    );
+                    return self
+                        .end(
+                            &instance.path,
+                            item,
+                            started,
+                            Ending::without_outputs(
+                                StepStatus::Failed,
+                                attempts,
+                                Some(failure.message),
+                            ),
+                        )
+                        .await;
                 };
                 let fallback_node = step.node.get("fallback");
                 match self
@@ -815,18 +1075,22 @@ impl Run {
                     )
                     .await
                 {
-                    (fallback_attempts, Ok(outputs)) => self.end(
-                        &instance.path,
-                        item,
-                        started,
-                        Ending {
-                            status: StepStatus::Succeeded,
-                            attempts: attempts + fallback_attempts,
-                            via: Some(Via::Fallback),
-                            outputs,
-                            error: None,
-                        },
-                    ),
+                    (fallback_attempts, Ok(outputs)) => {
+                        self.end(
+                            &instance.path,
+                            item,
+                            started,
+                            Ending {
+                                status: StepStatus::Succeeded,
+                                attempts: attempts + fallback_attempts,
+                                via: Some(Via::Fallback),
+                                outputs,
+                                error: None,
+                            },
+                        )
+                        .await
+                    }
+                    (_, Err(fallback_failure)) if fallback_failure.parked => StepStatus::Cancelled,
                     (fallback_attempts, Err(fallback_failure)) => {
                         let status = if fallback_failure.cancelled {
                             StepStatus::Cancelled
@@ -846,7 +1110,8 @@ impl Run {
                                 attempts + fallback_attempts,
                                 Some(error),
                             ),
-                        );
+                        )
+                        .await;
                         status
                     }
                 }
@@ -901,7 +1166,19 @@ impl Run {
             .map(|r| RetryPolicy::from(&r.value))
             .unwrap_or_default();
         let mut last = failure("no attempt ran");
-        for attempt in 1..=policy.attempts {
+        // Where a resumed run left this body: the attempt under way is made again (with the
+        // same step.key); one that had already failed is not.
+        let mut first = 1;
+        if let Some(record) = self
+            .resume_point(&instance.path)
+            .filter(|r| r.fallback == fallback)
+        {
+            first = record.attempts + u32::from(record.attempt_failed);
+            if let Some(error) = record.action_error.filter(|_| !fallback) {
+                last = failure(error);
+            }
+        }
+        for attempt in first..=policy.attempts {
             if cancel.is_cancelled() {
                 return (attempt - 1, Err(cancelled()));
             }
@@ -915,31 +1192,37 @@ impl Run {
                     _ = cancel.cancelled() => return (attempt - 1, Err(cancelled())),
                 }
             };
-            self.emit(RunEvent::StepStarted {
+            let durable = self.emit(RunEvent::StepStarted {
                 path: instance.path.clone(),
                 attempt,
                 attempts: policy.attempts,
                 fallback,
             });
+            // The start is on disk before the action runs: after a crash, the journal shows
+            // every action that may have had an effect.
+            if durable.await.is_err() {
+                return (attempt - 1, Err(cancelled()));
+            }
             let result = self
                 .attempt(scope, step, instance, body, attempt, cancel)
                 .await;
             drop(permit);
             match result {
                 Ok(outputs) => return (attempt, Ok(outputs)),
+                Err(error) if error.parked => return (attempt, Err(error)),
                 Err(error) if error.cancelled || cancel.is_cancelled() => {
                     return (attempt, Err(cancelled()));
                 }
                 Err(error) => {
                     let retry_in = (attempt < policy.attempts)
                         .then(|| policy.delay_after(attempt, rand::random::<f64>()));
-                    self.emit(RunEvent::StepAttemptFailed {
+                    drop(self.emit(RunEvent::StepAttemptFailed {
                         path: instance.path.clone(),
                         attempt,
                         error: error.message.clone(),
                         retry_in_ms: retry_in.map(|d| d.as_millis() as u64),
                         fallback,
-                    });
+                    }));
                     last = error;
                     if let Some(wait) = retry_in {
                         tokio::select! {
@@ -950,7 +1233,102 @@ impl Run {
                 }
             }
         }
-        (policy.attempts, Err(last))
+        (policy.attempts.max(first.saturating_sub(1)), Err(last))
+    }
+
+    /// Where a step instance stood in the journal the run started from, when it had started
+    /// and not ended for good.
+    fn resume_point(&self, path: &str) -> Option<StepRecord> {
+        let state = self.state.lock().expect("state lock");
+        state
+            .steps
+            .get(path)
+            .filter(|r| r.attempts > 0 && matches!(r.status, None | Some(StepStatus::Cancelled)))
+            .cloned()
+    }
+
+    /// Counts a step instance as work under way until the guard drops.
+    fn hold_busy(&self) -> BusyGuard<'_> {
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        self.activity.fetch_add(1, Ordering::Relaxed);
+        BusyGuard(self)
+    }
+
+    /// The `verify` probe of a step that a crash left in flight: `Some(outputs)` when it
+    /// says the work is done. A probe that fails or cannot be read means "not done".
+    async fn verify(
+        &self,
+        scope: &Scope<'_>,
+        step: &Step,
+        instance: &Instance,
+        verify: &Spanned<Verify>,
+        default_timeout: Option<Duration>,
+        cancel: &CancellationToken,
+    ) -> Option<Value> {
+        let action = verify.action()?;
+        let node = step.node.get("verify");
+        let body = Body {
+            node: node.and_then(|n| n.get(action.key())),
+            action,
+            retry: None,
+            timeout: step.timeout.as_ref().map(|t| t.value.0).or(default_timeout),
+            until: None,
+            poll: None,
+            outputs: None,
+        };
+        let warn = |message: String| {
+            drop(self.emit(RunEvent::Warning {
+                path: Some(instance.path.clone()),
+                message,
+            }));
+        };
+        let probe = self.run_action(scope, step, instance, &body, cancel);
+        let result = match body.timeout {
+            Some(limit) => tokio::time::timeout(limit, probe)
+                .await
+                .unwrap_or_else(|_| Err(failure("timed out"))),
+            None => probe.await,
+        };
+        let result = match result {
+            Ok(result) => result,
+            Err(error) => {
+                warn(format!(
+                    "the verify probe failed ({}); running the step again",
+                    error.message
+                ));
+                return None;
+            }
+        };
+        let context = self.jq_context(scope, Some((step, instance)));
+        let result = jq::to_val(&result);
+        match self.evaluate(&verify.that.value, result.clone(), &context) {
+            Ok(Value::Null | Value::Bool(false)) => {
+                warn("verify: the work is not done; running the step again".to_owned());
+                None
+            }
+            Ok(_) => {
+                let mut outputs = Map::new();
+                for (name, expression) in verify.outputs.iter().flat_map(|o| o.value.iter()) {
+                    match self.evaluate(&expression.value, result.clone(), &context) {
+                        Ok(value) => {
+                            outputs.insert(name.value.clone(), value);
+                        }
+                        Err(error) => {
+                            warn(format!(
+                                "verify output `{}`: {error}; running the step again",
+                                name.value
+                            ));
+                            return None;
+                        }
+                    }
+                }
+                Some(Value::Object(outputs))
+            }
+            Err(error) => {
+                warn(format!("verify `that`: {error}; running the step again"));
+                None
+            }
+        }
     }
 
     /// One attempt: the action (polled until `until` holds), bounded by the timeout, then
@@ -989,8 +1367,11 @@ impl Run {
                 }
                 Ok(Value::Object(values))
             }
-            // A called runbook's outputs are the step's, unless it names its own.
-            None if matches!(body.action, ActionRef::Uses(..)) => Ok(result),
+            // A called runbook's outputs, or an approval's answer, are the step's, unless it
+            // names its own.
+            None if matches!(body.action, ActionRef::Uses(..) | ActionRef::Approval(..)) => {
+                Ok(result)
+            }
             None => Ok(Value::Object(Map::new())),
         }
     }
@@ -1031,11 +1412,11 @@ impl Run {
                 )));
             }
             poll += 1;
-            self.emit(RunEvent::StepPolling {
+            drop(self.emit(RunEvent::StepPolling {
                 path: instance.path.clone(),
                 attempt,
                 poll,
-            });
+            }));
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = cancel.cancelled() => return Err(cancelled()),
@@ -1066,6 +1447,9 @@ impl Run {
                 )
                 .await;
         }
+        if let ActionRef::Approval(approval) = body.action {
+            return self.approval(instance, approval, &context, cancel).await;
+        }
         let Some(action) = action_for(body.action.key()) else {
             return Err(failure(format!(
                 "the `{}` action cannot run yet in this version",
@@ -1077,10 +1461,10 @@ impl Run {
             |value: &Value, escape: Escape| template::render_value(value, &context, escape);
         let eval = |expression: &str| self.evaluate(expression, jq_context.clone(), &jq_context);
         let warn = |message: String| {
-            self.emit(RunEvent::Warning {
+            drop(self.emit(RunEvent::Warning {
                 path: Some(instance.path.clone()),
                 message,
-            });
+            }));
         };
         let input = ActionInput {
             body: &raw,
@@ -1091,6 +1475,109 @@ impl Run {
             step_path: &instance.path,
         };
         action.run(input).await.map_err(Failure::from)
+    }
+
+    /// An approval: asks once (journaled), then waits for an answer recorded by
+    /// `runbook approve`. When every step still under way waits like this and nothing else has
+    /// happened for a moment, the run parks as `waiting` and a resume takes the wait up again.
+    async fn approval(
+        &self,
+        instance: &Instance,
+        approval: &Spanned<Approval>,
+        context: &Value,
+        cancel: &CancellationToken,
+    ) -> Result<Value, Failure> {
+        let path = &instance.path;
+        let Some(store) = self.store.clone() else {
+            return Err(failure("an approval needs a store to record the answer in"));
+        };
+        let (asked_at, answer) = {
+            let state = self.state.lock().expect("state lock");
+            let record = state.steps.get(path);
+            (
+                record.and_then(|r| r.approval_requested_at.clone()),
+                record.and_then(|r| r.decision.clone()),
+            )
+        };
+        if let Some(answer) = answer {
+            return answer_result(answer.approved, &answer.by, answer.comment, &answer.at);
+        }
+        let timeout = approval.value.timeout.as_ref().map(|t| t.value.0);
+        let asked_at = match asked_at.and_then(|at| at.parse::<jiff::Timestamp>().ok()) {
+            Some(at) => at,
+            None => {
+                let prompt =
+                    match template::render(&approval.value.prompt.value, context, Escape::Plain) {
+                        Ok(Value::String(text)) => text,
+                        Ok(other) => other.to_string(),
+                        Err(e) => return Err(failure(format!("`prompt`: {e}"))),
+                    };
+                let asked = self.emit(RunEvent::ApprovalRequested {
+                    path: path.clone(),
+                    prompt,
+                    timeout_ms: timeout.map(|t| t.as_millis() as u64),
+                });
+                if asked.await.is_err() {
+                    return Err(cancelled());
+                }
+                jiff::Timestamp::now()
+            }
+        };
+        let _waiting = WaitingGuard::new(self, path);
+        // Parking needs the run to have been still for a moment: a step that just ended may be
+        // about to start its dependents.
+        let mut last_activity = (self.activity.load(Ordering::Relaxed), Instant::now());
+        loop {
+            let decisions = store
+                .decisions(&self.run_id)
+                .await
+                .map_err(|e| failure(format!("cannot read the answers to approvals: {e}")))?;
+            if let Some(decision) = decisions.into_iter().find(|d| d.path == *path) {
+                let given = self.emit(RunEvent::ApprovalGiven {
+                    path: path.clone(),
+                    approved: decision.approved,
+                    by: decision.by.clone(),
+                    comment: decision.comment.clone(),
+                    answered_at: decision.at.clone(),
+                });
+                if given.await.is_err() {
+                    return Err(cancelled());
+                }
+                return answer_result(
+                    decision.approved,
+                    &decision.by,
+                    decision.comment,
+                    &decision.at,
+                );
+            }
+            if let Some(limit) = timeout {
+                let waited = jiff::Timestamp::now().duration_since(asked_at);
+                if Duration::try_from(waited).unwrap_or_default() >= limit {
+                    return Err(failure(format!(
+                        "no answer within {}",
+                        crate::runbook::Duration(limit)
+                    )));
+                }
+            }
+            let activity = self.activity.load(Ordering::Relaxed);
+            if activity != last_activity.0 {
+                last_activity = (activity, Instant::now());
+            } else if last_activity.1.elapsed() >= PARK_AFTER
+                && self.busy.load(Ordering::SeqCst)
+                    <= self.waiting.lock().expect("waiting lock").len()
+            {
+                self.stop
+                    .lock()
+                    .expect("stop lock")
+                    .get_or_insert(StopReason::Parked);
+                self.park.cancel();
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(APPROVAL_POLL) => {}
+                _ = self.park.cancelled() => return Err(parked()),
+                _ = cancel.cancelled() => return Err(cancelled()),
+            }
+        }
     }
 
     /// Runs a called runbook as this step's action; its outputs are the result.
@@ -1128,20 +1615,76 @@ impl Run {
             }
             inputs.insert(name.value.clone(), rendered);
         }
-        let canonical = std::fs::canonicalize(crate::runbook::validate::resolve_uses(
-            &scope.loaded.file.path,
-            uses,
-        ))
-        .unwrap_or_default();
+        let secrets = self
+            .bundle
+            .called_path(scope.loaded, uses)
+            .and_then(|path| self.secrets.get(path))
+            .cloned()
+            .unwrap_or_default();
         let child = Scope::new(
             called,
             format!("{}/", instance.path),
             Value::Object(inputs),
-            self.secrets.get(&canonical).cloned().unwrap_or_default(),
+            secrets,
         );
         self.run_scope(&child, cancel.clone())
             .await
             .map_err(|reason| failure(format!("runbook `{uses}`: {reason}")))
+    }
+}
+
+/// How often a waiting approval looks for an answer.
+const APPROVAL_POLL: Duration = Duration::from_millis(250);
+
+/// How long the run must have been still, with every step under way waiting for an answer,
+/// before it parks.
+const PARK_AFTER: Duration = Duration::from_millis(750);
+
+/// The result of an answered approval step: its outputs, or the failure of a rejection.
+fn answer_result(
+    approved: bool,
+    by: &str,
+    comment: Option<String>,
+    at: &str,
+) -> Result<Value, Failure> {
+    if approved {
+        Ok(json!({ "approved_by": by, "at": at, "comment": comment }))
+    } else {
+        let comment = comment.map(|c| format!(": {c}")).unwrap_or_default();
+        Err(Failure {
+            message: format!("rejected by {by}{comment}"),
+            cancelled: false,
+            parked: false,
+        })
+    }
+}
+
+/// Marks an approval step as waiting until the guard drops.
+struct WaitingGuard<'r>(&'r Run, String);
+
+impl<'r> WaitingGuard<'r> {
+    fn new(run: &'r Run, path: &str) -> Self {
+        run.waiting
+            .lock()
+            .expect("waiting lock")
+            .insert(path.to_owned());
+        WaitingGuard(run, path.to_owned())
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.lock().expect("waiting lock").remove(&self.1);
+    }
+}
+
+/// Drops a step instance from the work under way.
+struct BusyGuard<'r>(&'r Run);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        self.0.activity.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -1,44 +1,110 @@
 //! The run's state, folded from its events. The executor reads it to build the context of
-//! each template and expression, so a run rebuilt from a journal sees the same values.
+//! each template and expression, and a resumed run starts from the fold of its journal, so
+//! a run rebuilt from a journal sees the same values and knows where each step stood.
 
 use super::event::{RunEvent, RunStatus, StepStatus, Via};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// What is known of one step instance.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StepRecord {
     /// `None` while it runs.
     pub status: Option<StepStatus>,
+    /// The attempt under way or last made (of the fallback, when `fallback` is set).
     pub attempts: u32,
     pub via: Option<Via>,
     pub outputs: Value,
     pub error: Option<String>,
     pub item: Option<Value>,
-    /// For a `for_each` step: how many items it expanded into.
-    pub items: Option<usize>,
+    /// For a `for_each` step: the items it expanded into.
+    pub expanded: Option<Vec<Value>>,
     pub duration_ms: u64,
+    /// The attempt under way is the fallback's.
+    pub fallback: bool,
+    /// The attempt under way has already failed (a retry was due).
+    pub attempt_failed: bool,
+    /// Attempts of the action itself, and its last error, once the fallback has taken over.
+    pub action_attempts: u32,
+    pub action_error: Option<String>,
+    /// The run segment (see [`RunState::segment`]) in which the step ended.
+    pub segment: u32,
+    /// When an approval step asked its question (RFC 3339).
+    pub approval_requested_at: Option<String>,
+    pub decision: Option<Answer>,
+}
+
+/// An answer journaled for an approval step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub approved: bool,
+    pub by: String,
+    pub comment: Option<String>,
+    pub at: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunState {
     pub status: Option<RunStatus>,
-    pub steps: HashMap<String, StepRecord>,
+    pub steps: BTreeMap<String, StepRecord>,
     /// Step paths in the order they first appeared, for summaries.
     pub order: Vec<String>,
+    seen: HashSet<String>,
     pub outputs: Value,
+    /// How many times the run was parked (interrupted or waiting). `finally` steps that ended
+    /// before the last park ran for that park, not for the run's real end: a resume runs them
+    /// again.
+    pub segment: u32,
+    /// When the run was created (RFC 3339), from its first event.
+    pub created_at: Option<String>,
 }
 
 impl RunState {
     pub fn apply(&mut self, event: &RunEvent) {
         match event {
-            RunEvent::RunStarted { .. } => self.status = Some(RunStatus::Running),
-            RunEvent::StepStarted { path, attempt, .. } => {
-                let record = self.record(path);
-                record.attempts = *attempt;
-                record.status = None;
+            RunEvent::RunStarted { .. } | RunEvent::RunResumed { .. } => {
+                self.status = Some(RunStatus::Running)
             }
-            RunEvent::StepExpanded { path, items } => self.record(path).items = Some(items.len()),
+            RunEvent::StepStarted {
+                path,
+                attempt,
+                fallback,
+                ..
+            } => {
+                let record = self.record(path);
+                // A step that a crash or a signal left unfinished starts the same attempt again.
+                let same_attempt = matches!(record.status, None | Some(StepStatus::Cancelled))
+                    && record.attempts == *attempt
+                    && record.fallback == *fallback;
+                record.status = None;
+                if !same_attempt {
+                    record.attempts = *attempt;
+                    record.fallback = *fallback;
+                    record.attempt_failed = false;
+                    record.approval_requested_at = None;
+                    record.decision = None;
+                    // A new attempt of a `uses` step runs the called runbook afresh: what its
+                    // steps did in the attempt before no longer counts.
+                    self.forget_children(path);
+                }
+            }
+            RunEvent::StepAttemptFailed {
+                path,
+                attempt,
+                error,
+                fallback,
+                ..
+            } => {
+                let record = self.record(path);
+                record.attempt_failed = true;
+                if !*fallback {
+                    record.action_attempts = *attempt;
+                    record.action_error = Some(error.clone());
+                }
+            }
+            RunEvent::StepExpanded { path, items } => {
+                self.record(path).expanded = Some(items.clone())
+            }
             RunEvent::StepEnded {
                 path,
                 status,
@@ -49,6 +115,7 @@ impl RunState {
                 item,
                 duration_ms,
             } => {
+                let segment = self.segment;
                 let record = self.record(path);
                 record.status = Some(*status);
                 record.attempts = *attempts;
@@ -57,27 +124,79 @@ impl RunState {
                 record.error = error.clone();
                 record.item = item.clone();
                 record.duration_ms = *duration_ms;
+                record.segment = segment;
+            }
+            RunEvent::ApprovalRequested { path, .. } => {
+                // The time is the envelope's; the executor fills it in through `requested`.
+                let record = self.record(path);
+                if record.approval_requested_at.is_none() {
+                    record.approval_requested_at = Some(String::new());
+                }
+            }
+            RunEvent::ApprovalGiven {
+                path,
+                approved,
+                by,
+                comment,
+                answered_at,
+            } => {
+                self.record(path).decision = Some(Answer {
+                    approved: *approved,
+                    by: by.clone(),
+                    comment: comment.clone(),
+                    at: answered_at.clone(),
+                })
             }
             RunEvent::RunEnded {
                 status, outputs, ..
             } => {
                 self.status = Some(*status);
                 self.outputs = outputs.clone();
+                if status.is_parked() {
+                    self.segment += 1;
+                }
             }
-            RunEvent::RunResumed { .. } => self.status = Some(RunStatus::Running),
-            RunEvent::StepPolling { .. }
-            | RunEvent::StepAttemptFailed { .. }
-            | RunEvent::ApprovalRequested { .. }
-            | RunEvent::ApprovalGiven { .. }
-            | RunEvent::Warning { .. } => {}
+            RunEvent::StepPolling { .. } | RunEvent::Warning { .. } => {}
+        }
+    }
+
+    /// Applies an event with the time it happened, which some records keep.
+    pub fn apply_at(&mut self, event: &RunEvent, at: &str) {
+        self.apply(event);
+        match event {
+            RunEvent::RunStarted { .. } if self.created_at.is_none() => {
+                self.created_at = Some(at.to_owned())
+            }
+            RunEvent::ApprovalRequested { path, .. } => {
+                if let Some(record) = self.steps.get_mut(path)
+                    && record.approval_requested_at.as_deref() == Some("")
+                {
+                    record.approval_requested_at = Some(at.to_owned());
+                }
+            }
+            _ => {}
         }
     }
 
     fn record(&mut self, path: &str) -> &mut StepRecord {
-        if !self.steps.contains_key(path) {
+        if self.seen.insert(path.to_owned()) {
             self.order.push(path.to_owned());
         }
         self.steps.entry(path.to_owned()).or_default()
+    }
+
+    /// Drops the records of the steps a `uses` step at `path` ran.
+    fn forget_children(&mut self, path: &str) {
+        let prefix = format!("{path}/");
+        let children: Vec<String> = self
+            .steps
+            .range(prefix.clone()..)
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for child in children {
+            self.steps.remove(&child);
+        }
     }
 
     /// `steps.<id>` of the context for the steps of one runbook, whose paths start with
@@ -89,7 +208,8 @@ impl RunState {
             let Some(record) = self.steps.get(&path) else {
                 continue;
             };
-            let items: Vec<Value> = (0..record.items.unwrap_or(0))
+            let count = record.expanded.as_ref().map_or(0, Vec::len);
+            let items: Vec<Value> = (0..count)
                 .map(|index| {
                     let item = self.steps.get(&format!("{path}[{index}]"));
                     json!({
@@ -113,5 +233,84 @@ impl RunState {
             );
         }
         Value::Object(steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(path: &str, attempt: u32, fallback: bool) -> RunEvent {
+        RunEvent::StepStarted {
+            path: path.to_owned(),
+            attempt,
+            attempts: 3,
+            fallback,
+        }
+    }
+
+    fn ended(path: &str) -> RunEvent {
+        RunEvent::StepEnded {
+            path: path.to_owned(),
+            status: StepStatus::Succeeded,
+            attempts: 1,
+            via: Some(Via::Action),
+            outputs: json!({}),
+            error: None,
+            item: None,
+            duration_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_new_attempt_of_a_uses_step_forgets_what_its_runbook_did() {
+        let mut state = RunState::default();
+        state.apply(&started("call", 1, false));
+        state.apply(&started("call/a", 1, false));
+        state.apply(&ended("call/a"));
+        state.apply(&started("caller", 1, false));
+        // The same attempt again (a resume) keeps the called runbook's progress...
+        state.apply(&started("call", 1, false));
+        assert!(state.steps.contains_key("call/a"));
+        // ...a new one does not, and leaves steps with a similar name alone.
+        state.apply(&started("call", 2, false));
+        assert!(!state.steps.contains_key("call/a"));
+        assert!(state.steps.contains_key("caller"));
+        state.apply(&started("call/a", 1, false));
+        assert_eq!(state.order, ["call", "call/a", "caller"]);
+    }
+
+    #[test]
+    fn a_failed_attempt_and_the_fallback_are_remembered_for_resume() {
+        let mut state = RunState::default();
+        state.apply(&started("s", 2, false));
+        state.apply(&RunEvent::StepAttemptFailed {
+            path: "s".to_owned(),
+            attempt: 2,
+            error: "boom".to_owned(),
+            retry_in_ms: None,
+            fallback: false,
+        });
+        let record = &state.steps["s"];
+        assert!(record.attempt_failed);
+        assert_eq!(record.action_attempts, 2);
+        state.apply(&started("s", 1, true));
+        let record = &state.steps["s"];
+        assert!(record.fallback && !record.attempt_failed);
+        assert_eq!(record.action_error.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn parking_starts_a_new_segment() {
+        let mut state = RunState::default();
+        state.apply(&ended("cleanup"));
+        state.apply(&RunEvent::RunEnded {
+            status: RunStatus::Interrupted,
+            reason: None,
+            outputs: Value::Null,
+            duration_ms: 1,
+        });
+        assert_eq!(state.steps["cleanup"].segment, 0);
+        assert_eq!(state.segment, 1);
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod json_lines;
 pub mod progress;
+pub mod run_report;
 pub mod summary;
 
 pub use json_lines::JsonLines;

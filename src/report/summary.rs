@@ -23,11 +23,16 @@ pub fn render(outcome: &RunOutcome, run_id: &str) -> String {
         let Some(record) = state.steps.get(path) else {
             continue;
         };
-        let status = record.status.map_or("running", StepStatus::name);
-        let via = if record.via == Some(Via::Fallback) {
-            "  via fallback"
+        let unfinished = if record.approval_requested_at.is_some() {
+            "waiting"
         } else {
-            ""
+            "unfinished"
+        };
+        let status = record.status.map_or(unfinished, StepStatus::name);
+        let via = match record.via {
+            Some(Via::Fallback) => "  via fallback",
+            Some(Via::Verify) => "  verified done",
+            _ => "",
         };
         let _ = writeln!(
             out,

@@ -23,6 +23,10 @@ pub struct Bundle {
     pub root: PathBuf,
     /// Every runbook that loaded, by canonical path.
     pub runbooks: BTreeMap<PathBuf, Loaded>,
+    /// Where each `uses:` leads: (the caller's `file.path`, the `uses` value) to the called
+    /// runbook's canonical path. Worked out once, while loading, so running never looks at
+    /// the file system again (a resumed run may come from sources kept in its journal).
+    pub links: HashMap<(PathBuf, String), PathBuf>,
 }
 
 impl Bundle {
@@ -32,9 +36,12 @@ impl Bundle {
 
     /// The runbook a `uses:` value of `caller` names, if it loaded.
     pub fn called(&self, caller: &Loaded, uses: &str) -> Option<&Loaded> {
-        let path = resolve_uses(&caller.file.path, uses);
-        let canonical = std::fs::canonicalize(path).ok()?;
-        self.runbooks.get(&canonical)
+        self.runbooks.get(self.called_path(caller, uses)?)
+    }
+
+    /// The canonical path of the runbook a `uses:` value of `caller` names.
+    pub fn called_path(&self, caller: &Loaded, uses: &str) -> Option<&PathBuf> {
+        self.links.get(&(caller.file.path.clone(), uses.to_owned()))
     }
 }
 
@@ -105,15 +112,80 @@ pub fn validate_source(file: SourceFile) -> Validation {
     validation
 }
 
+/// Validates runbooks from stored text alone: `root` and every runbook it uses must be in
+/// `sources`, keyed by the canonical paths they were read from. The file system is not read,
+/// so a run resumes with exactly the runbooks it started with.
+pub fn validate_stored(root: &Path, sources: &HashMap<PathBuf, String>) -> Validation {
+    let mut validation = Validation::default();
+    validation.bundle.root = root.to_owned();
+    let mut walk = Walk {
+        stored: Some(sources),
+        ..Walk::default()
+    };
+    match sources.get(root) {
+        Some(text) => walk.visit(
+            SourceFile::new(root, text.as_str()),
+            root.to_owned(),
+            &mut validation,
+        ),
+        None => validation.problems.push(Diagnostic::plain(format!(
+            "the stored sources have no runbook {}",
+            display_path(root)
+        ))),
+    }
+    sort_problems(&mut validation.problems, root);
+    validation
+}
+
+/// A path with `.` and `..` resolved by its text alone.
+fn normalize(path: &Path) -> PathBuf {
+    let mut normal = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    normal
+}
+
 /// The walk over a runbook and the runbooks it uses.
 #[derive(Default)]
-struct Walk {
+struct Walk<'s> {
     /// Runbooks being validated, innermost last: a `uses` of one of them is a cycle.
     stack: Vec<PathBuf>,
     done: HashSet<PathBuf>,
+    /// Read runbooks from here instead of the file system.
+    stored: Option<&'s HashMap<PathBuf, String>>,
 }
 
-impl Walk {
+impl Walk<'_> {
+    fn canonical(&self, path: &Path) -> Option<PathBuf> {
+        match self.stored {
+            Some(sources) => {
+                let normal = normalize(path);
+                sources.contains_key(&normal).then_some(normal)
+            }
+            None => std::fs::canonicalize(path).ok(),
+        }
+    }
+
+    fn read(&self, path: &Path, canonical: &Path) -> Result<SourceFile, Diagnostic> {
+        match self.stored {
+            Some(sources) => match sources.get(canonical) {
+                Some(text) => Ok(SourceFile::new(path, text.as_str())),
+                None => Err(Diagnostic::plain(format!(
+                    "the stored sources have no runbook {}",
+                    display_path(path)
+                ))),
+            },
+            None => load::read_source(path),
+        }
+    }
+
     fn visit(&mut self, file: SourceFile, canonical: PathBuf, validation: &mut Validation) {
         self.done.insert(canonical.clone());
         let (loaded, problems) = load::load(file);
@@ -132,7 +204,7 @@ impl Walk {
 
     fn visit_uses(&mut self, caller: &Loaded, uses: &Spanned<String>, validation: &mut Validation) {
         let path = resolve_uses(&caller.file.path, &uses.value);
-        let Ok(canonical) = std::fs::canonicalize(&path) else {
+        let Some(canonical) = self.canonical(&path) else {
             validation.problems.push(
                 Diagnostic::at(
                     &caller.file,
@@ -153,6 +225,10 @@ impl Walk {
             );
             return;
         };
+        validation.bundle.links.insert(
+            (caller.file.path.clone(), uses.value.clone()),
+            canonical.clone(),
+        );
         if let Some(position) = self.stack.iter().position(|p| *p == canonical) {
             let chain: Vec<String> = self.stack[position..]
                 .iter()
@@ -172,7 +248,7 @@ impl Walk {
         if self.done.contains(&canonical) {
             return;
         }
-        match load::read_source(&path) {
+        match self.read(&path, &canonical) {
             Ok(file) => self.visit(file, canonical, validation),
             Err(problem) => validation.problems.push(
                 Diagnostic::at(&caller.file, uses.span, problem.message).with_label("used here"),
@@ -1018,7 +1094,11 @@ impl<'a> Checker<'a> {
                 });
             let step = self.step(target);
             let by_action = self
-                .body_outputs(step.outputs.as_ref(), step.uses.as_ref())
+                .body_outputs(
+                    step.outputs.as_ref(),
+                    step.uses.as_ref(),
+                    step.approval.is_some(),
+                )
                 .is_some_and(|names| names.iter().any(|n| n == output));
             if by_action && step.fallback.is_some() {
                 self.error(
@@ -1040,20 +1120,29 @@ impl<'a> Checker<'a> {
     /// that did not load).
     fn declared_outputs(&self, index: usize) -> Option<Vec<String>> {
         let step = self.step(index);
-        let mut names = self.body_outputs(step.outputs.as_ref(), step.uses.as_ref())?;
+        let mut names = self.body_outputs(
+            step.outputs.as_ref(),
+            step.uses.as_ref(),
+            step.approval.is_some(),
+        )?;
         if let Some(fallback) = &step.fallback {
-            let from_fallback =
-                self.body_outputs(fallback.outputs.as_ref(), fallback.uses.as_ref())?;
+            let from_fallback = self.body_outputs(
+                fallback.outputs.as_ref(),
+                fallback.uses.as_ref(),
+                fallback.approval.is_some(),
+            )?;
             names.retain(|n| from_fallback.contains(n));
         }
         Some(names)
     }
 
-    /// Output names of one body: its `outputs`, or those of the runbook it `uses`.
+    /// Output names of one body: its `outputs`, or those of the runbook it `uses`, or the
+    /// answer of an approval.
     fn body_outputs(
         &self,
         outputs: Option<&Spanned<SpannedMap<Spanned<String>>>>,
         uses: Option<&Spanned<String>>,
+        approval: bool,
     ) -> Option<Vec<String>> {
         match (outputs, uses) {
             (Some(outputs), _) => Some(outputs.value.keys().map(|k| k.value.clone()).collect()),
@@ -1065,6 +1154,9 @@ impl<'a> Checker<'a> {
                     .map(|k| k.value.clone())
                     .collect()
             }),
+            (None, None) if approval => {
+                Some(["approved_by", "at", "comment"].map(str::to_owned).to_vec())
+            }
             (None, None) => Some(Vec::new()),
         }
     }

@@ -154,4 +154,8 @@ pub trait Store: Send + Sync {
 
     /// Every answer given to a run's approval steps.
     fn decisions<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Decision>>;
+
+    /// Finishes with the store: waits for connections to close, so that SQLite folds its
+    /// write-ahead log back into the database file when no other process uses it.
+    fn close(&self) -> StoreFuture<'_, ()>;
 }

@@ -34,7 +34,7 @@ impl Owner {
         }
         let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), None)
             .map_or_else(|errno| errno == nix::errno::Errno::EPERM, |()| true);
-        if !alive {
+        if !alive || is_zombie(self.pid) {
             return true;
         }
         // The pid is in use; it is our owner only if it started when the owner did.
@@ -61,6 +61,16 @@ pub fn this_host() -> String {
         .ok()
         .and_then(|name| name.into_string().ok())
         .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// A process that has exited but not been reaped still answers signals; it is gone all the
+/// same.
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state == "Z" || state == "X")
+    })
 }
 
 /// Field 22 of `/proc/PID/stat`: the process's start time in ticks since boot.

@@ -1,10 +1,12 @@
 //! Integration tests through the real binary.
 
 mod bad_input;
+mod durable;
 mod events;
 mod examples;
 mod graph;
 mod plan;
+mod reliability;
 mod run;
 mod run_http;
 mod schema;

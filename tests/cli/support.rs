@@ -77,6 +77,9 @@ impl Test {
     pub fn run(self) -> Output {
         let output = Command::new(env!("CARGO_BIN_EXE_runbook"))
             .args(&self.args)
+            // Runs are kept in the test's own state directory unless a test names a store.
+            .env_remove("RUNBOOK_STORE")
+            .env("XDG_STATE_HOME", self.dir.path().join(".state"))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir())
             .env_remove("COLUMNS")

@@ -1,0 +1,197 @@
+//! What `run` and `resume` share once the run is claimed: signals, the journal, the executor,
+//! the summary and the exit status.
+
+use super::args::OutputFormat;
+use super::{ExitStatus, Printer};
+use crate::engine::{self, Envelope, EventSink, RunConfig, RunStatus};
+use crate::report::{self, JsonLines, Progress};
+use crate::runbook::validate::Bundle;
+use crate::store::{Journal, Lease, Store, StoreError, StoreLocation};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// A claimed run, ready to go.
+pub struct Execution {
+    pub bundle: Arc<Bundle>,
+    pub run_id: String,
+    pub inputs: Map<String, Value>,
+    pub secrets: HashMap<PathBuf, Map<String, Value>>,
+    pub max_parallel: Option<u32>,
+    pub output: OutputFormat,
+    pub store: Arc<dyn Store>,
+    pub lease: Lease,
+    /// The journal so far; the next event is number `prior.len() + 1`.
+    pub prior: Vec<Envelope>,
+    pub resumed_by: Option<String>,
+}
+
+/// Runs a claimed run until it ends or parks.
+pub async fn execute(execution: Execution, printer: &Printer) -> ExitStatus {
+    let interrupt = CancellationToken::new();
+    // Handlers are in place before the first step starts: a Ctrl-C at any moment of the run
+    // interrupts it cleanly, never kills it outright.
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(terminate), Ok(int)) => {
+            tokio::spawn(watch_signals(terminate, int, interrupt.clone()));
+        }
+        _ => printer.note("warning: cannot watch for Ctrl-C; an interrupted run stops at once"),
+    }
+    let progress = Arc::new(Progress::new());
+    let sink: Arc<dyn EventSink> = match execution.output {
+        OutputFormat::Human => progress.clone(),
+        OutputFormat::Json => Arc::new(JsonLines),
+    };
+    let store = execution.store.clone();
+    let journal = Arc::new(Journal::start(
+        execution.store.clone(),
+        execution.lease,
+        execution.prior.len() as u64 + 1,
+    ));
+    let run_id = execution.run_id;
+    let config = RunConfig {
+        run_id: run_id.clone(),
+        inputs: execution.inputs,
+        secrets: execution.secrets,
+        max_parallel: execution.max_parallel.map(|n| n as usize),
+        interrupt,
+        journal: journal.clone(),
+        prior: execution.prior,
+        resumed_by: execution.resumed_by,
+        store: Some(execution.store.clone()),
+    };
+    let outcome = engine::run(execution.bundle, config, sink).await;
+    let closed = journal.close().await;
+    let _ = store.close().await;
+    if execution.output == OutputFormat::Human {
+        progress.finish();
+        printer.note(&report::summary::render(&outcome, &run_id));
+        if outcome.status == RunStatus::Succeeded
+            && outcome.outputs.as_object().is_some_and(|o| !o.is_empty())
+            && let Ok(mut text) = serde_json::to_string_pretty(&outcome.outputs)
+        {
+            text.push('\n');
+            printer.out(&text);
+        }
+    }
+    if let Some(error) = outcome.journal_error.or(closed.err()) {
+        printer.error(&format!(
+            "run {run_id} stopped because its journal could not be written: {error}\n\
+             Everything recorded before is intact. Once the store works again, continue with: \
+             runbook resume {run_id}"
+        ));
+        return ExitStatus::Unavailable;
+    }
+    match outcome.status {
+        RunStatus::Succeeded => ExitStatus::Success,
+        RunStatus::Interrupted | RunStatus::Waiting => {
+            printer.note(&format!("continue with: runbook resume {run_id}"));
+            ExitStatus::Parked
+        }
+        RunStatus::Failed | RunStatus::Cancelled | RunStatus::Running => ExitStatus::Failure,
+    }
+}
+
+/// The first Ctrl-C or SIGTERM interrupts the run: running steps are cancelled and
+/// `finally` runs. A second one exits at once.
+async fn watch_signals(
+    mut terminate: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+    interrupt: CancellationToken,
+) {
+    let mut seen = 0;
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = int.recv() => {}
+        }
+        seen += 1;
+        if seen == 1 {
+            eprintln!(
+                "interrupted: cancelling running steps, then running `finally` (press Ctrl-C again to exit now)"
+            );
+            interrupt.cancel();
+        } else {
+            eprintln!("exiting now");
+            std::process::exit(3);
+        }
+    }
+}
+
+/// The store named by `--store` or `RUNBOOK_STORE`, else the default one.
+pub fn store_location(url: Option<&str>, printer: &Printer) -> Result<StoreLocation, ExitStatus> {
+    StoreLocation::resolve(url).map_err(|error| {
+        printer.error(&error.to_string());
+        ExitStatus::Invalid
+    })
+}
+
+/// Reports a store error and picks the exit status: a run that does not exist is a mistake
+/// on the command line; everything else means the journal cannot be used right now.
+pub fn store_failure(error: &StoreError, printer: &Printer) -> ExitStatus {
+    match error {
+        StoreError::NotFound(_)
+        | StoreError::Exists(_)
+        | StoreError::Location(_)
+        | StoreError::AlreadyDecided { .. } => {
+            printer.error(&error.to_string());
+            ExitStatus::Invalid
+        }
+        StoreError::Owned { run_id, owner } => {
+            printer.error(&format!(
+                "run {run_id} is already being run by {owner}; \
+                 wait for it to end, or stop that process and resume again"
+            ));
+            ExitStatus::Unavailable
+        }
+        _ => {
+            printer.error(&error.to_string());
+            ExitStatus::Unavailable
+        }
+    }
+}
+
+/// A multi-threaded runtime for the commands that talk to a store.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// The secrets of every runbook of the bundle, from their `env` or `file`; a missing one is
+/// reported, and nothing runs.
+pub fn resolve_secrets(
+    bundle: &Bundle,
+    printer: &Printer,
+) -> Result<HashMap<PathBuf, Map<String, Value>>, ExitStatus> {
+    let mut resolved = HashMap::new();
+    for (path, loaded) in &bundle.runbooks {
+        match crate::engine::secrets::resolve(loaded) {
+            Ok(values) => {
+                resolved.insert(path.clone(), values);
+            }
+            Err(error) => {
+                printer.error(&error.to_string());
+                return Err(ExitStatus::Invalid);
+            }
+        }
+    }
+    Ok(resolved)
+}
+
+/// Opens the store named on the command line, reporting why it cannot be.
+pub async fn open_store(
+    url: Option<&str>,
+    printer: &Printer,
+) -> Result<Arc<dyn Store>, ExitStatus> {
+    let location = store_location(url, printer)?;
+    crate::store::open(&location)
+        .await
+        .map_err(|error| store_failure(&error, printer))
+}

@@ -1,0 +1,128 @@
+use super::args::ResumeArgs;
+use super::execute::{self, Execution, resolve_secrets, runtime, store_failure, store_location};
+use super::run::sha256_hex;
+use super::{ExitStatus, Printer};
+use crate::engine::state::RunState;
+use crate::engine::{Envelope, RunEvent};
+use crate::runbook::validate::validate_stored;
+use crate::store::{self, Lease, Owner, Store};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// `runbook resume RUN_ID`: claim the run, rebuild it from its journal (with the runbook
+/// sources stored there, not the files on disk), resolve secrets again, and carry on.
+pub fn resume(args: &ResumeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let location = match store_location(args.store.store.as_deref(), printer) {
+        Ok(location) => location,
+        Err(status) => return Ok(status),
+    };
+    let runtime = runtime()?;
+    let status = runtime.block_on(async {
+        let store = match store::open(&location).await {
+            Ok(store) => store,
+            Err(error) => return store_failure(&error, printer),
+        };
+        // Claim first: the journal read next cannot change under us.
+        let lease = match store.claim(&args.run_id, &Owner::current()).await {
+            Ok(lease) => lease,
+            Err(error) => return store_failure(&error, printer),
+        };
+        match prepare(args, store.clone(), lease.clone(), printer).await {
+            Ok(execution) => execute::execute(execution, printer).await,
+            Err(status) => {
+                // Nothing ran: let the next attempt claim the run at once.
+                let _ = store.release(&lease).await;
+                status
+            }
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(status)
+}
+
+async fn prepare(
+    args: &ResumeArgs,
+    store: Arc<dyn Store>,
+    lease: Lease,
+    printer: &Printer,
+) -> Result<Execution, ExitStatus> {
+    let run_id = &args.run_id;
+    let prior = store
+        .events(run_id)
+        .await
+        .map_err(|error| store_failure(&error, printer))?;
+    let mut state = RunState::default();
+    for envelope in &prior {
+        state.apply(&envelope.event);
+    }
+    if let Some(status) = state
+        .status
+        .filter(|s| !s.is_parked() && s.name() != "running")
+    {
+        printer.error(&format!(
+            "run {run_id} has already ended ({}); there is nothing to resume",
+            status.name()
+        ));
+        return Err(ExitStatus::Invalid);
+    }
+    let Some(Envelope {
+        event: RunEvent::RunStarted {
+            inputs, sources, ..
+        },
+        ..
+    }) = prior.first()
+    else {
+        printer.error(&format!(
+            "the journal of run {run_id} does not start with the run's creation; it cannot be resumed"
+        ));
+        return Err(ExitStatus::Unavailable);
+    };
+    let Some(root) = sources.first() else {
+        printer.error(&format!(
+            "the journal of run {run_id} holds no runbook source; it cannot be resumed"
+        ));
+        return Err(ExitStatus::Unavailable);
+    };
+    let texts: HashMap<PathBuf, String> = sources
+        .iter()
+        .map(|s| (PathBuf::from(&s.path), s.text.clone()))
+        .collect();
+    // Edits since the run started do not apply to it; say so, so nobody is surprised.
+    for source in sources {
+        match std::fs::read_to_string(&source.path) {
+            Ok(text) if sha256_hex(&text) == source.sha256 => {}
+            Ok(_) => printer.note(&format!(
+                "note: {} has changed since run {run_id} started; resuming with the runbook as it was then (kept in the journal)",
+                source.path
+            )),
+            Err(_) => printer.note(&format!(
+                "note: {} is gone; resuming with the runbook as it was when run {run_id} started (kept in the journal)",
+                source.path
+            )),
+        }
+    }
+    let validation = validate_stored(&PathBuf::from(&root.path), &texts);
+    if !validation.is_valid() {
+        printer.diagnostics(&validation.problems);
+        printer.error(&format!(
+            "the runbook stored with run {run_id} is not valid for this version of runbook"
+        ));
+        return Err(ExitStatus::Invalid);
+    }
+    let bundle = Arc::new(validation.bundle);
+    let resolved = resolve_secrets(&bundle, printer)?;
+    let inputs = inputs.as_object().cloned().unwrap_or_default();
+    Ok(Execution {
+        bundle,
+        run_id: run_id.clone(),
+        inputs,
+        secrets: resolved,
+        max_parallel: args.max_parallel,
+        output: args.output,
+        store,
+        resumed_by: Some(lease.owner.to_string()),
+        lease,
+        prior,
+    })
+}

@@ -1,0 +1,112 @@
+use super::args::{ListFormat, RunsArgs, RunsCommand, RunsListArgs, RunsShowArgs, ShowFormat};
+use super::execute::{open_store, runtime, store_failure};
+use super::{ExitStatus, Printer};
+use crate::report::run_report::{RunReport, shown_status};
+use serde_json::json;
+use std::fmt::Write;
+
+/// `runbook runs list` and `runbook runs show RUN_ID`.
+pub fn runs(args: &RunsArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    match &args.command {
+        RunsCommand::List(args) => list(args, printer),
+        RunsCommand::Show(args) => show(args, printer),
+    }
+}
+
+fn list(args: &RunsListArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    runtime()?.block_on(async {
+        let store = match open_store(args.store.store.as_deref(), printer).await {
+            Ok(store) => store,
+            Err(status) => return Ok(status),
+        };
+        let runs = store.runs().await;
+        let _ = store.close().await;
+        let runs = match runs {
+            Ok(runs) => runs,
+            Err(error) => return Ok(store_failure(&error, printer)),
+        };
+        match args.format {
+            ListFormat::Json => {
+                let rows: Vec<_> = runs
+                    .iter()
+                    .map(|run| {
+                        json!({
+                            "id": run.id,
+                            "runbook": run.runbook,
+                            "file": run.file,
+                            "status": shown_status(run),
+                            "started_at": run.created_at,
+                            "ended_at": run.ended_at,
+                            "duration_ms": run.duration_ms,
+                        })
+                    })
+                    .collect();
+                printer.out(&(serde_json::to_string_pretty(&rows)? + "\n"));
+            }
+            ListFormat::Text if runs.is_empty() => {
+                printer.note(&format!("no runs in {}", store.location()));
+            }
+            ListFormat::Text => {
+                let id_width = runs.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
+                let name_width = runs
+                    .iter()
+                    .map(|r| r.runbook.chars().count())
+                    .max()
+                    .unwrap_or(7)
+                    .max(7);
+                let mut out = String::new();
+                let _ = writeln!(
+                    out,
+                    "{:<id_width$}  {:<name_width$}  {:<11}  {:<20}  duration",
+                    "id", "runbook", "status", "started"
+                );
+                for run in &runs {
+                    let started = run.created_at.get(..19).unwrap_or(&run.created_at);
+                    let duration = run
+                        .duration_ms
+                        .map(|ms| {
+                            crate::runbook::Duration(std::time::Duration::from_millis(ms))
+                                .to_string()
+                        })
+                        .unwrap_or_else(|| "-".to_owned());
+                    let _ = writeln!(
+                        out,
+                        "{:<id_width$}  {:<name_width$}  {:<11}  {:<20}  {duration}",
+                        run.id,
+                        run.runbook,
+                        shown_status(run),
+                        format!("{started}Z"),
+                    );
+                }
+                printer.out(&out);
+            }
+        }
+        Ok(ExitStatus::Success)
+    })
+}
+
+fn show(args: &RunsShowArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    runtime()?.block_on(async {
+        let store = match open_store(args.store.store.as_deref(), printer).await {
+            Ok(store) => store,
+            Err(status) => return Ok(status),
+        };
+        let summary = match store.run(&args.run_id).await {
+            Ok(summary) => summary,
+            Err(error) => return Ok(store_failure(&error, printer)),
+        };
+        let events = store.events(&args.run_id).await;
+        let _ = store.close().await;
+        let events = match events {
+            Ok(events) => events,
+            Err(error) => return Ok(store_failure(&error, printer)),
+        };
+        let report = RunReport::new(&summary, &events);
+        printer.out(&match args.format {
+            ShowFormat::Text => report.text(),
+            ShowFormat::Json => report.json(),
+            ShowFormat::Markdown => report.markdown(),
+        });
+        Ok(ExitStatus::Success)
+    })
+}
