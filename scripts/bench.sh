@@ -3,6 +3,8 @@
 #
 #   validate, 10,000 steps          criterion, benches/validate.rs
 #   engine per step (asserts)       criterion, benches/engine.rs      aim: < 50 µs a step
+#   durable journal per step        criterion, benches/journal.rs     aim: < 1 ms a step (chain)
+#   resume of 10,000 ended steps    criterion, benches/journal.rs     aim: < 1 s
 #   exec /bin/true x1000            the release binary against a shell loop   aim: < 1.5x
 #   peak memory, 10,000 steps       the release binary under GNU time        aim: < 100 MB
 #
@@ -12,6 +14,8 @@ cd "$(dirname "$0")/.."
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# Runs of the binary below are journaled here, on the disk, not in the user's state directory.
+export RUNBOOK_STORE="sqlite:$work/store/runs.db"
 step() { printf '\n==> %s\n' "$*" >&2; }
 
 # Installs an apt package when its command is missing and apt can be used; never fails.
@@ -72,14 +76,17 @@ step "cargo build --release"
 cargo build --locked --release
 binary=target/release/runbook
 
-step "cargo bench (validate, engine)"
-for bench in validate engine; do
+step "cargo bench (validate, engine, journal)"
+for bench in validate engine journal; do
   cargo bench --locked --bench "$bench" -- --noplot 2>&1 | tee "$work/$bench.txt" |
     grep -E "^$bench|time:"
 done
 validate_s=$(criterion_seconds "validate/" "$work/validate.txt")
 chain_s=$(criterion_seconds "engine/chain of 1000 asserts" "$work/engine.txt")
 wide_s=$(criterion_seconds "engine/10000 independent asserts" "$work/engine.txt")
+journal_chain_s=$(criterion_seconds "journal/chain of 1000 asserts" "$work/journal.txt")
+journal_wide_s=$(criterion_seconds "journal/10000 independent asserts" "$work/journal.txt")
+resume_s=$(criterion_seconds "journal/resume of 10000 ended steps" "$work/journal.txt")
 
 step "exec /bin/true x1000: runbook against a shell loop"
 exec_runbook 1000 >"$work/exec.yaml"
@@ -125,12 +132,16 @@ else
 fi
 
 per_step() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f µs/step", s / n * 1e6 }'; }
+overhead() { awk -v j="$1" -v e="$2" -v n="$3" 'BEGIN { printf "%.1f µs/step", (j - e) / n * 1e6 }'; }
 cat <<EOF
 
 validate, 10,000 steps:                 $(awk -v s="$validate_s" 'BEGIN { printf "%.2f s", s }')
 engine, chain of 1,000 assert steps:    $(per_step "$chain_s" 1000)
 engine, 10,000 independent asserts:     $(per_step "$wide_s" 10000)
-exec /bin/true x1000: runbook $(awk -v r="$exec_runbook_s" -v s="$exec_shell_s" \
+journaled, chain of 1,000 asserts:      $(per_step "$journal_chain_s" 1000) (journal: $(overhead "$journal_chain_s" "$chain_s" 1000))
+journaled, 10,000 independent asserts:  $(per_step "$journal_wide_s" 10000) (journal: $(overhead "$journal_wide_s" "$wide_s" 10000))
+resume of 10,000 ended steps:           $(awk -v s="$resume_s" 'BEGIN { printf "%.0f ms", s * 1e3 }')
+exec /bin/true x1000 (journaled): runbook $(awk -v r="$exec_runbook_s" -v s="$exec_shell_s" \
   'BEGIN { printf "%.2f s, shell %.2f s (ratio %.2f)", r, s, r / s }')
 peak memory, 10,000 assert steps:       $peak
 EOF

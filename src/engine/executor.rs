@@ -917,7 +917,10 @@ impl Run {
     }
 
     /// Records how a step (or one instance of it) ended.
-    /// Durable before it returns, so that nothing that depends on the step starts first.
+    /// Queues the step's end without waiting for the disk. Nothing that depends on it can act
+    /// before it is durable all the same: journal writes keep their order, and a dependent's
+    /// action waits for its own start to be durable, which a commit makes durable together
+    /// with (or after) this end. A chain of steps so costs one commit a step, not two.
     async fn end(
         &self,
         path: &str,
@@ -926,18 +929,16 @@ impl Run {
         ending: Ending,
     ) -> StepStatus {
         let status = ending.status;
-        let _ = self
-            .emit(RunEvent::StepEnded {
-                path: path.to_owned(),
-                status: ending.status,
-                attempts: ending.attempts,
-                via: ending.via,
-                outputs: ending.outputs,
-                error: ending.error,
-                item,
-                duration_ms: started.elapsed().as_millis() as u64,
-            })
-            .await;
+        drop(self.emit(RunEvent::StepEnded {
+            path: path.to_owned(),
+            status: ending.status,
+            attempts: ending.attempts,
+            via: ending.via,
+            outputs: ending.outputs,
+            error: ending.error,
+            item,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }));
         status
     }
 
