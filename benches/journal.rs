@@ -181,8 +181,11 @@ fn durable(c: &mut Criterion) {
                         .create(&run_id, &Owner::current(), &first)
                         .await
                         .expect("create");
-                    let extra: Vec<Envelope> =
-                        ended.iter().cloned().map(|e| envelope(&run_id, e)).collect();
+                    let extra: Vec<Envelope> = ended
+                        .iter()
+                        .cloned()
+                        .map(|e| envelope(&run_id, e))
+                        .collect();
                     store.append(&lease, 2, &extra).await.expect("append");
                     store.release(&lease).await.expect("release");
                     (lease, extra.len())
@@ -195,11 +198,8 @@ fn durable(c: &mut Criterion) {
                         .await
                         .expect("claim");
                     let prior = store.events(&run_id).await.expect("read the journal");
-                    let journal = Arc::new(Journal::start(
-                        store.clone(),
-                        lease,
-                        prior.len() as u64 + 1,
-                    ));
+                    let journal =
+                        Arc::new(Journal::start(store.clone(), lease, prior.len() as u64 + 1));
                     let config = RunConfig {
                         run_id: run_id.clone(),
                         inputs: inputs.clone(),

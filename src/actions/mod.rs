@@ -1,4 +1,4 @@
-//! The actions a step runs: `exec`, `http`, `assert`, `sleep`.
+//! The actions a step runs: `exec`, `http`, `kubernetes`, `assert`, `sleep`.
 //!
 //! Each action lives in its own file behind the small [`Action`] trait and is found by its
 //! YAML key through [`action_for`]. An action gets its body exactly as the runbook wrote it
@@ -14,6 +14,7 @@ pub mod assert;
 mod body;
 pub mod exec;
 pub mod http;
+pub mod kubernetes;
 pub mod sleep;
 
 use std::future::Future;
@@ -30,6 +31,10 @@ pub type RenderFn<'a> = dyn Fn(&Value, Escape) -> Result<Value, RenderError> + S
 /// Evaluates one jq expression over the step's context, to its first value.
 pub type EvalFn<'a> = dyn Fn(&str) -> Result<Value, String> + Sync + 'a;
 
+/// Evaluates one jq expression over a value (a resource, a response), with the step's context
+/// at `$ctx`, to its first value.
+pub type EvalOverFn<'a> = dyn Fn(&str, &Value) -> Result<Value, String> + Sync + 'a;
+
 /// Shows the user a message they must see (a warning), wherever the engine sends output.
 pub type WarnFn<'a> = dyn Fn(String) + Sync + 'a;
 
@@ -42,6 +47,8 @@ pub struct ActionInput<'a> {
     pub render: &'a RenderFn<'a>,
     /// Evaluates a jq expression over the context (used by `assert`).
     pub eval: &'a EvalFn<'a>,
+    /// Evaluates a jq expression over a value, the context at `$ctx` (`kubernetes.wait`).
+    pub eval_over: &'a EvalOverFn<'a>,
     /// Cancelled when the attempt times out, the run reaches its deadline or the user
     /// interrupts it: the action stops promptly and cleans up after itself.
     pub cancel: CancellationToken,
@@ -125,6 +132,7 @@ impl ActionError {
 static ACTIONS: &[&dyn Action] = &[
     &exec::Exec::DEFAULT,
     &http::Http::DEFAULT,
+    &kubernetes::Kubernetes,
     &assert::Assert,
     &sleep::Sleep,
 ];
@@ -144,7 +152,9 @@ mod tests {
             let found = action_for(action.key()).map(Action::key);
             assert_eq!(found, Some(action.key()));
         }
-        assert!(action_for("kubernetes").is_none());
+        // `uses` and `approval` are the executor's own, not actions.
+        assert!(action_for("uses").is_none());
+        assert!(action_for("approval").is_none());
         assert!(action_for("").is_none());
     }
 

@@ -195,3 +195,14 @@ pub async fn open_store(
         .await
         .map_err(|error| store_failure(&error, printer))
 }
+
+/// Refuses to start a run whose `kubernetes` steps cannot reach a cluster configuration: a
+/// broken kubeconfig or a missing context is found before anything runs.
+pub async fn check_kubernetes(bundle: &Bundle, printer: &Printer) -> Result<(), ExitStatus> {
+    crate::actions::kubernetes::preflight(bundle)
+        .await
+        .map_err(|error| {
+            printer.error(&format!("kubernetes: {error}"));
+            ExitStatus::Invalid
+        })
+}

@@ -198,6 +198,14 @@ fn write_body(out: &mut String, body: &Value, indent: &str) {
             Value::String(text) => {
                 let _ = writeln!(out, "{indent}{key}: {text}");
             }
+            // A Kubernetes patch or manifest: shown whole, as the document that is sent.
+            Value::Object(_) | Value::Array(_) if matches!(key.as_str(), "patch" | "manifest") => {
+                let _ = writeln!(out, "{indent}{key}:");
+                let pretty = serde_json::to_string_pretty(value).unwrap_or_default();
+                for line in pretty.lines() {
+                    let _ = writeln!(out, "{indent}  │ {line}");
+                }
+            }
             other => {
                 let _ = writeln!(
                     out,

@@ -112,6 +112,7 @@ async fn prepare(
     }
     let bundle = Arc::new(validation.bundle);
     let resolved = resolve_secrets(&bundle, printer)?;
+    execute::check_kubernetes(&bundle, printer).await?;
     let inputs = inputs.as_object().cloned().unwrap_or_default();
     Ok(Execution {
         bundle,

@@ -50,6 +50,9 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     };
     let runtime = runtime()?;
     let status = runtime.block_on(async {
+        if let Err(status) = execute::check_kubernetes(&bundle, printer).await {
+            return status;
+        }
         let store = match store::open(&location).await {
             Ok(store) => store,
             Err(error) => return store_failure(&error, printer),

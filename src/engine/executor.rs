@@ -1461,6 +1461,9 @@ impl Run {
         let render =
             |value: &Value, escape: Escape| template::render_value(value, &context, escape);
         let eval = |expression: &str| self.evaluate(expression, jq_context.clone(), &jq_context);
+        let eval_over = |expression: &str, value: &Value| {
+            self.evaluate(expression, jq::to_val(value), &jq_context)
+        };
         let warn = |message: String| {
             drop(self.emit(RunEvent::Warning {
                 path: Some(instance.path.clone()),
@@ -1471,6 +1474,7 @@ impl Run {
             body: &raw,
             render: &render,
             eval: &eval,
+            eval_over: &eval_over,
             cancel: cancel.clone(),
             warn: &warn,
             step_path: &instance.path,

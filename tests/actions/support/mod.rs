@@ -74,11 +74,22 @@ impl Runner {
             })?;
             program.first(ctx, ctx)
         };
+        let eval_over = |expression: &str, value: &Value| {
+            let program = jq::compile(expression).map_err(|errors| {
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?;
+            program.first(value, ctx)
+        };
         let warn = move |message: String| collected.lock().expect("warnings").push(message);
         let input = ActionInput {
             body: &body,
             render: &render,
             eval: &eval,
+            eval_over: &eval_over,
             cancel: self.cancel.clone(),
             warn: &warn,
             step_path: "tests/step",
