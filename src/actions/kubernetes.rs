@@ -145,7 +145,8 @@ impl Request {
             body,
             &["context", "get", "create", "patch", "delete", "wait"],
         )?;
-        let context = fields.text("context")?;
+        // An empty context (an input left at its default "") means the current one.
+        let context = fields.text("context")?.filter(|c| !c.is_empty());
         let target = |place: &str, value: &Value, extra: &[&str]| -> Result<Target, ActionError> {
             let mut known = vec!["api_version", "kind", "name", "namespace"];
             known.extend_from_slice(extra);
