@@ -1,0 +1,2094 @@
+//! A small reconciler that plays the Apache Flink Kubernetes Operator's part against the
+//! Kubernetes API double (`kube_api.rs`) and a REAL local Flink: the session cluster of
+//! `scripts/flink-sandbox.sh`, driven through its REST API. It follows the operator's documented
+//! behaviour (flink-kubernetes-operator docs: "Custom Resource Overview", "Job Management",
+//! "Snapshots", "Status and Lifecycle", and the CRD reference).
+//!
+//! How it talks to the double: in-process, through [`ApiStore`] (`get`/`list`/`put_status`/
+//! `update_object`), which applies the same rules as HTTP writes (status subresource,
+//! resourceVersion, finalizers) but is neither logged nor subject to injected conflicts, so a
+//! test's request log and conflict injection only concern the client under test. Every
+//! `POLL_INTERVAL` (250 ms) it lists the FlinkDeployments and FlinkStateSnapshots and
+//! reconciles each; a status is written only when it changes (an unchanged write does not
+//! bump the resourceVersion), so clients patching with a resourceVersion are not disturbed.
+//!
+//! FlinkDeployment (application mode emulated on the session sandbox): each FlinkDeployment
+//! owns one job, submitted from the sandbox's job jar (`spec.job.jarURI` is ignored) with
+//! `--name <metadata.name>` followed by `spec.job.args`, `spec.job.parallelism` and
+//! `allowNonRestoredState`. The operator adds the finalizer
+//! `flinkdeployments.flink.apache.org/finalizer` and cancels the job when the resource is
+//! deleted. A spec that differs from `status.reconciliationStatus.lastReconciledSpec` is acted on:
+//! - first deployment: start, from `spec.job.initialSavepointPath` (or
+//!   `initialStateReference.path`) when given; `state: suspended` only records the spec;
+//! - upgrade (running → running), per `spec.job.upgradeMode` (default `stateless`):
+//!   `savepoint` stops the job with a savepoint (`POST /jobs/:id/stop`), records the path in
+//!   `status.jobStatus.upgradeSavepointPath` and `jobStatus.savepointInfo` (`lastSavepoint`,
+//!   `savepointHistory`, trigger type UPGRADE) and starts the new job from it; `last-state`
+//!   cancels the job and restarts from its latest retained checkpoint (HA metadata stands in
+//!   for it in the real operator); `stateless` cancels and starts from empty state. When the
+//!   job is not running (failed, or never came up) `savepoint` and `last-state` fall back to the
+//!   latest checkpoint of the last job, then to `upgradeSavepointPath`, as the documented
+//!   last-state fallback does;
+//! - `state: suspended` stops the job the same way (savepoint mode: stop with savepoint) and
+//!   reports SUSPENDED; back to `running` restores from the last savepoint (savepoint mode), the
+//!   last checkpoint (last-state) or empty state (stateless);
+//! - a changed `spec.job.savepointRedeployNonce` with `initialSavepointPath` (or
+//!   `initialStateReference.path`) set cancels the job and starts from that path (the
+//!   documented redeploy from savepoint); `upgradeSavepointPath` then names that path. As in
+//!   the real operator, changing `initialSavepointPath` alone on an existing deployment is an
+//!   ordinary upgrade (the path is only read at the first deployment or with a new nonce).
+//!
+//! A savepoint needs all the job's tasks running: a savepoint upgrade waits for them (up to
+//! 30 s; a job that stays unhealthy is upgraded with its last state, the documented fallback),
+//! and a snapshot is triggered once they run (the real operator would count a declined
+//! savepoint as a failed attempt and back off). A stop with savepoint that fails leaves the
+//! old job running and the old spec deployed, with `status.error`, and is retried after 10 s.
+//!
+//! While stopping, `status.reconciliationStatus.state` and `lifecycleState` are UPGRADING (at
+//! least one poll interval); after the new job is submitted they are DEPLOYED, and STABLE once
+//! the job is observed RUNNING (`lastStableSpec` = `lastReconciledSpec`). `observedGeneration`
+//! is written together with the state that reflects it. `lifecycleState` is computed from the
+//! rest of the status as the operator's `getLifecycleState` does: CREATED, UPGRADING,
+//! SUSPENDED, FAILED (job FAILED, JobManager deployment ERROR, or an error before the first
+//! deployment), STABLE, DEPLOYED.
+//!
+//! Test convention for a spec that fails to start (both are documented behaviours of the real
+//! operator, reached through different causes):
+//! - `spec.job.args` containing `--fail-at-count N`: a REAL failure: the sandbox job throws when
+//!   a key reaches N and Flink fails it after its restarts (a few seconds); the operator
+//!   observes `jobStatus.state: FAILED`, sets `status.error` from the job's exception history,
+//!   and `lifecycleState` is FAILED.
+//! - `spec.image` containing `broken`: emulates an image that cannot be pulled: no job is
+//!   submitted, `jobManagerDeploymentStatus: ERROR`, `status.error` names a
+//!   DeploymentFailedException (ErrImagePull), `lifecycleState: FAILED`. Fixing the spec
+//!   restores from `upgradeSavepointPath` (the savepoint taken when stopping the old job).
+//!
+//! FlinkStateSnapshot (`spec.jobReference{kind: FlinkDeployment, name}`,
+//! `spec.savepoint{path, formatType, alreadyExists, disposeOnDelete}` or `spec.checkpoint: {}`):
+//! TRIGGER_PENDING → a real savepoint (`POST /jobs/:id/savepoints` with a caller-chosen
+//! triggerId; `spec.savepoint.path` or the deployment's savepoint directory as target) or a full
+//! checkpoint → IN_PROGRESS (`status.triggerId`, `triggerTimestamp`) → COMPLETED with
+//! `status.path` (as Flink reports it: `file:/...`) and `resultTimestamp`, or an error:
+//! `status.error`, `failures` + 1, retried with backoff until `spec.backoffLimit` (default -1:
+//! forever) is exceeded, then FAILED. A job that stops while the snapshot is in progress makes
+//! it ABANDONED. `alreadyExists: true` completes at once with `spec.savepoint.path` and takes no
+//! savepoint. On deletion (finalizer `flinkstatesnapshots.flink.apache.org/finalizer`) a
+//! completed savepoint is disposed through Flink only when `disposeOnDelete` is true (the
+//! default); with false the files stay.
+//!
+//! Deliberately not done: rollbacks, FlinkSessionJob, the JobManager/TaskManager resources,
+//! periodic and nonce-triggered savepoints, `restartNonce` semantics beyond "any spec change is
+//! an upgrade", HA metadata, and snapshot backoff at the real pace (1 s doubling up to 10 s here
+//! instead of 10 s doubling, to keep tests short). [`Operator::stop`] (and dropping the
+//! operator) cancels the jobs it started that still run, so a shared sandbox is left clean.
+//!
+//! Also here: [`SandboxEnv`] (read from a sandbox's `env` file) and [`FlinkSandbox`] (attach
+//! to the sandbox named by `RUNBOOK_FLINK_ENV`, or start one with `scripts/flink-sandbox.sh
+//! start` in a temporary directory and stop it when dropped).
+//!
+//! Include it next to `kube_api.rs` as a sibling module (`use super::kube_api`).
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::kube_api::{ApiStore, KubeApi};
+
+/// How often the operator looks at the resources.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+const DEPLOYMENT: &str = "FlinkDeployment";
+const SNAPSHOT: &str = "FlinkStateSnapshot";
+const DEPLOYMENT_FINALIZER: &str = "flinkdeployments.flink.apache.org/finalizer";
+const SNAPSHOT_FINALIZER: &str = "flinkstatesnapshots.flink.apache.org/finalizer";
+const API_VERSION: &str = "flink.apache.org/v1beta1";
+
+/// How long a stop with savepoint may take (a backpressured job can take a minute).
+const STOP_TIMEOUT: Duration = Duration::from_secs(120);
+const CANCEL_TIMEOUT: Duration = Duration::from_secs(60);
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(300);
+const DISPOSAL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Wait after a failed upgrade before trying again.
+const UPGRADE_RETRY: Duration = Duration::from_secs(10);
+/// How long a savepoint upgrade waits for an unhealthy job before using its last state.
+const UNHEALTHY_FALLBACK: Duration = Duration::from_secs(30);
+const FLINK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const FLINK_IO_TIMEOUT: Duration = Duration::from_secs(60);
+const SANDBOX_START_TIMEOUT: Duration = Duration::from_secs(300);
+const SANDBOX_STOP_TIMEOUT: Duration = Duration::from_secs(120);
+
+// ---------------------------------------------------------------------------------------------
+// The sandbox
+
+/// What a sandbox's `env` file says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxEnv {
+    /// `http://127.0.0.1:PORT` (FLINK_URL).
+    pub url: String,
+    /// The stateful job's jar (FLINK_JOB_JAR).
+    pub job_jar: PathBuf,
+    /// `file:///DIR/savepoints` (FLINK_SAVEPOINTS).
+    pub savepoints: String,
+    /// `file:///DIR/checkpoints` (FLINK_CHECKPOINTS).
+    pub checkpoints: String,
+    /// The sandbox directory (FLINK_SANDBOX).
+    pub dir: PathBuf,
+}
+
+impl SandboxEnv {
+    /// Reads `DIR/env` as `scripts/flink-sandbox.sh start` writes it.
+    pub fn from_env_file(path: &Path) -> Result<SandboxEnv, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let vars = parse_env_file(&text);
+        let var = |name: &str| {
+            vars.get(name)
+                .cloned()
+                .ok_or_else(|| format!("{} has no {name}", path.display()))
+        };
+        Ok(SandboxEnv {
+            url: var("FLINK_URL")?,
+            job_jar: PathBuf::from(var("FLINK_JOB_JAR")?),
+            savepoints: var("FLINK_SAVEPOINTS")?,
+            checkpoints: var("FLINK_CHECKPOINTS")?,
+            dir: PathBuf::from(var("FLINK_SANDBOX")?),
+        })
+    }
+}
+
+/// `export KEY=value` lines, values shell-quoted as bash's `printf %q` writes them.
+fn parse_env_file(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let (key, value) = line.split_once('=')?;
+            Some((key.trim().to_owned(), shell_unquote(value)))
+        })
+        .collect()
+}
+
+/// Undoes the quoting of `printf %q`: backslash escapes, '...' and $'...' (simple escapes).
+fn shell_unquote(value: &str) -> String {
+    let mut out = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            '\'' => out.extend(chars.by_ref().take_while(|c| *c != '\'')),
+            '$' if chars.peek() == Some(&'\'') => {
+                chars.next();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\'' => break,
+                        '\\' => match chars.next() {
+                            Some('n') => out.push('\n'),
+                            Some('t') => out.push('\t'),
+                            Some(other) => out.push(other),
+                            None => {}
+                        },
+                        other => out.push(other),
+                    }
+                }
+            }
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '"' => break,
+                        '\\' => out.extend(chars.next()),
+                        other => out.push(other),
+                    }
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// A running sandbox Flink: the one `RUNBOOK_FLINK_ENV` names, or one started here (and
+/// stopped when this is dropped).
+pub struct FlinkSandbox {
+    env: SandboxEnv,
+    /// The temporary directory holding a sandbox this started.
+    started: Option<tempfile::TempDir>,
+}
+
+impl FlinkSandbox {
+    /// Attaches to `RUNBOOK_FLINK_ENV`'s sandbox, or starts one in a temporary directory
+    /// (scripts/flink-sandbox.sh start; up to 5 minutes). An error says why none is available;
+    /// tests should fail on it, not skip.
+    pub fn start() -> Result<FlinkSandbox, String> {
+        if let Some(env_file) = std::env::var_os("RUNBOOK_FLINK_ENV").filter(|v| !v.is_empty()) {
+            let env = SandboxEnv::from_env_file(Path::new(&env_file))?;
+            FlinkRest::new(&env.url)?
+                .get("/overview")
+                .map_err(|e| format!("the sandbox of RUNBOOK_FLINK_ENV does not answer: {e}"))?;
+            return Ok(FlinkSandbox { env, started: None });
+        }
+        let temp = tempfile::Builder::new()
+            .prefix("runbook-flink-")
+            .tempdir()
+            .map_err(|e| format!("creating a temporary directory: {e}"))?;
+        let dir = temp.path().join("sandbox");
+        let log = temp.path().join("start.log");
+        let outcome = run_script(&["start"], &dir, &log, SANDBOX_START_TIMEOUT)
+            .and_then(|()| SandboxEnv::from_env_file(&dir.join("env")));
+        match outcome {
+            Ok(env) => Ok(FlinkSandbox {
+                env,
+                started: Some(temp),
+            }),
+            Err(error) => {
+                let output = std::fs::read_to_string(&log).unwrap_or_default();
+                let _ = run_script(
+                    &["stop"],
+                    &dir,
+                    &temp.path().join("stop.log"),
+                    SANDBOX_STOP_TIMEOUT,
+                );
+                Err(format!(
+                    "scripts/flink-sandbox.sh start failed: {error}\n{}",
+                    tail(&output, 60)
+                ))
+            }
+        }
+    }
+
+    pub fn env(&self) -> &SandboxEnv {
+        &self.env
+    }
+}
+
+impl Drop for FlinkSandbox {
+    fn drop(&mut self) {
+        if let Some(temp) = &self.started {
+            let log = temp.path().join("stop.log");
+            if let Err(error) = run_script(
+                &["stop"],
+                &temp.path().join("sandbox"),
+                &log,
+                SANDBOX_STOP_TIMEOUT,
+            ) {
+                eprintln!("flink sandbox: stop failed: {error}");
+            }
+        }
+    }
+}
+
+/// Runs `scripts/flink-sandbox.sh ARGS DIR` with its output in `log`, bounded in time.
+fn run_script(args: &[&str], dir: &Path, log: &Path, timeout: Duration) -> Result<(), String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/flink-sandbox.sh");
+    let out = std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut child = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                return Err(format!(
+                    "{} {args:?} exited with {status}",
+                    script.display()
+                ));
+            }
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(200)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{} {args:?} took more than {timeout:?}",
+                    script.display()
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator
+
+/// The reconciler thread. Stopped (and its still-running jobs cancelled) by [`Operator::stop`]
+/// or when dropped.
+pub struct Operator {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    events: Arc<Mutex<Vec<String>>>,
+}
+
+impl Operator {
+    /// Starts reconciling the double's FlinkDeployments and FlinkStateSnapshots against the
+    /// sandbox.
+    pub fn start(api: &KubeApi, flink: SandboxEnv) -> Operator {
+        let stop = Arc::new(AtomicBool::new(false));
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let mut reconciler = Reconciler::new(api.store(), flink, Arc::clone(&events));
+        let stopping = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            while !stopping.load(Ordering::SeqCst) {
+                // A bug in one pass must not end the operator; it is reported as an event.
+                let pass =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reconciler.tick()));
+                if let Err(panic) = pass {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_default();
+                    reconciler.event(format!("reconcile pass panicked: {what}"));
+                }
+                sleep_unless_stopped(&stopping, POLL_INTERVAL);
+            }
+            reconciler.cancel_own_jobs();
+        });
+        Operator {
+            stop,
+            thread: Some(thread),
+            events,
+        }
+    }
+
+    /// What the operator did and what went wrong, oldest first (as the real operator's
+    /// Kubernetes events would tell).
+    pub fn events(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Stops the thread after its current pass and cancels the jobs it started that still run.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn sleep_unless_stopped(stop: &AtomicBool, total: Duration) {
+    let deadline = Instant::now() + total;
+    while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Name, namespace, uid and generation of a resource.
+#[derive(Debug, Clone)]
+struct ResourceId {
+    namespace: String,
+    name: String,
+    uid: String,
+    generation: i64,
+}
+
+impl ResourceId {
+    fn of(object: &Value) -> Option<ResourceId> {
+        Some(ResourceId {
+            namespace: str_at(object, &["metadata", "namespace"])
+                .unwrap_or("")
+                .to_owned(),
+            name: str_at(object, &["metadata", "name"])?.to_owned(),
+            uid: str_at(object, &["metadata", "uid"])?.to_owned(),
+            generation: object
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+        })
+    }
+}
+
+/// What the operator remembers about a FlinkDeployment between passes.
+#[derive(Debug, Default)]
+struct DeploymentMemory {
+    namespace: String,
+    name: String,
+    /// The job this deployment runs (or ran last).
+    job_id: Option<String>,
+    /// A stop (savepoint or cancel) under way.
+    pending: Option<PendingStop>,
+    /// No new upgrade attempt before this (after a failed one).
+    retry_after: Option<Instant>,
+    /// Since when a savepoint upgrade waits for the job's tasks to run.
+    unready_since: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+struct PendingStop {
+    job_id: String,
+    how: StopHow,
+    deadline: Instant,
+    /// A redeploy to this path instead of the normal restore.
+    redeploy_from: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+enum StopHow {
+    Savepoint { trigger_id: String },
+    Cancel,
+}
+
+/// Where a (re)started job takes its state from.
+#[derive(Debug, Clone, PartialEq)]
+enum Restore {
+    Empty,
+    Path(String),
+    /// The latest retained checkpoint of the last job, else `upgradeSavepointPath`.
+    LatestCheckpoint,
+}
+
+#[derive(Debug, Default)]
+struct SnapshotMemory {
+    job_id: Option<String>,
+    deadline: Option<Instant>,
+    retry_after: Option<Instant>,
+}
+
+struct Reconciler {
+    store: ApiStore,
+    flink: Result<FlinkRest, String>,
+    env: SandboxEnv,
+    jar_id: Option<String>,
+    deployments: HashMap<String, DeploymentMemory>,
+    snapshots: HashMap<String, SnapshotMemory>,
+    /// Jobs this operator submitted.
+    submitted: BTreeSet<String>,
+    events: Arc<Mutex<Vec<String>>>,
+}
+
+impl Reconciler {
+    fn new(store: ApiStore, env: SandboxEnv, events: Arc<Mutex<Vec<String>>>) -> Reconciler {
+        Reconciler {
+            store,
+            flink: FlinkRest::new(&env.url),
+            env,
+            jar_id: None,
+            deployments: HashMap::new(),
+            snapshots: HashMap::new(),
+            submitted: BTreeSet::new(),
+            events,
+        }
+    }
+
+    fn event(&self, message: String) {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        events.push(format!("{} {message}", jiff::Timestamp::now()));
+    }
+
+    fn flink(&self) -> Result<&FlinkRest, String> {
+        self.flink.as_ref().map_err(Clone::clone)
+    }
+
+    /// One pass over all resources.
+    fn tick(&mut self) {
+        let deployments = self.store.list_objects(DEPLOYMENT, None);
+        let mut live = HashSet::new();
+        for object in &deployments {
+            let Some(id) = ResourceId::of(object) else {
+                continue;
+            };
+            live.insert(id.uid.clone());
+            if let Err(error) = self.reconcile_deployment(&id, object) {
+                self.event(format!(
+                    "FlinkDeployment {}/{}: {error}",
+                    id.namespace, id.name
+                ));
+            }
+        }
+        self.forget_deleted_deployments(&live);
+
+        let snapshots = self.store.list_objects(SNAPSHOT, None);
+        let live: HashSet<String> = snapshots
+            .iter()
+            .filter_map(|s| ResourceId::of(s).map(|id| id.uid))
+            .collect();
+        for object in &snapshots {
+            let Some(id) = ResourceId::of(object) else {
+                continue;
+            };
+            if let Err(error) = self.reconcile_snapshot(&id, object) {
+                self.event(format!(
+                    "FlinkStateSnapshot {}/{}: {error}",
+                    id.namespace, id.name
+                ));
+            }
+        }
+        self.snapshots.retain(|uid, _| live.contains(uid));
+    }
+
+    /// Deployments that disappeared without going through the finalizer: cancel their jobs.
+    fn forget_deleted_deployments(&mut self, live: &HashSet<String>) {
+        let gone: Vec<String> = self
+            .deployments
+            .keys()
+            .filter(|uid| !live.contains(*uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            if let Some(memory) = self.deployments.remove(&uid)
+                && let Some(job_id) = memory.job_id
+            {
+                self.cancel_if_running(&job_id);
+            }
+        }
+    }
+
+    fn cancel_if_running(&self, job_id: &str) {
+        let Ok(flink) = self.flink() else { return };
+        if let Ok(Some(state)) = flink.job_state(job_id)
+            && !is_terminal(&state)
+        {
+            let _ = flink.cancel(job_id);
+        }
+    }
+
+    /// At stop: cancel the jobs this operator started that still run.
+    fn cancel_own_jobs(&self) {
+        for job_id in &self.submitted {
+            self.cancel_if_running(job_id);
+        }
+    }
+
+    fn write_status(&self, kind: &str, id: &ResourceId, mut status: Value) -> Result<(), String> {
+        if kind == DEPLOYMENT {
+            let lifecycle = lifecycle_state(&status);
+            set(&mut status, &["lifecycleState"], json!(lifecycle));
+        }
+        self.store
+            .put_status(kind, &id.namespace, &id.name, status)
+            .map(|_| ())
+            .map_err(|e| format!("writing status: {e}"))
+    }
+
+    /// Adds the operator's finalizer; answers the object as stored.
+    fn ensure_finalizer(
+        &self,
+        kind: &str,
+        id: &ResourceId,
+        object: &Value,
+        finalizer: &str,
+    ) -> Result<Value, String> {
+        let has = object
+            .pointer("/metadata/finalizers")
+            .and_then(Value::as_array)
+            .is_some_and(|f| f.iter().any(|x| x == finalizer));
+        if has {
+            return Ok(object.clone());
+        }
+        self.store
+            .update_object(kind, &id.namespace, &id.name, |object| {
+                let metadata = object
+                    .pointer_mut("/metadata")
+                    .and_then(Value::as_object_mut);
+                if let Some(metadata) = metadata {
+                    let finalizers = metadata.entry("finalizers").or_insert_with(|| json!([]));
+                    if let Some(list) = finalizers.as_array_mut() {
+                        list.push(json!(finalizer));
+                    }
+                }
+            })
+            .map_err(|e| format!("adding the finalizer: {e}"))
+    }
+
+    fn remove_finalizer(&self, kind: &str, id: &ResourceId, finalizer: &str) -> Result<(), String> {
+        self.store
+            .update_object(kind, &id.namespace, &id.name, |object| {
+                if let Some(list) = object
+                    .pointer_mut("/metadata/finalizers")
+                    .and_then(Value::as_array_mut)
+                {
+                    list.retain(|f| f != finalizer);
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| format!("removing the finalizer: {e}"))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // FlinkDeployment
+
+    fn reconcile_deployment(&mut self, id: &ResourceId, object: &Value) -> Result<(), String> {
+        if object.pointer("/metadata/deletionTimestamp").is_some() {
+            return self.finalize_deployment(id, object);
+        }
+        let object = self.ensure_finalizer(DEPLOYMENT, id, object, DEPLOYMENT_FINALIZER)?;
+        let mut memory = self.deployments.remove(&id.uid).unwrap_or_default();
+        memory.namespace.clone_from(&id.namespace);
+        memory.name.clone_from(&id.name);
+        if memory.job_id.is_none() {
+            memory.job_id = str_at(&object, &["status", "jobStatus", "jobId"]).map(str::to_owned);
+        }
+        let outcome = self.reconcile_deployment_with(id, &object, &mut memory);
+        self.deployments.insert(id.uid.clone(), memory);
+        outcome
+    }
+
+    fn reconcile_deployment_with(
+        &mut self,
+        id: &ResourceId,
+        object: &Value,
+        memory: &mut DeploymentMemory,
+    ) -> Result<(), String> {
+        let status = object.get("status").cloned().unwrap_or_else(|| json!({}));
+        if let Some(pending) = memory.pending.take() {
+            return self.advance_stop(id, object, status, memory, pending);
+        }
+        let mut status = self.observe_job(id, status);
+        let spec = object.get("spec").cloned().unwrap_or_else(|| json!({}));
+        match last_reconciled_spec(&status) {
+            None => self.first_deployment(id, &spec, status, memory),
+            Some(last) if last == spec => {
+                set(&mut status, &["observedGeneration"], json!(id.generation));
+                self.write_status(DEPLOYMENT, id, status)
+            }
+            Some(_) if memory.retry_after.is_some_and(|t| Instant::now() < t) => {
+                self.write_status(DEPLOYMENT, id, status)
+            }
+            Some(last) => {
+                memory.retry_after = None;
+                self.change_spec(id, object, &spec, &last, status, memory)
+            }
+        }
+    }
+
+    /// Refreshes `jobStatus` from Flink: state, failure, and stability.
+    fn observe_job(&self, id: &ResourceId, mut status: Value) -> Value {
+        let Some(job_id) = str_at(&status, &["jobStatus", "jobId"]).map(str::to_owned) else {
+            return status;
+        };
+        let Ok(flink) = self.flink() else {
+            return status;
+        };
+        let state = match flink.job_state(&job_id) {
+            Ok(Some(state)) => state,
+            Ok(None) | Err(_) => return status,
+        };
+        if str_at(&status, &["jobStatus", "state"]) != Some(state.as_str()) {
+            set(&mut status, &["jobStatus", "state"], json!(state));
+            set(
+                &mut status,
+                &["jobStatus", "updateTime"],
+                json!(now_millis()),
+            );
+            self.event(format!(
+                "FlinkDeployment {}/{}: job {job_id} is {state}",
+                id.namespace, id.name
+            ));
+        }
+        if state == "FAILED"
+            && str_at(&status, &["error"]).is_none_or(str::is_empty)
+            && let Some(error) = flink.failure_error(&job_id)
+        {
+            set(&mut status, &["error"], json!(error));
+        }
+        let deployed = str_at(&status, &["reconciliationStatus", "state"]) == Some("DEPLOYED");
+        let reconciled = status
+            .pointer("/reconciliationStatus/lastReconciledSpec")
+            .cloned();
+        // Observed running: the reconciled spec becomes the stable one.
+        if state == "RUNNING"
+            && deployed
+            && status.pointer("/reconciliationStatus/lastStableSpec") != reconciled.as_ref()
+            && let Some(reconciled) = reconciled
+        {
+            set(
+                &mut status,
+                &["reconciliationStatus", "lastStableSpec"],
+                reconciled,
+            );
+        }
+        status
+    }
+
+    fn first_deployment(
+        &mut self,
+        id: &ResourceId,
+        spec: &Value,
+        mut status: Value,
+        memory: &mut DeploymentMemory,
+    ) -> Result<(), String> {
+        if desired_job_state(spec) == "suspended" {
+            record_reconciled(&mut status, spec, id.generation, true);
+            set(
+                &mut status,
+                &["jobManagerDeploymentStatus"],
+                json!("MISSING"),
+            );
+            set(&mut status, &["jobStatus", "jobName"], json!(id.name));
+            return self.write_status(DEPLOYMENT, id, status);
+        }
+        let restore = initial_path(spec).map_or(Restore::Empty, Restore::Path);
+        self.deploy(id, spec, restore, status, memory, true)
+    }
+
+    /// The spec changed: decide how to stop the current job (if at all) and what comes after.
+    fn change_spec(
+        &mut self,
+        id: &ResourceId,
+        object: &Value,
+        spec: &Value,
+        last: &Value,
+        mut status: Value,
+        memory: &mut DeploymentMemory,
+    ) -> Result<(), String> {
+        let mode = upgrade_mode(spec);
+        let job_state = str_at(&status, &["jobStatus", "state"]).unwrap_or("");
+        let running_job = str_at(&status, &["jobStatus", "jobId"])
+            .filter(|_| !job_state.is_empty() && !is_terminal(job_state))
+            .map(str::to_owned);
+        let redeploy = (nonce(spec) != nonce(last))
+            .then(|| initial_path(spec))
+            .flatten();
+        let suspend = desired_job_state(spec) == "suspended";
+        let was_suspended = desired_job_state(last) == "suspended";
+
+        if suspend && was_suspended && redeploy.is_none() {
+            // suspended → suspended: the spec is recorded, nothing runs.
+            record_reconciled(&mut status, spec, id.generation, false);
+            return self.write_status(DEPLOYMENT, id, status);
+        }
+        let Some(job_id) = running_job else {
+            // Nothing to stop: act on the new spec directly.
+            let restore = match (&redeploy, mode) {
+                (Some(path), _) => Restore::Path(path.clone()),
+                (None, "stateless") => Restore::Empty,
+                (None, "savepoint") if was_suspended => {
+                    upgrade_savepoint(&status).map_or(Restore::Empty, Restore::Path)
+                }
+                (None, _) => Restore::LatestCheckpoint,
+            };
+            return self.after_stop(id, object, status, memory, restore, redeploy.is_some());
+        };
+        let mut savepoint = redeploy.is_none() && mode == "savepoint";
+        if savepoint && !self.flink()?.tasks_running(&job_id)? {
+            // A savepoint needs all tasks running. Wait for them a while; a job that stays
+            // unhealthy falls back to the last-state behaviour, as the operator documents.
+            let since = *memory.unready_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < UNHEALTHY_FALLBACK {
+                return self.write_status(DEPLOYMENT, id, status);
+            }
+            self.event(format!(
+                "FlinkDeployment {}/{}: job {job_id} is not healthy; upgrading with its last state",
+                id.namespace, id.name
+            ));
+            savepoint = false;
+        }
+        memory.unready_since = None;
+        let how = if savepoint {
+            let trigger_id = new_trigger_id();
+            let target = savepoint_dir(spec, &self.env);
+            if let Err(error) = self
+                .flink()?
+                .stop_with_savepoint(&job_id, &target, &trigger_id)
+            {
+                return self.fail_change(id, status, memory, &error);
+            }
+            set(
+                &mut status,
+                &["jobStatus", "savepointInfo", "triggerId"],
+                json!(trigger_id),
+            );
+            set(
+                &mut status,
+                &["jobStatus", "savepointInfo", "triggerTimestamp"],
+                json!(epoch_millis()),
+            );
+            set(
+                &mut status,
+                &["jobStatus", "savepointInfo", "triggerType"],
+                json!("UPGRADE"),
+            );
+            set(
+                &mut status,
+                &["jobStatus", "savepointInfo", "formatType"],
+                json!("CANONICAL"),
+            );
+            StopHow::Savepoint { trigger_id }
+        } else {
+            self.flink()?.cancel(&job_id)?;
+            StopHow::Cancel
+        };
+        self.event(format!(
+            "FlinkDeployment {}/{}: stopping job {job_id} ({how:?}) for generation {}",
+            id.namespace, id.name, id.generation
+        ));
+        set(
+            &mut status,
+            &["reconciliationStatus", "state"],
+            json!("UPGRADING"),
+        );
+        set(&mut status, &["observedGeneration"], json!(id.generation));
+        unset(&mut status, &["error"]);
+        memory.pending = Some(PendingStop {
+            job_id,
+            deadline: Instant::now()
+                + match how {
+                    StopHow::Savepoint { .. } => STOP_TIMEOUT,
+                    StopHow::Cancel => CANCEL_TIMEOUT,
+                },
+            how,
+            redeploy_from: redeploy,
+        });
+        self.write_status(DEPLOYMENT, id, status)
+    }
+
+    /// Follows a stop under way; when done, goes on with the current spec.
+    fn advance_stop(
+        &mut self,
+        id: &ResourceId,
+        object: &Value,
+        mut status: Value,
+        memory: &mut DeploymentMemory,
+        pending: PendingStop,
+    ) -> Result<(), String> {
+        let flink = self.flink()?.clone();
+        let timed_out = Instant::now() >= pending.deadline;
+        match &pending.how {
+            StopHow::Savepoint { trigger_id } => {
+                match flink.savepoint_operation(&pending.job_id, trigger_id) {
+                    Ok(Operation::Completed(result)) => {
+                        let Some(location) = result.get("location").and_then(Value::as_str) else {
+                            return self.fail_change(
+                                id,
+                                status,
+                                memory,
+                                "the savepoint operation reported no location",
+                            );
+                        };
+                        self.record_upgrade_savepoint(&mut status, location);
+                        self.finish_stop(
+                            id,
+                            object,
+                            status,
+                            memory,
+                            &pending,
+                            Some(location.to_owned()),
+                        )
+                    }
+                    Ok(Operation::Failed(message)) => match created_savepoint(&message) {
+                        // Stop-with-savepoint failed after writing the savepoint: it is usable.
+                        Some(location) => {
+                            self.record_upgrade_savepoint(&mut status, &location);
+                            self.finish_stop(id, object, status, memory, &pending, Some(location))
+                        }
+                        None => {
+                            unset(&mut status, &["jobStatus", "savepointInfo", "triggerId"]);
+                            self.fail_change(id, status, memory, &message)
+                        }
+                    },
+                    Ok(Operation::InProgress) | Err(_) if !timed_out => {
+                        memory.pending = Some(pending);
+                        Ok(())
+                    }
+                    Ok(Operation::InProgress) | Err(_) => {
+                        unset(&mut status, &["jobStatus", "savepointInfo", "triggerId"]);
+                        self.fail_change(id, status, memory, "stop with savepoint timed out")
+                    }
+                }
+            }
+            StopHow::Cancel => match flink.job_state(&pending.job_id) {
+                Ok(Some(state)) if is_terminal(&state) => {
+                    set(&mut status, &["jobStatus", "state"], json!(state));
+                    self.finish_stop(id, object, status, memory, &pending, None)
+                }
+                _ if !timed_out => {
+                    memory.pending = Some(pending);
+                    Ok(())
+                }
+                _ => self.fail_change(id, status, memory, "cancelling the job timed out"),
+            },
+        }
+    }
+
+    /// The old job is stopped: restore per the current spec (a redeploy path wins).
+    fn finish_stop(
+        &mut self,
+        id: &ResourceId,
+        object: &Value,
+        mut status: Value,
+        memory: &mut DeploymentMemory,
+        pending: &PendingStop,
+        savepoint: Option<String>,
+    ) -> Result<(), String> {
+        if let Ok(Some(state)) = self.flink()?.job_state(&pending.job_id) {
+            set(&mut status, &["jobStatus", "state"], json!(state));
+        }
+        let spec = object.get("spec").cloned().unwrap_or_else(|| json!({}));
+        let restore = match (&pending.redeploy_from, savepoint) {
+            (Some(path), _) => Restore::Path(path.clone()),
+            (None, Some(savepoint)) => Restore::Path(savepoint),
+            (None, None) if upgrade_mode(&spec) == "stateless" => Restore::Empty,
+            (None, None) => Restore::LatestCheckpoint,
+        };
+        self.after_stop(
+            id,
+            object,
+            status,
+            memory,
+            restore,
+            pending.redeploy_from.is_some(),
+        )
+    }
+
+    /// Suspends or deploys, per the current spec, once no job runs.
+    fn after_stop(
+        &mut self,
+        id: &ResourceId,
+        object: &Value,
+        mut status: Value,
+        memory: &mut DeploymentMemory,
+        restore: Restore,
+        redeploy: bool,
+    ) -> Result<(), String> {
+        let spec = object.get("spec").cloned().unwrap_or_else(|| json!({}));
+        if desired_job_state(&spec) == "suspended" {
+            // A redeploy while suspended: the path is where a later resume starts from.
+            if let (true, Restore::Path(path)) = (redeploy, &restore) {
+                set(
+                    &mut status,
+                    &["jobStatus", "upgradeSavepointPath"],
+                    json!(path),
+                );
+            }
+            record_reconciled(&mut status, &spec, id.generation, false);
+            set(
+                &mut status,
+                &["jobManagerDeploymentStatus"],
+                json!("MISSING"),
+            );
+            self.event(format!(
+                "FlinkDeployment {}/{}: suspended",
+                id.namespace, id.name
+            ));
+            return self.write_status(DEPLOYMENT, id, status);
+        }
+        self.deploy(id, &spec, restore, status, memory, false)
+    }
+
+    fn record_upgrade_savepoint(&self, status: &mut Value, location: &str) {
+        let savepoint = json!({
+            "timeStamp": epoch_millis(),
+            "location": location,
+            "triggerType": "UPGRADE",
+            "formatType": "CANONICAL",
+            "triggerNonce": null,
+        });
+        set(
+            status,
+            &["jobStatus", "upgradeSavepointPath"],
+            json!(location),
+        );
+        set(
+            status,
+            &["jobStatus", "savepointInfo", "lastSavepoint"],
+            savepoint.clone(),
+        );
+        let mut history = status
+            .pointer("/jobStatus/savepointInfo/savepointHistory")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        history.push(savepoint);
+        set(
+            status,
+            &["jobStatus", "savepointInfo", "savepointHistory"],
+            json!(history),
+        );
+        for field in ["triggerId", "triggerTimestamp", "triggerType", "formatType"] {
+            unset(status, &["jobStatus", "savepointInfo", field]);
+        }
+    }
+
+    /// An upgrade could not stop the old job: the old spec stays deployed, with the error.
+    fn fail_change(
+        &mut self,
+        id: &ResourceId,
+        mut status: Value,
+        memory: &mut DeploymentMemory,
+        message: &str,
+    ) -> Result<(), String> {
+        self.event(format!(
+            "FlinkDeployment {}/{}: upgrade failed: {message}",
+            id.namespace, id.name
+        ));
+        set(
+            &mut status,
+            &["error"],
+            json!(error_json(
+                "org.apache.flink.kubernetes.operator.exception.UpgradeFailureException",
+                message,
+                &[]
+            )),
+        );
+        set(
+            &mut status,
+            &["reconciliationStatus", "state"],
+            json!("DEPLOYED"),
+        );
+        memory.retry_after = Some(Instant::now() + UPGRADE_RETRY);
+        self.write_status(DEPLOYMENT, id, status)
+    }
+
+    /// Submits the job of this spec, restoring as told.
+    fn deploy(
+        &mut self,
+        id: &ResourceId,
+        spec: &Value,
+        restore: Restore,
+        mut status: Value,
+        memory: &mut DeploymentMemory,
+        first: bool,
+    ) -> Result<(), String> {
+        record_reconciled(&mut status, spec, id.generation, first);
+        unset(&mut status, &["error"]);
+        set(&mut status, &["jobStatus", "jobName"], json!(id.name));
+        set(
+            &mut status,
+            &["clusterInfo"],
+            json!({"flink-version": "2.3.0", "state-size": "0"}),
+        );
+        if let Some(image) = str_at(spec, &["image"]).filter(|i| i.contains("broken")) {
+            return self.deploy_broken_image(id, image.to_owned(), status, memory);
+        }
+        let path = match self.resolve_restore(&restore, &status, memory) {
+            Ok(path) => path,
+            Err(error) => return self.deploy_failed(id, status, memory, &error),
+        };
+        let submitted = self.submit(&id.name, spec, path.as_deref());
+        let job_id = match submitted {
+            Ok(job_id) => job_id,
+            Err(error) => return self.deploy_failed(id, status, memory, &error),
+        };
+        self.event(format!(
+            "FlinkDeployment {}/{}: submitted job {job_id} for generation {} from {}",
+            id.namespace,
+            id.name,
+            id.generation,
+            path.as_deref().unwrap_or("empty state")
+        ));
+        if let (Restore::Path(path), Some(_)) = (&restore, &path) {
+            set(
+                &mut status,
+                &["jobStatus", "upgradeSavepointPath"],
+                json!(path),
+            );
+        }
+        set(&mut status, &["jobStatus", "jobId"], json!(job_id));
+        set(&mut status, &["jobStatus", "state"], json!("RECONCILING"));
+        set(
+            &mut status,
+            &["jobStatus", "startTime"],
+            json!(now_millis()),
+        );
+        set(
+            &mut status,
+            &["jobStatus", "updateTime"],
+            json!(now_millis()),
+        );
+        set(&mut status, &["jobManagerDeploymentStatus"], json!("READY"));
+        memory.job_id = Some(job_id);
+        self.write_status(DEPLOYMENT, id, status)
+    }
+
+    fn deploy_broken_image(
+        &mut self,
+        id: &ResourceId,
+        image: String,
+        mut status: Value,
+        memory: &mut DeploymentMemory,
+    ) -> Result<(), String> {
+        let message = format!("Back-off pulling image \"{image}\": ErrImagePull");
+        self.event(format!(
+            "FlinkDeployment {}/{}: {message}",
+            id.namespace, id.name
+        ));
+        set(
+            &mut status,
+            &["error"],
+            json!(error_json(
+                "org.apache.flink.kubernetes.operator.exception.DeploymentFailedException",
+                &message,
+                &[("reason", "ErrImagePull")],
+            )),
+        );
+        set(&mut status, &["jobManagerDeploymentStatus"], json!("ERROR"));
+        set(&mut status, &["jobStatus", "state"], json!("RECONCILING"));
+        unset(&mut status, &["jobStatus", "jobId"]);
+        memory.job_id = None;
+        self.write_status(DEPLOYMENT, id, status)
+    }
+
+    /// The job could not be submitted (e.g. a savepoint path that does not exist).
+    fn deploy_failed(
+        &mut self,
+        id: &ResourceId,
+        mut status: Value,
+        memory: &mut DeploymentMemory,
+        message: &str,
+    ) -> Result<(), String> {
+        self.event(format!(
+            "FlinkDeployment {}/{}: deployment failed: {message}",
+            id.namespace, id.name
+        ));
+        set(
+            &mut status,
+            &["error"],
+            json!(error_json(
+                "org.apache.flink.kubernetes.operator.exception.ReconciliationException",
+                message,
+                &[]
+            )),
+        );
+        set(&mut status, &["jobStatus", "state"], json!("FAILED"));
+        unset(&mut status, &["jobStatus", "jobId"]);
+        memory.job_id = None;
+        self.write_status(DEPLOYMENT, id, status)
+    }
+
+    fn resolve_restore(
+        &self,
+        restore: &Restore,
+        status: &Value,
+        memory: &DeploymentMemory,
+    ) -> Result<Option<String>, String> {
+        match restore {
+            Restore::Empty => Ok(None),
+            Restore::Path(path) => Ok(Some(path.clone())),
+            Restore::LatestCheckpoint => {
+                let checkpoint = match &memory.job_id {
+                    Some(job_id) => self.flink()?.latest_checkpoint(job_id)?,
+                    None => None,
+                };
+                match checkpoint.or_else(|| upgrade_savepoint(status)) {
+                    Some(path) => Ok(Some(path)),
+                    None => Err("no checkpoint or savepoint to restore the job from".to_owned()),
+                }
+            }
+        }
+    }
+
+    /// Uploads the job jar once, then runs it.
+    fn submit(
+        &mut self,
+        name: &str,
+        spec: &Value,
+        savepoint: Option<&str>,
+    ) -> Result<String, String> {
+        let flink = self.flink()?.clone();
+        let jar_id = match &self.jar_id {
+            Some(jar_id) => jar_id.clone(),
+            None => {
+                let jar_id = flink.upload_jar(&self.env.job_jar)?;
+                self.jar_id = Some(jar_id.clone());
+                jar_id
+            }
+        };
+        let mut args = vec!["--name".to_owned(), name.to_owned()];
+        if let Some(extra) = spec.pointer("/job/args").and_then(Value::as_array) {
+            args.extend(
+                extra
+                    .iter()
+                    .map(|a| a.as_str().map_or_else(|| a.to_string(), str::to_owned)),
+            );
+        }
+        let mut request = json!({"programArgsList": args});
+        if let Some(savepoint) = savepoint {
+            set(&mut request, &["savepointPath"], json!(savepoint));
+        }
+        if let Some(allow) = spec
+            .pointer("/job/allowNonRestoredState")
+            .and_then(Value::as_bool)
+        {
+            set(&mut request, &["allowNonRestoredState"], json!(allow));
+        }
+        if let Some(parallelism) = spec.pointer("/job/parallelism").and_then(Value::as_i64) {
+            set(&mut request, &["parallelism"], json!(parallelism));
+        }
+        let job_id = flink.run_jar(&jar_id, &request)?;
+        self.submitted.insert(job_id.clone());
+        Ok(job_id)
+    }
+
+    fn finalize_deployment(&mut self, id: &ResourceId, object: &Value) -> Result<(), String> {
+        let memory = self.deployments.remove(&id.uid);
+        let job_id = memory
+            .and_then(|m| m.job_id)
+            .or_else(|| str_at(object, &["status", "jobStatus", "jobId"]).map(str::to_owned));
+        if let Some(job_id) = job_id {
+            self.cancel_if_running(&job_id);
+            self.event(format!(
+                "FlinkDeployment {}/{}: deleted; job {job_id} cancelled",
+                id.namespace, id.name
+            ));
+        }
+        self.remove_finalizer(DEPLOYMENT, id, DEPLOYMENT_FINALIZER)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // FlinkStateSnapshot
+
+    fn reconcile_snapshot(&mut self, id: &ResourceId, object: &Value) -> Result<(), String> {
+        if object.pointer("/metadata/deletionTimestamp").is_some() {
+            return self.finalize_snapshot(id, object);
+        }
+        let object = self.ensure_finalizer(SNAPSHOT, id, object, SNAPSHOT_FINALIZER)?;
+        let mut memory = self.snapshots.remove(&id.uid).unwrap_or_default();
+        let outcome = self.reconcile_snapshot_with(id, &object, &mut memory);
+        self.snapshots.insert(id.uid.clone(), memory);
+        outcome
+    }
+
+    fn reconcile_snapshot_with(
+        &mut self,
+        id: &ResourceId,
+        object: &Value,
+        memory: &mut SnapshotMemory,
+    ) -> Result<(), String> {
+        let mut status = object.get("status").cloned().unwrap_or_else(|| json!({}));
+        match str_at(&status, &["state"]).unwrap_or("") {
+            "" => {
+                set(&mut status, &["state"], json!("TRIGGER_PENDING"));
+                set(&mut status, &["failures"], json!(0));
+                self.write_status(SNAPSHOT, id, status.clone())?;
+                self.trigger_snapshot(id, object, status, memory)
+            }
+            "TRIGGER_PENDING" if memory.retry_after.is_none_or(|t| Instant::now() >= t) => {
+                self.trigger_snapshot(id, object, status, memory)
+            }
+            "IN_PROGRESS" => self.poll_snapshot(id, object, status, memory),
+            _ => Ok(()),
+        }
+    }
+
+    fn trigger_snapshot(
+        &mut self,
+        id: &ResourceId,
+        object: &Value,
+        mut status: Value,
+        memory: &mut SnapshotMemory,
+    ) -> Result<(), String> {
+        let spec = object.get("spec").cloned().unwrap_or_else(|| json!({}));
+        let savepoint = spec.get("savepoint");
+        if savepoint
+            .and_then(|s| s.get("alreadyExists"))
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            let Some(path) = str_at(&spec, &["savepoint", "path"]) else {
+                return self.fail_snapshot(
+                    id,
+                    &spec,
+                    status,
+                    memory,
+                    "spec.savepoint.path is required with alreadyExists",
+                );
+            };
+            set(&mut status, &["state"], json!("COMPLETED"));
+            set(&mut status, &["path"], json!(path));
+            set(&mut status, &["resultTimestamp"], json!(now_rfc3339()));
+            unset(&mut status, &["error"]);
+            return self.write_status(SNAPSHOT, id, status);
+        }
+        let (deployment, job_id) = match self.referenced_job(id, &spec) {
+            Ok(found) => found,
+            Err(error) => return self.fail_snapshot(id, &spec, status, memory, &error),
+        };
+        let flink = self.flink()?.clone();
+        if !flink.tasks_running(&job_id)? {
+            // Just started: a snapshot now would be declined. Try again next pass.
+            return Ok(());
+        }
+        let trigger_id = new_trigger_id();
+        let triggered = if spec.get("checkpoint").is_some() {
+            flink.trigger_checkpoint(&job_id, &trigger_id)
+        } else {
+            let target = str_at(&spec, &["savepoint", "path"])
+                .map(str::to_owned)
+                .unwrap_or_else(|| {
+                    savepoint_dir(deployment.get("spec").unwrap_or(&Value::Null), &self.env)
+                });
+            let format = str_at(&spec, &["savepoint", "formatType"]).unwrap_or("CANONICAL");
+            flink.trigger_savepoint(&job_id, &target, format, &trigger_id)
+        };
+        if let Err(error) = triggered {
+            return self.fail_snapshot(id, &spec, status, memory, &error);
+        }
+        self.event(format!(
+            "FlinkStateSnapshot {}/{}: triggered {trigger_id} on job {job_id}",
+            id.namespace, id.name
+        ));
+        memory.job_id = Some(job_id);
+        memory.deadline = Some(Instant::now() + SNAPSHOT_TIMEOUT);
+        set(&mut status, &["state"], json!("IN_PROGRESS"));
+        set(&mut status, &["triggerId"], json!(trigger_id));
+        set(&mut status, &["triggerTimestamp"], json!(now_rfc3339()));
+        self.write_status(SNAPSHOT, id, status)
+    }
+
+    /// The FlinkDeployment a snapshot names, and its running job.
+    fn referenced_job(&self, id: &ResourceId, spec: &Value) -> Result<(Value, String), String> {
+        let kind = str_at(spec, &["jobReference", "kind"]).unwrap_or(DEPLOYMENT);
+        if kind != DEPLOYMENT {
+            return Err(format!(
+                "jobReference kind {kind} is not supported by this operator"
+            ));
+        }
+        let name =
+            str_at(spec, &["jobReference", "name"]).ok_or("spec.jobReference.name is required")?;
+        let deployment = self
+            .store
+            .get_object(DEPLOYMENT, &id.namespace, name)
+            .ok_or_else(|| format!("FlinkDeployment {}/{name} not found", id.namespace))?;
+        let job_id = str_at(&deployment, &["status", "jobStatus", "jobId"])
+            .filter(|_| str_at(&deployment, &["status", "jobStatus", "state"]) == Some("RUNNING"))
+            .ok_or_else(|| {
+                format!(
+                    "the job of FlinkDeployment {}/{name} is not running",
+                    id.namespace
+                )
+            })?
+            .to_owned();
+        Ok((deployment, job_id))
+    }
+
+    fn poll_snapshot(
+        &mut self,
+        id: &ResourceId,
+        object: &Value,
+        mut status: Value,
+        memory: &mut SnapshotMemory,
+    ) -> Result<(), String> {
+        let spec = object.get("spec").cloned().unwrap_or_else(|| json!({}));
+        let Some(trigger_id) = str_at(&status, &["triggerId"]).map(str::to_owned) else {
+            return self.fail_snapshot(id, &spec, status, memory, "no triggerId recorded");
+        };
+        let job_id = match memory
+            .job_id
+            .clone()
+            .or_else(|| self.referenced_job(id, &spec).ok().map(|(_, j)| j))
+        {
+            Some(job_id) => job_id,
+            None => return self.abandon_snapshot(id, status),
+        };
+        let flink = self.flink()?.clone();
+        let checkpoint = spec.get("checkpoint").is_some();
+        let operation = if checkpoint {
+            flink.checkpoint_operation(&job_id, &trigger_id)
+        } else {
+            flink.savepoint_operation(&job_id, &trigger_id)
+        };
+        let job_running = || matches!(flink.job_state(&job_id), Ok(Some(s)) if !is_terminal(&s));
+        match operation {
+            Ok(Operation::Completed(result)) => {
+                let path = if checkpoint {
+                    result
+                        .get("checkpointId")
+                        .and_then(Value::as_i64)
+                        .map(|n| flink.checkpoint_path(&job_id, n))
+                        .transpose()?
+                        .flatten()
+                } else {
+                    result
+                        .get("location")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                };
+                set(&mut status, &["state"], json!("COMPLETED"));
+                if let Some(path) = path {
+                    set(&mut status, &["path"], json!(path));
+                }
+                set(&mut status, &["resultTimestamp"], json!(now_rfc3339()));
+                unset(&mut status, &["error"]);
+                self.event(format!(
+                    "FlinkStateSnapshot {}/{}: completed",
+                    id.namespace, id.name
+                ));
+                self.write_status(SNAPSHOT, id, status)
+            }
+            Ok(Operation::Failed(message)) => {
+                self.fail_snapshot(id, &spec, status, memory, &message)
+            }
+            Ok(Operation::InProgress) | Err(_) if !job_running() => {
+                self.abandon_snapshot(id, status)
+            }
+            Ok(Operation::InProgress) | Err(_)
+                if memory.deadline.is_some_and(|d| Instant::now() >= d) =>
+            {
+                self.fail_snapshot(
+                    id,
+                    &spec,
+                    status,
+                    memory,
+                    "the snapshot did not complete in time",
+                )
+            }
+            Ok(Operation::InProgress) | Err(_) => Ok(()),
+        }
+    }
+
+    fn abandon_snapshot(&self, id: &ResourceId, mut status: Value) -> Result<(), String> {
+        self.event(format!(
+            "FlinkStateSnapshot {}/{}: abandoned (job stopped)",
+            id.namespace, id.name
+        ));
+        set(&mut status, &["state"], json!("ABANDONED"));
+        set(&mut status, &["resultTimestamp"], json!(now_rfc3339()));
+        self.write_status(SNAPSHOT, id, status)
+    }
+
+    /// One failed attempt: retried with backoff until `spec.backoffLimit` is exceeded.
+    fn fail_snapshot(
+        &self,
+        id: &ResourceId,
+        spec: &Value,
+        mut status: Value,
+        memory: &mut SnapshotMemory,
+        message: &str,
+    ) -> Result<(), String> {
+        let failures = status.get("failures").and_then(Value::as_i64).unwrap_or(0) + 1;
+        let limit = spec
+            .get("backoffLimit")
+            .and_then(Value::as_i64)
+            .unwrap_or(-1);
+        self.event(format!(
+            "FlinkStateSnapshot {}/{}: attempt {failures} failed: {message}",
+            id.namespace, id.name
+        ));
+        set(&mut status, &["failures"], json!(failures));
+        set(&mut status, &["error"], json!(message));
+        if limit >= 0 && failures > limit {
+            set(&mut status, &["state"], json!("FAILED"));
+            set(&mut status, &["resultTimestamp"], json!(now_rfc3339()));
+        } else {
+            set(&mut status, &["state"], json!("TRIGGER_PENDING"));
+            let backoff = Duration::from_secs(1 << (failures - 1).clamp(0, 4) as u32)
+                .min(Duration::from_secs(10));
+            memory.retry_after = Some(Instant::now() + backoff);
+        }
+        memory.job_id = None;
+        self.write_status(SNAPSHOT, id, status)
+    }
+
+    fn finalize_snapshot(&mut self, id: &ResourceId, object: &Value) -> Result<(), String> {
+        let completed = str_at(object, &["status", "state"]) == Some("COMPLETED");
+        let savepoint = object.pointer("/spec/checkpoint").is_none();
+        let dispose = object
+            .pointer("/spec/savepoint/disposeOnDelete")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        if let (true, true, true, Some(path)) = (
+            completed,
+            savepoint,
+            dispose,
+            str_at(object, &["status", "path"]),
+        ) {
+            match self.flink().and_then(|f| f.dispose_savepoint(path)) {
+                Ok(()) => self.event(format!(
+                    "FlinkStateSnapshot {}/{}: disposed {path}",
+                    id.namespace, id.name
+                )),
+                Err(error) => self.event(format!(
+                    "FlinkStateSnapshot {}/{}: disposing {path} failed: {error}",
+                    id.namespace, id.name
+                )),
+            }
+        }
+        self.snapshots.remove(&id.uid);
+        self.remove_finalizer(SNAPSHOT, id, SNAPSHOT_FINALIZER)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status and spec helpers
+
+/// `status.lifecycleState` from the rest of the status, as the operator computes it.
+fn lifecycle_state(status: &Value) -> &'static str {
+    let Some(reconciled) = status
+        .pointer("/reconciliationStatus/lastReconciledSpec")
+        .and_then(Value::as_str)
+    else {
+        let failed = str_at(status, &["error"]).is_some_and(|e| !e.is_empty());
+        return if failed { "FAILED" } else { "CREATED" };
+    };
+    match str_at(status, &["reconciliationStatus", "state"]) {
+        Some("UPGRADING") => return "UPGRADING",
+        Some("ROLLING_BACK") => return "ROLLING_BACK",
+        _ => {}
+    }
+    let last_spec: Value = serde_json::from_str(reconciled).unwrap_or(Value::Null);
+    if str_at(&last_spec, &["spec", "job", "state"]) == Some("suspended") {
+        return "SUSPENDED";
+    }
+    if str_at(status, &["jobStatus", "state"]) == Some("FAILED")
+        || str_at(status, &["jobManagerDeploymentStatus"]) == Some("ERROR")
+    {
+        return "FAILED";
+    }
+    if str_at(status, &["reconciliationStatus", "state"]) == Some("ROLLED_BACK") {
+        return "ROLLED_BACK";
+    }
+    if str_at(status, &["reconciliationStatus", "lastStableSpec"]) == Some(reconciled) {
+        return "STABLE";
+    }
+    "DEPLOYED"
+}
+
+/// The spec recorded in `lastReconciledSpec` (a JSON string `{"spec":..,"resource_metadata":..}`).
+fn last_reconciled_spec(status: &Value) -> Option<Value> {
+    let text = str_at(status, &["reconciliationStatus", "lastReconciledSpec"])?;
+    let parsed: Value = serde_json::from_str(text).ok()?;
+    parsed.get("spec").cloned()
+}
+
+/// Marks the spec as acted on: `reconciliationStatus` DEPLOYED and `observedGeneration`.
+fn record_reconciled(status: &mut Value, spec: &Value, generation: i64, first: bool) {
+    let reconciled = json!({
+        "spec": spec,
+        "resource_metadata": {
+            "apiVersion": API_VERSION,
+            "metadata": {"generation": generation},
+            "firstDeployment": first,
+        },
+    });
+    set(
+        status,
+        &["reconciliationStatus", "lastReconciledSpec"],
+        json!(reconciled.to_string()),
+    );
+    set(
+        status,
+        &["reconciliationStatus", "state"],
+        json!("DEPLOYED"),
+    );
+    set(
+        status,
+        &["reconciliationStatus", "reconciliationTimestamp"],
+        json!(epoch_millis()),
+    );
+    set(status, &["observedGeneration"], json!(generation));
+}
+
+fn desired_job_state(spec: &Value) -> &str {
+    str_at(spec, &["job", "state"]).unwrap_or("running")
+}
+
+fn upgrade_mode(spec: &Value) -> &str {
+    str_at(spec, &["job", "upgradeMode"]).unwrap_or("stateless")
+}
+
+fn nonce(spec: &Value) -> Option<&Value> {
+    spec.pointer("/job/savepointRedeployNonce")
+        .filter(|v| !v.is_null())
+}
+
+/// `spec.job.initialSavepointPath`, or the newer `initialStateReference.path`.
+fn initial_path(spec: &Value) -> Option<String> {
+    str_at(spec, &["job", "initialSavepointPath"])
+        .or_else(|| str_at(spec, &["job", "initialStateReference", "path"]))
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+}
+
+fn upgrade_savepoint(status: &Value) -> Option<String> {
+    str_at(status, &["jobStatus", "upgradeSavepointPath"])
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+}
+
+/// The savepoint directory of a deployment: its Flink configuration's, else the sandbox's.
+fn savepoint_dir(spec: &Value, env: &SandboxEnv) -> String {
+    let config = spec.get("flinkConfiguration");
+    [
+        "execution.checkpointing.savepoint-dir",
+        "state.savepoints.dir",
+    ]
+    .iter()
+    .find_map(|key| config.and_then(|c| c.get(*key)).and_then(Value::as_str))
+    .map_or_else(|| env.savepoints.clone(), str::to_owned)
+}
+
+fn is_terminal(state: &str) -> bool {
+    matches!(state, "FINISHED" | "CANCELED" | "FAILED" | "SUSPENDED")
+}
+
+/// The operator's error format: a JSON string with the exception type and message.
+fn error_json(kind: &str, message: &str, metadata: &[(&str, &str)]) -> String {
+    let metadata: serde_json::Map<String, Value> = metadata
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect();
+    json!({"type": kind, "message": message, "additionalMetadata": metadata, "throwableList": []})
+        .to_string()
+}
+
+/// The path in "A savepoint has been created at: <path>" of a failed stop-with-savepoint.
+fn created_savepoint(message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("A savepoint has been created at: ")?;
+    let path: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && *c != '"' && *c != '\'')
+        .collect();
+    let path = path.trim_end_matches(['.', ',']).to_owned();
+    (!path.is_empty()).then_some(path)
+}
+
+fn str_at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(value, |node, key| node.get(*key))
+        .and_then(Value::as_str)
+}
+
+/// Sets a nested field, creating the maps on the way.
+fn set(value: &mut Value, path: &[&str], new: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        *value = new;
+        return;
+    };
+    let mut node = value;
+    for key in parents {
+        if !node.is_object() {
+            *node = json!({});
+        }
+        let Some(map) = node.as_object_mut() else {
+            return;
+        };
+        node = map.entry(*key).or_insert_with(|| json!({}));
+    }
+    if !node.is_object() {
+        *node = json!({});
+    }
+    if let Some(map) = node.as_object_mut() {
+        map.insert((*last).to_owned(), new);
+    }
+}
+
+fn unset(value: &mut Value, path: &[&str]) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let parent = parents
+        .iter()
+        .try_fold(value, |node, key| node.get_mut(*key));
+    if let Some(map) = parent.and_then(Value::as_object_mut) {
+        map.shift_remove(*last);
+    }
+}
+
+fn new_trigger_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn epoch_millis() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Millisecond timestamps as strings, as `jobStatus.startTime` carries them.
+fn now_millis() -> String {
+    epoch_millis().to_string()
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flink REST
+
+/// The outcome of an asynchronous Flink operation (savepoint, checkpoint, disposal).
+#[derive(Debug, Clone, PartialEq)]
+enum Operation {
+    InProgress,
+    /// The `operation` object of a success.
+    Completed(Value),
+    /// The condensed failure cause.
+    Failed(String),
+}
+
+/// A small blocking client for the JobManager's REST API (one request per connection,
+/// bounded by timeouts).
+#[derive(Debug, Clone)]
+struct FlinkRest {
+    /// `127.0.0.1:PORT`.
+    authority: String,
+}
+
+impl FlinkRest {
+    fn new(url: &str) -> Result<FlinkRest, String> {
+        let authority = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("not an http URL: {url}"))?
+            .trim_end_matches('/');
+        Ok(FlinkRest {
+            authority: authority.to_owned(),
+        })
+    }
+
+    /// One request; answers the status and the JSON body (Null when empty or not JSON).
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<(u16, Value), String> {
+        let address = self
+            .authority
+            .to_socket_addrs()
+            .map_err(|e| format!("resolving {}: {e}", self.authority))?
+            .next()
+            .ok_or_else(|| format!("no address for {}", self.authority))?;
+        let mut stream = TcpStream::connect_timeout(&address, FLINK_CONNECT_TIMEOUT)
+            .map_err(|e| format!("connecting to Flink at {}: {e}", self.authority))?;
+        let _ = stream.set_read_timeout(Some(FLINK_IO_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(FLINK_IO_TIMEOUT));
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
+            self.authority,
+            body.len()
+        );
+        stream
+            .write_all(head.as_bytes())
+            .and_then(|()| stream.write_all(body))
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        let (status, text) = read_http_response(&mut BufReader::new(stream))
+            .map_err(|e| format!("{method} {path}: {e}"))?;
+        Ok((status, serde_json::from_slice(&text).unwrap_or(Value::Null)))
+    }
+
+    fn get(&self, path: &str) -> Result<Value, String> {
+        expect_success(
+            "GET",
+            path,
+            self.call("GET", path, "application/json", b"")?,
+        )
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Result<Value, String> {
+        let body = body.to_string();
+        expect_success(
+            "POST",
+            path,
+            self.call("POST", path, "application/json", body.as_bytes())?,
+        )
+    }
+
+    /// Whether the job and all its tasks run (a savepoint needs them all running).
+    fn tasks_running(&self, job_id: &str) -> Result<bool, String> {
+        let job = self.get(&format!("/jobs/{job_id}"))?;
+        let vertices = job.get("vertices").and_then(Value::as_array);
+        Ok(str_at(&job, &["state"]) == Some("RUNNING")
+            && vertices.is_some_and(|v| {
+                !v.is_empty() && v.iter().all(|v| str_at(v, &["status"]) == Some("RUNNING"))
+            }))
+    }
+
+    /// The job's state, None when Flink does not know the job.
+    fn job_state(&self, job_id: &str) -> Result<Option<String>, String> {
+        let (status, body) = self.call(
+            "GET",
+            &format!("/jobs/{job_id}/status"),
+            "application/json",
+            b"",
+        )?;
+        match status {
+            200 => Ok(body
+                .get("status")
+                .and_then(Value::as_str)
+                .map(str::to_owned)),
+            404 => Ok(None),
+            _ => Err(format!(
+                "GET /jobs/{job_id}/status: {status} {}",
+                condense_flink_error(&body)
+            )),
+        }
+    }
+
+    fn upload_jar(&self, jar: &Path) -> Result<String, String> {
+        let bytes = std::fs::read(jar).map_err(|e| format!("reading {}: {e}", jar.display()))?;
+        let boundary = format!("----runbook{:016x}", rand::random::<u64>());
+        let file_name = jar
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("job.jar");
+        let mut body = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"jarfile\"; filename=\"{file_name}\"\r\nContent-Type: application/java-archive\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(&bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let answer = expect_success(
+            "POST",
+            "/jars/upload",
+            self.call("POST", "/jars/upload", &content_type, &body)?,
+        )?;
+        let file = answer
+            .get("filename")
+            .and_then(Value::as_str)
+            .ok_or("POST /jars/upload answered no filename")?;
+        // The jar id is the last path component of the stored file.
+        Ok(file.rsplit('/').next().unwrap_or(file).to_owned())
+    }
+
+    fn run_jar(&self, jar_id: &str, request: &Value) -> Result<String, String> {
+        let answer = self.post(&format!("/jars/{jar_id}/run"), request)?;
+        answer
+            .get("jobid")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("run answered no jobid: {answer}"))
+    }
+
+    fn stop_with_savepoint(
+        &self,
+        job_id: &str,
+        target: &str,
+        trigger_id: &str,
+    ) -> Result<(), String> {
+        self.post(
+            &format!("/jobs/{job_id}/stop"),
+            &json!({"targetDirectory": target, "drain": false, "formatType": "CANONICAL", "triggerId": trigger_id}),
+        )
+        .map(|_| ())
+    }
+
+    fn trigger_savepoint(
+        &self,
+        job_id: &str,
+        target: &str,
+        format: &str,
+        trigger_id: &str,
+    ) -> Result<(), String> {
+        self.post(
+            &format!("/jobs/{job_id}/savepoints"),
+            &json!({"target-directory": target, "cancel-job": false, "formatType": format, "triggerId": trigger_id}),
+        )
+        .map(|_| ())
+    }
+
+    fn trigger_checkpoint(&self, job_id: &str, trigger_id: &str) -> Result<(), String> {
+        self.post(
+            &format!("/jobs/{job_id}/checkpoints"),
+            &json!({"checkpointType": "FULL", "triggerId": trigger_id}),
+        )
+        .map(|_| ())
+    }
+
+    fn savepoint_operation(&self, job_id: &str, trigger_id: &str) -> Result<Operation, String> {
+        self.get(&format!("/jobs/{job_id}/savepoints/{trigger_id}"))
+            .map(|a| operation(&a))
+    }
+
+    fn checkpoint_operation(&self, job_id: &str, trigger_id: &str) -> Result<Operation, String> {
+        self.get(&format!("/jobs/{job_id}/checkpoints/{trigger_id}"))
+            .map(|a| operation(&a))
+    }
+
+    fn checkpoint_path(&self, job_id: &str, checkpoint_id: i64) -> Result<Option<String>, String> {
+        let details = self.get(&format!(
+            "/jobs/{job_id}/checkpoints/details/{checkpoint_id}"
+        ))?;
+        Ok(details
+            .get("external_path")
+            .and_then(Value::as_str)
+            .map(str::to_owned))
+    }
+
+    fn cancel(&self, job_id: &str) -> Result<(), String> {
+        let path = format!("/jobs/{job_id}?mode=cancel");
+        expect_success(
+            "PATCH",
+            &path,
+            self.call("PATCH", &path, "application/json", b"")?,
+        )
+        .map(|_| ())
+    }
+
+    /// The external path of the job's latest completed checkpoint, if addressable.
+    fn latest_checkpoint(&self, job_id: &str) -> Result<Option<String>, String> {
+        let checkpoints = self.get(&format!("/jobs/{job_id}/checkpoints"))?;
+        Ok(checkpoints
+            .pointer("/latest/completed/external_path")
+            .and_then(Value::as_str)
+            .filter(|p| p.contains(':') && !p.starts_with('<'))
+            .map(str::to_owned))
+    }
+
+    /// The operator's error for a failed job, from its exception history (None until Flink
+    /// has recorded it; the next pass asks again).
+    fn failure_error(&self, job_id: &str) -> Option<String> {
+        let exceptions = self.get(&format!("/jobs/{job_id}/exceptions")).ok()?;
+        let entry = exceptions.pointer("/exceptionHistory/entries/0")?;
+        let kind =
+            str_at(entry, &["exceptionName"]).unwrap_or("org.apache.flink.runtime.JobException");
+        let trace = str_at(entry, &["stacktrace"]).unwrap_or("");
+        let first = trace.lines().next().unwrap_or("the job failed");
+        let message = first.split_once(": ").map_or(first, |(_, m)| m);
+        let causes: Vec<Value> = trace
+            .lines()
+            .filter_map(|l| l.strip_prefix("Caused by: "))
+            .map(|cause| {
+                let (kind, message) = cause.split_once(": ").unwrap_or((cause, ""));
+                json!({"type": kind, "message": message, "additionalMetadata": {}})
+            })
+            .collect();
+        Some(
+            json!({"type": kind, "message": message, "additionalMetadata": {}, "throwableList": causes})
+                .to_string(),
+        )
+    }
+
+    /// Disposes a savepoint and waits (bounded) for the disposal to finish.
+    fn dispose_savepoint(&self, path: &str) -> Result<(), String> {
+        let answer = self.post("/savepoint-disposal", &json!({"savepoint-path": path}))?;
+        let trigger = answer
+            .get("request-id")
+            .and_then(Value::as_str)
+            .ok_or("savepoint-disposal answered no request-id")?;
+        let deadline = Instant::now() + DISPOSAL_TIMEOUT;
+        while Instant::now() < deadline {
+            match operation(&self.get(&format!("/savepoint-disposal/{trigger}"))?) {
+                Operation::Completed(_) => return Ok(()),
+                Operation::Failed(message) => return Err(message),
+                Operation::InProgress => thread::sleep(Duration::from_millis(200)),
+            }
+        }
+        Err("the disposal did not finish in time".to_owned())
+    }
+}
+
+fn expect_success(method: &str, path: &str, (status, body): (u16, Value)) -> Result<Value, String> {
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else {
+        Err(format!(
+            "{method} {path}: {status} {}",
+            condense_flink_error(&body)
+        ))
+    }
+}
+
+/// `{status:{id}, operation:{...}}`: COMPLETED with a `failure-cause` is a failure.
+fn operation(answer: &Value) -> Operation {
+    if str_at(answer, &["status", "id"]) != Some("COMPLETED") {
+        return Operation::InProgress;
+    }
+    let result = answer.get("operation").cloned().unwrap_or(Value::Null);
+    match result.get("failure-cause") {
+        Some(cause) => {
+            let trace = cause
+                .get("stack-trace")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            Operation::Failed(condense_trace(trace))
+        }
+        None => Operation::Completed(result),
+    }
+}
+
+/// Flink's `{"errors":[...]}` as its first line and last cause.
+fn condense_flink_error(body: &Value) -> String {
+    match body.pointer("/errors/0").and_then(Value::as_str) {
+        Some(error) => condense_trace(error),
+        None => body.to_string(),
+    }
+}
+
+/// A Java stack trace as "first line; Caused by: last cause" (also keeps the
+/// "A savepoint has been created at" line when there is one).
+fn condense_trace(trace: &str) -> String {
+    let first = trace.lines().next().unwrap_or("").trim();
+    let last_cause = trace.lines().rev().find(|l| l.starts_with("Caused by: "));
+    let created = trace
+        .lines()
+        .find(|l| l.contains("A savepoint has been created at: "));
+    let mut parts = vec![first.to_owned()];
+    parts.extend(last_cause.map(str::to_owned));
+    parts.extend(created.map(|l| l.trim().to_owned()));
+    parts.dedup();
+    parts.join("; ")
+}
+
+/// Reads an HTTP/1.1 response: status and body (Content-Length, chunked, or to the end).
+fn read_http_response(reader: &mut impl BufRead) -> Result<(u16, Vec<u8>), String> {
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(|e| e.to_string())?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("malformed status line {line:?}"))?;
+    let mut length = None;
+    let mut chunked = false;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).map_err(|e| e.to_string())? == 0 {
+            break;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse::<usize>().ok(),
+                "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
+                _ => {}
+            }
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).map_err(|e| e.to_string())?;
+            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| "malformed chunk size".to_owned())?;
+            if size == 0 {
+                break;
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            reader
+                .read_exact(&mut body[start..])
+                .map_err(|e| e.to_string())?;
+            let mut crlf = [0u8; 2];
+            reader.read_exact(&mut crlf).map_err(|e| e.to_string())?;
+        }
+    } else if let Some(length) = length {
+        body.resize(length, 0);
+        reader.read_exact(&mut body).map_err(|e| e.to_string())?;
+    } else {
+        reader.read_to_end(&mut body).map_err(|e| e.to_string())?;
+    }
+    Ok((status, body))
+}
