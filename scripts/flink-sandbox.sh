@@ -192,7 +192,9 @@ do_build_job() {
   [[ -f "$jar" ]] && return 0
   classes="$(mktemp -d)"
   local -a sources=()
-  mapfile -t sources < <(find "$JOB_SRC_DIR" -name '*.java' | LC_ALL=C sort)
+  local src
+  # A read loop, not mapfile: macOS ships bash 3.2.
+  while IFS= read -r src; do sources+=("$src"); done < <(find "$JOB_SRC_DIR" -name '*.java' | LC_ALL=C sort)
   log "compiling the test job ($hash) against Flink $FLINK_VERSION"
   if ! javac -nowarn -Xlint:none --release 11 -encoding UTF-8 \
     -cp "$home/lib/*" -d "$classes" "${sources[@]}" >&2; then
@@ -205,10 +207,20 @@ do_build_job() {
   rm -rf "$classes"
 }
 
+# SHA-256 of stdin, as hex (sha256sum on Linux, shasum on macOS).
+sha256() {
+  if command -v sha256sum >/dev/null 2>&1; then
+    sha256sum | cut -d' ' -f1
+  else
+    shasum -a 256 | cut -d' ' -f1
+  fi
+}
+
 # Prints the path of the built job jar.
 build_job() {
   local home hash jar
-  need javac jar sha256sum
+  need javac jar
+  command -v sha256sum >/dev/null 2>&1 || need shasum
   home="$(cmd_fetch)"
   [[ -d "$JOB_SRC_DIR" ]] || die "no job sources in $JOB_SRC_DIR"
   hash="$(
@@ -217,9 +229,9 @@ build_job() {
       printf 'flink=%s main=%s release=11\n' "$FLINK_VERSION" "$JOB_MAIN_CLASS"
       find . -name '*.java' | LC_ALL=C sort | while IFS= read -r f; do
         printf '%s\n' "$f"
-        sha256sum <"$f"
+        sha256 <"$f"
       done
-    } | sha256sum | cut -c1-16
+    } | sha256 | cut -c1-16
   )"
   jar="$CACHE_DIR/jobs/runbook-flink-job-$FLINK_VERSION-$hash.jar"
   with_cache_lock do_build_job "$home" "$hash" "$jar"

@@ -707,7 +707,9 @@ impl Run {
                     && failure.is_none()
                 {
                     failure = Some(format!("step `{path}` failed"));
-                    self.fail_run();
+                    if scope.prefix.is_empty() {
+                        self.fail_run();
+                    }
                 }
             }
         }
@@ -760,7 +762,11 @@ impl Run {
                     "step `{}{}` failed",
                     scope.prefix, steps[index].id.value
                 ));
-                self.fail_run();
+                // A failure inside a called runbook fails the run only if the calling step
+                // fails too (it may still succeed through its fallback).
+                if scope.prefix.is_empty() {
+                    self.fail_run();
+                }
             }
         }
         failure

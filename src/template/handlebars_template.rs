@@ -89,11 +89,13 @@ pub fn render(src: &str, ctx: &Value, mode: Escape) -> Result<Value, RenderError
             });
     }
     // Helpers such as `if` treat a missing argument as false; runbooks want every name
-    // checked, so the statically known paths are checked here first.
+    // checked, so the statically known paths are checked here first. The outputs of a step
+    // that was skipped are the exception: `{{#if}}` may name them in the branch it does not
+    // take, and strict rendering still refuses them in a branch it takes.
     if let Some(missing) = parsed
         .found()
         .into_iter()
-        .find(|f| lookup(ctx, &f.path).is_none())
+        .find(|f| lookup(ctx, &f.path).is_none() && !under_skipped_step(ctx, &f.path))
     {
         return Err(RenderError::Missing {
             path: dotted(&missing.path),
@@ -102,6 +104,20 @@ pub fn render(src: &str, ctx: &Value, mode: Escape) -> Result<Value, RenderError
     let mut template = parsed.template;
     render_values_as_text(&mut template);
     render_compiled(&template, ctx, mode).map(Value::String)
+}
+
+/// Whether a path reads into a step that was skipped (`steps.<id>...` with status `skipped`).
+fn under_skipped_step(ctx: &Value, path: &[String]) -> bool {
+    match path {
+        [root, id, _, ..] if root == "steps" => {
+            ctx.get("steps")
+                .and_then(|steps| steps.get(id))
+                .and_then(|step| step.get("status"))
+                .and_then(Value::as_str)
+                == Some("skipped")
+        }
+        _ => false,
+    }
 }
 
 /// Render what is already known, for a dry-run plan.

@@ -551,3 +551,68 @@ fn env_values_may_be_numbers_and_booleans() {
     assert_eq!(output.code, 0, "{}", output.stderr);
     assert_eq!(ended(&events, "a")["outputs"]["said"], "8080 true\n");
 }
+
+#[test]
+fn a_template_may_name_a_skipped_step_in_the_branch_it_does_not_take() {
+    let runbook = r#"version: 1
+name: branches
+inputs: { stop: { type: boolean, default: false } }
+steps:
+  - id: a
+    when: '.inputs.stop | not'
+    exec: { command: [echo, a] }
+    outputs: { r: '"ra"' }
+  - id: b
+    needs: []
+    when: '.inputs.stop'
+    exec: { command: [echo, b] }
+    outputs: { r: '"rb"' }
+  - id: c
+    needs: [a, b]
+    exec: { command: [echo, "{{#if inputs.stop}}{{steps.b.outputs.r}}{{else}}{{steps.a.outputs.r}}{{/if}}"] }
+    outputs: { said: '.stdout | rtrimstr("\n")' }
+  - id: d
+    needs: [c]
+    exec: { command: [echo, "{{steps.a.outputs.r}}"] }
+    continue_on_failure: true
+outputs:
+  said: .steps.c.outputs.said
+"#;
+    let test = Test::new().write("branches.yaml", runbook);
+    let (output, events) = run_json(test, "branches.yaml", &["--input", "stop=true"]);
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    assert_eq!(ended(&events, "c")["outputs"]["said"], "rb");
+    // Outside a branch, a skipped step's outputs are still an error.
+    let error = ended(&events, "d")["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("steps.a.outputs.r"), "{error}");
+}
+
+#[test]
+fn finally_sees_succeeded_when_a_called_runbook_failed_but_the_fallback_recovered() {
+    let test = Test::new()
+        .write(
+            "lib/fails.yaml",
+            "version: 1\nname: fails\nsteps:\n  - id: boom\n    exec: { command: [\"false\"] }\n",
+        )
+        .write(
+            "main.yaml",
+            r#"version: 1
+name: main
+steps:
+  - id: s
+    uses: lib/fails.yaml
+    fallback:
+      exec: { command: [echo, recovered] }
+finally:
+  - id: report
+    exec: { command: [echo, "{{run.status}}"] }
+    outputs: { status: '.stdout | rtrimstr("\n")' }
+outputs:
+  seen: .steps.report.outputs.status
+"#,
+        );
+    let (output, events) = run_json(test, "main.yaml", &[]);
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    assert_eq!(ended(&events, "s")["via"], "fallback");
+    assert_eq!(ended(&events, "report")["outputs"]["status"], "succeeded");
+}

@@ -1,0 +1,74 @@
+//! runbooks/flink/upgrade-cli.yaml: the upgrade through the `flink` command-line client.
+
+use crate::flink::{Cluster, cluster, same_path};
+use crate::runbook::{Runbook, inputs};
+use serde_json::json;
+
+#[test]
+fn the_cli_upgrade_restarts_jobs_from_savepoints_or_their_latest_checkpoint() {
+    let (cluster, _serial) = cluster();
+    let a = cluster.start_job("cli-a", &[], None);
+    let b = cluster.start_job("cli-b", &[], None);
+    let jobs = json!({
+        "cli-a": { "args": ["--name", "cli-a"] },
+        // Its savepoint cannot be written: `flink stop` fails, the fallback cancels it and
+        // picks its newest retained checkpoint on disk.
+        "cli-b": { "args": ["--name", "cli-b"], "savepoint_dir": "file:///proc/runbook-flink-tests" },
+    });
+    let runbook = Runbook::new(cluster);
+    let mut args: Vec<String> = [
+        "run",
+        "runbooks/flink/upgrade-cli.yaml",
+        "--run-id",
+        "cli-1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(inputs(&[
+        ("flink", cluster.flink_cli().display().to_string()),
+        ("jar", cluster.jar.display().to_string()),
+        ("savepoint_dir", cluster.savepoints.clone()),
+        ("checkpoint_dir", cluster.checkpoints.clone()),
+        ("flink_url", cluster.url.clone()),
+        ("jobs", jobs.to_string()),
+    ]));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let outputs = runbook.run(&args).outputs();
+
+    let jobs = outputs["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 2, "{outputs:#}");
+    for job in jobs {
+        let (old, via, base) = if job["name"] == "cli-a" {
+            (&a, "savepoint", Cluster::local(&cluster.savepoints))
+        } else {
+            (
+                &b,
+                "checkpoint",
+                Cluster::local(&cluster.checkpoints).join(&b),
+            )
+        };
+        assert_eq!(job["old_job_id"], old.as_str());
+        assert_eq!(job["via"], via, "{job}");
+        let snapshot = job["snapshot"].as_str().unwrap();
+        assert!(Cluster::local(snapshot).starts_with(&base), "{job}");
+        assert!(
+            Cluster::local(snapshot).join("_metadata").is_file(),
+            "{job}"
+        );
+        let new = job["new_job_id"].as_str().expect("a new job id");
+        assert_eq!(cluster.state(new), "RUNNING");
+        let restored = cluster.checkpoints(new)["latest"]["restored"]["external_path"].clone();
+        assert!(
+            same_path(restored.as_str().unwrap_or_default(), snapshot),
+            "{restored} {job}"
+        );
+        assert!(
+            job["checkpoint_id"].as_u64() > job["restored_checkpoint_id"].as_u64(),
+            "{job}"
+        );
+        cluster.assert_state_continues(new);
+    }
+    assert_eq!(cluster.state(&a), "FINISHED");
+    assert_eq!(cluster.state(&b), "CANCELED");
+}

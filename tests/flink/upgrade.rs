@@ -1,0 +1,373 @@
+//! runbooks/flink/upgrade.yaml (and its lib/ runbooks) against the sandbox cluster.
+
+use crate::flink::{Cluster, cluster, same_path, wait_for};
+use crate::runbook::{Runbook, inputs, wait_event};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const UPGRADE: &str = "runbooks/flink/upgrade.yaml";
+
+/// `jobs` for upgrade.yaml: each name started again with `--name NAME`.
+fn jobs_input(names: &[&str]) -> Value {
+    names
+        .iter()
+        .map(|n| (n.to_string(), json!({ "args": ["--name", n] })))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+fn upgrade_args(
+    cluster: &Cluster,
+    run_id: &str,
+    jobs: &Value,
+    extra: &[(&str, String)],
+) -> Vec<String> {
+    let mut args: Vec<String> = ["run", UPGRADE, "--run-id", run_id]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut pairs = vec![
+        ("flink_url", cluster.url.clone()),
+        ("savepoint_dir", cluster.savepoints.clone()),
+        ("jobs", jobs.to_string()),
+    ];
+    pairs.extend(extra.iter().cloned());
+    if !pairs.iter().any(|(k, _)| *k == "jar") {
+        pairs.push(("jar_id", cluster.jar_id.clone()));
+    }
+    args.extend(inputs(&pairs));
+    args
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// The entry of the upgrade's `jobs` output for one job name.
+fn entry<'a>(outputs: &'a Value, name: &str) -> &'a Value {
+    outputs["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["name"] == name))
+        .unwrap_or_else(|| panic!("no job {name} in {outputs:#}"))
+}
+
+/// A job the upgrade restarted: RUNNING, restored from exactly `snapshot`, state going on.
+fn assert_restored(cluster: &Cluster, job: &Value) {
+    let new = job["new_job_id"].as_str().expect("a new job id");
+    let snapshot = job["snapshot"].as_str().expect("a snapshot");
+    assert_ne!(job["old_job_id"], job["new_job_id"]);
+    assert_eq!(cluster.state(new), "RUNNING", "{job}");
+    let restored = cluster.checkpoints(new)["latest"]["restored"].clone();
+    let path = restored["external_path"].as_str().unwrap_or_default();
+    assert!(
+        same_path(path, snapshot),
+        "{new} restored from {restored}, not {snapshot}"
+    );
+    assert!(
+        job["checkpoint_id"].as_u64() > job["restored_checkpoint_id"].as_u64(),
+        "no checkpoint after the restore: {job}"
+    );
+    cluster.assert_state_continues(new);
+}
+
+fn assert_savepoint_of(cluster: &Cluster, job: &Value, old: &str) {
+    assert_eq!(job["via"], "savepoint", "{job}");
+    assert_eq!(job["fallback"], false, "{job}");
+    let snapshot = job["snapshot"].as_str().unwrap();
+    let dir = Cluster::local(snapshot);
+    assert!(
+        dir.starts_with(Cluster::local(&cluster.savepoints))
+            && dir.file_name().is_some_and(|n| n
+                .to_string_lossy()
+                .starts_with(&format!("savepoint-{}-", &old[..6]))),
+        "not a savepoint of {old}: {snapshot}"
+    );
+    assert!(
+        dir.join("_metadata").is_file(),
+        "{snapshot} has no _metadata"
+    );
+    assert_eq!(
+        cluster.state(old),
+        "FINISHED",
+        "stop with savepoint ends the job"
+    );
+}
+
+#[test]
+fn the_upgrade_restarts_three_jobs_each_from_its_own_savepoint() {
+    let (cluster, _serial) = cluster();
+    let names = ["upgrade-a", "upgrade-b", "upgrade-c"];
+    let old: Vec<String> = names
+        .iter()
+        .map(|n| cluster.start_job(n, &[], None))
+        .collect();
+    let runbook = Runbook::new(cluster);
+    let hook_file = runbook.dir().join("hook.json");
+    let args = upgrade_args(
+        cluster,
+        "upgrade-1",
+        &jobs_input(&names),
+        &[
+            // The jar is uploaded after the hook, as a new version would be.
+            ("jar", cluster.jar.display().to_string()),
+            (
+                "hook",
+                format!("printf '%s' \"$UPGRADE_JOBS\" > {}", hook_file.display()),
+            ),
+            ("approve_before_restart", "true".into()),
+            // No other job runs: the whole cluster is upgraded.
+            ("all_jobs", "true".into()),
+        ],
+    );
+
+    // The run parks at the approval, with every job stopped and none started again.
+    let parked = runbook.run(&strs(&args));
+    assert_eq!(parked.code, 3, "{}", parked.stderr);
+    assert!(
+        parked.stderr.contains("runbook approve upgrade-1 approve"),
+        "{}",
+        parked.stderr
+    );
+    for jid in &old {
+        assert_eq!(cluster.state(jid), "FINISHED");
+    }
+    let running: Vec<Value> = cluster
+        .jobs()
+        .into_iter()
+        .filter(|j| j["state"] == "RUNNING")
+        .collect();
+    assert!(
+        running.is_empty(),
+        "nothing restarts before the approval: {running:?}"
+    );
+    let hooked: Value =
+        serde_json::from_str(&std::fs::read_to_string(&hook_file).unwrap()).unwrap();
+    assert_eq!(
+        hooked.as_array().map(Vec::len),
+        Some(3),
+        "the hook saw every job: {hooked}"
+    );
+
+    let approved = runbook.run(&[
+        "approve",
+        "upgrade-1",
+        "approve",
+        "--comment",
+        "jar swapped",
+    ]);
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
+    let outputs = runbook.run(&["resume", "upgrade-1"]).outputs();
+
+    assert_eq!(
+        outputs["jobs"].as_array().map(Vec::len),
+        Some(3),
+        "{outputs:#}"
+    );
+    for (name, old) in names.iter().zip(&old) {
+        let job = entry(&outputs, name);
+        assert_eq!(job["old_job_id"], old.as_str());
+        assert_savepoint_of(cluster, job, old);
+        assert_restored(cluster, job);
+    }
+    let snapshots: std::collections::HashSet<&str> = outputs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["snapshot"].as_str().unwrap())
+        .collect();
+    assert_eq!(snapshots.len(), 3, "each job has its own savepoint");
+}
+
+#[test]
+fn a_savepoint_that_fails_falls_back_to_that_jobs_latest_checkpoint() {
+    let (cluster, _serial) = cluster();
+    let names = ["fallback-a", "fallback-b", "fallback-c"];
+    let old: Vec<String> = names
+        .iter()
+        .map(|n| cluster.start_job(n, &[], None))
+        .collect();
+    let mut jobs = jobs_input(&names);
+    // Root can write anywhere but /proc: this job's savepoint cannot be written.
+    jobs["fallback-b"]["savepoint_dir"] = json!("file:///proc/runbook-flink-tests");
+    let runbook = Runbook::new(cluster);
+    let run = runbook.run(&strs(&upgrade_args(cluster, "fallback-1", &jobs, &[])));
+    let outputs = run.outputs();
+    assert!(
+        run.stderr
+            .contains("Failed to create savepoint directory at file:/proc/runbook-flink-tests"),
+        "the savepoint failure is reported: {}",
+        run.stderr
+    );
+
+    for (name, old) in names.iter().zip(&old) {
+        let job = entry(&outputs, name);
+        assert_eq!(job["old_job_id"], old.as_str());
+        if *name == "fallback-b" {
+            assert_eq!(job["via"], "checkpoint", "{job}");
+            assert_eq!(job["fallback"], true, "{job}");
+            let dir = Cluster::local(job["snapshot"].as_str().unwrap());
+            assert!(
+                dir.starts_with(Cluster::local(&cluster.checkpoints).join(old))
+                    && dir
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with("chk-"),
+                "not a checkpoint of {old}: {job}"
+            );
+            assert!(dir.join("_metadata").is_file());
+            assert_eq!(
+                cluster.state(old),
+                "CANCELED",
+                "the fallback cancels the job"
+            );
+            assert!(cluster.savepoints_of(old).is_empty());
+        } else {
+            assert_savepoint_of(cluster, job, old);
+        }
+        assert_restored(cluster, job);
+    }
+}
+
+#[test]
+fn a_run_killed_while_polling_a_savepoint_resumes_polling_the_same_savepoint() {
+    let (cluster, _serial) = cluster();
+    // Backpressured (one event per key every 1 ms, 1 ms of work each): its aligned savepoint
+    // waits for the buffered events, seconds long, like a checkpoint of it.
+    let old = cluster.start_job(
+        "killed-a",
+        &["--rate-ms", "1", "--process-delay-ms", "1"],
+        None,
+    );
+    wait_for(Duration::from_secs(120), "a slow checkpoint", || {
+        cluster.checkpoints(&old)["latest"]["completed"]["end_to_end_duration"]
+            .as_u64()
+            .unwrap_or(0)
+            > 2000
+    });
+    let runbook = Runbook::new(cluster);
+    let args = upgrade_args(cluster, "killed-1", &jobs_input(&["killed-a"]), &[]);
+    let (mut child, events) = runbook.spawn(&strs(&args));
+    let mut seen = Vec::new();
+    let accepted = wait_event(&events, &mut seen, Duration::from_secs(120), |e| {
+        e["event"] == "step_ended" && e["path"] == "snapshot[0]/accepted"
+    });
+    let trigger = accepted["outputs"]["request"]
+        .as_str()
+        .expect("a trigger id")
+        .to_owned();
+    wait_event(&events, &mut seen, Duration::from_secs(60), |e| {
+        e["event"] == "step_polling" && e["path"] == "snapshot[0]/wait_savepoint"
+    });
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().expect("reap the killed run");
+    let operation = cluster.get(&format!("/jobs/{old}/savepoints/{trigger}"));
+    assert_eq!(
+        operation["status"]["id"], "IN_PROGRESS",
+        "killed mid-savepoint: {operation}"
+    );
+
+    let resumed = runbook.run(&["resume", "killed-1", "--output", "json"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stdout);
+    let events = resumed.events();
+    let started = |path: &str| {
+        events
+            .iter()
+            .filter(|e| e["event"] == "step_started" && e["path"] == path)
+            .count()
+    };
+    assert_eq!(started("snapshot[0]/trigger_stop"), 0, "no second trigger");
+    assert!(
+        started("snapshot[0]/wait_savepoint") >= 1,
+        "the poll is taken up again"
+    );
+    let ended = events.last().expect("events");
+    assert_eq!(ended["event"], "run_ended");
+    let job = entry(&ended["outputs"], "killed-a");
+
+    // The savepoint is the one the killed run triggered, and the only one of that job.
+    let operation = cluster.get(&format!("/jobs/{old}/savepoints/{trigger}"));
+    let location = operation["operation"]["location"]
+        .as_str()
+        .expect("completed");
+    assert!(
+        same_path(location, job["snapshot"].as_str().unwrap()),
+        "{operation} {job}"
+    );
+    assert_eq!(
+        cluster.savepoints_of(&old).len(),
+        1,
+        "{:?}",
+        cluster.savepoints_of(&old)
+    );
+    let history = cluster.checkpoints(&old)["history"].clone();
+    let savepoints = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["is_savepoint"] == true)
+        .count();
+    assert_eq!(savepoints, 1, "one savepoint in Flink's history: {history}");
+    assert_savepoint_of(cluster, job, &old);
+    assert_restored(cluster, job);
+}
+
+#[test]
+fn the_already_used_guard_refuses_a_snapshot_a_running_job_restored_from() {
+    let (cluster, _serial) = cluster();
+    let a = cluster.start_job("guard-a", &[], None);
+    let runbook = Runbook::new(cluster);
+    // A savepoint of guard-a that leaves it running (lib/savepoint.yaml on its own)...
+    let savepoint = runbook
+        .run(&strs(
+            &["run", "runbooks/flink/lib/savepoint.yaml"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain(inputs(&[
+                    ("flink_url", cluster.url.clone()),
+                    ("job", a.clone()),
+                    ("target_dir", cluster.savepoints.clone()),
+                ]))
+                .collect::<Vec<_>>(),
+        ))
+        .outputs();
+    let snapshot = savepoint["location"]
+        .as_str()
+        .expect("a savepoint")
+        .to_owned();
+    assert_eq!(cluster.state(&a), "RUNNING");
+    // ...and another job already running from it.
+    let b = cluster.start_job("guard-b", &[], Some(&snapshot));
+
+    let jobs = json!({ "guard-a": { "args": ["--name", "guard-a"], "restore_from": snapshot } });
+    let refused = runbook.run(&strs(&upgrade_args(cluster, "guard-1", &jobs, &[])));
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains(&format!(
+            "running job guard-b ({b}) was already restored from it"
+        )),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(cluster.state(&a), "RUNNING", "nothing was stopped");
+
+    let allowed = runbook.run(&strs(&upgrade_args(
+        cluster,
+        "guard-2",
+        &jobs,
+        &[("allow_reused_snapshot", "true".into())],
+    )));
+    let outputs = allowed.outputs();
+    let job = entry(&outputs, "guard-a");
+    assert_eq!(job["via"], "given", "{job}");
+    assert_eq!(job["old_job_id"], a.as_str());
+    assert!(same_path(job["snapshot"].as_str().unwrap(), &snapshot));
+    assert_eq!(
+        cluster.state(&a),
+        "CANCELED",
+        "cancelled without a savepoint"
+    );
+    assert!(cluster.savepoints_of(&a).len() == 1, "no new savepoint");
+    assert_restored(cluster, job);
+    assert_eq!(cluster.state(&b), "RUNNING");
+}
