@@ -275,14 +275,20 @@ impl Request {
 
     async fn run(&self, input: &ActionInput<'_>) -> Result<Value, ActionError> {
         let step = input.step_path;
-        let place = || format!("step `{step}`, {}", self.target.describe());
         let cluster = cluster(self.context.as_deref(), input)
             .await
-            .map_err(|e| ActionError::failed(format!("step `{step}`: {e}")))?;
-        let api = cluster
+            .map_err(|e| ActionError::invalid(format!("step `{step}`: {e}")))?;
+        let shown = format!("step `{step}`, {}", self.target.describe());
+        let (api, namespace) = cluster
             .api_for(&self.target)
             .await
-            .map_err(|e| ActionError::failed(format!("{}: {e}", place())))?;
+            .map_err(|e| ActionError::failed(format!("{shown}: {e}")))?;
+        // Messages name the namespace the request went to, defaulted or not.
+        let target = Target {
+            namespace,
+            ..self.target.clone()
+        };
+        let place = || format!("step `{step}`, {}", target.describe());
         let api_error =
             |error: kube::Error| ActionError::failed(format!("{}: {}", place(), describe(error)));
         match &self.operation {
@@ -596,8 +602,13 @@ fn kubeconfig_place() -> String {
 /// Checks, before a run starts, that the cluster configuration can be used for every context
 /// the bundle's `kubernetes` steps name (or the current context, for those that name none).
 /// A context that is a template is checked when its step runs.
-pub async fn preflight(bundle: &Bundle) -> Result<(), String> {
+pub async fn preflight(
+    bundle: &Bundle,
+    inputs: &serde_json::Map<String, Value>,
+) -> Result<(), String> {
     let mut contexts: Vec<Option<String>> = Vec::new();
+    let mut readable_only = false;
+    let context_json = serde_json::json!({ "inputs": inputs });
     for loaded in bundle.runbooks.values() {
         for step in loaded.runbook.all_steps() {
             let bodies = [
@@ -606,34 +617,75 @@ pub async fn preflight(bundle: &Bundle) -> Result<(), String> {
                 step.verify.as_ref().and_then(|v| v.kubernetes.as_deref()),
             ];
             for body in bodies.into_iter().flatten() {
-                let context = body.value.context.as_ref().map(|c| c.value.clone());
-                if context.as_deref().is_some_and(|c| c.contains("{{")) {
-                    continue;
+                let mut context = body.value.context.as_ref().map(|c| c.value.clone());
+                if let Some(template) = context.clone().filter(|c| c.contains("{{")) {
+                    // The root runbook's inputs are known now; a called runbook's come from
+                    // its caller at run time, and only the kubeconfig itself is checked.
+                    let rendered = (bundle.root().map(|r| &r.file.path) == Some(&loaded.file.path))
+                        .then(|| {
+                            crate::template::render(&template, &context_json, Escape::Plain).ok()
+                        })
+                        .flatten();
+                    context = match rendered {
+                        Some(Value::String(text)) => Some(text),
+                        Some(_) | None => {
+                            readable_only = true;
+                            continue;
+                        }
+                    };
                 }
+                // An empty context means the current one, as when the step runs.
+                let context = context.filter(|c| !c.is_empty());
                 if !contexts.contains(&context) {
                     contexts.push(context);
                 }
             }
         }
     }
-    for context in contexts {
+    for context in &contexts {
         load_config(context.as_deref()).await?;
+    }
+    if readable_only && contexts.is_empty() {
+        // Which context is only known at run time; a kubeconfig that cannot be read, or no
+        // configuration at all, is known now.
+        if let Err(error) = Kubeconfig::read() {
+            if kubeconfig_exists() {
+                return Err(format!(
+                    "cannot read the kubeconfig {}: {}",
+                    kubeconfig_place(),
+                    chain(&error)
+                ));
+            }
+            if Config::incluster().is_err() {
+                return Err(format!(
+                    "no kubeconfig ({}) and not running inside a cluster",
+                    kubeconfig_place()
+                ));
+            }
+        }
     }
     Ok(())
 }
 
 impl Cluster {
     /// The API for a target: its kind looked up in discovery, its namespace resolved.
-    async fn api_for(&self, target: &Target) -> Result<Api<DynamicObject>, String> {
+    /// The API for a target, and the namespace it addresses (`None` for a cluster-scoped kind).
+    async fn api_for(
+        &self,
+        target: &Target,
+    ) -> Result<(Api<DynamicObject>, Option<String>), String> {
         let (resource, namespaced) = self.kind(target).await?;
         Ok(if namespaced {
             let namespace = target
                 .namespace
                 .clone()
                 .unwrap_or_else(|| self.default_namespace.clone());
-            Api::namespaced_with(self.client.clone(), &namespace, &resource)
+            (
+                Api::namespaced_with(self.client.clone(), &namespace, &resource),
+                Some(namespace),
+            )
         } else {
-            Api::all_with(self.client.clone(), &resource)
+            (Api::all_with(self.client.clone(), &resource), None)
         })
     }
 

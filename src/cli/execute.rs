@@ -198,8 +198,12 @@ pub async fn open_store(
 
 /// Refuses to start a run whose `kubernetes` steps cannot reach a cluster configuration: a
 /// broken kubeconfig or a missing context is found before anything runs.
-pub async fn check_kubernetes(bundle: &Bundle, printer: &Printer) -> Result<(), ExitStatus> {
-    crate::actions::kubernetes::preflight(bundle)
+pub async fn check_kubernetes(
+    bundle: &Bundle,
+    inputs: &Map<String, Value>,
+    printer: &Printer,
+) -> Result<(), ExitStatus> {
+    crate::actions::kubernetes::preflight(bundle, inputs)
         .await
         .map_err(|error| {
             printer.error(&format!("kubernetes: {error}"));

@@ -112,8 +112,8 @@ async fn prepare(
     }
     let bundle = Arc::new(validation.bundle);
     let resolved = resolve_secrets(&bundle, printer)?;
-    execute::check_kubernetes(&bundle, printer).await?;
     let inputs = inputs.as_object().cloned().unwrap_or_default();
+    execute::check_kubernetes(&bundle, &inputs, printer).await?;
     Ok(Execution {
         bundle,
         run_id: run_id.clone(),

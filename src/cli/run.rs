@@ -50,7 +50,7 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     };
     let runtime = runtime()?;
     let status = runtime.block_on(async {
-        if let Err(status) = execute::check_kubernetes(&bundle, printer).await {
+        if let Err(status) = execute::check_kubernetes(&bundle, &inputs, printer).await {
             return status;
         }
         let store = match store::open(&location).await {
