@@ -436,6 +436,15 @@ impl Run {
     /// order, and shown. Await the result where later work must not start before the event
     /// is durable.
     fn emit(&self, event: RunEvent) -> Durable {
+        self.emit_with(event, true)
+    }
+
+    /// Records an event that nothing waits for on disk: it shares the next commit.
+    fn emit_soon(&self, event: RunEvent) -> Durable {
+        self.emit_with(event, false)
+    }
+
+    fn emit_with(&self, event: RunEvent, urgent: bool) -> Durable {
         let event = self.redact_event(event);
         let envelope = Envelope {
             run_id: self.run_id.clone(),
@@ -445,7 +454,11 @@ impl Run {
         let durable = {
             let mut state = self.state.lock().expect("state lock");
             state.apply_at(&envelope.event, &envelope.at);
-            self.journal.record(envelope.clone())
+            if urgent {
+                self.journal.record(envelope.clone())
+            } else {
+                self.journal.record_soon(envelope.clone())
+            }
         };
         self.activity.fetch_add(1, Ordering::Relaxed);
         self.sink.emit(&envelope);
@@ -935,7 +948,7 @@ impl Run {
         ending: Ending,
     ) -> StepStatus {
         let status = ending.status;
-        drop(self.emit(RunEvent::StepEnded {
+        drop(self.emit_soon(RunEvent::StepEnded {
             path: path.to_owned(),
             status: ending.status,
             attempts: ending.attempts,

@@ -17,10 +17,18 @@ use tokio_util::sync::CancellationToken;
 /// Most events in one commit; bounds the transaction when thousands of steps start at once.
 const MAX_GROUP: usize = 4096;
 
+/// How long an event that nothing waits for may wait for company before it is committed on
+/// its own: a step's end is followed at once by its dependent's start, and the two then cost
+/// one disk sync instead of two.
+const SOON: std::time::Duration = std::time::Duration::from_millis(2);
+
 type Ack = oneshot::Sender<Result<(), Arc<StoreError>>>;
 
+/// A queued event: its acknowledgement, and whether someone waits for it (commit at once).
+type Item = (Envelope, Ack, bool);
+
 pub struct Journal {
-    sender: Mutex<Option<mpsc::UnboundedSender<(Envelope, Ack)>>>,
+    sender: Mutex<Option<mpsc::UnboundedSender<Item>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     failure: Arc<Mutex<Option<Arc<StoreError>>>>,
     /// Cancelled when a write fails or the lease is lost: the run must stop, since nothing
@@ -65,14 +73,25 @@ impl Journal {
         }
     }
 
-    /// Queues an event. Events are written in the order this is called.
+    /// Queues an event to be committed at once. Events are written in the order they are
+    /// queued, whichever way.
     pub fn record(&self, envelope: Envelope) -> Durable {
+        self.queue(envelope, true)
+    }
+
+    /// Queues an event that nothing needs on disk right away: it is committed with the next
+    /// event, or on its own a moment later.
+    pub fn record_soon(&self, envelope: Envelope) -> Durable {
+        self.queue(envelope, false)
+    }
+
+    fn queue(&self, envelope: Envelope, urgent: bool) -> Durable {
         let sender = self.sender.lock().expect("journal lock");
         let Some(sender) = sender.as_ref() else {
             return Durable(DurableState::Ready(self.failure()));
         };
         let (ack, done) = oneshot::channel();
-        if sender.send((envelope, ack)).is_err() {
+        if sender.send((envelope, ack, urgent)).is_err() {
             return Durable(DurableState::Ready(Some(self.failure().unwrap_or_else(
                 || Arc::new(StoreError::Location("the journal is closed".to_owned())),
             ))));
@@ -143,7 +162,7 @@ async fn write(
     store: Arc<dyn Store>,
     lease: Lease,
     mut next_seq: u64,
-    mut receiver: mpsc::UnboundedReceiver<(Envelope, Ack)>,
+    mut receiver: mpsc::UnboundedReceiver<Item>,
     failure: Arc<Mutex<Option<Arc<StoreError>>>>,
     broken: CancellationToken,
 ) {
@@ -174,9 +193,21 @@ async fn write(
         };
         let Some(first) = first else { break };
         let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match receiver.try_recv() {
-                Ok(item) => group.push(item),
+        let mut closed = false;
+        loop {
+            while group.len() < MAX_GROUP {
+                match receiver.try_recv() {
+                    Ok(item) => group.push(item),
+                    Err(_) => break,
+                }
+            }
+            let urgent = group.iter().any(|(_, _, urgent)| *urgent);
+            if urgent || closed || group.len() >= MAX_GROUP {
+                break;
+            }
+            match tokio::time::timeout(SOON, receiver.recv()).await {
+                Ok(Some(item)) => group.push(item),
+                Ok(None) => closed = true,
                 Err(_) => break,
             }
         }
@@ -184,7 +215,8 @@ async fn write(
         let result = match existing {
             Some(failure) => Err(failure),
             None => {
-                let (envelopes, acks): (Vec<Envelope>, Vec<Ack>) = group.into_iter().unzip();
+                let (envelopes, acks): (Vec<Envelope>, Vec<Ack>) =
+                    group.into_iter().map(|(e, a, _)| (e, a)).unzip();
                 let result = store.append(&lease, next_seq, &envelopes).await;
                 match result {
                     Ok(()) => {
@@ -205,7 +237,7 @@ async fn write(
                 }
             }
         };
-        for (_, ack) in group {
+        for (_, ack, _) in group {
             let _ = ack.send(result.clone());
         }
     }
