@@ -796,14 +796,13 @@ impl Run {
         let started = Instant::now();
         let context = self.jq_context(scope, None);
         // A step the journal saw start has passed its `when` already.
-        let recorded = self
-            .state
-            .lock()
-            .expect("state lock")
-            .steps
-            .get(&path)
-            .cloned();
-        if let Some(when) = step.when.as_ref().filter(|_| recorded.is_none()) {
+        // Only what is needed is kept: this future is alive for every step at once.
+        let (started_before, expanded) = {
+            let state = self.state.lock().expect("state lock");
+            let record = state.steps.get(&path);
+            (record.is_some(), record.and_then(|r| r.expanded.clone()))
+        };
+        if let Some(when) = step.when.as_ref().filter(|_| !started_before) {
             match self.evaluate(&when.value, context.clone(), &context) {
                 Ok(Value::Null | Value::Bool(false)) => {
                     return self
@@ -836,7 +835,6 @@ impl Run {
             let instance = Instance { path, item: None };
             return self.run_instance(scope, step, &instance, cancel).await;
         };
-        let expanded = recorded.and_then(|r| r.expanded);
         let evaluated = match expanded {
             Some(items) => Ok(Value::Array(items)),
             None => self.evaluate(&for_each.value, context.clone(), &context),
@@ -990,7 +988,12 @@ impl Run {
         };
         // A `uses` step is not work of its own: the steps of the runbook it calls are.
         let _busy = (!matches!(action, ActionRef::Uses(..))).then(|| self.hold_busy());
-        let resumed = self.resume_point(&instance.path);
+        let resumed = self.resume_point(&instance.path).map(|r| Resumed {
+            attempts: r.attempts,
+            fallback: r.fallback,
+            action_attempts: r.action_attempts,
+            action_error: r.action_error,
+        });
         let in_flight = self
             .in_flight
             .lock()
@@ -998,9 +1001,8 @@ impl Run {
             .remove(&instance.path);
         if in_flight
             && let Some(verify) = &step.verify
-            && let Some(outputs) = self
-                .verify(scope, step, instance, verify, default_timeout, cancel)
-                .await
+            && let Some(outputs) =
+                Box::pin(self.verify(scope, step, instance, verify, default_timeout, cancel)).await
         {
             let attempts = resumed.as_ref().map_or(1, |r| r.attempts);
             return self
@@ -1082,18 +1084,17 @@ impl Run {
                         .await;
                 };
                 let fallback_node = step.node.get("fallback");
-                match self
-                    .run_fallback(
-                        scope,
-                        step,
-                        instance,
-                        fallback,
-                        fallback_node,
-                        default_retry,
-                        default_timeout,
-                        cancel,
-                    )
-                    .await
+                match Box::pin(self.run_fallback(
+                    scope,
+                    step,
+                    instance,
+                    fallback,
+                    fallback_node,
+                    default_retry,
+                    default_timeout,
+                    cancel,
+                ))
+                .await
                 {
                     (fallback_attempts, Ok(outputs)) => {
                         self.end(
@@ -1223,9 +1224,10 @@ impl Run {
             if durable.await.is_err() {
                 return (attempt - 1, Err(cancelled()));
             }
-            let result = self
-                .attempt(scope, step, instance, body, attempt, cancel)
-                .await;
+            // Boxed: the attempt's own state (the action, its polling) exists only while it
+            // runs, not in every step still waiting for a permit or for its start to be durable.
+            // With 10,000 steps started at once, that is most of the run's memory.
+            let result = Box::pin(self.attempt(scope, step, instance, body, attempt, cancel)).await;
             drop(permit);
             match result {
                 Ok(outputs) => return (attempt, Ok(outputs)),
@@ -1655,6 +1657,15 @@ impl Run {
             .await
             .map_err(|reason| failure(format!("runbook `{uses}`: {reason}")))
     }
+}
+
+/// Where a step instance stood when the run was resumed: what `run_instance` needs of its
+/// record, small because every step's future holds it.
+struct Resumed {
+    attempts: u32,
+    fallback: bool,
+    action_attempts: u32,
+    action_error: Option<String>,
 }
 
 /// How often a waiting approval looks for an answer.
