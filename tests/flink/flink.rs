@@ -1,10 +1,10 @@
-//! The shared sandbox cluster, its REST API (through curl, which the sandbox script needs
+//! The shared sandbox cluster (`tests/support/flink_sandbox.rs`), its REST API (through curl, which the sandbox script needs
 //! anyway), and the stateful test job.
 
+use crate::flink_sandbox;
 use serde_json::{Value, json};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -40,12 +40,6 @@ impl Cluster {
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static SERIAL: Mutex<()> = Mutex::new(());
-/// The sandbox this process started, stopped when the process exits.
-static OWN_SANDBOX: OnceLock<PathBuf> = OnceLock::new();
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// The cluster, started on first use, and the right to use it alone until the guard drops.
 /// Every job on it is cancelled first, and again when the guard drops (even when the test
@@ -88,105 +82,21 @@ impl Drop for Exclusive {
 }
 
 fn connect() -> Result<Cluster, String> {
-    let env_file = match std::env::var_os("RUNBOOK_FLINK_ENV") {
-        Some(file) => PathBuf::from(file),
-        None => start_own_sandbox()?,
-    };
-    let mut cluster = read_env(&env_file)?;
-    let overview = get_checked(&cluster.url, "/overview")
-        .map_err(|e| format!("{} does not answer: {e}", cluster.url))?;
+    let env = flink_sandbox::shared()?;
+    let overview = get_checked(&env.url, "/overview")
+        .map_err(|e| format!("{} does not answer: {e}", env.url))?;
     if overview["taskmanagers"].as_u64().unwrap_or(0) == 0 {
-        return Err(format!("{} has no TaskManager: {overview}", cluster.url));
+        return Err(format!("{} has no TaskManager: {overview}", env.url));
     }
-    cluster.jar_id = upload_jar(&cluster.url, &cluster.jar)?;
-    Ok(cluster)
-}
-
-/// Starts a sandbox in a fresh directory; the env file's path.
-fn start_own_sandbox() -> Result<PathBuf, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("runbook-flink-tests-")
-        .tempdir()
-        .map_err(|e| format!("a temporary directory: {e}"))?
-        .keep();
-    OWN_SANDBOX.set(dir.clone()).ok();
-    // Stopped at exit (atexit runs when the test harness ends the process), and by a
-    // watchdog if this process dies without exiting (killed, aborted).
-    unsafe { libc::atexit(stop_own_sandbox) };
-    let script = repo().join("scripts/flink-sandbox.sh");
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(
-            r#"while kill -0 "$1" 2>/dev/null; do sleep 2; done
-               "$2" stop "$3" >/dev/null 2>&1; rm -rf "$3""#,
-        )
-        .arg("watchdog")
-        .arg(std::process::id().to_string())
-        .arg(&script)
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn();
-    let output = Command::new(&script)
-        .arg("start")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("run {}: {e}", script.display()))?;
-    if !output.status.success() {
-        return Err(format!(
-            "scripts/flink-sandbox.sh start failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    Ok(dir.join("env"))
-}
-
-extern "C" fn stop_own_sandbox() {
-    if let Some(dir) = OWN_SANDBOX.get() {
-        let _ = Command::new(repo().join("scripts/flink-sandbox.sh"))
-            .arg("stop")
-            .arg(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(dir);
-    }
-}
-
-fn read_env(file: &Path) -> Result<Cluster, String> {
-    let output = Command::new("bash")
-        .arg("-c")
-        .arg(
-            r#"set -e; . "$1"
-               printf '%s\n' "$FLINK_URL" "$FLINK_HOME" "$FLINK_CONF_DIR" \
-                 "$FLINK_SAVEPOINTS" "$FLINK_CHECKPOINTS" "$FLINK_JOB_JAR""#,
-        )
-        .arg("read-env")
-        .arg(file)
-        .output()
-        .map_err(|e| format!("read {}: {e}", file.display()))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let values: Vec<&str> = text.lines().collect();
-    if !output.status.success() || values.len() != 6 || values.iter().any(|v| v.is_empty()) {
-        return Err(format!(
-            "{} is not a sandbox env file: {}",
-            file.display(),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
+    let jar_id = upload_jar(&env.url, &env.job_jar)?;
     Ok(Cluster {
-        url: values[0].to_owned(),
-        flink_home: values[1].into(),
-        conf_dir: values[2].into(),
-        savepoints: values[3].to_owned(),
-        checkpoints: values[4].to_owned(),
-        jar: values[5].into(),
-        jar_id: String::new(),
+        url: env.url,
+        flink_home: env.flink_home,
+        conf_dir: env.conf_dir,
+        savepoints: env.savepoints,
+        checkpoints: env.checkpoints,
+        jar: env.job_jar,
+        jar_id,
     })
 }
 

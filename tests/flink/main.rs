@@ -12,5 +12,7 @@
 mod cli;
 mod drill;
 mod flink;
+#[path = "../support/flink_sandbox.rs"]
+mod flink_sandbox;
 mod runbook;
 mod upgrade;

@@ -12,6 +12,8 @@ mod kube_api;
 
 #[path = "../support/flink_operator.rs"]
 mod flink_operator;
+#[path = "../support/flink_sandbox.rs"]
+mod flink_sandbox;
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -29,7 +31,8 @@ use kube::discovery::{self, Discovery, Scope};
 use kube::{Client, Config};
 use serde_json::{Value, json};
 
-use flink_operator::{FlinkSandbox, Operator};
+use flink_operator::Operator;
+use flink_sandbox::FlinkSandbox;
 use kube_api::KubeApi;
 
 /// The namespace of the kubeconfig's current context.

@@ -5,12 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::flink_operator::{FlinkSandbox, Operator, SandboxEnv};
+use crate::flink_operator::Operator;
+use crate::flink_sandbox::{self, SandboxEnv};
 use crate::kube_api::KubeApi;
 
 /// The namespace of the kubeconfig's current context, where the tests' resources live.
@@ -297,68 +298,12 @@ where
 // ---------------------------------------------------------------------------------------------
 // Flink
 
-/// The crate's sandbox: `RUNBOOK_FLINK_ENV`'s, or one started on first use and stopped when
-/// the test binary exits.
-static SANDBOX: OnceLock<Result<SandboxEnv, String>> = OnceLock::new();
-/// A sandbox started here, dropped (stopped) at exit.
-static STARTED: Mutex<Option<FlinkSandbox>> = Mutex::new(None);
 /// Flink tests run one at a time: they share the sandbox's slots and CPU.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// The crate's sandbox (see [`flink_sandbox::shared`]).
 fn sandbox() -> SandboxEnv {
-    let env = SANDBOX.get_or_init(|| {
-        let started = Instant::now();
-        let sandbox = FlinkSandbox::start()?;
-        let env = sandbox.env().clone();
-        eprintln!("flink sandbox at {} after {:?}", env.url, started.elapsed());
-        if std::env::var_os("RUNBOOK_FLINK_ENV")
-            .filter(|v| !v.is_empty())
-            .is_none()
-        {
-            *STARTED.lock().unwrap_or_else(|p| p.into_inner()) = Some(sandbox);
-            // SAFETY: registers a plain function without arguments, run once at exit.
-            unsafe { libc::atexit(stop_started_sandbox) };
-            stop_if_killed(&env);
-        }
-        Ok(env)
-    });
-    match env {
-        Ok(env) => env.clone(),
-        Err(error) => panic!("no Flink sandbox: {error}"),
-    }
-}
-
-extern "C" fn stop_started_sandbox() {
-    let sandbox = STARTED.lock().unwrap_or_else(|p| p.into_inner()).take();
-    drop(sandbox);
-}
-
-/// A test binary killed outright runs no exit handler: a watcher stops its sandbox then.
-fn stop_if_killed(env: &SandboxEnv) {
-    let Some(temp) = env.dir.parent() else { return };
-    let ours = temp
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("runbook-flink-"));
-    if !ours {
-        return;
-    }
-    use std::os::unix::process::CommandExt;
-    let _ = Command::new("sh")
-        .arg("-c")
-        .arg(
-            r#"while kill -0 "$1" 2>/dev/null; do sleep 2; done
-               bash "$2" stop "$3" >/dev/null 2>&1; rm -rf "$4""#,
-        )
-        .arg("sandbox-watch")
-        .arg(std::process::id().to_string())
-        .arg(repo().join("scripts/flink-sandbox.sh"))
-        .arg(&env.dir)
-        .arg(temp)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn();
+    flink_sandbox::shared().unwrap_or_else(|error| panic!("no Flink sandbox: {error}"))
 }
 
 /// A Flink test's world: the API double, the operator double on the shared sandbox, and the

@@ -22,6 +22,8 @@ mod kube_api;
 
 #[path = "../support/flink_operator.rs"]
 mod flink_operator;
+#[path = "../support/flink_sandbox.rs"]
+mod flink_sandbox;
 
 mod harness;
 
