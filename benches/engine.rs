@@ -2,51 +2,18 @@
 //! action is a single jq condition, so what is left is scheduling, events and state.
 //! Divide a run's time by its number of steps for the figure per step.
 
+mod common;
+
+use common::{Discard, assert_runbook, bundle};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use runbook::engine::{self, Envelope, EventSink, RunConfig, RunStatus};
-use runbook::runbook::diagnostic::SourceFile;
-use runbook::runbook::inputs;
-use runbook::runbook::validate::{Bundle, validate_source};
+use runbook::engine::{self, EventSink, RunConfig, RunStatus};
+use runbook::runbook::validate::Bundle;
 use runbook::store::Journal;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-
-/// Drops every event.
-struct Discard;
-
-impl EventSink for Discard {
-    fn emit(&self, envelope: &Envelope) {
-        black_box(envelope);
-    }
-}
-
-/// `steps` `assert` steps; chained when `chain`, each needing the one before it, else all
-/// independent (`needs: []`).
-fn assert_runbook(steps: usize, chain: bool) -> String {
-    let mut text = String::from("version: 1\nname: generated\nsteps:\n");
-    for step in 0..steps {
-        text.push_str(&format!("  - id: s{step}\n"));
-        if chain && step > 0 {
-            text.push_str(&format!("    needs: [s{}]\n", step - 1));
-        } else {
-            text.push_str("    needs: []\n");
-        }
-        text.push_str("    assert: { that: 'true' }\n");
-    }
-    text
-}
-
-fn bundle(text: &str) -> (Arc<Bundle>, Map<String, Value>) {
-    let validation = validate_source(SourceFile::new("generated.yaml", text));
-    assert!(validation.is_valid(), "{:?}", validation.problems.first());
-    let bundle = Arc::new(validation.bundle);
-    let root = bundle.root().expect("a valid runbook has loaded");
-    let inputs = inputs::resolve(&root.runbook, None, &[]).expect("inputs have defaults");
-    (bundle, inputs)
-}
 
 fn run_once(runtime: &tokio::runtime::Runtime, bundle: &Arc<Bundle>, inputs: &Map<String, Value>) {
     let config = RunConfig {

@@ -2,11 +2,12 @@
 //! (WAL, synchronous=FULL) in a directory on the machine's disk, and the resume of a run whose
 //! 10,000 steps had all ended. `scripts/bench.sh` turns the figures into costs per step.
 
+mod common;
+
+use common::{Discard, assert_runbook, bundle};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use runbook::engine::{self, Envelope, EventSink, RunConfig, RunEvent, RunStatus, StepStatus, Via};
-use runbook::runbook::diagnostic::SourceFile;
-use runbook::runbook::inputs;
-use runbook::runbook::validate::{Bundle, validate_source};
+use runbook::engine::{self, Envelope, RunConfig, RunEvent, RunStatus, StepStatus, Via};
+use runbook::runbook::validate::Bundle;
 use runbook::store::sqlite::SqliteStore;
 use runbook::store::{Journal, Owner, Store};
 use serde_json::{Map, Value, json};
@@ -15,37 +16,6 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_util::sync::CancellationToken;
-
-struct Discard;
-
-impl EventSink for Discard {
-    fn emit(&self, envelope: &Envelope) {
-        black_box(envelope);
-    }
-}
-
-fn assert_runbook(steps: usize, chain: bool) -> String {
-    let mut text = String::from("version: 1\nname: generated\nsteps:\n");
-    for step in 0..steps {
-        text.push_str(&format!("  - id: s{step}\n"));
-        if chain && step > 0 {
-            text.push_str(&format!("    needs: [s{}]\n", step - 1));
-        } else {
-            text.push_str("    needs: []\n");
-        }
-        text.push_str("    assert: { that: 'true' }\n");
-    }
-    text
-}
-
-fn bundle(text: &str) -> (Arc<Bundle>, Map<String, Value>) {
-    let validation = validate_source(SourceFile::new("generated.yaml", text));
-    assert!(validation.is_valid(), "{:?}", validation.problems.first());
-    let bundle = Arc::new(validation.bundle);
-    let root = bundle.root().expect("a valid runbook has loaded");
-    let inputs = inputs::resolve(&root.runbook, None, &[]).expect("inputs have defaults");
-    (bundle, inputs)
-}
 
 fn envelope(run_id: &str, event: RunEvent) -> Envelope {
     Envelope {

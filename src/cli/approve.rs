@@ -1,7 +1,6 @@
 use super::args::ApproveArgs;
 use super::execute::{open_store, runtime, store_failure};
 use super::{ExitStatus, Printer};
-use crate::engine::RunStatus;
 use crate::engine::state::RunState;
 use crate::runbook::de::closest;
 use crate::store::{Decision, owner::this_host};
@@ -23,10 +22,7 @@ pub fn approve(args: &ApproveArgs, printer: &Printer) -> anyhow::Result<ExitStat
         for envelope in &events {
             state.apply_at(&envelope.event, &envelope.at);
         }
-        if let Some(status) = state
-            .status
-            .filter(|s| !s.is_parked() && *s != RunStatus::Running)
-        {
+        if let Some(status) = state.status.filter(|s| s.is_over()) {
             printer.error(&format!(
                 "run {run_id} has already ended ({}); there is nothing to approve",
                 status.name()

@@ -1,11 +1,11 @@
 use super::args::ResumeArgs;
-use super::execute::{self, Execution, resolve_secrets, runtime, store_failure, store_location};
+use super::execute::{self, Execution, open_store, resolve_secrets, runtime, store_failure};
 use super::run::sha256_hex;
 use super::{ExitStatus, Printer};
 use crate::engine::state::RunState;
 use crate::engine::{Envelope, RunEvent};
 use crate::runbook::validate::validate_stored;
-use crate::store::{self, Lease, Owner, Store};
+use crate::store::{Lease, Owner, Store};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,15 +13,11 @@ use std::sync::Arc;
 /// `runbook resume RUN_ID`: claim the run, rebuild it from its journal (with the runbook
 /// sources stored there, not the files on disk), resolve secrets again, and carry on.
 pub fn resume(args: &ResumeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
-    let location = match store_location(args.store.store.as_deref(), printer) {
-        Ok(location) => location,
-        Err(status) => return Ok(status),
-    };
     let runtime = runtime()?;
     let status = runtime.block_on(async {
-        let store = match store::open(&location).await {
+        let store = match open_store(args.store.store.as_deref(), printer).await {
             Ok(store) => store,
-            Err(error) => return store_failure(&error, printer),
+            Err(status) => return status,
         };
         // Claim first: the journal read next cannot change under us.
         let lease = match store.claim(&args.run_id, &Owner::current()).await {
@@ -56,10 +52,7 @@ async fn prepare(
     for envelope in &prior {
         state.apply(&envelope.event);
     }
-    if let Some(status) = state
-        .status
-        .filter(|s| !s.is_parked() && s.name() != "running")
-    {
+    if let Some(status) = state.status.filter(|s| s.is_over()) {
         printer.error(&format!(
             "run {run_id} has already ended ({}); there is nothing to resume",
             status.name()

@@ -66,6 +66,11 @@ impl RunStatus {
     pub fn is_parked(self) -> bool {
         matches!(self, RunStatus::Interrupted | RunStatus::Waiting)
     }
+
+    /// Whether the run is over for good: neither running nor parked.
+    pub fn is_over(self) -> bool {
+        !self.is_parked() && self != RunStatus::Running
+    }
 }
 
 fn is_false(value: &bool) -> bool {

@@ -208,7 +208,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             _ = run.park.cancelled() => StopReason::Parked,
             _ = broken.cancelled() => StopReason::Journal,
         };
-        run.stop.lock().expect("stop lock").get_or_insert(reason);
+        run.stop_because(reason);
         main_cancel.cancel();
     };
     let scope = Scope::new(
@@ -229,23 +229,14 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     };
     // The body may finish before the watch has seen why it stopped.
     if run.park.is_cancelled() {
-        run.stop
-            .lock()
-            .expect("stop lock")
-            .get_or_insert(StopReason::Parked);
+        run.stop_because(StopReason::Parked);
     }
     if config.interrupt.is_cancelled() {
-        run.stop
-            .lock()
-            .expect("stop lock")
-            .get_or_insert(StopReason::Interrupted);
+        run.stop_because(StopReason::Interrupted);
     }
     // A journal that broke at the very end still means the end was not recorded.
     if run.journal.failure().is_some() {
-        run.stop
-            .lock()
-            .expect("stop lock")
-            .get_or_insert(StopReason::Journal);
+        run.stop_because(StopReason::Journal);
     }
     let stop = *run.stop.lock().expect("stop lock");
     let (status, reason) = match (stop, result) {
@@ -492,6 +483,11 @@ impl Run {
         }
         let value = serde_json::to_value(&event).expect("events serialise");
         serde_json::from_value(self.redactor.value(&value)).unwrap_or(event)
+    }
+
+    /// Records why the run stops early; the first reason wins.
+    fn stop_because(&self, reason: StopReason) {
+        self.stop.lock().expect("stop lock").get_or_insert(reason);
     }
 
     fn fail_run(&self) {
@@ -1592,10 +1588,7 @@ impl Run {
                 && self.busy.load(Ordering::SeqCst)
                     <= self.waiting.lock().expect("waiting lock").len()
             {
-                self.stop
-                    .lock()
-                    .expect("stop lock")
-                    .get_or_insert(StopReason::Parked);
+                self.stop_because(StopReason::Parked);
                 self.park.cancel();
             }
             tokio::select! {
