@@ -99,15 +99,27 @@ impl Redactor {
 
 /// The forms a secret takes in what a run writes: as it is, escaped inside a JSON string
 /// (a PEM key's newlines become `\n`), with non-ASCII escaped too (`\u00e9`, as Python and
-/// many JSON encoders write it), escaped twice (JSON text quoted inside JSON), and
-/// percent-encoded in a URL (a space as `%20` or `+`).
+/// many JSON encoders write it), escaped twice (JSON text quoted inside JSON),
+/// percent-encoded in a URL (a space as `%20` or `+`), and with its whitespace run together
+/// into single spaces, as a message quoting a response body on one line shows it.
 fn forms_of(secret: &str) -> Vec<String> {
     let json = json_escaped(secret);
     let ascii = ascii_escaped(&json);
     let twice = json_escaped(&json);
+    // Encoders differ on what they leave alone: RFC 3986's unreserved characters, or only
+    // letters and digits.
     let url = utf8_percent_encode(secret, URL_COMPONENT).to_string();
-    let form_url = url.replace("%20", "+");
-    vec![secret.to_owned(), json, ascii, twice, url, form_url]
+    let url_strict = utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string();
+    let one_line = secret.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut forms = vec![secret.to_owned(), json, ascii, twice, one_line];
+    for url in [url, url_strict] {
+        forms.push(url.replace("%20", "+"));
+        forms.push(url);
+    }
+    forms
+        .into_iter()
+        .filter(|form| form.chars().count() >= MIN_SECRET_CHARS)
+        .collect()
 }
 
 /// A string as it appears between the quotes of a JSON string.
