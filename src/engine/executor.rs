@@ -5,8 +5,8 @@
 
 use super::event::{Envelope, EventSink, RunEvent, RunStatus, Sealed, StepStatus, Via};
 use super::redact::{Redact, Redactor, Revealed};
-use super::seal::{OpenError, RunKey, SecretKey};
 use super::retry::RetryPolicy;
+use super::seal::{OpenError, RunKey, SecretKey};
 use super::state::{RunState, StepRecord};
 use crate::actions::{ActionError, ActionErrorKind, ActionInput, action_for};
 use crate::plan::{Dag, Section};
@@ -95,6 +95,9 @@ struct Run {
     secrets: HashMap<PathBuf, Map<String, Value>>,
     redactor: Redactor,
     run_key: Option<RunKey>,
+    /// Some values of the journal could not be opened: steps must be checked before they
+    /// read them. Only a resume finds this, before the run goes on.
+    any_withheld: bool,
     /// Why the run stopped for [`StopReason::Withheld`].
     withheld_reason: Mutex<Option<String>>,
     halt: CancellationToken,
@@ -142,7 +145,10 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         .or(runbook.max_parallel.as_ref().map(|m| m.value as usize))
         .unwrap_or(Semaphore::MAX_PERMITS)
         .clamp(1, Semaphore::MAX_PERMITS);
-    let run_key = config.secret_key.as_ref().map(|k| k.for_run(&config.run_id));
+    let run_key = config
+        .secret_key
+        .as_ref()
+        .map(|k| k.for_run(&config.run_id));
     let mut state = RunState::default();
     for envelope in &config.prior {
         state.apply_at(&envelope.event, &envelope.at);
@@ -158,6 +164,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             }
         }
     }
+    let any_withheld = state.steps.values().any(|r| !r.withheld.is_empty());
     let in_flight = state
         .steps
         .iter()
@@ -179,6 +186,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         secrets: config.secrets,
         redactor,
         run_key,
+        any_withheld,
         withheld_reason: Mutex::new(None),
         halt: CancellationToken::new(),
         sink,
@@ -533,6 +541,9 @@ impl Run {
         scope: &Scope<'_>,
         texts: impl Iterator<Item = &'t str>,
     ) -> Option<(String, OpenError)> {
+        if !self.any_withheld {
+            return None;
+        }
         let withheld = self
             .state
             .lock()
@@ -932,11 +943,15 @@ impl Run {
                 record.and_then(|r| r.withheld.get("items").cloned()),
             )
         };
-        let mut texts = Vec::new();
-        step.node.for_each_string(&mut |text, _| texts.push(text.to_owned()));
-        if let Some((read, reason)) = self.withheld_read(scope, texts.iter().map(String::as_str))
-        {
-            return self.refuse_withheld(&path, started, read, reason).await;
+        if self.any_withheld {
+            let mut texts = Vec::new();
+            step.node
+                .for_each_string(&mut |text, _| texts.push(text.to_owned()));
+            if let Some((read, reason)) =
+                self.withheld_read(scope, texts.iter().map(String::as_str))
+            {
+                return self.refuse_withheld(&path, started, read, reason).await;
+            }
         }
         if let Some(reason) = items_withheld {
             let read = format!("the items of `{path}`");

@@ -270,7 +270,13 @@ mod tests {
             sealed: None,
         };
         let revealed = event.redact(&redactor);
-        assert_eq!(revealed, json!({"outputs": {"said": "v=status", "n": 2}}).as_object().unwrap().clone());
+        assert_eq!(
+            revealed,
+            json!({"outputs": {"said": "v=status", "n": 2}})
+                .as_object()
+                .unwrap()
+                .clone()
+        );
         let RunEvent::StepEnded { outputs, error, .. } = &event else {
             unreachable!()
         };

@@ -227,11 +227,9 @@ impl RunState {
             };
             let mut base = vec!["steps".to_owned()];
             match rest.strip_suffix(']').and_then(|r| r.rsplit_once('[')) {
-                Some((id, index)) => base.extend([
-                    id.to_owned(),
-                    "items".to_owned(),
-                    index.to_owned(),
-                ]),
+                Some((id, index)) => {
+                    base.extend([id.to_owned(), "items".to_owned(), index.to_owned()])
+                }
                 None => base.push(rest.to_owned()),
             }
             for (name, reason) in &record.withheld {

@@ -3,15 +3,11 @@
 //! `--output json`, `runs show` or the bytes of the store, in any form; and a step that reads
 //! an output carrying one gets the real value, in a live run and after a resume.
 
-#[allow(dead_code)]
-#[path = "../actions/support/server.rs"]
-mod server;
-
 use crate::durable::Bench;
 use crate::events::events;
+use crate::run_http::server::{Response, Server};
 use crate::support::{Output, Test};
 use serde_json::Value;
-use server::{Response, Server};
 
 const KEY: &str = "k3y-for-tests-0123456789abcdefghijklmnop";
 
@@ -32,13 +28,22 @@ fn runbook(bench: &Bench, args: &[&str], env: &[(&str, &str)]) -> Output {
 fn everything_written(bench: &Bench, runs: &[&Output], run_id: &str) -> Vec<(String, Vec<u8>)> {
     let mut written = Vec::new();
     for (n, output) in runs.iter().enumerate() {
-        written.push((format!("run {n} stdout"), output.stdout.clone().into_bytes()));
-        written.push((format!("run {n} stderr"), output.stderr.clone().into_bytes()));
+        written.push((
+            format!("run {n} stdout"),
+            output.stdout.clone().into_bytes(),
+        ));
+        written.push((
+            format!("run {n} stderr"),
+            output.stderr.clone().into_bytes(),
+        ));
     }
     for format in ["text", "json", "markdown"] {
         let shown = runbook(bench, &["runs", "show", run_id, "--format", format], &[]);
         assert_eq!(shown.code, 0, "{}", shown.stderr);
-        written.push((format!("runs show --format {format}"), shown.stdout.into_bytes()));
+        written.push((
+            format!("runs show --format {format}"),
+            shown.stdout.into_bytes(),
+        ));
     }
     for entry in std::fs::read_dir(bench.db().parent().unwrap()).unwrap() {
         let path = entry.unwrap().path();
@@ -82,7 +87,11 @@ fn a_secret_that_names_an_event_field_is_masked_and_the_events_keep_their_shape(
         let bench = Bench::new();
         bench.write("words.yaml", WORDS);
         let env = [("RUNBOOK_TEST_WORD", word)];
-        let json = runbook(&bench, &["run", "words.yaml", "--output", "json", "--run-id", "j"], &env);
+        let json = runbook(
+            &bench,
+            &["run", "words.yaml", "--output", "json", "--run-id", "j"],
+            &env,
+        );
         assert_eq!(json.code, 0, "{word}: {}", json.stderr);
         let parsed = events(&json.stdout);
         let said = parsed
@@ -123,7 +132,11 @@ outputs:
 "#,
     );
     let env = [("PIN", "48213957")];
-    let json = runbook(&bench, &["run", "pin.yaml", "--output", "json", "--run-id", "p"], &env);
+    let json = runbook(
+        &bench,
+        &["run", "pin.yaml", "--output", "json", "--run-id", "p"],
+        &env,
+    );
     assert_eq!(json.code, 0, "{}", json.stderr);
     let ended = events(&json.stdout)
         .into_iter()
@@ -148,13 +161,23 @@ fn pem_forms() -> Vec<String> {
     let json = json[1..json.len() - 1].to_owned();
     let twice = serde_json::to_string(&json).unwrap();
     let twice = twice[1..twice.len() - 1].to_owned();
-    let url = percent_encoding::utf8_percent_encode(PEM, percent_encoding::NON_ALPHANUMERIC)
-        .to_string();
+    let url =
+        percent_encoding::utf8_percent_encode(PEM, percent_encoding::NON_ALPHANUMERIC).to_string();
     let one_line = PEM.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut forms = vec![PEM.to_owned(), json, twice, url.clone(), url.replace("%20", "+"), one_line];
+    let mut forms = vec![
+        PEM.to_owned(),
+        json,
+        twice,
+        url.clone(),
+        url.replace("%20", "+"),
+        one_line,
+    ];
     forms.push(url.replace("%2D", "-"));
     // The distinctive middle alone, in each form, so a partly masked value is caught too.
-    forms.extend(["MIIBq\"uo+te/\\back=slash".to_owned(), r#"MIIBq\"uo+te/\\back=slash"#.to_owned()]);
+    forms.extend([
+        "MIIBq\"uo+te/\\back=slash".to_owned(),
+        r#"MIIBq\"uo+te/\\back=slash"#.to_owned(),
+    ]);
     forms
 }
 
@@ -163,11 +186,29 @@ fn a_pem_key_never_appears_raw_escaped_or_encoded_in_errors_or_outputs() {
     let server = Server::start(|request| {
         let body = request.body_text();
         match request.path.as_str() {
-            "/json" => Response::json(500, "Internal Server Error", &serde_json::json!({"error": "bad key", "key": body})),
-            "/text" => Response::text(500, "Internal Server Error", Some("text/plain"), &format!("bad key {body}")),
+            "/json" => Response::json(
+                500,
+                "Internal Server Error",
+                &serde_json::json!({"error": "bad key", "key": body}),
+            ),
+            "/text" => Response::text(
+                500,
+                "Internal Server Error",
+                Some("text/plain"),
+                &format!("bad key {body}"),
+            ),
             _ => {
-                let encoded = percent_encoding::utf8_percent_encode(&body, percent_encoding::NON_ALPHANUMERIC).to_string();
-                Response::text(400, "Bad Request", Some("text/plain"), &format!("retry at /login?key={encoded}"))
+                let encoded = percent_encoding::utf8_percent_encode(
+                    &body,
+                    percent_encoding::NON_ALPHANUMERIC,
+                )
+                .to_string();
+                Response::text(
+                    400,
+                    "Bad Request",
+                    Some("text/plain"),
+                    &format!("retry at /login?key={encoded}"),
+                )
             }
         }
     });
@@ -205,7 +246,9 @@ steps:
     let env = [("TEST_PEM", PEM)];
     let json = runbook(
         &bench,
-        &["run", "pem.yaml", "--output", "json", "--run-id", "k", "--input", &base],
+        &[
+            "run", "pem.yaml", "--output", "json", "--run-id", "k", "--input", &base,
+        ],
         &env,
     );
     assert_eq!(json.code, 0, "{}", json.stderr);
@@ -281,7 +324,10 @@ fn a_step_reading_an_output_that_carries_a_secret_gets_the_real_value() {
         .find(|e| e["event"] == "step_ended" && e["path"] == "a")
         .unwrap();
     assert_eq!(a["outputs"]["header"], "Bearer ***", "{a}");
-    assert_absent(&everything_written(&bench, &[&run], "r"), &[TOKEN.to_owned()]);
+    assert_absent(
+        &everything_written(&bench, &[&run], "r"),
+        &[TOKEN.to_owned()],
+    );
 }
 
 #[test]
@@ -297,8 +343,16 @@ fn after_a_resume_the_step_gets_the_real_value_with_the_key_and_stops_clearly_wi
     // Without the key the run stops before `check` runs, says why and how, and can go on.
     let keyless = runbook(&bench, &["resume", "g"], &[("TEST_TOKEN", TOKEN)]);
     assert_eq!(keyless.code, 3, "{}", keyless.stderr);
-    for expected in ["steps.a.outputs.header", "carried a secret", "RUNBOOK_SECRET_KEY"] {
-        assert!(keyless.stderr.contains(expected), "{expected}: {}", keyless.stderr);
+    for expected in [
+        "steps.a.outputs.header",
+        "carried a secret",
+        "RUNBOOK_SECRET_KEY",
+    ] {
+        assert!(
+            keyless.stderr.contains(expected),
+            "{expected}: {}",
+            keyless.stderr
+        );
     }
     assert_eq!(bench.read("side"), "", "check did not run");
 
@@ -326,7 +380,10 @@ fn a_run_started_without_a_key_fails_the_reading_step_after_a_resume_and_says_wh
         .find(|e| e["event"] == "step_ended" && e["path"] == "check")
         .unwrap();
     let error = check["error"].as_str().unwrap();
-    for expected in ["steps.a.outputs.header", "started without RUNBOOK_SECRET_KEY"] {
+    for expected in [
+        "steps.a.outputs.header",
+        "started without RUNBOOK_SECRET_KEY",
+    ] {
         assert!(error.contains(expected), "{expected}: {error}");
     }
     assert_eq!(bench.read("side"), "");
@@ -344,7 +401,9 @@ fn a_one_character_secret_is_refused_by_name_before_anything_runs() {
         .run();
     assert_eq!(output.code, 2, "{}", output.stderr);
     assert!(
-        output.stderr.contains("secret `pin` of runbook `s` is 1 character(s) long")
+        output
+            .stderr
+            .contains("secret `pin` of runbook `s` is 1 character(s) long")
             && output.stderr.contains("at least 2 characters"),
         "{}",
         output.stderr
