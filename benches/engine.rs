@@ -26,6 +26,7 @@ fn run_once(runtime: &tokio::runtime::Runtime, bundle: &Arc<Bundle>, inputs: &Ma
         prior: Vec::new(),
         resumed_by: None,
         store: None,
+        secret_key: None,
     };
     let sink: Arc<dyn EventSink> = Arc::new(Discard);
     let outcome = runtime.block_on(engine::run(bundle.clone(), config, sink));

@@ -74,6 +74,7 @@ async fn journaled_run(
         prior: events,
         resumed_by: None,
         store: Some(store),
+        secret_key: None,
     };
     let outcome = engine::run(bundle, config, Arc::new(Discard)).await;
     journal.close().await.expect("the journal closes");
@@ -135,6 +136,7 @@ fn durable(c: &mut Criterion) {
             error: None,
             item: None,
             duration_ms: 0,
+            sealed: None,
         });
     }
     group.throughput(Throughput::Elements(1));
@@ -180,6 +182,7 @@ fn durable(c: &mut Criterion) {
                         prior,
                         resumed_by: Some("bench".to_owned()),
                         store: Some(store.clone()),
+                        secret_key: None,
                     };
                     let outcome = engine::run(bundle.clone(), config, Arc::new(Discard)).await;
                     journal.close().await.expect("the journal closes");

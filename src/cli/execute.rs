@@ -3,6 +3,7 @@
 
 use super::args::OutputFormat;
 use super::{ExitStatus, Printer};
+use crate::engine::seal::SecretKey;
 use crate::engine::{self, Envelope, EventSink, RunConfig, RunStatus};
 use crate::report::{self, JsonLines, Progress};
 use crate::runbook::validate::Bundle;
@@ -26,6 +27,7 @@ pub struct Execution {
     /// The journal so far; the next event is number `prior.len() + 1`.
     pub prior: Vec<Envelope>,
     pub resumed_by: Option<String>,
+    pub secret_key: Option<SecretKey>,
 }
 
 /// Runs a claimed run until it ends or parks.
@@ -65,6 +67,7 @@ pub async fn execute(execution: Execution, printer: &Printer) -> ExitStatus {
         prior: execution.prior,
         resumed_by: execution.resumed_by,
         store: Some(execution.store.clone()),
+        secret_key: execution.secret_key,
     };
     let outcome = engine::run(execution.bundle, config, sink).await;
     let closed = journal.close().await;
@@ -183,6 +186,14 @@ pub fn resolve_secrets(
         }
     }
     Ok(resolved)
+}
+
+/// The key that keeps values carrying a secret readable across a resume, when one is set.
+pub fn secret_key(printer: &Printer) -> Result<Option<SecretKey>, ExitStatus> {
+    SecretKey::from_environment().map_err(|error| {
+        printer.error(&error.to_string());
+        ExitStatus::Invalid
+    })
 }
 
 /// Opens the store named on the command line, reporting why it cannot be.

@@ -105,6 +105,7 @@ async fn prepare(
     }
     let bundle = Arc::new(validation.bundle);
     let resolved = resolve_secrets(&bundle, printer)?;
+    let secret_key = execute::secret_key(printer)?;
     let inputs = inputs.as_object().cloned().unwrap_or_default();
     execute::check_kubernetes(&bundle, &inputs, printer).await?;
     Ok(Execution {
@@ -118,5 +119,6 @@ async fn prepare(
         resumed_by: Some(lease.owner.to_string()),
         lease,
         prior,
+        secret_key,
     })
 }

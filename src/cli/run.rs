@@ -33,6 +33,10 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
         Ok(resolved) => resolved,
         Err(status) => return Ok(status),
     };
+    let secret_key = match execute::secret_key(printer) {
+        Ok(key) => key,
+        Err(status) => return Ok(status),
+    };
     let location = match store_location(args.store.store.as_deref(), printer) {
         Ok(location) => location,
         Err(status) => return Ok(status),
@@ -80,6 +84,7 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
             lease,
             prior: vec![first],
             resumed_by: None,
+            secret_key,
         };
         execute::execute(execution, printer).await
     });

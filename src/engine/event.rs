@@ -110,7 +110,13 @@ pub enum RunEvent {
     },
     /// A `for_each` step expanded into its items. They are journaled so that a resumed run
     /// works on the same items, whatever the expression would give now.
-    StepExpanded { path: String, items: Vec<Value> },
+    StepExpanded {
+        path: String,
+        items: Vec<Value>,
+        /// Set when the items carried a secret: they are masked above.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed: Option<Sealed>,
+    },
     /// `until` did not hold yet; the action runs again after the poll interval.
     StepPolling {
         path: String,
@@ -141,6 +147,9 @@ pub enum RunEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         item: Option<Value>,
         duration_ms: u64,
+        /// Set when the outputs or the item carried a secret: they are masked above.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed: Option<Sealed>,
     },
     /// An approval step asks its question and waits.
     ApprovalRequested {
@@ -173,6 +182,47 @@ pub enum RunEvent {
         outputs: Value,
         duration_ms: u64,
     },
+}
+
+/// What became of values that carried a secret: the event shows them masked, and later steps
+/// read the real ones, from memory in the process that ran the step, or from `ciphertext`
+/// in a resumed run that has the key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// The values masked: `outputs.<name>`, `item` or `items`.
+    pub masked: Vec<String>,
+    /// The real values of the masked fields (`outputs`, `item`, `items`), encrypted with the
+    /// run's key; absent when the run had no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ciphertext: Option<String>,
+}
+
+impl RunEvent {
+    /// The step path and sealed values of an event that has some.
+    pub fn sealed(&self) -> Option<(&str, &Sealed)> {
+        match self {
+            RunEvent::StepEnded {
+                path,
+                sealed: Some(sealed),
+                ..
+            }
+            | RunEvent::StepExpanded {
+                path,
+                sealed: Some(sealed),
+                ..
+            } => Some((path, sealed)),
+            _ => None,
+        }
+    }
+
+    /// Where an event keeps sealed values, for the executor to fill in.
+    pub fn sealed_slot(&mut self) -> Option<(&str, &mut Option<Sealed>)> {
+        match self {
+            RunEvent::StepEnded { path, sealed, .. }
+            | RunEvent::StepExpanded { path, sealed, .. } => Some((path, sealed)),
+            _ => None,
+        }
+    }
 }
 
 /// One runbook's text as the run read it.

@@ -3,9 +3,10 @@
 //! Every change of state is an event; the executor folds its own state from the events it
 //! emits (see [`RunState`]), so a journal of them is enough to rebuild a run.
 
-use super::event::{Envelope, EventSink, RunEvent, RunStatus, StepStatus, Via};
-use super::redact::Redactor;
+use super::event::{Envelope, EventSink, RunEvent, RunStatus, Sealed, StepStatus, Via};
+use super::redact::{Redact, Redactor, Revealed};
 use super::retry::RetryPolicy;
+use super::seal::{OpenError, RunKey, SecretKey};
 use super::state::{RunState, StepRecord};
 use crate::actions::{ActionError, ActionErrorKind, ActionInput, action_for};
 use crate::plan::{Dag, Section};
@@ -41,6 +42,9 @@ pub enum StopReason {
     Parked,
     /// The journal cannot be written: nothing more may happen that it could not record.
     Journal,
+    /// A step reads a value the journal keeps encrypted, and this process has no key that
+    /// opens it: the run waits for a resume with the key.
+    Withheld,
 }
 
 /// What a run needs besides the runbook.
@@ -64,6 +68,9 @@ pub struct RunConfig {
     pub resumed_by: Option<String>,
     /// Where approval answers are read; without one, an approval step fails.
     pub store: Option<Arc<dyn Store>>,
+    /// Encrypts the values that carried a secret in the journal, so that a resumed run can
+    /// read them; without one they are kept masked only.
+    pub secret_key: Option<SecretKey>,
 }
 
 /// How the run ended.
@@ -87,6 +94,13 @@ struct Run {
     started: Instant,
     secrets: HashMap<PathBuf, Map<String, Value>>,
     redactor: Redactor,
+    run_key: Option<RunKey>,
+    /// Some values of the journal could not be opened: steps must be checked before they
+    /// read them. Only a resume finds this, before the run goes on.
+    any_withheld: bool,
+    /// Why the run stopped for [`StopReason::Withheld`].
+    withheld_reason: Mutex<Option<String>>,
+    halt: CancellationToken,
     sink: Arc<dyn EventSink>,
     state: Mutex<RunState>,
     /// Bounds how many actions run at once, run-wide.
@@ -131,10 +145,26 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         .or(runbook.max_parallel.as_ref().map(|m| m.value as usize))
         .unwrap_or(Semaphore::MAX_PERMITS)
         .clamp(1, Semaphore::MAX_PERMITS);
+    let run_key = config
+        .secret_key
+        .as_ref()
+        .map(|k| k.for_run(&config.run_id));
     let mut state = RunState::default();
     for envelope in &config.prior {
         state.apply_at(&envelope.event, &envelope.at);
+        if let Some((path, sealed)) = envelope.event.sealed() {
+            let opened = match (&run_key, &sealed.ciphertext) {
+                (_, None) => Err(OpenError::NotKept),
+                (None, Some(_)) => Err(OpenError::NoKey),
+                (Some(key), Some(ciphertext)) => key.open(path, ciphertext),
+            };
+            match opened {
+                Ok(revealed) => state.reveal(path, revealed),
+                Err(reason) => state.withhold(path, &sealed.masked, &reason),
+            }
+        }
     }
+    let any_withheld = state.steps.values().any(|r| !r.withheld.is_empty());
     let in_flight = state
         .steps
         .iter()
@@ -155,6 +185,10 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         started: Instant::now(),
         secrets: config.secrets,
         redactor,
+        run_key,
+        any_withheld,
+        withheld_reason: Mutex::new(None),
+        halt: CancellationToken::new(),
         sink,
         state: Mutex::new(state),
         permits: Semaphore::new(max_parallel),
@@ -207,6 +241,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             _ = config.interrupt.cancelled() => StopReason::Interrupted,
             _ = run.park.cancelled() => StopReason::Parked,
             _ = broken.cancelled() => StopReason::Journal,
+            _ = run.halt.cancelled() => StopReason::Withheld,
         };
         run.stop_because(reason);
         main_cancel.cancel();
@@ -254,6 +289,10 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
                 Some(format!("waiting for approval of {}", waiting.join(", "))),
             )
         }
+        (Some(StopReason::Withheld), _) => (
+            RunStatus::Interrupted,
+            run.withheld_reason.lock().expect("withheld lock").clone(),
+        ),
         (Some(StopReason::Deadline), _) => (RunStatus::Failed, Some("deadline".to_owned())),
         (None, Ok(_)) => (RunStatus::Succeeded, None),
         (None, Err(reason)) => (RunStatus::Failed, Some(reason)),
@@ -276,7 +315,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     RunOutcome {
         status,
         reason: reason.map(|r| run.redactor.text(&r)),
-        outputs: run.redactor.value(&outputs),
+        outputs: run.redactor.outputs(&outputs),
         state,
         journal_error: run.journal.failure(),
     }
@@ -435,8 +474,21 @@ impl Run {
         self.emit_with(event, false)
     }
 
-    fn emit_with(&self, event: RunEvent, urgent: bool) -> Durable {
-        let event = self.redact_event(event);
+    /// Every event is masked before anything sees it: the journal, the terminal and the
+    /// run's own state get the same masked event. Values that later steps may read are put
+    /// back in clear in the state only, and sealed in the event when the run has a key.
+    fn emit_with(&self, mut event: RunEvent, urgent: bool) -> Durable {
+        let revealed = event.redact(&self.redactor);
+        let revealed = if revealed.is_empty() {
+            None
+        } else {
+            let masked = masked_names(&revealed, &event);
+            event.sealed_slot().map(|(path, slot)| {
+                let ciphertext = self.run_key.as_ref().and_then(|k| k.seal(path, &revealed));
+                *slot = Some(Sealed { masked, ciphertext });
+                (path.to_owned(), revealed)
+            })
+        };
         let envelope = Envelope {
             run_id: self.run_id.clone(),
             at: jiff::Timestamp::now().to_string(),
@@ -445,6 +497,9 @@ impl Run {
         let durable = {
             let mut state = self.state.lock().expect("state lock");
             state.apply_at(&envelope.event, &envelope.at);
+            if let Some((path, revealed)) = revealed {
+                state.reveal(&path, revealed);
+            }
             if urgent {
                 self.journal.record(envelope.clone())
             } else {
@@ -477,12 +532,75 @@ impl Run {
             .collect()
     }
 
-    fn redact_event(&self, event: RunEvent) -> RunEvent {
-        if self.redactor.is_empty() {
-            return event;
+    /// The first value withheld from this process (see [`StopReason::Withheld`]) that one
+    /// of `texts` reads, as `steps.a.outputs.token`, with why it is withheld. Templates and
+    /// jq expressions are both looked at in every text: a text that is not one of them
+    /// names nothing.
+    fn withheld_read<'t>(
+        &self,
+        scope: &Scope<'_>,
+        texts: impl Iterator<Item = &'t str>,
+    ) -> Option<(String, OpenError)> {
+        if !self.any_withheld {
+            return None;
         }
-        let value = serde_json::to_value(&event).expect("events serialise");
-        serde_json::from_value(self.redactor.value(&value)).unwrap_or(event)
+        let withheld = self
+            .state
+            .lock()
+            .expect("state lock")
+            .withheld_paths(&scope.prefix);
+        if withheld.is_empty() {
+            return None;
+        }
+        for text in texts {
+            let mut references = jq::references(text, jq::Root::Context);
+            references.extend(jq::references(text, jq::Root::Result));
+            if text.contains("{{") {
+                references.extend(template::check_template(text).unwrap_or_default());
+            }
+            for reference in references {
+                let read = &reference.path;
+                for (path, reason) in &withheld {
+                    let n = read.len().min(path.len());
+                    if read[..n] == path[..n] {
+                        return Some((crate::template::reference::dotted(path), reason.clone()));
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Stops a step that would read a withheld value. Without the key (or with another one)
+    /// the run is left interrupted, for a resume with the key; a value that was never kept
+    /// fails the step, since no resume can bring it back.
+    async fn refuse_withheld(
+        &self,
+        path: &str,
+        started: Instant,
+        read: String,
+        reason: OpenError,
+    ) -> StepStatus {
+        let message = format!(
+            "step `{path}` reads `{read}`, which carried a secret and is kept masked in the journal: {reason}"
+        );
+        if reason == OpenError::NotKept {
+            return self
+                .end(
+                    path,
+                    None,
+                    started,
+                    Ending::without_outputs(StepStatus::Failed, 0, Some(message)),
+                )
+                .await;
+        }
+        self.withheld_reason
+            .lock()
+            .expect("withheld lock")
+            .get_or_insert(message);
+        self.stop_because(StopReason::Withheld);
+        self.halt.cancel();
+        StepStatus::Cancelled
     }
 
     /// Records why the run stops early; the first reason wins.
@@ -502,7 +620,9 @@ impl Run {
         // What `finally` steps see: how the run is ending, before it has ended.
         let stop = *self.stop.lock().expect("stop lock");
         let status = match stop {
-            Some(StopReason::Interrupted | StopReason::Journal) => RunStatus::Interrupted,
+            Some(StopReason::Interrupted | StopReason::Journal | StopReason::Withheld) => {
+                RunStatus::Interrupted
+            }
             Some(StopReason::Parked) => RunStatus::Waiting,
             Some(StopReason::Deadline) => RunStatus::Failed,
             None if self.run_failed() => RunStatus::Failed,
@@ -647,7 +767,10 @@ impl Run {
             // not run when the run parks (the run is not over), nor when the journal broke
             // (nothing it did could be recorded).
             let stop = *self.stop.lock().expect("stop lock");
-            let finally_error = if matches!(stop, Some(StopReason::Parked | StopReason::Journal)) {
+            let finally_error = if matches!(
+                stop,
+                Some(StopReason::Parked | StopReason::Journal | StopReason::Withheld)
+            ) {
                 None
             } else {
                 self.run_steps(
@@ -665,6 +788,24 @@ impl Run {
             }
             if cancel.is_cancelled() {
                 return Err("cancelled".to_owned());
+            }
+            let expressions = scope.loaded.runbook.outputs.iter();
+            if let Some((read, reason)) =
+                self.withheld_read(scope, expressions.map(|(_, e)| e.value.as_str()))
+            {
+                if reason != OpenError::NotKept {
+                    self.withheld_reason
+                        .lock()
+                        .expect("withheld lock")
+                        .get_or_insert(format!(
+                            "the runbook's outputs read `{read}`, which carried a secret and is kept masked in the journal: {reason}"
+                        ));
+                    self.stop_because(StopReason::Withheld);
+                    self.halt.cancel();
+                }
+                return Err(format!(
+                    "runbook outputs read `{read}`, which carried a secret: {reason}"
+                ));
             }
             let context = self.jq_context(scope, None);
             let mut outputs = Map::new();
@@ -793,11 +934,29 @@ impl Run {
         let context = self.jq_context(scope, None);
         // A step the journal saw start has passed its `when` already.
         // Only what is needed is kept: this future is alive for every step at once.
-        let (started_before, expanded) = {
+        let (started_before, expanded, items_withheld) = {
             let state = self.state.lock().expect("state lock");
             let record = state.steps.get(&path);
-            (record.is_some(), record.and_then(|r| r.expanded.clone()))
+            (
+                record.is_some(),
+                record.and_then(|r| r.expanded.clone()),
+                record.and_then(|r| r.withheld.get("items").cloned()),
+            )
         };
+        if self.any_withheld {
+            let mut texts = Vec::new();
+            step.node
+                .for_each_string(&mut |text, _| texts.push(text.to_owned()));
+            if let Some((read, reason)) =
+                self.withheld_read(scope, texts.iter().map(String::as_str))
+            {
+                return self.refuse_withheld(&path, started, read, reason).await;
+            }
+        }
+        if let Some(reason) = items_withheld {
+            let read = format!("the items of `{path}`");
+            return self.refuse_withheld(&path, started, read, reason).await;
+        }
         if let Some(when) = step.when.as_ref().filter(|_| !started_before) {
             match self.evaluate(&when.value, context.clone(), &context) {
                 Ok(Value::Null | Value::Bool(false)) => {
@@ -866,6 +1025,7 @@ impl Run {
             let expanded = self.emit(RunEvent::StepExpanded {
                 path: path.clone(),
                 items: items.clone(),
+                sealed: None,
             });
             // The items are fixed before any of them runs: a resume works on the same ones.
             if expanded.await.is_err() {
@@ -951,6 +1111,7 @@ impl Run {
             error: ending.error,
             item,
             duration_ms: started.elapsed().as_millis() as u64,
+            sealed: None,
         }));
         status
     }
@@ -1724,6 +1885,24 @@ pub fn step_key(run_id: &str, path: &str) -> String {
         .chain_update(path.as_bytes())
         .finalize();
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The values masking changed in an event: `outputs.<name>` for each output, `item`, `items`.
+fn masked_names(revealed: &Revealed, event: &RunEvent) -> Vec<String> {
+    let mut names = Vec::new();
+    for (field, real) in revealed {
+        match (field.as_str(), real, event) {
+            ("outputs", Value::Object(real), RunEvent::StepEnded { outputs, .. }) => {
+                for (name, value) in real {
+                    if outputs.get(name) != Some(value) {
+                        names.push(format!("outputs.{name}"));
+                    }
+                }
+            }
+            _ => names.push(field.clone()),
+        }
+    }
+    names
 }
 
 /// Compiles a jq expression; the message joins every compile error.

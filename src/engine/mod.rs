@@ -4,8 +4,9 @@ pub mod event;
 pub mod executor;
 pub mod redact;
 pub mod retry;
+pub mod seal;
 pub mod secrets;
 pub mod state;
 
-pub use event::{Envelope, EventSink, RunEvent, RunStatus, RunbookSource, StepStatus, Via};
+pub use event::{Envelope, EventSink, RunEvent, RunStatus, RunbookSource, Sealed, StepStatus, Via};
 pub use executor::{RunConfig, RunOutcome, run, step_key};

@@ -1,6 +1,7 @@
 //! Resolving the secrets a runbook declares, when a run starts (and again at resume: they
 //! are never read from the journal).
 
+use super::redact::MIN_SECRET_CHARS;
 use crate::runbook::Secret;
 use crate::runbook::load::Loaded;
 use serde_json::{Map, Value};
@@ -21,6 +22,15 @@ pub enum SecretError {
         runbook: String,
         path: String,
         reason: String,
+    },
+    #[error(
+        "secret `{name}` of runbook `{runbook}` is {length} character(s) long; a secret must have at least {minimum} characters, or it could not be told apart from the text around it when it is masked"
+    )]
+    TooShort {
+        name: String,
+        runbook: String,
+        length: usize,
+        minimum: usize,
     },
 }
 
@@ -55,6 +65,15 @@ pub fn resolve(loaded: &Loaded) -> Result<Map<String, Value>, SecretError> {
                 text
             }
         };
+        let length = value.chars().count();
+        if length < MIN_SECRET_CHARS {
+            return Err(SecretError::TooShort {
+                name: name.value.clone(),
+                runbook: runbook.clone(),
+                length,
+                minimum: MIN_SECRET_CHARS,
+            });
+        }
         values.insert(name.value.clone(), Value::String(value));
     }
     Ok(values)

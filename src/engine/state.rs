@@ -3,6 +3,8 @@
 //! a run rebuilt from a journal sees the same values and knows where each step stood.
 
 use super::event::{RunEvent, RunStatus, StepStatus, Via};
+use super::redact::Revealed;
+use super::seal::OpenError;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
 
@@ -32,6 +34,9 @@ pub struct StepRecord {
     /// When an approval step asked its question (RFC 3339).
     pub approval_requested_at: Option<String>,
     pub decision: Option<Answer>,
+    /// Values the journal holds masked because they carried a secret, and that this process
+    /// cannot read in clear (`outputs.<name>`, `item`, `items`), with why.
+    pub withheld: BTreeMap<String, OpenError>,
 }
 
 /// An answer journaled for an approval step.
@@ -102,8 +107,10 @@ impl RunState {
                     record.action_error = Some(error.clone());
                 }
             }
-            RunEvent::StepExpanded { path, items } => {
-                self.record(path).expanded = Some(items.clone())
+            RunEvent::StepExpanded { path, items, .. } => {
+                let record = self.record(path);
+                record.expanded = Some(items.clone());
+                record.withheld.remove("items");
             }
             RunEvent::StepEnded {
                 path,
@@ -114,9 +121,11 @@ impl RunState {
                 error,
                 item,
                 duration_ms,
+                ..
             } => {
                 let segment = self.segment;
                 let record = self.record(path);
+                record.withheld.retain(|name, _| name == "items");
                 record.status = Some(*status);
                 record.attempts = *attempts;
                 record.via = *via;
@@ -176,6 +185,63 @@ impl RunState {
             }
             _ => {}
         }
+    }
+
+    /// Puts back the real values of a step's fields that the event it just applied holds
+    /// masked.
+    pub fn reveal(&mut self, path: &str, mut revealed: Revealed) {
+        let Some(record) = self.steps.get_mut(path) else {
+            return;
+        };
+        if let Some(outputs) = revealed.remove("outputs") {
+            record.outputs = outputs;
+        }
+        if let Some(item) = revealed.remove("item") {
+            record.item = Some(item);
+        }
+        if let Some(Value::Array(items)) = revealed.remove("items") {
+            record.expanded = Some(items);
+        }
+    }
+
+    /// Notes that masked values of a step cannot be read in clear, and why.
+    pub fn withhold(&mut self, path: &str, masked: &[String], reason: &OpenError) {
+        if let Some(record) = self.steps.get_mut(path) {
+            for name in masked {
+                record.withheld.insert(name.clone(), reason.clone());
+            }
+        }
+    }
+
+    /// The context paths of the values withheld from the steps of one runbook (those whose
+    /// paths start with `prefix`): `steps.a.outputs.token`, `steps.a.items.2.item`, with why
+    /// each is withheld.
+    pub fn withheld_paths(&self, prefix: &str) -> Vec<(Vec<String>, OpenError)> {
+        let mut paths = Vec::new();
+        for (path, record) in &self.steps {
+            if record.withheld.is_empty() {
+                continue;
+            }
+            let Some(rest) = path.strip_prefix(prefix).filter(|r| !r.contains('/')) else {
+                continue;
+            };
+            let mut base = vec!["steps".to_owned()];
+            match rest.strip_suffix(']').and_then(|r| r.rsplit_once('[')) {
+                Some((id, index)) => {
+                    base.extend([id.to_owned(), "items".to_owned(), index.to_owned()])
+                }
+                None => base.push(rest.to_owned()),
+            }
+            for (name, reason) in &record.withheld {
+                let mut full = base.clone();
+                match name.split_once('.') {
+                    Some((field, key)) => full.extend([field.to_owned(), key.to_owned()]),
+                    None => full.push(name.clone()),
+                }
+                paths.push((full, reason.clone()));
+            }
+        }
+        paths
     }
 
     fn record(&mut self, path: &str) -> &mut StepRecord {
@@ -259,6 +325,7 @@ mod tests {
             error: None,
             item: None,
             duration_ms: 1,
+            sealed: None,
         }
     }
 

@@ -100,7 +100,7 @@ impl EventSink for Progress {
                     .map_or_else(Instant::now, |(_, since)| *since);
                 running.insert(path.clone(), (what, since));
             }
-            RunEvent::StepExpanded { path, items } => {
+            RunEvent::StepExpanded { path, items, .. } => {
                 self.line(&format!("▶ {path}: {} items", items.len()));
             }
             RunEvent::StepPolling {

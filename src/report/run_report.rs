@@ -163,6 +163,7 @@ impl RunReport {
                     error,
                     item,
                     duration_ms,
+                    ..
                 } => {
                     let step = entry(&mut steps, path, unfinished);
                     step.started_at.get_or_insert_with(|| at.clone());

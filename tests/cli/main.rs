@@ -10,5 +10,6 @@ mod reliability;
 mod run;
 mod run_http;
 mod schema;
+mod secrets;
 mod support;
 mod validate;
