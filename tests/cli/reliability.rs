@@ -286,6 +286,39 @@ fn a_torn_write_ahead_log_is_reported_never_resumed_from() {
 }
 
 #[test]
+fn an_emptied_database_beside_its_log_is_refused_not_started_afresh() {
+    let bench = Bench::new();
+    killed_run(&bench);
+    let wal = bench.db().with_extension("db-wal");
+    let logged = std::fs::metadata(&wal).expect("the log is there").len();
+    assert!(logged > 32 * 1024, "the log holds the run: {logged} bytes");
+    // Truncated, as by `> runs.db` or a copy that failed half way.
+    std::fs::File::create(bench.db()).unwrap();
+    for args in [
+        &["runs", "list"][..],
+        &["runs", "show", "w"],
+        &["resume", "w"],
+        &["run", "slow.yaml", "--run-id", "w2"],
+    ] {
+        let output = bench.runbook(args);
+        assert_eq!(output.code, 4, "{args:?}: {}", output.stderr);
+        assert!(
+            output.stderr.contains(&format!(
+                "the database file is empty but its write-ahead log holds {logged} bytes"
+            )),
+            "{args:?}: {}",
+            output.stderr
+        );
+        assert!(output.stderr.contains("runs.db-wal"), "{}", output.stderr);
+    }
+    assert_eq!(
+        std::fs::metadata(&wal).map(|m| m.len()).ok(),
+        Some(logged),
+        "the log, and the runs it holds, are kept"
+    );
+}
+
+#[test]
 fn a_damaged_page_is_reported_never_resumed_from() {
     let bench = Bench::new();
     bench.write(
