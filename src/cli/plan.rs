@@ -78,6 +78,16 @@ pub fn resolve_inputs(
     let mut assignments = Vec::new();
     for text in &args.inputs {
         match inputs::split_assignment(text) {
+            // Keeping the last of two values would silently drop one the user typed.
+            Ok((name, _)) if assignments.iter().any(|(given, _)| *given == name) => {
+                let problem = format!(
+                    "input `{name}` is given more than once with --input; give it once (a list \
+                     input takes a JSON array: --input '{name}=[\"a\",\"b\"]')"
+                );
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
             Ok(pair) => assignments.push(pair),
             Err(e) => problems.push(e.message),
         }

@@ -361,14 +361,16 @@ fn de_problem(file: &SourceFile, error: DeError) -> Diagnostic {
 }
 
 /// serde-saphyr's safety limits, said in a runbook author's words; the position is shown by
-/// the snippet, so the " at line L, column C" tail is dropped.
-fn plain_yaml_message(message: &str) -> String {
+/// the snippet, so the " at line L, column C" tail is dropped. `aliased`: whether the
+/// document uses aliases at all, which decides what a too-large document is blamed on.
+fn plain_yaml_message(message: &str, aliased: bool) -> String {
     let head = message.split(" at line ").next().unwrap_or(message);
     if let Some(budget) = head.strip_prefix("budget breached: ") {
         let what = budget.split([' ', '{', '(']).next().unwrap_or(budget);
         return match what {
             "Depth" => "the document nests deeper than 64 levels".to_owned(),
-            "Nodes" => "the document has more than 250000 values once its aliases are expanded (are aliases multiplying it?)".to_owned(),
+            "Nodes" if aliased => "the document has more than 250000 values once its aliases are expanded (are aliases multiplying it?)".to_owned(),
+            "Nodes" => "the document has more than 250000 values, more than a runbook may hold; split it into runbooks called with `uses`".to_owned(),
             "Aliases" | "Anchors" => "the document uses more aliases or anchors than a runbook may".to_owned(),
             other => format!("the document exceeds a safety limit of the YAML reader ({other})"),
         };
@@ -398,7 +400,14 @@ fn yaml_problem(file: &SourceFile, error: &serde_saphyr::Error) -> Diagnostic {
     if let Some((head, _)) = message.split_once(", set DuplicateKeyPolicy") {
         message = head.to_owned();
     }
-    let message = format!("invalid YAML: {}", plain_yaml_message(&message));
+    // Aliases need an anchor: `&name` after a space, `[`, `,`, `{` or a line break (a
+    // shell's `&&` or ` & ` is not one).
+    let aliased = file.text.as_bytes().windows(3).any(|w| {
+        matches!(w[0], b' ' | b'[' | b',' | b'{' | b'\n')
+            && w[1] == b'&'
+            && w[2].is_ascii_alphanumeric()
+    });
+    let message = format!("invalid YAML: {}", plain_yaml_message(&message, aliased));
     match error.location() {
         Some(location) if location.line() > 0 => {
             let offset = file.offset_of(location.line() as usize, location.column() as usize);

@@ -46,6 +46,9 @@ const SQLITE_CORRUPT: i32 = 11;
 const SQLITE_FULL: i32 = 13;
 const SQLITE_CANTOPEN: i32 = 14;
 const SQLITE_AUTH: i32 = 23;
+/// SQLITE_IOERR_SHMSIZE: the wal-index (`-shm`) could not be grown, which on Linux means the
+/// disk (or the tmpfs) has no room left.
+const SQLITE_IOERR_SHMSIZE: i32 = SQLITE_IOERR | (19 << 8);
 const SQLITE_NOTADB: i32 = 26;
 
 /// A run with its current lease holder, if any (a macro, so that queries can extend it and
@@ -959,11 +962,20 @@ fn explain(location: &str, doing: &str, error: sqlx::Error) -> StoreError {
         sqlx::Error::Database(error) => {
             let code: i32 = error.code().and_then(|c| c.parse().ok()).unwrap_or(0);
             let message = error.message();
+            let full = code & 0xff == SQLITE_FULL || code == SQLITE_IOERR_SHMSIZE;
             match code & 0xff {
-                SQLITE_FULL => StoreError::Full(format!(
-                    "{location} could not grow while {doing} ({message}): free some space on its \
-                     disk"
-                )),
+                _ if full => {
+                    // SQLite calls a -shm file it cannot grow a "disk I/O error"; say what it is.
+                    let cause = if code == SQLITE_IOERR_SHMSIZE {
+                        "no room left for its -shm file"
+                    } else {
+                        message
+                    };
+                    StoreError::Full(format!(
+                        "{location} could not grow while {doing} ({cause}): the disk is full; \
+                         free some space on it"
+                    ))
+                }
                 SQLITE_CORRUPT => StoreError::Damaged {
                     location: location.to_owned(),
                     detail: format!(

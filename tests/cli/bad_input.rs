@@ -290,3 +290,49 @@ fn a_secret_file_that_is_a_device_a_fifo_or_too_large_is_refused_at_once() {
     );
     assert!(!test.dir().join("side").exists(), "nothing ran");
 }
+
+#[test]
+fn an_input_given_twice_is_refused_by_name() {
+    let test = Test::new().write(
+        "one.yaml",
+        "version: 1\nname: one\ninputs:\n  env: { type: string }\nsteps:\n  - id: a\n    exec: { script: 'echo {{inputs.env}} >> side' }\n",
+    );
+    for command in ["plan", "run"] {
+        let (code, stderr) = runbook_bounded(
+            test.dir(),
+            &[
+                command,
+                "one.yaml",
+                "--input",
+                "env=staging",
+                "--input",
+                "env=prod",
+            ],
+            LIMIT,
+        );
+        assert_clear_error(
+            code,
+            &stderr,
+            "input `env` is given more than once with --input",
+        );
+    }
+    assert!(!test.dir().join("side").exists(), "nothing ran");
+}
+
+#[test]
+fn a_plain_runbook_too_large_to_read_is_not_blamed_on_aliases() {
+    let mut text = String::from("version: 1\nname: huge\nsteps:\n");
+    for index in 0..100_000 {
+        text.push_str(&format!(
+            "  - id: s{index}\n    exec: {{ script: 'test -f a && echo $((2 * 3)) &' }}\n"
+        ));
+    }
+    let test = Test::new().write("huge.yaml", text);
+    let (code, stderr) = validate_bounded(test.dir(), "huge.yaml");
+    assert_clear_error(
+        code,
+        &stderr,
+        "the document has more than 250000 values, more than a runbook may hold",
+    );
+    assert!(!stderr.contains("aliases"), "{stderr}");
+}

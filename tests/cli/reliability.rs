@@ -437,3 +437,39 @@ steps:
         Some(RunEvent::RunEnded { .. })
     ));
 }
+
+#[test]
+fn a_disk_already_full_before_a_run_is_reported_as_full() {
+    let disk = SmallDisk::mount("1m");
+    let bench = Bench::new();
+    bench.write(
+        "one.yaml",
+        "version: 1\nname: one\nsteps:\n  - id: a\n    exec: { script: 'echo ran >> side' }\n",
+    );
+    let store = format!("sqlite:{}", disk.path().join("runs.db").display());
+    let run_once = |run_id: &str| {
+        crate::support::Test::new()
+            .current_dir(bench.path())
+            .env("RUNBOOK_STORE", &store)
+            .args(["run", "one.yaml", "--run-id", run_id])
+            .run()
+    };
+    // A store that exists and was closed cleanly: the next run has its -wal and -shm files
+    // to make again, on a disk that has no room left.
+    let first = run_once("first");
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    std::fs::remove_file(bench.path().join("side")).unwrap();
+    let filler = disk.path().join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run dd");
+    let run = run_once("f");
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("the store is full"), "{}", run.stderr);
+    assert!(run.stderr.contains("free some space"), "{}", run.stderr);
+    assert!(!run.stderr.contains("I/O error"), "{}", run.stderr);
+    assert_eq!(bench.read("side"), "", "nothing ran");
+}
