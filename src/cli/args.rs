@@ -127,6 +127,16 @@ pub struct ValidateArgs {
     /// Runbook files to check.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub uses: UsesArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UsesArgs {
+    /// A directory whose runbooks `uses` may name, besides the runbook's own tree (its git
+    /// work tree, else its directory). Repeatable.
+    #[arg(long = "allow-uses-dir", value_name = "DIR")]
+    pub allowed: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +155,8 @@ pub struct PlanArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
     #[command(flatten)]
+    pub uses: UsesArgs,
+    #[command(flatten)]
     pub inputs: InputArgs,
     /// text for people, json for tools.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
@@ -162,6 +174,8 @@ pub struct GraphArgs {
     /// The runbook.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    #[command(flatten)]
+    pub uses: UsesArgs,
     #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
     pub format: GraphFormat,
 }
@@ -177,6 +191,8 @@ pub struct RunArgs {
     /// The runbook.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
+    #[command(flatten)]
+    pub uses: UsesArgs,
     #[command(flatten)]
     pub inputs: InputArgs,
     /// Actions running at once, run-wide (overrides the runbook's max_parallel).

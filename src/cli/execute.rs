@@ -140,6 +140,7 @@ pub fn store_location(url: Option<&str>, printer: &Printer) -> Result<StoreLocat
 pub fn store_failure(error: &StoreError, printer: &Printer) -> ExitStatus {
     match error {
         StoreError::NotFound(_)
+        | StoreError::Missing(_)
         | StoreError::Exists(_)
         | StoreError::Location(_)
         | StoreError::AlreadyDecided { .. } => {
@@ -196,13 +197,15 @@ pub fn secret_key(printer: &Printer) -> Result<Option<SecretKey>, ExitStatus> {
     })
 }
 
-/// Opens the store named on the command line, reporting why it cannot be.
+/// Opens the existing store named on the command line, reporting why it cannot be. Only
+/// `run` creates a store: the commands that read or answer runs have nothing to do in a new
+/// one, and creating it would hide a mistyped `--store`.
 pub async fn open_store(
     url: Option<&str>,
     printer: &Printer,
 ) -> Result<Arc<dyn Store>, ExitStatus> {
     let location = store_location(url, printer)?;
-    crate::store::open(&location)
+    crate::store::open_existing(&location)
         .await
         .map_err(|error| store_failure(&error, printer))
 }

@@ -2,17 +2,19 @@ use super::args::{InputArgs, PlanArgs, PlanFormat};
 use super::{ExitStatus, Printer};
 use crate::plan::dry_run::{self, Plan, PlannedStep};
 use crate::runbook::Runbook;
+use crate::runbook::bounded_read::read_text_bounded;
 use crate::runbook::diagnostic::display_path;
 use crate::runbook::inputs;
+use crate::runbook::load::MAX_FILE_BYTES;
 use crate::runbook::node;
-use crate::runbook::validate::validate_file;
+use crate::runbook::validate::validate_file_allowing;
 use anyhow::Context;
 use serde_json::{Map, Value};
 use std::fmt::Write;
 
 /// `runbook plan FILE`: validate, check the inputs, and show what would run.
 pub fn plan(args: &PlanArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
-    let validation = validate_file(&args.file);
+    let validation = validate_file_allowing(&args.file, &args.uses.allowed);
     if !validation.is_valid() {
         printer.diagnostics(&validation.problems);
         return Ok(ExitStatus::Invalid);
@@ -52,7 +54,7 @@ pub fn resolve_inputs(
     let from_file = match &args.inputs_file {
         None => None,
         Some(path) => {
-            let text = std::fs::read_to_string(path)
+            let text = read_text_bounded(path, MAX_FILE_BYTES)
                 .with_context(|| format!("cannot read the inputs file {}", display_path(path)))?;
             match node::parse(&text).map(|n| n.to_json()) {
                 Ok(Value::Object(map)) => Some(map),
@@ -76,6 +78,16 @@ pub fn resolve_inputs(
     let mut assignments = Vec::new();
     for text in &args.inputs {
         match inputs::split_assignment(text) {
+            // Keeping the last of two values would silently drop one the user typed.
+            Ok((name, _)) if assignments.iter().any(|(given, _)| *given == name) => {
+                let problem = format!(
+                    "input `{name}` is given more than once with --input; give it once (a list \
+                     input takes a JSON array: --input '{name}=[\"a\",\"b\"]')"
+                );
+                if !problems.contains(&problem) {
+                    problems.push(problem);
+                }
+            }
             Ok(pair) => assignments.push(pair),
             Err(e) => problems.push(e.message),
         }

@@ -83,7 +83,11 @@ async fn prepare(
         .collect();
     // Edits since the run started do not apply to it; say so, so nobody is surprised.
     for source in sources {
-        match std::fs::read_to_string(&source.path) {
+        let current = crate::runbook::bounded_read::read_text_bounded(
+            std::path::Path::new(&source.path),
+            crate::runbook::load::MAX_FILE_BYTES,
+        );
+        match current {
             Ok(text) if sha256_hex(&text) == source.sha256 => {}
             Ok(_) => printer.note(&format!(
                 "note: {} has changed since run {run_id} started; resuming with the runbook as it was then (kept in the journal)",

@@ -4,7 +4,7 @@ use super::plan::resolve_inputs;
 use super::{ExitStatus, Printer};
 use crate::engine::{Envelope, RunEvent, RunbookSource};
 use crate::runbook::diagnostic::display_path;
-use crate::runbook::validate::{Bundle, validate_file};
+use crate::runbook::validate::{Bundle, validate_file_allowing};
 use crate::store::{self, Owner};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -13,7 +13,7 @@ use std::sync::Arc;
 /// `runbook run FILE`: validate, check inputs and secrets, create the run in the store with
 /// its sources, then run it to the end.
 pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
-    let validation = validate_file(&args.file);
+    let validation = validate_file_allowing(&args.file, &args.uses.allowed);
     if !validation.is_valid() {
         printer.diagnostics(&validation.problems);
         return Ok(ExitStatus::Invalid);

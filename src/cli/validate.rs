@@ -1,13 +1,13 @@
 use super::args::ValidateArgs;
 use super::{ExitStatus, Printer};
 use crate::runbook::diagnostic::display_path;
-use crate::runbook::validate::validate_file;
+use crate::runbook::validate::validate_file_allowing;
 
 /// `runbook validate FILE...`: silent when every file is valid; every problem otherwise.
 pub fn validate(args: &ValidateArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let mut invalid = 0;
     for file in &args.files {
-        let validation = validate_file(file);
+        let validation = validate_file_allowing(file, &args.uses.allowed);
         if !validation.is_valid() {
             invalid += 1;
             printer.diagnostics(&validation.problems);

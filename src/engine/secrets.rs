@@ -3,6 +3,7 @@
 
 use super::redact::MIN_SECRET_CHARS;
 use crate::runbook::Secret;
+use crate::runbook::bounded_read::read_text_bounded;
 use crate::runbook::load::Loaded;
 use serde_json::{Map, Value};
 
@@ -34,6 +35,10 @@ pub enum SecretError {
     },
 }
 
+/// The most a secret `file:` may hold: keys, certificates and tokens are far smaller, and a
+/// path to a device or a log file is a mistake better refused than read.
+pub const MAX_SECRET_BYTES: u64 = 1024 * 1024;
+
 /// The declared secrets of one runbook, by name.
 pub fn resolve(loaded: &Loaded) -> Result<Map<String, Value>, SecretError> {
     let mut values = Map::new();
@@ -48,8 +53,8 @@ pub fn resolve(loaded: &Loaded) -> Result<Map<String, Value>, SecretError> {
                 })?
             }
             Secret::File(path) => {
-                let mut text =
-                    std::fs::read_to_string(path).map_err(|e| SecretError::UnreadableFile {
+                let mut text = read_text_bounded(std::path::Path::new(path), MAX_SECRET_BYTES)
+                    .map_err(|e| SecretError::UnreadableFile {
                         name: name.value.clone(),
                         runbook: runbook.clone(),
                         path: path.clone(),

@@ -1,5 +1,6 @@
 //! Reading a runbook file into the typed model, collecting every problem on the way.
 
+use super::bounded_read::{BoundedReadError, read_bounded};
 use super::de::{DeError, Sink, from_node};
 use super::diagnostic::{Diagnostic, SourceFile, display_path};
 use super::model::{Input, Runbook, Secret, Step};
@@ -32,22 +33,23 @@ pub struct Unloaded {
     pub damaged_steps: HashSet<String>,
 }
 
-/// Reads a runbook file as text, with a clear message for each way that can fail.
+/// Reads a runbook file as text, with a clear message for each way that can fail. Only a
+/// regular file is read (a FIFO or a device, through a symbolic link or not, is refused), and
+/// never more than [`MAX_FILE_BYTES`] of it, whatever size it reports.
 pub fn read_source(path: &Path) -> Result<SourceFile, Diagnostic> {
     let shown = display_path(path);
-    let metadata = std::fs::metadata(path).map_err(|e| io_problem(&shown, &e))?;
-    if metadata.is_dir() {
-        return Err(Diagnostic::plain(format!(
-            "{shown} is a directory, not a runbook file"
-        )));
-    }
-    if metadata.len() > MAX_FILE_BYTES {
-        return Err(Diagnostic::plain(format!(
-            "{shown} is {} bytes; a runbook may be at most {MAX_FILE_BYTES} bytes (16 MiB)",
-            metadata.len()
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| io_problem(&shown, &e))?;
+    let bytes = read_bounded(path, MAX_FILE_BYTES).map_err(|error| match error {
+        BoundedReadError::Directory => {
+            Diagnostic::plain(format!("{shown} is a directory, not a runbook file"))
+        }
+        BoundedReadError::TooLarge { .. } => Diagnostic::plain(format!(
+            "{shown} is too large: a runbook may be at most {MAX_FILE_BYTES} bytes (16 MiB)"
+        )),
+        BoundedReadError::NotRegular(kind) => Diagnostic::plain(format!(
+            "{shown} is {kind}, not a runbook file: only regular files are read"
+        )),
+        other => Diagnostic::plain(format!("cannot read {shown}: {other}")),
+    })?;
     match String::from_utf8(bytes) {
         Ok(text) => Ok(SourceFile::new(path, text)),
         Err(error) => {
@@ -65,43 +67,57 @@ pub fn read_source(path: &Path) -> Result<SourceFile, Diagnostic> {
     }
 }
 
-fn io_problem(shown: &str, error: &std::io::Error) -> Diagnostic {
-    let reason = match error.kind() {
-        std::io::ErrorKind::NotFound => "no such file".to_owned(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-        _ => error.to_string(),
-    };
-    Diagnostic::plain(format!("cannot read {shown}: {reason}"))
-}
-
 /// Loads runbook text into the model. Returns the model when its top level could be read,
 /// and every problem found, in file order.
 pub fn load(file: SourceFile) -> (Option<Loaded>, Vec<Diagnostic>) {
     let mut problems = Vec::new();
     let root = match node::parse(&file.text) {
         Ok(root) => root,
-        Err(error) => return (None, vec![yaml_problem(&file, &error)]),
+        Err(error) => {
+            let problem = yaml_problem(&file, &error);
+            let looks_like_a_runbook = file.text.lines().any(|line| {
+                REQUIRED_TOP_LEVEL
+                    .iter()
+                    .any(|key| line.strip_prefix(key).is_some_and(|r| r.starts_with(':')))
+            });
+            return (
+                None,
+                vec![if looks_like_a_runbook {
+                    problem
+                } else {
+                    without_source(problem)
+                }],
+            );
+        }
     };
-    let NodeKind::Map(_) = root.kind else {
+    let NodeKind::Map(entries) = &root.kind else {
         let found = if matches!(root.kind, NodeKind::Null) {
             "an empty document".to_owned()
         } else {
             root.kind_name().to_owned()
         };
-        return (
-            None,
-            vec![
-                Diagnostic::at(
-                    &file,
-                    root.visible_span(),
-                    format!(
-                        "expected a runbook (a mapping with version, name and steps), found {found}"
-                    ),
-                )
-                .with_label("here"),
-            ],
+        let problem = Diagnostic::at(
+            &file,
+            root.visible_span(),
+            format!("expected a runbook (a mapping with version, name and steps), found {found}"),
         );
+        let mut problem = without_source(problem);
+        if matches!(root.kind, NodeKind::Null) {
+            problem.help = None; // Nothing was there to show.
+        }
+        return (None, vec![problem]);
     };
+    if !entries
+        .iter()
+        .any(|(key, _)| REQUIRED_TOP_LEVEL.contains(&key.name.as_str()))
+    {
+        let problem = Diagnostic::at(
+            &file,
+            root.visible_span(),
+            "expected a runbook, found a mapping with none of its keys (version, name, steps)",
+        );
+        return (None, vec![without_source(problem)]);
+    }
 
     let sink = Sink::default();
     let mut unloaded = Unloaded::default();
@@ -327,19 +343,34 @@ fn entry_holding(node: &Node, span: Span) -> Option<usize> {
     })
 }
 
+/// A problem in a file that does not look like a runbook, said without its text: a `uses`
+/// or a symbolic link can point anywhere (`/etc/shadow`, a key), and a diagnostic must not
+/// copy such a file to a terminal or a CI log. Its path and position are enough to act on.
+fn without_source(problem: Diagnostic) -> Diagnostic {
+    let help = "the file's contents are not shown, since it does not look like a runbook";
+    match problem.location() {
+        Some(location) => {
+            Diagnostic::plain(format!("{location}: {}", problem.message)).with_help(help)
+        }
+        None => Diagnostic::plain(problem.message).with_help(help),
+    }
+}
+
 fn de_problem(file: &SourceFile, error: DeError) -> Diagnostic {
     Diagnostic::at(file, error.span.unwrap_or_default(), error.message).with_help_opt(error.help)
 }
 
 /// serde-saphyr's safety limits, said in a runbook author's words; the position is shown by
-/// the snippet, so the " at line L, column C" tail is dropped.
-fn plain_yaml_message(message: &str) -> String {
+/// the snippet, so the " at line L, column C" tail is dropped. `aliased`: whether the
+/// document uses aliases at all, which decides what a too-large document is blamed on.
+fn plain_yaml_message(message: &str, aliased: bool) -> String {
     let head = message.split(" at line ").next().unwrap_or(message);
     if let Some(budget) = head.strip_prefix("budget breached: ") {
         let what = budget.split([' ', '{', '(']).next().unwrap_or(budget);
         return match what {
             "Depth" => "the document nests deeper than 64 levels".to_owned(),
-            "Nodes" => "the document has more than 250000 values once its aliases are expanded (are aliases multiplying it?)".to_owned(),
+            "Nodes" if aliased => "the document has more than 250000 values once its aliases are expanded (are aliases multiplying it?)".to_owned(),
+            "Nodes" => "the document has more than 250000 values, more than a runbook may hold; split it into runbooks called with `uses`".to_owned(),
             "Aliases" | "Anchors" => "the document uses more aliases or anchors than a runbook may".to_owned(),
             other => format!("the document exceeds a safety limit of the YAML reader ({other})"),
         };
@@ -369,7 +400,14 @@ fn yaml_problem(file: &SourceFile, error: &serde_saphyr::Error) -> Diagnostic {
     if let Some((head, _)) = message.split_once(", set DuplicateKeyPolicy") {
         message = head.to_owned();
     }
-    let message = format!("invalid YAML: {}", plain_yaml_message(&message));
+    // Aliases need an anchor: `&name` after a space, `[`, `,`, `{` or a line break (a
+    // shell's `&&` or ` & ` is not one).
+    let aliased = file.text.as_bytes().windows(3).any(|w| {
+        matches!(w[0], b' ' | b'[' | b',' | b'{' | b'\n')
+            && w[1] == b'&'
+            && w[2].is_ascii_alphanumeric()
+    });
+    let message = format!("invalid YAML: {}", plain_yaml_message(&message, aliased));
     match error.location() {
         Some(location) if location.line() > 0 => {
             let offset = file.offset_of(location.line() as usize, location.column() as usize);

@@ -1,5 +1,6 @@
 //! The runbook language: loading YAML into the typed model, and validating it.
 
+pub mod bounded_read;
 pub mod de;
 pub mod diagnostic;
 pub mod duration;

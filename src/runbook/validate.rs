@@ -64,13 +64,33 @@ const STEP_FIELDS: &[&str] = &["status", "outputs", "attempts", "via", "items"];
 const RUN_FIELDS: &[&str] = &["id", "name", "started_at", "status"];
 const SELF_FIELDS: &[&str] = &["id", "key"];
 
-/// Loads and validates a runbook file and, recursively, the runbooks it uses.
+/// Loads and validates a runbook file and, recursively, the runbooks it uses, which must lie
+/// in its [tree](uses_tree).
 pub fn validate_file(path: &Path) -> Validation {
+    validate_file_allowing(path, &[])
+}
+
+/// Like [`validate_file`], with more directories whose runbooks `uses` may name
+/// (`--allow-uses-dir`).
+pub fn validate_file_allowing(path: &Path, allowed: &[PathBuf]) -> Validation {
     let mut validation = Validation::default();
-    let mut state = Walk::default();
     match load::read_source(path) {
         Ok(file) => {
             let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+            let mut scope = vec![uses_tree(&canonical)];
+            for dir in allowed {
+                match std::fs::canonicalize(dir) {
+                    Ok(dir) if dir.is_dir() => scope.push(dir),
+                    _ => validation.problems.push(Diagnostic::plain(format!(
+                        "--allow-uses-dir {}: no such directory",
+                        display_path(dir)
+                    ))),
+                }
+            }
+            let mut state = Walk {
+                scope: Some(scope),
+                ..Walk::default()
+            };
             validation.bundle.root = canonical.clone();
             state.visit(file, canonical, &mut validation);
         }
@@ -78,6 +98,18 @@ pub fn validate_file(path: &Path) -> Validation {
     }
     sort_problems(&mut validation.problems, path);
     validation
+}
+
+/// Where the runbooks a top-level runbook `uses` may lie: the directory tree of the git work
+/// tree that holds it (runbooks of one repository share building blocks), else of its own
+/// directory. A runbook from elsewhere cannot make `validate` or `run` read the files of the
+/// machine it is checked on.
+pub fn uses_tree(root: &Path) -> PathBuf {
+    let dir = root.parent().unwrap_or(Path::new("/"));
+    dir.ancestors()
+        .find(|ancestor| ancestor.join(".git").exists())
+        .unwrap_or(dir)
+        .to_owned()
 }
 
 /// Problems in the order a person reads them: the runbook asked for first, then the ones it
@@ -160,6 +192,9 @@ struct Walk<'s> {
     done: HashSet<PathBuf>,
     /// Read runbooks from here instead of the file system.
     stored: Option<&'s HashMap<PathBuf, String>>,
+    /// The directories (canonical) a `uses` may lead into; `None`: anywhere (stored
+    /// sources, checked when the run started; text given without a file).
+    scope: Option<Vec<PathBuf>>,
 }
 
 impl Walk<'_> {
@@ -225,6 +260,33 @@ impl Walk<'_> {
             );
             return;
         };
+        if let Some(scope) = &self.scope
+            && !scope.iter().any(|dir| canonical.starts_with(dir))
+        {
+            let mut allowed: Vec<String> = scope.iter().map(|d| display_path(d)).collect();
+            allowed.dedup();
+            validation.problems.push(
+                Diagnostic::at(
+                    &caller.file,
+                    uses.span,
+                    format!(
+                        "`uses` leads outside the runbook's directory tree: `{}` is {}, not under {}",
+                        uses.value,
+                        display_path(&canonical),
+                        allowed.join(" or ")
+                    ),
+                )
+                .with_label("outside the tree")
+                .with_help(format!(
+                    "keep called runbooks beside the runbook or below it, or allow their \
+                     directory with --allow-uses-dir {}",
+                    canonical
+                        .parent()
+                        .map_or_else(|| "DIR".to_owned(), display_path)
+                )),
+            );
+            return;
+        }
         validation.bundle.links.insert(
             (caller.file.path.clone(), uses.value.clone()),
             canonical.clone(),

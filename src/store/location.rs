@@ -12,13 +12,31 @@ pub enum StoreLocation {
 }
 
 impl StoreLocation {
-    /// Reads `sqlite:PATH` (also `sqlite://PATH`).
+    /// Reads `sqlite:PATH` (also `sqlite://PATH`). PATH is a file on disk: SQLite's URI
+    /// forms (`file:...`), query parameters (`?mode=memory`, `?nolock=1`) and in-memory
+    /// databases are refused, since the journal's promise is a file that survives the
+    /// process, safely locked against the other processes that share it.
     pub fn parse(url: &str) -> Result<Self, StoreError> {
         if let Some(path) = url.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             if path.is_empty() {
                 return Err(StoreError::Location(format!(
                     "the store URL `{url}` names no file: use sqlite:PATH"
+                )));
+            }
+            let refused = if path.starts_with(":memory:") || path.contains("mode=memory") {
+                Some("an in-memory database keeps nothing once the process ends")
+            } else if path.starts_with("file:") {
+                Some("SQLite URI forms (`file:...`) are not accepted")
+            } else if path.contains('?') {
+                Some("query parameters are not accepted")
+            } else {
+                None
+            };
+            if let Some(reason) = refused {
+                return Err(StoreError::Location(format!(
+                    "the store URL `{url}` is refused: {reason}; name the database file with \
+                     sqlite:PATH (a path on disk, without `?`)"
                 )));
             }
             return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
@@ -74,6 +92,16 @@ pub async fn open(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError
     }
 }
 
+/// Opens the store at `location` only if it exists ([`StoreError::Missing`] otherwise): for
+/// commands that read or answer runs, which have nothing to do in a new store.
+pub async fn open_existing(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError> {
+    match location {
+        StoreLocation::Sqlite(path) => Ok(Arc::new(
+            super::sqlite::SqliteStore::open_existing(path).await?,
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +117,18 @@ mod tests {
             StoreLocation::Sqlite("rel/x.db".into())
         );
         assert!(StoreLocation::parse("sqlite:").is_err());
+        for refused in [
+            "sqlite:file:m?mode=memory",
+            "sqlite::memory:",
+            "sqlite:/tmp/x.db?nolock=1",
+            "sqlite://file:/tmp/x.db",
+        ] {
+            let error = StoreLocation::parse(refused).unwrap_err();
+            assert!(
+                error.to_string().contains("is refused"),
+                "{refused}: {error}"
+            );
+        }
         let error = StoreLocation::parse("postgres://db/runs").unwrap_err();
         assert!(error.to_string().contains("`postgres`"), "{error}");
     }

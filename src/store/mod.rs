@@ -12,7 +12,7 @@ pub mod sqlite;
 mod wal;
 
 pub use journal::{Durable, Journal};
-pub use location::{StoreLocation, open};
+pub use location::{StoreLocation, open, open_existing};
 pub use owner::Owner;
 
 use crate::engine::Envelope;
@@ -97,6 +97,10 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Location(String),
+    /// A command that reads or answers runs names a store that was never created: it is
+    /// not created for it, since an empty store would only hide the mistake.
+    #[error("there is no store at {0}: the file does not exist (check --store or RUNBOOK_STORE)")]
+    Missing(String),
     #[error("the store {location}: {detail}")]
     Database { location: String, detail: String },
 }

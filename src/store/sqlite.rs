@@ -46,6 +46,9 @@ const SQLITE_CORRUPT: i32 = 11;
 const SQLITE_FULL: i32 = 13;
 const SQLITE_CANTOPEN: i32 = 14;
 const SQLITE_AUTH: i32 = 23;
+/// SQLITE_IOERR_SHMSIZE: the wal-index (`-shm`) could not be grown, which on Linux means the
+/// disk (or the tmpfs) has no room left.
+const SQLITE_IOERR_SHMSIZE: i32 = SQLITE_IOERR | (19 << 8);
 const SQLITE_NOTADB: i32 = 26;
 
 /// A run with its current lease holder, if any (a macro, so that queries can extend it and
@@ -85,17 +88,39 @@ impl From<sqlx::Error> for Failure {
 type Outcome<T> = Result<T, Failure>;
 
 impl SqliteStore {
-    /// Opens the store at `path`, creating the file and its directory if needed.
+    /// Opens the store at `path`, creating the file and its directory if needed: the
+    /// directories owner-only (0700) and the file owner-only (0600), since the journal holds
+    /// runbook sources, inputs and outputs. SQLite gives its `-wal` and `-shm` files the
+    /// database file's mode.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         let location = format!("sqlite:{}", path.display());
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|error| StoreError::Database {
-                    location: location.clone(),
-                    detail: format!("cannot create the directory {}: {error}", parent.display()),
-                })?;
+        let (db, at) = (path.to_owned(), location.clone());
+        tokio::task::spawn_blocking(move || create_private(&db, &at))
+            .await
+            .map_err(|error| StoreError::Database {
+                location: location.clone(),
+                detail: format!("creating it failed: {error}"),
+            })??;
+        Self::connect(path, location).await
+    }
+
+    /// Opens a store that must already exist, for commands that only read or answer runs:
+    /// [`StoreError::Missing`] rather than a new, empty store.
+    pub async fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        let location = format!("sqlite:{}", path.display());
+        match tokio::fs::metadata(path).await {
+            Ok(_) => Self::connect(path, location).await,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::Missing(location))
+            }
+            Err(error) => Err(StoreError::Database {
+                location,
+                detail: format!("cannot look at the file: {error}"),
+            }),
         }
+    }
+
+    async fn connect(path: &Path, location: String) -> Result<Self, StoreError> {
         // Before any connection: the first one SQLite opens discards the evidence.
         let (db, at) = (path.to_owned(), location.clone());
         tokio::task::spawn_blocking(move || wal::check(&db, &at))
@@ -106,7 +131,9 @@ impl SqliteStore {
             })??;
         let options = SqliteConnectOptions::new()
             .filename(path)
-            .create_if_missing(true)
+            // The file exists by now (`open` made it with its mode); a file that vanished
+            // since is not silently replaced by an empty store.
+            .create_if_missing(false)
             .journal_mode(SqliteJournalMode::Wal)
             // In WAL mode FULL syncs the log at every commit: a commit that returns survives
             // a power cut, which the journal's promise rests on.
@@ -857,6 +884,47 @@ fn now_ms() -> i64 {
 }
 
 /// When a lease taken or renewed now runs out.
+/// Creates the missing directories of `db` (0700) and the file itself (0600), whatever the
+/// umask; existing ones are left as they are.
+fn create_private(db: &Path, location: &str) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let failed = |what: String, error: std::io::Error| StoreError::Database {
+        location: location.to_owned(),
+        detail: format!("cannot create {what}: {error}"),
+    };
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let mut missing = Vec::new();
+        let mut dir = Some(parent);
+        while let Some(at) = dir.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            missing.push(at.to_owned());
+            dir = at.parent();
+        }
+        for dir in missing.iter().rev() {
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| failed(format!("the directory {}", dir.display()), e))?,
+                // Another process made it in the meantime.
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(error) => {
+                    return Err(failed(format!("the directory {}", dir.display()), error));
+                }
+            }
+        }
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(db)
+    {
+        Ok(file) => file
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| failed(format!("the file {}", db.display()), e)),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(failed(format!("the file {}", db.display()), error)),
+    }
+}
+
 fn lease_end() -> i64 {
     now_ms().saturating_add(LEASE.as_millis() as i64)
 }
@@ -894,11 +962,20 @@ fn explain(location: &str, doing: &str, error: sqlx::Error) -> StoreError {
         sqlx::Error::Database(error) => {
             let code: i32 = error.code().and_then(|c| c.parse().ok()).unwrap_or(0);
             let message = error.message();
+            let full = code & 0xff == SQLITE_FULL || code == SQLITE_IOERR_SHMSIZE;
             match code & 0xff {
-                SQLITE_FULL => StoreError::Full(format!(
-                    "{location} could not grow while {doing} ({message}): free some space on its \
-                     disk"
-                )),
+                _ if full => {
+                    // SQLite calls a -shm file it cannot grow a "disk I/O error"; say what it is.
+                    let cause = if code == SQLITE_IOERR_SHMSIZE {
+                        "no room left for its -shm file"
+                    } else {
+                        message
+                    };
+                    StoreError::Full(format!(
+                        "{location} could not grow while {doing} ({cause}): the disk is full; \
+                         free some space on it"
+                    ))
+                }
                 SQLITE_CORRUPT => StoreError::Damaged {
                     location: location.to_owned(),
                     detail: format!(

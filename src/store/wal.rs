@@ -59,6 +59,7 @@ enum Verdict {
 pub(super) fn check(db: &Path, location: &str) -> Result<(), StoreError> {
     let wal = sibling(db, "-wal");
     let shm = sibling(db, "-shm");
+    check_database_file(db, &wal, location)?;
     let Some((index, Verdict::Torn { recorded, intact })) = examine_files(&wal, &shm, location)?
     else {
         return Ok(());
@@ -81,6 +82,41 @@ pub(super) fn check(db: &Path, location: &str) -> Result<(), StoreError> {
         }),
         _ => Ok(()),
     }
+}
+
+/// Refuses an empty (or missing) database file beside a write-ahead log that holds
+/// something. SQLite takes an empty database file for a new one and deletes such a log
+/// when it opens it; but SQLite writes the database's first page to the file itself before
+/// it ever writes a log, so the pair only arises when the file was truncated, replaced or
+/// lost, and the log then holds committed runs that opening would destroy.
+fn check_database_file(db: &Path, wal: &Path, location: &str) -> Result<(), StoreError> {
+    let size = |path: &Path| match std::fs::metadata(path) {
+        Ok(metadata) => Ok(Some(metadata.len())),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(StoreError::Database {
+            location: location.to_owned(),
+            detail: format!("cannot look at {}: {error}", path.display()),
+        }),
+    };
+    let Some(logged) = size(wal)?.filter(|&bytes| bytes > 0) else {
+        return Ok(());
+    };
+    let what = match size(db)? {
+        None => "the database file is missing",
+        Some(0) => "the database file is empty",
+        Some(_) => return Ok(()),
+    };
+    Err(StoreError::Damaged {
+        location: location.to_owned(),
+        detail: format!(
+            "{what} but its write-ahead log holds {logged} bytes: the file was truncated, \
+             replaced or lost, and opening the store would throw away the runs the log holds. \
+             Refusing to open it. Keep a copy of {db} and {wal}, and restore the database \
+             file from a backup",
+            db = db.display(),
+            wal = wal.display(),
+        ),
+    })
 }
 
 /// `runbook.db` + `-wal`: SQLite names its files by appending to the database's name.
@@ -539,6 +575,25 @@ mod tests {
         check(&db, location).unwrap();
         let wal = log(false, SALTS, &TWO_COMMITS);
         std::fs::write(sibling(&db, "-wal"), &wal).unwrap();
+        // A log with no database file, or an empty one, beside it: the file was lost.
+        let error = check(&db, location).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("the database file is missing but its write-ahead log holds"),
+            "{error}"
+        );
+        std::fs::write(&db, b"").unwrap();
+        let error = check(&db, location).unwrap_err();
+        assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+        assert!(
+            error.to_string().contains(&format!(
+                "the database file is empty but its write-ahead log holds {} bytes",
+                wal.len()
+            )),
+            "{error}"
+        );
+        std::fs::write(&db, [0u8; 4096]).unwrap();
         check(&db, location).unwrap();
         std::fs::write(sibling(&db, "-wal"), &wal[..frame_end(4)]).unwrap();
         let error = check(&db, location).unwrap_err();

@@ -663,3 +663,115 @@ fn sigterm_interrupts_the_run_and_a_kill_takes_the_step_command_with_it() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn store_urls_that_keep_nothing_on_disk_are_refused() {
+    let bench = Bench::new();
+    bench.write(
+        "one.yaml",
+        "version: 1\nname: one\nsteps:\n  - id: a\n    exec: { script: 'echo ran >> side' }\n",
+    );
+    for url in [
+        "sqlite:file:m?mode=memory",
+        "sqlite::memory:",
+        "sqlite:kept.db?nolock=1",
+        "sqlite:file:kept.db",
+    ] {
+        let run = bench.runbook(&["run", "one.yaml", "--store", url]);
+        assert_eq!(run.code, 2, "{url}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains(&format!("the store URL `{url}` is refused")),
+            "{url}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(bench.read("side"), "", "nothing ran");
+    let left: Vec<_> = std::fs::read_dir(bench.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name != "one.yaml")
+        .collect();
+    assert!(left.is_empty(), "no store file was made: {left:?}");
+}
+
+#[test]
+fn store_files_and_directories_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let bench = Bench::new();
+    bench.write(
+        "slow.yaml",
+        "version: 1\nname: slow\nsteps:\n  - id: a\n    exec: { script: 'echo waiting >> side; sleep 30' }\n",
+    );
+    // A store in directories that do not exist yet, looked at while the run is on, so that
+    // SQLite's -wal and -shm files are there too.
+    let child = bench.spawn(&["run", "slow.yaml", "--store", "sqlite:deep/er/runs.db"]);
+    bench.wait_for("side", "waiting");
+    let deep = bench.path().join("deep");
+    let modes: Vec<(String, u32)> = [
+        deep.clone(),
+        deep.join("er"),
+        deep.join("er/runs.db"),
+        deep.join("er/runs.db-wal"),
+        deep.join("er/runs.db-shm"),
+    ]
+    .iter()
+    .map(|path| (path.display().to_string(), mode(path)))
+    .collect();
+    signal(&child, libc::SIGKILL);
+    finish(child);
+    for (path, mode) in &modes[..2] {
+        assert_eq!(*mode, 0o700, "{path} is {mode:o}");
+    }
+    for (path, mode) in &modes[2..] {
+        assert_eq!(*mode, 0o600, "{path} is {mode:o}");
+    }
+
+    // The default store, in the state directory.
+    let run = Test::new()
+        .write(
+            "one.yaml",
+            "version: 1\nname: one\nsteps:\n  - id: a\n    sleep: 1ms\n",
+        )
+        .args(["run", "one.yaml"])
+        .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let state = run.dir().join(".state");
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&state.join("runbook")), 0o700);
+    assert_eq!(mode(&state.join("runbook/runbook.db")), 0o600);
+}
+
+#[test]
+fn commands_that_read_runs_never_create_a_store() {
+    let bench = Bench::new();
+    let db = bench.path().join("no/such/dir/x.db");
+    let store = format!("sqlite:{}", db.display());
+    for args in [
+        &["runs", "list"][..],
+        &["runs", "show", "r1"],
+        &["approve", "r1", "gate"],
+        &["resume", "r1"],
+    ] {
+        let output = bench.runbook(&[args, &["--store", &store]].concat());
+        assert_eq!(output.code, 2, "{args:?}: {}", output.stderr);
+        assert!(
+            output.stderr.contains(&format!(
+                "there is no store at {store}: the file does not exist"
+            )),
+            "{args:?}: {}",
+            output.stderr
+        );
+    }
+    assert!(
+        !bench.path().join("no").exists(),
+        "no directory was created for it"
+    );
+}

@@ -286,6 +286,39 @@ fn a_torn_write_ahead_log_is_reported_never_resumed_from() {
 }
 
 #[test]
+fn an_emptied_database_beside_its_log_is_refused_not_started_afresh() {
+    let bench = Bench::new();
+    killed_run(&bench);
+    let wal = bench.db().with_extension("db-wal");
+    let logged = std::fs::metadata(&wal).expect("the log is there").len();
+    assert!(logged > 32 * 1024, "the log holds the run: {logged} bytes");
+    // Truncated, as by `> runs.db` or a copy that failed half way.
+    std::fs::File::create(bench.db()).unwrap();
+    for args in [
+        &["runs", "list"][..],
+        &["runs", "show", "w"],
+        &["resume", "w"],
+        &["run", "slow.yaml", "--run-id", "w2"],
+    ] {
+        let output = bench.runbook(args);
+        assert_eq!(output.code, 4, "{args:?}: {}", output.stderr);
+        assert!(
+            output.stderr.contains(&format!(
+                "the database file is empty but its write-ahead log holds {logged} bytes"
+            )),
+            "{args:?}: {}",
+            output.stderr
+        );
+        assert!(output.stderr.contains("runs.db-wal"), "{}", output.stderr);
+    }
+    assert_eq!(
+        std::fs::metadata(&wal).map(|m| m.len()).ok(),
+        Some(logged),
+        "the log, and the runs it holds, are kept"
+    );
+}
+
+#[test]
 fn a_damaged_page_is_reported_never_resumed_from() {
     let bench = Bench::new();
     bench.write(
@@ -403,4 +436,40 @@ steps:
         events.last().map(|e| &e.event),
         Some(RunEvent::RunEnded { .. })
     ));
+}
+
+#[test]
+fn a_disk_already_full_before_a_run_is_reported_as_full() {
+    let disk = SmallDisk::mount("1m");
+    let bench = Bench::new();
+    bench.write(
+        "one.yaml",
+        "version: 1\nname: one\nsteps:\n  - id: a\n    exec: { script: 'echo ran >> side' }\n",
+    );
+    let store = format!("sqlite:{}", disk.path().join("runs.db").display());
+    let run_once = |run_id: &str| {
+        crate::support::Test::new()
+            .current_dir(bench.path())
+            .env("RUNBOOK_STORE", &store)
+            .args(["run", "one.yaml", "--run-id", run_id])
+            .run()
+    };
+    // A store that exists and was closed cleanly: the next run has its -wal and -shm files
+    // to make again, on a disk that has no room left.
+    let first = run_once("first");
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    std::fs::remove_file(bench.path().join("side")).unwrap();
+    let filler = disk.path().join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("run dd");
+    let run = run_once("f");
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stderr.contains("the store is full"), "{}", run.stderr);
+    assert!(run.stderr.contains("free some space"), "{}", run.stderr);
+    assert!(!run.stderr.contains("I/O error"), "{}", run.stderr);
+    assert_eq!(bench.read("side"), "", "nothing ran");
 }
