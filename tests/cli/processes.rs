@@ -224,12 +224,13 @@ finally:
     exec: { script: 'echo "{{run.status}}" > finally-ran' }
 "#,
     );
-    let engine = marked.spawn(&bench, &["run", "hup.yaml", "--run-id", "h1"]);
+    let mut engine = marked.spawn(&bench, &["run", "hup.yaml", "--run-id", "h1"]);
     bench.wait_for("ready", "running");
+    // The SSH session is gone: nothing reads what the engine writes to its terminal any more.
+    drop(engine.stderr.take());
     signal(&engine, libc::SIGHUP);
-    let (code, _, stderr) = finish(engine);
-    assert_eq!(code, 3, "{stderr}");
-    assert!(stderr.contains("runbook resume h1"), "{stderr}");
+    let (code, _, _) = finish(engine);
+    assert_eq!(code, 3);
     assert_eq!(bench.read("finally-ran"), "interrupted\n");
     let left = marked.survivors_after(Duration::from_secs(2));
     assert!(left.is_empty(), "alive after SIGHUP: {left:?}");
