@@ -41,7 +41,9 @@ impl Supervisor {
         // Both ends are close-on-exec: only the supervisor's stdin (a dup) survives its exec.
         let (reader, pipe) = io::pipe()?;
         let mut command = Command::new("/proc/self/exe");
+        // Named as people know the program in `ps`, not after the path it was started by.
         command
+            .arg0("runbook")
             .arg(SUBCOMMAND)
             .arg(mark.as_str())
             .stdin(reader)
