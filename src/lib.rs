@@ -4,6 +4,7 @@ pub mod actions;
 pub mod cli;
 pub mod engine;
 pub mod plan;
+pub mod process;
 pub mod report;
 pub mod runbook;
 pub mod store;

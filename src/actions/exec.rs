@@ -1,14 +1,16 @@
 //! `exec`: run a program (`command: [argv...]`, no shell) or a script (`sh -eu -c`).
 //!
-//! - The child runs in its own process group, so that cancelling the step stops everything
-//!   it started, grandchildren included: SIGTERM to the group, then SIGKILL after a grace
-//!   period. Dropping the future kills the group at once.
+//! - The child leads a session and process group of its own (see [`crate::process`]), so
+//!   that cancelling the step stops everything it started, grandchildren included: SIGTERM,
+//!   then SIGKILL after a grace period. Dropping the future kills them at once.
 //! - stdout and stderr are read concurrently (a child blocked on a full pipe never
 //!   deadlocks the step) and each is capped; past the cap the rest is read and counted, not
 //!   kept.
-//! - The step ends when the program exits. A process it left running in the background
-//!   keeps running (it was asked for); its output is read for a short while only, so a
-//!   `daemon &` that keeps stdout open cannot hold the step forever.
+//! - The step ends when the program exits. What it left running in its process group is
+//!   stopped then (SIGTERM, then SIGKILL after the grace period): a step may not leave
+//!   processes behind to race the next step or a resumed run. Output is read for a short
+//!   while only after that, so a process that escaped the group while holding stdout open
+//!   cannot hold the step forever.
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
@@ -16,15 +18,15 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::task::JoinHandle;
 
 use super::body::{Fields, text, wrong_type};
 use super::{Action, ActionError, ActionFuture, ActionInput};
+use crate::process::{self, SpawnError};
 use crate::template::Escape;
 
 /// The `exec` action.
@@ -140,18 +142,7 @@ impl Spec {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // Its own group, so a cancel reaches every process it starts.
-            .process_group(0)
             .kill_on_drop(true);
-        // If the engine is killed outright (kill -9, the OOM killer), the command dies with
-        // it rather than running on unwatched and racing the resumed run.
-        // SAFETY: the closure runs in the child between fork and exec and only makes the
-        // prctl system call, which is async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)
-            });
-        }
         if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);
         }
@@ -214,13 +205,17 @@ impl Exec {
         if input.cancel.is_cancelled() {
             return Err(ActionError::cancelled(format!("{} cancelled", spec.what)));
         }
-        let mut child = spec.command().spawn().map_err(|e| spec.spawn_error(&e))?;
-        // `process_group(0)` made the child the leader of a group numbered by its pid.
-        let mut group = match child.id().and_then(|pid| i32::try_from(pid).ok()) {
-            Some(pgid) if pgid > 1 => Group::new(Pid::from_raw(pgid)),
-            // `id()` is only missing once the child has been reaped, which nothing has done
-            // yet; anything else would make `killpg` signal the wrong processes.
-            _ => return Err(ActionError::failed(format!("{} vanished", spec.what))),
+        // Its own session, so a cancel reaches every process it starts; registered with the
+        // supervisor, so it dies with the engine however the engine dies.
+        let (mut child, mut group) = match process::spawn(&mut spec.command()) {
+            Ok(started) => started,
+            Err(SpawnError::Program(error)) => return Err(spec.spawn_error(&error)),
+            Err(SpawnError::Supervision(error)) => {
+                return Err(ActionError::failed(format!(
+                    "cannot start {}: {error}",
+                    spec.what
+                )));
+            }
         };
         let mut stdout = Capture::start(child.stdout.take(), self.max_output);
         let mut stderr = Capture::start(child.stderr.take(), self.max_output);
@@ -237,10 +232,13 @@ impl Exec {
             status = child.wait() => Ok(status),
             () = input.cancel.cancelled() => Err(group.terminate(&mut child, self.kill_grace).await),
         };
-        // The leader is reaped: what it left in the background is no longer ours to kill.
-        // (If waiting failed, the group stays armed and dies with this function.)
-        if !matches!(outcome, Ok(Err(_))) {
-            group.disarm();
+        // The leader is reaped: stop what it left in its group before reading the rest of
+        // the output. (If waiting failed, the group stays armed and dies with this function.)
+        if let Ok(Ok(_)) = outcome {
+            tokio::select! {
+                () = group.end(self.kill_grace) => {}
+                () = input.cancel.cancelled() => {}
+            }
         }
         let drain = async {
             tokio::join!(stdout.finish(), stderr.finish());
@@ -341,52 +339,6 @@ fn signal_name(signal: i32) -> String {
     match Signal::try_from(signal) {
         Ok(known) => format!("{signal} ({})", known.as_str()),
         Err(_) => signal.to_string(),
-    }
-}
-
-/// The child's process group. Dropped while armed (the future was dropped mid-run), it
-/// kills the whole group: nothing can be awaited in a destructor, so there is no grace.
-struct Group {
-    pgid: Pid,
-    armed: bool,
-}
-
-impl Group {
-    fn new(pgid: Pid) -> Group {
-        Group { pgid, armed: true }
-    }
-
-    fn signal(&self, signal: Signal) {
-        // ESRCH: the group is already gone, which is what we want.
-        let _ = killpg(self.pgid, signal);
-    }
-
-    /// SIGTERM to the group, SIGKILL once the leader exits or `grace` runs out (whichever
-    /// comes first: what the leader leaves behind when it is told to stop is meant to stop
-    /// too), then reap the leader. Returns its exit status when it could be read.
-    async fn terminate(&mut self, child: &mut Child, grace: Duration) -> Option<ExitStatus> {
-        self.signal(Signal::SIGTERM);
-        let status = match tokio::time::timeout(grace, child.wait()).await {
-            Ok(Ok(status)) => Some(status),
-            Ok(Err(_)) | Err(_) => None,
-        };
-        self.signal(Signal::SIGKILL);
-        match status {
-            Some(status) => Some(status),
-            None => child.wait().await.ok(),
-        }
-    }
-
-    fn disarm(&mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        if self.armed {
-            self.signal(Signal::SIGKILL);
-        }
     }
 }
 

@@ -29,6 +29,12 @@ pub enum Command {
     Runs(RunsArgs),
     /// Print the JSON Schema of the runbook language.
     Schema,
+    /// Internal: the process supervisor a run starts beside itself.
+    #[command(name = crate::process::supervisor::SUBCOMMAND, hide = true)]
+    Supervise {
+        /// The mark of the run's processes.
+        mark: String,
+    },
 }
 
 #[derive(Debug, Args)]

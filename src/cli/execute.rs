@@ -34,16 +34,26 @@ pub struct Execution {
 pub async fn execute(execution: Execution, printer: &Printer) -> ExitStatus {
     let interrupt = CancellationToken::new();
     // Handlers are in place before the first step starts: a Ctrl-C at any moment of the run
-    // interrupts it cleanly, never kills it outright.
+    // interrupts it cleanly, never kills it outright. SIGHUP (the terminal or SSH session is
+    // gone) is a request to stop like SIGTERM: the default would kill the engine on the spot.
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(terminate), Ok(int)) => {
-            tokio::spawn(watch_signals(terminate, int, interrupt.clone()));
+        (Ok(terminate), Ok(int), Ok(hangup)) => {
+            tokio::spawn(watch_signals([terminate, int, hangup], interrupt.clone()));
         }
         _ => printer.note("warning: cannot watch for Ctrl-C; an interrupted run stops at once"),
+    }
+    // Every step command from now on is tied to this process: when it ends, however it
+    // ends, so do they.
+    if let Some(first) = execution.prior.first() {
+        crate::process::supervise(
+            &execution.run_id,
+            crate::process::RunMark::new(&execution.run_id, &first.at),
+        );
     }
     let progress = Arc::new(Progress::new());
     let sink: Arc<dyn EventSink> = match execution.output {
@@ -70,6 +80,9 @@ pub async fn execute(execution: Execution, printer: &Printer) -> ExitStatus {
         secret_key: execution.secret_key,
     };
     let outcome = engine::run(execution.bundle, config, sink).await;
+    // Waits for the supervisor to stop what the run left behind (a process that escaped its
+    // step's process group) before the run is reported over.
+    let _ = tokio::task::spawn_blocking(crate::process::end_supervision).await;
     let closed = journal.close().await;
     let _ = store.close().await;
     if execution.output == OutputFormat::Human {
@@ -101,27 +114,33 @@ pub async fn execute(execution: Execution, printer: &Printer) -> ExitStatus {
     }
 }
 
-/// The first Ctrl-C or SIGTERM interrupts the run: running steps are cancelled and
-/// `finally` runs. A second one exits at once.
+/// The first Ctrl-C, SIGTERM or SIGHUP interrupts the run: running steps are cancelled and
+/// `finally` runs. A second one exits at once, after SIGKILL to every process of every
+/// running step (a child that ignores SIGTERM must not outlive the engine).
 async fn watch_signals(
-    mut terminate: tokio::signal::unix::Signal,
-    mut int: tokio::signal::unix::Signal,
+    [mut terminate, mut int, mut hangup]: [tokio::signal::unix::Signal; 3],
     interrupt: CancellationToken,
 ) {
+    use std::io::Write;
     let mut seen = 0;
     loop {
         tokio::select! {
             _ = terminate.recv() => {}
             _ = int.recv() => {}
+            _ = hangup.recv() => {}
         }
         seen += 1;
+        // A terminal that hung up cannot be written to; that must not stop the run ending.
+        let mut stderr = std::io::stderr();
         if seen == 1 {
-            eprintln!(
+            let _ = writeln!(
+                stderr,
                 "interrupted: cancelling running steps, then running `finally` (press Ctrl-C again to exit now)"
             );
             interrupt.cancel();
         } else {
-            eprintln!("exiting now");
+            crate::process::kill_every_step_process();
+            let _ = writeln!(stderr, "exiting now");
             std::process::exit(3);
         }
     }

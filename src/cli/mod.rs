@@ -49,6 +49,10 @@ pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
         Command::Approve(args) => approve::approve(&args, printer),
         Command::Runs(args) => runs::runs(&args, printer),
         Command::Schema => schema::schema(printer),
+        Command::Supervise { mark } => {
+            crate::process::supervisor::serve(&mark);
+            Ok(ExitStatus::Success)
+        }
     };
     match outcome {
         Ok(status) => status,

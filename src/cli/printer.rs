@@ -34,12 +34,14 @@ impl Printer {
         let _ = stdout.flush();
     }
 
+    /// Writes an error to stderr. Like everything on stderr, it is lost rather than a panic
+    /// when the terminal is gone (a dropped SSH session): the run must still end cleanly.
     pub fn error(&self, message: &str) {
-        eprintln!("error: {message}");
+        let _ = writeln!(std::io::stderr().lock(), "error: {message}");
     }
 
     pub fn note(&self, message: &str) {
-        eprintln!("{message}");
+        let _ = writeln!(std::io::stderr().lock(), "{message}");
     }
 
     /// Renders diagnostics with their snippets; plain Unicode without color off a terminal,

@@ -4,6 +4,7 @@ use super::run::sha256_hex;
 use super::{ExitStatus, Printer};
 use crate::engine::state::RunState;
 use crate::engine::{Envelope, RunEvent};
+use crate::process::{self, RunMark};
 use crate::runbook::validate::validate_stored;
 use crate::store::{Lease, Owner, Store};
 use std::collections::HashMap;
@@ -24,7 +25,11 @@ pub fn resume(args: &ResumeArgs, printer: &Printer) -> anyhow::Result<ExitStatus
             Ok(lease) => lease,
             Err(error) => return store_failure(&error, printer),
         };
-        match prepare(args, store.clone(), lease.clone(), printer).await {
+        let prepared = match prepare(args, store.clone(), lease.clone(), printer).await {
+            Ok(execution) => stop_leftovers(execution, printer).await,
+            Err(status) => Err(status),
+        };
+        match prepared {
             Ok(execution) => execute::execute(execution, printer).await,
             Err(status) => {
                 // Nothing ran: let the next attempt claim the run at once.
@@ -36,6 +41,46 @@ pub fn resume(args: &ResumeArgs, printer: &Printer) -> anyhow::Result<ExitStatus
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(status)
 }
+
+/// Before any step runs again, stops every process an earlier engine of this run left
+/// running (killed with its supervisor, nothing stopped them): a step never runs twice at
+/// once. They are found by the run's mark in their environment.
+async fn stop_leftovers(execution: Execution, printer: &Printer) -> Result<Execution, ExitStatus> {
+    let Some(first) = execution.prior.first() else {
+        return Ok(execution);
+    };
+    let run_id = execution.run_id.clone();
+    let mark = RunMark::new(&run_id, &first.at);
+    let stopped = tokio::task::spawn_blocking(move || {
+        process::stop_leftovers(&run_id, &mark, LEFTOVER_GRACE)
+    })
+    .await;
+    match stopped {
+        Ok(Ok(0)) => Ok(execution),
+        Ok(Ok(count)) => {
+            printer.note(&format!(
+                "note: stopped {count} {} left running by run {} before resuming it",
+                if count == 1 { "process" } else { "processes" },
+                execution.run_id
+            ));
+            Ok(execution)
+        }
+        Ok(Err(error)) => {
+            printer.error(&error.to_string());
+            Err(ExitStatus::Unavailable)
+        }
+        Err(error) => {
+            printer.error(&format!(
+                "cannot look for processes left by run {}: {error}",
+                execution.run_id
+            ));
+            Err(ExitStatus::Unavailable)
+        }
+    }
+}
+
+/// How long a leftover process has between SIGTERM and SIGKILL: as long as a cancelled step.
+const LEFTOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn prepare(
     args: &ResumeArgs,

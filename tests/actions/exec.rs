@@ -349,18 +349,38 @@ async fn a_background_process_that_keeps_stdout_open_does_not_hold_the_step() {
     let dir = tempfile::tempdir().expect("temp dir");
     let child_file = dir.path().join("child");
     let start = Instant::now();
+    // `setsid` takes it out of the step's process group, so the end of the step does not
+    // stop it; only the time limit on reading output lets the step end.
     let result = Runner::with(&SHORT)
         .ok(json!({
-            "script": "echo before\nsleep 30 &\necho $! > \"$CHILD\"",
+            "script": "echo before\nsetsid sh -c 'echo $$ > \"$CHILD\"; exec sleep 30' &\nwhile [ ! -s \"$CHILD\" ]; do sleep 0.01; done",
             "env": {"CHILD": child_file},
         }))
         .await;
     assert!(start.elapsed() < Duration::from_secs(10));
     assert_eq!(result["stdout"], json!("before\n"));
-    // It was started on purpose: the step ending does not kill it. Clean up here.
     let pid = read_pid(&child_file).expect("pid");
     assert!(!process_is_gone(pid));
-    let _ = std::process::Command::new("kill")
-        .arg(pid.to_string())
-        .status();
+    // Started by this test: stopped by it.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+#[tokio::test]
+async fn what_a_step_leaves_in_its_process_group_is_stopped_when_it_ends() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let child_file = dir.path().join("child");
+    let result = exec()
+        .ok(json!({
+            "script": "sleep 30 &\necho $! > \"$CHILD\"\necho done",
+            "env": {"CHILD": child_file},
+        }))
+        .await;
+    assert_eq!(result["stdout"], json!("done\n"));
+    let pid = read_pid(&child_file).expect("pid");
+    // Stopped before the step returned: not a moment later.
+    let gone = process_is_gone(pid);
+    if !gone {
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    assert!(gone, "the background `sleep 30` ({pid}) outlived its step");
 }

@@ -6,6 +6,7 @@ mod events;
 mod examples;
 mod graph;
 mod plan;
+mod processes;
 mod reliability;
 mod run;
 mod run_http;

@@ -1,0 +1,150 @@
+//! Finding processes in /proc: by process group or session, and by the mark a run puts in
+//! the environment of its steps (which every descendant inherits unless it clears it).
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// What /proc/PID/stat says of a process that matters here.
+#[derive(Debug, Clone, Copy)]
+pub struct Stat {
+    pub pgid: i32,
+    pub sid: i32,
+    /// Dead and waiting to be reaped: nothing to stop any more.
+    pub zombie: bool,
+}
+
+/// Reads /proc/PID/stat; `None` once the process is gone.
+pub fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces or parentheses itself: the
+    // fields start after the last `)`. Then: state, ppid, pgrp, session.
+    let (_, rest) = text.rsplit_once(')')?;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?;
+    let _ppid = fields.next()?;
+    let pgid = fields.next()?.parse().ok()?;
+    let sid = fields.next()?.parse().ok()?;
+    Some(Stat {
+        pgid,
+        sid,
+        zombie: state == "Z" || state == "X",
+    })
+}
+
+/// Whether the environment a process started with holds exactly `entry` (`NAME=value`).
+/// Processes of other users cannot be read, and do not match.
+pub fn environ_has(pid: i32, entry: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+        environ
+            .split(|b| *b == 0)
+            .any(|var| var == entry.as_bytes())
+    })
+}
+
+/// Every live process but this one for which `matches` holds.
+pub fn find(matches: &dyn Fn(i32, &Stat) -> bool) -> Vec<i32> {
+    let own = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid > 1 && pid != own)
+        .filter(|&pid| stat(pid).is_some_and(|stat| !stat.zombie && matches(pid, &stat)))
+        .collect()
+}
+
+/// Sends `signal` to every live process `matches` finds.
+pub fn signal_matching(matches: &dyn Fn(i32, &Stat) -> bool, signal: Signal) -> usize {
+    let found = find(matches);
+    for &pid in &found {
+        // ESRCH: it ended meanwhile, which is what we want.
+        let _ = kill(Pid::from_raw(pid), signal);
+    }
+    found.len()
+}
+
+/// Stops every process `matches` finds: SIGTERM, up to `grace` for them to end, then
+/// SIGKILL until none is left. Processes that appear meanwhile (forked by one being
+/// stopped) are found by looking again. Returns how many processes were stopped, or the
+/// ones still alive `KILL_WAIT` after SIGKILL (a process stuck in the kernel).
+pub fn stop_matching(
+    matches: &dyn Fn(i32, &Stat) -> bool,
+    grace: Duration,
+) -> Result<usize, Vec<i32>> {
+    const POLL: Duration = Duration::from_millis(20);
+    const KILL_WAIT: Duration = Duration::from_secs(10);
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + grace;
+    loop {
+        let found = find(matches);
+        if found.is_empty() {
+            return Ok(seen.len());
+        }
+        for pid in found {
+            // A process is told once; a second SIGTERM would only cut its shutdown short.
+            if seen.insert(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    let deadline = Instant::now() + KILL_WAIT;
+    loop {
+        let found = find(matches);
+        if found.is_empty() {
+            return Ok(seen.len());
+        }
+        if Instant::now() >= deadline {
+            return Err(found);
+        }
+        for &pid in &found {
+            seen.insert(pid);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_read_and_never_found() {
+        let own = std::process::id() as i32;
+        let stat = stat(own).expect("this process has a stat");
+        assert!(!stat.zombie);
+        assert!(find(&|pid, _| pid == own).is_empty());
+    }
+
+    #[test]
+    fn a_command_name_with_spaces_and_parentheses_is_skipped_over() {
+        // The kernel names a process after the file it runs.
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let odd = dir.path().join("a) b (c");
+        std::os::unix::fs::symlink("/bin/sleep", &odd).expect("a symlink");
+        let mut child = std::process::Command::new(&odd)
+            .arg("5")
+            .spawn()
+            .expect("start sleep");
+        let pid = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.contains("a) b (c"))
+        {
+            assert!(Instant::now() < deadline, "the name never changed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let read = stat(pid).expect("a stat");
+        assert_eq!(read.pgid, stat(std::process::id() as i32).unwrap().pgid);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
