@@ -5,6 +5,7 @@ mod durable;
 mod events;
 mod examples;
 mod graph;
+mod injection;
 mod plan;
 mod reliability;
 mod run;
