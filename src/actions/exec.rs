@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 
 use super::body::{Fields, text, wrong_type};
 use super::{Action, ActionError, ActionFuture, ActionInput};
-use crate::template::{Escape, shell};
+use crate::template::{Escape, Script, shell};
 
 /// The `exec` action.
 #[derive(Debug, Clone, Copy)]
@@ -94,7 +94,8 @@ impl Spec {
         let fields = Fields::new("exec", &plain, KEYS)?;
         let script = match body.get("script").filter(|v| !v.is_null()) {
             Some(script) => Some(
-                (input.render_script)(&text(script, "exec.script")?)
+                (input.render_pieces)(&text(script, "exec.script")?)
+                    .and_then(Script::from_pieces)
                     .map_err(|e| ActionError::invalid(format!("exec: {e}")))?,
             ),
             None => None,

@@ -24,13 +24,15 @@ use std::pin::Pin;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::template::{Escape, RenderError, Script};
+use crate::template::{Escape, Piece, RenderError};
 
 /// Renders every template inside a value against the step's context.
 pub type RenderFn<'a> = dyn Fn(&Value, Escape) -> Result<Value, RenderError> + Sync + 'a;
 
-/// Renders an exec script against the step's context ([`crate::template::render_script`]).
-pub type RenderScriptFn<'a> = dyn Fn(&str) -> Result<Script, RenderError> + Sync + 'a;
+/// Renders one template against the step's context, keeping its values apart from its text
+/// ([`crate::template::render_pieces`]), for fields where a value must stay data: an exec
+/// script, a URL.
+pub type RenderPiecesFn<'a> = dyn Fn(&str) -> Result<Vec<Piece>, RenderError> + Sync + 'a;
 
 /// Evaluates one jq expression over the step's context, to its first value.
 pub type EvalFn<'a> = dyn Fn(&str) -> Result<Value, String> + Sync + 'a;
@@ -48,8 +50,9 @@ pub struct ActionInput<'a> {
     pub body: &'a Value,
     /// Renders templates against the step's context.
     pub render: &'a RenderFn<'a>,
-    /// Renders an exec `script`: values become environment variables, never script text.
-    pub render_script: &'a RenderScriptFn<'a>,
+    /// Renders one template with its values kept apart: an exec `script` makes them
+    /// environment variables, an http `url` percent-encodes them.
+    pub render_pieces: &'a RenderPiecesFn<'a>,
     /// Evaluates a jq expression over the context (used by `assert`).
     pub eval: &'a EvalFn<'a>,
     /// Evaluates a jq expression over a value, the context at `$ctx` (`kubernetes.wait`).

@@ -1477,7 +1477,7 @@ impl Run {
         let raw = body.node.map_or(Value::Null, |n| n.to_json());
         let render =
             |value: &Value, escape: Escape| template::render_value(value, &context, escape);
-        let render_script = |script: &str| template::render_script(script, &context);
+        let render_pieces = |text: &str| template::render_pieces(text, &context);
         let eval = |expression: &str| self.evaluate(expression, jq_context.clone(), &jq_context);
         let eval_over = |expression: &str, value: &Value| {
             self.evaluate(expression, jq::to_val(value), &jq_context)
@@ -1491,7 +1491,7 @@ impl Run {
         let input = ActionInput {
             body: &raw,
             render: &render,
-            render_script: &render_script,
+            render_pieces: &render_pieces,
             eval: &eval,
             eval_over: &eval_over,
             cancel: cancel.clone(),

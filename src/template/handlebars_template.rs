@@ -133,18 +133,27 @@ fn check_found(parsed: &Parsed<'_>, ctx: &Value) -> Result<(), RenderError> {
     }
 }
 
-/// Marks a value's place in a script while it renders; no script text can hold it
-/// (`sh -c` takes a C string), so author text and values cannot be mistaken for it.
+/// Marks a value's place in the text while it renders. No script can hold it (`sh -c`
+/// takes a C string) and no URL either, so author text cannot be mistaken for it.
 const VALUE_MARK: char = '\u{0}';
 
-/// Render an exec script so that no value can run as code.
+/// A piece of a rendered template: text the author wrote (or a `{{{raw}}}` value), or a
+/// `{{value}}` that the caller places as data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Text of the template itself, or a value the author pasted in with `{{{…}}}`.
+    Text(String),
+    /// A value from `{{…}}` (`{{x}}`, `{{json x}}`, each `{{this}}` of an `{{#each}}`).
+    Value(String),
+}
+
+/// Render `src`, keeping the author's text and each escaped value apart, for the fields
+/// where a value must not be read as the surrounding language: exec scripts
+/// ([`render_script`]) and URLs (`template::url`).
 ///
-/// Handlebars renders the script with each escaped value (`{{x}}`, `{{json x}}`, each
-/// `{{this}}` of an `{{#each}}`) replaced by a numbered mark; the shell scanner then reads
-/// the rendered text and writes, at each mark, the parameter expansion that suits its
-/// place ([`shell::Placement`]), or refuses a place that cannot hold a value. `{{{x}}}`
-/// is pasted in as it is: the author's explicit choice.
-pub fn render_script(src: &str, ctx: &Value) -> Result<Script, RenderError> {
+/// Handlebars renders with each escaped value replaced by a numbered mark, and the marks
+/// are then split out of the text; `{{{x}}}` is not escaped, so it stays text.
+pub fn render_pieces(src: &str, ctx: &Value) -> Result<Vec<Piece>, RenderError> {
     let parsed = Parsed::new(src)?;
     check_found(&parsed, ctx)?;
     let mut template = parsed.template;
@@ -161,34 +170,58 @@ pub fn render_script(src: &str, ctx: &Value) -> Result<Script, RenderError> {
     drop(registry);
     let values = std::mem::take(&mut *values.lock().unwrap_or_else(PoisonError::into_inner));
     let nul = || RenderError::Failed {
-        message: "a script and the values in it cannot contain a NUL character".to_owned(),
+        message: "a template and the values in it cannot contain a NUL character".to_owned(),
     };
-    let mut scanner = ScriptScanner::new();
-    let mut pieces = rendered.split(VALUE_MARK);
-    let first = pieces.next().unwrap_or_default();
-    scanner.text(first);
-    let mut text = first.to_owned();
-    let mut variables = Vec::with_capacity(values.len());
-    while let Some(number) = pieces.next() {
-        let after = pieces.next().ok_or_else(nul)?;
-        let index = variables.len();
+    let mut split = rendered.split(VALUE_MARK);
+    let mut pieces = Vec::with_capacity(2 * values.len() + 1);
+    pieces.push(Piece::Text(split.next().unwrap_or_default().to_owned()));
+    let mut index = 0;
+    while let Some(number) = split.next() {
+        let after = split.next().ok_or_else(nul)?;
         let value = values
             .get(index)
-            .filter(|_| number == index.to_string())
+            .filter(|value| number == index.to_string() && !value.contains(VALUE_MARK))
             .ok_or_else(nul)?;
-        if value.contains(VALUE_MARK) {
-            return Err(nul());
-        }
-        let name = shell::variable_name(index);
-        text.push_str(&scanner.value()?.expansion(&name));
-        variables.push((name, value.clone()));
-        scanner.text(after);
-        text.push_str(after);
+        pieces.push(Piece::Value(value.clone()));
+        pieces.push(Piece::Text(after.to_owned()));
+        index += 1;
     }
-    if variables.len() != values.len() {
+    if index != values.len() {
         return Err(nul());
     }
-    Ok(Script { text, variables })
+    Ok(pieces)
+}
+
+/// Render an exec script so that no value can run as code.
+///
+/// The shell scanner reads the rendered text and writes, at each value, the parameter
+/// expansion that suits its place ([`shell::Placement`]), or refuses a place that cannot
+/// hold a value. `{{{x}}}` is pasted in as it is: the author's explicit choice.
+pub fn render_script(src: &str, ctx: &Value) -> Result<Script, RenderError> {
+    Script::from_pieces(render_pieces(src, ctx)?)
+}
+
+impl Script {
+    /// The script from a rendered template's pieces ([`render_pieces`]).
+    pub fn from_pieces(pieces: Vec<Piece>) -> Result<Script, RenderError> {
+        let mut scanner = ScriptScanner::new();
+        let mut text = String::new();
+        let mut variables = Vec::new();
+        for piece in pieces {
+            match piece {
+                Piece::Text(piece) => {
+                    scanner.text(&piece);
+                    text.push_str(&piece);
+                }
+                Piece::Value(value) => {
+                    let name = shell::variable_name(variables.len());
+                    text.push_str(&scanner.value()?.expansion(&name));
+                    variables.push((name, value));
+                }
+            }
+        }
+        Ok(Script { text, variables })
+    }
 }
 
 /// The values of a script template that stand where the shell cannot take them safely,

@@ -18,12 +18,13 @@ pub mod handlebars_template;
 pub mod jq;
 pub mod reference;
 pub mod shell;
+pub mod url_template;
 
 use std::ops::Range;
 
 pub use handlebars_template::{
-    Escape, Partial, RenderError, Script, UnsafeScriptValue, check_script, check_template, render,
-    render_partial, render_script, render_value, render_value_partial,
+    Escape, Partial, Piece, RenderError, Script, UnsafeScriptValue, check_script, check_template,
+    render, render_partial, render_pieces, render_script, render_value, render_value_partial,
 };
 pub use reference::Reference;
 
