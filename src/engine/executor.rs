@@ -329,12 +329,16 @@ struct Failure {
     /// The attempt did not end: it waits for an approval and the run is parking. Nothing is
     /// recorded, so a resume takes the attempt up again.
     parked: bool,
+    /// Another attempt made the same way cannot succeed (a missing program, a malformed
+    /// URL): the retries are skipped, the fallback still runs.
+    permanent: bool,
 }
 
 impl From<ActionError> for Failure {
     fn from(error: ActionError) -> Self {
         Failure {
             cancelled: error.kind == ActionErrorKind::Cancelled,
+            permanent: error.kind == ActionErrorKind::Invalid,
             message: error.message,
             parked: false,
         }
@@ -346,6 +350,7 @@ fn failure(message: impl Into<String>) -> Failure {
         message: message.into(),
         cancelled: false,
         parked: false,
+        permanent: false,
     }
 }
 
@@ -354,6 +359,7 @@ fn cancelled() -> Failure {
         message: "cancelled".to_owned(),
         cancelled: true,
         parked: false,
+        permanent: false,
     }
 }
 
@@ -362,6 +368,7 @@ fn parked() -> Failure {
         message: "waiting for approval".to_owned(),
         cancelled: true,
         parked: true,
+        permanent: false,
     }
 }
 
@@ -1231,9 +1238,15 @@ impl Run {
                 Err(error) if error.cancelled || cancel.is_cancelled() => {
                     return (attempt, Err(cancelled()));
                 }
-                Err(error) => {
-                    let retry_in = (attempt < policy.attempts)
+                Err(mut error) => {
+                    let retry_in = (attempt < policy.attempts && !error.permanent)
                         .then(|| policy.delay_after(attempt, rand::random::<f64>()));
+                    if error.permanent && attempt < policy.attempts {
+                        error.message.push_str(
+                            " (not retried: another attempt cannot succeed until the runbook or what it names is fixed)",
+                        );
+                    }
+                    let permanent = error.permanent;
                     drop(self.emit(RunEvent::StepAttemptFailed {
                         path: instance.path.clone(),
                         attempt,
@@ -1242,6 +1255,9 @@ impl Run {
                         fallback,
                     }));
                     last = error;
+                    if permanent {
+                        return (attempt, Err(last));
+                    }
                     if let Some(wait) = retry_in {
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
@@ -1685,6 +1701,7 @@ fn answer_result(
             message: format!("rejected by {by}{comment}"),
             cancelled: false,
             parked: false,
+            permanent: false,
         })
     }
 }

@@ -6,6 +6,7 @@ mod events;
 mod examples;
 mod graph;
 mod injection;
+mod not_retried;
 mod plan;
 mod reliability;
 mod run;
