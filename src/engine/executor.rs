@@ -475,12 +475,16 @@ impl Run {
         }
     }
 
+    /// The approval steps the run waits for: asked and not ended, from the journal's own
+    /// record (each approval stops waiting in memory as the run parks, before it ends).
     fn waiting_paths(&self) -> Vec<String> {
-        self.waiting
+        self.state
             .lock()
-            .expect("waiting lock")
+            .expect("state lock")
+            .steps
             .iter()
-            .cloned()
+            .filter(|(_, record)| record.approval_requested_at.is_some() && record.status.is_none())
+            .map(|(path, _)| path.clone())
             .collect()
     }
 

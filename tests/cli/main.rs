@@ -1,5 +1,6 @@
 //! Integration tests through the real binary.
 
+mod approval_reason;
 mod bad_input;
 mod durable;
 mod events;
