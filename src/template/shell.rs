@@ -207,7 +207,7 @@ impl ScriptScanner {
             }),
             Frame::SingleQuoted => Err(UnsafePlacement {
                 reason: "a template inside single quotes in a script: the shell expands nothing there",
-                help: "use double quotes (\"text {{...}}\"), or close the single quotes around it ('text '{{...}}' more')",
+                help: "use double quotes (\"text {{...}}\"); if the quotes hold a program for another tool (awk, sed, jq, sh -c), pass the value as its argument or variable instead (awk -v job={{...}} '...')",
             }),
             Frame::HeredocDelimiter(_) => Err(UnsafePlacement {
                 reason: "a template in a heredoc delimiter in a script",
@@ -383,13 +383,11 @@ impl ScriptScanner {
     }
 
     fn set_depth(&mut self, new: usize) {
-        match self.frames.last_mut() {
-            Some(
-                Frame::Code { depth, .. }
-                | Frame::Parameter { depth }
-                | Frame::Arithmetic { depth },
-            ) => *depth = new,
-            _ => {}
+        if let Some(
+            Frame::Code { depth, .. } | Frame::Parameter { depth } | Frame::Arithmetic { depth },
+        ) = self.frames.last_mut()
+        {
+            *depth = new;
         }
     }
 

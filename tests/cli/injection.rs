@@ -1,14 +1,10 @@
 //! Values from inputs reach scripts and URLs as data: a value can never run a command it
 //! was not written to run, nor send a request somewhere the runbook did not point.
 
-#[allow(dead_code)]
-#[path = "../actions/support/server.rs"]
-mod server;
-
 use crate::events::{ended, run_json};
+use crate::run_http::server::{Request, Response, Server};
 use crate::support::Test;
 use serde_json::json;
-use server::{Request, Response, Server};
 use std::sync::{Arc, Mutex};
 
 /// Values that run a command, end a quote or a heredoc, or escape, when pasted into a script.

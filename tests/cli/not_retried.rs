@@ -2,14 +2,10 @@
 //! retried, says so, and still leads to the fallback; a failure that may pass (a refused
 //! connection, a 5xx) is retried as before.
 
-#[allow(dead_code)]
-#[path = "../actions/support/server.rs"]
-mod server;
-
 use crate::events::{count, ended, run_json};
+use crate::run_http::server::{Response, Server};
 use crate::support::Test;
 use serde_json::{Value, json};
-use server::{Response, Server};
 use std::time::{Duration, Instant};
 
 fn attempt_failures<'a>(events: &'a [Value], path: &str) -> Vec<&'a Value> {

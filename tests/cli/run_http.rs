@@ -5,7 +5,7 @@
 
 #[allow(dead_code)]
 #[path = "../actions/support/server.rs"]
-mod server;
+pub mod server;
 
 use crate::events::{count, ended, position, process_is_gone, run_json};
 use crate::support::Test;
