@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 use super::body::{Fields, text, wrong_type};
 use super::{Action, ActionError, ActionFuture, ActionInput};
 use crate::process::{self, SpawnError};
-use crate::template::Escape;
+use crate::template::{Escape, Script, shell};
 
 /// The `exec` action.
 #[derive(Debug, Clone, Copy)]
@@ -84,8 +84,9 @@ impl Spec {
         let Value::Object(body) = input.body else {
             return Err(wrong_type("exec", "a map", input.body));
         };
-        // A script is shell code: values land in it shell-quoted. Every other field is
-        // passed to the program as is, so it is rendered plainly.
+        // A script is shell code: its values reach the shell as environment variables and
+        // never as script text (see `template::shell`). Every other field is passed to the
+        // program as is, so it is rendered plainly.
         let plain: Map<String, Value> = body
             .iter()
             .filter(|(key, _)| key.as_str() != "script")
@@ -94,12 +95,14 @@ impl Spec {
         let plain = render(input, &Value::Object(plain), Escape::Plain)?;
         let fields = Fields::new("exec", &plain, KEYS)?;
         let script = match body.get("script").filter(|v| !v.is_null()) {
-            Some(script) => Some(text(
-                &render(input, script, Escape::ShellQuoted)?,
-                "exec.script",
-            )?),
+            Some(script) => Some(
+                (input.render_pieces)(&text(script, "exec.script")?)
+                    .and_then(Script::from_pieces)
+                    .map_err(|e| ActionError::invalid(format!("exec: {e}")))?,
+            ),
             None => None,
         };
+        let mut env = fields.text_map("env")?;
         let (argv, what) = match (fields.get("command"), script) {
             (Some(_), Some(_)) => {
                 return Err(ActionError::invalid(
@@ -111,10 +114,15 @@ impl Spec {
                     "`exec` needs `command` (a list: program and arguments) or `script`",
                 ));
             }
-            (None, Some(script)) => (
-                vec!["sh".into(), "-eu".into(), "-c".into(), script],
-                "script".to_owned(),
-            ),
+            (None, Some(script)) => {
+                // The script's values are set last, so that `env` cannot replace them.
+                env.retain(|(name, _)| !shell::is_value_variable(name));
+                env.extend(script.variables);
+                (
+                    vec!["sh".into(), "-eu".into(), "-c".into(), script.text],
+                    "script".to_owned(),
+                )
+            }
             (Some(command), None) => {
                 let argv = command_argv(command)?;
                 let what = format!("`{}`", argv[0]);
@@ -124,7 +132,7 @@ impl Spec {
         Ok(Spec {
             argv,
             what,
-            env: fields.text_map("env")?,
+            env,
             cwd: fields.text("cwd")?,
             stdin: fields.text("stdin")?,
         })

@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 use super::body::{Fields, text, wrong_type};
 use super::{Action, ActionError, ActionFuture, ActionInput};
 use crate::template::Escape;
+use crate::template::url_template::build_url;
 
 /// The `http` action.
 #[derive(Debug, Clone, Copy)]
@@ -77,9 +78,30 @@ enum Auth {
 
 impl Spec {
     fn render(input: &ActionInput<'_>) -> Result<Spec, ActionError> {
-        let rendered = (input.render)(input.body, Escape::Plain)
+        let Value::Object(body) = input.body else {
+            return Err(wrong_type("http", "a map", input.body));
+        };
+        // The URL is rendered on its own: its values are percent-encoded for the part of
+        // the URL they stand in (see `template::url_template`).
+        let others: Map<String, Value> = body
+            .iter()
+            .filter(|(key, _)| key.as_str() != "url")
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let rendered = (input.render)(&Value::Object(others), Escape::Plain)
             .map_err(|e| ActionError::invalid(format!("http: {e}")))?;
         let fields = Fields::new("http", &rendered, KEYS)?;
+        let url_text = match body.get("url").filter(|url| !url.is_null()) {
+            None => None,
+            Some(url) => {
+                let pieces = (input.render_pieces)(&text(url, "http.url")?)
+                    .map_err(|e| ActionError::invalid(format!("http: {e}")))?;
+                Some(
+                    build_url(&pieces)
+                        .map_err(|e| ActionError::invalid(format!("`http.url`: {e}")))?,
+                )
+            }
+        };
 
         let method = match fields.text("method")? {
             None => Method::GET,
@@ -96,7 +118,7 @@ impl Spec {
             }
         };
 
-        let Some(url_text) = fields.text("url")? else {
+        let Some(url_text) = url_text else {
             return Err(ActionError::invalid("`http.url` is required"));
         };
         let mut url = Url::parse(&url_text).map_err(|e| {

@@ -362,8 +362,10 @@ impl Request {
                             match (input.eval_over)(condition, &object) {
                                 Ok(Value::Null | Value::Bool(false)) => last = Some(object),
                                 Ok(_) => return Ok(object),
+                                // Evaluated over the live resource, which may change: another
+                                // attempt can succeed.
                                 Err(e) => {
-                                    return Err(ActionError::invalid(format!(
+                                    return Err(ActionError::failed(format!(
                                         "{}: `condition`: {e}",
                                         place()
                                     )));

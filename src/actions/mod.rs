@@ -3,7 +3,8 @@
 //! Each action lives in its own file behind the small [`Action`] trait and is found by its
 //! YAML key through [`action_for`]. An action gets its body exactly as the runbook wrote it
 //! (templates not rendered yet) and renders it itself, because only the action knows how each
-//! field is rendered: an exec `script` is shell-quoted, everything else is plain, and some
+//! field is rendered: an exec `script` gets its values as environment variables, everything
+//! else is plain, and some
 //! fields (`sleep`'s duration, `assert.that`) are not templates at all.
 //!
 //! Results are JSON objects (the contract in the language docs); a failure is an
@@ -23,10 +24,15 @@ use std::pin::Pin;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::template::{Escape, RenderError};
+use crate::template::{Escape, Piece, RenderError};
 
 /// Renders every template inside a value against the step's context.
 pub type RenderFn<'a> = dyn Fn(&Value, Escape) -> Result<Value, RenderError> + Sync + 'a;
+
+/// Renders one template against the step's context, keeping its values apart from its text
+/// ([`crate::template::render_pieces`]), for fields where a value must stay data: an exec
+/// script, a URL.
+pub type RenderPiecesFn<'a> = dyn Fn(&str) -> Result<Vec<Piece>, RenderError> + Sync + 'a;
 
 /// Evaluates one jq expression over the step's context, to its first value.
 pub type EvalFn<'a> = dyn Fn(&str) -> Result<Value, String> + Sync + 'a;
@@ -42,9 +48,11 @@ pub type WarnFn<'a> = dyn Fn(String) + Sync + 'a;
 pub struct ActionInput<'a> {
     /// Its body from the runbook, as JSON, with templates not yet rendered.
     pub body: &'a Value,
-    /// Renders templates against the step's context: [`Escape::ShellQuoted`] for an exec
-    /// `script`, [`Escape::Plain`] otherwise.
+    /// Renders templates against the step's context.
     pub render: &'a RenderFn<'a>,
+    /// Renders one template with its values kept apart: an exec `script` makes them
+    /// environment variables, an http `url` percent-encodes them.
+    pub render_pieces: &'a RenderPiecesFn<'a>,
     /// Evaluates a jq expression over the context (used by `assert`).
     pub eval: &'a EvalFn<'a>,
     /// Evaluates a jq expression over a value, the context at `$ctx` (`kubernetes.wait`).

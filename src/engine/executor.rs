@@ -368,12 +368,16 @@ struct Failure {
     /// The attempt did not end: it waits for an approval and the run is parking. Nothing is
     /// recorded, so a resume takes the attempt up again.
     parked: bool,
+    /// Another attempt made the same way cannot succeed (a missing program, a malformed
+    /// URL): the retries are skipped, the fallback still runs.
+    permanent: bool,
 }
 
 impl From<ActionError> for Failure {
     fn from(error: ActionError) -> Self {
         Failure {
             cancelled: error.kind == ActionErrorKind::Cancelled,
+            permanent: error.kind == ActionErrorKind::Invalid,
             message: error.message,
             parked: false,
         }
@@ -385,6 +389,7 @@ fn failure(message: impl Into<String>) -> Failure {
         message: message.into(),
         cancelled: false,
         parked: false,
+        permanent: false,
     }
 }
 
@@ -393,6 +398,7 @@ fn cancelled() -> Failure {
         message: "cancelled".to_owned(),
         cancelled: true,
         parked: false,
+        permanent: false,
     }
 }
 
@@ -401,6 +407,7 @@ fn parked() -> Failure {
         message: "waiting for approval".to_owned(),
         cancelled: true,
         parked: true,
+        permanent: false,
     }
 }
 
@@ -523,12 +530,16 @@ impl Run {
         }
     }
 
+    /// The approval steps the run waits for: asked and not ended, from the journal's own
+    /// record (each approval stops waiting in memory as the run parks, before it ends).
     fn waiting_paths(&self) -> Vec<String> {
-        self.waiting
+        self.state
             .lock()
-            .expect("waiting lock")
+            .expect("state lock")
+            .steps
             .iter()
-            .cloned()
+            .filter(|(_, record)| record.approval_requested_at.is_some() && record.status.is_none())
+            .map(|(path, _)| path.clone())
             .collect()
     }
 
@@ -1392,9 +1403,15 @@ impl Run {
                 Err(error) if error.cancelled || cancel.is_cancelled() => {
                     return (attempt, Err(cancelled()));
                 }
-                Err(error) => {
-                    let retry_in = (attempt < policy.attempts)
+                Err(mut error) => {
+                    let retry_in = (attempt < policy.attempts && !error.permanent)
                         .then(|| policy.delay_after(attempt, rand::random::<f64>()));
+                    if error.permanent && attempt < policy.attempts {
+                        error.message.push_str(
+                            " (not retried: another attempt cannot succeed until the runbook or what it names is fixed)",
+                        );
+                    }
+                    let permanent = error.permanent;
                     drop(self.emit(RunEvent::StepAttemptFailed {
                         path: instance.path.clone(),
                         attempt,
@@ -1403,6 +1420,9 @@ impl Run {
                         fallback,
                     }));
                     last = error;
+                    if permanent {
+                        return (attempt, Err(last));
+                    }
                     if let Some(wait) = retry_in {
                         tokio::select! {
                             _ = tokio::time::sleep(wait) => {}
@@ -1638,6 +1658,7 @@ impl Run {
         let raw = body.node.map_or(Value::Null, |n| n.to_json());
         let render =
             |value: &Value, escape: Escape| template::render_value(value, &context, escape);
+        let render_pieces = |text: &str| template::render_pieces(text, &context);
         let eval = |expression: &str| self.evaluate(expression, jq_context.clone(), &jq_context);
         let eval_over = |expression: &str, value: &Value| {
             self.evaluate(expression, jq::to_val(value), &jq_context)
@@ -1651,6 +1672,7 @@ impl Run {
         let input = ActionInput {
             body: &raw,
             render: &render,
+            render_pieces: &render_pieces,
             eval: &eval,
             eval_over: &eval_over,
             cancel: cancel.clone(),
@@ -1844,6 +1866,7 @@ fn answer_result(
             message: format!("rejected by {by}{comment}"),
             cancelled: false,
             parked: false,
+            permanent: false,
         })
     }
 }

@@ -224,14 +224,9 @@ fn render_body(
     if matches!(action, ActionRef::Assert(_)) {
         return (json, Vec::new());
     }
-    let mut partial = render_partial(&json, context, template::Escape::Plain);
-    // A script's values are shell-quoted when it runs; show them that way.
-    if let (ActionRef::Exec(_), Some(script)) = (action, json.get("script")) {
-        let quoted = render_partial(script, context, template::Escape::ShellQuoted);
-        if let Value::Object(map) = &mut partial.text {
-            map.insert("script".to_owned(), quoted.text);
-        }
-    }
+    // A script's values are shown in place, as the script will read them (they reach it as
+    // environment variables, so no quoting is involved).
+    let partial = render_partial(&json, context, template::Escape::Plain);
     (partial.text, partial.unknown)
 }
 

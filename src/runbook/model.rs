@@ -356,7 +356,7 @@ pub struct Exec {
     /// The program and its arguments, run without a shell.
     #[serde(default)]
     pub command: Option<Spanned<Vec<Spanned<String>>>>,
-    /// A script run by `sh -eu`; values from templates are shell-quoted (`{{{raw}}}` is not).
+    /// A script run by `sh -eu`; each `{{value}}` reaches it as data, never as code, in or out of double quotes and heredocs (`{{{raw}}}` is pasted in as it is).
     #[serde(default)]
     pub script: Option<Spanned<String>>,
     /// Environment variables added to the engine's own.

@@ -905,9 +905,33 @@ impl<'a> Checker<'a> {
                 other => {
                     if let Some(node) = body.get(other.key()) {
                         self.check_templates_in(node, scope);
+                        if matches!(other, ActionRef::Exec(_))
+                            && let Some(script) = node.get("script")
+                            && let Some(text) = script.as_str()
+                        {
+                            self.check_script_values(text, script.span);
+                        }
                     }
                 }
             }
+        }
+    }
+
+    /// Values in a script stand only where the shell takes them as data (see
+    /// `template::shell`); the others are refused here, at their place.
+    fn check_script_values(&self, text: &str, span: Span) {
+        if !text.contains("{{") {
+            return;
+        }
+        // A script that does not parse is reported by the template check.
+        let Ok(problems) = template::check_script(text) else {
+            return;
+        };
+        for problem in problems {
+            let at = inner_span(self.file, span, text, problem.span);
+            let mut diagnostic = self.error(at, problem.problem.reason);
+            diagnostic.labels[0].1 = "this value".to_owned();
+            diagnostic.help = Some(problem.problem.help.to_owned());
         }
     }
 
@@ -1338,6 +1362,33 @@ fn is_name(text: &str, runbook_name: bool) -> bool {
     }
 }
 
+/// Where byte `at` of a literal block scalar's value (`script: |`) lies in its source
+/// text: the value's lines are the source's lines without their indentation, so a
+/// repeated piece (`{{inputs.job}}` twice in a script) is still found at its own line.
+/// `None` when the source lines are not the value's lines (a folded or quoted scalar).
+fn literal_block_offset(raw: &str, value: &str, at: usize) -> Option<usize> {
+    // The span starts at the `|` header or at the first line's text.
+    let body_start = if raw.starts_with('|') {
+        raw.find('\n')? + 1
+    } else {
+        0
+    };
+    let line = value.get(..at)?.matches('\n').count();
+    let column = at - value[..at].rfind('\n').map_or(0, |nl| nl + 1);
+    let value_line = value.lines().nth(line).unwrap_or("");
+    let mut line_start = body_start;
+    for _ in 0..line {
+        line_start += raw[line_start..].find('\n')? + 1;
+    }
+    let source_line = raw[line_start..].lines().next()?;
+    // The indentation is whatever precedes the value's line in the source line.
+    let indent = source_line.strip_suffix(value_line)?.len();
+    source_line[..indent]
+        .bytes()
+        .all(|b| b == b' ')
+        .then_some(line_start + indent + column)
+}
+
 fn is_identifier(text: &str) -> bool {
     let mut chars = text.chars();
     chars
@@ -1366,6 +1417,9 @@ fn inner_span(file: &SourceFile, span: Span, value: &str, inner: std::ops::Range
         {
             return Span::new(span.offset + 1 + inner.start, inner.len());
         }
+    }
+    if let Some(at) = literal_block_offset(raw, value, inner.start) {
+        return Span::new(span.offset + at, inner.len());
     }
     let Some(piece) = value.get(inner.clone()) else {
         return span;

@@ -3,11 +3,11 @@
 //! Rendering is strict (a name that is not in the context is an error, never an empty
 //! string) and never HTML-escapes. A field that is exactly one `{{path}}` keeps the JSON
 //! type of the value, so `with: { hosts: "{{inputs.hosts}}" }` passes a list, not its text.
-//! Inside exec scripts ([`Escape::ShellQuoted`]) every `{{value}}` is shell-quoted and
-//! `{{{value}}}` opts out.
+//! Inside exec scripts ([`render_script`]) every `{{value}}` reaches the shell as an
+//! environment variable, never as script text, and `{{{value}}}` is pasted in as it is.
 
 use std::ops::Range;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use handlebars::template::{Parameter, Template, TemplateElement};
 use handlebars::{
@@ -17,16 +17,14 @@ use handlebars::{
 use serde_json::Value;
 
 use super::reference::{dotted, lookup};
-use super::{MAX_NESTING, Reference, SyntaxError, char_span, clamp_span, close_enough, shell};
+use super::shell::{self, ScriptScanner, UnsafePlacement};
+use super::{MAX_NESTING, Reference, SyntaxError, char_span, clamp_span, close_enough};
 
 /// How values are written into the rendered text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Escape {
-    /// As they are: URLs, arguments, request bodies.
+    /// As they are: arguments, request bodies, headers. (Scripts have [`render_script`].)
     Plain,
-    /// Each `{{value}}` as one POSIX shell word ([`shell::quote`]); `{{{value}}}` raw.
-    /// A whole-string `{{path}}` is quoted too, since a script is always text.
-    ShellQuoted,
 }
 
 /// Why a template could not be rendered.
@@ -47,6 +45,30 @@ pub enum RenderError {
         /// Handlebars' description of the failure.
         message: String,
     },
+    /// A script puts a value where the shell cannot take it safely (for example inside
+    /// single quotes, once a `{{#if}}` has chosen its branch).
+    #[error("{}; {}", .0.reason, .0.help)]
+    UnsafeInScript(#[from] UnsafePlacement),
+}
+
+/// An exec script ready for `sh`: each `{{value}}` is a parameter expansion in the text and
+/// the value itself an environment variable, so no value is ever read as shell code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Script {
+    /// The script, with `"${RUNBOOK_V1}"` (or `${RUNBOOK_V1}` inside quotes and heredocs)
+    /// where each value stands.
+    pub text: String,
+    /// The values, in order: (`RUNBOOK_V1`, value), ...
+    pub variables: Vec<(String, String)>,
+}
+
+/// A value in a script template that stands where the shell cannot take it safely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsafeScriptValue {
+    /// The `{{…}}` tag, as a byte range of the template.
+    pub span: Range<usize>,
+    /// Why, and how to write it instead.
+    pub problem: UnsafePlacement,
 }
 
 /// A template rendered as far as the known context allows, for dry-run plans.
@@ -88,22 +110,179 @@ pub fn render(src: &str, ctx: &Value, mode: Escape) -> Result<Value, RenderError
                 path: dotted(&path),
             });
     }
-    // Helpers such as `if` treat a missing argument as false; runbooks want every name
-    // checked, so the statically known paths are checked here first. The outputs of a step
-    // that was skipped are the exception: `{{#if}}` may name them in the branch it does not
-    // take, and strict rendering still refuses them in a branch it takes.
-    if let Some(missing) = parsed
+    check_found(&parsed, ctx)?;
+    let mut template = parsed.template;
+    render_values_as_text(&mut template);
+    render_compiled(&template, ctx, mode).map(Value::String)
+}
+
+/// Helpers such as `if` treat a missing argument as false; runbooks want every name
+/// checked, so the statically known paths are checked before rendering. The outputs of a
+/// step that was skipped are the exception: `{{#if}}` may name them in the branch it does
+/// not take, and strict rendering still refuses them in a branch it takes.
+fn check_found(parsed: &Parsed<'_>, ctx: &Value) -> Result<(), RenderError> {
+    match parsed
         .found()
         .into_iter()
         .find(|f| lookup(ctx, &f.path).is_none() && !under_skipped_step(ctx, &f.path))
     {
-        return Err(RenderError::Missing {
+        Some(missing) => Err(RenderError::Missing {
             path: dotted(&missing.path),
-        });
+        }),
+        None => Ok(()),
     }
+}
+
+/// Marks a value's place in the text while it renders. No script can hold it (`sh -c`
+/// takes a C string) and no URL either, so author text cannot be mistaken for it.
+const VALUE_MARK: char = '\u{0}';
+
+/// A piece of a rendered template: text the author wrote (or a `{{{raw}}}` value), or a
+/// `{{value}}` that the caller places as data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// Text of the template itself, or a value the author pasted in with `{{{…}}}`.
+    Text(String),
+    /// A value from `{{…}}` (`{{x}}`, `{{json x}}`, each `{{this}}` of an `{{#each}}`).
+    Value(String),
+}
+
+/// Render `src`, keeping the author's text and each escaped value apart, for the fields
+/// where a value must not be read as the surrounding language: exec scripts
+/// ([`render_script`]) and URLs (`template::url`).
+///
+/// Handlebars renders with each escaped value replaced by a numbered mark, and the marks
+/// are then split out of the text; `{{{x}}}` is not escaped, so it stays text.
+pub fn render_pieces(src: &str, ctx: &Value) -> Result<Vec<Piece>, RenderError> {
+    let parsed = Parsed::new(src)?;
+    check_found(&parsed, ctx)?;
     let mut template = parsed.template;
     render_values_as_text(&mut template);
-    render_compiled(&template, ctx, mode).map(Value::String)
+    let values: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut registry = registry(Escape::Plain);
+    let collected = Arc::clone(&values);
+    registry.register_escape_fn(move |value| {
+        let mut values = collected.lock().unwrap_or_else(PoisonError::into_inner);
+        values.push(value.to_owned());
+        format!("{VALUE_MARK}{}{VALUE_MARK}", values.len() - 1)
+    });
+    let rendered = render_with(&registry, &template, ctx)?;
+    drop(registry);
+    let values = std::mem::take(&mut *values.lock().unwrap_or_else(PoisonError::into_inner));
+    let nul = || RenderError::Failed {
+        message: "a template and the values in it cannot contain a NUL character".to_owned(),
+    };
+    let mut split = rendered.split(VALUE_MARK);
+    let mut pieces = Vec::with_capacity(2 * values.len() + 1);
+    pieces.push(Piece::Text(split.next().unwrap_or_default().to_owned()));
+    let mut index = 0;
+    while let Some(number) = split.next() {
+        let after = split.next().ok_or_else(nul)?;
+        let value = values
+            .get(index)
+            .filter(|value| number == index.to_string() && !value.contains(VALUE_MARK))
+            .ok_or_else(nul)?;
+        pieces.push(Piece::Value(value.clone()));
+        pieces.push(Piece::Text(after.to_owned()));
+        index += 1;
+    }
+    if index != values.len() {
+        return Err(nul());
+    }
+    Ok(pieces)
+}
+
+/// Render an exec script so that no value can run as code.
+///
+/// The shell scanner reads the rendered text and writes, at each value, the parameter
+/// expansion that suits its place ([`shell::Placement`]), or refuses a place that cannot
+/// hold a value. `{{{x}}}` is pasted in as it is: the author's explicit choice.
+pub fn render_script(src: &str, ctx: &Value) -> Result<Script, RenderError> {
+    Script::from_pieces(render_pieces(src, ctx)?)
+}
+
+impl Script {
+    /// The script from a rendered template's pieces ([`render_pieces`]).
+    pub fn from_pieces(pieces: Vec<Piece>) -> Result<Script, RenderError> {
+        let mut scanner = ScriptScanner::new();
+        let mut text = String::new();
+        let mut variables = Vec::new();
+        for piece in pieces {
+            match piece {
+                Piece::Text(piece) => {
+                    scanner.text(&piece);
+                    text.push_str(&piece);
+                }
+                Piece::Value(value) => {
+                    let name = shell::variable_name(variables.len());
+                    text.push_str(&scanner.value()?.expansion(&name));
+                    variables.push((name, value));
+                }
+            }
+        }
+        Ok(Script { text, variables })
+    }
+}
+
+/// The values of a script template that stand where the shell cannot take them safely,
+/// for the validator (rendering checks the rendered script again, which is what counts
+/// when `{{#if}}` or `{{#each}}` decide what text surrounds a value).
+pub fn check_script(src: &str) -> Result<Vec<UnsafeScriptValue>, SyntaxError> {
+    let parsed = Parsed::new(src)?;
+    let value_tags: Vec<Range<usize>> = parsed
+        .tags
+        .iter()
+        .filter(|tag| is_escaped_value_tag(&src[(*tag).clone()]))
+        .cloned()
+        .collect();
+    let mut walk = ScriptWalk {
+        scanner: ScriptScanner::new(),
+        value_tags: value_tags.into_iter(),
+        whole: 0..src.len(),
+        problems: Vec::new(),
+    };
+    walk.template(&parsed.template);
+    Ok(walk.problems)
+}
+
+/// Whether a tag is a `{{value}}` (escaped) expression, not a block, `{{else}}`, comment
+/// or `{{{raw}}}` one.
+fn is_escaped_value_tag(tag: &str) -> bool {
+    if tag.starts_with("{{{") {
+        return false;
+    }
+    let inner = tag[2..].trim_start_matches('~').trim_start();
+    !(inner.starts_with(['#', '/', '^', '!', '>', '*']) || inner.starts_with("else"))
+}
+
+/// A walk over a script template in source order, scanning its text as the shell would.
+struct ScriptWalk {
+    scanner: ScriptScanner,
+    value_tags: std::vec::IntoIter<Range<usize>>,
+    whole: Range<usize>,
+    problems: Vec<UnsafeScriptValue>,
+}
+
+impl ScriptWalk {
+    fn template(&mut self, template: &Template) {
+        for element in &template.elements {
+            match element {
+                TemplateElement::RawString(text) => self.scanner.text(text),
+                TemplateElement::Expression(_) => {
+                    let span = self.value_tags.next().unwrap_or(self.whole.clone());
+                    if let Err(problem) = self.scanner.value() {
+                        self.problems.push(UnsafeScriptValue { span, problem });
+                    }
+                }
+                TemplateElement::HelperBlock(ht) => {
+                    for inner in ht.template.iter().chain(ht.inverse.iter()) {
+                        self.template(inner);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Whether a path reads into a step that was skipped (`steps.<id>...` with status `skipped`).
@@ -229,14 +408,12 @@ const HELPERS: &[&str] = &[
 const SAME_SCOPE_BLOCKS: &[&str] = &["if", "unless"];
 
 static PLAIN: LazyLock<Handlebars<'static>> = LazyLock::new(|| registry(Escape::Plain));
-static SHELL: LazyLock<Handlebars<'static>> = LazyLock::new(|| registry(Escape::ShellQuoted));
 
 fn registry(mode: Escape) -> Handlebars<'static> {
     let mut hb = Handlebars::new();
     hb.set_strict_mode(true);
     match mode {
         Escape::Plain => hb.register_escape_fn(handlebars::no_escape),
-        Escape::ShellQuoted => hb.register_escape_fn(|s| shell::quote(s).into_owned()),
     }
     // `{{log x}}` would write values, secrets included, to the process log.
     hb.unregister_helper("log");
@@ -273,7 +450,7 @@ fn first_param<'h, 'rc>(
 
 /// `{{x}}`, rewritten to `{{__runbook_value x}}` so lists and objects render as JSON.
 /// Returning the text from `call_inner` lets Handlebars apply the registry's escaping
-/// (shell quoting), which `{{{x}}}` switches off as usual.
+/// (a script's value marks), which `{{{x}}}` switches off as usual.
 struct ValueHelper;
 
 impl HelperDef for ValueHelper {
@@ -312,8 +489,15 @@ impl HelperDef for JsonHelper {
 fn render_compiled(template: &Template, ctx: &Value, mode: Escape) -> Result<String, RenderError> {
     let registry: &Handlebars<'static> = match mode {
         Escape::Plain => &PLAIN,
-        Escape::ShellQuoted => &SHELL,
     };
+    render_with(registry, template, ctx)
+}
+
+fn render_with(
+    registry: &Handlebars<'_>,
+    template: &Template,
+    ctx: &Value,
+) -> Result<String, RenderError> {
     let context = Context::from(ctx.clone());
     let mut rc = RenderContext::new(None);
     let mut out = StringOutput::new();
@@ -980,8 +1164,10 @@ mod tests {
         render(src, &ctx(), Escape::Plain)
     }
 
-    fn shell(src: &str) -> Result<Value, RenderError> {
-        render(src, &ctx(), Escape::ShellQuoted)
+    fn shell(src: &str) -> Result<Script, RenderError> {
+        let mut ctx = ctx();
+        ctx["inputs"]["nul"] = json!("\u{0}0\u{0}");
+        render_script(src, &ctx)
     }
 
     fn missing(path: &str) -> Result<Value, RenderError> {
@@ -1181,26 +1367,47 @@ mod tests {
         );
     }
 
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
     #[test]
-    fn shell_mode_quotes_each_value_as_one_word() {
+    fn script_values_become_variables_expanded_to_suit_their_place() {
+        let script = shell("echo {{inputs.evil}} \"at {{inputs.host}}\"").expect("renders");
+        assert_eq!(script.text, "echo \"${RUNBOOK_V1}\" \"at ${RUNBOOK_V2}\"");
         assert_eq!(
-            shell("echo {{inputs.evil}}"),
-            Ok(json!("echo 'a'\\''b; rm -rf /'"))
+            script.variables,
+            vars(&[
+                ("RUNBOOK_V1", "a'b; rm -rf /"),
+                ("RUNBOOK_V2", "db.internal")
+            ])
+        );
+        let each =
+            shell("{{#each inputs.list}}echo {{this}} {{@index}}\n{{/each}}").expect("renders");
+        assert_eq!(
+            each.text,
+            "echo \"${RUNBOOK_V1}\" \"${RUNBOOK_V2}\"\necho \"${RUNBOOK_V3}\" \"${RUNBOOK_V4}\"\n"
         );
         assert_eq!(
-            shell("{{#each inputs.list}}echo {{this}} {{@index}}\n{{/each}}"),
-            Ok(json!("echo a 0\necho b 1\n"))
+            each.variables,
+            vars(&[
+                ("RUNBOOK_V1", "a"),
+                ("RUNBOOK_V2", "0"),
+                ("RUNBOOK_V3", "b"),
+                ("RUNBOOK_V4", "1")
+            ])
         );
-        // In a script even a whole-string path is text, and quoted.
-        assert_eq!(shell("{{inputs.evil}}"), Ok(json!("'a'\\''b; rm -rf /'")));
-        assert_eq!(shell("{{inputs.list}}"), Ok(json!(r#"'["a","b"]'"#)));
-        // The shell reads the quoted value back as exactly the value.
-        let Ok(Value::String(script)) = shell("printf '%s\\n' {{inputs.evil}}") else {
-            panic!("renders");
-        };
+        let list = shell("{{inputs.list}}").expect("renders");
+        assert_eq!(list.variables, vars(&[("RUNBOOK_V1", r#"["a","b"]"#)]));
+        // The shell reads the value back as exactly the value.
+        let script = shell("printf '%s\\n' {{inputs.evil}}").expect("renders");
         if let Ok(out) = std::process::Command::new("sh")
             .arg("-c")
-            .arg(&script)
+            .arg(&script.text)
+            .envs(script.variables.iter().map(|(k, v)| (k, v)))
             .output()
         {
             assert_eq!(String::from_utf8_lossy(&out.stdout), "a'b; rm -rf /\n");
@@ -1208,15 +1415,39 @@ mod tests {
     }
 
     #[test]
-    fn triple_stash_opts_out_of_shell_quoting() {
-        assert_eq!(shell("x={{{inputs.evil}}}"), Ok(json!("x=a'b; rm -rf /")));
+    fn triple_stash_is_pasted_into_a_script_as_is() {
+        let raw = shell("x={{{inputs.evil}}}").expect("renders");
+        assert_eq!(raw.text, "x=a'b; rm -rf /");
+        assert!(raw.variables.is_empty());
+        let json = shell("{{json inputs.host}}").expect("renders");
+        assert_eq!(json.variables, vars(&[("RUNBOOK_V1", "\"db.internal\"")]));
+    }
+
+    #[test]
+    fn unsafe_script_places_are_refused_when_rendered_and_found_when_checked() {
+        assert!(matches!(
+            shell("echo '{{inputs.host}}'"),
+            Err(RenderError::UnsafeInScript(_))
+        ));
+        // A branch decides the quoting: only rendering can tell.
+        assert!(matches!(
+            shell("echo {{#if inputs.flag}}'{{/if}}{{inputs.host}}'"),
+            Err(RenderError::UnsafeInScript(_))
+        ));
+        assert!(matches!(
+            shell("echo {{{inputs.nul}}}{{inputs.host}}"),
+            Err(RenderError::Failed { .. })
+        ));
+        let src =
+            "echo {{inputs.a}} '{{ inputs.b }}' \"{{inputs.c}}\" `x {{{inputs.d}}} {{inputs.e}}`";
+        let problems = check_script(src).expect("parses");
+        let spans: Vec<&str> = problems.iter().map(|p| &src[p.span.clone()]).collect();
+        assert_eq!(spans, vec!["{{ inputs.b }}", "{{inputs.e}}"]);
+        assert!(problems[0].problem.reason.contains("single quotes"));
+        assert!(problems[1].problem.reason.contains("backticks"));
         assert_eq!(
-            shell("{{{json inputs.host}}}"),
-            Ok(json!("\"db.internal\""))
-        );
-        assert_eq!(
-            shell("{{json inputs.host}}"),
-            Ok(json!("'\"db.internal\"'"))
+            check_script("cat <<EOF\n{{#each inputs.list}}- {{this}}\n{{/each}}EOF\n"),
+            Ok(vec![])
         );
     }
 
@@ -1429,7 +1660,8 @@ mod tests {
                 }
             }
             let _ = render(&src, &ctx(), Escape::Plain);
-            let _ = render(&src, &ctx(), Escape::ShellQuoted);
+            let _ = render_script(&src, &ctx());
+            let _ = check_script(&src);
             let _ = render_partial(&src, &partial_ctx, Escape::Plain);
         }
         assert!(

@@ -3,7 +3,7 @@
 //!
 //! - [`handlebars_template`]: Handlebars strings such as `"http://{{inputs.host}}/jobs"`,
 //!   rendered strictly (an unknown name is an error) and without HTML escaping;
-//!   shell-quoted inside exec scripts.
+//!   inside exec scripts values reach the shell as environment variables ([`shell`]).
 //! - [`jq`]: jq programs (via jaq), evaluated over the context, or over an action's
 //!   result with the context bound to `$ctx`.
 //!
@@ -18,12 +18,13 @@ pub mod handlebars_template;
 pub mod jq;
 pub mod reference;
 pub mod shell;
+pub mod url_template;
 
 use std::ops::Range;
 
 pub use handlebars_template::{
-    Escape, Partial, RenderError, check_template, render, render_partial, render_value,
-    render_value_partial,
+    Escape, Partial, Piece, RenderError, Script, UnsafeScriptValue, check_script, check_template,
+    render, render_partial, render_pieces, render_script, render_value, render_value_partial,
 };
 pub use reference::Reference;
 

@@ -34,7 +34,7 @@ async fn command_runs_without_a_shell_and_renders_arguments_plainly() {
 }
 
 #[tokio::test]
-async fn script_values_are_shell_quoted_and_triple_braces_are_raw() {
+async fn script_values_are_data_and_triple_braces_are_raw() {
     let evil = "a'b; touch pwned; $(touch pwned2) `touch pwned3` \"q\" *";
     let dir = tempfile::tempdir().expect("temp dir");
     let result = exec()

@@ -1,10 +1,13 @@
 //! Integration tests through the real binary.
 
+mod approval_reason;
 mod bad_input;
 mod durable;
 mod events;
 mod examples;
 mod graph;
+mod injection;
+mod not_retried;
 mod plan;
 mod processes;
 mod reliability;

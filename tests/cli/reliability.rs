@@ -31,7 +31,7 @@ fn torture_runbook() -> String {
         String::from("version: 1\nname: torture\ninputs:\n  side: { type: string }\nsteps:\n");
     let work = |path: &str| {
         format!(
-            "    exec:\n      script: |\n        echo '{path} start' >> {{{{inputs.side}}}}\n        sleep 0.$(( $$ % 4 + 1 ))\n        echo '{path} done' >> {{{{inputs.side}}}}\n"
+            "    exec:\n      script: |\n        echo \"{path} start\" >> {{{{inputs.side}}}}\n        sleep 0.$(( $$ % 4 + 1 ))\n        echo \"{path} done\" >> {{{{inputs.side}}}}\n"
         )
     };
     for chain in ["a", "b"] {

@@ -64,6 +64,7 @@ impl Runner {
         let collected = Arc::clone(&warnings);
         let ctx = &self.context;
         let render = |value: &Value, escape: Escape| template::render_value(value, ctx, escape);
+        let render_pieces = |text: &str| template::render_pieces(text, ctx);
         let eval = |expression: &str| {
             let program = jq::compile(expression).map_err(|errors| {
                 errors
@@ -88,6 +89,7 @@ impl Runner {
         let input = ActionInput {
             body: &body,
             render: &render,
+            render_pieces: &render_pieces,
             eval: &eval,
             eval_over: &eval_over,
             cancel: self.cancel.clone(),
