@@ -269,7 +269,9 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     if config.interrupt.is_cancelled() {
         run.stop_because(StopReason::Interrupted);
     }
-    // A journal that broke at the very end still means the end was not recorded.
+    // Everything queued is written or refused before the run says how it ended: a journal
+    // that broke at the very end still means the end was not recorded.
+    let _ = run.journal.settled().await;
     if run.journal.failure().is_some() {
         run.stop_because(StopReason::Journal);
     }
@@ -278,10 +280,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         (Some(StopReason::Interrupted), _) => {
             (RunStatus::Interrupted, Some("interrupted".to_owned()))
         }
-        (Some(StopReason::Journal), _) => (
-            RunStatus::Interrupted,
-            Some("the journal could not be written".to_owned()),
-        ),
+        (Some(StopReason::Journal), _) => (RunStatus::Interrupted, Some(run.unrecorded_reason())),
         (Some(StopReason::Parked), _) => {
             let waiting = run.waiting_paths();
             (
@@ -303,14 +302,33 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     } else {
         Value::Null
     };
-    let _ = run
-        .emit(RunEvent::RunEnded {
-            status,
-            reason: reason.clone(),
-            outputs: outputs.clone(),
-            duration_ms: run.started.elapsed().as_millis() as u64,
-        })
-        .await;
+    let run_ended = RunEvent::RunEnded {
+        status,
+        reason: reason.clone(),
+        outputs: outputs.clone(),
+        duration_ms: run.started.elapsed().as_millis() as u64,
+    };
+    // Shown only once durable: a run the journal does not hold as ended is not shown ended.
+    let (status, reason, outputs) = match run.emit_durable(run_ended).await {
+        Ok(()) => (status, reason, outputs),
+        Err(_) => {
+            let reason = match (stop, reason) {
+                (Some(StopReason::Journal), Some(reason)) => reason,
+                _ => run.unrecorded_reason(),
+            };
+            run.sink.emit(&Envelope {
+                run_id: run.run_id.clone(),
+                at: jiff::Timestamp::now().to_string(),
+                event: RunEvent::RunEnded {
+                    status: RunStatus::Interrupted,
+                    reason: Some(reason.clone()),
+                    outputs: Value::Null,
+                    duration_ms: run.started.elapsed().as_millis() as u64,
+                },
+            });
+            (RunStatus::Interrupted, Some(reason), Value::Null)
+        }
+    };
     let state = run.state.lock().expect("state lock").clone();
     RunOutcome {
         status,
@@ -509,6 +527,53 @@ impl Run {
         self.activity.fetch_add(1, Ordering::Relaxed);
         self.sink.emit(&envelope);
         durable
+    }
+
+    /// Why the run stopped when its journal broke, naming the steps whose end was not
+    /// written: they ended in this process, but a resume runs them again. Forgets those ends
+    /// in the state, so that the summary shows them as not ended.
+    fn unrecorded_reason(&self) -> String {
+        let unwritten = self.journal.unwritten();
+        let forgotten = self
+            .state
+            .lock()
+            .expect("state lock")
+            .forget_unrecorded_ends(&unwritten);
+        let reason = "the journal could not be written".to_owned();
+        match forgotten.len() {
+            0 => reason,
+            1 => format!(
+                "{reason}; the end of {} was not recorded: resume runs it again",
+                forgotten[0]
+            ),
+            n => {
+                const SHOWN: usize = 5;
+                let mut names = forgotten[..n.min(SHOWN)].join(", ");
+                if n > SHOWN {
+                    names.push_str(&format!(" and {} more", n - SHOWN));
+                }
+                format!("{reason}; the ends of {names} were not recorded: resume runs them again")
+            }
+        }
+    }
+
+    /// Records an event and shows it only once it is durable (or not at all).
+    async fn emit_durable(&self, mut event: RunEvent) -> Result<(), Arc<StoreError>> {
+        // The run's end carries nothing a later step reads: masked is all it needs.
+        let _ = event.redact(&self.redactor);
+        let envelope = Envelope {
+            run_id: self.run_id.clone(),
+            at: jiff::Timestamp::now().to_string(),
+            event,
+        };
+        let durable = {
+            let mut state = self.state.lock().expect("state lock");
+            state.apply_at(&envelope.event, &envelope.at);
+            self.journal.record(envelope.clone())
+        };
+        durable.await?;
+        self.sink.emit(&envelope);
+        Ok(())
     }
 
     /// How a step ended in the journal this run started from, if it ended for good: a
