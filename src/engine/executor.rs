@@ -1632,9 +1632,12 @@ impl Run {
     ) -> Result<Value, Failure> {
         let interval = body
             .poll
-            .and_then(|p| p.interval)
-            .map_or(Duration::from_secs(1), |d| d.0);
-        let limit = body.poll.and_then(|p| p.timeout).map(|d| d.0);
+            .and_then(|p| p.interval.as_ref())
+            .map_or(Duration::from_secs(1), |d| d.value.0);
+        let limit = body
+            .poll
+            .and_then(|p| p.timeout.as_ref())
+            .map(|d| d.value.0);
         let started = Instant::now();
         let mut poll = 0;
         loop {

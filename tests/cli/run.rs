@@ -260,7 +260,7 @@ name: poll
 steps:
   - id: wait
     until: '.json.n >= 3'
-    poll: { interval: 50ms, timeout: 10s }
+    poll: { interval: 100ms, timeout: 10s }
     exec:
       script: |
         n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count
@@ -268,7 +268,7 @@ steps:
     outputs: { n: '.json.n' }
   - id: never
     until: 'false'
-    poll: { interval: 50ms, timeout: 200ms }
+    poll: { interval: 100ms, timeout: 200ms }
     continue_on_failure: true
     exec: { command: [echo, '{}'] }
 "#;
