@@ -4,6 +4,7 @@
 //! emits (see [`RunState`]), so a journal of them is enough to rebuild a run.
 
 use super::event::{Envelope, EventSink, RunEvent, RunStatus, Sealed, StepStatus, Via};
+use super::limits;
 use super::redact::{Redact, Redactor, Revealed};
 use super::retry::RetryPolicy;
 use super::seal::{OpenError, RunKey, SecretKey};
@@ -878,6 +879,8 @@ impl Run {
                 let value = self
                     .evaluate(&expression.value, context.clone(), &context)
                     .map_err(|e| format!("runbook output `{}`: {e}", name.value))?;
+                limits::check_output(&value)
+                    .map_err(|e| format!("runbook output `{}`: {e}", name.value))?;
                 outputs.insert(name.value.clone(), value);
             }
             let outputs = Value::Object(outputs);
@@ -1060,9 +1063,16 @@ impl Run {
             None => self.evaluate(&for_each.value, context.clone(), &context),
         };
         let items = match evaluated {
-            Ok(Value::Array(items)) => items,
+            Ok(Value::Array(items)) if items.len() <= limits::MAX_FOR_EACH_ITEMS => items,
             wrong => {
                 let error = match wrong {
+                    Ok(Value::Array(items)) => format!(
+                        "`for_each` of step `{path}` gave {} items, more than {}, the most a \
+                         for_each may expand into; split the work (a `uses` step can take a \
+                         batch)",
+                        items.len(),
+                        limits::MAX_FOR_EACH_ITEMS
+                    ),
                     Ok(other) => format!(
                         "`for_each` of step `{path}` must give an array, it gave {}",
                         kind_of(&other)
@@ -1553,7 +1563,14 @@ impl Run {
             Ok(_) => {
                 let mut outputs = Map::new();
                 for (name, expression) in verify.outputs.iter().flat_map(|o| o.value.iter()) {
-                    match self.evaluate(&expression.value, result.clone(), &context) {
+                    let value = self
+                        .evaluate(&expression.value, result.clone(), &context)
+                        .and_then(|value| {
+                            limits::check_output(&value)
+                                .map(|()| value)
+                                .map_err(|e| e.to_string())
+                        });
+                    match value {
                         Ok(value) => {
                             outputs.insert(name.value.clone(), value);
                         }
@@ -1607,6 +1624,12 @@ impl Run {
                     let value = self
                         .evaluate(&expression.value, result_val.clone(), &context)
                         .map_err(|e| failure(format!("output `{}`: {e}", name.value)))?;
+                    limits::check_output(&value).map_err(|e| {
+                        failure(format!(
+                            "output `{}` of step `{}`: {e}",
+                            name.value, instance.path
+                        ))
+                    })?;
                     values.insert(name.value.clone(), value);
                 }
                 Ok(Value::Object(values))
