@@ -4,6 +4,7 @@
 //! `tls.ca_file` when given) unless `tls.insecure: true`, which is announced through
 //! [`ActionInput::warn`] on every attempt so that it never goes unnoticed.
 
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -313,10 +314,13 @@ fn client_error(error: reqwest::Error) -> ActionError {
     ActionError::failed(format!("cannot set up HTTPS: {}", causes(&error)))
 }
 
+/// The most a `tls.ca_file` may hold: a whole system CA bundle is about 250 KB.
+const CA_FILE_LIMIT: u64 = 4 * 1024 * 1024;
+
 fn read_ca_file(path: &str) -> Result<Vec<reqwest::Certificate>, ActionError> {
-    let pem = std::fs::read(path).map_err(|e| {
-        ActionError::invalid(format!("cannot read `http.tls.ca_file` `{path}`: {e}"))
-    })?;
+    let pem = crate::runbook::bounded_read::read_bounded(Path::new(path), CA_FILE_LIMIT).map_err(
+        |e| ActionError::invalid(format!("cannot read `http.tls.ca_file` `{path}`: {e}")),
+    )?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
         ActionError::invalid(format!(
             "`http.tls.ca_file` `{path}` is not a PEM certificate file: {}",

@@ -97,9 +97,13 @@ pub async fn execute(execution: Execution, printer: &Printer) -> ExitStatus {
         }
     }
     if let Some(error) = outcome.journal_error.or(closed.err()) {
+        let when = match *error {
+            StoreError::Full(_) => "Once there is room on the disk again",
+            _ => "Once the store works again",
+        };
         printer.error(&format!(
             "run {run_id} stopped because its journal could not be written: {error}\n\
-             Everything recorded before is intact. Once the store works again, continue with: \
+             Everything recorded before is intact. {when}, continue with: \
              runbook resume {run_id}"
         ));
         return ExitStatus::Unavailable;

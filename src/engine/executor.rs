@@ -4,6 +4,7 @@
 //! emits (see [`RunState`]), so a journal of them is enough to rebuild a run.
 
 use super::event::{Envelope, EventSink, RunEvent, RunStatus, Sealed, StepStatus, Via};
+use super::limits;
 use super::redact::{Redact, Redactor, Revealed};
 use super::retry::RetryPolicy;
 use super::seal::{OpenError, RunKey, SecretKey};
@@ -269,7 +270,9 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     if config.interrupt.is_cancelled() {
         run.stop_because(StopReason::Interrupted);
     }
-    // A journal that broke at the very end still means the end was not recorded.
+    // Everything queued is written or refused before the run says how it ended: a journal
+    // that broke at the very end still means the end was not recorded.
+    let _ = run.journal.settled().await;
     if run.journal.failure().is_some() {
         run.stop_because(StopReason::Journal);
     }
@@ -278,10 +281,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         (Some(StopReason::Interrupted), _) => {
             (RunStatus::Interrupted, Some("interrupted".to_owned()))
         }
-        (Some(StopReason::Journal), _) => (
-            RunStatus::Interrupted,
-            Some("the journal could not be written".to_owned()),
-        ),
+        (Some(StopReason::Journal), _) => (RunStatus::Interrupted, Some(run.unrecorded_reason())),
         (Some(StopReason::Parked), _) => {
             let waiting = run.waiting_paths();
             (
@@ -303,14 +303,33 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     } else {
         Value::Null
     };
-    let _ = run
-        .emit(RunEvent::RunEnded {
-            status,
-            reason: reason.clone(),
-            outputs: outputs.clone(),
-            duration_ms: run.started.elapsed().as_millis() as u64,
-        })
-        .await;
+    let run_ended = RunEvent::RunEnded {
+        status,
+        reason: reason.clone(),
+        outputs: outputs.clone(),
+        duration_ms: run.started.elapsed().as_millis() as u64,
+    };
+    // Shown only once durable: a run the journal does not hold as ended is not shown ended.
+    let (status, reason, outputs) = match run.emit_durable(run_ended).await {
+        Ok(()) => (status, reason, outputs),
+        Err(_) => {
+            let reason = match (stop, reason) {
+                (Some(StopReason::Journal), Some(reason)) => reason,
+                _ => run.unrecorded_reason(),
+            };
+            run.sink.emit(&Envelope {
+                run_id: run.run_id.clone(),
+                at: jiff::Timestamp::now().to_string(),
+                event: RunEvent::RunEnded {
+                    status: RunStatus::Interrupted,
+                    reason: Some(reason.clone()),
+                    outputs: Value::Null,
+                    duration_ms: run.started.elapsed().as_millis() as u64,
+                },
+            });
+            (RunStatus::Interrupted, Some(reason), Value::Null)
+        }
+    };
     let state = run.state.lock().expect("state lock").clone();
     RunOutcome {
         status,
@@ -516,6 +535,53 @@ impl Run {
         self.activity.fetch_add(1, Ordering::Relaxed);
         self.sink.emit(&envelope);
         durable
+    }
+
+    /// Why the run stopped when its journal broke, naming the steps whose end was not
+    /// written: they ended in this process, but a resume runs them again. Forgets those ends
+    /// in the state, so that the summary shows them as not ended.
+    fn unrecorded_reason(&self) -> String {
+        let unwritten = self.journal.unwritten();
+        let forgotten = self
+            .state
+            .lock()
+            .expect("state lock")
+            .forget_unrecorded_ends(&unwritten);
+        let reason = "the journal could not be written".to_owned();
+        match forgotten.len() {
+            0 => reason,
+            1 => format!(
+                "{reason}; the end of {} was not recorded: resume runs it again",
+                forgotten[0]
+            ),
+            n => {
+                const SHOWN: usize = 5;
+                let mut names = forgotten[..n.min(SHOWN)].join(", ");
+                if n > SHOWN {
+                    names.push_str(&format!(" and {} more", n - SHOWN));
+                }
+                format!("{reason}; the ends of {names} were not recorded: resume runs them again")
+            }
+        }
+    }
+
+    /// Records an event and shows it only once it is durable (or not at all).
+    async fn emit_durable(&self, mut event: RunEvent) -> Result<(), Arc<StoreError>> {
+        // The run's end carries nothing a later step reads: masked is all it needs.
+        let _ = event.redact(&self.redactor);
+        let envelope = Envelope {
+            run_id: self.run_id.clone(),
+            at: jiff::Timestamp::now().to_string(),
+            event,
+        };
+        let durable = {
+            let mut state = self.state.lock().expect("state lock");
+            state.apply_at(&envelope.event, &envelope.at);
+            self.journal.record(envelope.clone())
+        };
+        durable.await?;
+        self.sink.emit(&envelope);
+        Ok(())
     }
 
     /// How a step ended in the journal this run started from, if it ended for good: a
@@ -824,6 +890,8 @@ impl Run {
                 let value = self
                     .evaluate(&expression.value, context.clone(), &context)
                     .map_err(|e| format!("runbook output `{}`: {e}", name.value))?;
+                limits::check_output(&value)
+                    .map_err(|e| format!("runbook output `{}`: {e}", name.value))?;
                 outputs.insert(name.value.clone(), value);
             }
             let outputs = Value::Object(outputs);
@@ -1006,9 +1074,16 @@ impl Run {
             None => self.evaluate(&for_each.value, context.clone(), &context),
         };
         let items = match evaluated {
-            Ok(Value::Array(items)) => items,
+            Ok(Value::Array(items)) if items.len() <= limits::MAX_FOR_EACH_ITEMS => items,
             wrong => {
                 let error = match wrong {
+                    Ok(Value::Array(items)) => format!(
+                        "`for_each` of step `{path}` gave {} items, more than {}, the most a \
+                         for_each may expand into; split the work (a `uses` step can take a \
+                         batch)",
+                        items.len(),
+                        limits::MAX_FOR_EACH_ITEMS
+                    ),
                     Ok(other) => format!(
                         "`for_each` of step `{path}` must give an array, it gave {}",
                         kind_of(&other)
@@ -1508,7 +1583,14 @@ impl Run {
             Ok(_) => {
                 let mut outputs = Map::new();
                 for (name, expression) in verify.outputs.iter().flat_map(|o| o.value.iter()) {
-                    match self.evaluate(&expression.value, result.clone(), &context) {
+                    let value = self
+                        .evaluate(&expression.value, result.clone(), &context)
+                        .and_then(|value| {
+                            limits::check_output(&value)
+                                .map(|()| value)
+                                .map_err(|e| e.to_string())
+                        });
+                    match value {
                         Ok(value) => {
                             outputs.insert(name.value.clone(), value);
                         }
@@ -1562,6 +1644,12 @@ impl Run {
                     let value = self
                         .evaluate(&expression.value, result_val.clone(), &context)
                         .map_err(|e| failure(format!("output `{}`: {e}", name.value)))?;
+                    limits::check_output(&value).map_err(|e| {
+                        failure(format!(
+                            "output `{}` of step `{}`: {e}",
+                            name.value, instance.path
+                        ))
+                    })?;
                     values.insert(name.value.clone(), value);
                 }
                 Ok(Value::Object(values))
@@ -1587,9 +1675,12 @@ impl Run {
     ) -> Result<Value, Failure> {
         let interval = body
             .poll
-            .and_then(|p| p.interval)
-            .map_or(Duration::from_secs(1), |d| d.0);
-        let limit = body.poll.and_then(|p| p.timeout).map(|d| d.0);
+            .and_then(|p| p.interval.as_ref())
+            .map_or(Duration::from_secs(1), |d| d.value.0);
+        let limit = body
+            .poll
+            .and_then(|p| p.timeout.as_ref())
+            .map(|d| d.value.0);
         let started = Instant::now();
         let mut poll = 0;
         loop {

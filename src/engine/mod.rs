@@ -2,6 +2,7 @@
 
 pub mod event;
 pub mod executor;
+pub mod limits;
 pub mod redact;
 pub mod retry;
 pub mod seal;

@@ -187,6 +187,27 @@ impl RunState {
         }
     }
 
+    /// Undoes the ends of steps that the journal could not write, so that the state shows as
+    /// ended only what a resume will find ended. Returns, in order, the paths of those that
+    /// had done their work (any end but `cancelled`): a resume does it again.
+    pub fn forget_unrecorded_ends(&mut self, unwritten: &[super::Envelope]) -> Vec<String> {
+        let mut forgotten = Vec::new();
+        for envelope in unwritten {
+            if let RunEvent::StepEnded { path, .. } = &envelope.event
+                && let Some(record) = self.steps.get_mut(path)
+                && let Some(status) = record.status.take()
+            {
+                record.via = None;
+                record.outputs = Value::Null;
+                record.duration_ms = 0;
+                if status != StepStatus::Cancelled {
+                    forgotten.push(path.clone());
+                }
+            }
+        }
+        forgotten
+    }
+
     /// Puts back the real values of a step's fields that the event it just applied holds
     /// masked.
     pub fn reveal(&mut self, path: &str, mut revealed: Revealed) {

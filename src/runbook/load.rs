@@ -407,11 +407,25 @@ fn yaml_problem(file: &SourceFile, error: &serde_saphyr::Error) -> Diagnostic {
             && w[1] == b'&'
             && w[2].is_ascii_alphanumeric()
     });
+    let tag = message
+        .strip_prefix("unsupported tag `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(tag, _)| tag.to_owned());
     let message = format!("invalid YAML: {}", plain_yaml_message(&message, aliased));
     match error.location() {
         Some(location) if location.line() > 0 => {
             let offset = file.offset_of(location.line() as usize, location.column() as usize);
             let len = file.text[offset..].chars().next().map_or(0, char::len_utf8);
+            if let Some(tag) = tag {
+                // The reader places the error on the tagged value: show the tag itself, which
+                // comes before it.
+                let span = file.text[..offset]
+                    .rfind(tag.as_str())
+                    .map_or(Span::new(offset, len), |at| Span::new(at, tag.len()));
+                return Diagnostic::at(file, span, message).with_help(
+                    "remove the tag: only the YAML core tags (!!str, !!int, !!map...) are allowed",
+                );
+            }
             Diagnostic::at(file, Span::new(offset, len), message)
         }
         _ => Diagnostic::plain(format!("{}: {message}", display_path(&file.path))),

@@ -149,12 +149,12 @@ pub struct Retry {
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Poll {
-    /// Wait between two runs of the action.
+    /// Wait between two runs of the action; at least 100ms.
     #[serde(default)]
-    pub interval: Option<Duration>,
-    /// Give up (the attempt fails) when `until` has not held for this long.
+    pub interval: Option<Spanned<Duration>>,
+    /// Give up (the attempt fails) when `until` has not held for this long; at least 100ms.
     #[serde(default)]
-    pub timeout: Option<Duration>,
+    pub timeout: Option<Spanned<Duration>>,
 }
 
 /// Generates a struct with the fields shared by everything that carries one action:

@@ -162,6 +162,9 @@ pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
     let mut options = serde_saphyr::Options::default();
     // YAML 1.2 booleans: only true and false. `jobs: [x, y, n]` keeps its strings.
     options.strict_booleans = true;
+    // A tag asks for a type the engine does not have (`!!python/object`, `!Ref`): refuse it
+    // rather than drop it silently. The YAML core tags (`!!str`, `!!int`...) stay allowed.
+    options.reject_unsupported_tags = true;
     serde_saphyr::from_str_with_options::<Option<SaphyrNode>>(text, options).map(|node| {
         node.map_or(
             Node {

@@ -6,6 +6,7 @@
 
 use super::de::closest;
 use super::diagnostic::{Diagnostic, SourceFile, display_path};
+use super::duration::Duration;
 use super::load::{self, Loaded};
 use super::model::*;
 use super::node::{Node, Span};
@@ -15,6 +16,14 @@ use crate::template::{self, Reference, jq::Root};
 use std::cell::{RefCell, RefMut};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+
+/// The shortest timeout: one shorter fails every attempt before it can do anything, which is
+/// a typo (`0s`, `5ms` for `5m`), not a plan.
+pub const MIN_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The shortest wait between two polls: the action runs again after each, and a `0s` poll
+/// starts hundreds of processes (or requests) a second.
+pub const MIN_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A runbook and every runbook it calls through `uses`, each loaded once.
 #[derive(Debug, Clone, Default)]
@@ -460,10 +469,32 @@ impl<'a> Checker<'a> {
             self.error(span, "the runbook has no steps").help =
                 Some("add at least one step under `steps:`".to_owned());
         }
-        if let Some(defaults) = &runbook.defaults
-            && let Some(retry) = &defaults.retry
+        if let Some(defaults) = &runbook.defaults {
+            if let Some(retry) = &defaults.retry {
+                self.check_retry(retry);
+            }
+            self.check_timeout(defaults.timeout.as_ref(), "defaults.timeout");
+        }
+    }
+
+    /// A timeout of the runbook is at least [`MIN_TIMEOUT`].
+    fn check_timeout(&self, timeout: Option<&Spanned<Duration>>, what: &str) {
+        if let Some(timeout) = timeout
+            && timeout.value.0 < MIN_TIMEOUT
         {
-            self.check_retry(retry);
+            self.error(
+                timeout.span,
+                format!(
+                    "`{what}` is {}, shorter than the shortest timeout, {}",
+                    timeout.value,
+                    Duration(MIN_TIMEOUT)
+                ),
+            )
+            .help = Some(
+                "a timeout this short ends every attempt before it can do anything; \
+                 give the longest the work may take, such as 30s or 5m"
+                    .to_owned(),
+            );
         }
     }
 
@@ -663,6 +694,7 @@ impl<'a> Checker<'a> {
         if let Some(retry) = &step.retry {
             self.check_retry(retry);
         }
+        self.check_timeout(step.timeout.as_ref(), "timeout");
         self.check_polling(step.until.as_ref(), step.poll.as_ref(), scope);
         if let Some(outputs) = &step.outputs {
             self.check_outputs(outputs, scope);
@@ -680,6 +712,7 @@ impl<'a> Checker<'a> {
             if let Some(retry) = &fallback.retry {
                 self.check_retry(retry);
             }
+            self.check_timeout(fallback.timeout.as_ref(), "fallback.timeout");
             self.check_polling(fallback.until.as_ref(), fallback.poll.as_ref(), scope);
             if let Some(outputs) = &fallback.outputs {
                 self.check_outputs(outputs, scope);
@@ -779,6 +812,7 @@ impl<'a> Checker<'a> {
                     _ => {}
                 },
                 ActionRef::Http(http) => {
+                    self.check_timeout(http.timeout.as_ref(), "http.timeout");
                     if let (Some(json), Some(_)) = (&http.json, &http.body) {
                         self.error(json.visible_span(), "http takes `json` or `body`, not both");
                     }
@@ -794,6 +828,9 @@ impl<'a> Checker<'a> {
                     }
                 }
                 ActionRef::Kubernetes(kubernetes) => {
+                    if let Some(wait) = &kubernetes.wait {
+                        self.check_timeout(wait.timeout.as_ref(), "kubernetes.wait.timeout");
+                    }
                     let given: Vec<&str> = [
                         ("get", kubernetes.get.is_some()),
                         ("create", kubernetes.create.is_some()),
@@ -816,6 +853,9 @@ impl<'a> Checker<'a> {
                     }
                 }
                 ActionRef::Uses(uses, with) => self.check_uses(uses, *with),
+                ActionRef::Approval(approval) => {
+                    self.check_timeout(approval.timeout.as_ref(), "approval.timeout");
+                }
                 _ => {}
             }
         }
@@ -856,6 +896,26 @@ impl<'a> Checker<'a> {
         poll: Option<&Spanned<Poll>>,
         scope: Scope,
     ) {
+        if let Some(poll) = poll {
+            self.check_timeout(poll.timeout.as_ref(), "poll.timeout");
+            if let Some(interval) = &poll.interval
+                && interval.value.0 < MIN_POLL_INTERVAL
+            {
+                self.error(
+                    interval.span,
+                    format!(
+                        "`poll.interval` is {}, shorter than the shortest poll interval, {}",
+                        interval.value,
+                        Duration(MIN_POLL_INTERVAL)
+                    ),
+                )
+                .help = Some(
+                    "the action runs again after each interval: a shorter one would start it \
+                     many times a second; 1s or more suits most waits"
+                        .to_owned(),
+                );
+            }
+        }
         if let Some(until) = until {
             self.check_jq(until, Root::Result, scope, "until");
         } else if let Some(poll) = poll {

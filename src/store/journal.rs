@@ -24,13 +24,18 @@ const SOON: std::time::Duration = std::time::Duration::from_millis(2);
 
 type Ack = oneshot::Sender<Result<(), Arc<StoreError>>>;
 
-/// A queued event: its acknowledgement, and whether someone waits for it (commit at once).
-type Item = (Envelope, Ack, bool);
+/// A queued event (or, without one, a marker acknowledged once everything queued before it
+/// is written or refused): its acknowledgement, and whether someone waits for it (commit at
+/// once).
+type Item = (Option<Envelope>, Ack, bool);
 
 pub struct Journal {
     sender: Mutex<Option<mpsc::UnboundedSender<Item>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     failure: Arc<Mutex<Option<Arc<StoreError>>>>,
+    /// The events that could not be written: the group whose commit failed and everything
+    /// queued after it. Empty while the journal works.
+    unwritten: Arc<Mutex<Vec<Envelope>>>,
     /// Cancelled when a write fails or the lease is lost: the run must stop, since nothing
     /// it does from then on could be recorded.
     broken: CancellationToken,
@@ -45,6 +50,7 @@ impl Journal {
             sender: Mutex::new(None),
             writer: Mutex::new(None),
             failure: Arc::new(Mutex::new(None)),
+            unwritten: Arc::new(Mutex::new(Vec::new())),
             broken: CancellationToken::new(),
             store: None,
         }
@@ -55,19 +61,24 @@ impl Journal {
     pub fn start(store: Arc<dyn Store>, lease: Lease, next_seq: u64) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let failure = Arc::new(Mutex::new(None));
+        let unwritten = Arc::new(Mutex::new(Vec::new()));
         let broken = CancellationToken::new();
         let writer = tokio::spawn(write(
             store.clone(),
             lease.clone(),
             next_seq,
             receiver,
-            failure.clone(),
-            broken.clone(),
+            Outcome {
+                failure: failure.clone(),
+                unwritten: unwritten.clone(),
+                broken: broken.clone(),
+            },
         ));
         Journal {
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             failure,
+            unwritten,
             broken,
             store: Some((store, lease)),
         }
@@ -85,10 +96,27 @@ impl Journal {
         self.queue(envelope, false)
     }
 
+    /// Resolves once every event queued before it is written, or refused after a failure:
+    /// then [`Journal::unwritten`] is complete up to here.
+    pub fn settled(&self) -> Durable {
+        self.send(None, true)
+    }
+
     fn queue(&self, envelope: Envelope, urgent: bool) -> Durable {
+        self.send(Some(envelope), urgent)
+    }
+
+    fn send(&self, envelope: Option<Envelope>, urgent: bool) -> Durable {
         let sender = self.sender.lock().expect("journal lock");
         let Some(sender) = sender.as_ref() else {
-            return Durable(DurableState::Ready(self.failure()));
+            let failure = self.failure();
+            if failure.is_some() {
+                self.unwritten
+                    .lock()
+                    .expect("unwritten lock")
+                    .extend(envelope);
+            }
+            return Durable(DurableState::Ready(failure));
         };
         let (ack, done) = oneshot::channel();
         if sender.send((envelope, ack, urgent)).is_err() {
@@ -102,6 +130,12 @@ impl Journal {
     /// Cancelled once the journal cannot be written any more.
     pub fn broken(&self) -> CancellationToken {
         self.broken.clone()
+    }
+
+    /// The events that could not be written, in order. They all come after every event that
+    /// was: the writer refuses everything after its first failure.
+    pub fn unwritten(&self) -> Vec<Envelope> {
+        self.unwritten.lock().expect("unwritten lock").clone()
     }
 
     /// Why the journal stopped, if it did.
@@ -156,6 +190,13 @@ impl Future for Durable {
     }
 }
 
+/// What the writer task reports back to the journal.
+struct Outcome {
+    failure: Arc<Mutex<Option<Arc<StoreError>>>>,
+    unwritten: Arc<Mutex<Vec<Envelope>>>,
+    broken: CancellationToken,
+}
+
 /// The writer task: commits whatever has queued up since the last commit, renews the lease
 /// when idle, and refuses everything after the first failure so the journal has no gaps.
 async fn write(
@@ -163,9 +204,13 @@ async fn write(
     lease: Lease,
     mut next_seq: u64,
     mut receiver: mpsc::UnboundedReceiver<Item>,
-    failure: Arc<Mutex<Option<Arc<StoreError>>>>,
-    broken: CancellationToken,
+    outcome: Outcome,
 ) {
+    let Outcome {
+        failure,
+        unwritten,
+        broken,
+    } = outcome;
     let mut renew = tokio::time::interval(LEASE / 3);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     renew.tick().await;
@@ -215,9 +260,14 @@ async fn write(
         let result = match existing {
             Some(failure) => Err(failure),
             None => {
-                let (envelopes, acks): (Vec<Envelope>, Vec<Ack>) =
+                let (envelopes, acks): (Vec<Option<Envelope>>, Vec<Ack>) =
                     group.into_iter().map(|(e, a, _)| (e, a)).unzip();
-                let result = store.append(&lease, next_seq, &envelopes).await;
+                let envelopes: Vec<Envelope> = envelopes.into_iter().flatten().collect();
+                let result = if envelopes.is_empty() {
+                    Ok(())
+                } else {
+                    store.append(&lease, next_seq, &envelopes).await
+                };
                 match result {
                     Ok(()) => {
                         next_seq += envelopes.len() as u64;
@@ -228,6 +278,7 @@ async fn write(
                         continue;
                     }
                     Err(error) => {
+                        unwritten.lock().expect("unwritten lock").extend(envelopes);
                         let error = fail(error);
                         for ack in acks {
                             let _ = ack.send(Err(error.clone()));
@@ -237,7 +288,9 @@ async fn write(
                 }
             }
         };
-        for (_, ack, _) in group {
+        let mut refused = unwritten.lock().expect("unwritten lock");
+        for (envelope, ack, _) in group {
+            refused.extend(envelope);
             let _ = ack.send(result.clone());
         }
     }

@@ -336,3 +336,29 @@ fn a_plain_runbook_too_large_to_read_is_not_blamed_on_aliases() {
     );
     assert!(!stderr.contains("aliases"), "{stderr}");
 }
+
+#[test]
+fn a_ca_file_that_is_a_device_or_a_fifo_fails_its_step_at_once() {
+    let test = Test::new().write(
+        "tls.yaml",
+        "version: 1\nname: tls\ninputs:\n  ca: { type: string }\nsteps:\n  - id: call\n    http: { url: 'https://127.0.0.1:1/', tls: { ca_file: '{{inputs.ca}}' } }\n",
+    );
+    mkfifo(&test.dir().join("pipe.pem"));
+    for (file, kind) in [
+        ("/dev/zero", "a character device"),
+        ("pipe.pem", "a FIFO (named pipe)"),
+    ] {
+        let (code, stderr) = runbook_bounded(
+            test.dir(),
+            &["run", "tls.yaml", "--input", &format!("ca={file}")],
+            QUICK,
+        );
+        assert_eq!(code, 1, "the step fails:\n{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "cannot read `http.tls.ca_file` `{file}`: it is {kind}, not a regular file"
+            )),
+            "{stderr}"
+        );
+    }
+}

@@ -473,3 +473,125 @@ fn a_disk_already_full_before_a_run_is_reported_as_full() {
     assert!(!run.stderr.contains("I/O error"), "{}", run.stderr);
     assert_eq!(bench.read("side"), "", "nothing ran");
 }
+
+/// Runs a runbook whose second step fills the disk: its end cannot be written.
+fn run_until_the_disk_fills(
+    disk: &SmallDisk,
+    bench: &Bench,
+    output: &str,
+) -> crate::support::Output {
+    bench.write(
+        "fill.yaml",
+        &format!(
+            r#"version: 1
+name: fill
+steps:
+  - id: before
+    exec: {{ script: 'true' }}
+  - id: fill
+    needs: [before]
+    exec: {{ script: 'dd if=/dev/zero of={filler} bs=64k 2>/dev/null || true' }}
+  - id: after
+    needs: [fill]
+    exec: {{ script: 'true' }}
+"#,
+            filler = disk.path().join("filler").display()
+        ),
+    );
+    crate::support::Test::new()
+        .current_dir(bench.path())
+        .env(
+            "RUNBOOK_STORE",
+            format!("sqlite:{}", disk.path().join("runs.db").display()),
+        )
+        .args(["run", "fill.yaml", "--run-id", "f", "--output", output])
+        .run()
+}
+
+/// The status a run's summary on the terminal gives a step.
+fn summary_status(stderr: &str, step: &str) -> Option<String> {
+    let table = stderr.split("step    status").nth(1)?;
+    table
+        .lines()
+        .find(|line| line.split_whitespace().next() == Some(step))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .map(str::to_owned)
+}
+
+#[test]
+fn after_a_full_disk_the_summary_shows_ended_only_the_steps_the_journal_holds_as_ended() {
+    let disk = SmallDisk::mount("3m");
+    let bench = Bench::new();
+    let run = run_until_the_disk_fills(&disk, &bench, "human");
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    let ended: BTreeMap<String, StepStatus> = journal(&disk.path().join("runs.db"), "f")
+        .into_iter()
+        .filter_map(|e| match e.event {
+            RunEvent::StepEnded { path, status, .. } => Some((path, status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ended.get("before"), Some(&StepStatus::Succeeded));
+    assert_eq!(ended.get("fill"), None, "the disk filled before its end");
+    assert_eq!(
+        summary_status(&run.stderr, "before").as_deref(),
+        Some("succeeded"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        summary_status(&run.stderr, "fill").as_deref(),
+        Some("unfinished"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("the end of fill was not recorded: resume runs it again"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("Once there is room on the disk again, continue with: runbook resume f"),
+        "{}",
+        run.stderr
+    );
+
+    // `runs show` reads the journal: it agrees.
+    let shown = crate::support::Test::new()
+        .env(
+            "RUNBOOK_STORE",
+            format!("sqlite:{}", disk.path().join("runs.db").display()),
+        )
+        .args(["runs", "show", "f"])
+        .run();
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let fill = shown
+        .stdout
+        .lines()
+        .find(|line| line.starts_with("fill "))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!fill.contains("succeeded"), "{}", shown.stdout);
+}
+
+#[test]
+fn after_a_full_disk_the_json_run_ended_says_interrupted_and_names_the_unrecorded_end() {
+    let disk = SmallDisk::mount("3m");
+    let bench = Bench::new();
+    let run = run_until_the_disk_fills(&disk, &bench, "json");
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    let ended: Value = run
+        .stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|event| event["event"] == "run_ended")
+        .expect("a run_ended line");
+    assert_eq!(ended["status"], "interrupted", "{ended}");
+    let reason = ended["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("the end of fill was not recorded"),
+        "{reason}"
+    );
+}

@@ -2,7 +2,7 @@
 //! finally, deadline, signals and secrets. Order and overlap are read from the run's own
 //! events, not from wall-clock timing.
 
-use crate::events::{ended, position, process_is_gone, run_json};
+use crate::events::{count, ended, position, process_is_gone, run_json};
 use crate::support::Test;
 use serde_json::Value;
 
@@ -260,7 +260,7 @@ name: poll
 steps:
   - id: wait
     until: '.json.n >= 3'
-    poll: { interval: 50ms, timeout: 10s }
+    poll: { interval: 100ms, timeout: 10s }
     exec:
       script: |
         n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count
@@ -268,7 +268,7 @@ steps:
     outputs: { n: '.json.n' }
   - id: never
     until: 'false'
-    poll: { interval: 50ms, timeout: 200ms }
+    poll: { interval: 100ms, timeout: 200ms }
     continue_on_failure: true
     exec: { command: [echo, '{}'] }
 "#;
@@ -615,4 +615,69 @@ outputs:
     assert_eq!(output.code, 0, "{}", output.stderr);
     assert_eq!(ended(&events, "s")["via"], "fallback");
     assert_eq!(ended(&events, "report")["outputs"]["status"], "succeeded");
+}
+
+#[test]
+fn an_output_larger_than_4_mib_fails_its_step_naming_the_step_and_the_limit() {
+    let runbook = r#"version: 1
+name: big
+steps:
+  - id: big
+    exec: { command: ["true"] }
+    outputs: { all: '"x" * 5000000' }
+"#;
+    let (output, events) = run_json(Test::new().write("big.yaml", runbook), "big.yaml", &[]);
+    assert_eq!(output.code, 1, "{}", output.stderr);
+    let big = ended(&events, "big");
+    assert_eq!(big["status"], "failed");
+    assert_eq!(
+        big["error"],
+        "output `all` of step `big`: it takes more than 4 MiB as JSON, the most an output may hold"
+    );
+    assert!(output.stdout.len() < 100_000, "the value was never written");
+}
+
+#[test]
+fn a_runbook_output_larger_than_4_mib_fails_the_run() {
+    let runbook = r#"version: 1
+name: big
+steps:
+  - id: a
+    exec: { command: ["true"] }
+outputs:
+  all: '[range(1000000)]'
+"#;
+    let output = Test::new()
+        .write("big.yaml", runbook)
+        .args(["run", "big.yaml"])
+        .run();
+    assert_eq!(output.code, 1, "{}", output.stderr);
+    assert!(
+        output.stderr.contains(
+            "runbook output `all`: it takes more than 4 MiB as JSON, the most an output may hold"
+        ),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn a_for_each_of_more_than_10000_items_fails_its_step_before_any_item_runs() {
+    let runbook = r#"version: 1
+name: many
+steps:
+  - id: many
+    for_each: '[range(10001)]'
+    exec: { script: 'echo {{item}} >> side' }
+"#;
+    let (output, events) = run_json(Test::new().write("many.yaml", runbook), "many.yaml", &[]);
+    assert_eq!(output.code, 1, "{}", output.stderr);
+    let many = ended(&events, "many");
+    assert_eq!(
+        many["error"],
+        "`for_each` of step `many` gave 10001 items, more than 10000, the most a for_each may \
+         expand into; split the work (a `uses` step can take a batch)"
+    );
+    assert_eq!(count(&events, "step_expanded", "many"), 0);
+    assert!(!output.dir().join("side").exists(), "no item ran");
 }

@@ -83,7 +83,7 @@ steps:
   - id: wait
     http: { url: "{{inputs.flink}}/jobs/{{inputs.job}}/savepoints/{{steps.trigger.outputs.request}}" }
     until: '.body.status.id == "COMPLETED"'
-    poll: { interval: 50ms, timeout: POLL_TIMEOUT }
+    poll: { interval: 100ms, timeout: POLL_TIMEOUT }
     outputs: { location: '.body.operation.location' }
 outputs:
   location: '.steps.wait.outputs.location'

@@ -197,3 +197,15 @@ fn a_used_file_that_is_not_a_runbook_is_named_never_shown() {
         assert!(output.stderr.contains(shown), "{shown}:\n{}", output.stderr);
     }
 }
+
+#[test]
+fn the_yaml_core_tags_are_allowed() {
+    let output = Test::new()
+        .write(
+            "core.yaml",
+            "version: !!int 1\nname: !!str core\ninputs:\n  flag: { type: boolean, default: !!bool true }\n  ratio: { type: number, default: !!float 1.5 }\n  jobs: !!map { type: array, default: !!seq [a, b] }\nsteps:\n  - id: a\n    continue_on_failure: !!null\n    sleep: !!str 1s\n",
+        )
+        .args(["validate", "core.yaml"])
+        .run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+}
