@@ -11,7 +11,7 @@ pub const MAX_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 
 /// The most items a `for_each` may expand into. Each is journaled, and each is a step
 /// instance of its own.
-pub const MAX_FOR_EACH_ITEMS: usize = 10_000;
+pub const MAX_FOR_EACH_ITEMS: usize = 500_000;
 
 /// Why a value was refused: it is larger than the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

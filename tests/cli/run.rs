@@ -662,12 +662,12 @@ outputs:
 }
 
 #[test]
-fn a_for_each_of_more_than_10000_items_fails_its_step_before_any_item_runs() {
+fn a_for_each_of_more_than_500000_items_fails_its_step_before_any_item_runs() {
     let runbook = r#"version: 1
 name: many
 steps:
   - id: many
-    for_each: '[range(10001)]'
+    for_each: '[range(500001)]'
     exec: { script: 'echo {{item}} >> side' }
 "#;
     let (output, events) = run_json(Test::new().write("many.yaml", runbook), "many.yaml", &[]);
@@ -675,7 +675,7 @@ steps:
     let many = ended(&events, "many");
     assert_eq!(
         many["error"],
-        "`for_each` of step `many` gave 10001 items, more than 10000, the most a for_each may \
+        "`for_each` of step `many` gave 500001 items, more than 500000, the most a for_each may \
          expand into; split the work (a `uses` step can take a batch)"
     );
     assert_eq!(count(&events, "step_expanded", "many"), 0);
