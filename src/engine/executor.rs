@@ -515,11 +515,7 @@ impl Run {
                 (path.to_owned(), revealed)
             })
         };
-        let envelope = Envelope {
-            run_id: self.run_id.clone(),
-            at: jiff::Timestamp::now().to_string(),
-            event,
-        };
+        let envelope = self.envelope(event);
         let durable = {
             let mut state = self.state.lock().expect("state lock");
             state.apply_at(&envelope.event, &envelope.at);
@@ -565,15 +561,20 @@ impl Run {
         }
     }
 
+    /// The event as it leaves the engine: this run's, stamped now.
+    fn envelope(&self, event: RunEvent) -> Envelope {
+        Envelope {
+            run_id: self.run_id.clone(),
+            at: jiff::Timestamp::now().to_string(),
+            event,
+        }
+    }
+
     /// Records an event and shows it only once it is durable (or not at all).
     async fn emit_durable(&self, mut event: RunEvent) -> Result<(), Arc<StoreError>> {
         // The run's end carries nothing a later step reads: masked is all it needs.
         let _ = event.redact(&self.redactor);
-        let envelope = Envelope {
-            run_id: self.run_id.clone(),
-            at: jiff::Timestamp::now().to_string(),
-            event,
-        };
+        let envelope = self.envelope(event);
         let durable = {
             let mut state = self.state.lock().expect("state lock");
             state.apply_at(&envelope.event, &envelope.at);
