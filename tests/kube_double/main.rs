@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 
 use flink_operator::Operator;
 use flink_sandbox::FlinkSandbox;
-use kube_api::KubeApi;
+use kube_api::{Fault, KubeApi};
 
 /// The namespace of the kubeconfig's current context.
 const NS: &str = "flink";
@@ -806,6 +806,130 @@ async fn injected_conflicts_answer_409_then_clear() {
         .map(|r| r.status)
         .collect();
     assert_eq!(statuses, [409, 409, 200]);
+}
+
+#[tokio::test]
+async fn injected_faults_answer_429_500_503_or_drop_the_connection_then_clear() {
+    let cluster = cluster().await;
+    // kube-rs retries 429, 503 and 504 itself by default (honouring Retry-After): turned off
+    // here, to see each answer of the double.
+    let kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig).expect("read the kubeconfig");
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a config");
+    config.default_retry = false;
+    let client = Client::try_from(config).expect("a client");
+    let deployments = flink_deployments(&client).await;
+    deployments
+        .create(&PostParams::default(), &deployment("orders", basic_spec()))
+        .await
+        .expect("create");
+    cluster.api.inject_faults(
+        "FlinkDeployment",
+        NS,
+        "orders",
+        Some("GET"),
+        &[
+            Fault::TooManyRequests {
+                retry_after_seconds: 2,
+            },
+            Fault::InternalError,
+            Fault::ServiceUnavailable,
+            Fault::DropConnection,
+        ],
+    );
+    // A PATCH is not a GET: served.
+    deployments
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"job": {"parallelism": 2}}})),
+        )
+        .await
+        .expect("a PATCH is served");
+
+    let throttled = status_of(deployments.get("orders").await);
+    assert_eq!(
+        (throttled.code, throttled.reason.as_str()),
+        (429, "TooManyRequests")
+    );
+    assert_eq!(
+        throttled.details.as_ref().map(|d| d.retry_after_seconds),
+        Some(2)
+    );
+    let internal = status_of(deployments.get("orders").await);
+    assert_eq!(
+        (internal.code, internal.reason.as_str()),
+        (500, "InternalError")
+    );
+    assert!(
+        internal.message.starts_with("Internal error occurred: "),
+        "{internal:?}"
+    );
+    let unavailable = status_of(deployments.get("orders").await);
+    assert_eq!(unavailable.code, 503);
+    let dropped = deployments.get("orders").await;
+    assert!(
+        matches!(
+            dropped,
+            Err(kube::Error::HyperError(_) | kube::Error::Service(_))
+        ),
+        "the connection ends without an answer: {dropped:?}"
+    );
+    assert_eq!(cluster.api.faults_left(), 0);
+    let served = deployments.get("orders").await.expect("served again");
+    assert_eq!(served.data["spec"]["job"]["parallelism"], 2);
+    let statuses: Vec<(String, u16)> = cluster
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/flinkdeployments/orders"))
+        .map(|r| (r.method.clone(), r.status))
+        .collect();
+    let expected: Vec<(String, u16)> = [
+        ("PATCH", 200),
+        ("GET", 429),
+        ("GET", 500),
+        ("GET", 503),
+        ("GET", 0),
+        ("GET", 200),
+    ]
+    .iter()
+    .map(|(m, s)| (m.to_string(), *s))
+    .collect();
+    assert_eq!(statuses, expected);
+
+    // The 429 carries the Retry-After header too (as the real server's does).
+    cluster.api.inject_faults(
+        "FlinkDeployment",
+        NS,
+        "orders",
+        None,
+        &[Fault::TooManyRequests {
+            retry_after_seconds: 3,
+        }],
+    );
+    let url = format!(
+        "{}/apis/flink.apache.org/v1beta1/namespaces/{NS}/flinkdeployments/orders",
+        cluster.api.url()
+    );
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("a client")
+        .get(url)
+        .bearer_auth(cluster.api.token())
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("3")
+    );
 }
 
 #[tokio::test]

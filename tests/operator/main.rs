@@ -29,4 +29,5 @@ mod harness;
 
 mod backup_restore;
 mod errors;
+mod transient;
 mod upgrade;

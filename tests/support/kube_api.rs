@@ -70,6 +70,12 @@
 //! (deleting a Namespace removes it and its objects at once, without a Terminating phase),
 //! `generateName` collisions, and the scale subresource.
 //!
+//! - Transient failures, injected per object and method ([`ApiStore::inject_faults`], GET
+//!   included): 429 `TooManyRequests` with `Retry-After` and `details.retryAfterSeconds` (API
+//!   Priority and Fairness), 500 `InternalError` (`Internal error occurred: etcdserver: request
+//!   timed out`), 503 `ServiceUnavailable`, and a connection closed after the request without
+//!   an answer (an API server restart, a dropped port-forward); logged with status 0.
+//!
 //! Test helpers: [`KubeApi::start`], [`KubeApi::url`], [`KubeApi::token`],
 //! [`KubeApi::write_kubeconfig`] (format in its doc: one cluster with the http URL, one user
 //! with the double's bearer token, one context per `(name, namespace)`, the first current),
@@ -485,6 +491,71 @@ impl ApiError {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Injected faults
+
+/// A transient failure the double answers instead of serving a request, as a real cluster
+/// does now and then; see [`ApiStore::inject_faults`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// 429 `TooManyRequests` with a `Retry-After` header and `details.retryAfterSeconds`, as
+    /// API Priority and Fairness (and the older max-in-flight filter) answers a request it
+    /// sheds: message `Too many requests, please try again later.` (kubernetes.io "API
+    /// Priority and Fairness", apiserver `tooManyRequests`).
+    TooManyRequests { retry_after_seconds: u32 },
+    /// 500 `InternalError`, as the server answers when its storage fails a request
+    /// (`Internal error occurred: etcdserver: request timed out`).
+    InternalError,
+    /// 503 `ServiceUnavailable`, as an API server that is shutting down or not yet ready
+    /// (or a load balancer in front of one) answers.
+    ServiceUnavailable,
+    /// The connection is closed after the request is read, without an answer: an API
+    /// server restart, a load balancer's idle cut, a dropped `kubectl port-forward`.
+    DropConnection,
+}
+
+impl Fault {
+    fn response(&self) -> HttpResponse {
+        match self {
+            Fault::TooManyRequests {
+                retry_after_seconds,
+            } => {
+                let error = ApiError::new(
+                    429,
+                    "TooManyRequests",
+                    "Too many requests, please try again later.",
+                )
+                .with_details(json!({"retryAfterSeconds": retry_after_seconds}));
+                let mut response = HttpResponse::error(&error);
+                response
+                    .extra_headers
+                    .push(("Retry-After", retry_after_seconds.to_string()));
+                response
+            }
+            Fault::InternalError => HttpResponse::error(
+                &ApiError::internal("etcdserver: request timed out").with_details(
+                    json!({"causes": [{"message": "etcdserver: request timed out"}]}),
+                ),
+            ),
+            Fault::ServiceUnavailable => HttpResponse::error(&ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+            )),
+            Fault::DropConnection => unreachable!("a dropped connection has no response"),
+        }
+    }
+}
+
+/// A fault waiting for a request on one object.
+#[derive(Debug, Clone)]
+struct InjectedFault {
+    key: ObjectKey,
+    /// Upper-case method, or any method.
+    method: Option<String>,
+    fault: Fault,
+}
+
+// ---------------------------------------------------------------------------------------------
 // The request log
 
 /// A request as the double received it, with the status it answered.
@@ -645,6 +716,7 @@ impl ApiStore {
                 objects: BTreeMap::new(),
                 resource_version: 0,
                 injected_conflicts: HashMap::new(),
+                injected_faults: Vec::new(),
                 requests: Vec::new(),
             })),
         }
@@ -699,6 +771,38 @@ impl ApiStore {
         } else {
             state.injected_conflicts.insert(key, n);
         }
+    }
+
+    /// The next requests on this object (main resource or `/status`) whose method is `method`
+    /// (any method when `None`: GET, PUT, PATCH, DELETE, POST) are answered with `faults`, one
+    /// request each, in order, instead of being served; later requests are served as usual.
+    /// `kind` is a kind name, plural or short name; `namespace` is empty for cluster-scoped
+    /// kinds. Faults injected earlier for the same object and method are used up first.
+    pub fn inject_faults(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        method: Option<&str>,
+        faults: &[Fault],
+    ) {
+        let mut state = self.lock();
+        let Some(kind) = state.kind_named(kind) else {
+            return;
+        };
+        let key = ObjectKey::new(&kind, namespace, name);
+        for fault in faults {
+            state.injected_faults.push(InjectedFault {
+                key: key.clone(),
+                method: method.map(str::to_ascii_uppercase),
+                fault: fault.clone(),
+            });
+        }
+    }
+
+    /// How many injected faults are still to be answered.
+    pub fn faults_left(&self) -> usize {
+        self.lock().injected_faults.len()
     }
 
     /// The requests received so far (oldest first).
@@ -887,6 +991,7 @@ struct State {
     objects: BTreeMap<ObjectKey, Stored>,
     resource_version: u64,
     injected_conflicts: HashMap<ObjectKey, u32>,
+    injected_faults: Vec<InjectedFault>,
     requests: Vec<LoggedRequest>,
 }
 
@@ -910,6 +1015,14 @@ impl State {
     fn next_resource_version(&mut self) -> String {
         self.resource_version += 1;
         self.resource_version.to_string()
+    }
+
+    /// Takes the first injected fault for a request on this object with this method.
+    fn take_injected_fault(&mut self, key: &ObjectKey, method: &str) -> Option<Fault> {
+        let index = self.injected_faults.iter().position(|injected| {
+            injected.key == *key && injected.method.as_deref().is_none_or(|m| m == method)
+        })?;
+        Some(self.injected_faults.remove(index).fault)
     }
 
     /// Takes one injected conflict for this object, if any is left.
@@ -2711,6 +2824,8 @@ struct HttpResponse {
     status: u16,
     content_type: &'static str,
     body: Vec<u8>,
+    /// Headers beyond the ones every answer has (`Retry-After`).
+    extra_headers: Vec<(&'static str, String)>,
 }
 
 impl HttpResponse {
@@ -2719,6 +2834,7 @@ impl HttpResponse {
             status,
             content_type: "application/json",
             body: body.to_string().into_bytes(),
+            extra_headers: Vec::new(),
         }
     }
 
@@ -2743,6 +2859,21 @@ impl Server {
         let mut reader = BufReader::new(stream);
         let response = match read_request(&mut reader) {
             Ok(Some(request)) => {
+                match self.injected_fault(&request) {
+                    Some(Fault::DropConnection) => {
+                        // Status 0 in the log: nothing was answered. Returning drops the
+                        // socket, and the client sees the connection end without a response.
+                        self.log(&request, 0);
+                        return;
+                    }
+                    Some(fault) => {
+                        let response = fault.response();
+                        self.log(&request, response.status);
+                        write_response(reader.get_mut(), &response);
+                        return;
+                    }
+                    None => {}
+                }
                 // A bug in the double answers 500 instead of dropping the connection.
                 let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     self.respond(&request, &local)
@@ -2758,6 +2889,19 @@ impl Server {
             Err(error) => HttpResponse::error(&error),
         };
         write_response(reader.get_mut(), &response);
+    }
+
+    /// The fault injected for this request, if any (only for authenticated requests on an
+    /// object: a real server authenticates before priority and fairness can refuse a request).
+    fn injected_fault(&self, request: &HttpRequest) -> Option<Fault> {
+        let mut state = self.store.lock();
+        let route = parse_route(&state.kinds, &request.path).ok()?;
+        self.authenticate(request, Some(&route)).ok()?;
+        let Route::Resource(resource) = &route else {
+            return None;
+        };
+        let key = resource.key()?;
+        state.take_injected_fault(&key, &request.method)
     }
 
     fn log(&self, request: &HttpRequest, status: u16) {
@@ -2797,6 +2941,7 @@ impl Server {
                 status: 200,
                 content_type: "text/plain; charset=utf-8",
                 body: b"ok".to_vec(),
+                extra_headers: Vec::new(),
             },
             Route::CoreVersions if wants_aggregated_discovery(accept) => HttpResponse {
                 status: 200,
@@ -2804,6 +2949,7 @@ impl Server {
                 body: aggregated_discovery(&state.kinds, true)
                     .to_string()
                     .into_bytes(),
+                extra_headers: Vec::new(),
             },
             Route::CoreVersions => HttpResponse::json(200, &core_versions(local_addr)),
             Route::Groups if wants_aggregated_discovery(accept) => HttpResponse {
@@ -2812,6 +2958,7 @@ impl Server {
                 body: aggregated_discovery(&state.kinds, false)
                     .to_string()
                     .into_bytes(),
+                extra_headers: Vec::new(),
             },
             Route::Groups => HttpResponse::json(200, &api_group_list(&state.kinds)),
             Route::Group(group) => {
@@ -3089,8 +3236,13 @@ fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, ApiError> {
 }
 
 fn write_response(stream: &mut TcpStream, response: &HttpResponse) {
+    let extra: String = response
+        .extra_headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache, private\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache, private\r\n{extra}Connection: close\r\n\r\n",
         response.status,
         reason_phrase(response.status),
         response.content_type,
@@ -3115,6 +3267,8 @@ fn reason_phrase(status: u16) -> &'static str {
         413 => "Payload Too Large",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     }
 }
