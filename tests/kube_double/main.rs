@@ -933,6 +933,153 @@ async fn injected_faults_answer_429_500_503_or_drop_the_connection_then_clear() 
 }
 
 #[tokio::test]
+async fn a_spec_that_breaks_the_crd_schema_is_invalid() {
+    let cluster = cluster().await;
+    let deployments = flink_deployments(&cluster.client).await;
+    let mut spec = basic_spec();
+    spec["job"]["parallelism"] = json!("2");
+    let created = status_of(
+        deployments
+            .create(&PostParams::default(), &deployment("orders", spec))
+            .await,
+    );
+    assert_eq!((created.code, created.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        created.message,
+        "FlinkDeployment.flink.apache.org \"orders\" is invalid: spec.job.parallelism: Invalid value: \"string\": spec.job.parallelism in body must be of type integer: \"string\""
+    );
+    deployments
+        .create(&PostParams::default(), &deployment("orders", basic_spec()))
+        .await
+        .expect("a valid spec is stored");
+    let patched = status_of(
+        deployments
+            .patch(
+                "orders",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"job": {"upgradeMode": "savepoints", "allowNonRestoredState": "false"}}})),
+            )
+            .await,
+    );
+    assert_eq!(patched.code, 422);
+    assert_eq!(
+        patched.message,
+        "FlinkDeployment.flink.apache.org \"orders\" is invalid: [spec.job.allowNonRestoredState: Invalid value: \"string\": spec.job.allowNonRestoredState in body must be of type boolean: \"string\", spec.job.upgradeMode: Unsupported value: \"savepoints\": supported values: \"last-state\", \"savepoint\", \"stateless\"]"
+    );
+    let causes: Vec<String> = patched
+        .details
+        .expect("details")
+        .causes
+        .into_iter()
+        .map(|c| format!("{} {}", c.reason, c.field))
+        .collect();
+    assert_eq!(
+        causes,
+        [
+            "FieldValueTypeInvalid spec.job.allowNonRestoredState",
+            "FieldValueNotSupported spec.job.upgradeMode"
+        ]
+    );
+    // Nothing was stored; the status subresource is not checked against the spec's schema.
+    let stored = deployments.get("orders").await.expect("get");
+    assert_eq!(stored.data["spec"]["job"]["upgradeMode"], "savepoint");
+    assert_eq!(generation(&stored), 1);
+}
+
+#[tokio::test]
+async fn an_apply_conflicts_with_a_field_an_update_manager_changed() {
+    let cluster = cluster().await;
+    let deployments = flink_deployments(&cluster.client).await;
+    let applied = json!({
+        "apiVersion": "flink.apache.org/v1beta1",
+        "kind": "FlinkDeployment",
+        "metadata": {"name": "orders"},
+        "spec": basic_spec(),
+    });
+    deployments
+        .patch(
+            "orders",
+            &PatchParams::apply("runbook"),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .expect("apply creates");
+    // Someone runs `kubectl edit` on the image.
+    cluster
+        .api
+        .update_object_as("kubectl-edit", "FlinkDeployment", NS, "orders", |object| {
+            object["spec"]["image"] = json!("flink:2.3-hotfix");
+        })
+        .expect("edit");
+    // A merge patch over HTTP with a field manager is an Update too.
+    deployments
+        .patch(
+            "orders",
+            &PatchParams {
+                field_manager: Some("flink-kubernetes-operator".to_owned()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({"spec": {"job": {"state": "suspended"}}})),
+        )
+        .await
+        .expect("merge patch");
+    let conflict = status_of(
+        deployments
+            .patch(
+                "orders",
+                &PatchParams::apply("runbook"),
+                &Patch::Apply(&applied),
+            )
+            .await,
+    );
+    assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        conflict.message,
+        "Apply failed with 2 conflicts: conflict with \"flink-kubernetes-operator\" using flink.apache.org/v1beta1: .spec.job.state\nconflict with \"kubectl-edit\" using flink.apache.org/v1beta1: .spec.image"
+    );
+    let managed = deployments
+        .get("orders")
+        .await
+        .expect("get")
+        .metadata
+        .managed_fields
+        .expect("managedFields");
+    let entries: Vec<(String, String)> = managed
+        .iter()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    for entry in [("runbook", "Apply"), ("kubectl-edit", "Update")] {
+        assert!(
+            entries.contains(&(entry.0.to_owned(), entry.1.to_owned())),
+            "{entries:?}"
+        );
+    }
+    // Forced, the apply takes the fields back.
+    let forced = deployments
+        .patch(
+            "orders",
+            &PatchParams::apply("runbook").force(),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .expect("a forced apply");
+    assert_eq!(forced.data["spec"]["image"], "flink:2.3");
+    let managers: Vec<String> = forced
+        .metadata
+        .managed_fields
+        .expect("managedFields")
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert_eq!(managers, ["runbook"], "the editors own nothing any more");
+}
+
+#[tokio::test]
 async fn unknown_kinds_and_paths_answer_a_404_status() {
     let cluster = cluster().await;
     let unknown = discovery::pinned_kind(
@@ -1527,9 +1674,24 @@ async fn savepoint_upgrade(client: Client, flink: String) {
     assert_eq!(seen.last().map(String::as_str), Some("STABLE"));
     let savepoint = status_str(&upgraded, "/jobStatus/upgradeSavepointPath").to_owned();
     assert!(savepoint.contains("savepoint-"), "{upgraded:#}");
+    // Snapshot resources on (the operator's default): the upgrade savepoint is recorded as a
+    // FlinkStateSnapshot of trigger type UPGRADE, and the deprecated savepointInfo is not
+    // updated.
+    assert!(
+        status_field(&upgraded, "/jobStatus/savepointInfo/lastSavepoint").is_none(),
+        "{upgraded:#}"
+    );
+    let upgrade_snapshots = flink_snapshots(&client)
+        .await
+        .list(&ListParams::default().labels(
+            "snapshot.trigger-type=UPGRADE,job-reference.kind=FlinkDeployment,job-reference.name=counter-a",
+        ))
+        .await
+        .expect("list the snapshots");
+    assert_eq!(upgrade_snapshots.items.len(), 1, "{upgrade_snapshots:#?}");
     assert_eq!(
-        status_str(&upgraded, "/jobStatus/savepointInfo/lastSavepoint/location"),
-        savepoint
+        upgrade_snapshots.items[0].data["spec"]["savepoint"]["path"],
+        savepoint.as_str()
     );
     assert_eq!(
         status_str(&upgraded, "/reconciliationStatus/state"),
@@ -1699,6 +1861,12 @@ async fn last_state_then_broken_image(client: Client, flink: String) {
     assert!(
         restored.contains(&format!("{first_job}/chk-")),
         "restored from {restored}"
+    );
+    // No snapshot was taken: the operator's placeholder, not a path.
+    assert_eq!(
+        status_str(&upgraded, "/jobStatus/upgradeSavepointPath"),
+        "KUBERNETES_OPERATOR_LAST_STATE",
+        "{upgraded:#}"
     );
 
     deployments

@@ -38,9 +38,10 @@
 //!   the same manager applied before and no longer applies are removed, and
 //!   `metadata.managedFields` gets an `Apply` entry per manager. A conflict is reported (409,
 //!   `Apply failed with N conflict(s): conflict with "m" using v: .spec.x`) when another
-//!   *apply* manager owns a field with a different value, unless `force=true`. Not mirrored:
-//!   fields written by PUT/merge/JSON patch are not owned by anyone here (the real server
-//!   records `Update` managers), so an apply never conflicts with them.
+//!   manager owns a field with a different value, unless `force=true`: an apply manager, or
+//!   an `Update` manager, which a PUT or a merge or JSON patch makes the owner of the fields it
+//!   changed (the `fieldManager` parameter, else the user agent's product, as `kubectl-edit`;
+//!   in-process writes are recorded only through [`ApiStore::update_object_as`]).
 //! - Discovery: `GET /version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}`,
 //!   `/apis/{group}/{version}` (APIResourceList with the `/status` subresource entries), and
 //!   the aggregated discovery documents (`APIGroupDiscoveryList`, apidiscovery.k8s.io/v2) on
@@ -65,7 +66,10 @@
 //! Deliberately not implemented: watch (`?watch=true` is answered 405 MethodNotAllowed with a
 //! message saying so; poll instead), `resourceVersion` semantics on reads (every read answers
 //! the latest state), protobuf and YAML responses, field validation
-//! (`fieldValidation` is ignored), schema validation and defaulting of custom resources,
+//! (`fieldValidation` is ignored: unknown fields are kept, where the real server prunes them),
+//! schema validation beyond the types and enums of the `spec` fields the kinds declare (see
+//! [`flink_deployment_spec_schema`]; a breach answers 422 `Invalid` with the validator's
+//! wording), defaulting of custom resources,
 //! admission webhooks, RBAC beyond the token check, graceful deletion and garbage collection
 //! (deleting a Namespace removes it and its objects at once, without a Terminating phase),
 //! `generateName` collisions, and the scale subresource.
@@ -137,6 +141,9 @@ pub struct ResourceKind {
     /// Served from a CustomResourceDefinition: tracks `generation`, refuses strategic merge
     /// patches (415), needs `resourceVersion` on PUT, and DELETE answers the object.
     pub custom: bool,
+    /// The CRD's OpenAPI v3 schema of `spec` (the subset [`schema_violations`] checks), or
+    /// none: every spec is accepted.
+    pub spec_schema: Option<Box<Value>>,
 }
 
 impl ResourceKind {
@@ -152,7 +159,14 @@ impl ResourceKind {
             namespaced: true,
             status_subresource: true,
             custom: true,
+            spec_schema: None,
         }
+    }
+
+    /// Checks `spec` against this OpenAPI v3 schema on every write of the main resource.
+    pub fn with_spec_schema(mut self, schema: Value) -> ResourceKind {
+        self.spec_schema = Some(Box::new(schema));
+        self
     }
 
     /// A built-in kind (`group` empty for the core group), namespaced, without a status
@@ -261,20 +275,199 @@ pub fn default_kinds() -> Vec<ResourceKind> {
             "FlinkDeployment",
             "flinkdeployments",
         )
-        .with_short_names(&["flinkdep"]),
+        .with_short_names(&["flinkdep"])
+        .with_spec_schema(flink_deployment_spec_schema()),
         ResourceKind::custom(
             "flink.apache.org",
             "v1beta1",
             "FlinkStateSnapshot",
             "flinkstatesnapshots",
         )
-        .with_short_names(&["flinksnp"]),
+        .with_short_names(&["flinksnp"])
+        .with_spec_schema(flink_state_snapshot_spec_schema()),
         ResourceKind::built_in("", "v1", "ConfigMap", "configmaps").with_short_names(&["cm"]),
         ResourceKind::built_in("", "v1", "Namespace", "namespaces")
             .cluster_scoped()
             .with_status_subresource(true)
             .with_short_names(&["ns"]),
     ]
+}
+
+/// The fields of the FlinkDeployment CRD's `spec` that the runbooks and tests write, with
+/// their types and enums as in the operator's CRD (`flinkdeployments.flink.apache.org-v1.yml`
+/// of flink-kubernetes-operator; `flinkVersion` up to v2_3, for the Flink the tests run).
+/// Fields not listed are accepted as they are.
+pub fn flink_deployment_spec_schema() -> Value {
+    let versions: Vec<String> = (13..=20)
+        .map(|minor| format!("v1_{minor}"))
+        .chain((0..=3).map(|minor| format!("v2_{minor}")))
+        .collect();
+    json!({
+        "type": "object",
+        "properties": {
+            "image": {"type": "string"},
+            "imagePullPolicy": {"type": "string"},
+            "serviceAccount": {"type": "string"},
+            "flinkVersion": {"type": "string", "enum": versions},
+            "restartNonce": {"type": "integer", "format": "int64"},
+            "flinkConfiguration": {"type": "object", "additionalProperties": {"type": "string"}},
+            "mode": {"type": "string", "enum": ["native", "standalone"]},
+            "job": {
+                "type": "object",
+                "properties": {
+                    "jarURI": {"type": "string"},
+                    "parallelism": {"type": "integer", "format": "int32"},
+                    "entryClass": {"type": "string"},
+                    "args": {"type": "array", "items": {"type": "string"}},
+                    "state": {"type": "string", "enum": ["running", "suspended"]},
+                    "savepointTriggerNonce": {"type": "integer", "format": "int64"},
+                    "initialSavepointPath": {"type": "string"},
+                    "checkpointTriggerNonce": {"type": "integer", "format": "int64"},
+                    "upgradeMode": {"type": "string", "enum": ["last-state", "savepoint", "stateless"]},
+                    "allowNonRestoredState": {"type": "boolean"},
+                    "savepointRedeployNonce": {"type": "integer", "format": "int64"},
+                },
+            },
+        },
+    })
+}
+
+/// The FlinkStateSnapshot CRD's `spec` (`flinkstatesnapshots.flink.apache.org-v1.yml`).
+pub fn flink_state_snapshot_spec_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "backoffLimit": {"type": "integer", "format": "int32"},
+            "jobReference": {
+                "type": "object",
+                "properties": {
+                    "kind": {"type": "string", "enum": ["FlinkDeployment", "FlinkSessionJob"]},
+                    "name": {"type": "string"},
+                },
+            },
+            "savepoint": {
+                "type": "object",
+                "properties": {
+                    "alreadyExists": {"type": "boolean"},
+                    "disposeOnDelete": {"type": "boolean"},
+                    "formatType": {"type": "string", "enum": ["CANONICAL", "NATIVE", "UNKNOWN"]},
+                    "path": {"type": "string"},
+                },
+            },
+            "checkpoint": {"type": "object"},
+        },
+    })
+}
+
+/// What the API server's OpenAPI validation of a custom resource says about `value` at
+/// `field` (`spec.job.parallelism`): one `(field, cause reason, detail)` per problem, worded
+/// as the apiextensions validator words them (`Unsupported value: "x": supported values:
+/// ...`, `Invalid value: "string": spec.x in body must be of type integer: "string"`).
+fn schema_violations(
+    schema: &Value,
+    value: &Value,
+    field: &str,
+    out: &mut Vec<(String, &'static str, String)>,
+) {
+    let json_type = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    if let Some(wanted) = schema.get("type").and_then(Value::as_str) {
+        let found = json_type(value);
+        let fits = found == wanted || (wanted == "number" && found == "integer");
+        if !fits {
+            out.push((
+                field.to_owned(),
+                "FieldValueTypeInvalid",
+                format!(
+                    "Invalid value: \"{found}\": {field} in body must be of type {wanted}: \"{found}\""
+                ),
+            ));
+            return;
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        let mut names: Vec<String> = allowed.iter().map(Value::to_string).collect();
+        names.sort();
+        out.push((
+            field.to_owned(),
+            "FieldValueNotSupported",
+            format!(
+                "Unsupported value: {value}: supported values: {}",
+                names.join(", ")
+            ),
+        ));
+    }
+    match value {
+        Value::Object(map) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            for (key, item) in map {
+                let place = format!("{field}.{key}");
+                match (properties.and_then(|p| p.get(key)), additional) {
+                    (Some(inner), _) | (None, Some(inner)) => {
+                        schema_violations(inner, item, &place, out);
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(inner) = schema.get("items") {
+                for (index, item) in items.iter().enumerate() {
+                    schema_violations(inner, item, &format!("{field}[{index}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// 422 Invalid when the object's `spec` breaks its kind's schema (all problems in one answer,
+/// as the real server lists them).
+fn check_spec_schema(kind: &ResourceKind, object: &Value) -> Result<(), ApiError> {
+    let (Some(schema), Some(spec)) = (&kind.spec_schema, object.get("spec")) else {
+        return Ok(());
+    };
+    let mut problems = Vec::new();
+    schema_violations(schema, spec, "spec", &mut problems);
+    problems.sort();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let name = meta_str(object, "name").unwrap_or_default().to_owned();
+    let listed: Vec<String> = problems
+        .iter()
+        .map(|(field, _, detail)| format!("{field}: {detail}"))
+        .collect();
+    let summary = if listed.len() == 1 {
+        listed[0].clone()
+    } else {
+        format!("[{}]", listed.join(", "))
+    };
+    let causes: Vec<Value> = problems
+        .iter()
+        .map(|(field, reason, detail)| json!({"reason": reason, "message": detail, "field": field}))
+        .collect();
+    Err(ApiError::new(
+        422,
+        "Invalid",
+        format!("{} \"{name}\" is invalid: {summary}", kind.group_kind()),
+    )
+    .with_details(json!({
+        "name": name,
+        "group": kind.group,
+        "kind": kind.kind,
+        "causes": causes,
+    })))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -902,12 +1095,48 @@ impl ApiStore {
             .map(|_| ())
     }
 
+    /// As [`ApiStore::update_object`], recorded as an `Update` by `manager` in managedFields
+    /// (as `kubectl edit` or the operator writing the spec would be).
+    pub fn update_object_as(
+        &self,
+        manager: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<Value, ApiError> {
+        let opts = WriteOptions {
+            updater: Some(manager.to_owned()),
+            ..WriteOptions::default()
+        };
+        self.modify_with(kind, namespace, name, Target::Main, &opts, change)
+    }
+
     fn modify(
         &self,
         kind: &str,
         namespace: &str,
         name: &str,
         target: Target,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<Value, ApiError> {
+        self.modify_with(
+            kind,
+            namespace,
+            name,
+            target,
+            &WriteOptions::default(),
+            change,
+        )
+    }
+
+    fn modify_with(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        target: Target,
+        opts: &WriteOptions,
         change: impl FnOnce(&mut Value),
     ) -> Result<Value, ApiError> {
         let mut state = self.lock();
@@ -921,7 +1150,7 @@ impl ApiStore {
             .map(|stored| stored.object.clone())
             .ok_or_else(|| ApiError::not_found(&kind, name))?;
         change(&mut object);
-        state.commit(&kind, &key, object, target, &WriteOptions::default(), None)
+        state.commit(&kind, &key, object, target, opts, None)
     }
 }
 
@@ -969,6 +1198,9 @@ type Applier = (String, bool);
 struct Stored {
     object: Value,
     appliers: BTreeMap<Applier, ApplyRecord>,
+    /// The fields each manager last changed through PUT, merge or JSON patch (`Update`
+    /// entries of `managedFields`).
+    updaters: BTreeMap<Applier, ApplyRecord>,
 }
 
 /// Whether a write goes to the main resource or to the status subresource.
@@ -982,7 +1214,11 @@ enum Target {
 #[derive(Debug, Clone, Default)]
 struct WriteOptions {
     dry_run: bool,
+    /// The `fieldManager` query parameter (apply needs one).
     field_manager: Option<String>,
+    /// Who is recorded for a PUT or patch: `fieldManager`, else the user agent's product
+    /// (`kubectl-edit`, `kube-rs`...), as the real server derives it.
+    updater: Option<String>,
     force: bool,
 }
 
@@ -1079,6 +1315,7 @@ impl State {
         check_type_meta(kind, &mut object)?;
         let namespace = object_namespace(kind, namespace, &object)?;
         let name = new_object_name(kind, &object)?;
+        check_spec_schema(kind, &object)?;
         if meta_str(&object, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
             return Err(ApiError::internal(
                 "resourceVersion should not be set on objects to be created",
@@ -1119,6 +1356,7 @@ impl State {
                 Stored {
                     object: object.clone(),
                     appliers,
+                    updaters: BTreeMap::new(),
                 },
             );
         }
@@ -1261,6 +1499,7 @@ impl State {
         };
         let current = stored.object.clone();
         let mut appliers = stored.appliers.clone();
+        let mut updaters = stored.updaters.clone();
         if meta_str(&applied, "resourceVersion")
             .is_some_and(|rv| !rv.is_empty() && Some(rv) != meta_str(&current, "resourceVersion"))
         {
@@ -1275,6 +1514,7 @@ impl State {
             &applier,
             &fields,
             &mut appliers,
+            &mut updaters,
             opts.force,
         )?;
 
@@ -1286,19 +1526,21 @@ impl State {
         for dropped in previous.difference(&fields) {
             let owned_elsewhere = appliers
                 .iter()
-                .any(|(other, r)| *other != applier && r.fields.contains(dropped));
+                .any(|(other, r)| *other != applier && r.fields.contains(dropped))
+                || updaters.values().any(|r| r.fields.contains(dropped));
             if !owned_elsewhere {
                 remove_path(&mut object, dropped);
             }
         }
         merge_applied(&mut object, &applied, kind, target);
         appliers.insert(applier, record);
-        let managed = render_managed_fields(&appliers, &kind.api_version());
+        let managed = render_managed_fields(&appliers, &updaters, &kind.api_version());
         let object = self.commit(kind, key, object, target, opts, Some(managed))?;
         if !opts.dry_run
             && let Some(stored) = self.objects.get_mut(key)
         {
             stored.appliers = appliers;
+            stored.updaters = updaters;
         }
         Ok((200, object))
     }
@@ -1337,7 +1579,42 @@ impl State {
         };
         set_field(&mut result, "apiVersion", json!(kind.api_version()));
         set_field(&mut result, "kind", json!(kind.kind));
+        let updated_by = managed
+            .is_none()
+            .then(|| opts.updater.clone().filter(|m| !m.is_empty()))
+            .flatten();
         keep_system_metadata(&old, &mut result, managed);
+        if target == Target::Main {
+            check_spec_schema(kind, &result)?;
+        }
+        // A PUT or a merge or JSON patch makes its manager the owner of the fields it changed,
+        // taken from whoever owned them (an `Update` entry in managedFields), so that a later
+        // apply of another value without force conflicts with it ("Server-Side Apply":
+        // conflicts are with any manager, `Update` ones included).
+        let mut ownership = None;
+        if let (Some(manager), Some(stored)) = (updated_by, self.objects.get(key)) {
+            let changed = changed_fields(&old, &result, target);
+            if !changed.is_empty() {
+                let mut appliers = stored.appliers.clone();
+                let mut updaters = stored.updaters.clone();
+                for record in appliers.values_mut().chain(updaters.values_mut()) {
+                    record.fields.retain(|f| !changed.contains(f));
+                }
+                appliers.retain(|_, r| !r.fields.is_empty());
+                updaters.retain(|_, r| !r.fields.is_empty());
+                let entry = updaters
+                    .entry((manager, target == Target::Status))
+                    .or_insert_with(|| ApplyRecord {
+                        fields: BTreeSet::new(),
+                        time: String::new(),
+                    });
+                entry.fields.extend(changed);
+                entry.time = now_seconds();
+                let managed = render_managed_fields(&appliers, &updaters, &kind.api_version());
+                set_meta(&mut result, "managedFields", managed);
+                ownership = Some((appliers, updaters));
+            }
+        }
         check_no_new_finalizers(kind, key, &old, &result)?;
         if kind.tracks_generation() && differs_outside_metadata_and_status(&old, &result) {
             let generation = meta(&old)
@@ -1365,6 +1642,10 @@ impl State {
             self.remove(kind, key);
         } else if let Some(stored) = self.objects.get_mut(key) {
             stored.object = result.clone();
+            if let Some((appliers, updaters)) = ownership {
+                stored.appliers = appliers;
+                stored.updaters = updaters;
+            }
         }
         Ok(result)
     }
@@ -1633,7 +1914,7 @@ fn new_metadata(
     if !appliers.is_empty() {
         metadata.insert(
             "managedFields".into(),
-            render_managed_fields(appliers, &kind.api_version()),
+            render_managed_fields(appliers, &BTreeMap::new(), &kind.api_version()),
         );
     }
     Value::Object(metadata)
@@ -1904,13 +2185,15 @@ fn resolve_apply_conflicts(
     applier: &Applier,
     fields: &BTreeSet<FieldPath>,
     appliers: &mut BTreeMap<Applier, ApplyRecord>,
+    updaters: &mut BTreeMap<Applier, ApplyRecord>,
     force: bool,
 ) -> Result<(), ApiError> {
     let mut conflicts: Vec<(String, FieldPath)> = Vec::new();
-    for (other, record) in appliers.iter() {
-        if other == applier {
-            continue;
-        }
+    let others = appliers
+        .iter()
+        .filter(|(other, _)| *other != applier)
+        .chain(updaters.iter());
+    for (other, record) in others {
         for field in fields.intersection(&record.fields) {
             if value_at(current, field) != value_at(applied, field) {
                 conflicts.push((other.0.clone(), field.clone()));
@@ -1927,7 +2210,11 @@ fn resolve_apply_conflicts(
                     record.fields.remove(field);
                 }
             }
+            for record in updaters.values_mut() {
+                record.fields.remove(field);
+            }
         }
+        updaters.retain(|_, r| !r.fields.is_empty());
         return Ok(());
     }
     let api_version = kind.api_version();
@@ -1958,6 +2245,33 @@ fn resolve_apply_conflicts(
         details.insert("causes".into(), Value::Array(causes));
     }
     Err(ApiError::new(409, "Conflict", message).with_details(details))
+}
+
+/// The leaf fields a write changed: under `status` for the status subresource, elsewhere
+/// outside `metadata` and `status` (plus labels and annotations) for the main resource.
+fn changed_fields(old: &Value, new: &Value, target: Target) -> BTreeSet<FieldPath> {
+    let mut leaves = BTreeSet::new();
+    for object in [old, new] {
+        leaf_paths(object, &mut Vec::new(), &mut leaves);
+    }
+    leaves
+        .into_iter()
+        .filter(|path| {
+            let first = path.first().map(String::as_str);
+            let in_scope = match target {
+                Target::Status => first == Some("status"),
+                Target::Main => match first {
+                    Some("status" | "apiVersion" | "kind") | None => false,
+                    Some("metadata") => matches!(
+                        path.get(1).map(String::as_str),
+                        Some("labels" | "annotations")
+                    ),
+                    Some(_) => true,
+                },
+            };
+            in_scope && value_at(old, path) != value_at(new, path)
+        })
+        .collect()
 }
 
 /// Merges the applied content into the object: maps merged, everything else replaced.
@@ -1999,10 +2313,16 @@ fn deep_merge(target: &mut Value, applied: &Value) {
 }
 
 /// `metadata.managedFields` for the apply records (FieldsV1: `{"f:spec":{"f:x":{}}}`).
-fn render_managed_fields(appliers: &BTreeMap<Applier, ApplyRecord>, api_version: &str) -> Value {
+fn render_managed_fields(
+    appliers: &BTreeMap<Applier, ApplyRecord>,
+    updaters: &BTreeMap<Applier, ApplyRecord>,
+    api_version: &str,
+) -> Value {
     let entries: Vec<Value> = appliers
         .iter()
-        .map(|((manager, status), record)| {
+        .map(|entry| ("Apply", entry))
+        .chain(updaters.iter().map(|entry| ("Update", entry)))
+        .map(|(operation, ((manager, status), record))| {
             let mut tree = Map::new();
             for field in &record.fields {
                 let mut node = &mut tree;
@@ -2021,7 +2341,7 @@ fn render_managed_fields(appliers: &BTreeMap<Applier, ApplyRecord>, api_version:
             }
             let mut entry = json!({
                 "manager": manager,
-                "operation": "Apply",
+                "operation": operation,
                 "apiVersion": api_version,
                 "time": record.time,
                 "fieldsType": "FieldsV1",
@@ -3057,6 +3377,15 @@ fn resource_request(
     let opts = WriteOptions {
         dry_run: query.get("dryRun") == Some("All"),
         field_manager: query.get("fieldManager").map(str::to_owned),
+        updater: query
+            .get("fieldManager")
+            .filter(|m| !m.is_empty())
+            .or_else(|| {
+                request
+                    .header("user-agent")
+                    .and_then(|agent| agent.split('/').next())
+            })
+            .map(str::to_owned),
         force: is_true("force"),
     };
     let target = if route.status {
