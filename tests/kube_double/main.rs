@@ -1877,12 +1877,24 @@ async fn last_state_then_broken_image(client: Client, flink: String) {
         )
         .await
         .expect("patch the image");
-    let failed = wait_for(&deployments, "counter-d", "FAILED", &mut seen, |o| {
-        status_str(o, "/lifecycleState") == "FAILED"
-            && status_field(o, "/observedGeneration") == o.pointer("/metadata/generation")
-    })
+    // As the real operator reports an image that cannot be pulled: the JobManager deployment
+    // in ERROR, the lifecycle DEPLOYED (never FAILED).
+    let failed = wait_for(
+        &deployments,
+        "counter-d",
+        "a JobManager in ERROR",
+        &mut seen,
+        |o| {
+            status_str(o, "/jobManagerDeploymentStatus") == "ERROR"
+                && status_field(o, "/observedGeneration") == o.pointer("/metadata/generation")
+        },
+    )
     .await;
-    assert_eq!(status_str(&failed, "/jobManagerDeploymentStatus"), "ERROR");
+    assert_eq!(
+        status_str(&failed, "/lifecycleState"),
+        "DEPLOYED",
+        "{failed:#}"
+    );
     assert!(
         status_str(&failed, "/error").contains("ErrImagePull"),
         "{failed:#}"

@@ -309,3 +309,32 @@ fn a_healthy_upgrade_is_not_rolled_back_while_its_first_checkpoint_is_minutes_aw
         first_checkpoint_at - running_at
     );
 }
+
+/// An "upgrade" to the image already running changes nothing the operator restarts the job
+/// for (a change of upgradeMode alone restarts nothing): no upgrade savepoint would come, and
+/// the rollback would go after a healthy job. Pre-flight refuses it; nothing is patched.
+#[test]
+fn an_upgrade_to_the_running_image_is_refused_before_anything_changes() {
+    let world = FlinkWorld::start();
+    let deployed = world.deploy("orders-same-image", job_spec("flink:2.3"));
+    let old_job = str_at(&deployed, "/status/jobStatus/jobId").to_owned();
+    let run = upgrade(&world, "orders-same-image", "flink:2.3");
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        run.stderr.contains("differs from the current flink:2.3"),
+        "{run}"
+    );
+    assert!(
+        world
+            .kube
+            .api
+            .requests()
+            .iter()
+            .all(|r| r.method != "PATCH"),
+        "nothing is patched: {:#?}",
+        world.kube.api.requests()
+    );
+    assert_eq!(world.job_state(&old_job), "RUNNING");
+    let after = world.kube.deployment("orders-same-image");
+    assert_eq!(str_at(&after, "/status/jobStatus/jobId"), old_job);
+}

@@ -35,8 +35,10 @@
 //! - a changed `spec.job.savepointRedeployNonce` with `initialSavepointPath` (or
 //!   `initialStateReference.path`) set cancels the job and starts from that path (the
 //!   documented redeploy from savepoint); `upgradeSavepointPath` then names that path. As in
-//!   the real operator, changing `initialSavepointPath` alone on an existing deployment is an
-//!   ordinary upgrade (the path is only read at the first deployment or with a new nonce).
+//!   the real operator, a change of `upgradeMode`, `initialSavepointPath` or
+//!   `allowNonRestoredState` alone restarts nothing (`DiffType.IGNORE` in the operator's
+//!   JobSpec): the spec is recorded as reconciled and the job runs on (the path is only read
+//!   at the first deployment or with a new nonce).
 //! - a stop without a savepoint for a last-state upgrade (`upgradeMode: last-state`, or a
 //!   savepoint upgrade's fallback for an unhealthy or stopped job) writes the operator's
 //!   placeholder `KUBERNETES_OPERATOR_LAST_STATE` to `upgradeSavepointPath`, not a path
@@ -510,6 +512,30 @@ impl Reconciler {
             None => self.first_deployment(id, &spec, status, memory),
             Some(last) if last == spec => {
                 set(&mut status, &["observedGeneration"], json!(id.generation));
+                self.write_status(DEPLOYMENT, id, status)
+            }
+            Some(last) if restart_fields(&last) == restart_fields(&spec) => {
+                // Only fields that do not restart a job changed (`upgradeMode`,
+                // `initialSavepointPath`, `allowNonRestoredState`: `@SpecDiff(DiffType.IGNORE)`
+                // in the operator's JobSpec): the spec is recorded, the job runs on.
+                let stable = status.pointer("/reconciliationStatus/lastStableSpec")
+                    == status.pointer("/reconciliationStatus/lastReconciledSpec");
+                record_reconciled(&mut status, &spec, id.generation, false);
+                if stable
+                    && let Some(reconciled) = status
+                        .pointer("/reconciliationStatus/lastReconciledSpec")
+                        .cloned()
+                {
+                    set(
+                        &mut status,
+                        &["reconciliationStatus", "lastStableSpec"],
+                        reconciled,
+                    );
+                }
+                self.event(format!(
+                    "FlinkDeployment {}/{}: generation {} changes nothing that restarts the job",
+                    id.namespace, id.name, id.generation
+                ));
                 self.write_status(DEPLOYMENT, id, status)
             }
             Some(_) if memory.retry_after.is_some_and(|t| Instant::now() < t) => {
@@ -1493,6 +1519,21 @@ fn record_reconciled(status: &mut Value, spec: &Value, generation: i64, first: b
         json!(epoch_millis()),
     );
     set(status, &["observedGeneration"], json!(generation));
+}
+
+/// The spec without the fields whose change alone does not restart the job.
+fn restart_fields(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    if let Some(job) = spec.get_mut("job").and_then(Value::as_object_mut) {
+        for field in [
+            "upgradeMode",
+            "initialSavepointPath",
+            "allowNonRestoredState",
+        ] {
+            job.remove(field);
+        }
+    }
+    spec
 }
 
 fn desired_job_state(spec: &Value) -> &str {
