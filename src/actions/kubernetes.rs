@@ -29,6 +29,10 @@ pub const FIELD_MANAGER: &str = "runbook";
 /// How often `wait` reads the resource again.
 const WAIT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// The longest a `Retry-After` is honoured inside a wait: a server asking for more is asked
+/// again sooner (the wait's own timeout still bounds the whole).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
 /// `wait` gives up after this long unless it says otherwise.
 const DEFAULT_WAIT: Duration = Duration::from_secs(600);
 
@@ -279,10 +283,26 @@ impl Request {
             .await
             .map_err(|e| ActionError::invalid(format!("step `{step}`: {e}")))?;
         let shown = format!("step `{step}`, {}", self.target.describe());
-        let (api, namespace) = cluster
-            .api_for(&self.target)
-            .await
-            .map_err(|e| ActionError::failed(format!("{shown}: {e}")))?;
+        let started = Instant::now();
+        let (api, namespace) = loop {
+            match cluster.api_for(&self.target).await {
+                Ok(found) => break found,
+                // A wait looks the kind up through the same blips it waits through.
+                Err(error) => match (&self.operation, error.retry_in) {
+                    (Operation::Wait { timeout, .. }, Some(delay))
+                        if started.elapsed() + delay < *timeout =>
+                    {
+                        (input.warn)(format!(
+                            "{shown}: {} (transient: waiting {} and trying again)",
+                            error.message,
+                            crate::runbook::Duration(delay)
+                        ));
+                        tokio::time::sleep(delay).await;
+                    }
+                    _ => return Err(ActionError::failed(format!("{shown}: {}", error.message))),
+                },
+            }
+        };
         // Messages name the namespace the request went to, defaulted or not.
         let target = Target {
             namespace,
@@ -353,11 +373,19 @@ impl Request {
                 Err(error) => Err(api_error(error)),
             },
             Operation::Wait { condition, timeout } => {
-                let started = Instant::now();
                 let mut last: Option<Value> = None;
+                // The transient error last seen, and how many in a row: said in the warning
+                // when it changes, and in the timeout's message.
+                let mut transient: Option<(String, u32)> = None;
                 loop {
-                    match api.get(&self.target.name).await {
-                        Ok(object) => {
+                    let remaining = timeout.saturating_sub(started.elapsed());
+                    // kube-rs retries 429, 503 and 504 itself (after Retry-After): bounded by
+                    // what is left of the wait, so that the wait ends on time.
+                    let answer = tokio::time::timeout(remaining, api.get(&self.target.name)).await;
+                    let mut delay = WAIT_INTERVAL;
+                    match answer {
+                        Ok(Ok(object)) => {
+                            transient = None;
                             let object = to_json(object);
                             match (input.eval_over)(condition, &object) {
                                 Ok(Value::Null | Value::Bool(false)) => last = Some(object),
@@ -372,11 +400,33 @@ impl Request {
                                 }
                             }
                         }
-                        // Not there yet is worth waiting for; anything else is an answer.
-                        Err(kube::Error::Api(status)) if status.code == 404 => {}
-                        Err(error) => return Err(api_error(error)),
+                        // Not there yet is worth waiting for.
+                        Ok(Err(kube::Error::Api(status))) if status.code == 404 => {
+                            transient = None;
+                        }
+                        // So is an API server that is busy, restarting or out of reach for a
+                        // moment: only a definite answer ends a wait.
+                        Ok(Err(error)) => match retry_in(&error) {
+                            Some(wanted) => {
+                                let message = describe(error);
+                                let repeated =
+                                    transient.as_ref().is_some_and(|(seen, _)| *seen == message);
+                                if !repeated {
+                                    (input.warn)(format!(
+                                        "{}: {message} (transient: the wait goes on)",
+                                        place()
+                                    ));
+                                }
+                                let count = transient.map_or(0, |(_, n)| n) + 1;
+                                transient = Some((message, count));
+                                delay = wanted.max(WAIT_INTERVAL);
+                            }
+                            None => return Err(api_error(error)),
+                        },
+                        // The wait's time ran out inside a request (and its retries).
+                        Err(_) => {}
                     }
-                    if started.elapsed() + WAIT_INTERVAL > *timeout {
+                    if started.elapsed() + delay > *timeout {
                         let seen = match &last {
                             Some(object) => format!(
                                 "; last seen status: {}",
@@ -384,8 +434,15 @@ impl Request {
                             ),
                             None => "; it was never found".to_owned(),
                         };
+                        let errors = match &transient {
+                            Some((message, 1)) => format!("; last request: {message}"),
+                            Some((message, n)) => {
+                                format!("; the last {n} requests failed: {message}")
+                            }
+                            None => String::new(),
+                        };
                         let error = ActionError::failed(format!(
-                            "{}: `{condition}` did not hold within {}{seen}",
+                            "{}: `{condition}` did not hold within {}{seen}{errors}",
                             place(),
                             crate::runbook::Duration(*timeout)
                         ));
@@ -394,10 +451,51 @@ impl Request {
                             None => error,
                         });
                     }
-                    tokio::time::sleep(WAIT_INTERVAL).await;
+                    tokio::time::sleep(delay).await;
                 }
             }
         }
+    }
+}
+
+/// Whether an API error is transient, worth trying again inside a wait, and after how long:
+/// 429 Too Many Requests (after its `Retry-After`), a 5xx (the server or a proxy in front of
+/// it failed this request: etcd timed out, the server is restarting), or the connection
+/// failing on the way (refused, reset, closed before the answer, timed out: an API server
+/// restart, a load balancer's cut, a dropped port-forward). A TLS or configuration problem
+/// (an `InvalidData` or `InvalidInput` I/O error under the connection error), a 4xx other than
+/// 429, or anything else is a definite answer.
+fn retry_in(error: &kube::Error) -> Option<Duration> {
+    match error {
+        kube::Error::Api(status) if status.code == 429 => Some(
+            status
+                .details
+                .as_ref()
+                .map(|d| Duration::from_secs(d.retry_after_seconds.into()))
+                .filter(|d| !d.is_zero())
+                .unwrap_or(WAIT_INTERVAL)
+                .min(MAX_RETRY_AFTER),
+        ),
+        kube::Error::Api(status) if status.code >= 500 => Some(WAIT_INTERVAL),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+            while let Some(current) = cause {
+                if let Some(io) = current.downcast_ref::<std::io::Error>()
+                    && matches!(
+                        io.kind(),
+                        std::io::ErrorKind::InvalidData
+                            | std::io::ErrorKind::InvalidInput
+                            | std::io::ErrorKind::PermissionDenied
+                            | std::io::ErrorKind::NotFound
+                    )
+                {
+                    return None;
+                }
+                cause = current.source();
+            }
+            Some(WAIT_INTERVAL)
+        }
+        _ => None,
     }
 }
 
@@ -464,6 +562,24 @@ fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Why a kind could not be looked up in discovery, and whether asking again may help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+struct KindLookupError {
+    message: String,
+    /// `Some` when the failure is transient (see [`retry_in`]): try again after this long.
+    retry_in: Option<Duration>,
+}
+
+impl KindLookupError {
+    fn definite(message: String) -> KindLookupError {
+        KindLookupError {
+            message,
+            retry_in: None,
+        }
+    }
 }
 
 /// A client for one kubeconfig context, with the kinds it has looked up.
@@ -675,7 +791,7 @@ impl Cluster {
     async fn api_for(
         &self,
         target: &Target,
-    ) -> Result<(Api<DynamicObject>, Option<String>), String> {
+    ) -> Result<(Api<DynamicObject>, Option<String>), KindLookupError> {
         let (resource, namespaced) = self.kind(target).await?;
         Ok(if namespaced {
             let namespace = target
@@ -691,7 +807,7 @@ impl Cluster {
         })
     }
 
-    async fn kind(&self, target: &Target) -> Result<(ApiResource, bool), String> {
+    async fn kind(&self, target: &Target) -> Result<(ApiResource, bool), KindLookupError> {
         let key = format!("{}/{}", target.api_version, target.kind);
         if let Some(found) = self.kinds.lock().expect("kinds lock").get(&key) {
             return Ok(found.clone());
@@ -707,12 +823,17 @@ impl Cluster {
         let list = match listing {
             Ok(list) => list,
             Err(kube::Error::Api(status)) if status.code == 404 => {
-                return Err(format!(
+                return Err(KindLookupError::definite(format!(
                     "the API server does not serve `{}` (is its CustomResourceDefinition installed?)",
                     target.api_version
-                ));
+                )));
             }
-            Err(error) => return Err(describe(error)),
+            Err(error) => {
+                return Err(KindLookupError {
+                    retry_in: retry_in(&error),
+                    message: describe(error),
+                });
+            }
         };
         let kinds: Vec<&str> = list
             .resources
@@ -728,12 +849,12 @@ impl Cluster {
             let hint = closest(&target.kind, kinds.iter().copied())
                 .map(|near| format!("; did you mean `{near}`?"))
                 .unwrap_or_default();
-            return Err(format!(
+            return Err(KindLookupError::definite(format!(
                 "`{}` has no kind `{}` (it has: {}){hint}",
                 target.api_version,
                 target.kind,
                 kinds.join(", ")
-            ));
+            )));
         };
         let resource = ApiResource::from_gvk_with_plural(&gvk, &found.name);
         let entry = (resource, found.namespaced);

@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 
 use flink_operator::Operator;
 use flink_sandbox::FlinkSandbox;
-use kube_api::KubeApi;
+use kube_api::{Fault, KubeApi};
 
 /// The namespace of the kubeconfig's current context.
 const NS: &str = "flink";
@@ -809,6 +809,277 @@ async fn injected_conflicts_answer_409_then_clear() {
 }
 
 #[tokio::test]
+async fn injected_faults_answer_429_500_503_or_drop_the_connection_then_clear() {
+    let cluster = cluster().await;
+    // kube-rs retries 429, 503 and 504 itself by default (honouring Retry-After): turned off
+    // here, to see each answer of the double.
+    let kubeconfig = Kubeconfig::read_from(&cluster.kubeconfig).expect("read the kubeconfig");
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("a config");
+    config.default_retry = false;
+    let client = Client::try_from(config).expect("a client");
+    let deployments = flink_deployments(&client).await;
+    deployments
+        .create(&PostParams::default(), &deployment("orders", basic_spec()))
+        .await
+        .expect("create");
+    cluster.api.inject_faults(
+        "FlinkDeployment",
+        NS,
+        "orders",
+        Some("GET"),
+        &[
+            Fault::TooManyRequests {
+                retry_after_seconds: 2,
+            },
+            Fault::InternalError,
+            Fault::ServiceUnavailable,
+            Fault::DropConnection,
+        ],
+    );
+    // A PATCH is not a GET: served.
+    deployments
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"job": {"parallelism": 2}}})),
+        )
+        .await
+        .expect("a PATCH is served");
+
+    let throttled = status_of(deployments.get("orders").await);
+    assert_eq!(
+        (throttled.code, throttled.reason.as_str()),
+        (429, "TooManyRequests")
+    );
+    assert_eq!(
+        throttled.details.as_ref().map(|d| d.retry_after_seconds),
+        Some(2)
+    );
+    let internal = status_of(deployments.get("orders").await);
+    assert_eq!(
+        (internal.code, internal.reason.as_str()),
+        (500, "InternalError")
+    );
+    assert!(
+        internal.message.starts_with("Internal error occurred: "),
+        "{internal:?}"
+    );
+    let unavailable = status_of(deployments.get("orders").await);
+    assert_eq!(unavailable.code, 503);
+    let dropped = deployments.get("orders").await;
+    assert!(
+        matches!(
+            dropped,
+            Err(kube::Error::HyperError(_) | kube::Error::Service(_))
+        ),
+        "the connection ends without an answer: {dropped:?}"
+    );
+    assert_eq!(cluster.api.faults_left(), 0);
+    let served = deployments.get("orders").await.expect("served again");
+    assert_eq!(served.data["spec"]["job"]["parallelism"], 2);
+    let statuses: Vec<(String, u16)> = cluster
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/flinkdeployments/orders"))
+        .map(|r| (r.method.clone(), r.status))
+        .collect();
+    let expected: Vec<(String, u16)> = [
+        ("PATCH", 200),
+        ("GET", 429),
+        ("GET", 500),
+        ("GET", 503),
+        ("GET", 0),
+        ("GET", 200),
+    ]
+    .iter()
+    .map(|(m, s)| (m.to_string(), *s))
+    .collect();
+    assert_eq!(statuses, expected);
+
+    // The 429 carries the Retry-After header too (as the real server's does).
+    cluster.api.inject_faults(
+        "FlinkDeployment",
+        NS,
+        "orders",
+        None,
+        &[Fault::TooManyRequests {
+            retry_after_seconds: 3,
+        }],
+    );
+    let url = format!(
+        "{}/apis/flink.apache.org/v1beta1/namespaces/{NS}/flinkdeployments/orders",
+        cluster.api.url()
+    );
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("a client")
+        .get(url)
+        .bearer_auth(cluster.api.token())
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(
+        response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("3")
+    );
+}
+
+#[tokio::test]
+async fn a_spec_that_breaks_the_crd_schema_is_invalid() {
+    let cluster = cluster().await;
+    let deployments = flink_deployments(&cluster.client).await;
+    let mut spec = basic_spec();
+    spec["job"]["parallelism"] = json!("2");
+    let created = status_of(
+        deployments
+            .create(&PostParams::default(), &deployment("orders", spec))
+            .await,
+    );
+    assert_eq!((created.code, created.reason.as_str()), (422, "Invalid"));
+    assert_eq!(
+        created.message,
+        "FlinkDeployment.flink.apache.org \"orders\" is invalid: spec.job.parallelism: Invalid value: \"string\": spec.job.parallelism in body must be of type integer: \"string\""
+    );
+    deployments
+        .create(&PostParams::default(), &deployment("orders", basic_spec()))
+        .await
+        .expect("a valid spec is stored");
+    let patched = status_of(
+        deployments
+            .patch(
+                "orders",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"job": {"upgradeMode": "savepoints", "allowNonRestoredState": "false"}}})),
+            )
+            .await,
+    );
+    assert_eq!(patched.code, 422);
+    assert_eq!(
+        patched.message,
+        "FlinkDeployment.flink.apache.org \"orders\" is invalid: [spec.job.allowNonRestoredState: Invalid value: \"string\": spec.job.allowNonRestoredState in body must be of type boolean: \"string\", spec.job.upgradeMode: Unsupported value: \"savepoints\": supported values: \"last-state\", \"savepoint\", \"stateless\"]"
+    );
+    let causes: Vec<String> = patched
+        .details
+        .expect("details")
+        .causes
+        .into_iter()
+        .map(|c| format!("{} {}", c.reason, c.field))
+        .collect();
+    assert_eq!(
+        causes,
+        [
+            "FieldValueTypeInvalid spec.job.allowNonRestoredState",
+            "FieldValueNotSupported spec.job.upgradeMode"
+        ]
+    );
+    // Nothing was stored; the status subresource is not checked against the spec's schema.
+    let stored = deployments.get("orders").await.expect("get");
+    assert_eq!(stored.data["spec"]["job"]["upgradeMode"], "savepoint");
+    assert_eq!(generation(&stored), 1);
+}
+
+#[tokio::test]
+async fn an_apply_conflicts_with_a_field_an_update_manager_changed() {
+    let cluster = cluster().await;
+    let deployments = flink_deployments(&cluster.client).await;
+    let applied = json!({
+        "apiVersion": "flink.apache.org/v1beta1",
+        "kind": "FlinkDeployment",
+        "metadata": {"name": "orders"},
+        "spec": basic_spec(),
+    });
+    deployments
+        .patch(
+            "orders",
+            &PatchParams::apply("runbook"),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .expect("apply creates");
+    // Someone runs `kubectl edit` on the image.
+    cluster
+        .api
+        .update_object_as("kubectl-edit", "FlinkDeployment", NS, "orders", |object| {
+            object["spec"]["image"] = json!("flink:2.3-hotfix");
+        })
+        .expect("edit");
+    // A merge patch over HTTP with a field manager is an Update too.
+    deployments
+        .patch(
+            "orders",
+            &PatchParams {
+                field_manager: Some("flink-kubernetes-operator".to_owned()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(json!({"spec": {"job": {"state": "suspended"}}})),
+        )
+        .await
+        .expect("merge patch");
+    let conflict = status_of(
+        deployments
+            .patch(
+                "orders",
+                &PatchParams::apply("runbook"),
+                &Patch::Apply(&applied),
+            )
+            .await,
+    );
+    assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
+    assert_eq!(
+        conflict.message,
+        "Apply failed with 2 conflicts: conflict with \"flink-kubernetes-operator\" using flink.apache.org/v1beta1: .spec.job.state\nconflict with \"kubectl-edit\" using flink.apache.org/v1beta1: .spec.image"
+    );
+    let managed = deployments
+        .get("orders")
+        .await
+        .expect("get")
+        .metadata
+        .managed_fields
+        .expect("managedFields");
+    let entries: Vec<(String, String)> = managed
+        .iter()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    for entry in [("runbook", "Apply"), ("kubectl-edit", "Update")] {
+        assert!(
+            entries.contains(&(entry.0.to_owned(), entry.1.to_owned())),
+            "{entries:?}"
+        );
+    }
+    // Forced, the apply takes the fields back.
+    let forced = deployments
+        .patch(
+            "orders",
+            &PatchParams::apply("runbook").force(),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .expect("a forced apply");
+    assert_eq!(forced.data["spec"]["image"], "flink:2.3");
+    let managers: Vec<String> = forced
+        .metadata
+        .managed_fields
+        .expect("managedFields")
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert_eq!(managers, ["runbook"], "the editors own nothing any more");
+}
+
+#[tokio::test]
 async fn unknown_kinds_and_paths_answer_a_404_status() {
     let cluster = cluster().await;
     let unknown = discovery::pinned_kind(
@@ -1403,9 +1674,24 @@ async fn savepoint_upgrade(client: Client, flink: String) {
     assert_eq!(seen.last().map(String::as_str), Some("STABLE"));
     let savepoint = status_str(&upgraded, "/jobStatus/upgradeSavepointPath").to_owned();
     assert!(savepoint.contains("savepoint-"), "{upgraded:#}");
+    // Snapshot resources on (the operator's default): the upgrade savepoint is recorded as a
+    // FlinkStateSnapshot of trigger type UPGRADE, and the deprecated savepointInfo is not
+    // updated.
+    assert!(
+        status_field(&upgraded, "/jobStatus/savepointInfo/lastSavepoint").is_none(),
+        "{upgraded:#}"
+    );
+    let upgrade_snapshots = flink_snapshots(&client)
+        .await
+        .list(&ListParams::default().labels(
+            "snapshot.trigger-type=UPGRADE,job-reference.kind=FlinkDeployment,job-reference.name=counter-a",
+        ))
+        .await
+        .expect("list the snapshots");
+    assert_eq!(upgrade_snapshots.items.len(), 1, "{upgrade_snapshots:#?}");
     assert_eq!(
-        status_str(&upgraded, "/jobStatus/savepointInfo/lastSavepoint/location"),
-        savepoint
+        upgrade_snapshots.items[0].data["spec"]["savepoint"]["path"],
+        savepoint.as_str()
     );
     assert_eq!(
         status_str(&upgraded, "/reconciliationStatus/state"),
@@ -1576,6 +1862,12 @@ async fn last_state_then_broken_image(client: Client, flink: String) {
         restored.contains(&format!("{first_job}/chk-")),
         "restored from {restored}"
     );
+    // No snapshot was taken: the operator's placeholder, not a path.
+    assert_eq!(
+        status_str(&upgraded, "/jobStatus/upgradeSavepointPath"),
+        "KUBERNETES_OPERATOR_LAST_STATE",
+        "{upgraded:#}"
+    );
 
     deployments
         .patch(
@@ -1585,12 +1877,24 @@ async fn last_state_then_broken_image(client: Client, flink: String) {
         )
         .await
         .expect("patch the image");
-    let failed = wait_for(&deployments, "counter-d", "FAILED", &mut seen, |o| {
-        status_str(o, "/lifecycleState") == "FAILED"
-            && status_field(o, "/observedGeneration") == o.pointer("/metadata/generation")
-    })
+    // As the real operator reports an image that cannot be pulled: the JobManager deployment
+    // in ERROR, the lifecycle DEPLOYED (never FAILED).
+    let failed = wait_for(
+        &deployments,
+        "counter-d",
+        "a JobManager in ERROR",
+        &mut seen,
+        |o| {
+            status_str(o, "/jobManagerDeploymentStatus") == "ERROR"
+                && status_field(o, "/observedGeneration") == o.pointer("/metadata/generation")
+        },
+    )
     .await;
-    assert_eq!(status_str(&failed, "/jobManagerDeploymentStatus"), "ERROR");
+    assert_eq!(
+        status_str(&failed, "/lifecycleState"),
+        "DEPLOYED",
+        "{failed:#}"
+    );
     assert!(
         status_str(&failed, "/error").contains("ErrImagePull"),
         "{failed:#}"

@@ -470,3 +470,35 @@ fn plan_of_restore_shows_the_patch_it_would_send() {
     // Planning reads no cluster.
     assert!(kube.api.requests().is_empty());
 }
+
+#[test]
+fn a_patch_the_crd_schema_refuses_names_the_field() {
+    let kube = Kube::start();
+    kube.create_deployment("orders-schema", job_spec("flink:2.3"));
+    let file = kube.write("patch.yaml", PATCH_RUNBOOK);
+    let run = kube.run_json(
+        &file,
+        &[
+            ("deployment", "orders-schema".to_owned()),
+            (
+                "patch",
+                json!({"spec": {"job": {"upgradeMode": "last_state"}}}).to_string(),
+            ),
+        ],
+    );
+    assert_eq!(run.code, 1, "{run}");
+    let error = run.step_ended("bump")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains(
+            r#"spec.job.upgradeMode: Unsupported value: "last_state": supported values: "last-state", "savepoint", "stateless" (422 Invalid)"#
+        ),
+        "{error}"
+    );
+    assert_eq!(
+        str_at(&kube.deployment("orders-schema"), "/spec/job/upgradeMode"),
+        "savepoint"
+    );
+}

@@ -96,6 +96,11 @@ impl std::fmt::Display for Run {
 
 /// Runs `runbook ARGS` with `KUBECONFIG` and a store of its own in `dir`, bounded in time.
 pub fn runbook(dir: &Path, kubeconfig: &Path, args: &[&str]) -> Run {
+    runbook_within(dir, kubeconfig, args, RUN_LIMIT)
+}
+
+/// As [`runbook`], with another bound.
+pub fn runbook_within(dir: &Path, kubeconfig: &Path, args: &[&str], limit: Duration) -> Run {
     static CALLS: AtomicUsize = AtomicUsize::new(0);
     let n = CALLS.fetch_add(1, Ordering::SeqCst);
     let stdout_path = dir.join(format!("stdout-{n}.txt"));
@@ -123,7 +128,7 @@ pub fn runbook(dir: &Path, kubeconfig: &Path, args: &[&str]) -> Run {
         command.env_remove(proxy);
     }
     let mut child = command.spawn().expect("start the runbook binary");
-    let deadline = Instant::now() + RUN_LIMIT;
+    let deadline = Instant::now() + limit;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for runbook") {
             break status;
@@ -132,7 +137,7 @@ pub fn runbook(dir: &Path, kubeconfig: &Path, args: &[&str]) -> Run {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "runbook {args:?} took more than {RUN_LIMIT:?}\n--- stdout\n{}\n--- stderr\n{}",
+                "runbook {args:?} took more than {limit:?}\n--- stdout\n{}\n--- stderr\n{}",
                 std::fs::read_to_string(&stdout_path).unwrap_or_default(),
                 std::fs::read_to_string(&stderr_path).unwrap_or_default()
             );
@@ -211,6 +216,14 @@ impl Kube {
         let file = file.display().to_string();
         let args = run_args(&file, inputs, false);
         self.runbook(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// As [`Kube::run`], for a run that may take up to `limit`.
+    pub fn run_within(&self, file: &Path, inputs: &[(&str, String)], limit: Duration) -> Run {
+        let file = file.display().to_string();
+        let args = run_args(&file, inputs, false);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        runbook_within(self.path(), &self.kubeconfig, &args, limit)
     }
 
     /// `runbook run FILE --input k=v ... --output json` (events on stdout).
@@ -443,6 +456,45 @@ impl FlinkWorld {
         });
     }
 
+    /// Has the job take a full checkpoint now (`POST /jobs/:id/checkpoints`), for a job whose
+    /// periodic checkpoints are minutes apart; waits until Flink reports it completed.
+    pub fn checkpoint_now(&self, job: &str) {
+        // Flink declines a checkpoint while the job's tasks are still starting: try again.
+        let mut causes = Vec::new();
+        let done = wait_until(DEPLOY_LIMIT, &format!("a checkpoint of {job}"), || {
+            let answer = flink_post(
+                &self.flink.url,
+                &format!("/jobs/{job}/checkpoints"),
+                &json!({"checkpointType": "FULL"}),
+            );
+            let trigger = str_at(&answer, "/request-id").to_owned();
+            if trigger.is_empty() {
+                causes.push(answer.to_string());
+                return (false, causes.clone());
+            }
+            let state = wait_until(DEPLOY_LIMIT, &format!("checkpoint {trigger}"), || {
+                let state = self.get(&format!("/jobs/{job}/checkpoints/{trigger}"));
+                (str_at(&state, "/status/id") == "COMPLETED", state)
+            });
+            let failed = state.pointer("/operation/failure-cause").is_some();
+            if failed {
+                causes.push(state["operation"]["failure-cause"].to_string());
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            (!failed, causes.clone())
+        });
+        eprintln!("checkpoint of {job} taken after {} failures", done.len());
+        wait_until(DEPLOY_LIMIT, "the checkpoint in the statistics", || {
+            let checkpoints = self.get(&format!("/jobs/{job}/checkpoints"));
+            (
+                checkpoints
+                    .pointer("/latest/completed/external_path")
+                    .is_some(),
+                checkpoints,
+            )
+        });
+    }
+
     pub fn job_state(&self, job: &str) -> String {
         str_at(&self.get(&format!("/jobs/{job}/status")), "/status").to_owned()
     }
@@ -463,8 +515,17 @@ pub fn flink_get(url: &str, path: &str) -> Value {
     flink_call(url, reqwest::Method::GET, path)
 }
 
+/// One POST with a JSON body; `Null` when Flink does not answer 2xx with JSON.
+pub fn flink_post(url: &str, path: &str, body: &Value) -> Value {
+    flink_request(url, reqwest::Method::POST, path, Some(body))
+}
+
 /// One request without a body; `Null` when Flink does not answer 2xx with JSON.
 pub fn flink_call(url: &str, method: reqwest::Method, path: &str) -> Value {
+    flink_request(url, method, path, None)
+}
+
+fn flink_request(url: &str, method: reqwest::Method, path: &str, body: Option<&Value>) -> Value {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -475,7 +536,12 @@ pub fn flink_call(url: &str, method: reqwest::Method, path: &str) -> Value {
             .timeout(Duration::from_secs(20))
             .build()
             .expect("an HTTP client");
-        let request = client.request(method, format!("{url}{path}"));
+        let mut request = client.request(method, format!("{url}{path}"));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
         let Ok(response) = request.send().await else {
             return Value::Null;
         };

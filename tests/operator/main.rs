@@ -29,4 +29,7 @@ mod harness;
 
 mod backup_restore;
 mod errors;
+mod failures;
+mod last_state;
+mod transient;
 mod upgrade;

@@ -23,7 +23,16 @@ fn an_upgrade_that_cannot_start_rolls_back_to_the_newest_snapshot() {
     let deployed = world.deploy("orders-rollback", job_spec("flink:2.3"));
     let old_job = str_at(&deployed, "/status/jobStatus/jobId").to_owned();
 
+    let started = std::time::Instant::now();
     let run = upgrade(&world, "orders-rollback", "flink:2.3-broken");
+    // The operator reports the image as it really does (lifecycle DEPLOYED, the JobManager
+    // deployment in ERROR), never FAILED: the upgrade must see that at once, not after its
+    // 15-minute wait.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(200),
+        "the upgrade and its rollback took {:?}\n{run}",
+        started.elapsed()
+    );
     let outputs = run.outputs();
     eprintln!("upgrade outputs: {outputs:#}");
     // The operator stopped the old job with a savepoint before the new image failed: that
@@ -219,4 +228,113 @@ fn a_good_upgrade_restores_from_the_upgrade_savepoint() {
         "Flink says {new_job} restored from {restored}, not {savepoint}"
     );
     world.assert_state_continues(&new_job);
+}
+
+/// Risk 1: a job that checkpoints every few minutes (as production jobs do) completes its first
+/// checkpoint after the upgrade minutes later. Waiting a fixed 5 minutes for it rolled a
+/// healthy upgrade back; the wait now comes from the job's checkpoint configuration.
+#[test]
+fn a_healthy_upgrade_is_not_rolled_back_while_its_first_checkpoint_is_minutes_away() {
+    // 5m30s between checkpoints, and as long before the first (min-pause: Flink delays the
+    // first checkpoint by a random time between min-pause and the interval).
+    const INTERVAL_S: u64 = 330;
+    let world = FlinkWorld::start();
+    let mut spec = job_spec("flink:2.3");
+    spec["flinkConfiguration"]["execution.checkpointing.interval"] =
+        format!("{INTERVAL_S} s").into();
+    spec["flinkConfiguration"]["execution.checkpointing.min-pause"] =
+        format!("{INTERVAL_S} s").into();
+    // The job's program leaves checkpointing to the configuration.
+    spec["job"]["args"] = serde_json::json!(["--rate-ms", "50", "--checkpoint-ms", "0"]);
+    world
+        .kube
+        .create_deployment("orders-slow-checkpoints", spec);
+    let deployed = world.wait_deployment("orders-slow-checkpoints", "STABLE and RUNNING", |o| {
+        str_at(o, "/status/lifecycleState") == "STABLE"
+            && str_at(o, "/status/jobStatus/state") == "RUNNING"
+    });
+    let old_job = str_at(&deployed, "/status/jobStatus/jobId").to_owned();
+    let config = world.get(&format!("/jobs/{old_job}/checkpoints/config"));
+    assert_eq!(
+        config["interval"].as_u64(),
+        Some(INTERVAL_S * 1000),
+        "the job checkpoints as its resource says: {config:#}"
+    );
+    // The upgrade needs a checkpoint to go back to: taken by hand, not waited for.
+    world.checkpoint_now(&old_job);
+
+    // The first checkpoint of the new job comes 5m30s after it started.
+    let run = world.kube.run_within(
+        &runbook_file("runbooks/flink/operator/upgrade.yaml"),
+        &[
+            ("deployment", "orders-slow-checkpoints".to_owned()),
+            ("namespace", NS.to_owned()),
+            ("image", "flink:2.3.1".to_owned()),
+            ("flink_url", world.flink.url.clone()),
+            ("backup", "false".to_owned()),
+        ],
+        std::time::Duration::from_secs(600),
+    );
+    let outputs = run.outputs();
+    eprintln!("upgrade outputs: {outputs:#}");
+    assert_eq!(
+        outputs["via"], "upgrade savepoint",
+        "rolled back: {outputs:#}\n{run}"
+    );
+    assert_eq!(outputs["upgraded"], true);
+    assert_eq!(outputs["checkpointed"], true, "{outputs:#}");
+    let new_job = outputs["new_job_id"]
+        .as_str()
+        .expect("a new job")
+        .to_owned();
+    assert_ne!(new_job, old_job);
+    let after = world.kube.deployment("orders-slow-checkpoints");
+    assert_eq!(str_at(&after, "/spec/image"), "flink:2.3.1", "{after:#}");
+    assert_eq!(world.job_state(&new_job), "RUNNING");
+    // The scenario really happened: the new job's first checkpoint came more than 5 minutes
+    // after it started running.
+    let details = world.get(&format!("/jobs/{new_job}"));
+    let running_at = details
+        .pointer("/timestamps/RUNNING")
+        .and_then(serde_json::Value::as_i64)
+        .expect("when the job ran");
+    let checkpoints = world.get(&format!("/jobs/{new_job}/checkpoints"));
+    let first_checkpoint_at = checkpoints
+        .pointer("/latest/completed/latest_ack_timestamp")
+        .and_then(serde_json::Value::as_i64)
+        .expect("a completed checkpoint");
+    assert!(
+        first_checkpoint_at - running_at > 300_000,
+        "the first checkpoint came {} ms after the job ran",
+        first_checkpoint_at - running_at
+    );
+}
+
+/// An "upgrade" to the image already running changes nothing the operator restarts the job
+/// for (a change of upgradeMode alone restarts nothing): no upgrade savepoint would come, and
+/// the rollback would go after a healthy job. Pre-flight refuses it; nothing is patched.
+#[test]
+fn an_upgrade_to_the_running_image_is_refused_before_anything_changes() {
+    let world = FlinkWorld::start();
+    let deployed = world.deploy("orders-same-image", job_spec("flink:2.3"));
+    let old_job = str_at(&deployed, "/status/jobStatus/jobId").to_owned();
+    let run = upgrade(&world, "orders-same-image", "flink:2.3");
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        run.stderr.contains("differs from the current flink:2.3"),
+        "{run}"
+    );
+    assert!(
+        world
+            .kube
+            .api
+            .requests()
+            .iter()
+            .all(|r| r.method != "PATCH"),
+        "nothing is patched: {:#?}",
+        world.kube.api.requests()
+    );
+    assert_eq!(world.job_state(&old_job), "RUNNING");
+    let after = world.kube.deployment("orders-same-image");
+    assert_eq!(str_at(&after, "/status/jobStatus/jobId"), old_job);
 }

@@ -35,8 +35,27 @@
 //! - a changed `spec.job.savepointRedeployNonce` with `initialSavepointPath` (or
 //!   `initialStateReference.path`) set cancels the job and starts from that path (the
 //!   documented redeploy from savepoint); `upgradeSavepointPath` then names that path. As in
-//!   the real operator, changing `initialSavepointPath` alone on an existing deployment is an
-//!   ordinary upgrade (the path is only read at the first deployment or with a new nonce).
+//!   the real operator, a change of `upgradeMode`, `initialSavepointPath` or
+//!   `allowNonRestoredState` alone restarts nothing (`DiffType.IGNORE` in the operator's
+//!   JobSpec): the spec is recorded as reconciled and the job runs on (the path is only read
+//!   at the first deployment or with a new nonce).
+//! - a stop without a savepoint for a last-state upgrade (`upgradeMode: last-state`, or a
+//!   savepoint upgrade's fallback for an unhealthy or stopped job) writes the operator's
+//!   placeholder `KUBERNETES_OPERATOR_LAST_STATE` to `upgradeSavepointPath`, not a path
+//!   (operator source, `LAST_STATE_DUMMY_SP_PATH`); the new job restores from the old job's
+//!   latest checkpoint, standing in for the HA metadata;
+//! - a savepoint upgrade records its savepoint as a FlinkStateSnapshot with the labels
+//!   `snapshot.trigger-type: UPGRADE`, `snapshot.type: SAVEPOINT`, `job-reference.kind` and
+//!   `job-reference.name` (`spec.savepoint.alreadyExists: true`), as the operator does with
+//!   snapshot resources on (its default since 1.10); the deprecated
+//!   `jobStatus.savepointInfo` is then not updated (operator docs, "Snapshots");
+//! - a spec the operator's validator rejects (`DefaultValidator`: no `flinkVersion`, job
+//!   parallelism below 1, a Flink configuration key the operator owns such as
+//!   `kubernetes.namespace`) is not reconciled: `status.error` carries a ValidationException
+//!   with the validator's message, `observedGeneration` does not move, the old job runs on;
+//! - `spec.flinkConfiguration`'s `execution.checkpointing.*` options go to the job (in
+//!   application mode they are the cluster's configuration), so a resource can set the
+//!   checkpoint interval of a job whose program leaves it to the configuration.
 //!
 //! A savepoint needs all the job's tasks running: a savepoint upgrade waits for them (up to
 //! 30 s; a job that stays unhealthy is upgraded with its last state, the documented fallback),
@@ -49,8 +68,7 @@
 //! the job is observed RUNNING (`lastStableSpec` = `lastReconciledSpec`). `observedGeneration`
 //! is written together with the state that reflects it. `lifecycleState` is computed from the
 //! rest of the status as the operator's `getLifecycleState` does: CREATED, UPGRADING,
-//! SUSPENDED, FAILED (job FAILED, JobManager deployment ERROR, or an error before the first
-//! deployment), STABLE, DEPLOYED.
+//! SUSPENDED, FAILED (job FAILED, or an error before the first deployment), STABLE, DEPLOYED.
 //!
 //! Test convention for a spec that fails to start (both are documented behaviours of the real
 //! operator, reached through different causes):
@@ -60,7 +78,8 @@
 //!   and `lifecycleState` is FAILED.
 //! - `spec.image` containing `broken`: emulates an image that cannot be pulled: no job is
 //!   submitted, `jobManagerDeploymentStatus: ERROR`, `status.error` names a
-//!   DeploymentFailedException (ErrImagePull), `lifecycleState: FAILED`. Fixing the spec
+//!   DeploymentFailedException (ErrImagePull), and `lifecycleState` stays DEPLOYED, as the
+//!   real operator reports it (only a FAILED job makes the lifecycle FAILED). Fixing the spec
 //!   restores from `upgradeSavepointPath` (the savepoint taken when stopping the old job).
 //!
 //! FlinkStateSnapshot (`spec.jobReference{kind: FlinkDeployment, name}`,
@@ -111,6 +130,20 @@ const SNAPSHOT: &str = "FlinkStateSnapshot";
 const DEPLOYMENT_FINALIZER: &str = "flinkdeployments.flink.apache.org/finalizer";
 const SNAPSHOT_FINALIZER: &str = "flinkstatesnapshots.flink.apache.org/finalizer";
 const API_VERSION: &str = "flink.apache.org/v1beta1";
+
+/// What the operator writes to `status.jobStatus.upgradeSavepointPath` when it stops a job for
+/// a last-state upgrade (and when a savepoint upgrade falls back to last-state): no snapshot
+/// was taken, the new job restores from the HA metadata (operator source:
+/// `AbstractJobReconciler`/`AbstractFlinkService`, `LAST_STATE_DUMMY_SP_PATH`).
+pub const LAST_STATE_PLACEHOLDER: &str = "KUBERNETES_OPERATOR_LAST_STATE";
+
+/// Labels the operator puts on the FlinkStateSnapshot it creates for a snapshot it took
+/// itself (operator source: `FlinkStateSnapshotUtils`; docs "Snapshots": the trigger type is
+/// MANUAL, PERIODIC or UPGRADE).
+pub const SNAPSHOT_TYPE_LABEL: &str = "snapshot.type";
+pub const SNAPSHOT_TRIGGER_TYPE_LABEL: &str = "snapshot.trigger-type";
+pub const JOB_REFERENCE_KIND_LABEL: &str = "job-reference.kind";
+pub const JOB_REFERENCE_NAME_LABEL: &str = "job-reference.name";
 
 /// How long a stop with savepoint may take (a backpressured job can take a minute).
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -460,10 +493,49 @@ impl Reconciler {
         }
         let mut status = self.observe_job(id, status);
         let spec = object.get("spec").cloned().unwrap_or_else(|| json!({}));
+        if let Some(problem) = validation_error(&spec) {
+            // A spec the operator rejects is not reconciled: the last reconciled one stays
+            // deployed, `observedGeneration` stays where it was, and `status.error` says why
+            // (operator source: `FlinkDeploymentController` with `DefaultValidator`, whose
+            // messages these are).
+            set(
+                &mut status,
+                &["error"],
+                json!(error_json(VALIDATION_EXCEPTION, &problem, &[])),
+            );
+            return self.write_status(DEPLOYMENT, id, status);
+        }
+        if str_at(&status, &["error"]).is_some_and(|e| e.contains(VALIDATION_EXCEPTION)) {
+            unset(&mut status, &["error"]);
+        }
         match last_reconciled_spec(&status) {
             None => self.first_deployment(id, &spec, status, memory),
             Some(last) if last == spec => {
                 set(&mut status, &["observedGeneration"], json!(id.generation));
+                self.write_status(DEPLOYMENT, id, status)
+            }
+            Some(last) if restart_fields(&last) == restart_fields(&spec) => {
+                // Only fields that do not restart a job changed (`upgradeMode`,
+                // `initialSavepointPath`, `allowNonRestoredState`: `@SpecDiff(DiffType.IGNORE)`
+                // in the operator's JobSpec): the spec is recorded, the job runs on.
+                let stable = status.pointer("/reconciliationStatus/lastStableSpec")
+                    == status.pointer("/reconciliationStatus/lastReconciledSpec");
+                record_reconciled(&mut status, &spec, id.generation, false);
+                if stable
+                    && let Some(reconciled) = status
+                        .pointer("/reconciliationStatus/lastReconciledSpec")
+                        .cloned()
+                {
+                    set(
+                        &mut status,
+                        &["reconciliationStatus", "lastStableSpec"],
+                        reconciled,
+                    );
+                }
+                self.event(format!(
+                    "FlinkDeployment {}/{}: generation {} changes nothing that restarts the job",
+                    id.namespace, id.name, id.generation
+                ));
                 self.write_status(DEPLOYMENT, id, status)
             }
             Some(_) if memory.retry_after.is_some_and(|t| Instant::now() < t) => {
@@ -582,6 +654,13 @@ impl Reconciler {
                 }
                 (None, _) => Restore::LatestCheckpoint,
             };
+            if matches!(restore, Restore::LatestCheckpoint) {
+                set(
+                    &mut status,
+                    &["jobStatus", "upgradeSavepointPath"],
+                    json!(LAST_STATE_PLACEHOLDER),
+                );
+            }
             return self.after_stop(id, object, status, memory, restore, redeploy.is_some());
         };
         let mut savepoint = redeploy.is_none() && mode == "savepoint";
@@ -680,7 +759,7 @@ impl Reconciler {
                                 "the savepoint operation reported no location",
                             );
                         };
-                        self.record_upgrade_savepoint(&mut status, location);
+                        self.record_upgrade_savepoint(id, &mut status, location);
                         self.finish_stop(
                             id,
                             object,
@@ -693,7 +772,7 @@ impl Reconciler {
                     Ok(Operation::Failed(message)) => match created_savepoint(&message) {
                         // Stop-with-savepoint failed after writing the savepoint: it is usable.
                         Some(location) => {
-                            self.record_upgrade_savepoint(&mut status, &location);
+                            self.record_upgrade_savepoint(id, &mut status, &location);
                             self.finish_stop(id, object, status, memory, &pending, Some(location))
                         }
                         None => {
@@ -743,7 +822,16 @@ impl Reconciler {
             (Some(path), _) => Restore::Path(path.clone()),
             (None, Some(savepoint)) => Restore::Path(savepoint),
             (None, None) if upgrade_mode(&spec) == "stateless" => Restore::Empty,
-            (None, None) => Restore::LatestCheckpoint,
+            (None, None) => {
+                // A last-state stop (or a savepoint upgrade's fallback to it) takes no
+                // snapshot; the operator records its placeholder instead of a path.
+                set(
+                    &mut status,
+                    &["jobStatus", "upgradeSavepointPath"],
+                    json!(LAST_STATE_PLACEHOLDER),
+                );
+                Restore::LatestCheckpoint
+            }
         };
         self.after_stop(
             id,
@@ -790,37 +878,50 @@ impl Reconciler {
         self.deploy(id, &spec, restore, status, memory, false)
     }
 
-    fn record_upgrade_savepoint(&self, status: &mut Value, location: &str) {
-        let savepoint = json!({
-            "timeStamp": epoch_millis(),
-            "location": location,
-            "triggerType": "UPGRADE",
-            "formatType": "CANONICAL",
-            "triggerNonce": null,
-        });
+    /// The savepoint an upgrade stopped the job with: `upgradeSavepointPath`, and a
+    /// FlinkStateSnapshot with trigger type UPGRADE (`spec.savepoint.alreadyExists`, completed
+    /// at once by the snapshot reconciler). With snapshot resources on (the default since
+    /// operator 1.10, `kubernetes.operator.snapshot.resource.enabled`) the deprecated
+    /// `jobStatus.savepointInfo` is no longer updated: its `lastSavepoint` stays whatever it
+    /// was, which is why clients must not read it (operator docs, "Snapshots").
+    fn record_upgrade_savepoint(&self, id: &ResourceId, status: &mut Value, location: &str) {
         set(
             status,
             &["jobStatus", "upgradeSavepointPath"],
             json!(location),
         );
-        set(
-            status,
-            &["jobStatus", "savepointInfo", "lastSavepoint"],
-            savepoint.clone(),
-        );
-        let mut history = status
-            .pointer("/jobStatus/savepointInfo/savepointHistory")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        history.push(savepoint);
-        set(
-            status,
-            &["jobStatus", "savepointInfo", "savepointHistory"],
-            json!(history),
-        );
         for field in ["triggerId", "triggerTimestamp", "triggerType", "formatType"] {
             unset(status, &["jobStatus", "savepointInfo", field]);
+        }
+        let snapshot = json!({
+            "apiVersion": API_VERSION,
+            "kind": SNAPSHOT,
+            "metadata": {
+                "name": format!("{}-upgrade-{}", id.name, epoch_millis()),
+                "namespace": id.namespace,
+                "labels": {
+                    SNAPSHOT_TYPE_LABEL: "SAVEPOINT",
+                    SNAPSHOT_TRIGGER_TYPE_LABEL: "UPGRADE",
+                    JOB_REFERENCE_KIND_LABEL: DEPLOYMENT,
+                    JOB_REFERENCE_NAME_LABEL: id.name,
+                },
+            },
+            "spec": {
+                "backoffLimit": 0,
+                "jobReference": {"kind": DEPLOYMENT, "name": id.name},
+                "savepoint": {
+                    "alreadyExists": true,
+                    "disposeOnDelete": false,
+                    "formatType": "CANONICAL",
+                    "path": location,
+                },
+            },
+        });
+        if let Err(error) = self.store.create_object(SNAPSHOT, snapshot) {
+            self.event(format!(
+                "FlinkDeployment {}/{}: cannot record the UPGRADE snapshot: {error}",
+                id.namespace, id.name
+            ));
         }
     }
 
@@ -1017,6 +1118,31 @@ impl Reconciler {
             );
         }
         let mut request = json!({"programArgsList": args});
+        // In application mode `spec.flinkConfiguration` is the cluster's configuration, which
+        // the job's environment reads (operator docs, "Flink configuration"). The checkpointing
+        // options are passed with the job (`flinkConfiguration` of `POST /jars/:id/run`), so a
+        // job whose program does not set them (`--checkpoint-ms 0`) checkpoints as the resource
+        // says; the others concern a cluster the shared sandbox already is.
+        let checkpointing: serde_json::Map<String, Value> = spec
+            .get("flinkConfiguration")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| key.starts_with("execution.checkpointing."))
+            .map(|(key, value)| {
+                let text = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
+                (key.clone(), Value::String(text))
+            })
+            .collect();
+        if !checkpointing.is_empty() {
+            set(
+                &mut request,
+                &["flinkConfiguration"],
+                Value::Object(checkpointing),
+            );
+        }
         if let Some(savepoint) = savepoint {
             set(&mut request, &["savepointPath"], json!(savepoint));
         }
@@ -1344,9 +1470,11 @@ fn lifecycle_state(status: &Value) -> &'static str {
     if str_at(&last_spec, &["spec", "job", "state"]) == Some("suspended") {
         return "SUSPENDED";
     }
-    if str_at(status, &["jobStatus", "state"]) == Some("FAILED")
-        || str_at(status, &["jobManagerDeploymentStatus"]) == Some("ERROR")
-    {
+    // Only a FAILED job makes the lifecycle FAILED once deployed: a JobManager deployment in
+    // ERROR (an image that cannot be pulled) leaves it DEPLOYED (operator source:
+    // `CommonStatus#getLifecycleState`; the error is in `jobManagerDeploymentStatus` and
+    // `status.error`).
+    if str_at(status, &["jobStatus", "state"]) == Some("FAILED") {
         return "FAILED";
     }
     if str_at(status, &["reconciliationStatus", "state"]) == Some("ROLLED_BACK") {
@@ -1393,6 +1521,21 @@ fn record_reconciled(status: &mut Value, spec: &Value, generation: i64, first: b
     set(status, &["observedGeneration"], json!(generation));
 }
 
+/// The spec without the fields whose change alone does not restart the job.
+fn restart_fields(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    if let Some(job) = spec.get_mut("job").and_then(Value::as_object_mut) {
+        for field in [
+            "upgradeMode",
+            "initialSavepointPath",
+            "allowNonRestoredState",
+        ] {
+            job.remove(field);
+        }
+    }
+    spec
+}
+
 fn desired_job_state(spec: &Value) -> &str {
     str_at(spec, &["job", "state"]).unwrap_or("running")
 }
@@ -1414,9 +1557,33 @@ fn initial_path(spec: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
+const VALIDATION_EXCEPTION: &str =
+    "org.apache.flink.kubernetes.operator.exception.ValidationException";
+
+/// Why the operator's validator rejects a spec, for the rules the tests meet (operator source:
+/// `DefaultValidator`: job parallelism, the Flink configuration keys the operator owns, a
+/// Flink version).
+fn validation_error(spec: &Value) -> Option<String> {
+    if spec.get("flinkVersion").is_none_or(Value::is_null) {
+        return Some("Flink Version must be defined.".to_owned());
+    }
+    if let Some(parallelism) = spec.pointer("/job/parallelism").and_then(Value::as_i64)
+        && parallelism < 1
+    {
+        return Some("Job parallelism must be larger than 0".to_owned());
+    }
+    let forbidden = ["kubernetes.namespace", "kubernetes.cluster-id"];
+    spec.get("flinkConfiguration")
+        .and_then(Value::as_object)
+        .and_then(|config| forbidden.iter().find(|key| config.contains_key(**key)))
+        .map(|key| format!("Forbidden Flink config key: {key}"))
+}
+
+/// `status.jobStatus.upgradeSavepointPath` when it names a snapshot (not the last-state
+/// placeholder).
 fn upgrade_savepoint(status: &Value) -> Option<String> {
     str_at(status, &["jobStatus", "upgradeSavepointPath"])
-        .filter(|p| !p.is_empty())
+        .filter(|p| !p.is_empty() && *p != LAST_STATE_PLACEHOLDER)
         .map(str::to_owned)
 }
 

@@ -38,9 +38,10 @@
 //!   the same manager applied before and no longer applies are removed, and
 //!   `metadata.managedFields` gets an `Apply` entry per manager. A conflict is reported (409,
 //!   `Apply failed with N conflict(s): conflict with "m" using v: .spec.x`) when another
-//!   *apply* manager owns a field with a different value, unless `force=true`. Not mirrored:
-//!   fields written by PUT/merge/JSON patch are not owned by anyone here (the real server
-//!   records `Update` managers), so an apply never conflicts with them.
+//!   manager owns a field with a different value, unless `force=true`: an apply manager, or
+//!   an `Update` manager, which a PUT or a merge or JSON patch makes the owner of the fields it
+//!   changed (the `fieldManager` parameter, else the user agent's product, as `kubectl-edit`;
+//!   in-process writes are recorded only through [`ApiStore::update_object_as`]).
 //! - Discovery: `GET /version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}`,
 //!   `/apis/{group}/{version}` (APIResourceList with the `/status` subresource entries), and
 //!   the aggregated discovery documents (`APIGroupDiscoveryList`, apidiscovery.k8s.io/v2) on
@@ -65,10 +66,19 @@
 //! Deliberately not implemented: watch (`?watch=true` is answered 405 MethodNotAllowed with a
 //! message saying so; poll instead), `resourceVersion` semantics on reads (every read answers
 //! the latest state), protobuf and YAML responses, field validation
-//! (`fieldValidation` is ignored), schema validation and defaulting of custom resources,
+//! (`fieldValidation` is ignored: unknown fields are kept, where the real server prunes them),
+//! schema validation beyond the types and enums of the `spec` fields the kinds declare (see
+//! [`flink_deployment_spec_schema`]; a breach answers 422 `Invalid` with the validator's
+//! wording), defaulting of custom resources,
 //! admission webhooks, RBAC beyond the token check, graceful deletion and garbage collection
 //! (deleting a Namespace removes it and its objects at once, without a Terminating phase),
 //! `generateName` collisions, and the scale subresource.
+//!
+//! - Transient failures, injected per object and method ([`ApiStore::inject_faults`], GET
+//!   included): 429 `TooManyRequests` with `Retry-After` and `details.retryAfterSeconds` (API
+//!   Priority and Fairness), 500 `InternalError` (`Internal error occurred: etcdserver: request
+//!   timed out`), 503 `ServiceUnavailable`, and a connection closed after the request without
+//!   an answer (an API server restart, a dropped port-forward); logged with status 0.
 //!
 //! Test helpers: [`KubeApi::start`], [`KubeApi::url`], [`KubeApi::token`],
 //! [`KubeApi::write_kubeconfig`] (format in its doc: one cluster with the http URL, one user
@@ -131,6 +141,9 @@ pub struct ResourceKind {
     /// Served from a CustomResourceDefinition: tracks `generation`, refuses strategic merge
     /// patches (415), needs `resourceVersion` on PUT, and DELETE answers the object.
     pub custom: bool,
+    /// The CRD's OpenAPI v3 schema of `spec` (the subset [`schema_violations`] checks), or
+    /// none: every spec is accepted.
+    pub spec_schema: Option<Box<Value>>,
 }
 
 impl ResourceKind {
@@ -146,7 +159,14 @@ impl ResourceKind {
             namespaced: true,
             status_subresource: true,
             custom: true,
+            spec_schema: None,
         }
+    }
+
+    /// Checks `spec` against this OpenAPI v3 schema on every write of the main resource.
+    pub fn with_spec_schema(mut self, schema: Value) -> ResourceKind {
+        self.spec_schema = Some(Box::new(schema));
+        self
     }
 
     /// A built-in kind (`group` empty for the core group), namespaced, without a status
@@ -255,20 +275,199 @@ pub fn default_kinds() -> Vec<ResourceKind> {
             "FlinkDeployment",
             "flinkdeployments",
         )
-        .with_short_names(&["flinkdep"]),
+        .with_short_names(&["flinkdep"])
+        .with_spec_schema(flink_deployment_spec_schema()),
         ResourceKind::custom(
             "flink.apache.org",
             "v1beta1",
             "FlinkStateSnapshot",
             "flinkstatesnapshots",
         )
-        .with_short_names(&["flinksnp"]),
+        .with_short_names(&["flinksnp"])
+        .with_spec_schema(flink_state_snapshot_spec_schema()),
         ResourceKind::built_in("", "v1", "ConfigMap", "configmaps").with_short_names(&["cm"]),
         ResourceKind::built_in("", "v1", "Namespace", "namespaces")
             .cluster_scoped()
             .with_status_subresource(true)
             .with_short_names(&["ns"]),
     ]
+}
+
+/// The fields of the FlinkDeployment CRD's `spec` that the runbooks and tests write, with
+/// their types and enums as in the operator's CRD (`flinkdeployments.flink.apache.org-v1.yml`
+/// of flink-kubernetes-operator; `flinkVersion` up to v2_3, for the Flink the tests run).
+/// Fields not listed are accepted as they are.
+pub fn flink_deployment_spec_schema() -> Value {
+    let versions: Vec<String> = (13..=20)
+        .map(|minor| format!("v1_{minor}"))
+        .chain((0..=3).map(|minor| format!("v2_{minor}")))
+        .collect();
+    json!({
+        "type": "object",
+        "properties": {
+            "image": {"type": "string"},
+            "imagePullPolicy": {"type": "string"},
+            "serviceAccount": {"type": "string"},
+            "flinkVersion": {"type": "string", "enum": versions},
+            "restartNonce": {"type": "integer", "format": "int64"},
+            "flinkConfiguration": {"type": "object", "additionalProperties": {"type": "string"}},
+            "mode": {"type": "string", "enum": ["native", "standalone"]},
+            "job": {
+                "type": "object",
+                "properties": {
+                    "jarURI": {"type": "string"},
+                    "parallelism": {"type": "integer", "format": "int32"},
+                    "entryClass": {"type": "string"},
+                    "args": {"type": "array", "items": {"type": "string"}},
+                    "state": {"type": "string", "enum": ["running", "suspended"]},
+                    "savepointTriggerNonce": {"type": "integer", "format": "int64"},
+                    "initialSavepointPath": {"type": "string"},
+                    "checkpointTriggerNonce": {"type": "integer", "format": "int64"},
+                    "upgradeMode": {"type": "string", "enum": ["last-state", "savepoint", "stateless"]},
+                    "allowNonRestoredState": {"type": "boolean"},
+                    "savepointRedeployNonce": {"type": "integer", "format": "int64"},
+                },
+            },
+        },
+    })
+}
+
+/// The FlinkStateSnapshot CRD's `spec` (`flinkstatesnapshots.flink.apache.org-v1.yml`).
+pub fn flink_state_snapshot_spec_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "backoffLimit": {"type": "integer", "format": "int32"},
+            "jobReference": {
+                "type": "object",
+                "properties": {
+                    "kind": {"type": "string", "enum": ["FlinkDeployment", "FlinkSessionJob"]},
+                    "name": {"type": "string"},
+                },
+            },
+            "savepoint": {
+                "type": "object",
+                "properties": {
+                    "alreadyExists": {"type": "boolean"},
+                    "disposeOnDelete": {"type": "boolean"},
+                    "formatType": {"type": "string", "enum": ["CANONICAL", "NATIVE", "UNKNOWN"]},
+                    "path": {"type": "string"},
+                },
+            },
+            "checkpoint": {"type": "object"},
+        },
+    })
+}
+
+/// What the API server's OpenAPI validation of a custom resource says about `value` at
+/// `field` (`spec.job.parallelism`): one `(field, cause reason, detail)` per problem, worded
+/// as the apiextensions validator words them (`Unsupported value: "x": supported values:
+/// ...`, `Invalid value: "string": spec.x in body must be of type integer: "string"`).
+fn schema_violations(
+    schema: &Value,
+    value: &Value,
+    field: &str,
+    out: &mut Vec<(String, &'static str, String)>,
+) {
+    let json_type = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    if let Some(wanted) = schema.get("type").and_then(Value::as_str) {
+        let found = json_type(value);
+        let fits = found == wanted || (wanted == "number" && found == "integer");
+        if !fits {
+            out.push((
+                field.to_owned(),
+                "FieldValueTypeInvalid",
+                format!(
+                    "Invalid value: \"{found}\": {field} in body must be of type {wanted}: \"{found}\""
+                ),
+            ));
+            return;
+        }
+    }
+    if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
+        && !allowed.contains(value)
+    {
+        let mut names: Vec<String> = allowed.iter().map(Value::to_string).collect();
+        names.sort();
+        out.push((
+            field.to_owned(),
+            "FieldValueNotSupported",
+            format!(
+                "Unsupported value: {value}: supported values: {}",
+                names.join(", ")
+            ),
+        ));
+    }
+    match value {
+        Value::Object(map) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            for (key, item) in map {
+                let place = format!("{field}.{key}");
+                match (properties.and_then(|p| p.get(key)), additional) {
+                    (Some(inner), _) | (None, Some(inner)) => {
+                        schema_violations(inner, item, &place, out);
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(inner) = schema.get("items") {
+                for (index, item) in items.iter().enumerate() {
+                    schema_violations(inner, item, &format!("{field}[{index}]"), out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// 422 Invalid when the object's `spec` breaks its kind's schema (all problems in one answer,
+/// as the real server lists them).
+fn check_spec_schema(kind: &ResourceKind, object: &Value) -> Result<(), ApiError> {
+    let (Some(schema), Some(spec)) = (&kind.spec_schema, object.get("spec")) else {
+        return Ok(());
+    };
+    let mut problems = Vec::new();
+    schema_violations(schema, spec, "spec", &mut problems);
+    problems.sort();
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let name = meta_str(object, "name").unwrap_or_default().to_owned();
+    let listed: Vec<String> = problems
+        .iter()
+        .map(|(field, _, detail)| format!("{field}: {detail}"))
+        .collect();
+    let summary = if listed.len() == 1 {
+        listed[0].clone()
+    } else {
+        format!("[{}]", listed.join(", "))
+    };
+    let causes: Vec<Value> = problems
+        .iter()
+        .map(|(field, reason, detail)| json!({"reason": reason, "message": detail, "field": field}))
+        .collect();
+    Err(ApiError::new(
+        422,
+        "Invalid",
+        format!("{} \"{name}\" is invalid: {summary}", kind.group_kind()),
+    )
+    .with_details(json!({
+        "name": name,
+        "group": kind.group,
+        "kind": kind.kind,
+        "causes": causes,
+    })))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -485,6 +684,71 @@ impl ApiError {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Injected faults
+
+/// A transient failure the double answers instead of serving a request, as a real cluster
+/// does now and then; see [`ApiStore::inject_faults`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// 429 `TooManyRequests` with a `Retry-After` header and `details.retryAfterSeconds`, as
+    /// API Priority and Fairness (and the older max-in-flight filter) answers a request it
+    /// sheds: message `Too many requests, please try again later.` (kubernetes.io "API
+    /// Priority and Fairness", apiserver `tooManyRequests`).
+    TooManyRequests { retry_after_seconds: u32 },
+    /// 500 `InternalError`, as the server answers when its storage fails a request
+    /// (`Internal error occurred: etcdserver: request timed out`).
+    InternalError,
+    /// 503 `ServiceUnavailable`, as an API server that is shutting down or not yet ready
+    /// (or a load balancer in front of one) answers.
+    ServiceUnavailable,
+    /// The connection is closed after the request is read, without an answer: an API
+    /// server restart, a load balancer's idle cut, a dropped `kubectl port-forward`.
+    DropConnection,
+}
+
+impl Fault {
+    fn response(&self) -> HttpResponse {
+        match self {
+            Fault::TooManyRequests {
+                retry_after_seconds,
+            } => {
+                let error = ApiError::new(
+                    429,
+                    "TooManyRequests",
+                    "Too many requests, please try again later.",
+                )
+                .with_details(json!({"retryAfterSeconds": retry_after_seconds}));
+                let mut response = HttpResponse::error(&error);
+                response
+                    .extra_headers
+                    .push(("Retry-After", retry_after_seconds.to_string()));
+                response
+            }
+            Fault::InternalError => HttpResponse::error(
+                &ApiError::internal("etcdserver: request timed out").with_details(
+                    json!({"causes": [{"message": "etcdserver: request timed out"}]}),
+                ),
+            ),
+            Fault::ServiceUnavailable => HttpResponse::error(&ApiError::new(
+                503,
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+            )),
+            Fault::DropConnection => unreachable!("a dropped connection has no response"),
+        }
+    }
+}
+
+/// A fault waiting for a request on one object.
+#[derive(Debug, Clone)]
+struct InjectedFault {
+    key: ObjectKey,
+    /// Upper-case method, or any method.
+    method: Option<String>,
+    fault: Fault,
+}
+
+// ---------------------------------------------------------------------------------------------
 // The request log
 
 /// A request as the double received it, with the status it answered.
@@ -645,6 +909,7 @@ impl ApiStore {
                 objects: BTreeMap::new(),
                 resource_version: 0,
                 injected_conflicts: HashMap::new(),
+                injected_faults: Vec::new(),
                 requests: Vec::new(),
             })),
         }
@@ -699,6 +964,38 @@ impl ApiStore {
         } else {
             state.injected_conflicts.insert(key, n);
         }
+    }
+
+    /// The next requests on this object (main resource or `/status`) whose method is `method`
+    /// (any method when `None`: GET, PUT, PATCH, DELETE, POST) are answered with `faults`, one
+    /// request each, in order, instead of being served; later requests are served as usual.
+    /// `kind` is a kind name, plural or short name; `namespace` is empty for cluster-scoped
+    /// kinds. Faults injected earlier for the same object and method are used up first.
+    pub fn inject_faults(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        method: Option<&str>,
+        faults: &[Fault],
+    ) {
+        let mut state = self.lock();
+        let Some(kind) = state.kind_named(kind) else {
+            return;
+        };
+        let key = ObjectKey::new(&kind, namespace, name);
+        for fault in faults {
+            state.injected_faults.push(InjectedFault {
+                key: key.clone(),
+                method: method.map(str::to_ascii_uppercase),
+                fault: fault.clone(),
+            });
+        }
+    }
+
+    /// How many injected faults are still to be answered.
+    pub fn faults_left(&self) -> usize {
+        self.lock().injected_faults.len()
     }
 
     /// The requests received so far (oldest first).
@@ -798,12 +1095,48 @@ impl ApiStore {
             .map(|_| ())
     }
 
+    /// As [`ApiStore::update_object`], recorded as an `Update` by `manager` in managedFields
+    /// (as `kubectl edit` or the operator writing the spec would be).
+    pub fn update_object_as(
+        &self,
+        manager: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<Value, ApiError> {
+        let opts = WriteOptions {
+            updater: Some(manager.to_owned()),
+            ..WriteOptions::default()
+        };
+        self.modify_with(kind, namespace, name, Target::Main, &opts, change)
+    }
+
     fn modify(
         &self,
         kind: &str,
         namespace: &str,
         name: &str,
         target: Target,
+        change: impl FnOnce(&mut Value),
+    ) -> Result<Value, ApiError> {
+        self.modify_with(
+            kind,
+            namespace,
+            name,
+            target,
+            &WriteOptions::default(),
+            change,
+        )
+    }
+
+    fn modify_with(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        target: Target,
+        opts: &WriteOptions,
         change: impl FnOnce(&mut Value),
     ) -> Result<Value, ApiError> {
         let mut state = self.lock();
@@ -817,7 +1150,7 @@ impl ApiStore {
             .map(|stored| stored.object.clone())
             .ok_or_else(|| ApiError::not_found(&kind, name))?;
         change(&mut object);
-        state.commit(&kind, &key, object, target, &WriteOptions::default(), None)
+        state.commit(&kind, &key, object, target, opts, None)
     }
 }
 
@@ -865,6 +1198,9 @@ type Applier = (String, bool);
 struct Stored {
     object: Value,
     appliers: BTreeMap<Applier, ApplyRecord>,
+    /// The fields each manager last changed through PUT, merge or JSON patch (`Update`
+    /// entries of `managedFields`).
+    updaters: BTreeMap<Applier, ApplyRecord>,
 }
 
 /// Whether a write goes to the main resource or to the status subresource.
@@ -878,7 +1214,11 @@ enum Target {
 #[derive(Debug, Clone, Default)]
 struct WriteOptions {
     dry_run: bool,
+    /// The `fieldManager` query parameter (apply needs one).
     field_manager: Option<String>,
+    /// Who is recorded for a PUT or patch: `fieldManager`, else the user agent's product
+    /// (`kubectl-edit`, `kube-rs`...), as the real server derives it.
+    updater: Option<String>,
     force: bool,
 }
 
@@ -887,6 +1227,7 @@ struct State {
     objects: BTreeMap<ObjectKey, Stored>,
     resource_version: u64,
     injected_conflicts: HashMap<ObjectKey, u32>,
+    injected_faults: Vec<InjectedFault>,
     requests: Vec<LoggedRequest>,
 }
 
@@ -910,6 +1251,14 @@ impl State {
     fn next_resource_version(&mut self) -> String {
         self.resource_version += 1;
         self.resource_version.to_string()
+    }
+
+    /// Takes the first injected fault for a request on this object with this method.
+    fn take_injected_fault(&mut self, key: &ObjectKey, method: &str) -> Option<Fault> {
+        let index = self.injected_faults.iter().position(|injected| {
+            injected.key == *key && injected.method.as_deref().is_none_or(|m| m == method)
+        })?;
+        Some(self.injected_faults.remove(index).fault)
     }
 
     /// Takes one injected conflict for this object, if any is left.
@@ -966,6 +1315,7 @@ impl State {
         check_type_meta(kind, &mut object)?;
         let namespace = object_namespace(kind, namespace, &object)?;
         let name = new_object_name(kind, &object)?;
+        check_spec_schema(kind, &object)?;
         if meta_str(&object, "resourceVersion").is_some_and(|rv| !rv.is_empty()) {
             return Err(ApiError::internal(
                 "resourceVersion should not be set on objects to be created",
@@ -1006,6 +1356,7 @@ impl State {
                 Stored {
                     object: object.clone(),
                     appliers,
+                    updaters: BTreeMap::new(),
                 },
             );
         }
@@ -1148,6 +1499,7 @@ impl State {
         };
         let current = stored.object.clone();
         let mut appliers = stored.appliers.clone();
+        let mut updaters = stored.updaters.clone();
         if meta_str(&applied, "resourceVersion")
             .is_some_and(|rv| !rv.is_empty() && Some(rv) != meta_str(&current, "resourceVersion"))
         {
@@ -1162,6 +1514,7 @@ impl State {
             &applier,
             &fields,
             &mut appliers,
+            &mut updaters,
             opts.force,
         )?;
 
@@ -1173,19 +1526,21 @@ impl State {
         for dropped in previous.difference(&fields) {
             let owned_elsewhere = appliers
                 .iter()
-                .any(|(other, r)| *other != applier && r.fields.contains(dropped));
+                .any(|(other, r)| *other != applier && r.fields.contains(dropped))
+                || updaters.values().any(|r| r.fields.contains(dropped));
             if !owned_elsewhere {
                 remove_path(&mut object, dropped);
             }
         }
         merge_applied(&mut object, &applied, kind, target);
         appliers.insert(applier, record);
-        let managed = render_managed_fields(&appliers, &kind.api_version());
+        let managed = render_managed_fields(&appliers, &updaters, &kind.api_version());
         let object = self.commit(kind, key, object, target, opts, Some(managed))?;
         if !opts.dry_run
             && let Some(stored) = self.objects.get_mut(key)
         {
             stored.appliers = appliers;
+            stored.updaters = updaters;
         }
         Ok((200, object))
     }
@@ -1224,7 +1579,42 @@ impl State {
         };
         set_field(&mut result, "apiVersion", json!(kind.api_version()));
         set_field(&mut result, "kind", json!(kind.kind));
+        let updated_by = managed
+            .is_none()
+            .then(|| opts.updater.clone().filter(|m| !m.is_empty()))
+            .flatten();
         keep_system_metadata(&old, &mut result, managed);
+        if target == Target::Main {
+            check_spec_schema(kind, &result)?;
+        }
+        // A PUT or a merge or JSON patch makes its manager the owner of the fields it changed,
+        // taken from whoever owned them (an `Update` entry in managedFields), so that a later
+        // apply of another value without force conflicts with it ("Server-Side Apply":
+        // conflicts are with any manager, `Update` ones included).
+        let mut ownership = None;
+        if let (Some(manager), Some(stored)) = (updated_by, self.objects.get(key)) {
+            let changed = changed_fields(&old, &result, target);
+            if !changed.is_empty() {
+                let mut appliers = stored.appliers.clone();
+                let mut updaters = stored.updaters.clone();
+                for record in appliers.values_mut().chain(updaters.values_mut()) {
+                    record.fields.retain(|f| !changed.contains(f));
+                }
+                appliers.retain(|_, r| !r.fields.is_empty());
+                updaters.retain(|_, r| !r.fields.is_empty());
+                let entry = updaters
+                    .entry((manager, target == Target::Status))
+                    .or_insert_with(|| ApplyRecord {
+                        fields: BTreeSet::new(),
+                        time: String::new(),
+                    });
+                entry.fields.extend(changed);
+                entry.time = now_seconds();
+                let managed = render_managed_fields(&appliers, &updaters, &kind.api_version());
+                set_meta(&mut result, "managedFields", managed);
+                ownership = Some((appliers, updaters));
+            }
+        }
         check_no_new_finalizers(kind, key, &old, &result)?;
         if kind.tracks_generation() && differs_outside_metadata_and_status(&old, &result) {
             let generation = meta(&old)
@@ -1252,6 +1642,10 @@ impl State {
             self.remove(kind, key);
         } else if let Some(stored) = self.objects.get_mut(key) {
             stored.object = result.clone();
+            if let Some((appliers, updaters)) = ownership {
+                stored.appliers = appliers;
+                stored.updaters = updaters;
+            }
         }
         Ok(result)
     }
@@ -1520,7 +1914,7 @@ fn new_metadata(
     if !appliers.is_empty() {
         metadata.insert(
             "managedFields".into(),
-            render_managed_fields(appliers, &kind.api_version()),
+            render_managed_fields(appliers, &BTreeMap::new(), &kind.api_version()),
         );
     }
     Value::Object(metadata)
@@ -1791,13 +2185,15 @@ fn resolve_apply_conflicts(
     applier: &Applier,
     fields: &BTreeSet<FieldPath>,
     appliers: &mut BTreeMap<Applier, ApplyRecord>,
+    updaters: &mut BTreeMap<Applier, ApplyRecord>,
     force: bool,
 ) -> Result<(), ApiError> {
     let mut conflicts: Vec<(String, FieldPath)> = Vec::new();
-    for (other, record) in appliers.iter() {
-        if other == applier {
-            continue;
-        }
+    let others = appliers
+        .iter()
+        .filter(|(other, _)| *other != applier)
+        .chain(updaters.iter());
+    for (other, record) in others {
         for field in fields.intersection(&record.fields) {
             if value_at(current, field) != value_at(applied, field) {
                 conflicts.push((other.0.clone(), field.clone()));
@@ -1814,7 +2210,11 @@ fn resolve_apply_conflicts(
                     record.fields.remove(field);
                 }
             }
+            for record in updaters.values_mut() {
+                record.fields.remove(field);
+            }
         }
+        updaters.retain(|_, r| !r.fields.is_empty());
         return Ok(());
     }
     let api_version = kind.api_version();
@@ -1845,6 +2245,33 @@ fn resolve_apply_conflicts(
         details.insert("causes".into(), Value::Array(causes));
     }
     Err(ApiError::new(409, "Conflict", message).with_details(details))
+}
+
+/// The leaf fields a write changed: under `status` for the status subresource, elsewhere
+/// outside `metadata` and `status` (plus labels and annotations) for the main resource.
+fn changed_fields(old: &Value, new: &Value, target: Target) -> BTreeSet<FieldPath> {
+    let mut leaves = BTreeSet::new();
+    for object in [old, new] {
+        leaf_paths(object, &mut Vec::new(), &mut leaves);
+    }
+    leaves
+        .into_iter()
+        .filter(|path| {
+            let first = path.first().map(String::as_str);
+            let in_scope = match target {
+                Target::Status => first == Some("status"),
+                Target::Main => match first {
+                    Some("status" | "apiVersion" | "kind") | None => false,
+                    Some("metadata") => matches!(
+                        path.get(1).map(String::as_str),
+                        Some("labels" | "annotations")
+                    ),
+                    Some(_) => true,
+                },
+            };
+            in_scope && value_at(old, path) != value_at(new, path)
+        })
+        .collect()
 }
 
 /// Merges the applied content into the object: maps merged, everything else replaced.
@@ -1886,10 +2313,16 @@ fn deep_merge(target: &mut Value, applied: &Value) {
 }
 
 /// `metadata.managedFields` for the apply records (FieldsV1: `{"f:spec":{"f:x":{}}}`).
-fn render_managed_fields(appliers: &BTreeMap<Applier, ApplyRecord>, api_version: &str) -> Value {
+fn render_managed_fields(
+    appliers: &BTreeMap<Applier, ApplyRecord>,
+    updaters: &BTreeMap<Applier, ApplyRecord>,
+    api_version: &str,
+) -> Value {
     let entries: Vec<Value> = appliers
         .iter()
-        .map(|((manager, status), record)| {
+        .map(|entry| ("Apply", entry))
+        .chain(updaters.iter().map(|entry| ("Update", entry)))
+        .map(|(operation, ((manager, status), record))| {
             let mut tree = Map::new();
             for field in &record.fields {
                 let mut node = &mut tree;
@@ -1908,7 +2341,7 @@ fn render_managed_fields(appliers: &BTreeMap<Applier, ApplyRecord>, api_version:
             }
             let mut entry = json!({
                 "manager": manager,
-                "operation": "Apply",
+                "operation": operation,
                 "apiVersion": api_version,
                 "time": record.time,
                 "fieldsType": "FieldsV1",
@@ -2711,6 +3144,8 @@ struct HttpResponse {
     status: u16,
     content_type: &'static str,
     body: Vec<u8>,
+    /// Headers beyond the ones every answer has (`Retry-After`).
+    extra_headers: Vec<(&'static str, String)>,
 }
 
 impl HttpResponse {
@@ -2719,6 +3154,7 @@ impl HttpResponse {
             status,
             content_type: "application/json",
             body: body.to_string().into_bytes(),
+            extra_headers: Vec::new(),
         }
     }
 
@@ -2743,6 +3179,21 @@ impl Server {
         let mut reader = BufReader::new(stream);
         let response = match read_request(&mut reader) {
             Ok(Some(request)) => {
+                match self.injected_fault(&request) {
+                    Some(Fault::DropConnection) => {
+                        // Status 0 in the log: nothing was answered. Returning drops the
+                        // socket, and the client sees the connection end without a response.
+                        self.log(&request, 0);
+                        return;
+                    }
+                    Some(fault) => {
+                        let response = fault.response();
+                        self.log(&request, response.status);
+                        write_response(reader.get_mut(), &response);
+                        return;
+                    }
+                    None => {}
+                }
                 // A bug in the double answers 500 instead of dropping the connection.
                 let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     self.respond(&request, &local)
@@ -2758,6 +3209,19 @@ impl Server {
             Err(error) => HttpResponse::error(&error),
         };
         write_response(reader.get_mut(), &response);
+    }
+
+    /// The fault injected for this request, if any (only for authenticated requests on an
+    /// object: a real server authenticates before priority and fairness can refuse a request).
+    fn injected_fault(&self, request: &HttpRequest) -> Option<Fault> {
+        let mut state = self.store.lock();
+        let route = parse_route(&state.kinds, &request.path).ok()?;
+        self.authenticate(request, Some(&route)).ok()?;
+        let Route::Resource(resource) = &route else {
+            return None;
+        };
+        let key = resource.key()?;
+        state.take_injected_fault(&key, &request.method)
     }
 
     fn log(&self, request: &HttpRequest, status: u16) {
@@ -2797,6 +3261,7 @@ impl Server {
                 status: 200,
                 content_type: "text/plain; charset=utf-8",
                 body: b"ok".to_vec(),
+                extra_headers: Vec::new(),
             },
             Route::CoreVersions if wants_aggregated_discovery(accept) => HttpResponse {
                 status: 200,
@@ -2804,6 +3269,7 @@ impl Server {
                 body: aggregated_discovery(&state.kinds, true)
                     .to_string()
                     .into_bytes(),
+                extra_headers: Vec::new(),
             },
             Route::CoreVersions => HttpResponse::json(200, &core_versions(local_addr)),
             Route::Groups if wants_aggregated_discovery(accept) => HttpResponse {
@@ -2812,6 +3278,7 @@ impl Server {
                 body: aggregated_discovery(&state.kinds, false)
                     .to_string()
                     .into_bytes(),
+                extra_headers: Vec::new(),
             },
             Route::Groups => HttpResponse::json(200, &api_group_list(&state.kinds)),
             Route::Group(group) => {
@@ -2910,6 +3377,15 @@ fn resource_request(
     let opts = WriteOptions {
         dry_run: query.get("dryRun") == Some("All"),
         field_manager: query.get("fieldManager").map(str::to_owned),
+        updater: query
+            .get("fieldManager")
+            .filter(|m| !m.is_empty())
+            .or_else(|| {
+                request
+                    .header("user-agent")
+                    .and_then(|agent| agent.split('/').next())
+            })
+            .map(str::to_owned),
         force: is_true("force"),
     };
     let target = if route.status {
@@ -3089,8 +3565,13 @@ fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, ApiError> {
 }
 
 fn write_response(stream: &mut TcpStream, response: &HttpResponse) {
+    let extra: String = response
+        .extra_headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache, private\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache, private\r\n{extra}Connection: close\r\n\r\n",
         response.status,
         reason_phrase(response.status),
         response.content_type,
@@ -3115,6 +3596,8 @@ fn reason_phrase(status: u16) -> &'static str {
         413 => "Payload Too Large",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
         _ => "Internal Server Error",
     }
 }

@@ -1,0 +1,86 @@
+//! Risk 5 of a real cluster: failure states that never come. Each must end the runbook at
+//! once, with the operator's reason, instead of a 15-minute wait for a state the real operator
+//! never reports (the run limit of these tests is 5 minutes).
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::*;
+
+#[test]
+fn a_spec_the_operator_rejects_fails_the_upgrade_at_once() {
+    let world = FlinkWorld::start();
+    let deployed = world.deploy("orders-rejected", job_spec("flink:2.3"));
+    let old_job = str_at(&deployed, "/status/jobStatus/jobId").to_owned();
+    let generation = deployed["metadata"]["generation"]
+        .as_i64()
+        .expect("a generation");
+    let patch = json!({"spec": {"image": "flink:2.3.1", "job": {"parallelism": 0}}});
+    let started = Instant::now();
+    let run = world.kube.run(
+        &runbook_file("runbooks/flink/operator/lib/apply-upgrade.yaml"),
+        &[
+            ("deployment", "orders-rejected".to_owned()),
+            ("namespace", NS.to_owned()),
+            ("patch", patch.to_string()),
+            ("flink_url", world.flink.url.clone()),
+        ],
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the rejection took {:?} to be seen",
+        started.elapsed()
+    );
+    assert!(
+        run.stderr.contains("Job parallelism must be larger than 0"),
+        "the operator's reason is shown:\n{run}"
+    );
+    // The operator never took the new generation; the old job runs on.
+    let after = world.kube.deployment("orders-rejected");
+    assert_eq!(
+        after["status"]["observedGeneration"], generation,
+        "{after:#}"
+    );
+    assert_eq!(world.job_state(&old_job), "RUNNING");
+}
+
+#[test]
+fn a_savepoint_that_keeps_failing_ends_the_backup_after_its_retries() {
+    let world = FlinkWorld::start();
+    let mut spec = job_spec("flink:2.3");
+    // A savepoint directory Flink cannot create: every savepoint attempt fails.
+    spec["flinkConfiguration"]["execution.checkpointing.savepoint-dir"] =
+        json!("file:///proc/no-such-dir/savepoints");
+    world.deploy("orders-no-savepoint", spec);
+    let backups = world.kube.path().join("backups");
+    let started = Instant::now();
+    let run = world.kube.run(
+        &runbook_file("runbooks/flink/operator/backup.yaml"),
+        &[
+            ("deployment", "orders-no-savepoint".to_owned()),
+            ("namespace", NS.to_owned()),
+            ("backup_dir", backups.display().to_string()),
+        ],
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the failed snapshot took {:?} to be seen",
+        started.elapsed()
+    );
+    let snapshots = world.kube.api.list_objects(SNAPSHOT, Some(NS));
+    let snapshot = snapshots
+        .iter()
+        .find(|s| str_at(s, "/metadata/name").starts_with("orders-no-savepoint-backup-"))
+        .unwrap_or_else(|| panic!("no backup snapshot: {snapshots:#?}"));
+    assert_eq!(snapshot["spec"]["backoffLimit"], 2, "{snapshot:#}");
+    assert_eq!(str_at(snapshot, "/status/state"), "FAILED", "{snapshot:#}");
+    assert_eq!(snapshot["status"]["failures"], 3, "{snapshot:#}");
+    assert!(
+        run.stderr.contains("ended FAILED"),
+        "the snapshot's end is named:\n{run}"
+    );
+    assert!(!backups.exists(), "no copies of a failed backup");
+}
