@@ -313,10 +313,12 @@ fn refused_before_running(kube: &Kube, text: &str, kubeconfig: &std::path::Path)
         kubeconfig,
         &["runs", "list", "--format", "json"],
     );
-    assert_eq!(runs.code, 0, "{runs}");
-    let listed: Value =
-        serde_json::from_str(&runs.stdout).unwrap_or_else(|e| panic!("{e}: {runs}"));
-    assert_eq!(listed, json!([]), "no run was recorded");
+    // Refused before the store is opened: not even the store was created.
+    assert_eq!(runs.code, 2, "{runs}");
+    assert!(
+        runs.stderr.contains("there is no store"),
+        "no run was recorded: {runs}"
+    );
     assert!(kube.api.requests().is_empty(), "the API server was called");
     run.stderr
 }
