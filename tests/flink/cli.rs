@@ -72,3 +72,90 @@ fn the_cli_upgrade_restarts_jobs_from_savepoints_or_their_latest_checkpoint() {
     assert_eq!(cluster.state(&a), "FINISHED");
     assert_eq!(cluster.state(&b), "CANCELED");
 }
+
+fn cli_args(cluster: &Cluster, run_id: &str, jobs: &serde_json::Value, jar: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["run", "runbooks/flink/upgrade-cli.yaml", "--run-id", run_id]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(inputs(&[
+        ("flink", cluster.flink_cli().display().to_string()),
+        ("jar", jar.to_owned()),
+        ("savepoint_dir", cluster.savepoints.clone()),
+        ("checkpoint_dir", cluster.checkpoints.clone()),
+        ("flink_url", cluster.url.clone()),
+        ("jobs", jobs.to_string()),
+    ]));
+    args
+}
+
+#[test]
+fn the_cli_upgrade_refuses_a_job_that_deletes_its_checkpoints_on_cancel_before_anything_stops() {
+    let (cluster, _serial) = cluster();
+    let kept = cluster.start_job("cli-kept", &[], None);
+    let deleting = cluster.start_job(
+        "cli-deleting",
+        &["--checkpoint-retention", "DELETE_ON_CANCELLATION"],
+        None,
+    );
+    let jobs = json!({
+        "cli-kept": { "args": ["--name", "cli-kept"] },
+        // Were it stopped, its savepoint would fail and the fallback's cancel would delete
+        // its checkpoints: its state would be gone.
+        "cli-deleting": { "args": ["--name", "cli-deleting"], "savepoint_dir": "file:///proc/runbook-flink-tests" },
+    });
+    let runbook = Runbook::new(cluster);
+    let args = cli_args(
+        cluster,
+        "cli-retention-1",
+        &jobs,
+        &cluster.jar.display().to_string(),
+    );
+    let run = runbook.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for jid in [&kept, &deleting] {
+        assert_eq!(
+            cluster.state(jid),
+            "RUNNING",
+            "{jid} was stopped:\n{}",
+            run.stderr
+        );
+    }
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "job cli-deleting ({deleting}) does not retain its checkpoints on cancellation"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn the_cli_upgrade_refuses_a_jar_file_that_does_not_exist_before_anything_stops() {
+    let (cluster, _serial) = cluster();
+    let a = cluster.start_job("cli-nojar-a", &[], None);
+    let b = cluster.start_job("cli-nojar-b", &[], None);
+    let jobs = json!({
+        "cli-nojar-a": { "args": ["--name", "cli-nojar-a"] },
+        "cli-nojar-b": { "args": ["--name", "cli-nojar-b"] },
+    });
+    let runbook = Runbook::new(cluster);
+    let missing = runbook.dir().join("no-such-job.jar").display().to_string();
+    let args = cli_args(cluster, "cli-nojar-1", &jobs, &missing);
+    let run = runbook.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    for jid in [&a, &b] {
+        assert_eq!(
+            cluster.state(jid),
+            "RUNNING",
+            "{jid} was stopped:\n{}",
+            run.stderr
+        );
+    }
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("jar: no readable file at {missing}")),
+        "{}",
+        run.stderr
+    );
+}

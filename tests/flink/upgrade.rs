@@ -32,7 +32,7 @@ fn upgrade_args(
         ("jobs", jobs.to_string()),
     ];
     pairs.extend(extra.iter().cloned());
-    if !pairs.iter().any(|(k, _)| *k == "jar") {
+    if !pairs.iter().any(|(k, _)| *k == "jar" || *k == "jar_id") {
         pairs.push(("jar_id", cluster.jar_id.clone()));
     }
     args.extend(inputs(&pairs));
@@ -370,4 +370,93 @@ fn the_already_used_guard_refuses_a_snapshot_a_running_job_restored_from() {
     assert!(cluster.savepoints_of(&a).len() == 1, "no new savepoint");
     assert_restored(cluster, job);
     assert_eq!(cluster.state(&b), "RUNNING");
+}
+
+/// Every one of these jobs is still RUNNING: the run stopped nothing.
+fn assert_all_running(cluster: &Cluster, jids: &[String], stderr: &str) {
+    for jid in jids {
+        assert_eq!(
+            cluster.state(jid),
+            "RUNNING",
+            "job {jid} was stopped:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_restore_from_snapshot_that_does_not_exist_is_refused_before_anything_stops() {
+    let (cluster, _serial) = cluster();
+    let names = ["nosnap-a", "nosnap-b"];
+    let old: Vec<String> = names
+        .iter()
+        .map(|n| cluster.start_job(n, &[], None))
+        .collect();
+    let missing = format!("{}/savepoint-000000-nosuchsnapshot", cluster.savepoints);
+    let mut jobs = jobs_input(&names);
+    jobs["nosnap-a"]["restore_from"] = json!(missing);
+    let runbook = Runbook::new(cluster);
+    let run = runbook.run(&strs(&upgrade_args(cluster, "nosnap-1", &jobs, &[])));
+    assert_all_running(cluster, &old, &run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "restore_from of nosnap-a is not a snapshot: no _metadata in {missing}"
+        )),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_jar_id_not_on_the_cluster_is_refused_before_anything_stops() {
+    let (cluster, _serial) = cluster();
+    let names = ["nojarid-a", "nojarid-b"];
+    let old: Vec<String> = names
+        .iter()
+        .map(|n| cluster.start_job(n, &[], None))
+        .collect();
+    let runbook = Runbook::new(cluster);
+    let run = runbook.run(&strs(&upgrade_args(
+        cluster,
+        "nojarid-1",
+        &jobs_input(&names),
+        &[(
+            "jar_id",
+            "00000000-0000-0000-0000-000000000000_gone.jar".into(),
+        )],
+    )));
+    assert_all_running(cluster, &old, &run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("jar_id 00000000-0000-0000-0000-000000000000_gone.jar is not on the cluster"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_jar_file_that_does_not_exist_is_refused_before_anything_stops() {
+    let (cluster, _serial) = cluster();
+    let names = ["nojar-a", "nojar-b"];
+    let old: Vec<String> = names
+        .iter()
+        .map(|n| cluster.start_job(n, &[], None))
+        .collect();
+    let runbook = Runbook::new(cluster);
+    let missing = runbook.dir().join("no-such-job.jar").display().to_string();
+    let run = runbook.run(&strs(&upgrade_args(
+        cluster,
+        "nojar-1",
+        &jobs_input(&names),
+        &[("jar", missing.clone())],
+    )));
+    assert_all_running(cluster, &old, &run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("jar: no readable file at {missing}")),
+        "{}",
+        run.stderr
+    );
 }

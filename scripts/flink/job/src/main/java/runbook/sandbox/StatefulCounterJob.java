@@ -84,6 +84,8 @@ public final class StatefulCounterJob {
         long processDelayMs = 0;
         long failAtCount = 0;
         long checkpointTimeoutMs = 0;
+        ExternalizedCheckpointRetention retention =
+                ExternalizedCheckpointRetention.RETAIN_ON_CANCELLATION;
 
         for (int i = 0; i < args.length; i++) {
             String arg = args[i];
@@ -118,6 +120,9 @@ public final class StatefulCounterJob {
                 case "--fail-at-count":
                     failAtCount = Long.parseLong(value(args, ++i, arg));
                     break;
+                case "--checkpoint-retention":
+                    retention = ExternalizedCheckpointRetention.valueOf(value(args, ++i, arg));
+                    break;
                 default:
                     throw new IllegalArgumentException(
                             "unknown argument "
@@ -125,7 +130,7 @@ public final class StatefulCounterJob {
                                     + "; known: --name, --rate-ms, --keys, --checkpoint-ms,"
                                     + " --checkpoint-dir, --log-every, --print,"
                                     + " --process-delay-ms, --fail-at-count,"
-                                    + " --checkpoint-timeout-ms");
+                                    + " --checkpoint-timeout-ms, --checkpoint-retention");
             }
         }
         if (rateMs <= 0 || keys <= 0 || logEvery <= 0) {
@@ -137,9 +142,7 @@ public final class StatefulCounterJob {
         if (checkpointMs > 0) {
             env.enableCheckpointing(checkpointMs);
         }
-        env.getCheckpointConfig()
-                .setExternalizedCheckpointRetention(
-                        ExternalizedCheckpointRetention.RETAIN_ON_CANCELLATION);
+        env.getCheckpointConfig().setExternalizedCheckpointRetention(retention);
         if (checkpointTimeoutMs > 0) {
             // Expired checkpoints and savepoints then fail alone, not the job.
             env.getCheckpointConfig().setCheckpointTimeout(checkpointTimeoutMs);
