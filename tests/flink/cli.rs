@@ -112,14 +112,7 @@ fn the_cli_upgrade_refuses_a_job_that_deletes_its_checkpoints_on_cancel_before_a
         &cluster.jar.display().to_string(),
     );
     let run = runbook.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    for jid in [&kept, &deleting] {
-        assert_eq!(
-            cluster.state(jid),
-            "RUNNING",
-            "{jid} was stopped:\n{}",
-            run.stderr
-        );
-    }
+    cluster.assert_all_running(&[&kept, &deleting], &run.stderr);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains(&format!(
@@ -143,14 +136,7 @@ fn the_cli_upgrade_refuses_a_jar_file_that_does_not_exist_before_anything_stops(
     let missing = runbook.dir().join("no-such-job.jar").display().to_string();
     let args = cli_args(cluster, "cli-nojar-1", &jobs, &missing);
     let run = runbook.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    for jid in [&a, &b] {
-        assert_eq!(
-            cluster.state(jid),
-            "RUNNING",
-            "{jid} was stopped:\n{}",
-            run.stderr
-        );
-    }
+    cluster.assert_all_running(&[&a, &b], &run.stderr);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr

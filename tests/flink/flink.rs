@@ -204,6 +204,17 @@ impl Cluster {
             .to_owned()
     }
 
+    /// Every one of these jobs is still RUNNING: the run stopped nothing.
+    pub fn assert_all_running<J: AsRef<str>>(&self, jids: &[J], stderr: &str) {
+        for jid in jids.iter().map(AsRef::as_ref) {
+            assert_eq!(
+                self.state(jid),
+                "RUNNING",
+                "job {jid} was stopped:\n{stderr}"
+            );
+        }
+    }
+
     pub fn checkpoints(&self, jid: &str) -> Value {
         self.get(&format!("/jobs/{jid}/checkpoints"))
     }

@@ -372,17 +372,6 @@ fn the_already_used_guard_refuses_a_snapshot_a_running_job_restored_from() {
     assert_eq!(cluster.state(&b), "RUNNING");
 }
 
-/// Every one of these jobs is still RUNNING: the run stopped nothing.
-fn assert_all_running(cluster: &Cluster, jids: &[String], stderr: &str) {
-    for jid in jids {
-        assert_eq!(
-            cluster.state(jid),
-            "RUNNING",
-            "job {jid} was stopped:\n{stderr}"
-        );
-    }
-}
-
 #[test]
 fn a_restore_from_snapshot_that_does_not_exist_is_refused_before_anything_stops() {
     let (cluster, _serial) = cluster();
@@ -396,7 +385,7 @@ fn a_restore_from_snapshot_that_does_not_exist_is_refused_before_anything_stops(
     jobs["nosnap-a"]["restore_from"] = json!(missing);
     let runbook = Runbook::new(cluster);
     let run = runbook.run(&strs(&upgrade_args(cluster, "nosnap-1", &jobs, &[])));
-    assert_all_running(cluster, &old, &run.stderr);
+    cluster.assert_all_running(&old, &run.stderr);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.contains(&format!(
@@ -425,7 +414,7 @@ fn a_jar_id_not_on_the_cluster_is_refused_before_anything_stops() {
             "00000000-0000-0000-0000-000000000000_gone.jar".into(),
         )],
     )));
-    assert_all_running(cluster, &old, &run.stderr);
+    cluster.assert_all_running(&old, &run.stderr);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr
@@ -451,7 +440,7 @@ fn a_jar_file_that_does_not_exist_is_refused_before_anything_stops() {
         &jobs_input(&names),
         &[("jar", missing.clone())],
     )));
-    assert_all_running(cluster, &old, &run.stderr);
+    cluster.assert_all_running(&old, &run.stderr);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr
