@@ -1866,9 +1866,12 @@ impl Run {
                 self.stop_because(StopReason::Parked);
                 self.park.cancel();
             }
+            // Parking cancels the run's token too: parked must win over cancelled, or a
+            // parked approval would end as cancelled and drop out of what the run waits for.
             tokio::select! {
-                _ = tokio::time::sleep(APPROVAL_POLL) => {}
+                biased;
                 _ = self.park.cancelled() => return Err(parked()),
+                _ = tokio::time::sleep(APPROVAL_POLL) => {}
                 _ = cancel.cancelled() => return Err(cancelled()),
             }
         }
