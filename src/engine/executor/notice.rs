@@ -45,6 +45,10 @@ impl Run {
                 instance.path
             ),
         };
+        // A notice that renders to nothing (its `{{#if}}` did not hold) has nothing to say.
+        if text.trim().is_empty() {
+            return;
+        }
         // Durable before the run goes on: a notice is what a person acts on after a failure.
         let _ = self
             .emit(RunEvent::StepNotice {
