@@ -449,3 +449,128 @@ fn a_jar_file_that_does_not_exist_is_refused_before_anything_stops() {
         run.stderr
     );
 }
+
+/// What follows the summary's `Notices` heading, up to the run's last line.
+pub fn notices(stderr: &str) -> &str {
+    let block = stderr
+        .split("\nNotices\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Notices block:\n{stderr}"));
+    block.split("\nrun ").next().unwrap_or(block)
+}
+
+#[test]
+fn an_unknown_job_name_is_named_without_a_dump_or_all_jobs() {
+    let (cluster, _serial) = cluster();
+    let known = cluster.start_job("named-a", &[], None);
+    let runbook = Runbook::new(cluster);
+    let run = runbook.run(&strs(&upgrade_args(
+        cluster,
+        "named-1",
+        &jobs_input(&["named-a", "named-ghost", "named-phantom"]),
+        &[],
+    )));
+    cluster.assert_all_running(&[&known], &run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let refused = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("✗ targets_ok failed"))
+        .unwrap_or_else(|| panic!("targets_ok did not fail:\n{}", run.stderr));
+    assert!(
+        refused.contains(&format!(
+            "Not RUNNING on {}: named-ghost, named-phantom (jobs are matched by name",
+            cluster.url
+        )),
+        "{refused}"
+    );
+    for unwanted in ["all_jobs", "{\"", "named-a"] {
+        assert!(!refused.contains(unwanted), "{unwanted}: {refused}");
+    }
+}
+
+#[test]
+fn nothing_listening_at_flink_url_fails_the_preflight_at_once_with_one_message() {
+    let (cluster, _serial) = cluster();
+    // A port of this machine that nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let runbook = Runbook::new(cluster);
+    let mut args = upgrade_args(cluster, "refused-1", &jobs_input(&["refused-a"]), &[]);
+    let at = args
+        .iter()
+        .position(|a| a.starts_with("flink_url="))
+        .expect("flink_url");
+    args[at] = format!("flink_url={url}");
+    let started = std::time::Instant::now();
+    let run = runbook.run(&strs(&args));
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}:\n{}",
+        run.stderr
+    );
+    let said = notices(&run.stderr);
+    assert!(
+        said.contains(&format!("Nothing usable answers at flink_url {url}"))
+            && said.contains("Connection refused")
+            && said.contains("no job was stopped"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_run_that_fails_after_the_stop_says_how_to_restart_the_jobs_and_that_works() {
+    let (cluster, _serial) = cluster();
+    let names = ["told-a", "told-b"];
+    let old: Vec<String> = names
+        .iter()
+        .map(|n| cluster.start_job(n, &[], None))
+        .collect();
+    let runbook = Runbook::new(cluster);
+    // The hook fails once every job has stopped: the jobs are down, each with a snapshot.
+    let run = runbook.run(&strs(&upgrade_args(
+        cluster,
+        "told-1",
+        &jobs_input(&names),
+        &[("hook", "echo the new jar is broken >&2; exit 1".into())],
+    )));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    for jid in &old {
+        assert_ne!(cluster.state(jid), "RUNNING", "{jid} was not stopped");
+    }
+    let said = notices(&run.stderr);
+    assert!(
+        said.contains("stopped_not_restarted:")
+            && said.contains("The jobs were stopped but not all of them came back"),
+        "{}",
+        run.stderr
+    );
+    let jobs = said
+        .split("--input 'jobs=")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no jobs input in the notice:\n{said}"));
+    let jobs: Value = serde_json::from_str(jobs).expect("the jobs input is JSON");
+
+    // Run again as the notice says: every job comes back from the snapshot it stopped with.
+    let again = runbook.run(&strs(&upgrade_args(cluster, "told-2", &jobs, &[])));
+    let outputs = again.outputs();
+    for name in names {
+        let job = entry(&outputs, name);
+        assert_eq!(job["via"], "given", "{job}");
+        assert!(
+            same_path(
+                job["snapshot"].as_str().unwrap(),
+                jobs[name]["restore_from"].as_str().unwrap()
+            ),
+            "{job}"
+        );
+        assert_restored(cluster, job);
+    }
+}
