@@ -78,7 +78,20 @@ fn the_drill_run_twice_gives_two_reports_with_the_measured_recovery_time() {
             0 < running && running < recovery && recovery < 120_000,
             "{drill:#}"
         );
-        eprintln!("{run_id}: recovery {recovery} ms (RUNNING after {running} ms)");
+        // Measured on Flink's clock, without the drill's own wait for the REST cache.
+        let waited = drill["drill_wait_ms"].as_i64().expect("drill_wait_ms");
+        let new = drill["new_job_id"].as_str().unwrap();
+        let cancelling = cluster.get(&format!("/jobs/{old}"))["timestamps"]["CANCELLING"]
+            .as_i64()
+            .expect("the old job's CANCELLING time");
+        let running_at = cluster.get(&format!("/jobs/{new}"))["timestamps"]["RUNNING"]
+            .as_i64()
+            .expect("the new job's RUNNING time");
+        assert!(waited > 0, "{drill:#}");
+        assert_eq!(running + waited, running_at - cancelling, "{drill:#}");
+        eprintln!(
+            "{run_id}: recovery {recovery} ms (RUNNING after {running} ms; the drill waited {waited} ms)"
+        );
 
         let report = runbook.markdown(run_id);
         assert!(
