@@ -1,6 +1,6 @@
 //! runbooks/flink/upgrade-cli.yaml: the upgrade through the `flink` command-line client.
 
-use crate::flink::{Cluster, cluster, same_path};
+use crate::flink::{Cluster, cluster, refused_url, same_path, with_flink_url};
 use crate::runbook::{Runbook, inputs};
 use crate::upgrade::notices;
 use serde_json::json;
@@ -256,5 +256,38 @@ fn a_cli_failure_shows_the_exception_message_and_how_to_restart() {
             ))
             && said.contains("--name cli-broken"),
         "{said}"
+    );
+}
+
+#[test]
+fn the_cli_upgrade_fails_at_once_when_nothing_listens_at_flink_url() {
+    let (cluster, _serial) = cluster();
+    let url = refused_url();
+    let jobs = json!({ "cli-refused": { "args": ["--name", "cli-refused"] } });
+    let runbook = Runbook::new(cluster);
+    let args = with_flink_url(
+        cli_args(
+            cluster,
+            "cli-refused-1",
+            &jobs,
+            &cluster.jar.display().to_string(),
+        ),
+        &url,
+    );
+    let started = std::time::Instant::now();
+    let run = runbook.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "took {took:?}:\n{}",
+        run.stderr
+    );
+    let said = notices(&run.stderr);
+    assert!(
+        said.contains(&format!("Nothing usable answers at {url}"))
+            && said.contains("no job was stopped"),
+        "{}",
+        run.stderr
     );
 }

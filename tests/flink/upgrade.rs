@@ -1,6 +1,6 @@
 //! runbooks/flink/upgrade.yaml (and its lib/ runbooks) against the sandbox cluster.
 
-use crate::flink::{Cluster, call, cluster, same_path, wait_for};
+use crate::flink::{Cluster, call, cluster, refused_url, same_path, wait_for, with_flink_url};
 use crate::runbook::{Runbook, inputs, wait_event};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -500,19 +500,12 @@ fn an_unknown_job_name_is_named_without_a_dump_or_all_jobs() {
 #[test]
 fn nothing_listening_at_flink_url_fails_the_preflight_at_once_with_one_message() {
     let (cluster, _serial) = cluster();
-    // A port of this machine that nothing listens on: bound, then released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
+    let url = refused_url();
     let runbook = Runbook::new(cluster);
-    let mut args = upgrade_args(cluster, "refused-1", &jobs_input(&["refused-a"]), &[]);
-    let at = args
-        .iter()
-        .position(|a| a.starts_with("flink_url="))
-        .expect("flink_url");
-    args[at] = format!("flink_url={url}");
+    let args = with_flink_url(
+        upgrade_args(cluster, "refused-1", &jobs_input(&["refused-a"]), &[]),
+        &url,
+    );
     let started = std::time::Instant::now();
     let run = runbook.run(&strs(&args));
     let took = started.elapsed();
