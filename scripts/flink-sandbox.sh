@@ -302,6 +302,7 @@ metrics.fetcher.update-interval: 1 s
 rest.address: 127.0.0.1
 rest.bind-address: 127.0.0.1
 rest.port: $rest_port
+rest.async.store-duration: 20 s
 web.tmpdir: $dir/tmp/web
 io.tmp.dirs: $dir/tmp
 state.backend.type: hashmap

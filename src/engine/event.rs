@@ -174,6 +174,9 @@ pub enum RunEvent {
         path: Option<String>,
         message: String,
     },
+    /// A step's `notice`, rendered when the step ended: something for the person running
+    /// the runbook, shown again at the end of the run.
+    StepNotice { path: String, text: String },
     RunEnded {
         status: RunStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,7 +184,19 @@ pub enum RunEvent {
         #[serde(default)]
         outputs: Value,
         duration_ms: u64,
+        /// Every notice of the run, resumed segments included, in the order the steps gave
+        /// them.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        notices: Vec<Notice>,
     },
+}
+
+/// What a step's `notice` said.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// The step path: `restart[1]` for an item of a `for_each`.
+    pub step: String,
+    pub text: String,
 }
 
 /// What became of values that carried a secret: the event shows them masked, and later steps

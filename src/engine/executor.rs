@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+mod notice;
+
 /// Why a run stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -297,7 +299,10 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         (None, Ok(_)) => (RunStatus::Succeeded, None),
         (None, Err(reason)) => (RunStatus::Failed, Some(reason)),
     };
-    let outputs = run.state.lock().expect("state lock").outputs.clone();
+    let (outputs, notices) = {
+        let state = run.state.lock().expect("state lock");
+        (state.outputs.clone(), state.notices.clone())
+    };
     let outputs = if status == RunStatus::Succeeded {
         outputs
     } else {
@@ -308,6 +313,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         reason: reason.clone(),
         outputs: outputs.clone(),
         duration_ms: run.started.elapsed().as_millis() as u64,
+        notices: notices.clone(),
     };
     // Shown only once durable: a run the journal does not hold as ended is not shown ended.
     let (status, reason, outputs) = match run.emit_durable(run_ended).await {
@@ -325,6 +331,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
                     reason: Some(reason.clone()),
                     outputs: Value::Null,
                     duration_ms: run.started.elapsed().as_millis() as u64,
+                    notices,
                 },
             });
             (RunStatus::Interrupted, Some(reason), Value::Null)
@@ -1068,7 +1075,9 @@ impl Run {
         }
         let Some(for_each) = &step.for_each else {
             let instance = Instance { path, item: None };
-            return self.run_instance(scope, step, &instance, cancel).await;
+            let status = self.run_instance(scope, step, &instance, cancel).await;
+            self.notice(scope, step, &instance).await;
+            return status;
         };
         let evaluated = match expanded {
             Some(items) => Ok(Value::Array(items)),
@@ -1141,7 +1150,9 @@ impl Run {
                         .acquire()
                         .await
                         .expect("the item limit is never closed");
-                    self.run_instance(scope, step, &instance, cancel).await
+                    let status = self.run_instance(scope, step, &instance, cancel).await;
+                    self.notice(scope, step, &instance).await;
+                    status
                 }
             })
             .collect();

@@ -9,5 +9,7 @@ pub mod seal;
 pub mod secrets;
 pub mod state;
 
-pub use event::{Envelope, EventSink, RunEvent, RunStatus, RunbookSource, Sealed, StepStatus, Via};
+pub use event::{
+    Envelope, EventSink, Notice, RunEvent, RunStatus, RunbookSource, Sealed, StepStatus, Via,
+};
 pub use executor::{RunConfig, RunOutcome, run, step_key};

@@ -209,10 +209,17 @@ impl Redact for RunEvent {
                 optional(comment);
             }
             RunEvent::Warning { message, .. } => text(message),
+            RunEvent::StepNotice { text: notice, .. } => text(notice),
             RunEvent::RunEnded {
-                reason, outputs, ..
+                reason,
+                outputs,
+                notices,
+                ..
             } => {
                 optional(reason);
+                for notice in notices {
+                    text(&mut notice.text);
+                }
                 // Nothing reads a run's outputs after its end: they are masked, not kept.
                 *outputs = redactor.outputs(outputs);
             }

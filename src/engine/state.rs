@@ -2,7 +2,7 @@
 //! each template and expression, and a resumed run starts from the fold of its journal, so
 //! a run rebuilt from a journal sees the same values and knows where each step stood.
 
-use super::event::{RunEvent, RunStatus, StepStatus, Via};
+use super::event::{Notice, RunEvent, RunStatus, StepStatus, Via};
 use super::redact::Revealed;
 use super::seal::OpenError;
 use serde_json::{Map, Value, json};
@@ -62,6 +62,9 @@ pub struct RunState {
     pub segment: u32,
     /// When the run was created (RFC 3339), from its first event.
     pub created_at: Option<String>,
+    /// The steps' notices, one per step path (the latest, when a step ran again after a
+    /// resume), in the order they were given.
+    pub notices: Vec<Notice>,
 }
 
 impl RunState {
@@ -164,6 +167,13 @@ impl RunState {
                 if status.is_parked() {
                     self.segment += 1;
                 }
+            }
+            RunEvent::StepNotice { path, text } => {
+                self.notices.retain(|notice| notice.step != *path);
+                self.notices.push(Notice {
+                    step: path.clone(),
+                    text: text.clone(),
+                });
             }
             RunEvent::StepPolling { .. } | RunEvent::Warning { .. } => {}
         }
@@ -397,6 +407,7 @@ mod tests {
             reason: None,
             outputs: Value::Null,
             duration_ms: 1,
+            notices: Vec::new(),
         });
         assert_eq!(state.steps["cleanup"].segment, 0);
         assert_eq!(state.segment, 1);

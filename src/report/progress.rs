@@ -188,7 +188,8 @@ impl EventSink for Progress {
                     .unwrap_or_default();
                 self.line(&format!("{path} {verdict} by {by}{comment}"));
             }
-            RunEvent::RunEnded { .. } => {}
+            // Shown with the summary, at the end, where a person looks when the run is over.
+            RunEvent::StepNotice { .. } | RunEvent::RunEnded { .. } => {}
         }
         self.refresh();
     }

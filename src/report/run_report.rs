@@ -1,7 +1,7 @@
 //! `runbook runs show`: one run, rebuilt from its journal, as text for the terminal, JSON
 //! for tools, or Markdown to file as a report (a drill report, an upgrade record).
 
-use crate::engine::{Envelope, RunEvent, Via};
+use crate::engine::{Envelope, Notice, RunEvent, Via};
 use crate::store::RunSummary;
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -30,6 +30,8 @@ pub struct RunReport {
     /// Each time a process took the run up again: when, and who.
     pub resumes: Vec<Resume>,
     pub warnings: Vec<WarningReport>,
+    /// What the steps' `notice` said, one per step path (the latest), in order.
+    pub notices: Vec<Notice>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -111,6 +113,7 @@ impl RunReport {
             approvals: Vec::new(),
             resumes: Vec::new(),
             warnings: Vec::new(),
+            notices: Vec::new(),
         };
         let unfinished = match status.as_str() {
             "running" => "running",
@@ -218,6 +221,13 @@ impl RunReport {
                     report.reason = reason.clone();
                     report.outputs = outputs.clone();
                 }
+                RunEvent::StepNotice { path, text } => {
+                    report.notices.retain(|notice| notice.step != *path);
+                    report.notices.push(Notice {
+                        step: path.clone(),
+                        text: text.clone(),
+                    });
+                }
                 RunEvent::StepPolling { .. } | RunEvent::StepAttemptFailed { .. } => {}
             }
         }
@@ -306,6 +316,7 @@ impl RunReport {
                 }
             }
         }
+        crate::report::summary::notices(&mut out, &self.notices);
         if !is_empty(&self.outputs) {
             let _ = writeln!(
                 out,
@@ -405,6 +416,20 @@ impl RunReport {
                 let _ = writeln!(out, "- {} {at}{}", warning.at, warning.message);
             }
         }
+        if !self.notices.is_empty() {
+            let _ = writeln!(out, "\n## Notices");
+            for notice in &self.notices {
+                // A fenced block keeps the text as the runbook wrote it: commands stay
+                // copyable, and nothing in it is taken for Markdown.
+                let fence = fence_for(&notice.text);
+                let _ = writeln!(
+                    out,
+                    "\n`{}`:\n\n{fence}\n{}\n{fence}",
+                    notice.step,
+                    notice.text.trim_end()
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "\n## Outputs\n\n```json\n{}\n```",
@@ -437,4 +462,10 @@ fn cell(text: &str) -> String {
 
 fn duration(ms: u64) -> String {
     crate::runbook::Duration(Duration::from_millis(ms)).to_string()
+}
+
+/// A code fence longer than any run of backticks in `text`.
+fn fence_for(text: &str) -> String {
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    "`".repeat(longest.max(2) + 1)
 }

@@ -1,6 +1,6 @@
 //! The summary printed when a run ends: every step with its status, attempts and time.
 
-use crate::engine::{RunOutcome, StepStatus, Via};
+use crate::engine::{Notice, RunOutcome, StepStatus, Via};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -41,6 +41,7 @@ pub fn render(outcome: &RunOutcome, run_id: &str) -> String {
             crate::runbook::Duration(Duration::from_millis(record.duration_ms)).to_string()
         );
     }
+    notices(&mut out, &state.notices);
     let reason = outcome
         .reason
         .as_ref()
@@ -48,4 +49,19 @@ pub fn render(outcome: &RunOutcome, run_id: &str) -> String {
         .unwrap_or_default();
     let _ = writeln!(out, "\nrun {run_id} {}{reason}", outcome.status.name());
     out
+}
+
+/// The steps' notices, each under the step that gave it, its lines indented: what the
+/// runbook wants the person who ran it to read once it is over.
+pub fn notices(out: &mut String, notices: &[Notice]) {
+    if notices.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nNotices");
+    for notice in notices {
+        let _ = writeln!(out, "  {}:", notice.step);
+        for line in notice.text.trim_end().lines() {
+            let _ = writeln!(out, "    {line}");
+        }
+    }
 }

@@ -310,6 +310,13 @@ with_action! {
         /// true: a failure of this step does not fail the run, and its dependents still run.
         #[serde(default)]
         pub continue_on_failure: Option<bool>,
+        /// Something to tell the person running the runbook, shown at the end of the run (in
+        /// the summary, the JSON output and `runs show`). A template, rendered when the step
+        /// (each item of a `for_each`) succeeds or fails, never when it is skipped or
+        /// cancelled; besides the usual context it reads `step.status`, `step.outputs` and
+        /// `step.error` of this step.
+        #[serde(default)]
+        pub notice: Option<Spanned<String>>,
     }
 }
 

@@ -72,6 +72,8 @@ const CONTEXT_ROOTS: &[&str] = &["inputs", "secrets", "item", "index", "steps", 
 const STEP_FIELDS: &[&str] = &["status", "outputs", "attempts", "via", "items"];
 const RUN_FIELDS: &[&str] = &["id", "name", "started_at", "status"];
 const SELF_FIELDS: &[&str] = &["id", "key"];
+/// What a step's `notice` reads of the step itself: it is rendered once the step has ended.
+const NOTICE_SELF_FIELDS: &[&str] = &["id", "key", "status", "outputs", "error"];
 
 /// Loads and validates a runbook file and, recursively, the runbooks it uses, which must lie
 /// in its [tree](uses_tree).
@@ -379,6 +381,8 @@ struct PendingJq<'a> {
 struct Scope {
     step: Option<usize>,
     for_each: bool,
+    /// A step's `notice`: it also reads the step's own end (`step.status`, ...).
+    notice: bool,
 }
 
 /// The checks of one loaded runbook, given the runbooks it uses (already in `bundle`).
@@ -433,6 +437,7 @@ impl<'a> Checker<'a> {
         let scope = Scope {
             step: None,
             for_each: false,
+            notice: false,
         };
         for (_, expression) in self.runbook.outputs.iter() {
             self.check_jq(expression, Root::Context, scope, "runbook output");
@@ -652,6 +657,7 @@ impl<'a> Checker<'a> {
         let scope = Scope {
             step: Some(index),
             for_each: step.for_each.is_some(),
+            notice: false,
         };
         self.check_actions(
             &step.id,
@@ -700,6 +706,13 @@ impl<'a> Checker<'a> {
             self.check_outputs(outputs, scope);
         }
         self.check_action_values(&step.node, &step.actions(), scope);
+        if let Some(notice) = &step.notice {
+            let scope = Scope {
+                notice: true,
+                ..scope
+            };
+            self.check_template_text(&notice.value, notice.span, scope);
+        }
         if let Some(fallback) = &step.fallback {
             let actions = fallback.actions();
             self.check_actions(
@@ -1146,7 +1159,12 @@ impl<'a> Checker<'a> {
             }
             "step" => {
                 if let Some(field) = path.get(1) {
-                    self.check_field(at, field, SELF_FIELDS, "step");
+                    let fields = if scope.notice {
+                        NOTICE_SELF_FIELDS
+                    } else {
+                        SELF_FIELDS
+                    };
+                    self.check_field(at, field, fields, "step");
                 }
             }
             "steps" => self.check_step_reference(at, path, scope),

@@ -1070,6 +1070,7 @@ mod tests {
                 reason: None,
                 outputs: json!({}),
                 duration_ms,
+                notices: Vec::new(),
             },
         )
     }

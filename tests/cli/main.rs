@@ -8,6 +8,7 @@ mod examples;
 mod graph;
 mod injection;
 mod not_retried;
+mod notices;
 mod plan;
 mod processes;
 mod reliability;

@@ -1,7 +1,8 @@
 //! runbooks/flink/upgrade-cli.yaml: the upgrade through the `flink` command-line client.
 
-use crate::flink::{Cluster, cluster, same_path};
+use crate::flink::{Cluster, cluster, refused_url, same_path, with_flink_url};
 use crate::runbook::{Runbook, inputs};
+use crate::upgrade::notices;
 use serde_json::json;
 
 #[test]
@@ -141,6 +142,151 @@ fn the_cli_upgrade_refuses_a_jar_file_that_does_not_exist_before_anything_stops(
     assert!(
         run.stderr
             .contains(&format!("jar: no readable file at {missing}")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_cli_restart_whose_job_was_already_submitted_counts_as_done() {
+    let (cluster, _serial) = cluster();
+    let old = cluster.start_job("cli-again", &[], None);
+    let jobs = json!({ "cli-again": { "args": ["--name", "cli-again"] } });
+    // The job id follows from the run id, and Flink remembers the ids it ran: a run id of
+    // its own for every test run.
+    let run_id = &format!(
+        "cli-again-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    // The id the restart gives the new job: its step key.
+    let key = runbook::engine::step_key(run_id, "restart[0]");
+    // What a run stopped right after `flink run` leaves for its resume: the job submitted
+    // under the restart's id, which Flink then refuses to take a second time. The hook (run
+    // once the job has stopped, just before the restart) submits it the same way.
+    let hook = format!(
+        "snapshot=$(printf '%s' \"$UPGRADE_JOBS\" | jq -r '.[0].snapshot') && \
+         '{flink}' run -d -s \"$snapshot\" -D '$internal.pipeline.job-id={key}' '{jar}' --name cli-again >&2",
+        flink = cluster.flink_cli().display(),
+        jar = cluster.jar.display(),
+    );
+    let runbook = Runbook::new(cluster);
+    let mut args = cli_args(cluster, run_id, &jobs, &cluster.jar.display().to_string());
+    args.extend(inputs(&[("hook", hook)]));
+    let run = runbook.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let outputs = run.outputs();
+    let shown = runbook.run(&["runs", "show", run_id, "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&shown.stdout).expect("JSON");
+    let hook = report["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["path"] == "hook"))
+        .expect("the hook step");
+    assert_eq!(
+        hook["status"], "succeeded",
+        "the hook submitted the job first"
+    );
+    let job = &outputs["jobs"][0];
+    assert_eq!(job["old_job_id"], old.as_str());
+    assert_eq!(job["new_job_id"], key.as_str(), "{outputs:#}");
+    assert_eq!(cluster.state(&key), "RUNNING");
+    let restored = cluster.checkpoints(&key)["latest"]["restored"]["external_path"].clone();
+    assert!(
+        same_path(
+            restored.as_str().unwrap_or_default(),
+            job["snapshot"].as_str().unwrap()
+        ),
+        "{restored} {job}"
+    );
+    let running: Vec<_> = cluster
+        .jobs()
+        .into_iter()
+        .filter(|j| j["name"] == "cli-again" && j["state"] == "RUNNING")
+        .collect();
+    assert_eq!(running.len(), 1, "one copy of the job runs: {running:?}");
+}
+
+#[test]
+fn a_cli_failure_shows_the_exception_message_and_how_to_restart() {
+    let (cluster, _serial) = cluster();
+    let old = cluster.start_job("cli-broken", &[], None);
+    // A main class the jar does not have: the stop works, the restart fails.
+    let jobs = json!({
+        "cli-broken": { "args": ["--name", "cli-broken"], "entry_class": "runbook.sandbox.NoSuchJob" }
+    });
+    let runbook = Runbook::new(cluster);
+    let args = cli_args(
+        cluster,
+        "cli-broken-1",
+        &jobs,
+        &cluster.jar.display().to_string(),
+    );
+    let run = runbook.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(cluster.state(&old), "FINISHED", "stopped with a savepoint");
+    let failed = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("✗ restart[0] failed"))
+        .unwrap_or_else(|| panic!("the restart did not fail:\n{}", run.stderr));
+    assert!(
+        failed.ends_with("java.lang.ClassNotFoundException: runbook.sandbox.NoSuchJob"),
+        "{failed}"
+    );
+    assert!(!failed.contains(" more"), "{failed}");
+    let said = notices(&run.stderr);
+    let shown = runbook.run(&["runs", "show", "cli-broken-1", "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&shown.stdout).expect("JSON");
+    let snapshot = report["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["path"] == "stop[0]"))
+        .and_then(|s| s["outputs"]["location"].as_str())
+        .unwrap_or_else(|| panic!("no savepoint in {report:#}"))
+        .to_owned();
+    assert!(
+        Cluster::local(&snapshot).join("_metadata").is_file(),
+        "{snapshot}"
+    );
+    assert!(
+        said.contains("The jobs were stopped but not all of them came back")
+            && said.contains("# cli-broken")
+            && said.contains(&format!(
+                "run -d -c runbook.sandbox.NoSuchJob -s {snapshot} {}",
+                cluster.jar.display()
+            ))
+            && said.contains("--name cli-broken"),
+        "{said}"
+    );
+}
+
+#[test]
+fn the_cli_upgrade_fails_at_once_when_nothing_listens_at_flink_url() {
+    let (cluster, _serial) = cluster();
+    let url = refused_url();
+    let jobs = json!({ "cli-refused": { "args": ["--name", "cli-refused"] } });
+    let runbook = Runbook::new(cluster);
+    let args = with_flink_url(
+        cli_args(
+            cluster,
+            "cli-refused-1",
+            &jobs,
+            &cluster.jar.display().to_string(),
+        ),
+        &url,
+    );
+    let started = std::time::Instant::now();
+    let run = runbook.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "took {took:?}:\n{}",
+        run.stderr
+    );
+    let said = notices(&run.stderr);
+    assert!(
+        said.contains(&format!("Nothing usable answers at {url}"))
+            && said.contains("no job was stopped"),
         "{}",
         run.stderr
     );

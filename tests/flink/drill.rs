@@ -1,8 +1,28 @@
 //! runbooks/flink/dr-drill.yaml: two drills on one job, two reports.
 
-use crate::flink::{Cluster, cluster, same_path};
-use crate::runbook::{Runbook, inputs};
+use crate::flink::{Cluster, cluster, same_path, wait_for};
+use crate::runbook::{Output, Runbook, inputs};
+use crate::upgrade::notices;
 use serde_json::Value;
+use std::time::Duration;
+
+/// One drill on the job named `job`, with these inputs besides flink_url and job.
+fn drill(
+    runbook: &Runbook,
+    cluster: &Cluster,
+    run_id: &str,
+    job: &str,
+    extra: &[(&str, String)],
+) -> Output {
+    let mut args: Vec<String> = ["run", "runbooks/flink/dr-drill.yaml", "--run-id", run_id]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut pairs = vec![("flink_url", cluster.url.clone()), ("job", job.to_owned())];
+    pairs.extend(extra.iter().cloned());
+    args.extend(inputs(&pairs));
+    runbook.run(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
 
 #[test]
 fn the_drill_run_twice_gives_two_reports_with_the_measured_recovery_time() {
@@ -10,18 +30,17 @@ fn the_drill_run_twice_gives_two_reports_with_the_measured_recovery_time() {
     let first_job = cluster.start_job("drill-a", &[], None);
     let runbook = Runbook::new(cluster);
     let drill = |run_id: &str| -> Value {
-        let mut args: Vec<String> = ["run", "runbooks/flink/dr-drill.yaml", "--run-id", run_id]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.extend(inputs(&[
-            ("flink_url", cluster.url.clone()),
-            ("job", "drill-a".into()),
-            ("jar_id", cluster.jar_id.clone()),
-            ("args", r#"["--name", "drill-a"]"#.into()),
-        ]));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        runbook.run(&args).outputs()
+        drill(
+            &runbook,
+            cluster,
+            run_id,
+            "drill-a",
+            &[
+                ("jar_id", cluster.jar_id.clone()),
+                ("args", r#"["--name", "drill-a"]"#.into()),
+            ],
+        )
+        .outputs()
     };
     let first = drill("drill-1");
     let second = drill("drill-2");
@@ -59,7 +78,20 @@ fn the_drill_run_twice_gives_two_reports_with_the_measured_recovery_time() {
             0 < running && running < recovery && recovery < 120_000,
             "{drill:#}"
         );
-        eprintln!("{run_id}: recovery {recovery} ms (RUNNING after {running} ms)");
+        // Measured on Flink's clock, without the drill's own wait for the REST cache.
+        let waited = drill["drill_wait_ms"].as_i64().expect("drill_wait_ms");
+        let new = drill["new_job_id"].as_str().unwrap();
+        let cancelling = cluster.get(&format!("/jobs/{old}"))["timestamps"]["CANCELLING"]
+            .as_i64()
+            .expect("the old job's CANCELLING time");
+        let running_at = cluster.get(&format!("/jobs/{new}"))["timestamps"]["RUNNING"]
+            .as_i64()
+            .expect("the new job's RUNNING time");
+        assert!(waited > 0, "{drill:#}");
+        assert_eq!(running + waited, running_at - cancelling, "{drill:#}");
+        eprintln!(
+            "{run_id}: recovery {recovery} ms (RUNNING after {running} ms; the drill waited {waited} ms)"
+        );
 
         let report = runbook.markdown(run_id);
         assert!(
@@ -89,4 +121,104 @@ fn the_drill_run_twice_gives_two_reports_with_the_measured_recovery_time() {
         .filter(|l| l.contains("flink-dr-drill"))
         .count();
     assert_eq!(drills, 2, "{}", listed.stdout);
+}
+
+#[test]
+fn the_drill_refuses_a_jar_id_not_on_the_cluster_before_the_disaster() {
+    let (cluster, _serial) = cluster();
+    let job = cluster.start_job("drill-nojar", &[], None);
+    let runbook = Runbook::new(cluster);
+    let gone = "00000000-0000-0000-0000-000000000000_gone.jar";
+    let run = drill(
+        &runbook,
+        cluster,
+        "drill-nojar-1",
+        "drill-nojar",
+        &[
+            ("jar_id", gone.into()),
+            ("args", r#"["--name", "drill-nojar"]"#.into()),
+        ],
+    );
+    cluster.assert_all_running(&[&job], &run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains(&format!("jar_id {gone} is not on the cluster")),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_drill_that_cannot_restore_names_the_checkpoint_and_the_command_that_does() {
+    let (cluster, _serial) = cluster();
+    let old = cluster.start_job("drill-lost", &[], None);
+    let runbook = Runbook::new(cluster);
+    // A main class that does not exist: the restore fails after the disaster.
+    let run = drill(
+        &runbook,
+        cluster,
+        "drill-lost-1",
+        "drill-lost",
+        &[
+            ("jar_id", cluster.jar_id.clone()),
+            ("entry_class", "runbook.sandbox.NoSuchJob".into()),
+            ("args", r#"["--name", "drill-lost"]"#.into()),
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(cluster.state(&old), "CANCELED", "the disaster happened");
+    let said = notices(&run.stderr);
+    assert!(
+        said.contains(&format!(
+            "The drill cancelled drill-lost ({old}) and did not bring it back."
+        )),
+        "{said}"
+    );
+    let checkpoint = said
+        .split("Restore the job from its checkpoint ")
+        .nth(1)
+        .and_then(|rest| {
+            rest.split(':')
+                .collect::<Vec<_>>()
+                .get(..2)
+                .map(|p| p.join(":"))
+        })
+        .unwrap_or_else(|| panic!("no checkpoint in the notice:\n{said}"));
+    assert!(
+        Cluster::local(&checkpoint).join("_metadata").is_file(),
+        "{checkpoint} is not a checkpoint:\n{said}"
+    );
+    assert!(
+        Cluster::local(&checkpoint).starts_with(Cluster::local(&cluster.checkpoints).join(&old)),
+        "{checkpoint}"
+    );
+    // The command the notice gives, with the main class put right, brings the job back.
+    let body = said
+        .split("-d '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no request body in the notice:\n{said}"));
+    let mut body: Value = serde_json::from_str(body).expect("the body is JSON");
+    assert!(same_path(
+        body["savepointPath"].as_str().unwrap(),
+        &checkpoint
+    ));
+    assert!(
+        said.contains(&format!("{}/jars/{}/run", cluster.url, cluster.jar_id)),
+        "{said}"
+    );
+    body.as_object_mut().unwrap().remove("entryClass");
+    let (status, answer) = cluster.post(&format!("/jars/{}/run", cluster.jar_id), body);
+    assert_eq!(status, 200, "{answer}");
+    let new = answer["jobid"].as_str().expect("a job id").to_owned();
+    wait_for(Duration::from_secs(60), "the restored job runs", || {
+        cluster.state(&new) == "RUNNING"
+    });
+    cluster.wait_checkpointing(&new);
+    let restored = cluster.checkpoints(&new)["latest"]["restored"]["external_path"].clone();
+    assert!(
+        same_path(restored.as_str().unwrap_or_default(), &checkpoint),
+        "{restored}"
+    );
 }

@@ -356,3 +356,22 @@ pub fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// A URL of this machine that nothing listens on: a port bound, then released.
+pub fn refused_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
+
+/// `args` with its `flink_url=` input replaced.
+pub fn with_flink_url(mut args: Vec<String>, url: &str) -> Vec<String> {
+    let at = args
+        .iter()
+        .position(|a| a.starts_with("flink_url="))
+        .expect("flink_url");
+    args[at] = format!("flink_url={url}");
+    args
+}

@@ -1,6 +1,6 @@
 //! runbooks/flink/upgrade.yaml (and its lib/ runbooks) against the sandbox cluster.
 
-use crate::flink::{Cluster, cluster, same_path, wait_for};
+use crate::flink::{Cluster, call, cluster, refused_url, same_path, wait_for, with_flink_url};
 use crate::runbook::{Runbook, inputs, wait_event};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -229,24 +229,24 @@ fn a_savepoint_that_fails_falls_back_to_that_jobs_latest_checkpoint() {
     }
 }
 
-#[test]
-fn a_run_killed_while_polling_a_savepoint_resumes_polling_the_same_savepoint() {
-    let (cluster, _serial) = cluster();
+/// Starts the backpressured job `name`, runs the upgrade on it as `run_id`, and SIGKILLs the
+/// engine while it polls the job's savepoint: the job's id and the savepoint's trigger id.
+fn kill_while_polling_a_savepoint(
+    cluster: &Cluster,
+    runbook: &Runbook,
+    name: &str,
+    run_id: &str,
+) -> (String, String) {
     // Backpressured (one event per key every 1 ms, 1 ms of work each): its aligned savepoint
     // waits for the buffered events, seconds long, like a checkpoint of it.
-    let old = cluster.start_job(
-        "killed-a",
-        &["--rate-ms", "1", "--process-delay-ms", "1"],
-        None,
-    );
+    let old = cluster.start_job(name, &["--rate-ms", "1", "--process-delay-ms", "1"], None);
     wait_for(Duration::from_secs(120), "a slow checkpoint", || {
         cluster.checkpoints(&old)["latest"]["completed"]["end_to_end_duration"]
             .as_u64()
             .unwrap_or(0)
             > 2000
     });
-    let runbook = Runbook::new(cluster);
-    let args = upgrade_args(cluster, "killed-1", &jobs_input(&["killed-a"]), &[]);
+    let args = upgrade_args(cluster, run_id, &jobs_input(&[name]), &[]);
     let (mut child, events) = runbook.spawn(&strs(&args));
     let mut seen = Vec::new();
     let accepted = wait_event(&events, &mut seen, Duration::from_secs(120), |e| {
@@ -261,6 +261,14 @@ fn a_run_killed_while_polling_a_savepoint_resumes_polling_the_same_savepoint() {
     });
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().expect("reap the killed run");
+    (old, trigger)
+}
+
+#[test]
+fn a_run_killed_while_polling_a_savepoint_resumes_polling_the_same_savepoint() {
+    let (cluster, _serial) = cluster();
+    let runbook = Runbook::new(cluster);
+    let (old, trigger) = kill_while_polling_a_savepoint(cluster, &runbook, "killed-a", "killed-1");
     let operation = cluster.get(&format!("/jobs/{old}/savepoints/{trigger}"));
     assert_eq!(
         operation["status"]["id"], "IN_PROGRESS",
@@ -448,4 +456,167 @@ fn a_jar_file_that_does_not_exist_is_refused_before_anything_stops() {
         "{}",
         run.stderr
     );
+}
+
+/// What follows the summary's `Notices` heading, up to the run's last line.
+pub fn notices(stderr: &str) -> &str {
+    let block = stderr
+        .split("\nNotices\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Notices block:\n{stderr}"));
+    block.split("\nrun ").next().unwrap_or(block)
+}
+
+#[test]
+fn an_unknown_job_name_is_named_without_a_dump_or_all_jobs() {
+    let (cluster, _serial) = cluster();
+    let known = cluster.start_job("named-a", &[], None);
+    let runbook = Runbook::new(cluster);
+    let run = runbook.run(&strs(&upgrade_args(
+        cluster,
+        "named-1",
+        &jobs_input(&["named-a", "named-ghost", "named-phantom"]),
+        &[],
+    )));
+    cluster.assert_all_running(&[&known], &run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let refused = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("✗ targets_ok failed"))
+        .unwrap_or_else(|| panic!("targets_ok did not fail:\n{}", run.stderr));
+    assert!(
+        refused.contains(&format!(
+            "Not RUNNING on {}: named-ghost, named-phantom (jobs are matched by name",
+            cluster.url
+        )),
+        "{refused}"
+    );
+    for unwanted in ["all_jobs", "{\"", "named-a"] {
+        assert!(!refused.contains(unwanted), "{unwanted}: {refused}");
+    }
+}
+
+#[test]
+fn nothing_listening_at_flink_url_fails_the_preflight_at_once_with_one_message() {
+    let (cluster, _serial) = cluster();
+    let url = refused_url();
+    let runbook = Runbook::new(cluster);
+    let args = with_flink_url(
+        upgrade_args(cluster, "refused-1", &jobs_input(&["refused-a"]), &[]),
+        &url,
+    );
+    let started = std::time::Instant::now();
+    let run = runbook.run(&strs(&args));
+    let took = started.elapsed();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}:\n{}",
+        run.stderr
+    );
+    let said = notices(&run.stderr);
+    assert!(
+        said.contains(&format!("Nothing usable answers at flink_url {url}"))
+            && said.contains("Connection refused")
+            && said.contains("no job was stopped"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_run_that_fails_after_the_stop_says_how_to_restart_the_jobs_and_that_works() {
+    let (cluster, _serial) = cluster();
+    let names = ["told-a", "told-b"];
+    let old: Vec<String> = names
+        .iter()
+        .map(|n| cluster.start_job(n, &[], None))
+        .collect();
+    let runbook = Runbook::new(cluster);
+    // The hook fails once every job has stopped: the jobs are down, each with a snapshot.
+    let run = runbook.run(&strs(&upgrade_args(
+        cluster,
+        "told-1",
+        &jobs_input(&names),
+        &[("hook", "echo the new jar is broken >&2; exit 1".into())],
+    )));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    for jid in &old {
+        assert_ne!(cluster.state(jid), "RUNNING", "{jid} was not stopped");
+    }
+    let said = notices(&run.stderr);
+    assert!(
+        said.contains("stopped_not_restarted:")
+            && said.contains("The jobs were stopped but not all of them came back"),
+        "{}",
+        run.stderr
+    );
+    let jobs = said
+        .split("--input 'jobs=")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no jobs input in the notice:\n{said}"));
+    let jobs: Value = serde_json::from_str(jobs).expect("the jobs input is JSON");
+
+    // Run again as the notice says: every job comes back from the snapshot it stopped with.
+    let again = runbook.run(&strs(&upgrade_args(cluster, "told-2", &jobs, &[])));
+    let outputs = again.outputs();
+    for name in names {
+        let job = entry(&outputs, name);
+        assert_eq!(job["via"], "given", "{job}");
+        assert!(
+            same_path(
+                job["snapshot"].as_str().unwrap(),
+                jobs[name]["restore_from"].as_str().unwrap()
+            ),
+            "{job}"
+        );
+        assert_restored(cluster, job);
+    }
+}
+
+#[test]
+fn a_run_resumed_after_flink_forgot_its_savepoint_says_it_used_that_savepoint() {
+    let (cluster, _serial) = cluster();
+    let runbook = Runbook::new(cluster);
+    let (old, trigger) = kill_while_polling_a_savepoint(cluster, &runbook, "forgot-a", "forgot-1");
+    // The stop completes without the run; then Flink forgets the operation (the sandbox
+    // keeps finished ones for 20 s: rest.async.store-duration).
+    wait_for(
+        Duration::from_secs(120),
+        "Flink forgets the savepoint operation",
+        || {
+            matches!(
+                call(
+                    &cluster.url,
+                    "GET",
+                    &format!("/jobs/{old}/savepoints/{trigger}"),
+                    None
+                ),
+                Ok((404, _))
+            )
+        },
+    );
+    assert_eq!(
+        cluster.state(&old),
+        "FINISHED",
+        "stopped with its savepoint"
+    );
+    let savepoint = cluster.checkpoints(&old)["latest"]["savepoint"]["external_path"]
+        .as_str()
+        .expect("the job's savepoint")
+        .to_owned();
+
+    let resumed = runbook.run(&["resume", "forgot-1"]);
+    let outputs = resumed.outputs();
+    let job = entry(&outputs, "forgot-a");
+    assert_eq!(job["via"], "savepoint", "{job}");
+    assert_eq!(job["fallback"], false, "no savepoint failed: {job}");
+    assert!(
+        same_path(job["snapshot"].as_str().unwrap(), &savepoint),
+        "{job} {savepoint}"
+    );
+    assert_eq!(cluster.savepoints_of(&old).len(), 1, "no second savepoint");
+    assert_restored(cluster, job);
 }
