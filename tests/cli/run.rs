@@ -501,6 +501,9 @@ finally:
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args(["run", "int.yaml", "--output", "json"])
         .current_dir(&dir)
+        // Its own store, never the user's default one.
+        .env_remove("RUNBOOK_STORE")
+        .env("XDG_STATE_HOME", dir.join(".state"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
