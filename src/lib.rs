@@ -3,9 +3,13 @@
 pub mod actions;
 pub mod cli;
 pub mod engine;
+pub mod event;
 pub mod plan;
 pub mod process;
 pub mod report;
 pub mod runbook;
 pub mod store;
 pub mod template;
+
+#[cfg(test)]
+mod layers;

@@ -3,14 +3,14 @@
 //! Every change of state is an event; the executor folds its own state from the events it
 //! emits (see [`RunState`]), so a journal of them is enough to rebuild a run.
 
-use super::event::{Envelope, EventSink, RunEvent, RunStatus, Sealed, StepStatus, Via};
 use super::limits;
 use super::redact::{Redact, Redactor, Revealed};
 use super::retry::RetryPolicy;
 use super::seal::{OpenError, RunKey, SecretKey};
 use super::state::{RunState, StepRecord};
 use crate::actions::{ActionError, ActionErrorKind, ActionInput, action_for};
-use crate::plan::{Dag, Section};
+use crate::event::{Envelope, EventSink, RunEvent, RunStatus, Sealed, StepStatus, Via};
+use crate::runbook::dag::{Dag, Section};
 use crate::runbook::load::Loaded;
 use crate::runbook::validate::Bundle;
 use crate::runbook::{

@@ -2,9 +2,9 @@
 //! each template and expression, and a resumed run starts from the fold of its journal, so
 //! a run rebuilt from a journal sees the same values and knows where each step stood.
 
-use super::event::{RunEvent, RunStatus, StepStatus, Via};
 use super::redact::Revealed;
 use super::seal::OpenError;
+use crate::event::{RunEvent, RunStatus, StepStatus, Via};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
 

@@ -1,7 +1,7 @@
 //! `runbook runs show`: one run, rebuilt from its journal, as text for the terminal, JSON
 //! for tools, or Markdown to file as a report (a drill report, an upgrade record).
 
-use crate::engine::{Envelope, RunEvent, Via};
+use crate::event::{Envelope, RunEvent, Via};
 use crate::store::RunSummary;
 use indexmap::IndexMap;
 use serde::Serialize;

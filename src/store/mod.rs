@@ -15,7 +15,7 @@ pub use journal::{Durable, Journal};
 pub use location::{StoreLocation, open, open_existing};
 pub use owner::Owner;
 
-use crate::engine::Envelope;
+use crate::event::Envelope;
 use futures::future::BoxFuture;
 
 /// What every store operation returns.

@@ -8,7 +8,7 @@
 //! time, and each waits up to [`BUSY_TIMEOUT`] for the others.
 
 use super::{Decision, LEASE, Lease, Owner, RunSummary, Store, StoreError, StoreFuture, wal};
-use crate::engine::{Envelope, RunEvent};
+use crate::event::{Envelope, RunEvent};
 use sha2::{Digest, Sha256};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
@@ -1026,7 +1026,7 @@ fn explain(location: &str, doing: &str, error: sqlx::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::RunStatus;
+    use crate::event::RunStatus;
     use serde_json::json;
     use std::path::PathBuf;
 
