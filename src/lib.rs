@@ -1,6 +1,7 @@
 //! runbook: run declarative YAML runbooks, durably.
 
 pub mod actions;
+pub mod app;
 pub mod cli;
 pub mod engine;
 pub mod event;
