@@ -11,6 +11,9 @@ pub mod owner;
 pub mod sqlite;
 mod wal;
 
+#[cfg(test)]
+pub(crate) mod conformance;
+
 pub use journal::{Durable, Journal};
 pub use location::{StoreLocation, open, open_existing};
 pub use owner::Owner;
