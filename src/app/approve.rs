@@ -35,7 +35,7 @@ pub async fn approve(
     for envelope in &events {
         state.apply_at(&envelope.event, &envelope.at);
     }
-    if let Some(status) = state.status.filter(|s| s.is_over()) {
+    if let Some(status) = state.status().filter(|s| s.is_over()) {
         return Err(AppError::AlreadyEnded {
             run_id: run_id.clone(),
             status,

@@ -49,9 +49,9 @@ async fn prepare(
     let prior = store.events(run_id).await?;
     let mut state = RunState::default();
     for envelope in &prior {
-        state.apply(&envelope.event);
+        state.apply_at(&envelope.event, &envelope.at);
     }
-    if let Some(status) = state.status.filter(|s| s.is_over()) {
+    if let Some(status) = state.status().filter(|s| s.is_over()) {
         return Err(AppError::AlreadyEnded {
             run_id: run_id.clone(),
             status,

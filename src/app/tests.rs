@@ -155,10 +155,16 @@ async fn two_runs_in_one_process_are_started_watched_approved_resumed_and_shown(
     let mut statuses: Vec<_> = listed
         .runs
         .iter()
-        .map(|r| (r.id.as_str(), r.status.as_str()))
+        .map(|r| (r.id.as_str(), r.status))
         .collect();
-    statuses.sort();
-    assert_eq!(statuses, [("asks", "succeeded"), ("sleeps", "succeeded")]);
+    statuses.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        statuses,
+        [
+            ("asks", RunStatus::Succeeded),
+            ("sleeps", RunStatus::Succeeded)
+        ]
+    );
     let shown = show(store.as_ref(), "asks").await.unwrap();
     assert!(shown.events.iter().any(|e| matches!(
         &e.event,

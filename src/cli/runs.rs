@@ -75,7 +75,7 @@ fn list(args: &RunsListArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
                         "{:<id_width$}  {:<name_width$}  {:<11}  {:<20}  {duration}",
                         run.id,
                         run.runbook,
-                        shown_status(run),
+                        shown_status(run).name(),
                         format!("{started}Z"),
                     );
                 }

@@ -297,7 +297,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         (None, Ok(_)) => (RunStatus::Succeeded, None),
         (None, Err(reason)) => (RunStatus::Failed, Some(reason)),
     };
-    let outputs = run.state.lock().expect("state lock").outputs.clone();
+    let outputs = run.state.lock().expect("state lock").run.outputs.clone();
     let outputs = if status == RunStatus::Succeeded {
         outputs
     } else {
@@ -592,7 +592,7 @@ impl Run {
         let record = state.steps.get(path)?;
         match record.status? {
             StepStatus::Cancelled => None,
-            _ if finally && record.segment != state.segment => None,
+            _ if finally && record.segment != state.run.parks => None,
             status => Some(status),
         }
     }
@@ -897,7 +897,7 @@ impl Run {
             }
             let outputs = Value::Object(outputs);
             if scope.prefix.is_empty() {
-                self.state.lock().expect("state lock").outputs = outputs.clone();
+                self.state.lock().expect("state lock").run.outputs = outputs.clone();
             }
             Ok(outputs)
         })

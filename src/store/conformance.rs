@@ -399,13 +399,13 @@ pub async fn summaries_follow_the_run(factory: &dyn StoreFactory) {
     let (running, parked) = (ours[0], ours[1]);
     assert_eq!(running.runbook, "deploy");
     assert_eq!(running.file, "runbooks/deploy.yaml");
-    assert_eq!(running.status, "running");
+    assert_eq!(running.status, RunStatus::Running);
     assert_eq!(
         (running.ended_at.as_ref(), running.duration_ms),
         (None, None)
     );
     assert_eq!(running.owner.as_ref(), Some(&owner));
-    assert_eq!(parked.status, "interrupted");
+    assert_eq!(parked.status, RunStatus::Interrupted);
     assert_eq!(parked.duration_ms, Some(1200));
     assert!(parked.ended_at.is_some());
     assert_eq!(parked.owner, None);
@@ -422,8 +422,8 @@ pub async fn summaries_follow_the_run(factory: &dyn StoreFactory) {
         .unwrap();
     let run = store.run("listed-1").await.unwrap();
     assert_eq!(
-        (run.status.as_str(), run.ended_at, run.duration_ms),
-        ("running", None, None)
+        (run.status, run.ended_at, run.duration_ms),
+        (RunStatus::Running, None, None)
     );
     let end = ended("listed-1", RunStatus::Failed, 300);
     store
@@ -431,7 +431,7 @@ pub async fn summaries_follow_the_run(factory: &dyn StoreFactory) {
         .await
         .unwrap();
     let run = store.run("listed-1").await.unwrap();
-    assert_eq!(run.status, "failed");
+    assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(run.duration_ms, Some(1500));
     assert_eq!(run.ended_at.as_deref(), Some(end.at.as_str()));
 }

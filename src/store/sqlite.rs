@@ -8,7 +8,7 @@
 //! time, and each waits up to [`BUSY_TIMEOUT`] for the others.
 
 use super::{Decision, LEASE, Lease, Owner, RunSummary, Store, StoreError, StoreFuture, wal};
-use crate::event::{Envelope, RunEvent};
+use crate::event::{Envelope, RunEvent, RunFold, RunStatus};
 use sha2::{Digest, Sha256};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
@@ -438,9 +438,15 @@ impl SqliteStore {
         .ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
         let last_seq: i64 = run.try_get("last_seq")?;
         let mut last_chain: String = run.try_get("last_chain")?;
-        let mut status: String = run.try_get("status")?;
-        let mut ended_at: Option<String> = run.try_get("ended_at")?;
-        let mut duration_ms: Option<i64> = run.try_get("duration_ms")?;
+        // The list of runs follows the run-level events, read as every report reads them.
+        let mut fold = RunFold {
+            status: Some(status_from(run.try_get("status")?)?),
+            ended_at: run.try_get("ended_at")?,
+            duration_ms: run
+                .try_get::<Option<i64>, _>("duration_ms")?
+                .and_then(|ms| u64::try_from(ms).ok()),
+            ..RunFold::default()
+        };
         if i64::try_from(first_seq).ok() != last_seq.checked_add(1) {
             return Err(corrupt(
                 run_id,
@@ -461,24 +467,7 @@ impl SqliteStore {
                 event.body,
                 last_chain.clone(),
             ));
-            // The list of runs follows the run-level events.
-            match &envelope.event {
-                RunEvent::RunResumed { .. } => {
-                    status = "running".to_owned();
-                    ended_at = None;
-                }
-                RunEvent::RunEnded {
-                    status: ended,
-                    duration_ms: segment,
-                    ..
-                } => {
-                    status = ended.name().to_owned();
-                    ended_at = Some(envelope.at.clone());
-                    // Each process that worked on the run reports its own time: add them up.
-                    duration_ms = Some(duration_ms.unwrap_or(0).saturating_add(to_i64(*segment)));
-                }
-                _ => {}
-            }
+            fold.apply(&envelope.event, &envelope.at);
         }
         let last_seq = last_seq + rows.len() as i64;
         let mut rows = rows.into_iter().peekable();
@@ -505,9 +494,9 @@ impl SqliteStore {
         .bind(last_seq)
         .bind(&last_chain)
         .bind(now())
-        .bind(&status)
-        .bind(&ended_at)
-        .bind(duration_ms)
+        .bind(fold.status.unwrap_or(RunStatus::Running).name())
+        .bind(&fold.ended_at)
+        .bind(fold.duration_ms.map(to_i64))
         .bind(run_id)
         .execute(&mut *tx)
         .await?;
@@ -797,7 +786,7 @@ fn summary_from(row: &SqliteRow) -> Result<RunSummary, sqlx::Error> {
         id: row.try_get("id")?,
         runbook: row.try_get("runbook")?,
         file: row.try_get("file")?,
-        status: row.try_get("status")?,
+        status: status_from(row.try_get("status")?)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         // The total is kept across a resume, but is the run's duration only once it ended.
@@ -808,6 +797,12 @@ fn summary_from(row: &SqliteRow) -> Result<RunSummary, sqlx::Error> {
         ended_at,
         owner: owner_from(row)?,
     })
+}
+
+/// A status as the `runs` table keeps it: the name of a [`RunStatus`].
+fn status_from(name: String) -> Result<RunStatus, sqlx::Error> {
+    RunStatus::from_name(&name)
+        .ok_or_else(|| sqlx::Error::Decode(format!("`{name}` is not the status of a run").into()))
 }
 
 /// The owner recorded in a row's `pid`, `host`, `process_start` and `since`, if any.
@@ -1026,7 +1021,6 @@ fn explain(location: &str, doing: &str, error: sqlx::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::RunStatus;
     use crate::store::conformance::{self, StoreFactory, ended, started, step};
     use futures::future::BoxFuture;
     use std::path::PathBuf;
