@@ -1,11 +1,16 @@
 //! runbook: run declarative YAML runbooks, durably.
 
 pub mod actions;
+pub mod app;
 pub mod cli;
 pub mod engine;
+pub mod event;
 pub mod plan;
 pub mod process;
 pub mod report;
 pub mod runbook;
 pub mod store;
 pub mod template;
+
+#[cfg(test)]
+mod layers;

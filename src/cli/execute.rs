@@ -1,37 +1,17 @@
-//! What `run` and `resume` share once the run is claimed: signals, the journal, the executor,
-//! the summary and the exit status.
+//! What `run` and `resume` share once the run is claimed: signals, progress, the summary and
+//! the exit status; and how every failure of the application layer is told and mapped.
 
 use super::args::OutputFormat;
 use super::{ExitStatus, Printer};
-use crate::engine::seal::SecretKey;
-use crate::engine::{self, Envelope, EventSink, RunConfig, RunStatus};
+use crate::app::{AppError, ClaimedRun, Watch};
+use crate::event::{EventSink, RunStatus};
 use crate::report::{self, JsonLines, Progress};
-use crate::runbook::validate::Bundle;
-use crate::store::{Journal, Lease, Store, StoreError, StoreLocation};
-use serde_json::{Map, Value};
-use std::collections::HashMap;
-use std::path::PathBuf;
+use crate::store::StoreError;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// A claimed run, ready to go.
-pub struct Execution {
-    pub bundle: Arc<Bundle>,
-    pub run_id: String,
-    pub inputs: Map<String, Value>,
-    pub secrets: HashMap<PathBuf, Map<String, Value>>,
-    pub max_parallel: Option<u32>,
-    pub output: OutputFormat,
-    pub store: Arc<dyn Store>,
-    pub lease: Lease,
-    /// The journal so far; the next event is number `prior.len() + 1`.
-    pub prior: Vec<Envelope>,
-    pub resumed_by: Option<String>,
-    pub secret_key: Option<SecretKey>,
-}
-
-/// Runs a claimed run until it ends or parks.
-pub async fn execute(execution: Execution, printer: &Printer) -> ExitStatus {
+/// Runs a claimed run until it ends or parks, showing it on the terminal.
+pub async fn execute(run: ClaimedRun, output: OutputFormat, printer: &Printer) -> ExitStatus {
     let interrupt = CancellationToken::new();
     // Handlers are in place before the first step starts: a Ctrl-C at any moment of the run
     // interrupts it cleanly, never kills it outright. SIGHUP (the terminal or SSH session is
@@ -47,45 +27,14 @@ pub async fn execute(execution: Execution, printer: &Printer) -> ExitStatus {
         }
         _ => printer.note("warning: cannot watch for Ctrl-C; an interrupted run stops at once"),
     }
-    // Every step command from now on is tied to this process: when it ends, however it
-    // ends, so do they.
-    if let Some(first) = execution.prior.first() {
-        crate::process::supervise(
-            &execution.run_id,
-            crate::process::RunMark::new(&execution.run_id, &first.at),
-        );
-    }
     let progress = Arc::new(Progress::new());
-    let sink: Arc<dyn EventSink> = match execution.output {
+    let sink: Arc<dyn EventSink> = match output {
         OutputFormat::Human => progress.clone(),
         OutputFormat::Json => Arc::new(JsonLines),
     };
-    let store = execution.store.clone();
-    let journal = Arc::new(Journal::start(
-        execution.store.clone(),
-        execution.lease,
-        execution.prior.len() as u64 + 1,
-    ));
-    let run_id = execution.run_id;
-    let config = RunConfig {
-        run_id: run_id.clone(),
-        inputs: execution.inputs,
-        secrets: execution.secrets,
-        max_parallel: execution.max_parallel.map(|n| n as usize),
-        interrupt,
-        journal: journal.clone(),
-        prior: execution.prior,
-        resumed_by: execution.resumed_by,
-        store: Some(execution.store.clone()),
-        secret_key: execution.secret_key,
-    };
-    let outcome = engine::run(execution.bundle, config, sink).await;
-    // Waits for the supervisor to stop what the run left behind (a process that escaped its
-    // step's process group) before the run is reported over.
-    let _ = tokio::task::spawn_blocking(crate::process::end_supervision).await;
-    let closed = journal.close().await;
-    let _ = store.close().await;
-    if execution.output == OutputFormat::Human {
+    let result = run.execute(Watch { sink, interrupt }).await;
+    let (run_id, outcome) = (result.run_id, result.outcome);
+    if output == OutputFormat::Human {
         progress.finish();
         printer.note(&report::summary::render(&outcome, &run_id));
         if outcome.status == RunStatus::Succeeded
@@ -96,7 +45,7 @@ pub async fn execute(execution: Execution, printer: &Printer) -> ExitStatus {
             printer.out(&text);
         }
     }
-    if let Some(error) = outcome.journal_error.or(closed.err()) {
+    if let Some(error) = result.journal_error {
         let when = match *error {
             StoreError::Full(_) => "Once there is room on the disk again",
             _ => "Once the store works again",
@@ -150,12 +99,36 @@ async fn watch_signals(
     }
 }
 
-/// The store named by `--store` or `RUNBOOK_STORE`, else the default one.
-pub fn store_location(url: Option<&str>, printer: &Printer) -> Result<StoreLocation, ExitStatus> {
-    StoreLocation::resolve(url).map_err(|error| {
-        printer.error(&error.to_string());
-        ExitStatus::Invalid
-    })
+/// Tells why the application layer did nothing, and picks the exit status: a mistake in the
+/// runbook or on the command line is `Invalid`; a journal that cannot be used right now is
+/// `Unavailable`.
+pub fn app_failure(error: &AppError, printer: &Printer) -> ExitStatus {
+    match error {
+        AppError::InvalidRunbook(problems) => {
+            printer.diagnostics(problems);
+            ExitStatus::Invalid
+        }
+        AppError::StoredRunbookInvalid { problems, .. } => {
+            printer.diagnostics(problems);
+            printer.error(&error.to_string());
+            ExitStatus::Invalid
+        }
+        AppError::Store(error) => store_failure(error, printer),
+        AppError::NotResumable(_) | AppError::Leftovers(_) | AppError::LeftoverScan { .. } => {
+            printer.error(&error.to_string());
+            ExitStatus::Unavailable
+        }
+        AppError::Secret(_)
+        | AppError::SecretKey(_)
+        | AppError::StoreLocation(_)
+        | AppError::Kubernetes(_)
+        | AppError::AlreadyEnded { .. }
+        | AppError::AlreadyAnswered { .. }
+        | AppError::NotWaiting { .. } => {
+            printer.error(&error.to_string());
+            ExitStatus::Invalid
+        }
+    }
 }
 
 /// Reports a store error and picks the exit status: a run that does not exist is a mistake
@@ -189,61 +162,4 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?)
-}
-
-/// The secrets of every runbook of the bundle, from their `env` or `file`; a missing one is
-/// reported, and nothing runs.
-pub fn resolve_secrets(
-    bundle: &Bundle,
-    printer: &Printer,
-) -> Result<HashMap<PathBuf, Map<String, Value>>, ExitStatus> {
-    let mut resolved = HashMap::new();
-    for (path, loaded) in &bundle.runbooks {
-        match crate::engine::secrets::resolve(loaded) {
-            Ok(values) => {
-                resolved.insert(path.clone(), values);
-            }
-            Err(error) => {
-                printer.error(&error.to_string());
-                return Err(ExitStatus::Invalid);
-            }
-        }
-    }
-    Ok(resolved)
-}
-
-/// The key that keeps values carrying a secret readable across a resume, when one is set.
-pub fn secret_key(printer: &Printer) -> Result<Option<SecretKey>, ExitStatus> {
-    SecretKey::from_environment().map_err(|error| {
-        printer.error(&error.to_string());
-        ExitStatus::Invalid
-    })
-}
-
-/// Opens the existing store named on the command line, reporting why it cannot be. Only
-/// `run` creates a store: the commands that read or answer runs have nothing to do in a new
-/// one, and creating it would hide a mistyped `--store`.
-pub async fn open_store(
-    url: Option<&str>,
-    printer: &Printer,
-) -> Result<Arc<dyn Store>, ExitStatus> {
-    let location = store_location(url, printer)?;
-    crate::store::open_existing(&location)
-        .await
-        .map_err(|error| store_failure(&error, printer))
-}
-
-/// Refuses to start a run whose `kubernetes` steps cannot reach a cluster configuration: a
-/// broken kubeconfig or a missing context is found before anything runs.
-pub async fn check_kubernetes(
-    bundle: &Bundle,
-    inputs: &Map<String, Value>,
-    printer: &Printer,
-) -> Result<(), ExitStatus> {
-    crate::actions::kubernetes::preflight(bundle, inputs)
-        .await
-        .map_err(|error| {
-            printer.error(&format!("kubernetes: {error}"));
-            ExitStatus::Invalid
-        })
 }

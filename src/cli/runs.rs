@@ -1,6 +1,7 @@
 use super::args::{ListFormat, RunsArgs, RunsCommand, RunsListArgs, RunsShowArgs, ShowFormat};
-use super::execute::{open_store, runtime, store_failure};
+use super::execute::{app_failure, runtime};
 use super::{ExitStatus, Printer};
+use crate::app;
 use crate::report::run_report::{RunReport, shown_status};
 use serde_json::json;
 use std::fmt::Write;
@@ -15,15 +16,15 @@ pub fn runs(args: &RunsArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
 
 fn list(args: &RunsListArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     runtime()?.block_on(async {
-        let store = match open_store(args.store.store.as_deref(), printer).await {
+        let store = match app::open_store(args.store.store.as_deref()).await {
             Ok(store) => store,
-            Err(status) => return Ok(status),
+            Err(error) => return Ok(app_failure(&error, printer)),
         };
-        let runs = store.runs().await;
+        let listed = app::list(store.as_ref()).await;
         let _ = store.close().await;
-        let runs = match runs {
-            Ok(runs) => runs,
-            Err(error) => return Ok(store_failure(&error, printer)),
+        let (runs, location) = match listed {
+            Ok(list) => (list.runs, list.location),
+            Err(error) => return Ok(app_failure(&error, printer)),
         };
         match args.format {
             ListFormat::Json => {
@@ -44,7 +45,7 @@ fn list(args: &RunsListArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
                 printer.out(&(serde_json::to_string_pretty(&rows)? + "\n"));
             }
             ListFormat::Text if runs.is_empty() => {
-                printer.note(&format!("no runs in {}", store.location()));
+                printer.note(&format!("no runs in {location}"));
             }
             ListFormat::Text => {
                 let id_width = runs.iter().map(|r| r.id.len()).max().unwrap_or(2).max(2);
@@ -74,7 +75,7 @@ fn list(args: &RunsListArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
                         "{:<id_width$}  {:<name_width$}  {:<11}  {:<20}  {duration}",
                         run.id,
                         run.runbook,
-                        shown_status(run),
+                        shown_status(run).name(),
                         format!("{started}Z"),
                     );
                 }
@@ -87,21 +88,17 @@ fn list(args: &RunsListArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
 
 fn show(args: &RunsShowArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     runtime()?.block_on(async {
-        let store = match open_store(args.store.store.as_deref(), printer).await {
+        let store = match app::open_store(args.store.store.as_deref()).await {
             Ok(store) => store,
-            Err(status) => return Ok(status),
+            Err(error) => return Ok(app_failure(&error, printer)),
         };
-        let summary = match store.run(&args.run_id).await {
-            Ok(summary) => summary,
-            Err(error) => return Ok(store_failure(&error, printer)),
-        };
-        let events = store.events(&args.run_id).await;
+        let shown = app::show(store.as_ref(), &args.run_id).await;
         let _ = store.close().await;
-        let events = match events {
-            Ok(events) => events,
-            Err(error) => return Ok(store_failure(&error, printer)),
+        let run = match shown {
+            Ok(run) => run,
+            Err(error) => return Ok(app_failure(&error, printer)),
         };
-        let report = RunReport::new(&summary, &events);
+        let report = RunReport::new(&run.summary, &run.events);
         printer.out(&match args.format {
             ShowFormat::Text => report.text(),
             ShowFormat::Json => report.json(),

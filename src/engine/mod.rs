@@ -1,6 +1,5 @@
 //! Running runbooks: the executor, its events and state, retries, secrets and redaction.
 
-pub mod event;
 pub mod executor;
 pub mod limits;
 pub mod redact;
@@ -9,7 +8,8 @@ pub mod seal;
 pub mod secrets;
 pub mod state;
 
-pub use event::{
+// The event types live in `event`, below the store; they stay reachable here too.
+pub use crate::event::{
     Envelope, EventSink, Notice, RunEvent, RunStatus, RunbookSource, Sealed, StepStatus, Via,
 };
 pub use executor::{RunConfig, RunOutcome, run, step_key};

@@ -5,7 +5,7 @@
 //! the names of the event's own fields are not free-form, so a secret that happens to be
 //! `status` or `path` cannot break the event, and there is no unmasked fallback to fall to.
 
-use super::event::RunEvent;
+use crate::event::RunEvent;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 

@@ -2,9 +2,9 @@
 //! each template and expression, and a resumed run starts from the fold of its journal, so
 //! a run rebuilt from a journal sees the same values and knows where each step stood.
 
-use super::event::{Notice, RunEvent, RunStatus, StepStatus, Via};
 use super::redact::Revealed;
 use super::seal::OpenError;
+use crate::event::{RunEvent, RunFold, RunStatus, StepStatus, Via};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
 
@@ -50,29 +50,46 @@ pub struct Answer {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunState {
-    pub status: Option<RunStatus>,
+    /// The run-level reading of the events, as the store and the reports read them. Its
+    /// `parks` counts the times the run was parked: `finally` steps that ended before the
+    /// last park ran for that park, not for the run's real end, and a resume runs them again.
+    pub run: RunFold,
     pub steps: BTreeMap<String, StepRecord>,
     /// Step paths in the order they first appeared, for summaries.
     pub order: Vec<String>,
     seen: HashSet<String>,
-    pub outputs: Value,
-    /// How many times the run was parked (interrupted or waiting). `finally` steps that ended
-    /// before the last park ran for that park, not for the run's real end: a resume runs them
-    /// again.
-    pub segment: u32,
     /// When the run was created (RFC 3339), from its first event.
     pub created_at: Option<String>,
-    /// The steps' notices, one per step path (the latest, when a step ran again after a
-    /// resume), in the order they were given.
-    pub notices: Vec<Notice>,
 }
 
 impl RunState {
-    pub fn apply(&mut self, event: &RunEvent) {
+    /// The run's status, as its last run-level event left it.
+    pub fn status(&self) -> Option<RunStatus> {
+        self.run.status
+    }
+
+    /// Applies an event that happened at `at` (RFC 3339).
+    pub fn apply_at(&mut self, event: &RunEvent, at: &str) {
+        self.run.apply(event, at);
+        self.apply_to_steps(event);
         match event {
-            RunEvent::RunStarted { .. } | RunEvent::RunResumed { .. } => {
-                self.status = Some(RunStatus::Running)
+            RunEvent::RunStarted { .. } if self.created_at.is_none() => {
+                self.created_at = Some(at.to_owned())
             }
+            RunEvent::ApprovalRequested { path, .. } => {
+                if let Some(record) = self.steps.get_mut(path)
+                    && record.approval_requested_at.as_deref() == Some("")
+                {
+                    record.approval_requested_at = Some(at.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn apply_to_steps(&mut self, event: &RunEvent) {
+        match event {
+            RunEvent::RunStarted { .. } | RunEvent::RunResumed { .. } => {}
             RunEvent::StepStarted {
                 path,
                 attempt,
@@ -126,7 +143,7 @@ impl RunState {
                 duration_ms,
                 ..
             } => {
-                let segment = self.segment;
+                let segment = self.run.parks;
                 let record = self.record(path);
                 record.withheld.retain(|name, _| name == "items");
                 record.status = Some(*status);
@@ -159,41 +176,10 @@ impl RunState {
                     at: answered_at.clone(),
                 })
             }
-            RunEvent::RunEnded {
-                status, outputs, ..
-            } => {
-                self.status = Some(*status);
-                self.outputs = outputs.clone();
-                if status.is_parked() {
-                    self.segment += 1;
-                }
-            }
-            RunEvent::StepNotice { path, text } => {
-                self.notices.retain(|notice| notice.step != *path);
-                self.notices.push(Notice {
-                    step: path.clone(),
-                    text: text.clone(),
-                });
-            }
-            RunEvent::StepPolling { .. } | RunEvent::Warning { .. } => {}
-        }
-    }
-
-    /// Applies an event with the time it happened, which some records keep.
-    pub fn apply_at(&mut self, event: &RunEvent, at: &str) {
-        self.apply(event);
-        match event {
-            RunEvent::RunStarted { .. } if self.created_at.is_none() => {
-                self.created_at = Some(at.to_owned())
-            }
-            RunEvent::ApprovalRequested { path, .. } => {
-                if let Some(record) = self.steps.get_mut(path)
-                    && record.approval_requested_at.as_deref() == Some("")
-                {
-                    record.approval_requested_at = Some(at.to_owned());
-                }
-            }
-            _ => {}
+            RunEvent::RunEnded { .. }
+            | RunEvent::StepPolling { .. }
+            | RunEvent::StepNotice { .. }
+            | RunEvent::Warning { .. } => {}
         }
     }
 
@@ -363,36 +349,39 @@ mod tests {
     #[test]
     fn a_new_attempt_of_a_uses_step_forgets_what_its_runbook_did() {
         let mut state = RunState::default();
-        state.apply(&started("call", 1, false));
-        state.apply(&started("call/a", 1, false));
-        state.apply(&ended("call/a"));
-        state.apply(&started("caller", 1, false));
+        state.apply_at(&started("call", 1, false), "");
+        state.apply_at(&started("call/a", 1, false), "");
+        state.apply_at(&ended("call/a"), "");
+        state.apply_at(&started("caller", 1, false), "");
         // The same attempt again (a resume) keeps the called runbook's progress...
-        state.apply(&started("call", 1, false));
+        state.apply_at(&started("call", 1, false), "");
         assert!(state.steps.contains_key("call/a"));
         // ...a new one does not, and leaves steps with a similar name alone.
-        state.apply(&started("call", 2, false));
+        state.apply_at(&started("call", 2, false), "");
         assert!(!state.steps.contains_key("call/a"));
         assert!(state.steps.contains_key("caller"));
-        state.apply(&started("call/a", 1, false));
+        state.apply_at(&started("call/a", 1, false), "");
         assert_eq!(state.order, ["call", "call/a", "caller"]);
     }
 
     #[test]
     fn a_failed_attempt_and_the_fallback_are_remembered_for_resume() {
         let mut state = RunState::default();
-        state.apply(&started("s", 2, false));
-        state.apply(&RunEvent::StepAttemptFailed {
-            path: "s".to_owned(),
-            attempt: 2,
-            error: "boom".to_owned(),
-            retry_in_ms: None,
-            fallback: false,
-        });
+        state.apply_at(&started("s", 2, false), "");
+        state.apply_at(
+            &RunEvent::StepAttemptFailed {
+                path: "s".to_owned(),
+                attempt: 2,
+                error: "boom".to_owned(),
+                retry_in_ms: None,
+                fallback: false,
+            },
+            "",
+        );
         let record = &state.steps["s"];
         assert!(record.attempt_failed);
         assert_eq!(record.action_attempts, 2);
-        state.apply(&started("s", 1, true));
+        state.apply_at(&started("s", 1, true), "");
         let record = &state.steps["s"];
         assert!(record.fallback && !record.attempt_failed);
         assert_eq!(record.action_error.as_deref(), Some("boom"));
@@ -401,15 +390,16 @@ mod tests {
     #[test]
     fn parking_starts_a_new_segment() {
         let mut state = RunState::default();
-        state.apply(&ended("cleanup"));
-        state.apply(&RunEvent::RunEnded {
+        state.apply_at(&ended("cleanup"), "");
+        let parked = RunEvent::RunEnded {
             status: RunStatus::Interrupted,
             reason: None,
             outputs: Value::Null,
             duration_ms: 1,
             notices: Vec::new(),
-        });
+        };
+        state.apply_at(&parked, "");
         assert_eq!(state.steps["cleanup"].segment, 0);
-        assert_eq!(state.segment, 1);
+        assert_eq!(state.run.parks, 1);
     }
 }

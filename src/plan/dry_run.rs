@@ -2,8 +2,8 @@
 //! templates rendered where the values are already known (inputs and their defaults), and
 //! what is only known at run time marked as such.
 
-use super::dag::{Dag, Section};
 use super::picture::describe;
+use crate::runbook::dag::{Dag, Section};
 use crate::runbook::load::Loaded;
 use crate::runbook::validate::Bundle;
 use crate::runbook::{ActionRef, Node, Step};

@@ -1,7 +1,7 @@
 //! A drawing of a runbook's DAG, independent of the format it is printed in: the steps, the
 //! runbooks they call through `uses` (as nested groups) and their fallbacks.
 
-use super::dag::{Dag, Section};
+use crate::runbook::dag::{Dag, Section};
 use crate::runbook::load::Loaded;
 use crate::runbook::validate::Bundle;
 use crate::runbook::{ActionRef, Step};

@@ -1,6 +1,6 @@
 //! `--output json`: one JSON object per event on stdout, for tools.
 
-use crate::engine::{Envelope, EventSink, RunEvent};
+use crate::event::{Envelope, EventSink, RunEvent};
 use serde_json::Value;
 use std::io::Write;
 

@@ -1,9 +1,12 @@
 //! What a person (or a tool) sees of a run: views over its events.
 
+pub mod json;
 pub mod json_lines;
+pub mod markdown;
 pub mod progress;
 pub mod run_report;
 pub mod summary;
+pub mod text;
 
 pub use json_lines::JsonLines;
 pub use progress::Progress;

@@ -1,7 +1,7 @@
 //! Live progress on the terminal: which steps run, their attempt, polling, elapsed time.
 //! Off a terminal (CI logs, pipes) the same events become plain lines.
 
-use crate::engine::{Envelope, EventSink, RunEvent, StepStatus};
+use crate::event::{Envelope, EventSink, RunEvent, StepStatus};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};

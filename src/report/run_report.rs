@@ -1,12 +1,11 @@
-//! `runbook runs show`: one run, rebuilt from its journal, as text for the terminal, JSON
-//! for tools, or Markdown to file as a report (a drill report, an upgrade record).
+//! `runbook runs show`: one run, rebuilt from its journal. Each format renders this model
+//! in a file of its own: `text.rs`, `json.rs`, `markdown.rs`.
 
-use crate::engine::{Envelope, Notice, RunEvent, Via};
+use crate::event::{Envelope, Notice, RunEvent, RunFold, RunStatus, StepStatus, Via};
 use crate::store::RunSummary;
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
-use std::fmt::Write;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize)]
@@ -15,7 +14,7 @@ pub struct RunReport {
     pub runbook: String,
     pub file: String,
     /// As `runs list` shows it: a `running` run whose process is gone is `interrupted`.
-    pub status: String,
+    pub status: RunStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub created_at: String,
@@ -37,9 +36,7 @@ pub struct RunReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
     pub path: String,
-    /// `succeeded`, `failed`, `skipped`, `cancelled`; `running`, `waiting` or `unfinished`
-    /// when it has not ended.
-    pub status: String,
+    pub status: StepState,
     pub attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
@@ -54,6 +51,47 @@ pub struct StepReport {
     pub outputs: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Where a step stands in a report: how it ended, or why it has not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+    /// Started in a run that is still running.
+    Running,
+    /// An approval step waiting for its answer.
+    Waiting,
+    /// Started in a run that is no longer running, and never ended.
+    Unfinished,
+}
+
+impl StepState {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+            StepState::Skipped => "skipped",
+            StepState::Cancelled => "cancelled",
+            StepState::Running => "running",
+            StepState::Waiting => "waiting",
+            StepState::Unfinished => "unfinished",
+        }
+    }
+}
+
+impl From<StepStatus> for StepState {
+    fn from(status: StepStatus) -> Self {
+        match status {
+            StepStatus::Succeeded => StepState::Succeeded,
+            StepStatus::Failed => StepState::Failed,
+            StepStatus::Skipped => StepState::Skipped,
+            StepStatus::Cancelled => StepState::Cancelled,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,11 +125,11 @@ pub struct WarningReport {
 
 /// The status `runs list` and `runs show` give a run: the journal's, except that a run
 /// still marked `running` whose owner is gone was interrupted (by a crash or a kill).
-pub fn shown_status(summary: &RunSummary) -> String {
-    if summary.status == "running" && summary.owner.as_ref().is_none_or(|o| o.is_gone()) {
-        "interrupted".to_owned()
+pub fn shown_status(summary: &RunSummary) -> RunStatus {
+    if summary.status == RunStatus::Running && summary.owner.as_ref().is_none_or(|o| o.is_gone()) {
+        RunStatus::Interrupted
     } else {
-        summary.status.clone()
+        summary.status
     }
 }
 
@@ -102,7 +140,7 @@ impl RunReport {
             id: summary.id.clone(),
             runbook: summary.runbook.clone(),
             file: summary.file.clone(),
-            status: status.clone(),
+            status,
             reason: None,
             created_at: summary.created_at.clone(),
             ended_at: summary.ended_at.clone(),
@@ -115,19 +153,19 @@ impl RunReport {
             warnings: Vec::new(),
             notices: Vec::new(),
         };
-        let unfinished = match status.as_str() {
-            "running" => "running",
-            _ => "unfinished",
+        let unfinished = match status {
+            RunStatus::Running => StepState::Running,
+            _ => StepState::Unfinished,
         };
         let mut steps: IndexMap<String, StepReport> = IndexMap::new();
         fn entry<'m>(
             steps: &'m mut IndexMap<String, StepReport>,
             path: &str,
-            unfinished: &str,
+            unfinished: StepState,
         ) -> &'m mut StepReport {
             steps.entry(path.to_owned()).or_insert_with(|| StepReport {
                 path: path.to_owned(),
-                status: unfinished.to_owned(),
+                status: unfinished,
                 attempts: 0,
                 started_at: None,
                 ended_at: None,
@@ -138,8 +176,10 @@ impl RunReport {
                 error: None,
             })
         }
+        let mut run = RunFold::default();
         for envelope in events {
             let at = &envelope.at;
+            run.apply(&envelope.event, at);
             match &envelope.event {
                 RunEvent::RunStarted { inputs, .. } => report.inputs = inputs.clone(),
                 RunEvent::RunResumed { by } => report.resumes.push(Resume {
@@ -150,7 +190,7 @@ impl RunReport {
                     let step = entry(&mut steps, path, unfinished);
                     step.started_at.get_or_insert_with(|| at.clone());
                     step.attempts = step.attempts.max(*attempt);
-                    step.status = unfinished.to_owned();
+                    step.status = unfinished;
                 }
                 RunEvent::StepExpanded { path, .. } => {
                     entry(&mut steps, path, unfinished)
@@ -170,7 +210,7 @@ impl RunReport {
                 } => {
                     let step = entry(&mut steps, path, unfinished);
                     step.started_at.get_or_insert_with(|| at.clone());
-                    step.status = status.name().to_owned();
+                    step.status = (*status).into();
                     step.attempts = *attempts;
                     step.via = *via;
                     step.outputs = outputs.clone();
@@ -182,7 +222,7 @@ impl RunReport {
                 RunEvent::ApprovalRequested { path, prompt, .. } => {
                     let step = entry(&mut steps, path, unfinished);
                     if step.ended_at.is_none() {
-                        step.status = "waiting".to_owned();
+                        step.status = StepState::Waiting;
                     }
                     report.approvals.push(ApprovalReport {
                         path: path.clone(),
@@ -215,231 +255,21 @@ impl RunReport {
                     path: path.clone(),
                     message: message.clone(),
                 }),
-                RunEvent::RunEnded {
-                    reason, outputs, ..
-                } => {
-                    report.reason = reason.clone();
-                    report.outputs = outputs.clone();
-                }
-                RunEvent::StepNotice { path, text } => {
-                    report.notices.retain(|notice| notice.step != *path);
-                    report.notices.push(Notice {
-                        step: path.clone(),
-                        text: text.clone(),
-                    });
-                }
-                RunEvent::StepPolling { .. } | RunEvent::StepAttemptFailed { .. } => {}
+                RunEvent::RunEnded { .. }
+                | RunEvent::StepPolling { .. }
+                | RunEvent::StepNotice { .. }
+                | RunEvent::StepAttemptFailed { .. } => {}
             }
         }
         report.steps = steps.into_values().collect();
+        report.reason = run.reason;
+        report.outputs = run.outputs;
+        report.notices = run.notices;
         report
-    }
-
-    pub fn json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
-    }
-
-    pub fn text(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "run       {}", self.id);
-        let _ = writeln!(out, "runbook   {} ({})", self.runbook, self.file);
-        let reason = self
-            .reason
-            .as_ref()
-            .filter(|_| self.status != "succeeded")
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default();
-        let _ = writeln!(out, "status    {}{reason}", self.status);
-        let _ = writeln!(out, "started   {}", self.created_at);
-        if let Some(ended) = &self.ended_at {
-            let _ = writeln!(out, "ended     {ended}");
-        }
-        if let Some(ms) = self.duration_ms {
-            let _ = writeln!(out, "duration  {}", duration(ms));
-        }
-        let _ = writeln!(out, "inputs    {}", compact(&self.inputs));
-        for resume in &self.resumes {
-            let _ = writeln!(out, "resumed   {} by {}", resume.at, resume.by);
-        }
-        let width = self
-            .steps
-            .iter()
-            .map(|s| s.path.chars().count())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        let _ = writeln!(
-            out,
-            "\n{:<width$}  {:<10}  {:>8}  {:>9}  started",
-            "step", "status", "attempts", "time"
-        );
-        for step in &self.steps {
-            let via = match step.via {
-                Some(Via::Fallback) => "  via fallback",
-                Some(Via::Verify) => "  verified done",
-                _ => "",
-            };
-            let _ = writeln!(
-                out,
-                "{:<width$}  {:<10}  {:>8}  {:>9}  {}{via}",
-                step.path,
-                step.status,
-                step.attempts,
-                step.duration_ms.map(duration).unwrap_or_default(),
-                step.started_at.as_deref().unwrap_or("-"),
-            );
-            if !is_empty(&step.outputs) {
-                let _ = writeln!(out, "{:width$}  outputs: {}", "", compact(&step.outputs));
-            }
-            if let Some(error) = &step.error {
-                let _ = writeln!(out, "{:width$}  error: {error}", "");
-            }
-        }
-        for approval in &self.approvals {
-            let _ = writeln!(out, "\napproval  {}: {}", approval.path, approval.prompt);
-            match (&approval.approved, &approval.by) {
-                (Some(approved), Some(by)) => {
-                    let verdict = if *approved { "approved" } else { "rejected" };
-                    let comment = approval
-                        .comment
-                        .as_ref()
-                        .map(|c| format!(": {c}"))
-                        .unwrap_or_default();
-                    let _ = writeln!(out, "          {verdict} by {by}{comment}");
-                }
-                _ => {
-                    let _ = writeln!(
-                        out,
-                        "          waiting: runbook approve {} {}",
-                        self.id, approval.path
-                    );
-                }
-            }
-        }
-        crate::report::summary::notices(&mut out, &self.notices);
-        if !is_empty(&self.outputs) {
-            let _ = writeln!(
-                out,
-                "\noutputs\n{}",
-                serde_json::to_string_pretty(&self.outputs).unwrap_or_default()
-            );
-        }
-        out
-    }
-
-    pub fn markdown(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "# Run `{}` of `{}`\n", self.id, self.runbook);
-        let _ = writeln!(out, "| | |\n|---|---|");
-        let _ = writeln!(
-            out,
-            "| Runbook | `{}` ({}) |",
-            self.runbook,
-            cell(&self.file)
-        );
-        let _ = writeln!(out, "| Status | **{}** |", self.status);
-        if let Some(reason) = self.reason.as_ref().filter(|_| self.status != "succeeded") {
-            let _ = writeln!(out, "| Reason | {} |", cell(reason));
-        }
-        let _ = writeln!(out, "| Started | {} |", self.created_at);
-        if let Some(ended) = &self.ended_at {
-            let _ = writeln!(out, "| Ended | {ended} |");
-        }
-        if let Some(ms) = self.duration_ms {
-            let _ = writeln!(out, "| Duration | {} |", duration(ms));
-        }
-        for resume in &self.resumes {
-            let _ = writeln!(out, "| Resumed | {} by {} |", resume.at, cell(&resume.by));
-        }
-        let _ = writeln!(out, "\n## Inputs\n\n```json\n{}\n```", pretty(&self.inputs));
-        let _ = writeln!(
-            out,
-            "\n## Steps\n\n| Step | Status | Attempts | Started | Duration | Outputs | Error |\n|---|---|---|---|---|---|---|"
-        );
-        for step in &self.steps {
-            let status = match step.via {
-                Some(Via::Fallback) => format!("{} (via fallback)", step.status),
-                Some(Via::Verify) => format!("{} (verified done)", step.status),
-                _ => step.status.clone(),
-            };
-            let outputs = if is_empty(&step.outputs) {
-                String::new()
-            } else {
-                format!("`{}`", cell(&compact(&step.outputs)))
-            };
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {} | {} | {} | {} |",
-                step.path,
-                status,
-                step.attempts,
-                step.started_at.as_deref().unwrap_or(""),
-                step.duration_ms.map(duration).unwrap_or_default(),
-                outputs,
-                cell(step.error.as_deref().unwrap_or("")),
-            );
-        }
-        if !self.approvals.is_empty() {
-            let _ = writeln!(
-                out,
-                "\n## Approvals\n\n| Step | Asked | Question | Answer |\n|---|---|---|---|"
-            );
-            for approval in &self.approvals {
-                let answer = match (&approval.approved, &approval.by) {
-                    (Some(true), Some(by)) => format!("approved by {by}"),
-                    (Some(false), Some(by)) => format!("rejected by {by}"),
-                    _ => "waiting".to_owned(),
-                };
-                let comment = approval
-                    .comment
-                    .as_ref()
-                    .map(|c| format!(": {c}"))
-                    .unwrap_or_default();
-                let _ = writeln!(
-                    out,
-                    "| `{}` | {} | {} | {} |",
-                    approval.path,
-                    approval.asked_at,
-                    cell(&approval.prompt),
-                    cell(&format!("{answer}{comment}"))
-                );
-            }
-        }
-        if !self.warnings.is_empty() {
-            let _ = writeln!(out, "\n## Warnings\n");
-            for warning in &self.warnings {
-                let at = warning
-                    .path
-                    .as_ref()
-                    .map(|p| format!("`{p}`: "))
-                    .unwrap_or_default();
-                let _ = writeln!(out, "- {} {at}{}", warning.at, warning.message);
-            }
-        }
-        if !self.notices.is_empty() {
-            let _ = writeln!(out, "\n## Notices");
-            for notice in &self.notices {
-                // A fenced block keeps the text as the runbook wrote it: commands stay
-                // copyable, and nothing in it is taken for Markdown.
-                let fence = fence_for(&notice.text);
-                let _ = writeln!(
-                    out,
-                    "\n`{}`:\n\n{fence}\n{}\n{fence}",
-                    notice.step,
-                    notice.text.trim_end()
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "\n## Outputs\n\n```json\n{}\n```",
-            pretty(&self.outputs)
-        );
-        out
     }
 }
 
-fn is_empty(value: &Value) -> bool {
+pub(super) fn is_empty(value: &Value) -> bool {
     match value {
         Value::Null => true,
         Value::Object(map) => map.is_empty(),
@@ -447,25 +277,25 @@ fn is_empty(value: &Value) -> bool {
     }
 }
 
-fn compact(value: &Value) -> String {
+pub(super) fn compact(value: &Value) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-fn pretty(value: &Value) -> String {
+pub(super) fn pretty(value: &Value) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
 }
 
 /// Text safe inside a Markdown table cell.
-fn cell(text: &str) -> String {
+pub(super) fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
-fn duration(ms: u64) -> String {
+pub(super) fn duration(ms: u64) -> String {
     crate::runbook::Duration(Duration::from_millis(ms)).to_string()
 }
 
 /// A code fence longer than any run of backticks in `text`.
-fn fence_for(text: &str) -> String {
+pub(super) fn fence_for(text: &str) -> String {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat(longest.max(2) + 1)
 }

@@ -41,7 +41,7 @@ pub fn render(outcome: &RunOutcome, run_id: &str) -> String {
             crate::runbook::Duration(Duration::from_millis(record.duration_ms)).to_string()
         );
     }
-    notices(&mut out, &state.notices);
+    notices(&mut out, &state.run.notices);
     let reason = outcome
         .reason
         .as_ref()

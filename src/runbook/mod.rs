@@ -1,6 +1,7 @@
 //! The runbook language: loading YAML into the typed model, and validating it.
 
 pub mod bounded_read;
+pub mod dag;
 pub mod de;
 pub mod diagnostic;
 pub mod duration;

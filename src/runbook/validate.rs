@@ -4,6 +4,7 @@
 //! wrong with its meaning: ids, dependencies, cycles, expressions, templates, references
 //! and called runbooks.
 
+use super::dag::{Dag, Section};
 use super::de::closest;
 use super::diagnostic::{Diagnostic, SourceFile, display_path};
 use super::duration::Duration;
@@ -11,7 +12,6 @@ use super::load::{self, Loaded};
 use super::model::*;
 use super::node::{Node, Span};
 use super::spanned::{Spanned, SpannedMap};
-use crate::plan::{Dag, Section};
 use crate::template::{self, Reference, jq::Root};
 use std::cell::{RefCell, RefMut};
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -6,7 +6,7 @@
 //! cost one fsync, not one each.
 
 use super::{LEASE, Lease, Store, StoreError};
-use crate::engine::Envelope;
+use crate::event::Envelope;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

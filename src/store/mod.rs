@@ -11,11 +11,14 @@ pub mod owner;
 pub mod sqlite;
 mod wal;
 
+#[cfg(test)]
+pub(crate) mod conformance;
+
 pub use journal::{Durable, Journal};
 pub use location::{StoreLocation, open, open_existing};
 pub use owner::Owner;
 
-use crate::engine::Envelope;
+use crate::event::{Envelope, RunStatus};
 use futures::future::BoxFuture;
 
 /// What every store operation returns.
@@ -44,10 +47,9 @@ pub struct RunSummary {
     pub runbook: String,
     /// The runbook file as it was given to `runbook run`.
     pub file: String,
-    /// The status the journal last recorded: `running`, `succeeded`, `failed`, `cancelled`,
-    /// `interrupted` or `waiting`. A `running` run whose owner is gone was interrupted by a
-    /// crash; [`RunSummary::owner`] tells.
-    pub status: String,
+    /// The status the journal last recorded. A `running` run whose owner is gone was
+    /// interrupted by a crash; [`RunSummary::owner`] tells.
+    pub status: RunStatus,
     /// RFC 3339, UTC.
     pub created_at: String,
     pub updated_at: String,

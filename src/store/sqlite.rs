@@ -8,7 +8,7 @@
 //! time, and each waits up to [`BUSY_TIMEOUT`] for the others.
 
 use super::{Decision, LEASE, Lease, Owner, RunSummary, Store, StoreError, StoreFuture, wal};
-use crate::engine::{Envelope, RunEvent};
+use crate::event::{Envelope, RunEvent, RunFold, RunStatus};
 use sha2::{Digest, Sha256};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
@@ -438,9 +438,15 @@ impl SqliteStore {
         .ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
         let last_seq: i64 = run.try_get("last_seq")?;
         let mut last_chain: String = run.try_get("last_chain")?;
-        let mut status: String = run.try_get("status")?;
-        let mut ended_at: Option<String> = run.try_get("ended_at")?;
-        let mut duration_ms: Option<i64> = run.try_get("duration_ms")?;
+        // The list of runs follows the run-level events, read as every report reads them.
+        let mut fold = RunFold {
+            status: Some(status_from(run.try_get("status")?)?),
+            ended_at: run.try_get("ended_at")?,
+            duration_ms: run
+                .try_get::<Option<i64>, _>("duration_ms")?
+                .and_then(|ms| u64::try_from(ms).ok()),
+            ..RunFold::default()
+        };
         if i64::try_from(first_seq).ok() != last_seq.checked_add(1) {
             return Err(corrupt(
                 run_id,
@@ -461,24 +467,7 @@ impl SqliteStore {
                 event.body,
                 last_chain.clone(),
             ));
-            // The list of runs follows the run-level events.
-            match &envelope.event {
-                RunEvent::RunResumed { .. } => {
-                    status = "running".to_owned();
-                    ended_at = None;
-                }
-                RunEvent::RunEnded {
-                    status: ended,
-                    duration_ms: segment,
-                    ..
-                } => {
-                    status = ended.name().to_owned();
-                    ended_at = Some(envelope.at.clone());
-                    // Each process that worked on the run reports its own time: add them up.
-                    duration_ms = Some(duration_ms.unwrap_or(0).saturating_add(to_i64(*segment)));
-                }
-                _ => {}
-            }
+            fold.apply(&envelope.event, &envelope.at);
         }
         let last_seq = last_seq + rows.len() as i64;
         let mut rows = rows.into_iter().peekable();
@@ -505,9 +494,9 @@ impl SqliteStore {
         .bind(last_seq)
         .bind(&last_chain)
         .bind(now())
-        .bind(&status)
-        .bind(&ended_at)
-        .bind(duration_ms)
+        .bind(fold.status.unwrap_or(RunStatus::Running).name())
+        .bind(&fold.ended_at)
+        .bind(fold.duration_ms.map(to_i64))
         .bind(run_id)
         .execute(&mut *tx)
         .await?;
@@ -797,7 +786,7 @@ fn summary_from(row: &SqliteRow) -> Result<RunSummary, sqlx::Error> {
         id: row.try_get("id")?,
         runbook: row.try_get("runbook")?,
         file: row.try_get("file")?,
-        status: row.try_get("status")?,
+        status: status_from(row.try_get("status")?)?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         // The total is kept across a resume, but is the run's duration only once it ended.
@@ -808,6 +797,12 @@ fn summary_from(row: &SqliteRow) -> Result<RunSummary, sqlx::Error> {
         ended_at,
         owner: owner_from(row)?,
     })
+}
+
+/// A status as the `runs` table keeps it: the name of a [`RunStatus`].
+fn status_from(name: String) -> Result<RunStatus, sqlx::Error> {
+    RunStatus::from_name(&name)
+        .ok_or_else(|| sqlx::Error::Decode(format!("`{name}` is not the status of a run").into()))
 }
 
 /// The owner recorded in a row's `pid`, `host`, `process_start` and `since`, if any.
@@ -1026,53 +1021,75 @@ fn explain(location: &str, doing: &str, error: sqlx::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::RunStatus;
-    use serde_json::json;
+    use crate::store::conformance::{self, StoreFactory, ended, started, step};
+    use futures::future::BoxFuture;
     use std::path::PathBuf;
+    use std::sync::Arc;
 
-    fn envelope(run_id: &str, event: RunEvent) -> Envelope {
-        Envelope {
-            run_id: run_id.to_owned(),
-            at: jiff::Timestamp::now().to_string(),
-            event,
+    /// Handles on one SQLite file, as processes sharing it have; breaks it with plain SQL.
+    struct SqliteFactory {
+        dir: tempfile::TempDir,
+        admin: SqliteStore,
+    }
+
+    impl SqliteFactory {
+        async fn new() -> SqliteFactory {
+            let dir = tempfile::tempdir().unwrap();
+            let admin = open(&dir).await;
+            SqliteFactory { dir, admin }
         }
     }
 
-    fn started(run_id: &str) -> Envelope {
-        envelope(
-            run_id,
-            RunEvent::RunStarted {
-                runbook: "deploy".to_owned(),
-                file: "runbooks/deploy.yaml".to_owned(),
-                inputs: json!({ "env": "prod" }),
-                sources: vec![],
-            },
-        )
+    impl StoreFactory for SqliteFactory {
+        fn open(&self) -> BoxFuture<'_, Arc<dyn Store>> {
+            Box::pin(async { Arc::new(open(&self.dir).await) as Arc<dyn Store> })
+        }
+
+        fn tamper<'a>(
+            &'a self,
+            run_id: &'a str,
+            seq: u64,
+            from: &'a str,
+            to: &'a str,
+        ) -> BoxFuture<'a, ()> {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE events SET body = replace(body, ?, ?) WHERE run_id = ? AND seq = ?",
+                )
+                .bind(from)
+                .bind(to)
+                .bind(run_id)
+                .bind(to_i64(seq))
+                .execute(&self.admin.pool)
+                .await
+                .unwrap();
+            })
+        }
+
+        fn lose_event<'a>(&'a self, run_id: &'a str, seq: u64) -> BoxFuture<'a, ()> {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM events WHERE run_id = ? AND seq = ?")
+                    .bind(run_id)
+                    .bind(to_i64(seq))
+                    .execute(&self.admin.pool)
+                    .await
+                    .unwrap();
+            })
+        }
+
+        fn expire_leases(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {
+                sqlx::query("UPDATE owners SET expires_at_ms = expires_at_ms - 60000")
+                    .execute(&self.admin.pool)
+                    .await
+                    .unwrap();
+            })
+        }
     }
 
-    fn step(run_id: &str, path: &str) -> Envelope {
-        envelope(
-            run_id,
-            RunEvent::StepStarted {
-                path: path.to_owned(),
-                attempt: 1,
-                attempts: 3,
-                fallback: false,
-            },
-        )
-    }
-
-    fn ended(run_id: &str, status: RunStatus, duration_ms: u64) -> Envelope {
-        envelope(
-            run_id,
-            RunEvent::RunEnded {
-                status,
-                reason: None,
-                outputs: json!({}),
-                duration_ms,
-                notices: Vec::new(),
-            },
-        )
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn the_sqlite_store_passes_the_conformance_suite() {
+        conformance::run_all(&SqliteFactory::new().await).await;
     }
 
     fn db_path(dir: &tempfile::TempDir) -> PathBuf {
@@ -1084,44 +1101,22 @@ mod tests {
         SqliteStore::open(&db_path(dir)).await.unwrap()
     }
 
-    /// An owner on this host whose process has exited.
-    fn gone_owner() -> Owner {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
-        child.wait().unwrap();
-        Owner {
-            pid,
-            process_start: None,
-            ..Owner::current()
-        }
-    }
-
+    /// What the conformance suite cannot see: the rows, and the chain formula they follow.
     #[tokio::test]
-    async fn events_come_back_in_order_and_chained() {
+    async fn events_are_stored_chained_as_documented() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir).await;
         assert_eq!(
             store.location(),
             format!("sqlite:{}", db_path(&dir).display())
         );
-        let owner = Owner::current();
-        let first = started("r1");
-        let lease = store.create("r1", &owner, &first).await.unwrap();
-        assert_eq!(lease.run_id, "r1");
+        let lease = store
+            .create("r1", &Owner::current(), &started("r1"))
+            .await
+            .unwrap();
         assert_eq!(lease.token.len(), 32);
-        assert_eq!(lease.owner, owner);
-        let more = vec![
-            step("r1", "build"),
-            step("r1", "jobs[1]/deploy"),
-            ended("r1", RunStatus::Succeeded, 1500),
-        ];
-        store.append(&lease, 2, &more[..1]).await.unwrap();
-        store.append(&lease, 3, &more[1..]).await.unwrap();
-
-        let events = store.events("r1").await.unwrap();
-        let mut expected = vec![first];
-        expected.extend(more);
-        assert_eq!(events, expected);
+        let more = [step("r1", "build"), ended("r1", RunStatus::Succeeded, 1500)];
+        store.append(&lease, 2, &more).await.unwrap();
 
         // The chain as documented: sha256(previous + "\n" + seq + "\n" + body).
         let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
@@ -1138,174 +1133,13 @@ mod tests {
             previous = hex;
         }
         let kinds: Vec<&str> = rows.iter().map(|(_, kind, _, _)| kind.as_str()).collect();
-        assert_eq!(
-            kinds,
-            ["run_started", "step_started", "step_started", "run_ended"]
-        );
+        assert_eq!(kinds, ["run_started", "step_started", "run_ended"]);
         let (last_seq, last_chain): (i64, String) =
             sqlx::query_as("SELECT last_seq, last_chain FROM runs WHERE id = 'r1'")
                 .fetch_one(&store.pool)
                 .await
                 .unwrap();
-        assert_eq!((last_seq, last_chain), (4, previous));
-
-        let run = store.run("r1").await.unwrap();
-        assert_eq!(run.runbook, "deploy");
-        assert_eq!(run.file, "runbooks/deploy.yaml");
-        assert_eq!(run.status, "succeeded");
-        assert_eq!(run.duration_ms, Some(1500));
-        assert_eq!(run.ended_at.as_deref(), Some(expected[3].at.as_str()));
-        assert_eq!(run.owner, Some(owner));
-        store.release(&lease).await.unwrap();
-        assert_eq!(store.run("r1").await.unwrap().owner, None);
-    }
-
-    #[tokio::test]
-    async fn unknown_runs_are_not_found() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir).await;
-        let owner = Owner::current();
-        assert!(matches!(
-            store.events("nope").await,
-            Err(StoreError::NotFound(id)) if id == "nope"
-        ));
-        assert!(matches!(
-            store.run("nope").await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            store.claim("nope", &owner).await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            store.decisions("nope").await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(store.runs().await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_run_id_is_created_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir).await;
-        let owner = Owner::current();
-        store.create("r1", &owner, &started("r1")).await.unwrap();
-        let error = store
-            .create("r1", &owner, &started("r1"))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&error, StoreError::Exists(id) if id == "r1"),
-            "{error}"
-        );
-        // Nothing of the second attempt was kept.
-        assert_eq!(store.events("r1").await.unwrap().len(), 1);
-        // The first event must start the run.
-        let error = store
-            .create("r2", &owner, &step("r2", "build"))
-            .await
-            .unwrap_err();
-        assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
-    }
-
-    #[tokio::test]
-    async fn a_live_owner_keeps_its_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir).await;
-        let owner = Owner::current();
-        let lease = store.create("r1", &owner, &started("r1")).await.unwrap();
-        let error = store.claim("r1", &owner).await.unwrap_err();
-        match &error {
-            StoreError::Owned { run_id, owner: by } => {
-                assert_eq!(run_id, "r1");
-                assert_eq!(by, &owner);
-            }
-            other => panic!("expected Owned, got {other}"),
-        }
-        assert!(error.to_string().contains(&format!("pid {}", owner.pid)));
-
-        // Once released, it may be taken at once, under a new token.
-        store.release(&lease).await.unwrap();
-        let taken = store.claim("r1", &owner).await.unwrap();
-        assert_ne!(taken.token, lease.token);
-        // And it is held again.
-        assert!(matches!(
-            store.claim("r1", &owner).await,
-            Err(StoreError::Owned { .. })
-        ));
-    }
-
-    #[tokio::test]
-    async fn a_run_whose_owner_is_gone_can_be_taken() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir).await;
-        let dead = gone_owner();
-        assert!(dead.is_gone());
-        let old = store.create("r1", &dead, &started("r1")).await.unwrap();
-        let me = Owner::current();
-        let lease = store.claim("r1", &me).await.unwrap();
-        assert_eq!(store.run("r1").await.unwrap().owner, Some(me));
-        // The old owner can no longer write, renew, or release the new lease.
-        assert!(matches!(
-            store.append(&old, 2, &[step("r1", "a")]).await,
-            Err(StoreError::LostOwnership(id)) if id == "r1"
-        ));
-        assert!(matches!(
-            store.renew(&old).await,
-            Err(StoreError::LostOwnership(_))
-        ));
-        store.release(&old).await.unwrap();
-        assert!(store.run("r1").await.unwrap().owner.is_some());
-        store.renew(&lease).await.unwrap();
-        store.append(&lease, 2, &[step("r1", "a")]).await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn an_expired_lease_can_be_taken() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir).await;
-        // Alive, but on another host: only the lease tells.
-        let elsewhere = Owner {
-            host: format!("{}-elsewhere", Owner::current().host),
-            ..Owner::current()
-        };
-        store
-            .create("r1", &elsewhere, &started("r1"))
-            .await
-            .unwrap();
-        assert!(matches!(
-            store.claim("r1", &Owner::current()).await,
-            Err(StoreError::Owned { .. })
-        ));
-        sqlx::query("UPDATE owners SET expires_at_ms = expires_at_ms - 60000")
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        store.claim("r1", &Owner::current()).await.unwrap();
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn of_two_processes_claiming_at_once_one_wins() {
-        let dir = tempfile::tempdir().unwrap();
-        let one = open(&dir).await;
-        let two = open(&dir).await;
-        let owner = Owner::current();
-        for n in 0..10 {
-            let id = format!("r{n}");
-            let lease = one.create(&id, &owner, &started(&id)).await.unwrap();
-            one.release(&lease).await.unwrap();
-            let (a, b) = tokio::join!(one.claim(&id, &owner), two.claim(&id, &owner));
-            let (won, lost) = match (a, b) {
-                (Ok(lease), Err(error)) | (Err(error), Ok(lease)) => (lease, error),
-                (a, b) => panic!("expected exactly one winner, got {a:?} and {b:?}"),
-            };
-            assert!(
-                matches!(&lost, StoreError::Owned { owner: by, .. } if *by == owner),
-                "{lost}"
-            );
-            // The winner's token is the one that counts.
-            one.append(&won, 2, &[step(&id, "a")]).await.unwrap();
-        }
+        assert_eq!((last_seq, last_chain), (3, previous));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1322,204 +1156,6 @@ mod tests {
             two.release(&lease).await.unwrap();
             assert_eq!(two.events("r1").await.unwrap().len(), 1);
         }
-    }
-
-    #[tokio::test]
-    async fn appends_check_the_numbering() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir).await;
-        let lease = store
-            .create("r1", &Owner::current(), &started("r1"))
-            .await
-            .unwrap();
-        for wrong in [1, 3, 0] {
-            let error = store
-                .append(&lease, wrong, &[step("r1", "a")])
-                .await
-                .unwrap_err();
-            match &error {
-                StoreError::Corrupt { run_id, detail } => {
-                    assert_eq!(run_id, "r1");
-                    assert!(detail.contains("the next event is number 2"), "{detail}");
-                }
-                other => panic!("expected Corrupt, got {other}"),
-            }
-        }
-        // Nothing was written, and the right number still works.
-        store.append(&lease, 2, &[step("r1", "a")]).await.unwrap();
-        assert_eq!(store.events("r1").await.unwrap().len(), 2);
-        // An event of another run is refused.
-        let error = store
-            .append(&lease, 3, &[step("r2", "a")])
-            .await
-            .unwrap_err();
-        assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
-    }
-
-    #[tokio::test]
-    async fn an_event_changed_in_the_file_is_noticed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir).await;
-        let lease = store
-            .create("r1", &Owner::current(), &started("r1"))
-            .await
-            .unwrap();
-        let events = [
-            step("r1", "build"),
-            step("r1", "deploy"),
-            step("r1", "notify"),
-        ];
-        store.append(&lease, 2, &events).await.unwrap();
-        store.events("r1").await.unwrap();
-
-        // Still valid JSON, still a valid event: only the chain tells.
-        sqlx::query(
-            "UPDATE events SET body = replace(body, 'deploy', 'destroy') \
-             WHERE run_id = 'r1' AND seq = 3",
-        )
-        .execute(&store.pool)
-        .await
-        .unwrap();
-        let error = store.events("r1").await.unwrap_err();
-        match &error {
-            StoreError::Corrupt { run_id, detail } => {
-                assert_eq!(run_id, "r1");
-                assert!(
-                    detail.starts_with("event 3 is not as it was written"),
-                    "{detail}"
-                );
-            }
-            other => panic!("expected Corrupt, got {other}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_lost_event_is_noticed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir).await;
-        let lease = store
-            .create("r1", &Owner::current(), &started("r1"))
-            .await
-            .unwrap();
-        let events = [step("r1", "a"), step("r1", "b"), step("r1", "c")];
-        store.append(&lease, 2, &events).await.unwrap();
-
-        sqlx::query("DELETE FROM events WHERE run_id = 'r1' AND seq = 4")
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        let error = store.events("r1").await.unwrap_err();
-        assert!(error.to_string().contains("event 4 is missing"), "{error}");
-        // The last one gone leaves no gap, but the run knows how many it had.
-        sqlx::query("DELETE FROM events WHERE run_id = 'r1' AND seq >= 3")
-            .execute(&store.pool)
-            .await
-            .unwrap();
-        let error = store.events("r1").await.unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("event 3 is missing: the run records 4 events"),
-            "{error}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_step_is_answered_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir).await;
-        store
-            .create("r1", &Owner::current(), &started("r1"))
-            .await
-            .unwrap();
-        let yes = Decision {
-            path: "jobs[1]/confirm".to_owned(),
-            approved: true,
-            by: "ana@host-a".to_owned(),
-            comment: Some("looks right".to_owned()),
-            at: "2025-01-02T03:04:05Z".to_owned(),
-        };
-        store.decide("r1", &yes).await.unwrap();
-        let no = Decision {
-            approved: false,
-            by: "bo@host-b".to_owned(),
-            comment: None,
-            ..yes.clone()
-        };
-        let error = store.decide("r1", &no).await.unwrap_err();
-        match &error {
-            StoreError::AlreadyDecided { run_id, path, by } => {
-                assert_eq!(
-                    (run_id.as_str(), path.as_str(), by.as_str()),
-                    ("r1", "jobs[1]/confirm", "ana@host-a")
-                );
-            }
-            other => panic!("expected AlreadyDecided, got {other}"),
-        }
-        let other_step = Decision {
-            path: "go_ahead".to_owned(),
-            at: "2025-01-02T03:09:00Z".to_owned(),
-            ..no.clone()
-        };
-        store.decide("r1", &other_step).await.unwrap();
-        assert_eq!(
-            store.decisions("r1").await.unwrap(),
-            vec![yes, other_step.clone()]
-        );
-        assert!(matches!(
-            store.decide("nope", &other_step).await,
-            Err(StoreError::NotFound(id)) if id == "nope"
-        ));
-    }
-
-    #[tokio::test]
-    async fn the_list_is_newest_first_and_follows_the_run() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir).await;
-        let owner = Owner::current();
-        let first = store.create("r1", &owner, &started("r1")).await.unwrap();
-        let second = store.create("r2", &owner, &started("r2")).await.unwrap();
-        store.append(&second, 2, &[step("r2", "a")]).await.unwrap();
-
-        store
-            .append(&first, 2, &[ended("r1", RunStatus::Interrupted, 1200)])
-            .await
-            .unwrap();
-        store.release(&first).await.unwrap();
-        let runs = store.runs().await.unwrap();
-        let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
-        assert_eq!(ids, ["r2", "r1"]);
-        assert_eq!(runs[0].status, "running");
-        assert_eq!(runs[0].ended_at, None);
-        assert_eq!(runs[0].duration_ms, None);
-        assert_eq!(runs[0].owner.as_ref(), Some(&owner));
-        assert_eq!(runs[1].status, "interrupted");
-        assert_eq!(runs[1].duration_ms, Some(1200));
-        assert!(runs[1].ended_at.is_some());
-        assert_eq!(runs[1].owner, None);
-        assert!(runs[1].updated_at >= runs[1].created_at);
-
-        // Resumed: running again, until it ends; the time of both segments adds up.
-        let resumed = store.claim("r1", &owner).await.unwrap();
-        let by = RunEvent::RunResumed {
-            by: format!("pid {}", owner.pid),
-        };
-        store
-            .append(&resumed, 3, &[envelope("r1", by)])
-            .await
-            .unwrap();
-        let run = store.run("r1").await.unwrap();
-        assert_eq!(
-            (run.status.as_str(), run.ended_at, run.duration_ms),
-            ("running", None, None)
-        );
-        store
-            .append(&resumed, 4, &[ended("r1", RunStatus::Failed, 300)])
-            .await
-            .unwrap();
-        let run = store.run("r1").await.unwrap();
-        assert_eq!(run.status, "failed");
-        assert_eq!(run.duration_ms, Some(1500));
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! journal keeps it for `runs show` and a resumed run, and shown again at the run's end.
 
 use super::{Instance, Run, Scope};
-use crate::engine::event::{RunEvent, StepStatus};
+use crate::event::{RunEvent, StepStatus};
 use crate::runbook::Step;
 use crate::template::{self, Escape};
 use serde_json::Value;

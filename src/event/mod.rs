@@ -2,6 +2,10 @@
 //! executor's own state is folded from them, the terminal shows them, `--output json` prints
 //! them, and the journal will store them.
 
+mod fold;
+
+pub use fold::RunFold;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -60,6 +64,20 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
             RunStatus::Waiting => "waiting",
         }
+    }
+
+    /// The status of a [`name`](RunStatus::name), as a store keeps it.
+    pub fn from_name(name: &str) -> Option<RunStatus> {
+        [
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Cancelled,
+            RunStatus::Interrupted,
+            RunStatus::Waiting,
+        ]
+        .into_iter()
+        .find(|status| status.name() == name)
     }
 
     /// Whether `runbook resume` can continue a run that ended this way.

@@ -1,0 +1,114 @@
+use crate::engine::seal::KeyError;
+use crate::engine::secrets::SecretError;
+use crate::event::RunStatus;
+use crate::process::ProcessError;
+use crate::runbook::diagnostic::Diagnostic;
+use crate::store::StoreError;
+
+/// Why an application function did nothing (or stopped before the run began). Each variant
+/// says whose mistake it is, so that a front end can answer in its own terms: an exit code,
+/// an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The runbook (or one it uses) is invalid; the diagnostics carry file:line:col.
+    #[error("the runbook is invalid")]
+    InvalidRunbook(Vec<Diagnostic>),
+    /// The runbook kept in a run's journal does not validate with this version.
+    #[error("the runbook stored with run {run_id} is not valid for this version of runbook")]
+    StoredRunbookInvalid {
+        run_id: String,
+        problems: Vec<Diagnostic>,
+    },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    SecretKey(#[from] KeyError),
+    /// The store URL cannot be used.
+    #[error("{0}")]
+    StoreLocation(StoreError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A `kubernetes` step cannot reach its cluster configuration.
+    #[error("kubernetes: {0}")]
+    Kubernetes(String),
+    #[error("run {run_id} has already ended ({}); there is nothing to {}", status.name(), wanted.verb())]
+    AlreadyEnded {
+        run_id: String,
+        status: RunStatus,
+        wanted: NothingTo,
+    },
+    /// The journal lacks what a resume needs.
+    #[error("{0}")]
+    NotResumable(String),
+    /// Processes an earlier engine of the run left behind cannot be stopped.
+    #[error(transparent)]
+    Leftovers(#[from] ProcessError),
+    #[error("cannot look for processes left by run {run_id}: {detail}")]
+    LeftoverScan { run_id: String, detail: String },
+    #[error("step `{step}` of run {run_id} was already {} by {by}", if *approved { "approved" } else { "rejected" })]
+    AlreadyAnswered {
+        run_id: String,
+        step: String,
+        approved: bool,
+        by: String,
+    },
+    #[error("step `{step}` of run {run_id} is not waiting for approval{}; {}",
+        closest.as_ref().map(|near| format!(" (did you mean `{near}`?)")).unwrap_or_default(),
+        if waiting.is_empty() { "no step of it is waiting for approval now".to_owned() }
+        else { format!("waiting for approval: {}", waiting.join(", ")) })]
+    NotWaiting {
+        run_id: String,
+        step: String,
+        /// The waiting step whose path is nearest the one given.
+        closest: Option<String>,
+        /// Every step waiting for an answer.
+        waiting: Vec<String>,
+    },
+}
+
+/// What was asked of a run that has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NothingTo {
+    Resume,
+    Approve,
+}
+
+impl NothingTo {
+    fn verb(self) -> &'static str {
+        match self {
+            NothingTo::Resume => "resume",
+            NothingTo::Approve => "approve",
+        }
+    }
+}
+
+/// Something a person should know that is neither an event of the run nor a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A runbook file changed since the run started; the journal's copy is what runs.
+    SourceChanged { run_id: String, path: String },
+    /// A runbook file is gone; the journal's copy is what runs.
+    SourceGone { run_id: String, path: String },
+    /// Processes an earlier engine of the run left running were stopped before resuming.
+    LeftoversStopped { run_id: String, count: usize },
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::SourceChanged { run_id, path } => write!(
+                f,
+                "note: {path} has changed since run {run_id} started; resuming with the runbook as it was then (kept in the journal)"
+            ),
+            Notice::SourceGone { run_id, path } => write!(
+                f,
+                "note: {path} is gone; resuming with the runbook as it was when run {run_id} started (kept in the journal)"
+            ),
+            Notice::LeftoversStopped { run_id, count } => write!(
+                f,
+                "note: stopped {count} {} left running by run {run_id} before resuming it",
+                if *count == 1 { "process" } else { "processes" }
+            ),
+        }
+    }
+}

@@ -1,0 +1,92 @@
+use crate::engine::seal::SecretKey;
+use crate::engine::{self, RunConfig, RunOutcome};
+use crate::event::{Envelope, EventSink};
+use crate::runbook::validate::Bundle;
+use crate::store::{Journal, Lease, Store, StoreError};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// A run this process owns (created by [`start`](super::start) or claimed by
+/// [`resume`](super::resume)), ready to go.
+pub struct ClaimedRun {
+    pub(super) bundle: Arc<Bundle>,
+    pub(super) run_id: String,
+    pub(super) inputs: Map<String, Value>,
+    pub(super) secrets: HashMap<PathBuf, Map<String, Value>>,
+    pub(super) max_parallel: Option<u32>,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) lease: Lease,
+    /// The journal so far; the next event is number `prior.len() + 1`.
+    pub(super) prior: Vec<Envelope>,
+    pub(super) resumed_by: Option<String>,
+    pub(super) secret_key: Option<SecretKey>,
+}
+
+/// How the caller follows and steers a run.
+pub struct Watch {
+    /// Receives every event as it happens, inline: it must be quick.
+    pub sink: Arc<dyn EventSink>,
+    /// Cancelling it interrupts the run: running steps are cancelled, `finally` runs, and
+    /// the run is parked `interrupted`, to be resumed.
+    pub interrupt: CancellationToken,
+}
+
+/// How a run ended (or parked), once this process has let go of it.
+pub struct RunResult {
+    pub run_id: String,
+    pub outcome: RunOutcome,
+    /// Set when the journal could not be written (or closed): the run stopped where it was,
+    /// everything recorded before is intact, and it can be resumed once the store works.
+    pub journal_error: Option<Arc<StoreError>>,
+}
+
+impl ClaimedRun {
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Runs until the run ends or parks, then releases it and closes the store.
+    pub async fn execute(self, watch: Watch) -> RunResult {
+        // Every step command from now on is tied to this process: when it ends, however it
+        // ends, so do they.
+        if let Some(first) = self.prior.first() {
+            crate::process::supervise(
+                &self.run_id,
+                crate::process::RunMark::new(&self.run_id, &first.at),
+            );
+        }
+        let journal = Arc::new(Journal::start(
+            self.store.clone(),
+            self.lease,
+            self.prior.len() as u64 + 1,
+        ));
+        let run_id = self.run_id;
+        let config = RunConfig {
+            run_id: run_id.clone(),
+            inputs: self.inputs,
+            secrets: self.secrets,
+            max_parallel: self.max_parallel.map(|n| n as usize),
+            interrupt: watch.interrupt,
+            journal: journal.clone(),
+            prior: self.prior,
+            resumed_by: self.resumed_by,
+            store: Some(self.store.clone()),
+            secret_key: self.secret_key,
+        };
+        let outcome = engine::run(self.bundle, config, watch.sink).await;
+        // Waits for the supervisor to stop what the run left behind (a process that escaped
+        // its step's process group) before the run is reported over.
+        let _ = tokio::task::spawn_blocking(crate::process::end_supervision).await;
+        let closed = journal.close().await;
+        let _ = self.store.close().await;
+        let journal_error = outcome.journal_error.clone().or(closed.err());
+        RunResult {
+            run_id,
+            outcome,
+            journal_error,
+        }
+    }
+}

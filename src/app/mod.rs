@@ -1,0 +1,36 @@
+//! What every front end does with runs: start, resume, approve, list and show, as typed
+//! functions. They print nothing and pick no exit code; a run's events go to the
+//! [`EventSink`](crate::event::EventSink) the caller gives (a terminal's progress, JSON lines,
+//! or an [`EventChannel`] a server reads), and what is worth telling a person besides the
+//! events comes as [`Notice`]s. The command line in `cli/` is one caller; a server is another.
+
+mod approve;
+mod error;
+mod event_channel;
+mod execute;
+mod query;
+mod resume;
+mod start;
+
+pub use approve::{ApprovalRecorded, ApproveRequest, approve};
+pub use error::{AppError, NothingTo, Notice};
+pub use event_channel::EventChannel;
+pub use execute::{ClaimedRun, RunResult, Watch};
+pub use query::{RunDetails, RunList, list, show};
+pub use resume::{ResumeRequest, resume};
+pub use start::{StartRequest, load, sources, start};
+
+use crate::store::{Store, StoreLocation};
+use std::sync::Arc;
+
+/// Opens the existing store at `url` (or `RUNBOOK_STORE`'s default). Only starting a run
+/// creates a store: reading or answering runs in a new one would only hide a mistyped URL.
+pub async fn open_store(url: Option<&str>) -> Result<Arc<dyn Store>, AppError> {
+    let location = StoreLocation::resolve(url).map_err(AppError::StoreLocation)?;
+    crate::store::open_existing(&location)
+        .await
+        .map_err(AppError::Store)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+use super::execute::ClaimedRun;
+use super::start::{check_kubernetes, resolve_secrets, sha256_hex};
+use super::{AppError, NothingTo, Notice};
+use crate::engine::state::RunState;
+use crate::event::{Envelope, RunEvent};
+use crate::process::{self, RunMark};
+use crate::runbook::validate::validate_stored;
+use crate::store::{Lease, Owner, Store};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A run to continue.
+pub struct ResumeRequest {
+    pub run_id: String,
+    /// Actions running at once, run-wide (overrides the runbook's `max_parallel`).
+    pub max_parallel: Option<u32>,
+}
+
+/// Claims a run and rebuilds it from its journal, with the runbook sources stored there
+/// (not the files on disk), its secrets resolved again; then stops whatever an earlier
+/// engine of the run left running. When this fails, the claim is released so that the
+/// next attempt can take the run at once. `notice` hears what a person should know.
+pub async fn resume(
+    store: Arc<dyn Store>,
+    request: ResumeRequest,
+    notice: &(dyn Fn(Notice) + Send + Sync),
+) -> Result<ClaimedRun, AppError> {
+    // Claim first: the journal read next cannot change under us.
+    let lease = store.claim(&request.run_id, &Owner::current()).await?;
+    let prepared = match prepare(store.clone(), lease.clone(), &request, notice).await {
+        Ok(run) => stop_leftovers(run, notice).await,
+        Err(error) => Err(error),
+    };
+    if prepared.is_err() {
+        // Nothing ran: let the next attempt claim the run at once.
+        let _ = store.release(&lease).await;
+    }
+    prepared
+}
+
+async fn prepare(
+    store: Arc<dyn Store>,
+    lease: Lease,
+    request: &ResumeRequest,
+    notice: &(dyn Fn(Notice) + Send + Sync),
+) -> Result<ClaimedRun, AppError> {
+    let run_id = &request.run_id;
+    let prior = store.events(run_id).await?;
+    let mut state = RunState::default();
+    for envelope in &prior {
+        state.apply_at(&envelope.event, &envelope.at);
+    }
+    if let Some(status) = state.status().filter(|s| s.is_over()) {
+        return Err(AppError::AlreadyEnded {
+            run_id: run_id.clone(),
+            status,
+            wanted: NothingTo::Resume,
+        });
+    }
+    let Some(Envelope {
+        event: RunEvent::RunStarted {
+            inputs, sources, ..
+        },
+        ..
+    }) = prior.first()
+    else {
+        return Err(AppError::NotResumable(format!(
+            "the journal of run {run_id} does not start with the run's creation; it cannot be resumed"
+        )));
+    };
+    let Some(root) = sources.first() else {
+        return Err(AppError::NotResumable(format!(
+            "the journal of run {run_id} holds no runbook source; it cannot be resumed"
+        )));
+    };
+    let texts: HashMap<PathBuf, String> = sources
+        .iter()
+        .map(|s| (PathBuf::from(&s.path), s.text.clone()))
+        .collect();
+    // Edits since the run started do not apply to it; say so, so nobody is surprised.
+    for source in sources {
+        let current = crate::runbook::bounded_read::read_text_bounded(
+            std::path::Path::new(&source.path),
+            crate::runbook::load::MAX_FILE_BYTES,
+        );
+        let (run_id, path) = (run_id.clone(), source.path.clone());
+        match current {
+            Ok(text) if sha256_hex(&text) == source.sha256 => {}
+            Ok(_) => notice(Notice::SourceChanged { run_id, path }),
+            Err(_) => notice(Notice::SourceGone { run_id, path }),
+        }
+    }
+    let validation = validate_stored(&PathBuf::from(&root.path), &texts);
+    if !validation.is_valid() {
+        return Err(AppError::StoredRunbookInvalid {
+            run_id: run_id.clone(),
+            problems: validation.problems,
+        });
+    }
+    let bundle = Arc::new(validation.bundle);
+    let secrets = resolve_secrets(&bundle)?;
+    let secret_key = crate::engine::seal::SecretKey::from_environment()?;
+    let inputs = inputs.as_object().cloned().unwrap_or_default();
+    check_kubernetes(&bundle, &inputs).await?;
+    Ok(ClaimedRun {
+        bundle,
+        run_id: run_id.clone(),
+        inputs,
+        secrets,
+        max_parallel: request.max_parallel,
+        store,
+        resumed_by: Some(lease.owner.to_string()),
+        lease,
+        prior,
+        secret_key,
+    })
+}
+
+/// Before any step runs again, stops every process an earlier engine of this run left
+/// running (killed with its supervisor, nothing stopped them): a step never runs twice at
+/// once. They are found by the run's mark in their environment.
+async fn stop_leftovers(
+    run: ClaimedRun,
+    notice: &(dyn Fn(Notice) + Send + Sync),
+) -> Result<ClaimedRun, AppError> {
+    let Some(first) = run.prior.first() else {
+        return Ok(run);
+    };
+    let run_id = run.run_id.clone();
+    let mark = RunMark::new(&run_id, &first.at);
+    let stopped = tokio::task::spawn_blocking(move || {
+        process::stop_leftovers(&run_id, &mark, LEFTOVER_GRACE)
+    })
+    .await;
+    match stopped {
+        Ok(Ok(0)) => Ok(run),
+        Ok(Ok(count)) => {
+            notice(Notice::LeftoversStopped {
+                run_id: run.run_id.clone(),
+                count,
+            });
+            Ok(run)
+        }
+        Ok(Err(error)) => Err(AppError::Leftovers(error)),
+        Err(error) => Err(AppError::LeftoverScan {
+            run_id: run.run_id.clone(),
+            detail: error.to_string(),
+        }),
+    }
+}
+
+/// How long a leftover process has between SIGTERM and SIGKILL: as long as a cancelled step.
+const LEFTOVER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);

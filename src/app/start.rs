@@ -1,0 +1,129 @@
+use super::AppError;
+use super::execute::ClaimedRun;
+use crate::engine::secrets;
+use crate::event::{Envelope, RunEvent, RunbookSource};
+use crate::runbook::validate::{Bundle, validate_file_allowing};
+use crate::store::{self, Owner, StoreLocation};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Loads and validates a runbook and every runbook it uses; `allowed` are the directories
+/// outside the root's own that `uses` may read from.
+pub fn load(file: &Path, allowed: &[PathBuf]) -> Result<Arc<Bundle>, AppError> {
+    let validation = validate_file_allowing(file, allowed);
+    if !validation.is_valid() {
+        return Err(AppError::InvalidRunbook(validation.problems));
+    }
+    Ok(Arc::new(validation.bundle))
+}
+
+/// A new run of a loaded runbook.
+pub struct StartRequest {
+    pub bundle: Arc<Bundle>,
+    /// The root runbook file as the person named it, kept with the run.
+    pub file: String,
+    /// Checked against the runbook's inputs already; secrets are never among them.
+    pub inputs: Map<String, Value>,
+    /// A chosen run id; a new one when `None`.
+    pub run_id: Option<String>,
+    /// The store's URL; `None` for the default store (or `RUNBOOK_STORE`).
+    pub store: Option<String>,
+    /// Actions running at once, run-wide (overrides the runbook's `max_parallel`).
+    pub max_parallel: Option<u32>,
+}
+
+/// Creates a run: resolves secrets and the secret key, checks what `kubernetes` steps need,
+/// and records the run in the store (created if needed) with the source of every runbook
+/// it uses. Nothing has run yet; [`ClaimedRun::execute`] runs it.
+pub async fn start(request: StartRequest) -> Result<ClaimedRun, AppError> {
+    let bundle = request.bundle;
+    let root = bundle.root().expect("a valid runbook has loaded");
+    let secrets = resolve_secrets(&bundle)?;
+    let secret_key = crate::engine::seal::SecretKey::from_environment()?;
+    let location =
+        StoreLocation::resolve(request.store.as_deref()).map_err(AppError::StoreLocation)?;
+    let run_id = request.run_id.unwrap_or_else(new_run_id);
+    let first = Envelope {
+        run_id: run_id.clone(),
+        at: jiff::Timestamp::now().to_string(),
+        event: RunEvent::RunStarted {
+            runbook: root.runbook.name.value.clone(),
+            file: request.file,
+            inputs: Value::Object(request.inputs.clone()),
+            sources: sources(&bundle),
+        },
+    };
+    check_kubernetes(&bundle, &request.inputs).await?;
+    let store = store::open(&location).await?;
+    let lease = store.create(&run_id, &Owner::current(), &first).await?;
+    Ok(ClaimedRun {
+        bundle,
+        run_id,
+        inputs: request.inputs,
+        secrets,
+        max_parallel: request.max_parallel,
+        store,
+        lease,
+        prior: vec![first],
+        resumed_by: None,
+        secret_key,
+    })
+}
+
+/// The secrets of every runbook of the bundle, from their `env` or `file`; a missing one
+/// stops everything before it runs.
+pub(super) fn resolve_secrets(
+    bundle: &Bundle,
+) -> Result<HashMap<PathBuf, Map<String, Value>>, AppError> {
+    let mut resolved = HashMap::new();
+    for (path, loaded) in &bundle.runbooks {
+        resolved.insert(path.clone(), secrets::resolve(loaded)?);
+    }
+    Ok(resolved)
+}
+
+/// Refuses to start a run whose `kubernetes` steps cannot reach a cluster configuration: a
+/// broken kubeconfig or a missing context is found before anything runs.
+pub(super) async fn check_kubernetes(
+    bundle: &Bundle,
+    inputs: &Map<String, Value>,
+) -> Result<(), AppError> {
+    crate::actions::kubernetes::preflight(bundle, inputs)
+        .await
+        .map_err(AppError::Kubernetes)
+}
+
+/// The text of every runbook of the bundle, the root first: a resume runs exactly these.
+pub fn sources(bundle: &Bundle) -> Vec<RunbookSource> {
+    let root = bundle.runbooks.get_key_value(&bundle.root);
+    let others = bundle
+        .runbooks
+        .iter()
+        .filter(|(path, _)| **path != bundle.root);
+    root.into_iter()
+        .chain(others)
+        .map(|(path, loaded)| RunbookSource {
+            path: path.display().to_string(),
+            sha256: sha256_hex(&loaded.file.text),
+            text: loaded.file.text.to_string(),
+        })
+        .collect()
+}
+
+pub(super) fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A run id that sorts by start time and does not collide: `20261121T061530Z-3f9a2c`.
+fn new_run_id() -> String {
+    let now = jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string();
+    format!("{now}-{:06x}", rand::random::<u32>() & 0xff_ffff)
+}

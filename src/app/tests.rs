@@ -1,0 +1,205 @@
+//! The application layer without a terminal: runs started, watched through a channel,
+//! approved, resumed, listed and shown in one process, against a real SQLite store.
+
+use super::*;
+use crate::event::{RunEvent, RunStatus};
+use std::path::Path;
+use tokio_util::sync::CancellationToken;
+
+const ASKS: &str = "version: 1
+name: asks
+steps:
+  - id: settle
+    sleep: 50ms
+  - id: go
+    approval: { prompt: Go on? }
+  - id: after
+    sleep: 10ms
+";
+
+const SLEEPS: &str = "version: 1
+name: sleeps
+steps:
+  - id: one
+    sleep: 100ms
+  - id: two
+    sleep: 10ms
+";
+
+fn request(dir: &Path, name: &str, text: &str, store: &str) -> StartRequest {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, text).unwrap();
+    StartRequest {
+        bundle: load(&file, &[]).unwrap(),
+        file: file.display().to_string(),
+        inputs: Default::default(),
+        run_id: Some(name.to_owned()),
+        store: Some(store.to_owned()),
+        max_parallel: None,
+    }
+}
+
+/// Runs a claimed run, collecting its events from a channel.
+async fn watch(run: ClaimedRun) -> (RunResult, Vec<RunEvent>) {
+    let (channel, mut events) = EventChannel::new();
+    let result = run
+        .execute(Watch {
+            sink: std::sync::Arc::new(channel),
+            interrupt: CancellationToken::new(),
+        })
+        .await;
+    let mut seen = Vec::new();
+    while let Ok(envelope) = events.try_recv() {
+        assert_eq!(envelope.run_id, result.run_id);
+        seen.push(envelope.event);
+    }
+    (result, seen)
+}
+
+fn ended_steps(events: &[RunEvent]) -> Vec<&str> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            RunEvent::StepEnded { path, .. } => Some(path.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runs_in_one_process_are_started_watched_approved_resumed_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite:{}", dir.path().join("runs.db").display());
+    let asks = start(request(dir.path(), "asks", ASKS, &store_url))
+        .await
+        .unwrap();
+    let sleeps = start(request(dir.path(), "sleeps", SLEEPS, &store_url))
+        .await
+        .unwrap();
+    assert_eq!((asks.run_id(), sleeps.run_id()), ("asks", "sleeps"));
+    let ((parked, parked_events), (done, done_events)) = tokio::join!(watch(asks), watch(sleeps));
+
+    assert_eq!(parked.outcome.status, RunStatus::Waiting);
+    assert!(parked.journal_error.is_none());
+    assert!(
+        parked_events
+            .iter()
+            .any(|e| matches!(e, RunEvent::ApprovalRequested { path, .. } if path == "go"))
+    );
+    assert_eq!(ended_steps(&parked_events), ["settle"]);
+    assert_eq!(done.outcome.status, RunStatus::Succeeded);
+    assert_eq!(ended_steps(&done_events), ["one", "two"]);
+
+    let store = open_store(Some(&store_url)).await.unwrap();
+    let not_waiting = approve(
+        store.as_ref(),
+        ApproveRequest {
+            run_id: "asks".into(),
+            step: "goo".into(),
+            approved: true,
+            by: Some("ops".into()),
+            comment: None,
+        },
+    )
+    .await;
+    match not_waiting {
+        Err(AppError::NotWaiting {
+            closest, waiting, ..
+        }) => {
+            assert_eq!(closest.as_deref(), Some("go"));
+            assert_eq!(waiting, ["go"]);
+        }
+        other => panic!("expected NotWaiting, got {:?}", other.err()),
+    }
+    let recorded = approve(
+        store.as_ref(),
+        ApproveRequest {
+            run_id: "asks".into(),
+            step: "go".into(),
+            approved: true,
+            by: Some("ops".into()),
+            comment: Some("looks fine".into()),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(recorded.decision.by, "ops");
+    assert!(
+        recorded.picked_up_by.is_none(),
+        "the parked run has no live owner"
+    );
+
+    let notices = std::sync::Mutex::new(Vec::new());
+    let notice = |n: Notice| notices.lock().unwrap().push(n);
+    let resumed = resume(
+        store.clone(),
+        ResumeRequest {
+            run_id: "asks".into(),
+            max_parallel: None,
+        },
+        &notice,
+    )
+    .await
+    .unwrap();
+    let (finished, finished_events) = watch(resumed).await;
+    assert_eq!(finished.outcome.status, RunStatus::Succeeded);
+    assert_eq!(ended_steps(&finished_events), ["go", "after"]);
+    assert!(
+        notices.lock().unwrap().is_empty(),
+        "the runbook file is unchanged"
+    );
+
+    // Execution closed the store it ran with; a fresh handle reads what was recorded.
+    let store = open_store(Some(&store_url)).await.unwrap();
+    let listed = list(store.as_ref()).await.unwrap();
+    let mut statuses: Vec<_> = listed
+        .runs
+        .iter()
+        .map(|r| (r.id.as_str(), r.status))
+        .collect();
+    statuses.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        statuses,
+        [
+            ("asks", RunStatus::Succeeded),
+            ("sleeps", RunStatus::Succeeded)
+        ]
+    );
+    let shown = show(store.as_ref(), "asks").await.unwrap();
+    assert!(shown.events.iter().any(|e| matches!(
+        &e.event,
+        RunEvent::ApprovalGiven { by, .. } if by == "ops"
+    )));
+
+    match resume(
+        store.clone(),
+        ResumeRequest {
+            run_id: "sleeps".into(),
+            max_parallel: None,
+        },
+        &notice,
+    )
+    .await
+    {
+        Err(AppError::AlreadyEnded { status, wanted, .. }) => {
+            assert_eq!((status, wanted), (RunStatus::Succeeded, NothingTo::Resume))
+        }
+        other => panic!("expected AlreadyEnded, got {:?}", other.err()),
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_invalid_runbook_is_a_typed_error_with_its_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nname: bad\nsteps:\n  - id: x\n    sleep: soon\n",
+    )
+    .unwrap();
+    match load(&file, &[]) {
+        Err(AppError::InvalidRunbook(problems)) => assert!(!problems.is_empty()),
+        other => panic!("expected InvalidRunbook, got {:?}", other.err()),
+    }
+}

@@ -1,0 +1,174 @@
+//! What templates and expressions see: the run, its steps and the step at hand.
+
+use super::*;
+
+impl Run {
+    /// The first value of a jq expression over `input`, with the context at `$ctx`.
+    /// The first value of a jq expression over `input` (a jq value: the context itself,
+    /// or an action's result), with the context at `$ctx`.
+    pub(super) fn evaluate(
+        &self,
+        expression: &str,
+        input: Val,
+        context: &Val,
+    ) -> Result<Value, String> {
+        let cached = self
+            .programs
+            .lock()
+            .expect("programs lock")
+            .get(expression)
+            .cloned();
+        let program = match cached {
+            Some(program) => program,
+            None => {
+                let program = Arc::new(compile(expression)?);
+                self.programs
+                    .lock()
+                    .expect("programs lock")
+                    .insert(expression.to_owned(), program.clone());
+                program
+            }
+        };
+        program.first_with(input, context)
+    }
+
+    pub(super) fn run_json(&self) -> Value {
+        // What `finally` steps see: how the run is ending, before it has ended.
+        let stop = *self.stop.lock().expect("stop lock");
+        let status = match stop {
+            Some(StopReason::Interrupted | StopReason::Journal | StopReason::Withheld) => {
+                RunStatus::Interrupted
+            }
+            Some(StopReason::Parked) => RunStatus::Waiting,
+            Some(StopReason::Deadline) => RunStatus::Failed,
+            None if self.run_failed() => RunStatus::Failed,
+            None if *self.finishing.lock().expect("finishing lock") => RunStatus::Succeeded,
+            None => RunStatus::Running,
+        }
+        .name();
+        json!({
+            "id": self.run_id,
+            "name": self.runbook_name,
+            "started_at": self.started_at,
+            "status": status,
+        })
+    }
+
+    pub(super) fn step_json(&self, step: &Step, instance: &Instance) -> Value {
+        json!({ "id": step.id.value, "key": step_key(&self.run_id, &instance.path) })
+    }
+
+    /// The context jq expressions see, as a jq value.
+    pub(super) fn jq_context(&self, scope: &Scope<'_>, step: Option<(&Step, &Instance)>) -> Val {
+        let key = |name: &str| jq::to_val(&Value::String(name.to_owned()));
+        let mut context = jaq_json::Map::default();
+        context.insert(key("inputs"), scope.inputs_val.clone());
+        context.insert(key("secrets"), scope.secrets_val.clone());
+        context.insert(
+            key("steps"),
+            scope.steps_val.lock().expect("steps lock").clone(),
+        );
+        context.insert(key("run"), jq::to_val(&self.run_json()));
+        if let Some((step, instance)) = step {
+            context.insert(key("step"), jq::to_val(&self.step_json(step, instance)));
+            if let Some((item, index)) = &instance.item {
+                context.insert(key("item"), jq::to_val(item));
+                context.insert(key("index"), jq::to_val(&json!(index)));
+            }
+        }
+        Val::obj(context)
+    }
+
+    /// The context templates see. Handlebars needs plain JSON, so only the steps the
+    /// step's templates name are put in it; templates are strict, so a step left out by
+    /// mistake would be a loud error, never a silently wrong value.
+    pub(super) fn template_context(
+        &self,
+        scope: &Scope<'_>,
+        step: &Step,
+        instance: &Instance,
+    ) -> Value {
+        let steps = {
+            let state = self.state.lock().expect("state lock");
+            match self.template_steps(step) {
+                Some(ids) => state.steps_context(&scope.prefix, ids.iter().map(String::as_str)),
+                None => state.steps_context(
+                    &scope.prefix,
+                    scope
+                        .loaded
+                        .runbook
+                        .all_steps()
+                        .map(|s| s.id.value.as_str()),
+                ),
+            }
+        };
+        let mut context = json!({
+            "inputs": scope.inputs,
+            "secrets": scope.secrets,
+            "steps": steps,
+            "run": self.run_json(),
+            "step": self.step_json(step, instance),
+        });
+        if let Some((item, index)) = &instance.item {
+            context["item"] = item.clone();
+            context["index"] = json!(index);
+        }
+        context
+    }
+
+    /// The step ids the templates of a step name; `None` when one names `steps` as a whole.
+    pub(super) fn template_steps(&self, step: &Step) -> Option<Vec<String>> {
+        let key = step as *const Step as usize;
+        if let Some(known) = self.template_refs.lock().expect("refs lock").get(&key) {
+            return known.clone();
+        }
+        let mut ids = Vec::new();
+        let mut whole = false;
+        step.node.for_each_string(&mut |text, _| {
+            if !text.contains("{{") {
+                return;
+            }
+            for reference in template::check_template(text).unwrap_or_default() {
+                match reference.path.as_slice() {
+                    [root, id, ..] if root == "steps" => ids.push(id.clone()),
+                    [root] if root == "steps" => whole = true,
+                    _ => {}
+                }
+            }
+        });
+        ids.sort();
+        ids.dedup();
+        let found = (!whole).then_some(ids);
+        self.template_refs
+            .lock()
+            .expect("refs lock")
+            .insert(key, found.clone());
+        found
+    }
+
+    /// Brings the context's `steps.<id>` up to date after the step changed.
+    pub(super) fn refresh(&self, scope: &Scope<'_>, id: &str) {
+        let entry = self
+            .state
+            .lock()
+            .expect("state lock")
+            .steps_context(&scope.prefix, std::iter::once(id));
+        let Some(value) = entry.get(id) else { return };
+        let mut steps = scope.steps_val.lock().expect("steps lock");
+        if let Val::Obj(map) = &mut *steps {
+            std::sync::Arc::make_mut(map)
+                .insert(jq::to_val(&Value::String(id.to_owned())), jq::to_val(value));
+        }
+    }
+}
+
+/// Compiles a jq expression; the message joins every compile error.
+fn compile(expression: &str) -> Result<jq::Program, String> {
+    jq::compile(expression).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|e| e.message)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}

@@ -1,0 +1,512 @@
+//! The executor: runs a validated bundle as a DAG of steps on tokio.
+//!
+//! Every change of state is an event; the executor folds its own state from the events it
+//! emits (see [`RunState`]), so a journal of them is enough to rebuild a run.
+
+mod approval;
+mod attempt;
+mod context;
+mod emit;
+mod notice;
+mod resume;
+mod schedule;
+mod step;
+mod uses;
+
+use super::limits;
+use super::redact::{Redact, Redactor, Revealed};
+use super::retry::RetryPolicy;
+use super::seal::{OpenError, RunKey, SecretKey};
+use super::state::{RunState, StepRecord};
+use crate::actions::{ActionError, ActionErrorKind, ActionInput, action_for};
+use crate::event::{Envelope, EventSink, RunEvent, RunStatus, Sealed, StepStatus, Via};
+use crate::runbook::dag::{Dag, Section};
+use crate::runbook::load::Loaded;
+use crate::runbook::validate::Bundle;
+use crate::runbook::{
+    ActionRef, Approval, Fallback, Poll, Retry, Spanned, SpannedMap, Step, Verify,
+};
+use crate::store::{Durable, Journal, Store, StoreError};
+use crate::template::{self, Escape, jq};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use jaq_json::Val;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::collections::{BTreeSet, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Why a run stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Deadline,
+    Interrupted,
+    /// Every step still running waits for an approval.
+    Parked,
+    /// The journal cannot be written: nothing more may happen that it could not record.
+    Journal,
+    /// A step reads a value the journal keeps encrypted, and this process has no key that
+    /// opens it: the run waits for a resume with the key.
+    Withheld,
+}
+
+/// What a run needs besides the runbook.
+pub struct RunConfig {
+    pub run_id: String,
+    /// Inputs of the root runbook, already checked against their types.
+    pub inputs: Map<String, Value>,
+    /// Resolved secrets of every runbook in the bundle, by canonical path.
+    pub secrets: HashMap<PathBuf, Map<String, Value>>,
+    /// Overrides the runbook's `max_parallel`.
+    pub max_parallel: Option<usize>,
+    /// Cancelled on Ctrl-C or SIGTERM: running steps stop, `finally` runs, the run is
+    /// left interrupted.
+    pub interrupt: CancellationToken,
+    /// Where events are made durable.
+    pub journal: Arc<Journal>,
+    /// The journal so far: the run's first event for a new run, everything for a resumed one.
+    /// The run starts from its fold.
+    pub prior: Vec<Envelope>,
+    /// Set when this process resumes the run: who it is, for the `run_resumed` event.
+    pub resumed_by: Option<String>,
+    /// Where approval answers are read; without one, an approval step fails.
+    pub store: Option<Arc<dyn Store>>,
+    /// Encrypts the values that carried a secret in the journal, so that a resumed run can
+    /// read them; without one they are kept masked only.
+    pub secret_key: Option<SecretKey>,
+}
+
+/// How the run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub reason: Option<String>,
+    pub outputs: Value,
+    pub state: RunState,
+    /// Set when the journal could not be written: the run stopped where it was, and can be
+    /// resumed once the store works again.
+    pub journal_error: Option<Arc<StoreError>>,
+}
+
+/// The whole executor: shared by every step of a run.
+struct Run {
+    bundle: Arc<Bundle>,
+    run_id: String,
+    runbook_name: String,
+    started_at: String,
+    started: Instant,
+    secrets: HashMap<PathBuf, Map<String, Value>>,
+    redactor: Redactor,
+    run_key: Option<RunKey>,
+    /// Some values of the journal could not be opened: steps must be checked before they
+    /// read them. Only a resume finds this, before the run goes on.
+    any_withheld: bool,
+    /// Why the run stopped for [`StopReason::Withheld`].
+    withheld_reason: Mutex<Option<String>>,
+    halt: CancellationToken,
+    sink: Arc<dyn EventSink>,
+    state: Mutex<RunState>,
+    /// Bounds how many actions run at once, run-wide.
+    permits: Semaphore,
+    /// Set once something has failed the run.
+    failed: Mutex<bool>,
+    stop: Mutex<Option<StopReason>>,
+    /// Set when the root runbook's `finally` starts.
+    finishing: Mutex<bool>,
+    /// Compiled jq programs by source: compiling costs far more than running, and the same
+    /// expression runs for every item, poll and attempt.
+    programs: Mutex<HashMap<String, Arc<jq::Program>>>,
+    /// What each step's templates read of `steps`, worked out once per step.
+    template_refs: Mutex<HashMap<usize, Option<Vec<String>>>>,
+    journal: Arc<Journal>,
+    store: Option<Arc<dyn Store>>,
+    /// Steps that were in flight when the run was resumed: `verify` probes them first.
+    in_flight: Mutex<HashSet<String>>,
+    /// Step instances under way, not counting `uses` steps (their own steps count), and how
+    /// many of those wait for an approval; `activity` changes whenever a step is scheduled or
+    /// ends. A run parks when every step under way waits and nothing has moved for a while.
+    busy: AtomicUsize,
+    waiting: Mutex<BTreeSet<String>>,
+    activity: AtomicU64,
+    park: CancellationToken,
+}
+
+/// Runs a bundle to its end (or until stopped) and returns how it ended. The run starts
+/// from the fold of `config.prior`: a new run and a resumed one take the same path.
+pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink>) -> RunOutcome {
+    let root = bundle.root().expect("a valid bundle has its root runbook");
+    let runbook = &root.runbook;
+    let redactor = Redactor::new(
+        config
+            .secrets
+            .values()
+            .flat_map(|m| m.values())
+            .filter_map(|v| v.as_str().map(str::to_owned)),
+    );
+    let max_parallel = config
+        .max_parallel
+        .or(runbook.max_parallel.as_ref().map(|m| m.value as usize))
+        .unwrap_or(Semaphore::MAX_PERMITS)
+        .clamp(1, Semaphore::MAX_PERMITS);
+    let run_key = config
+        .secret_key
+        .as_ref()
+        .map(|k| k.for_run(&config.run_id));
+    let mut state = RunState::default();
+    for envelope in &config.prior {
+        state.apply_at(&envelope.event, &envelope.at);
+        if let Some((path, sealed)) = envelope.event.sealed() {
+            let opened = match (&run_key, &sealed.ciphertext) {
+                (_, None) => Err(OpenError::NotKept),
+                (None, Some(_)) => Err(OpenError::NoKey),
+                (Some(key), Some(ciphertext)) => key.open(path, ciphertext),
+            };
+            match opened {
+                Ok(revealed) => state.reveal(path, revealed),
+                Err(reason) => state.withhold(path, &sealed.masked, &reason),
+            }
+        }
+    }
+    let any_withheld = state.steps.values().any(|r| !r.withheld.is_empty());
+    let in_flight = state
+        .steps
+        .iter()
+        .filter(|(_, record)| {
+            record.attempts > 0 && matches!(record.status, None | Some(StepStatus::Cancelled))
+        })
+        .map(|(path, _)| path.clone())
+        .collect();
+    let started_at = state
+        .created_at
+        .clone()
+        .unwrap_or_else(|| jiff::Timestamp::now().to_string());
+    let run = Run {
+        bundle: bundle.clone(),
+        run_id: config.run_id.clone(),
+        runbook_name: runbook.name.value.clone(),
+        started_at,
+        started: Instant::now(),
+        secrets: config.secrets,
+        redactor,
+        run_key,
+        any_withheld,
+        withheld_reason: Mutex::new(None),
+        halt: CancellationToken::new(),
+        sink,
+        state: Mutex::new(state),
+        permits: Semaphore::new(max_parallel),
+        failed: Mutex::new(false),
+        stop: Mutex::new(None),
+        finishing: Mutex::new(false),
+        programs: Mutex::new(HashMap::new()),
+        template_refs: Mutex::new(HashMap::new()),
+        journal: config.journal,
+        store: config.store,
+        in_flight: Mutex::new(in_flight),
+        busy: AtomicUsize::new(0),
+        waiting: Mutex::new(BTreeSet::new()),
+        activity: AtomicU64::new(0),
+        park: CancellationToken::new(),
+    };
+    match &config.resumed_by {
+        // Durable before anything else happens, so the journal shows where each process began.
+        Some(by) => {
+            let _ = run.emit(RunEvent::RunResumed { by: by.clone() }).await;
+        }
+        // The run's first event is already in the journal: it was written to create the run.
+        None => {
+            for envelope in &config.prior {
+                run.sink.emit(envelope);
+            }
+        }
+    }
+
+    // Deadline, interrupt, parking and a broken journal cancel the main steps; `finally` runs
+    // with its own token (and not at all when parking or when the journal is broken).
+    let main_cancel = CancellationToken::new();
+    let deadline = runbook.deadline.as_ref().map(|d| match &d.value {
+        crate::runbook::Deadline::After(duration) => tokio::time::Instant::now() + duration.0,
+        crate::runbook::Deadline::At(at) => {
+            let left = at.duration_since(jiff::Timestamp::now());
+            let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+            tokio::time::Instant::now() + left
+        }
+    });
+    let broken = run.journal.broken();
+    let watch = async {
+        let reason = tokio::select! {
+            _ = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => StopReason::Deadline,
+            _ = config.interrupt.cancelled() => StopReason::Interrupted,
+            _ = run.park.cancelled() => StopReason::Parked,
+            _ = broken.cancelled() => StopReason::Journal,
+            _ = run.halt.cancelled() => StopReason::Withheld,
+        };
+        run.stop_because(reason);
+        main_cancel.cancel();
+    };
+    let scope = Scope::new(
+        root,
+        String::new(),
+        Value::Object(config.inputs),
+        run.secrets.get(&bundle.root).cloned().unwrap_or_default(),
+    );
+    let body = run.run_scope(&scope, main_cancel.clone());
+    tokio::pin!(body);
+    tokio::pin!(watch);
+    let mut watching = true;
+    let result = loop {
+        tokio::select! {
+            result = &mut body => break result,
+            _ = &mut watch, if watching => watching = false,
+        }
+    };
+    // The body may finish before the watch has seen why it stopped.
+    if run.park.is_cancelled() {
+        run.stop_because(StopReason::Parked);
+    }
+    if config.interrupt.is_cancelled() {
+        run.stop_because(StopReason::Interrupted);
+    }
+    // Everything queued is written or refused before the run says how it ended: a journal
+    // that broke at the very end still means the end was not recorded.
+    let _ = run.journal.settled().await;
+    if run.journal.failure().is_some() {
+        run.stop_because(StopReason::Journal);
+    }
+    let stop = *run.stop.lock().expect("stop lock");
+    let (status, reason) = match (stop, result) {
+        (Some(StopReason::Interrupted), _) => {
+            (RunStatus::Interrupted, Some("interrupted".to_owned()))
+        }
+        (Some(StopReason::Journal), _) => (RunStatus::Interrupted, Some(run.unrecorded_reason())),
+        (Some(StopReason::Parked), _) => {
+            let waiting = run.waiting_paths();
+            (
+                RunStatus::Waiting,
+                Some(format!("waiting for approval of {}", waiting.join(", "))),
+            )
+        }
+        (Some(StopReason::Withheld), _) => (
+            RunStatus::Interrupted,
+            run.withheld_reason.lock().expect("withheld lock").clone(),
+        ),
+        (Some(StopReason::Deadline), _) => (RunStatus::Failed, Some("deadline".to_owned())),
+        (None, Ok(_)) => (RunStatus::Succeeded, None),
+        (None, Err(reason)) => (RunStatus::Failed, Some(reason)),
+    };
+    let (outputs, notices) = {
+        let state = run.state.lock().expect("state lock");
+        (state.run.outputs.clone(), state.run.notices.clone())
+    };
+    let outputs = if status == RunStatus::Succeeded {
+        outputs
+    } else {
+        Value::Null
+    };
+    let run_ended = RunEvent::RunEnded {
+        status,
+        reason: reason.clone(),
+        outputs: outputs.clone(),
+        duration_ms: run.started.elapsed().as_millis() as u64,
+        notices: notices.clone(),
+    };
+    // Shown only once durable: a run the journal does not hold as ended is not shown ended.
+    let (status, reason, outputs) = match run.emit_durable(run_ended).await {
+        Ok(()) => (status, reason, outputs),
+        Err(_) => {
+            let reason = match (stop, reason) {
+                (Some(StopReason::Journal), Some(reason)) => reason,
+                _ => run.unrecorded_reason(),
+            };
+            run.sink.emit(&Envelope {
+                run_id: run.run_id.clone(),
+                at: jiff::Timestamp::now().to_string(),
+                event: RunEvent::RunEnded {
+                    status: RunStatus::Interrupted,
+                    reason: Some(reason.clone()),
+                    outputs: Value::Null,
+                    duration_ms: run.started.elapsed().as_millis() as u64,
+                    notices,
+                },
+            });
+            (RunStatus::Interrupted, Some(reason), Value::Null)
+        }
+    };
+    let state = run.state.lock().expect("state lock").clone();
+    RunOutcome {
+        status,
+        reason: reason.map(|r| run.redactor.text(&r)),
+        outputs: run.redactor.outputs(&outputs),
+        state,
+        journal_error: run.journal.failure(),
+    }
+}
+
+/// One runbook being run: the root, or one called through `uses`.
+struct Scope<'b> {
+    loaded: &'b Loaded,
+    /// Prepended to step ids to make step paths: `""` or `snapshot[2]/`.
+    prefix: String,
+    inputs: Value,
+    secrets: Map<String, Value>,
+    /// `inputs` and `secrets` as jq values, converted once.
+    inputs_val: Val,
+    secrets_val: Val,
+    /// The context's `steps` as a jq value, updated as each step ends. Its objects are
+    /// shared, so an evaluation does not copy them: the cost of a step does not grow with
+    /// the number of steps before it.
+    steps_val: Mutex<Val>,
+}
+
+impl<'b> Scope<'b> {
+    fn new(loaded: &'b Loaded, prefix: String, inputs: Value, secrets: Map<String, Value>) -> Self {
+        let secrets_json = Value::Object(secrets.clone());
+        Scope {
+            loaded,
+            prefix,
+            inputs_val: jq::to_val(&inputs),
+            secrets_val: jq::to_val(&secrets_json),
+            inputs,
+            secrets,
+            steps_val: Mutex::new(Val::obj(jaq_json::Map::default())),
+        }
+    }
+}
+
+/// Where an instance of a step runs.
+#[derive(Clone)]
+struct Instance {
+    path: String,
+    item: Option<(Value, usize)>,
+}
+
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// An attempt's failure: the message and whether it was a cancellation.
+struct Failure {
+    message: String,
+    cancelled: bool,
+    /// The attempt did not end: it waits for an approval and the run is parking. Nothing is
+    /// recorded, so a resume takes the attempt up again.
+    parked: bool,
+    /// Another attempt made the same way cannot succeed (a missing program, a malformed
+    /// URL): the retries are skipped, the fallback still runs.
+    permanent: bool,
+}
+
+impl From<ActionError> for Failure {
+    fn from(error: ActionError) -> Self {
+        Failure {
+            cancelled: error.kind == ActionErrorKind::Cancelled,
+            permanent: error.kind == ActionErrorKind::Invalid,
+            message: error.message,
+            parked: false,
+        }
+    }
+}
+
+fn failure(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        cancelled: false,
+        parked: false,
+        permanent: false,
+    }
+}
+
+fn cancelled() -> Failure {
+    Failure {
+        message: "cancelled".to_owned(),
+        cancelled: true,
+        parked: false,
+        permanent: false,
+    }
+}
+
+fn parked() -> Failure {
+    Failure {
+        message: "waiting for approval".to_owned(),
+        cancelled: true,
+        parked: true,
+        permanent: false,
+    }
+}
+
+/// How a step (or one instance of it) ended.
+struct Ending {
+    status: StepStatus,
+    attempts: u32,
+    via: Option<Via>,
+    outputs: Value,
+    error: Option<String>,
+}
+
+impl Ending {
+    /// An end with no outputs: skipped, failed or cancelled.
+    fn without_outputs(status: StepStatus, attempts: u32, error: Option<String>) -> Self {
+        Ending {
+            status,
+            attempts,
+            via: None,
+            outputs: Value::Null,
+            error,
+        }
+    }
+}
+
+/// The parts of a step or fallback that decide how its action runs.
+struct Body<'s> {
+    node: Option<&'s crate::runbook::Node>,
+    action: ActionRef<'s>,
+    retry: Option<&'s Spanned<Retry>>,
+    timeout: Option<Duration>,
+    until: Option<&'s Spanned<String>>,
+    poll: Option<&'s Spanned<Poll>>,
+    outputs: Option<&'s Spanned<SpannedMap<Spanned<String>>>>,
+}
+
+/// Where a step instance stood when the run was resumed: what `run_instance` needs of its
+/// record, small because every step's future holds it.
+struct Resumed {
+    attempts: u32,
+    fallback: bool,
+    action_attempts: u32,
+    action_error: Option<String>,
+}
+
+/// The stable key of a step instance: the same across retries and resumes of one run.
+pub fn step_key(run_id: &str, path: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(run_id.as_bytes())
+        .chain_update([0u8])
+        .chain_update(path.as_bytes())
+        .finalize();
+    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests;

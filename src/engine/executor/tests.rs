@@ -1,0 +1,151 @@
+//! The scheduler in-process: runbooks of `sleep` and `assert` steps run without a journal,
+//! their events collected, so the order, the limit on steps at once,
+//! the fate of what needs a failed step and `finally` are checked without a process or a
+//! store.
+
+use super::*;
+use std::path::Path;
+
+struct Collect(Mutex<Vec<RunEvent>>);
+
+impl EventSink for Collect {
+    fn emit(&self, envelope: &Envelope) {
+        self.0.lock().unwrap().push(envelope.event.clone());
+    }
+}
+
+/// Runs a runbook given as text; returns how it ended and every event, in order.
+async fn run_text(text: &str, max_parallel: Option<usize>) -> (RunOutcome, Vec<RunEvent>) {
+    let root = Path::new("/runbooks/scheduled.yaml");
+    let sources = HashMap::from([(root.to_owned(), text.to_owned())]);
+    let validation = crate::runbook::validate::validate_stored(root, &sources);
+    assert!(validation.is_valid(), "{:?}", validation.problems);
+    let config = RunConfig {
+        run_id: "scheduled".to_owned(),
+        inputs: Map::new(),
+        secrets: HashMap::new(),
+        max_parallel,
+        interrupt: CancellationToken::new(),
+        journal: Arc::new(Journal::none()),
+        prior: Vec::new(),
+        resumed_by: None,
+        store: None,
+        secret_key: None,
+    };
+    let sink = Arc::new(Collect(Mutex::new(Vec::new())));
+    let outcome = run(Arc::new(validation.bundle), config, sink.clone()).await;
+    let events = sink.0.lock().unwrap().clone();
+    (outcome, events)
+}
+
+/// `started:x` and `ended:x:status` for each step event, in order.
+fn timeline(events: &[RunEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            RunEvent::StepStarted { path, .. } => Some(format!("started:{path}")),
+            RunEvent::StepEnded { path, status, .. } => {
+                Some(format!("ended:{path}:{}", status.name()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn position(timeline: &[String], entry: &str) -> usize {
+    timeline
+        .iter()
+        .position(|e| e == entry)
+        .unwrap_or_else(|| panic!("no `{entry}` in {timeline:?}"))
+}
+
+#[tokio::test]
+async fn a_step_starts_once_what_it_needs_has_ended_and_an_independent_one_at_once() {
+    let (outcome, events) = run_text(
+        "version: 1
+name: order
+steps:
+  - id: first
+    sleep: 100ms
+  - id: second
+    sleep: 10ms
+  - id: aside
+    needs: []
+    sleep: 10ms
+",
+        None,
+    )
+    .await;
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.reason);
+    let timeline = timeline(&events);
+    // `second` needs `first` (the one before it); `aside` needs nothing.
+    assert!(position(&timeline, "ended:first:succeeded") < position(&timeline, "started:second"));
+    assert!(position(&timeline, "started:aside") < position(&timeline, "ended:first:succeeded"));
+}
+
+#[tokio::test]
+async fn max_parallel_bounds_the_steps_running_at_once() {
+    let text = "version: 1
+name: fan
+steps:
+  - { id: a, needs: [], sleep: 30ms }
+  - { id: b, needs: [], sleep: 30ms }
+  - { id: c, needs: [], sleep: 30ms }
+  - { id: d, needs: [], sleep: 30ms }
+";
+    let most_at_once = |events: &[RunEvent]| {
+        let (mut now, mut most) = (0i32, 0i32);
+        for entry in timeline(events) {
+            now += if entry.starts_with("started:") { 1 } else { -1 };
+            most = most.max(now);
+        }
+        most
+    };
+    let (outcome, events) = run_text(text, Some(2)).await;
+    assert_eq!(outcome.status, RunStatus::Succeeded);
+    assert_eq!(most_at_once(&events), 2);
+    let (_, events) = run_text(text, None).await;
+    assert_eq!(most_at_once(&events), 4);
+}
+
+#[tokio::test]
+async fn what_needs_a_failed_step_never_starts_and_finally_still_runs() {
+    let (outcome, events) = run_text(
+        "version: 1
+name: failing
+steps:
+  - id: check
+    assert: { that: 'false', message: no }
+  - id: after
+    sleep: 10ms
+  - id: aside
+    needs: []
+    sleep: 10ms
+finally:
+  - id: cleanup
+    sleep: 10ms
+",
+        None,
+    )
+    .await;
+    assert_eq!(outcome.status, RunStatus::Failed);
+    let timeline = timeline(&events);
+    assert!(
+        timeline.contains(&"ended:check:failed".to_owned()),
+        "{timeline:?}"
+    );
+    // What needs a failed step never starts.
+    assert!(
+        !timeline.iter().any(|e| e.contains(":after")),
+        "{timeline:?}"
+    );
+    assert!(
+        timeline.contains(&"ended:aside:succeeded".to_owned()),
+        "{timeline:?}"
+    );
+    // `finally` starts once everything in `steps` has ended.
+    let cleanup = position(&timeline, "started:cleanup");
+    assert!(position(&timeline, "ended:aside:succeeded") < cleanup);
+    assert!(position(&timeline, "ended:check:failed") < cleanup);
+    assert!(timeline.contains(&"ended:cleanup:succeeded".to_owned()));
+}

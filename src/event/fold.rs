@@ -1,0 +1,111 @@
+//! The run-level reading of a run's events: one fold, shared by the store (its list of
+//! runs) and the reports, so that they cannot disagree on where a run stands.
+
+use super::{Notice, RunEvent, RunStatus};
+use serde_json::Value;
+
+/// Where a run stands by its run-level events (created, resumed, ended).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFold {
+    /// `None` before the run's first event.
+    pub status: Option<RunStatus>,
+    /// When it last ended or parked (RFC 3339); `None` while it runs.
+    pub ended_at: Option<String>,
+    /// The time of every process that worked on it, added up: each reports its own segment.
+    /// `None` until it first ends or parks.
+    pub duration_ms: Option<u64>,
+    /// Why it last ended or parked as it did.
+    pub reason: Option<String>,
+    /// Its outputs when it last ended (the executor sets them as soon as it has them).
+    pub outputs: Value,
+    /// How many times it was parked (interrupted or waiting).
+    pub parks: u32,
+    /// The steps' notices, one per step path (the latest, when a step ran again after a
+    /// resume), in the order they were given.
+    pub notices: Vec<Notice>,
+}
+
+impl RunFold {
+    /// Applies one event that happened at `at` (RFC 3339); step events change nothing.
+    pub fn apply(&mut self, event: &RunEvent, at: &str) {
+        match event {
+            RunEvent::RunStarted { .. } => self.status = Some(RunStatus::Running),
+            RunEvent::RunResumed { .. } => {
+                self.status = Some(RunStatus::Running);
+                self.ended_at = None;
+            }
+            RunEvent::RunEnded {
+                status,
+                reason,
+                outputs,
+                duration_ms,
+                ..
+            } => {
+                self.status = Some(*status);
+                self.ended_at = Some(at.to_owned());
+                self.duration_ms = Some(self.duration_ms.unwrap_or(0).saturating_add(*duration_ms));
+                self.reason = reason.clone();
+                self.outputs = outputs.clone();
+                if status.is_parked() {
+                    self.parks += 1;
+                }
+            }
+            RunEvent::StepNotice { path, text } => {
+                self.notices.retain(|notice| notice.step != *path);
+                self.notices.push(Notice {
+                    step: path.clone(),
+                    text: text.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ended(status: RunStatus, ms: u64) -> RunEvent {
+        RunEvent::RunEnded {
+            status,
+            reason: Some(format!("{} here", status.name())),
+            outputs: json!({ "n": ms }),
+            duration_ms: ms,
+            notices: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_parked_then_resumed_run_adds_up_its_segments() {
+        let mut run = RunFold::default();
+        assert_eq!(run.status, None);
+        let started = RunEvent::RunStarted {
+            runbook: "r".into(),
+            file: "r.yaml".into(),
+            inputs: json!({}),
+            sources: vec![],
+        };
+        run.apply(&started, "t0");
+        assert_eq!(
+            (run.status, run.duration_ms),
+            (Some(RunStatus::Running), None)
+        );
+        run.apply(&ended(RunStatus::Waiting, 1200), "t1");
+        assert_eq!(run.status, Some(RunStatus::Waiting));
+        assert_eq!((run.ended_at.as_deref(), run.parks), (Some("t1"), 1));
+        run.apply(&RunEvent::RunResumed { by: "pid 1".into() }, "t2");
+        assert_eq!(
+            (run.status, run.ended_at.as_deref()),
+            (Some(RunStatus::Running), None)
+        );
+        assert_eq!(run.duration_ms, Some(1200));
+        run.apply(&ended(RunStatus::Failed, 300), "t3");
+        assert_eq!(run.status, Some(RunStatus::Failed));
+        assert_eq!(run.duration_ms, Some(1500));
+        assert_eq!(run.reason.as_deref(), Some("failed here"));
+        assert_eq!(run.outputs, json!({ "n": 300 }));
+        assert_eq!(run.parks, 1);
+    }
+}

@@ -1,0 +1,95 @@
+//! `runbook runs show`: the run report as text for the terminal.
+
+use super::run_report::{RunReport, compact, duration, is_empty};
+use crate::event::{RunStatus, Via};
+use std::fmt::Write;
+
+impl RunReport {
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "run       {}", self.id);
+        let _ = writeln!(out, "runbook   {} ({})", self.runbook, self.file);
+        let reason = self
+            .reason
+            .as_ref()
+            .filter(|_| self.status != RunStatus::Succeeded)
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "status    {}{reason}", self.status.name());
+        let _ = writeln!(out, "started   {}", self.created_at);
+        if let Some(ended) = &self.ended_at {
+            let _ = writeln!(out, "ended     {ended}");
+        }
+        if let Some(ms) = self.duration_ms {
+            let _ = writeln!(out, "duration  {}", duration(ms));
+        }
+        let _ = writeln!(out, "inputs    {}", compact(&self.inputs));
+        for resume in &self.resumes {
+            let _ = writeln!(out, "resumed   {} by {}", resume.at, resume.by);
+        }
+        let width = self
+            .steps
+            .iter()
+            .map(|s| s.path.chars().count())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let _ = writeln!(
+            out,
+            "\n{:<width$}  {:<10}  {:>8}  {:>9}  started",
+            "step", "status", "attempts", "time"
+        );
+        for step in &self.steps {
+            let via = match step.via {
+                Some(Via::Fallback) => "  via fallback",
+                Some(Via::Verify) => "  verified done",
+                _ => "",
+            };
+            let _ = writeln!(
+                out,
+                "{:<width$}  {:<10}  {:>8}  {:>9}  {}{via}",
+                step.path,
+                step.status.name(),
+                step.attempts,
+                step.duration_ms.map(duration).unwrap_or_default(),
+                step.started_at.as_deref().unwrap_or("-"),
+            );
+            if !is_empty(&step.outputs) {
+                let _ = writeln!(out, "{:width$}  outputs: {}", "", compact(&step.outputs));
+            }
+            if let Some(error) = &step.error {
+                let _ = writeln!(out, "{:width$}  error: {error}", "");
+            }
+        }
+        for approval in &self.approvals {
+            let _ = writeln!(out, "\napproval  {}: {}", approval.path, approval.prompt);
+            match (&approval.approved, &approval.by) {
+                (Some(approved), Some(by)) => {
+                    let verdict = if *approved { "approved" } else { "rejected" };
+                    let comment = approval
+                        .comment
+                        .as_ref()
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default();
+                    let _ = writeln!(out, "          {verdict} by {by}{comment}");
+                }
+                _ => {
+                    let _ = writeln!(
+                        out,
+                        "          waiting: runbook approve {} {}",
+                        self.id, approval.path
+                    );
+                }
+            }
+        }
+        crate::report::summary::notices(&mut out, &self.notices);
+        if !is_empty(&self.outputs) {
+            let _ = writeln!(
+                out,
+                "\noutputs\n{}",
+                serde_json::to_string_pretty(&self.outputs).unwrap_or_default()
+            );
+        }
+        out
+    }
+}
