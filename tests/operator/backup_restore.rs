@@ -106,7 +106,7 @@ fn backup_then_restore_brings_the_job_back_from_the_snapshot() {
             ("deployment", "orders-backup".to_owned()),
             ("namespace", NS.to_owned()),
             ("savepoint_path", path.clone()),
-            ("flink_url", world.flink.url.clone()),
+            ("flink_url", world.rest_url("orders-backup")),
         ],
     );
     let restored = restore.outputs();

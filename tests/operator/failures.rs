@@ -24,7 +24,7 @@ fn a_spec_the_operator_rejects_fails_the_upgrade_at_once() {
             ("deployment", "orders-rejected".to_owned()),
             ("namespace", NS.to_owned()),
             ("patch", patch.to_string()),
-            ("flink_url", world.flink.url.clone()),
+            ("flink_url", world.rest_url("orders-rejected")),
         ],
     );
     assert_eq!(run.code, 1, "{run}");
