@@ -229,6 +229,55 @@ fn a_savepoint_that_fails_falls_back_to_that_jobs_latest_checkpoint() {
     }
 }
 
+/// The parallelism of each vertex, by name.
+fn vertex_parallelism(cluster: &Cluster, jid: &str) -> Vec<(String, u64)> {
+    let job = cluster.get(&format!("/jobs/{jid}"));
+    job["vertices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no vertices: {job}"))
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap_or_default().to_owned(),
+                v["parallelism"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Seed 000: a job restored from a checkpoint keeps its parallelism. Its own default
+/// parallelism, not the largest of its vertices': a job whose keyed function runs at 2 while
+/// the job's default is 1 used to restart with 2 everywhere, rescaling source and sink.
+#[test]
+fn a_checkpoint_restore_keeps_the_parallelism_of_every_vertex() {
+    let (cluster, _serial) = cluster();
+    let old = cluster.start_job("mixed-parallelism", &["--counter-parallelism", "2"], None);
+    let before = vertex_parallelism(cluster, &old);
+    assert!(
+        before.iter().any(|(_, p)| *p == 1) && before.iter().any(|(_, p)| *p == 2),
+        "a mixed-parallelism job: {before:?}"
+    );
+    let mut jobs = json!({"mixed-parallelism": {
+        "args": ["--name", "mixed-parallelism", "--counter-parallelism", "2"],
+    }});
+    // The savepoint cannot be written: the job is restored from its latest checkpoint.
+    jobs["mixed-parallelism"]["savepoint_dir"] = json!("file:///proc/runbook-flink-tests");
+    let runbook = Runbook::new(cluster);
+    // The restarted job's id derives from the run id: one of its own on a reused sandbox.
+    let run_id = format!("mixed-{}", std::process::id());
+    let run = runbook.run(&strs(&upgrade_args(cluster, &run_id, &jobs, &[])));
+    let outputs = run.outputs();
+    let job = entry(&outputs, "mixed-parallelism");
+    assert_eq!(job["via"], "checkpoint", "{job}");
+    let new = job["new_job_id"].as_str().expect("a new job id");
+    assert_eq!(
+        vertex_parallelism(cluster, new),
+        before,
+        "the restored job was rescaled: {job}"
+    );
+    assert_restored(cluster, job);
+}
+
 #[test]
 fn a_run_killed_while_polling_a_savepoint_resumes_polling_the_same_savepoint() {
     let (cluster, _serial) = cluster();
