@@ -286,6 +286,11 @@ pub fn default_kinds() -> Vec<ResourceKind> {
         .with_short_names(&["flinksnp"])
         .with_spec_schema(flink_state_snapshot_spec_schema()),
         ResourceKind::built_in("", "v1", "ConfigMap", "configmaps").with_short_names(&["cm"]),
+        // Where a FlinkDeployment's checkpoints and savepoints live when it mounts a volume;
+        // `status.phase` (Pending, Bound, Lost) is written through the status subresource.
+        ResourceKind::built_in("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims")
+            .with_status_subresource(true)
+            .with_short_names(&["pvc"]),
         ResourceKind::built_in("", "v1", "Namespace", "namespaces")
             .cluster_scoped()
             .with_status_subresource(true)
