@@ -273,37 +273,24 @@ fn a_deleted_deployment_is_recreated_from_its_backup_copy() {
     assert_eq!(run.code, 1, "{run}");
     assert!(run.stderr.contains("not found"), "{run}");
 
-    // A copy without a checkpoint directory is refused before anything is created.
+    // A changed copy is refused before anything is created: the message names the reason.
+    let refused = |file: &str, changed: Value, reason: &str| {
+        let file = kube.write(file, &changed.to_string());
+        let run = recreate(&world, &file.display().to_string(), &snapshot_copy, name);
+        assert_eq!(run.code, 1, "{run}");
+        assert!(run.stderr.contains(reason), "{run}");
+        assert_eq!(creates(kube), 0, "nothing created");
+    };
     let mut no_dirs = copy.clone();
     no_dirs["spec"]["flinkConfiguration"]
         .as_object_mut()
         .expect("a configuration")
         .remove("state.checkpoints.dir");
-    let no_dirs_file = kube.write("no-dirs.json", &no_dirs.to_string());
-    let run = recreate(
-        &world,
-        &no_dirs_file.display().to_string(),
-        &snapshot_copy,
-        name,
-    );
-    assert_eq!(run.code, 1, "{run}");
-    assert!(run.stderr.contains("a checkpoint directory"), "{run}");
-    assert_eq!(creates(kube), 0, "nothing created");
-
-    // Nor is one whose claim is gone.
+    refused("no-dirs.json", no_dirs, "a checkpoint directory");
     let mut other_claim = copy.clone();
     other_claim["spec"]["podTemplate"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] =
         "orders-state-gone".into();
-    let other_claim_file = kube.write("other-claim.json", &other_claim.to_string());
-    let run = recreate(
-        &world,
-        &other_claim_file.display().to_string(),
-        &snapshot_copy,
-        name,
-    );
-    assert_eq!(run.code, 1, "{run}");
-    assert!(run.stderr.contains("orders-state-gone"), "{run}");
-    assert_eq!(creates(kube), 0, "nothing created");
+    refused("other-claim.json", other_claim, "orders-state-gone");
 
     // The copy as saved: recreated, and the job restored from the backup's savepoint.
     let run = recreate(&world, &deployment_copy, &snapshot_copy, name);
