@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+mod record;
+
 /// Why a run stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
@@ -1740,6 +1742,9 @@ impl Run {
         }
         if let ActionRef::Approval(approval) = body.action {
             return self.approval(instance, approval, &context, cancel).await;
+        }
+        if let ActionRef::Record(record) = body.action {
+            return self.record(instance, record, &context).await;
         }
         let Some(action) = action_for(body.action.key()) else {
             return Err(failure(format!(

@@ -10,6 +10,7 @@ mod injection;
 mod not_retried;
 mod plan;
 mod processes;
+mod record;
 mod reliability;
 mod run;
 mod run_http;
