@@ -154,6 +154,34 @@ fn backup_then_restore_brings_the_job_back_from_the_snapshot() {
         Some("application/merge-patch+json")
     );
     assert_eq!(patches[0].status, 200);
+
+    // Risk 8: once, ever. A later run that restores the same snapshot again is refused,
+    // from the store's record of what earlier runs restored, before anything changes.
+    kube.api.clear_requests();
+    let again = kube.run(
+        &runbook_file("runbooks/flink/operator/restore.yaml"),
+        &[
+            ("deployment", "orders-backup".to_owned()),
+            ("namespace", NS.to_owned()),
+            // The same file, as another spelling of its path.
+            (
+                "savepoint_path",
+                format!("file://{}", local_path(&path).display()),
+            ),
+            ("flink_url", world.rest_url("orders-backup")),
+        ],
+    );
+    assert_eq!(again.code, 1, "{again}");
+    assert!(
+        again.stderr.contains("restored it already"),
+        "the refusal names the earlier run: {again}"
+    );
+    assert!(
+        kube.api.requests().iter().all(|r| r.method != "PATCH"),
+        "nothing patched: {:#?}",
+        kube.api.requests()
+    );
+    assert_eq!(world.job_state(&new_job), "RUNNING");
 }
 
 /// A spec as seed 003 asks for one: checkpoint and savepoint directories in
