@@ -28,6 +28,7 @@ mod flink_sandbox;
 
 mod harness;
 
+mod auth;
 mod backup_restore;
 mod errors;
 mod failures;
