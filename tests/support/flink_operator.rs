@@ -97,9 +97,11 @@
 //!
 //! Deliberately not done: rollbacks, FlinkSessionJob, the JobManager/TaskManager resources,
 //! periodic and nonce-triggered savepoints, `restartNonce` semantics beyond "any spec change is
-//! an upgrade", HA metadata, and snapshot backoff at the real pace (1 s doubling up to 10 s here
-//! instead of 10 s doubling, to keep tests short). [`Operator::stop`] (and dropping the
-//! operator) cancels the jobs it started that still run, so a shared sandbox is left clean.
+//! an upgrade", HA metadata beyond the last job's latest checkpoint, and snapshot backoff at the
+//! real pace: it doubles as the operator's does, without a cap, but from 1 s instead of 10 s
+//! ([`snapshot_retry_delay`], one tenth of the real delays, to keep tests short).
+//! [`Operator::stop`] (and dropping the operator) cancels the jobs it started that still run,
+//! so a shared sandbox is left clean.
 //!
 //! Also here: [`SandboxEnv`] (read from a sandbox's `env` file) and [`FlinkSandbox`] (attach
 //! to the sandbox named by `RUNBOOK_FLINK_ENV`, or start one with `scripts/flink-sandbox.sh
@@ -144,6 +146,17 @@ pub const SNAPSHOT_TYPE_LABEL: &str = "snapshot.type";
 pub const SNAPSHOT_TRIGGER_TYPE_LABEL: &str = "snapshot.trigger-type";
 pub const JOB_REFERENCE_KIND_LABEL: &str = "job-reference.kind";
 pub const JOB_REFERENCE_NAME_LABEL: &str = "job-reference.name";
+
+/// The operator retries a failed snapshot `10 s x 2^(failures - 1)` later, without a cap, until
+/// `spec.backoffLimit` is exceeded (operator source: `FlinkStateSnapshotController#
+/// updateErrorStatus`: `retrySeconds = 10L * (1L << failures - 1)`, `rescheduleAfter`). The
+/// double waits one tenth of that: 1 s, 2 s, 4 s, ...
+pub const SNAPSHOT_RETRY_TIME_SCALE: u32 = 10;
+
+pub fn snapshot_retry_delay(failures: i64) -> Duration {
+    let real = Duration::from_secs(10) * (1u32 << (failures - 1).clamp(0, 20) as u32);
+    real / SNAPSHOT_RETRY_TIME_SCALE
+}
 
 /// How long a stop with savepoint may take (a backpressured job can take a minute).
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -1452,9 +1465,7 @@ impl Reconciler {
             set(&mut status, &["resultTimestamp"], json!(now_rfc3339()));
         } else {
             set(&mut status, &["state"], json!("TRIGGER_PENDING"));
-            let backoff = Duration::from_secs(1 << (failures - 1).clamp(0, 4) as u32)
-                .min(Duration::from_secs(10));
-            memory.retry_after = Some(Instant::now() + backoff);
+            memory.retry_after = Some(Instant::now() + snapshot_retry_delay(failures));
         }
         memory.job_id = None;
         self.write_status(SNAPSHOT, id, status)
