@@ -364,6 +364,8 @@ fn a_run_killed_while_polling_a_savepoint_resumes_polling_the_same_savepoint() {
 #[test]
 fn the_already_used_guard_refuses_a_snapshot_a_running_job_restored_from() {
     let (cluster, _serial) = cluster();
+    // Run ids of their own: the restarted jobs' ids derive from them, on a reused sandbox too.
+    let run_id = |n: &str| format!("{n}-{}", std::process::id());
     let a = cluster.start_job("guard-a", &[], None);
     let runbook = Runbook::new(cluster);
     // A savepoint of guard-a that leaves it running (lib/savepoint.yaml on its own)...
@@ -389,7 +391,12 @@ fn the_already_used_guard_refuses_a_snapshot_a_running_job_restored_from() {
     let b = cluster.start_job("guard-b", &[], Some(&snapshot));
 
     let jobs = json!({ "guard-a": { "args": ["--name", "guard-a"], "restore_from": snapshot } });
-    let refused = runbook.run(&strs(&upgrade_args(cluster, "guard-1", &jobs, &[])));
+    let refused = runbook.run(&strs(&upgrade_args(
+        cluster,
+        &run_id("guard-1"),
+        &jobs,
+        &[],
+    )));
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(
         refused.stderr.contains(&format!(
@@ -402,7 +409,7 @@ fn the_already_used_guard_refuses_a_snapshot_a_running_job_restored_from() {
 
     let allowed = runbook.run(&strs(&upgrade_args(
         cluster,
-        "guard-2",
+        &run_id("guard-2"),
         &jobs,
         &[("allow_reused_snapshot", "true".into())],
     )));
@@ -419,6 +426,34 @@ fn the_already_used_guard_refuses_a_snapshot_a_running_job_restored_from() {
     assert!(cluster.savepoints_of(&a).len() == 1, "no new savepoint");
     assert_restored(cluster, job);
     assert_eq!(cluster.state(&b), "RUNNING");
+
+    // Once, ever: with both jobs that restored from it gone, no running job shows the reuse,
+    // yet a later run refuses the snapshot, from the store's record of run guard-2.
+    let restored = job["new_job_id"].as_str().expect("a job").to_owned();
+    cluster.cancel(&restored);
+    cluster.cancel(&b);
+    wait_for(Duration::from_secs(60), "both jobs cancelled", || {
+        cluster.state(&restored) == "CANCELED" && cluster.state(&b) == "CANCELED"
+    });
+    let later = runbook.run(&strs(&upgrade_args(
+        cluster,
+        &run_id("guard-3"),
+        &jobs,
+        &[],
+    )));
+    assert_eq!(later.code, 1, "{}", later.stderr);
+    assert!(
+        later
+            .stderr
+            .contains(&format!("run {} restored it already", run_id("guard-2"))),
+        "{}",
+        later.stderr
+    );
+    assert!(
+        !later.stderr.contains("✓ restart"),
+        "nothing restarted: {}",
+        later.stderr
+    );
 }
 
 #[test]
