@@ -242,6 +242,7 @@ pub fn describe(action: ActionRef<'_>) -> String {
         ActionRef::Approval(_) => "approval".to_owned(),
         ActionRef::Assert(_) => "assert".to_owned(),
         ActionRef::Sleep(duration) => format!("sleep {}", duration.value),
+        ActionRef::Record(record) => format!("record {}", record.name.value),
     }
 }
 

@@ -191,6 +191,9 @@ macro_rules! with_action {
             /// Wait this long.
             #[serde(default)]
             pub sleep: Option<Spanned<Duration>>,
+            /// Add values to a named record kept in the store across runs, or read it.
+            #[serde(default)]
+            pub record: Option<Box<Spanned<Record>>>,
         }
 
         impl $name {
@@ -204,6 +207,7 @@ macro_rules! with_action {
                 if let Some(a) = &self.approval { found.push(ActionRef::Approval(a)); }
                 if let Some(a) = &self.assert { found.push(ActionRef::Assert(a)); }
                 if let Some(a) = &self.sleep { found.push(ActionRef::Sleep(a)); }
+                if let Some(a) = &self.record { found.push(ActionRef::Record(a)); }
                 found
             }
 
@@ -225,6 +229,7 @@ pub const ACTION_KEYS: &[&str] = &[
     "approval",
     "assert",
     "sleep",
+    "record",
 ];
 
 /// One action of a step, borrowed.
@@ -237,6 +242,7 @@ pub enum ActionRef<'a> {
     Approval(&'a Spanned<Approval>),
     Assert(&'a Spanned<Assert>),
     Sleep(&'a Spanned<Duration>),
+    Record(&'a Spanned<Record>),
 }
 
 impl ActionRef<'_> {
@@ -250,6 +256,7 @@ impl ActionRef<'_> {
             ActionRef::Approval(_) => "approval",
             ActionRef::Assert(_) => "assert",
             ActionRef::Sleep(_) => "sleep",
+            ActionRef::Record(_) => "record",
         }
     }
 }
@@ -567,6 +574,20 @@ pub struct Approval {
     /// Fail the step when nobody answers in this time.
     #[serde(default)]
     pub timeout: Option<Spanned<Duration>>,
+}
+
+/// Add values to a named record that the store keeps across runs, or read it: what every
+/// run recorded under that name (a snapshot restored, a change made), for a later run to
+/// check.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    /// The record's name (a template); every run that names it shares it.
+    pub name: Spanned<String>,
+    /// Values to add (templates; text); a value already there stays as first recorded.
+    /// Without `add` the step only reads the record.
+    #[serde(default)]
+    pub add: Option<Vec<Spanned<String>>>,
 }
 
 /// Fail unless jq conditions hold.

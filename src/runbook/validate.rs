@@ -1396,6 +1396,7 @@ fn action_span(action: &ActionRef<'_>) -> Span {
         ActionRef::Approval(a) => a.span,
         ActionRef::Assert(a) => a.span,
         ActionRef::Sleep(a) => a.span,
+        ActionRef::Record(a) => a.span,
     }
 }
 

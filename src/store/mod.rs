@@ -8,6 +8,7 @@
 pub mod journal;
 pub mod location;
 pub mod owner;
+mod record;
 pub mod sqlite;
 mod wal;
 
@@ -17,6 +18,7 @@ pub(crate) mod conformance;
 pub use journal::{Durable, Journal};
 pub use location::{StoreLocation, open, open_existing};
 pub use owner::Owner;
+pub use record::RecordEntry;
 
 use crate::event::{Envelope, RunStatus};
 use futures::future::BoxFuture;
@@ -160,6 +162,20 @@ pub trait Store: Send + Sync {
 
     /// Every answer given to a run's approval steps.
     fn decisions<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Decision>>;
+
+    /// Adds values to the named record that all runs share, as added now by step `path` of
+    /// run `run_id`; a value already there keeps its first entry. Answers the values that
+    /// were new. Needs no lease.
+    fn add_records<'a>(
+        &'a self,
+        name: &'a str,
+        run_id: &'a str,
+        path: &'a str,
+        values: &'a [String],
+    ) -> StoreFuture<'a, Vec<String>>;
+
+    /// Every value of a named record, oldest first (none for a record never written).
+    fn records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<RecordEntry>>;
 
     /// Finishes with the store: waits for connections to close, so that SQLite folds its
     /// write-ahead log back into the database file when no other process uses it.

@@ -7,8 +7,12 @@
 //! that returns is on disk. Several processes may share the file: SQLite lets one write at a
 //! time, and each waits up to [`BUSY_TIMEOUT`] for the others.
 
-use super::{Decision, LEASE, Lease, Owner, RunSummary, Store, StoreError, StoreFuture, wal};
+use super::{
+    Decision, LEASE, Lease, Owner, RecordEntry, RunSummary, Store, StoreError, StoreFuture, wal,
+};
 use crate::event::{Envelope, RunEvent, RunFold, RunStatus};
+
+mod records;
 use sha2::{Digest, Sha256};
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::sqlite::{
@@ -767,6 +771,28 @@ impl Store for SqliteStore {
         Box::pin(async move {
             self.pool.close().await;
             Ok(())
+        })
+    }
+
+    fn add_records<'a>(
+        &'a self,
+        name: &'a str,
+        run_id: &'a str,
+        path: &'a str,
+        values: &'a [String],
+    ) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            self.insert_records(name, run_id, path, values)
+                .await
+                .map_err(|f| self.explain(f, || format!("adding to record `{name}`")))
+        })
+    }
+
+    fn records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<RecordEntry>> {
+        Box::pin(async move {
+            self.read_records(name)
+                .await
+                .map_err(|f| self.explain(f, || format!("reading record `{name}`")))
         })
     }
 

@@ -11,6 +11,7 @@ mod not_retried;
 mod notices;
 mod plan;
 mod processes;
+mod record;
 mod reliability;
 mod run;
 mod run_http;

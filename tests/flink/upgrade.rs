@@ -229,6 +229,55 @@ fn a_savepoint_that_fails_falls_back_to_that_jobs_latest_checkpoint() {
     }
 }
 
+/// The parallelism of each vertex, by name.
+fn vertex_parallelism(cluster: &Cluster, jid: &str) -> Vec<(String, u64)> {
+    let job = cluster.get(&format!("/jobs/{jid}"));
+    job["vertices"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no vertices: {job}"))
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap_or_default().to_owned(),
+                v["parallelism"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// Seed 000: a job restored from a checkpoint keeps its parallelism. Its own default
+/// parallelism, not the largest of its vertices': a job whose keyed function runs at 2 while
+/// the job's default is 1 used to restart with 2 everywhere, rescaling source and sink.
+#[test]
+fn a_checkpoint_restore_keeps_the_parallelism_of_every_vertex() {
+    let (cluster, _serial) = cluster();
+    let old = cluster.start_job("mixed-parallelism", &["--counter-parallelism", "2"], None);
+    let before = vertex_parallelism(cluster, &old);
+    assert!(
+        before.iter().any(|(_, p)| *p == 1) && before.iter().any(|(_, p)| *p == 2),
+        "a mixed-parallelism job: {before:?}"
+    );
+    let mut jobs = json!({"mixed-parallelism": {
+        "args": ["--name", "mixed-parallelism", "--counter-parallelism", "2"],
+    }});
+    // The savepoint cannot be written: the job is restored from its latest checkpoint.
+    jobs["mixed-parallelism"]["savepoint_dir"] = json!("file:///proc/runbook-flink-tests");
+    let runbook = Runbook::new(cluster);
+    // The restarted job's id derives from the run id: one of its own on a reused sandbox.
+    let run_id = format!("mixed-{}", std::process::id());
+    let run = runbook.run(&strs(&upgrade_args(cluster, &run_id, &jobs, &[])));
+    let outputs = run.outputs();
+    let job = entry(&outputs, "mixed-parallelism");
+    assert_eq!(job["via"], "checkpoint", "{job}");
+    let new = job["new_job_id"].as_str().expect("a new job id");
+    assert_eq!(
+        vertex_parallelism(cluster, new),
+        before,
+        "the restored job was rescaled: {job}"
+    );
+    assert_restored(cluster, job);
+}
+
 /// Starts the backpressured job `name`, runs the upgrade on it as `run_id`, and SIGKILLs the
 /// engine while it polls the job's savepoint: the job's id and the savepoint's trigger id.
 fn kill_while_polling_a_savepoint(
@@ -323,6 +372,8 @@ fn a_run_killed_while_polling_a_savepoint_resumes_polling_the_same_savepoint() {
 #[test]
 fn the_already_used_guard_refuses_a_snapshot_a_running_job_restored_from() {
     let (cluster, _serial) = cluster();
+    // Run ids of their own: the restarted jobs' ids derive from them, on a reused sandbox too.
+    let run_id = |n: &str| format!("{n}-{}", std::process::id());
     let a = cluster.start_job("guard-a", &[], None);
     let runbook = Runbook::new(cluster);
     // A savepoint of guard-a that leaves it running (lib/savepoint.yaml on its own)...
@@ -348,7 +399,12 @@ fn the_already_used_guard_refuses_a_snapshot_a_running_job_restored_from() {
     let b = cluster.start_job("guard-b", &[], Some(&snapshot));
 
     let jobs = json!({ "guard-a": { "args": ["--name", "guard-a"], "restore_from": snapshot } });
-    let refused = runbook.run(&strs(&upgrade_args(cluster, "guard-1", &jobs, &[])));
+    let refused = runbook.run(&strs(&upgrade_args(
+        cluster,
+        &run_id("guard-1"),
+        &jobs,
+        &[],
+    )));
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(
         refused.stderr.contains(&format!(
@@ -361,7 +417,7 @@ fn the_already_used_guard_refuses_a_snapshot_a_running_job_restored_from() {
 
     let allowed = runbook.run(&strs(&upgrade_args(
         cluster,
-        "guard-2",
+        &run_id("guard-2"),
         &jobs,
         &[("allow_reused_snapshot", "true".into())],
     )));
@@ -378,6 +434,34 @@ fn the_already_used_guard_refuses_a_snapshot_a_running_job_restored_from() {
     assert!(cluster.savepoints_of(&a).len() == 1, "no new savepoint");
     assert_restored(cluster, job);
     assert_eq!(cluster.state(&b), "RUNNING");
+
+    // Once, ever: with both jobs that restored from it gone, no running job shows the reuse,
+    // yet a later run refuses the snapshot, from the store's record of run guard-2.
+    let restored = job["new_job_id"].as_str().expect("a job").to_owned();
+    cluster.cancel(&restored);
+    cluster.cancel(&b);
+    wait_for(Duration::from_secs(60), "both jobs cancelled", || {
+        cluster.state(&restored) == "CANCELED" && cluster.state(&b) == "CANCELED"
+    });
+    let later = runbook.run(&strs(&upgrade_args(
+        cluster,
+        &run_id("guard-3"),
+        &jobs,
+        &[],
+    )));
+    assert_eq!(later.code, 1, "{}", later.stderr);
+    assert!(
+        later
+            .stderr
+            .contains(&format!("run {} restored it already", run_id("guard-2"))),
+        "{}",
+        later.stderr
+    );
+    assert!(
+        !later.stderr.contains("✓ restart"),
+        "nothing restarted: {}",
+        later.stderr
+    );
 }
 
 #[test]

@@ -24,7 +24,7 @@ fn a_spec_the_operator_rejects_fails_the_upgrade_at_once() {
             ("deployment", "orders-rejected".to_owned()),
             ("namespace", NS.to_owned()),
             ("patch", patch.to_string()),
-            ("flink_url", world.flink.url.clone()),
+            ("flink_url", world.rest_url("orders-rejected")),
         ],
     );
     assert_eq!(run.code, 1, "{run}");
@@ -83,4 +83,39 @@ fn a_savepoint_that_keeps_failing_ends_the_backup_after_its_retries() {
         "the snapshot's end is named:\n{run}"
     );
     assert!(!backups.exists(), "no copies of a failed backup");
+}
+
+/// The operator retries a failed savepoint 10 s later, doubling each time, without a cap: with
+/// many retries the snapshot ends FAILED only after the backup's 15-minute wait. backup.yaml
+/// refuses more than 5 before creating anything.
+#[test]
+fn more_snapshot_retries_than_the_wait_holds_are_refused_before_anything_is_created() {
+    use crate::flink_operator::snapshot_retry_delay;
+    // The double waits as the operator does, scaled down: 6 retries would take 630 s there.
+    let waited: std::time::Duration = (1..=6).map(snapshot_retry_delay).sum();
+    assert_eq!(waited * 10, Duration::from_secs(630));
+    let kube = Kube::start();
+    kube.create_deployment("orders-retries", job_spec("flink:2.3"));
+    let run = kube.run(
+        &runbook_file("runbooks/flink/operator/backup.yaml"),
+        &[
+            ("deployment", "orders-retries".to_owned()),
+            ("namespace", NS.to_owned()),
+            (
+                "backup_dir",
+                kube.path().join("backups").display().to_string(),
+            ),
+            ("snapshot_retries", "6".to_owned()),
+        ],
+    );
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        run.stderr.contains("snapshot_retries is 6: give 0 to 5"),
+        "{run}"
+    );
+    assert!(
+        kube.api.requests().iter().all(|r| r.method != "POST"),
+        "nothing created: {:#?}",
+        kube.api.requests()
+    );
 }

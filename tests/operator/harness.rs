@@ -380,6 +380,13 @@ impl FlinkWorld {
         .expect("the deployment")
     }
 
+    /// The REST endpoint of a deployment's JobManager in application mode, as a runbook on a
+    /// real cluster reaches it (`http://NAME-rest.NS:8081`): it knows only the job the
+    /// deployment runs now. The tests' own checks use the sandbox's URL, which sees every job.
+    pub fn rest_url(&self, deployment: &str) -> String {
+        self.operator.rest_url(NS, deployment)
+    }
+
     /// GET on the JobManager's REST API; `Null` for an error or a body that is not JSON.
     pub fn get(&self, path: &str) -> Value {
         flink_get(&self.flink.url, path)

@@ -2,6 +2,12 @@
 //! take a savepoint) `status.jobStatus.upgradeSavepointPath` is the placeholder
 //! `KUBERNETES_OPERATOR_LAST_STATE`, not a path. The runbooks must neither verify a restore
 //! against it nor roll back to it.
+//!
+//! Risk 4 meets it here: in application mode the operator deletes the old JobManager when it
+//! redeploys, so after a last-state upgrade that did not come up `flink_url/jobs/OLD` answers
+//! 404 (or nothing, with no JobManager ready). The rollback must not need the old job's REST
+//! endpoint: it redeploys from the HA metadata, checked against what upgrade.yaml recorded
+//! before the upgrade.
 
 use serde_json::json;
 
@@ -20,7 +26,7 @@ fn a_last_state_upgrade_is_verified_against_its_checkpoint_not_the_placeholder()
             ("deployment", "orders-last-state".to_owned()),
             ("namespace", NS.to_owned()),
             ("patch", patch.to_string()),
-            ("flink_url", world.flink.url.clone()),
+            ("flink_url", world.rest_url("orders-last-state")),
         ],
     );
     let outputs = run.outputs();
@@ -49,6 +55,10 @@ fn a_rollback_after_a_last_state_upgrade_restores_a_checkpoint_not_the_placehold
     let world = FlinkWorld::start();
     let deployed = world.deploy("orders-last-state-back", job_spec("flink:2.3"));
     let old_job = str_at(&deployed, "/status/jobStatus/jobId").to_owned();
+    // What upgrade.yaml records before it changes anything: the latest checkpoint's id.
+    let recorded = world.get(&format!("/jobs/{old_job}/checkpoints"))["latest"]["completed"]["id"]
+        .as_u64()
+        .expect("a completed checkpoint");
     // A last-state upgrade to an image that cannot be pulled: the old job is cancelled (its
     // checkpoints retained), the placeholder recorded, the new JobManager never comes.
     world
@@ -76,16 +86,30 @@ fn a_rollback_after_a_last_state_upgrade_restores_a_checkpoint_not_the_placehold
             ("namespace", NS.to_owned()),
             ("old_job", old_job.clone()),
             ("image", "flink:2.3".to_owned()),
-            ("flink_url", world.flink.url.clone()),
+            ("checkpoint_id", recorded.to_string()),
+            ("flink_url", world.rest_url("orders-last-state-back")),
         ],
     );
     let outputs = run.outputs();
     eprintln!("rollback outputs: {outputs:#}");
+    // Application mode: the old job's JobManager is gone, its REST endpoint answers for the
+    // deployment's JobManager only. The rollback goes through the HA metadata instead.
+    assert_eq!(outputs["via"], "last state", "{outputs:#}");
     assert_eq!(outputs["kind"], "checkpoint", "{outputs:#}");
     let snapshot = outputs["snapshot"].as_str().expect("a snapshot").to_owned();
     assert!(
         snapshot.contains(&format!("{old_job}/chk-")),
         "rolled back to {snapshot}, not a checkpoint of {old_job}"
+    );
+    let restored_id = world.get(&format!(
+        "/jobs/{}/checkpoints",
+        outputs["job_id"].as_str().unwrap_or("")
+    ))["latest"]["restored"]["id"]
+        .as_u64()
+        .expect("a restored checkpoint");
+    assert!(
+        restored_id >= recorded,
+        "restored checkpoint {restored_id}, older than {recorded} recorded before the upgrade"
     );
     let after = world.kube.deployment("orders-last-state-back");
     assert_eq!(str_at(&after, "/spec/image"), "flink:2.3");

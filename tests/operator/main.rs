@@ -9,7 +9,8 @@
 //! tests run one at a time; a sandbox that cannot start fails them, nothing is skipped.
 //!
 //! - `backup_restore`: backup.yaml (a real savepoint, the snapshot COMPLETED, copies of both
-//!   resources), then restore.yaml (a new job restored from it, with its state).
+//!   resources), then restore.yaml (a new job restored from it, with its state); recreate.yaml
+//!   after the FlinkDeployment was deleted (from the copy, once its prerequisites hold).
 //! - `upgrade`: upgrade.yaml with a good image (restored from the upgrade savepoint) and with
 //!   one that cannot come up (rolled back, old image, to the old job's newest snapshot: the
 //!   savepoint the operator stopped it with); lib/rollback.yaml after a job that ended
@@ -27,6 +28,7 @@ mod flink_sandbox;
 
 mod harness;
 
+mod auth;
 mod backup_restore;
 mod errors;
 mod failures;

@@ -211,7 +211,7 @@ fn an_upgrade_watched_through_api_server_blips_is_not_rolled_back() {
             ("deployment", "orders-blips-upgrade".to_owned()),
             ("namespace", NS.to_owned()),
             ("image", "flink:2.3.1".to_owned()),
-            ("flink_url", world.flink.url.clone()),
+            ("flink_url", world.rest_url("orders-blips-upgrade")),
             ("backup", "false".to_owned()),
         ],
     );

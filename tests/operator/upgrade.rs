@@ -11,7 +11,7 @@ fn upgrade(world: &FlinkWorld, deployment: &str, image: &str) -> Run {
             ("deployment", deployment.to_owned()),
             ("namespace", NS.to_owned()),
             ("image", image.to_owned()),
-            ("flink_url", world.flink.url.clone()),
+            ("flink_url", world.rest_url(deployment)),
             ("backup", "false".to_owned()),
         ],
     )
@@ -162,7 +162,7 @@ fn a_rollback_without_an_upgrade_savepoint_restores_the_latest_checkpoint() {
             ("namespace", NS.to_owned()),
             ("old_job", old_job.clone()),
             ("image", "flink:2.3".to_owned()),
-            ("flink_url", world.flink.url.clone()),
+            ("flink_url", world.rest_url("orders-cancelled")),
         ],
     );
     let outputs = run.outputs();
@@ -270,7 +270,7 @@ fn a_healthy_upgrade_is_not_rolled_back_while_its_first_checkpoint_is_minutes_aw
             ("deployment", "orders-slow-checkpoints".to_owned()),
             ("namespace", NS.to_owned()),
             ("image", "flink:2.3.1".to_owned()),
-            ("flink_url", world.flink.url.clone()),
+            ("flink_url", world.rest_url("orders-slow-checkpoints")),
             ("backup", "false".to_owned()),
         ],
         std::time::Duration::from_secs(600),

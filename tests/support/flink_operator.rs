@@ -97,9 +97,11 @@
 //!
 //! Deliberately not done: rollbacks, FlinkSessionJob, the JobManager/TaskManager resources,
 //! periodic and nonce-triggered savepoints, `restartNonce` semantics beyond "any spec change is
-//! an upgrade", HA metadata, and snapshot backoff at the real pace (1 s doubling up to 10 s here
-//! instead of 10 s doubling, to keep tests short). [`Operator::stop`] (and dropping the
-//! operator) cancels the jobs it started that still run, so a shared sandbox is left clean.
+//! an upgrade", HA metadata beyond the last job's latest checkpoint, and snapshot backoff at the
+//! real pace: it doubles as the operator's does, without a cap, but from 1 s instead of 10 s
+//! ([`snapshot_retry_delay`], one tenth of the real delays, to keep tests short).
+//! [`Operator::stop`] (and dropping the operator) cancels the jobs it started that still run,
+//! so a shared sandbox is left clean.
 //!
 //! Also here: [`SandboxEnv`] (read from a sandbox's `env` file) and [`FlinkSandbox`] (attach
 //! to the sandbox named by `RUNBOOK_FLINK_ENV`, or start one with `scripts/flink-sandbox.sh
@@ -145,6 +147,17 @@ pub const SNAPSHOT_TRIGGER_TYPE_LABEL: &str = "snapshot.trigger-type";
 pub const JOB_REFERENCE_KIND_LABEL: &str = "job-reference.kind";
 pub const JOB_REFERENCE_NAME_LABEL: &str = "job-reference.name";
 
+/// The operator retries a failed snapshot `10 s x 2^(failures - 1)` later, without a cap, until
+/// `spec.backoffLimit` is exceeded (operator source: `FlinkStateSnapshotController#
+/// updateErrorStatus`: `retrySeconds = 10L * (1L << failures - 1)`, `rescheduleAfter`). The
+/// double waits one tenth of that: 1 s, 2 s, 4 s, ...
+pub const SNAPSHOT_RETRY_TIME_SCALE: u32 = 10;
+
+pub fn snapshot_retry_delay(failures: i64) -> Duration {
+    let real = Duration::from_secs(10) * (1u32 << (failures - 1).clamp(0, 20) as u32);
+    real / SNAPSHOT_RETRY_TIME_SCALE
+}
+
 /// How long a stop with savepoint may take (a backpressured job can take a minute).
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -166,6 +179,10 @@ pub struct Operator {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     events: Arc<Mutex<Vec<String>>>,
+    store: ApiStore,
+    flink_url: String,
+    /// The JobManager REST services handed out by [`Operator::rest_url`].
+    services: Mutex<Vec<JobManagerService>>,
 }
 
 impl Operator {
@@ -174,6 +191,7 @@ impl Operator {
     pub fn start(api: &KubeApi, flink: SandboxEnv) -> Operator {
         let stop = Arc::new(AtomicBool::new(false));
         let events = Arc::new(Mutex::new(Vec::new()));
+        let flink_url = flink.url.clone();
         let mut reconciler = Reconciler::new(api.store(), flink, Arc::clone(&events));
         let stopping = Arc::clone(&stop);
         let thread = thread::spawn(move || {
@@ -197,7 +215,30 @@ impl Operator {
             stop,
             thread: Some(thread),
             events,
+            store: api.store(),
+            flink_url,
+            services: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The REST endpoint of a FlinkDeployment's JobManager, as its `<name>-rest` Service
+    /// gives it in application mode: it knows only the job the deployment runs now (see
+    /// [`JobManagerService`]). Runbooks are given this URL, never the sandbox's own.
+    pub fn rest_url(&self, namespace: &str, name: &str) -> String {
+        let service = JobManagerService::start(
+            self.store.clone(),
+            &self.flink_url,
+            namespace,
+            name,
+            Arc::clone(&self.stop),
+        )
+        .unwrap_or_else(|e| panic!("start the JobManager service of {namespace}/{name}: {e}"));
+        let url = service.url.clone();
+        self.services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(service);
+        url
     }
 
     /// What the operator did and what went wrong, oldest first (as the real operator's
@@ -214,6 +255,11 @@ impl Operator {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
+        }
+        let services =
+            std::mem::take(&mut *self.services.lock().unwrap_or_else(|p| p.into_inner()));
+        for service in services {
+            service.join();
         }
     }
 }
@@ -263,6 +309,12 @@ struct DeploymentMemory {
     name: String,
     /// The job this deployment runs (or ran last).
     job_id: Option<String>,
+    /// The last job that ran: its latest checkpoint is what the HA metadata names. The real
+    /// operator keeps a deployment's HA metadata (ConfigMaps) across upgrades, even when the
+    /// new JobManager never comes up, and a last-state deployment restores from it (docs, "Job
+    /// Management": last-state upgrade mode; `kubernetes.operator.job.upgrade.last-state-
+    /// fallback.enabled`). Unlike `job_id`, a JobManager that cannot start does not clear it.
+    ha_job_id: Option<String>,
     /// A stop (savepoint or cancel) under way.
     pending: Option<PendingStop>,
     /// No new upgrade attempt before this (after a failed one).
@@ -1012,6 +1064,7 @@ impl Reconciler {
             json!(now_millis()),
         );
         set(&mut status, &["jobManagerDeploymentStatus"], json!("READY"));
+        memory.ha_job_id = Some(job_id.clone());
         memory.job_id = Some(job_id);
         self.write_status(DEPLOYMENT, id, status)
     }
@@ -1081,7 +1134,7 @@ impl Reconciler {
             Restore::Empty => Ok(None),
             Restore::Path(path) => Ok(Some(path.clone())),
             Restore::LatestCheckpoint => {
-                let checkpoint = match &memory.job_id {
+                let checkpoint = match memory.job_id.as_ref().or(memory.ha_job_id.as_ref()) {
                     Some(job_id) => self.flink()?.latest_checkpoint(job_id)?,
                     None => None,
                 };
@@ -1412,9 +1465,7 @@ impl Reconciler {
             set(&mut status, &["resultTimestamp"], json!(now_rfc3339()));
         } else {
             set(&mut status, &["state"], json!("TRIGGER_PENDING"));
-            let backoff = Duration::from_secs(1 << (failures - 1).clamp(0, 4) as u32)
-                .min(Duration::from_secs(10));
-            memory.retry_after = Some(Instant::now() + backoff);
+            memory.retry_after = Some(Instant::now() + snapshot_retry_delay(failures));
         }
         memory.job_id = None;
         self.write_status(SNAPSHOT, id, status)
@@ -1681,6 +1732,145 @@ fn now_millis() -> String {
 
 fn now_rfc3339() -> String {
     jiff::Timestamp::now().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Application mode: one JobManager per FlinkDeployment
+
+/// The `<name>-rest` Service of a FlinkDeployment in application mode, emulated in front of the
+/// shared session sandbox. A FlinkDeployment with a `job` runs an application cluster: its
+/// JobManager runs that one job, and an upgrade deletes the JobManager deployment and creates a
+/// new one for the new job (operator docs, "Job Management" and "Custom Resource Overview":
+/// "FlinkDeployment ... application deployments"; the operator's `deleteClusterDeployment` on
+/// upgrade). So after a redeploy `GET /jobs/OLD` is answered by a JobManager that never ran
+/// OLD: 404, as Flink answers for an unknown job (`NotFoundException: Job ... not found`), and
+/// `/jobs` and `/jobs/overview` list only the current job. While the deployment has no ready
+/// JobManager (`jobManagerDeploymentStatus` other than READY: an image that cannot be pulled,
+/// a suspended job) the Service has no endpoints and the connection is dropped unanswered.
+/// Everything else is forwarded to the sandbox.
+struct JobManagerService {
+    url: String,
+    thread: JoinHandle<()>,
+}
+
+impl JobManagerService {
+    fn start(
+        store: ApiStore,
+        flink_url: &str,
+        namespace: &str,
+        name: &str,
+        stop: Arc<AtomicBool>,
+    ) -> Result<JobManagerService, String> {
+        let flink = FlinkRest::new(flink_url)?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let url = format!(
+            "http://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let deployment = (namespace.to_owned(), name.to_owned());
+        let thread = thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let store = store.clone();
+                        let flink = flink.clone();
+                        let deployment = deployment.clone();
+                        thread::spawn(move || {
+                            let _ = serve_jobmanager(stream, &store, &flink, &deployment);
+                        });
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Ok(JobManagerService { url, thread })
+    }
+
+    fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// One request to a deployment's JobManager service (see [`JobManagerService`]).
+fn serve_jobmanager(
+    stream: TcpStream,
+    store: &ApiStore,
+    flink: &FlinkRest,
+    (namespace, name): &(String, String),
+) -> Result<(), String> {
+    stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+    let _ = stream.set_read_timeout(Some(FLINK_IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(FLINK_IO_TIMEOUT));
+    let mut reader = BufReader::new(stream.try_clone().map_err(|e| e.to_string())?);
+    let mut request_line = String::new();
+    reader
+        .read_line(&mut request_line)
+        .map_err(|e| e.to_string())?;
+    let mut parts = request_line.split_whitespace();
+    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+        return Err(format!("malformed request line {request_line:?}"));
+    };
+    let headers = read_http_headers(&mut reader)?;
+    let length = header_value(&headers, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let content_type = header_value(&headers, "content-type").unwrap_or("application/json");
+    let mut body = vec![0; length];
+    std::io::Read::read_exact(&mut reader, &mut body).map_err(|e| e.to_string())?;
+
+    let deployment = store.get_object(DEPLOYMENT, namespace, name);
+    let current = deployment.as_ref().and_then(|d| {
+        let ready = str_at(d, &["status", "jobManagerDeploymentStatus"]) == Some("READY");
+        str_at(d, &["status", "jobStatus", "jobId"])
+            .filter(|_| ready)
+            .map(str::to_owned)
+    });
+    let Some(current) = current else {
+        // No JobManager: the Service has no endpoints.
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return Ok(());
+    };
+    let route = path.split('?').next().unwrap_or(path);
+    let asked_job = route
+        .strip_prefix("/jobs/")
+        .map(|rest| rest.split('/').next().unwrap_or(rest))
+        .filter(|id| id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit()));
+    let (status, answer) = match asked_job {
+        Some(job) if job != current => (
+            404,
+            json!({"errors": [format!(
+                "org.apache.flink.runtime.rest.NotFoundException: Job {job} not found"
+            )]}),
+        ),
+        _ => {
+            let (status, mut answer) = flink.call(method, path, content_type, &body)?;
+            if matches!(route, "/jobs" | "/jobs/overview")
+                && let Some(jobs) = answer.get_mut("jobs").and_then(Value::as_array_mut)
+            {
+                jobs.retain(|job| {
+                    job.get("id")
+                        .or_else(|| job.get("jid"))
+                        .and_then(Value::as_str)
+                        == Some(current.as_str())
+                });
+            }
+            (status, answer)
+        }
+    };
+    let text = if answer.is_null() {
+        String::new()
+    } else {
+        answer.to_string()
+    };
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json; charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        if status < 400 { "OK" } else { "Error" },
+        text.len()
+    )
+    .map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2001,17 +2191,9 @@ fn condense_trace(trace: &str) -> String {
     parts.join("; ")
 }
 
-/// Reads an HTTP/1.1 response: status and body (Content-Length, chunked, or to the end).
-fn read_http_response(reader: &mut impl BufRead) -> Result<(u16, Vec<u8>), String> {
-    let mut line = String::new();
-    reader.read_line(&mut line).map_err(|e| e.to_string())?;
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("malformed status line {line:?}"))?;
-    let mut length = None;
-    let mut chunked = false;
+/// Reads header lines up to the blank line: (lower-case name, value).
+fn read_http_headers(reader: &mut impl BufRead) -> Result<Vec<(String, String)>, String> {
+    let mut headers = Vec::new();
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).map_err(|e| e.to_string())? == 0 {
@@ -2022,13 +2204,32 @@ fn read_http_response(reader: &mut impl BufRead) -> Result<(u16, Vec<u8>), Strin
             break;
         }
         if let Some((name, value)) = header.split_once(':') {
-            match name.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse::<usize>().ok(),
-                "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
-                _ => {}
-            }
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
         }
     }
+    Ok(headers)
+}
+
+fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+}
+
+/// Reads an HTTP/1.1 response: status and body (Content-Length, chunked, or to the end).
+fn read_http_response(reader: &mut impl BufRead) -> Result<(u16, Vec<u8>), String> {
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(|e| e.to_string())?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("malformed status line {line:?}"))?;
+    let headers = read_http_headers(reader)?;
+    let length = header_value(&headers, "content-length").and_then(|v| v.parse::<usize>().ok());
+    let chunked = header_value(&headers, "transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     let mut body = Vec::new();
     if chunked {
         loop {

@@ -49,7 +49,13 @@
 //!   does; `Discovery::run` and `discovery::pinned_kind` use the plain documents.
 //! - Authentication: a bearer token other than the double's answers 401 `Unauthorized` on
 //!   every path; no token at all is the anonymous user, who may read `/version` and the
-//!   health paths only (403 Forbidden elsewhere).
+//!   health paths only (403 Forbidden elsewhere). [`KubeApi::start_tls`] serves HTTPS with a
+//!   server certificate signed by a CA of its own, and accepts a client certificate that CA
+//!   signed as an authenticated user (kube-apiserver's x509 authenticator, `--client-ca-file`,
+//!   tried before tokens; a client without a certificate still uses its token). Kubeconfigs
+//!   for it ([`KubeApi::write_kubeconfig_for`]) name the CA (`certificate-authority`) and a
+//!   user with a token, the client certificate and key, or an exec credential plugin
+//!   (`client.authentication.k8s.io/v1beta1`), which the client runs for its token.
 //! - Namespaces: creating a namespaced object in a namespace that does not exist answers 404
 //!   `namespaces "x" not found` (the NamespaceLifecycle admission). `default` exists from the
 //!   start, and `write_kubeconfig` creates the namespaces its contexts name.
@@ -99,7 +105,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::ops::Deref;
 use std::path::Path;
@@ -286,6 +292,11 @@ pub fn default_kinds() -> Vec<ResourceKind> {
         .with_short_names(&["flinksnp"])
         .with_spec_schema(flink_state_snapshot_spec_schema()),
         ResourceKind::built_in("", "v1", "ConfigMap", "configmaps").with_short_names(&["cm"]),
+        // Where a FlinkDeployment's checkpoints and savepoints live when it mounts a volume;
+        // `status.phase` (Pending, Bound, Lost) is written through the status subresource.
+        ResourceKind::built_in("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims")
+            .with_status_subresource(true)
+            .with_short_names(&["pvc"]),
         ResourceKind::built_in("", "v1", "Namespace", "namespaces")
             .cluster_scoped()
             .with_status_subresource(true)
@@ -775,11 +786,48 @@ pub struct KubeApi {
     token: String,
     store: ApiStore,
     stop: Arc<AtomicBool>,
+    tls: Option<TlsFiles>,
+}
+
+/// The files of a double that serves HTTPS ([`KubeApi::start_tls`]), as PEM: the CA that
+/// signed both the server's and the client's certificate, and the client's certificate and
+/// key (an x509 user, as `kubeadm` writes for an admin).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: std::path::PathBuf,
+    pub client_certificate: std::path::PathBuf,
+    pub client_key: std::path::PathBuf,
+}
+
+/// How the user of a kubeconfig written by [`KubeApi::kubeconfig_yaml`] authenticates.
+#[derive(Debug, Clone)]
+pub enum KubeconfigUser {
+    /// `token:` a bearer token.
+    Token(String),
+    /// `client-certificate` / `client-key`: the client certificate of a TLS double.
+    ClientCertificate,
+    /// `exec:` a credential plugin (`client.authentication.k8s.io/v1beta1`), run by the
+    /// client, that prints an `ExecCredential` with the token.
+    Exec { command: String, args: Vec<String> },
 }
 
 impl KubeApi {
-    /// Starts a double with [`default_kinds`] and the `default` namespace.
+    /// Starts a double with [`default_kinds`] and the `default` namespace, serving HTTP.
     pub fn start() -> KubeApi {
+        Self::start_with(None)
+    }
+
+    /// As [`KubeApi::start`], serving HTTPS as a real API server does: a server certificate
+    /// for 127.0.0.1 signed by a CA of its own, and client certificates signed by that CA
+    /// accepted as an authenticated (x509) user; a client without one authenticates with its
+    /// bearer token as before (client certificates are optional, as with kube-apiserver's
+    /// `--client-ca-file`). The CA and a client certificate and key are written to `dir`.
+    pub fn start_tls(dir: &Path) -> KubeApi {
+        let (config, files) = tls_config(dir);
+        Self::start_with(Some((Arc::new(config), files)))
+    }
+
+    fn start_with(tls: Option<(Arc<rustls::ServerConfig>, TlsFiles)>) -> KubeApi {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local address");
         let token = format!("kube-double-{:032x}", rand::random::<u128>());
@@ -791,6 +839,7 @@ impl KubeApi {
             token: token.clone(),
         };
         let stopping = Arc::clone(&stop);
+        let server_tls = tls.as_ref().map(|(config, _)| Arc::clone(config));
         thread::spawn(move || {
             let server = Arc::new(server);
             for stream in listener.incoming() {
@@ -799,7 +848,11 @@ impl KubeApi {
                 }
                 let Ok(stream) = stream else { continue };
                 let server = Arc::clone(&server);
-                thread::spawn(move || server.serve(stream));
+                let tls = server_tls.clone();
+                thread::spawn(move || match tls {
+                    Some(config) => server.serve_tls(stream, config),
+                    None => server.serve(stream),
+                });
             }
         });
         KubeApi {
@@ -807,12 +860,19 @@ impl KubeApi {
             token,
             store,
             stop,
+            tls: tls.map(|(_, files)| files),
         }
     }
 
-    /// `http://127.0.0.1:PORT`, the cluster's server URL.
+    /// `http://127.0.0.1:PORT` (`https://` for a TLS double), the cluster's server URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA and client certificate files of a TLS double.
+    pub fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 
     /// The bearer token the double accepts.
@@ -841,25 +901,63 @@ impl KubeApi {
         contexts: &[(&str, &str)],
         token: &str,
     ) -> std::io::Result<()> {
+        self.write_kubeconfig_for(path, contexts, &KubeconfigUser::Token(token.to_owned()))
+    }
+
+    /// As [`KubeApi::write_kubeconfig`] with a user that authenticates another way.
+    pub fn write_kubeconfig_for(
+        &self,
+        path: &Path,
+        contexts: &[(&str, &str)],
+        user: &KubeconfigUser,
+    ) -> std::io::Result<()> {
         for (_, namespace) in contexts {
             self.store.ensure_namespace(namespace);
         }
-        std::fs::write(path, self.kubeconfig_yaml(contexts, token))
+        std::fs::write(path, self.kubeconfig_yaml_for(contexts, user))
     }
 
     /// The kubeconfig text [`KubeApi::write_kubeconfig_with_token`] writes.
     pub fn kubeconfig_yaml(&self, contexts: &[(&str, &str)], token: &str) -> String {
+        self.kubeconfig_yaml_for(contexts, &KubeconfigUser::Token(token.to_owned()))
+    }
+
+    /// The kubeconfig text for a user: a TLS double's cluster names its CA
+    /// (`certificate-authority`).
+    pub fn kubeconfig_yaml_for(&self, contexts: &[(&str, &str)], user: &KubeconfigUser) -> String {
         // Values are written as JSON strings, which YAML reads as double-quoted scalars.
         let q = |s: &str| Value::from(s).to_string();
+        let path = |p: &Path| q(&p.display().to_string());
         let mut yaml = String::from("apiVersion: v1\nkind: Config\npreferences: {}\n");
         yaml.push_str(&format!(
             "clusters:\n- name: kube-double\n  cluster:\n    server: {}\n",
             q(&self.url())
         ));
-        yaml.push_str(&format!(
-            "users:\n- name: kube-double-user\n  user:\n    token: {}\n",
-            q(token)
-        ));
+        if let Some(tls) = &self.tls {
+            yaml.push_str(&format!("    certificate-authority: {}\n", path(&tls.ca)));
+        }
+        yaml.push_str("users:\n- name: kube-double-user\n  user:\n");
+        match user {
+            KubeconfigUser::Token(token) => yaml.push_str(&format!("    token: {}\n", q(token))),
+            KubeconfigUser::ClientCertificate => {
+                let tls = self
+                    .tls
+                    .as_ref()
+                    .expect("client certificates need a TLS double (KubeApi::start_tls)");
+                yaml.push_str(&format!(
+                    "    client-certificate: {}\n    client-key: {}\n",
+                    path(&tls.client_certificate),
+                    path(&tls.client_key)
+                ));
+            }
+            KubeconfigUser::Exec { command, args } => {
+                yaml.push_str(&format!(
+                    "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: {}\n      args: {}\n      interactiveMode: Never\n",
+                    q(command),
+                    Value::from(args.clone())
+                ));
+            }
+        }
         yaml.push_str("contexts:\n");
         for (name, namespace) in contexts {
             yaml.push_str(&format!(
@@ -889,6 +987,81 @@ impl Drop for KubeApi {
         // Wake the accept loop so it sees the flag.
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
     }
+}
+
+/// Bounds a connection's reads and writes; answers its local address, for messages.
+fn prepare(stream: &TcpStream) -> String {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+    stream
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default()
+}
+
+/// A CA of the test's own, a server certificate for 127.0.0.1 and `localhost` and a client
+/// certificate (CN `runbook-test`, O `system:masters`, as kubeadm's admin), both signed by it;
+/// the CA and the client's certificate and key are written to `dir` as PEM. The server asks
+/// for a client certificate and verifies one against the CA, but accepts a client without one.
+fn tls_config(dir: &Path) -> (rustls::ServerConfig, TlsFiles) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let ca_key = KeyPair::generate().expect("a CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-double-ca");
+    let ca = ca_params.self_signed(&ca_key).expect("the CA certificate");
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+
+    let server_key = KeyPair::generate().expect("a server key");
+    let server_params =
+        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .expect("server parameters");
+    let server = server_params
+        .signed_by(&server_key, &issuer)
+        .expect("the server certificate");
+
+    let client_key = KeyPair::generate().expect("a client key");
+    let mut client_params =
+        CertificateParams::new(Vec::<String>::new()).expect("client parameters");
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "runbook-test");
+    client_params
+        .distinguished_name
+        .push(DnType::OrganizationName, "system:masters");
+    let client = client_params
+        .signed_by(&client_key, &issuer)
+        .expect("the client certificate");
+
+    let files = TlsFiles {
+        ca: dir.join("kube-double-ca.pem"),
+        client_certificate: dir.join("kube-double-client.pem"),
+        client_key: dir.join("kube-double-client-key.pem"),
+    };
+    std::fs::write(&files.ca, ca.pem()).expect("write the CA");
+    std::fs::write(&files.client_certificate, client.pem()).expect("write the client certificate");
+    std::fs::write(&files.client_key, client_key.serialize_pem()).expect("write the client key");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(ca.der().to_vec()))
+        .expect("the CA as a root");
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+        .allow_unauthenticated()
+        .build()
+        .expect("a client certificate verifier");
+    let config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from(server.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(server_key.serialize_der())),
+        )
+        .expect("the server TLS configuration");
+    (config, files)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -3132,6 +3305,8 @@ struct HttpRequest {
     /// Lower-case names.
     headers: BTreeMap<String, String>,
     body: Vec<u8>,
+    /// Sent over TLS with a client certificate the double's CA signed.
+    client_certificate: bool,
 }
 
 impl HttpRequest {
@@ -3170,15 +3345,38 @@ struct Server {
 
 impl Server {
     fn serve(&self, stream: TcpStream) {
-        let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-        let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-        let local = stream
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let local = prepare(&stream);
+        self.serve_stream(stream, &local, false);
+    }
+
+    /// One HTTPS connection: the handshake, then the request as [`Server::serve`] answers
+    /// it. A client certificate the CA signed authenticates the request (the x509 user).
+    fn serve_tls(&self, stream: TcpStream, config: Arc<rustls::ServerConfig>) {
+        let local = prepare(&stream);
+        let Ok(connection) = rustls::ServerConnection::new(config) else {
+            return;
+        };
+        let mut tls = rustls::StreamOwned::new(connection, stream);
+        while tls.conn.is_handshaking() {
+            // A client that does not trust the CA, or offers a certificate it did not sign,
+            // ends here: the handshake fails and the connection closes.
+            if tls.conn.complete_io(&mut tls.sock).is_err() {
+                return;
+            }
+        }
+        let certified = tls
+            .conn
+            .peer_certificates()
+            .is_some_and(|chain| !chain.is_empty());
+        self.serve_stream(tls, &local, certified);
+    }
+
+    fn serve_stream(&self, stream: impl Read + Write, local: &str, certified: bool) {
+        let local = local.to_owned();
         let mut reader = BufReader::new(stream);
         let response = match read_request(&mut reader) {
-            Ok(Some(request)) => {
+            Ok(Some(mut request)) => {
+                request.client_certificate = certified;
                 match self.injected_fault(&request) {
                     Some(Fault::DropConnection) => {
                         // Status 0 in the log: nothing was answered. Returning drops the
@@ -3305,6 +3503,11 @@ impl Server {
     /// The bearer token must be the double's; without one, the anonymous user may only read
     /// the version and health paths.
     fn authenticate(&self, request: &HttpRequest, route: Option<&Route>) -> Result<(), ApiError> {
+        // kube-apiserver tries the x509 authenticator first: a verified client certificate
+        // is a user, whatever else the request carries.
+        if request.client_certificate {
+            return Ok(());
+        }
         match request.header("authorization") {
             Some(value) => {
                 let token = value.strip_prefix("Bearer ").map(str::trim);
@@ -3520,6 +3723,7 @@ fn read_request(reader: &mut impl BufRead) -> Result<Option<HttpRequest>, ApiErr
         query,
         headers,
         body,
+        client_certificate: false,
     }))
 }
 
@@ -3564,7 +3768,7 @@ fn read_chunked(reader: &mut impl BufRead) -> Result<Vec<u8>, ApiError> {
     }
 }
 
-fn write_response(stream: &mut TcpStream, response: &HttpResponse) {
+fn write_response(stream: &mut impl Write, response: &HttpResponse) {
     let extra: String = response
         .extra_headers
         .iter()

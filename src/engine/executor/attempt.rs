@@ -266,6 +266,9 @@ impl Run {
         if let ActionRef::Approval(approval) = body.action {
             return self.approval(instance, approval, &context, cancel).await;
         }
+        if let ActionRef::Record(record) = body.action {
+            return self.record(instance, record, &context).await;
+        }
         let Some(action) = action_for(body.action.key()) else {
             return Err(failure(format!(
                 "the `{}` action cannot run yet in this version",

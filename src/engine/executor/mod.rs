@@ -8,6 +8,7 @@ mod attempt;
 mod context;
 mod emit;
 mod notice;
+mod record;
 mod resume;
 mod schedule;
 mod step;

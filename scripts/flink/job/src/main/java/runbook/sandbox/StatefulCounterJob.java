@@ -16,7 +16,7 @@ import org.apache.flink.connector.datagen.source.DataGeneratorSource;
 import org.apache.flink.connector.datagen.source.GeneratorFunction;
 import org.apache.flink.metrics.Gauge;
 import org.apache.flink.metrics.MetricGroup;
-import org.apache.flink.streaming.api.datastream.DataStream;
+import org.apache.flink.streaming.api.datastream.SingleOutputStreamOperator;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
 import org.apache.flink.streaming.api.functions.KeyedProcessFunction;
 import org.apache.flink.streaming.api.functions.sink.PrintSink;
@@ -65,7 +65,9 @@ import java.util.Map;
  * and aligned savepoints become slow), {@code --fail-at-count N} (throw when a key's counter would
  * reach N; since the restart from the last checkpoint reaches N again, the job fails for good once
  * the restart strategy gives up), {@code --checkpoint-timeout-ms MS} (checkpoints and savepoints
- * expire after MS; expired ones do not fail the job).
+ * expire after MS; expired ones do not fail the job), {@code --counter-parallelism N} (the keyed
+ * function's own parallelism, 0 for the job's default: a job whose vertices differ in
+ * parallelism).
  */
 public final class StatefulCounterJob {
 
@@ -84,6 +86,7 @@ public final class StatefulCounterJob {
         long processDelayMs = 0;
         long failAtCount = 0;
         long checkpointTimeoutMs = 0;
+        int counterParallelism = 0;
         ExternalizedCheckpointRetention retention =
                 ExternalizedCheckpointRetention.RETAIN_ON_CANCELLATION;
 
@@ -123,6 +126,9 @@ public final class StatefulCounterJob {
                 case "--checkpoint-retention":
                     retention = ExternalizedCheckpointRetention.valueOf(value(args, ++i, arg));
                     break;
+                case "--counter-parallelism":
+                    counterParallelism = Integer.parseInt(value(args, ++i, arg));
+                    break;
                 default:
                     throw new IllegalArgumentException(
                             "unknown argument "
@@ -130,7 +136,8 @@ public final class StatefulCounterJob {
                                     + "; known: --name, --rate-ms, --keys, --checkpoint-ms,"
                                     + " --checkpoint-dir, --log-every, --print,"
                                     + " --process-delay-ms, --fail-at-count,"
-                                    + " --checkpoint-timeout-ms, --checkpoint-retention");
+                                    + " --checkpoint-timeout-ms, --checkpoint-retention,"
+                                    + " --counter-parallelism");
             }
         }
         if (rateMs <= 0 || keys <= 0 || logEvery <= 0) {
@@ -166,7 +173,7 @@ public final class StatefulCounterJob {
                         RateLimiterStrategy.perSecond(perSecond),
                         eventType);
 
-        DataStream<String> counted =
+        SingleOutputStreamOperator<String> counted =
                 env.fromSource(source, WatermarkStrategy.noWatermarks(), "source")
                         .uid("source")
                         .name("source")
@@ -174,6 +181,9 @@ public final class StatefulCounterJob {
                         .process(new CountPerKey(logEvery, processDelayMs, failAtCount))
                         .uid("counter")
                         .name("counter");
+        if (counterParallelism > 0) {
+            counted.setParallelism(counterParallelism);
+        }
 
         if (print) {
             counted.sinkTo(new PrintSink<>(name)).uid("sink").name("sink");
