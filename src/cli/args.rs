@@ -27,6 +27,8 @@ pub enum Command {
     Approve(ApproveArgs),
     /// List runs, or show one.
     Runs(RunsArgs),
+    /// Show what the steps of a run printed (stdout and stderr, from its journal).
+    Logs(LogsArgs),
     /// Print the JSON Schema of the runbook language.
     Schema,
     /// Internal: the process supervisor a run starts beside itself.
@@ -58,6 +60,32 @@ pub struct ResumeArgs {
     /// human: progress and a summary on stderr, outputs on stdout; json: one event per line on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+    #[command(flatten)]
+    pub verbose: VerboseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The run (`runbook runs list` shows them).
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    /// Only this step, with its `for_each` items and the steps of a runbook it `uses`.
+    #[arg(value_name = "STEP")]
+    pub step: Option<String>,
+    /// Keep showing output as the run goes on, until it ends or parks.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// What a run shows on the terminal besides progress.
+#[derive(Debug, Args)]
+pub struct VerboseArgs {
+    /// Also show what each step prints (stdout and stderr), each line prefixed by its step,
+    /// as each run of its action ends.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +235,8 @@ pub struct RunArgs {
     /// human: progress and a summary on stderr, outputs on stdout; json: one event per line on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+    #[command(flatten)]
+    pub verbose: VerboseArgs,
     /// The run's id (default: generated from the time and a random suffix).
     #[arg(long, value_name = "ID", value_parser = parse_run_id)]
     pub run_id: Option<String>,

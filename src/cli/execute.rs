@@ -22,6 +22,8 @@ pub struct Execution {
     pub secrets: HashMap<PathBuf, Map<String, Value>>,
     pub max_parallel: Option<u32>,
     pub output: OutputFormat,
+    /// `--verbose`: show what each step prints.
+    pub show_step_output: bool,
     pub store: Arc<dyn Store>,
     pub lease: Lease,
     /// The journal so far; the next event is number `prior.len() + 1`.
@@ -55,7 +57,12 @@ pub async fn execute(execution: Execution, printer: &Printer) -> ExitStatus {
             crate::process::RunMark::new(&execution.run_id, &first.at),
         );
     }
-    let progress = Arc::new(Progress::new());
+    let progress = Progress::new();
+    let progress = Arc::new(if execution.show_step_output {
+        progress.with_step_output()
+    } else {
+        progress
+    });
     let sink: Arc<dyn EventSink> = match execution.output {
         OutputFormat::Human => progress.clone(),
         OutputFormat::Json => Arc::new(JsonLines),

@@ -6,6 +6,7 @@ mod args;
 mod execute;
 mod exit_status;
 mod graph;
+mod logs;
 mod plan;
 mod printer;
 mod resume;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
         Command::Resume(args) => resume::resume(&args, printer),
         Command::Approve(args) => approve::approve(&args, printer),
         Command::Runs(args) => runs::runs(&args, printer),
+        Command::Logs(args) => logs::logs(&args, printer),
         Command::Schema => schema::schema(printer),
         Command::Supervise { mark } => {
             crate::process::supervisor::serve(&mark);

@@ -164,6 +164,7 @@ async fn prepare(
         secrets: resolved,
         max_parallel: args.max_parallel,
         output: args.output,
+        show_step_output: args.verbose.verbose,
         store,
         resumed_by: Some(lease.owner.to_string()),
         lease,

@@ -80,6 +80,7 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
             secrets: resolved,
             max_parallel: args.max_parallel,
             output: args.output,
+        show_step_output: args.verbose.verbose,
             store,
             lease,
             prior: vec![first],

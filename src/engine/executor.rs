@@ -9,6 +9,7 @@ use super::redact::{Redact, Redactor, Revealed};
 use super::retry::RetryPolicy;
 use super::seal::{OpenError, RunKey, SecretKey};
 use super::state::{RunState, StepRecord};
+use super::step_output::step_output_event;
 use crate::actions::{ActionError, ActionErrorKind, ActionInput, action_for};
 use crate::plan::{Dag, Section};
 use crate::runbook::load::Loaded;
@@ -1771,7 +1772,19 @@ impl Run {
             warn: &warn,
             step_path: &instance.path,
         };
-        action.run(input).await.map_err(Failure::from)
+        let outcome = action.run(input).await;
+        // What the program printed is journaled whether it succeeded or not: a failure is
+        // when it matters most.
+        let result = match &outcome {
+            Ok(result) => Some(result),
+            Err(error) => error.result.as_ref(),
+        };
+        if let Some(event) =
+            result.and_then(|r| step_output_event(&instance.path, r, &self.redactor))
+        {
+            drop(self.emit_soon(event));
+        }
+        outcome.map_err(Failure::from)
     }
 
     /// An approval: asks once (journaled), then waits for an answer recorded by

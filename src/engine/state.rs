@@ -165,7 +165,9 @@ impl RunState {
                     self.segment += 1;
                 }
             }
-            RunEvent::StepPolling { .. } | RunEvent::Warning { .. } => {}
+            RunEvent::StepPolling { .. }
+            | RunEvent::StepOutput { .. }
+            | RunEvent::Warning { .. } => {}
         }
     }
 

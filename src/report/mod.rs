@@ -3,6 +3,7 @@
 pub mod json_lines;
 pub mod progress;
 pub mod run_report;
+pub mod step_output;
 pub mod summary;
 
 pub use json_lines::JsonLines;

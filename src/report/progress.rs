@@ -12,6 +12,8 @@ pub struct Progress {
     /// The live line on a terminal; `None` writes plain lines.
     bar: Option<ProgressBar>,
     running: Mutex<BTreeMap<String, (String, Instant)>>,
+    /// Shows what each step printed (`--verbose`), each line prefixed by its step.
+    step_output: bool,
 }
 
 impl Default for Progress {
@@ -34,7 +36,14 @@ impl Progress {
         Progress {
             bar,
             running: Mutex::new(BTreeMap::new()),
+            step_output: false,
         }
+    }
+
+    /// Also shows what each step prints, as each run of its action ends.
+    pub fn with_step_output(mut self) -> Self {
+        self.step_output = true;
+        self
     }
 
     fn line(&self, text: &str) {
@@ -161,6 +170,17 @@ impl EventSink for Progress {
                     crate::runbook::Duration(Duration::from_millis(*duration_ms))
                 ));
             }
+            RunEvent::StepOutput {
+                path,
+                stdout,
+                stderr,
+                cut_bytes,
+            } if self.step_output => {
+                self.line(&crate::report::step_output::prefixed(
+                    path, stdout, stderr, *cut_bytes,
+                ));
+            }
+            RunEvent::StepOutput { .. } => {}
             RunEvent::Warning { path, message } => {
                 let at = path.as_ref().map(|p| format!("{p}: ")).unwrap_or_default();
                 self.line(&format!("warning: {at}{message}"));

@@ -218,7 +218,9 @@ impl RunReport {
                     report.reason = reason.clone();
                     report.outputs = outputs.clone();
                 }
-                RunEvent::StepPolling { .. } | RunEvent::StepAttemptFailed { .. } => {}
+                RunEvent::StepPolling { .. }
+                | RunEvent::StepAttemptFailed { .. }
+                | RunEvent::StepOutput { .. } => {}
             }
         }
         report.steps = steps.into_values().collect();
