@@ -31,6 +31,10 @@ pub enum Command {
     Logs(LogsArgs),
     /// Print the JSON Schema of the runbook language.
     Schema,
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per subcommand with --dir.
+    Man(ManArgs),
     /// Internal: the process supervisor a run starts beside itself.
     #[command(name = crate::process::supervisor::SUBCOMMAND, hide = true)]
     Supervise {
@@ -62,6 +66,21 @@ pub struct ResumeArgs {
     pub output: OutputFormat,
     #[command(flatten)]
     pub verbose: VerboseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write runbook.1 and runbook-<subcommand>.1 into this directory instead of printing
+    /// runbook.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

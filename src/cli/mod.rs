@@ -3,6 +3,7 @@
 
 mod approve;
 mod args;
+mod completions;
 mod execute;
 mod exit_status;
 mod graph;
@@ -51,6 +52,8 @@ pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
         Command::Runs(args) => runs::runs(&args, printer),
         Command::Logs(args) => logs::logs(&args, printer),
         Command::Schema => schema::schema(printer),
+        Command::Completions(args) => completions::completions(&args, printer),
+        Command::Man(args) => completions::man(&args, printer),
         Command::Supervise { mark } => {
             crate::process::supervisor::serve(&mark);
             Ok(ExitStatus::Success)

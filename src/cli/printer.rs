@@ -1,5 +1,6 @@
 //! All output goes through here: results to stdout, diagnostics and notes to stderr.
 
+use crate::report::symbols::Symbols;
 use crate::runbook::diagnostic::Diagnostic;
 use miette::{GraphicalReportHandler, GraphicalTheme};
 use std::io::{IsTerminal, Write};
@@ -47,10 +48,11 @@ impl Printer {
     /// Renders diagnostics with their snippets; plain Unicode without color off a terminal,
     /// so logs and snapshots read the same everywhere.
     pub fn diagnostics(&self, problems: &[Diagnostic]) {
-        let theme = if self.color {
-            GraphicalTheme::unicode()
-        } else {
-            GraphicalTheme::unicode_nocolor()
+        let theme = match (self.color, Symbols::from_env().unicode) {
+            (true, true) => GraphicalTheme::unicode(),
+            (false, true) => GraphicalTheme::unicode_nocolor(),
+            (true, false) => GraphicalTheme::ascii(),
+            (false, false) => GraphicalTheme::none(),
         };
         let handler = GraphicalReportHandler::new_themed(theme)
             .with_width(self.width)

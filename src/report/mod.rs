@@ -5,6 +5,7 @@ pub mod progress;
 pub mod run_report;
 pub mod step_output;
 pub mod summary;
+pub mod symbols;
 
 pub use json_lines::JsonLines;
 pub use progress::Progress;

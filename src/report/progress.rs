@@ -1,6 +1,7 @@
 //! Live progress on the terminal: which steps run, their attempt, polling, elapsed time.
 //! Off a terminal (CI logs, pipes) the same events become plain lines.
 
+use super::symbols::Symbols;
 use crate::engine::{Envelope, EventSink, RunEvent, StepStatus};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ pub struct Progress {
     running: Mutex<BTreeMap<String, (String, Instant)>>,
     /// Shows what each step printed (`--verbose`), each line prefixed by its step.
     step_output: bool,
+    symbols: Symbols,
 }
 
 impl Default for Progress {
@@ -37,6 +39,7 @@ impl Progress {
             bar,
             running: Mutex::new(BTreeMap::new()),
             step_output: false,
+            symbols: Symbols::from_env(),
         }
     }
 
@@ -101,7 +104,7 @@ impl EventSink for Progress {
                     } else {
                         format!(" ({what})")
                     };
-                    self.line(&format!("▶ {path}{suffix}"));
+                    self.line(&format!("{} {path}{suffix}", self.symbols.started));
                 }
                 let mut running = self.running.lock().expect("progress lock");
                 let since = running
@@ -110,7 +113,11 @@ impl EventSink for Progress {
                 running.insert(path.clone(), (what, since));
             }
             RunEvent::StepExpanded { path, items, .. } => {
-                self.line(&format!("▶ {path}: {} items", items.len()));
+                self.line(&format!(
+                    "{} {path}: {} items",
+                    self.symbols.started,
+                    items.len()
+                ));
             }
             RunEvent::StepPolling {
                 path,
@@ -141,7 +148,10 @@ impl EventSink for Progress {
                     ),
                     None => String::new(),
                 };
-                self.line(&format!("↻ {path} {which} {attempt} failed: {error}{next}"));
+                self.line(&format!(
+                    "{} {path} {which} {attempt} failed: {error}{next}",
+                    self.symbols.retrying
+                ));
             }
             RunEvent::StepEnded {
                 path,
@@ -153,10 +163,10 @@ impl EventSink for Progress {
             } => {
                 self.running.lock().expect("progress lock").remove(path);
                 let mark = match status {
-                    StepStatus::Succeeded => "✓",
-                    StepStatus::Failed => "✗",
-                    StepStatus::Skipped => "–",
-                    StepStatus::Cancelled => "⊘",
+                    StepStatus::Succeeded => self.symbols.succeeded,
+                    StepStatus::Failed => self.symbols.failed,
+                    StepStatus::Skipped => self.symbols.skipped,
+                    StepStatus::Cancelled => self.symbols.cancelled,
                 };
                 let via = if *via == Some(crate::engine::Via::Fallback) {
                     " via fallback"

@@ -16,5 +16,6 @@ mod run;
 mod run_http;
 mod schema;
 mod secrets;
+mod shell;
 mod support;
 mod validate;
