@@ -140,12 +140,44 @@ pub enum RunsCommand {
     List(RunsListArgs),
     /// One run: every step with its status, attempts, timings, outputs and error.
     Show(RunsShowArgs),
+    /// Delete runs that are over (succeeded, failed, cancelled) and ended long enough ago,
+    /// and shrink the store; never a running, interrupted or waiting run.
+    Prune(RunsPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsPruneArgs {
+    /// Delete runs that ended before this: an age (90d, 2w, 12h) or a date (2026-11-01).
+    #[arg(long, value_name = "AGE|DATE", value_parser = super::housekeeping::parse_moment)]
+    pub older_than: jiff::Timestamp,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// A run status as `runs list --status` takes it: `succeeded`, `waiting`, ...
+fn parse_status(text: &str) -> Result<crate::engine::RunStatus, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| {
+        "expected one of running, succeeded, failed, cancelled, interrupted, waiting".to_owned()
+    })
 }
 
 #[derive(Debug, Args)]
 pub struct RunsListArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Only runs of the runbook with this `name`.
+    #[arg(long, value_name = "NAME")]
+    pub runbook: Option<String>,
+    /// Only runs with this status: running, succeeded, failed, cancelled, interrupted or
+    /// waiting.
+    #[arg(long, value_name = "STATUS", value_parser = parse_status)]
+    pub status: Option<crate::engine::RunStatus>,
+    /// Only runs started since: an age (7d, 12h) or a date (2026-11-01).
+    #[arg(long, value_name = "AGE|DATE", value_parser = super::housekeeping::parse_moment)]
+    pub since: Option<jiff::Timestamp>,
+    /// At most this many runs (the newest).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
 }

@@ -7,6 +7,7 @@ mod completions;
 mod execute;
 mod exit_status;
 mod graph;
+mod housekeeping;
 mod logs;
 mod plan;
 mod printer;

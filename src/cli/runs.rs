@@ -10,6 +10,7 @@ pub fn runs(args: &RunsArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     match &args.command {
         RunsCommand::List(args) => list(args, printer),
         RunsCommand::Show(args) => show(args, printer),
+        RunsCommand::Prune(args) => super::housekeeping::prune(args, printer),
     }
 }
 
@@ -22,7 +23,7 @@ fn list(args: &RunsListArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
         let runs = store.runs().await;
         let _ = store.close().await;
         let runs = match runs {
-            Ok(runs) => runs,
+            Ok(runs) => super::housekeeping::filter_runs(runs, args),
             Err(error) => return Ok(store_failure(&error, printer)),
         };
         match args.format {

@@ -6,6 +6,7 @@ mod durable;
 mod events;
 mod examples;
 mod graph;
+mod housekeeping;
 mod injection;
 mod logs;
 mod not_retried;
