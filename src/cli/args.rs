@@ -29,6 +29,8 @@ pub enum Command {
     Runs(RunsArgs),
     /// Show what the steps of a run printed (stdout and stderr, from its journal).
     Logs(LogsArgs),
+    /// Write NAME.yaml, a commented starter runbook that validates (never overwrites).
+    Init(InitArgs),
     /// Print the JSON Schema of the runbook language.
     Schema,
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
@@ -66,6 +68,13 @@ pub struct ResumeArgs {
     pub output: OutputFormat,
     #[command(flatten)]
     pub verbose: VerboseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The runbook's name; the file is NAME.yaml (a path is fine: ops/restart-job).
+    #[arg(value_name = "NAME")]
+    pub name: String,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ mod execute;
 mod exit_status;
 mod graph;
 mod housekeeping;
+mod init;
 mod logs;
 mod plan;
 mod printer;
@@ -52,6 +53,7 @@ pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
         Command::Approve(args) => approve::approve(&args, printer),
         Command::Runs(args) => runs::runs(&args, printer),
         Command::Logs(args) => logs::logs(&args, printer),
+        Command::Init(args) => init::init(&args, printer),
         Command::Schema => schema::schema(printer),
         Command::Completions(args) => completions::completions(&args, printer),
         Command::Man(args) => completions::man(&args, printer),

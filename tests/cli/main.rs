@@ -7,6 +7,7 @@ mod events;
 mod examples;
 mod graph;
 mod housekeeping;
+mod init;
 mod injection;
 mod logs;
 mod not_retried;
