@@ -6,6 +6,7 @@ mod durable;
 mod events;
 mod examples;
 mod graph;
+mod hints;
 mod housekeeping;
 mod init;
 mod injection;
