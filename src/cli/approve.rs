@@ -82,7 +82,7 @@ pub fn approve(args: &ApproveArgs, printer: &Printer) -> anyhow::Result<ExitStat
             approved: !args.reject,
             by: by.clone(),
             comment: args.comment.clone(),
-            at: jiff::Timestamp::now().to_string(),
+            at: crate::engine::timestamp::now(),
         };
         if let Err(error) = store.decide(run_id, &decision).await {
             return Ok(store_failure(&error, printer));

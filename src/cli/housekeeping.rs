@@ -75,7 +75,7 @@ pub fn prune(args: &RunsPruneArgs, printer: &Printer) -> anyhow::Result<ExitStat
             Ok(store) => store,
             Err(status) => return Ok(status),
         };
-        let cutoff = format!("{:.6}", args.older_than);
+        let cutoff = crate::engine::timestamp::format(args.older_than);
         let pruned = store.prune(&cutoff).await;
         let _ = store.close().await;
         let pruned = match pruned {

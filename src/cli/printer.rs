@@ -8,6 +8,8 @@ use std::io::{IsTerminal, Write};
 pub struct Printer {
     color: bool,
     width: usize,
+    /// Whether stderr is a terminal: a person reads it, not a script.
+    terminal: bool,
 }
 
 impl Default for Printer {
@@ -25,7 +27,11 @@ impl Printer {
         } else {
             100
         };
-        Printer { color, width }
+        Printer {
+            color,
+            width,
+            terminal: stderr_is_terminal,
+        }
     }
 
     /// Writes a result to stdout. A closed pipe (`| head`) is not an error worth reporting.
@@ -39,6 +45,14 @@ impl Printer {
     /// when the terminal is gone (a dropped SSH session): the run must still end cleanly.
     pub fn error(&self, message: &str) {
         let _ = writeln!(std::io::stderr().lock(), "error: {message}");
+    }
+
+    /// A note for a person only: written when stderr is a terminal, left out in scripts and
+    /// logs, where silence means success.
+    pub fn note_on_terminal(&self, message: &str) {
+        if self.terminal {
+            self.note(message);
+        }
     }
 
     pub fn note(&self, message: &str) {

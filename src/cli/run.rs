@@ -44,7 +44,7 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let run_id = args.run_id.clone().unwrap_or_else(new_run_id);
     let first = Envelope {
         run_id: run_id.clone(),
-        at: jiff::Timestamp::now().to_string(),
+        at: crate::engine::timestamp::now(),
         event: RunEvent::RunStarted {
             runbook: root.runbook.name.value.clone(),
             file: display_path(&args.file),

@@ -178,7 +178,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     let started_at = state
         .created_at
         .clone()
-        .unwrap_or_else(|| jiff::Timestamp::now().to_string());
+        .unwrap_or_else(crate::engine::timestamp::now);
     let run = Run {
         bundle: bundle.clone(),
         run_id: config.run_id.clone(),
@@ -320,7 +320,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             };
             run.sink.emit(&Envelope {
                 run_id: run.run_id.clone(),
-                at: jiff::Timestamp::now().to_string(),
+                at: crate::engine::timestamp::now(),
                 event: RunEvent::RunEnded {
                     status: RunStatus::Interrupted,
                     reason: Some(reason.clone()),
@@ -566,7 +566,7 @@ impl Run {
     fn envelope(&self, event: RunEvent) -> Envelope {
         Envelope {
             run_id: self.run_id.clone(),
-            at: jiff::Timestamp::now().to_string(),
+            at: crate::engine::timestamp::now(),
             event,
         }
     }

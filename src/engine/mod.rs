@@ -9,6 +9,7 @@ pub mod seal;
 pub mod secrets;
 pub mod state;
 pub mod step_output;
+pub mod timestamp;
 
 pub use event::{Envelope, EventSink, RunEvent, RunStatus, RunbookSource, Sealed, StepStatus, Via};
 pub use executor::{RunConfig, RunOutcome, run, step_key};

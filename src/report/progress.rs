@@ -16,6 +16,9 @@ pub struct Progress {
     /// Shows what each step printed (`--verbose`), each line prefixed by its step.
     step_output: bool,
     symbols: Symbols,
+    /// The last failed attempt of each step, not shown yet: the step's end usually says the
+    /// same, and then it is shown once, there.
+    last_failure: Mutex<BTreeMap<String, (String, String)>>,
 }
 
 impl Default for Progress {
@@ -40,6 +43,7 @@ impl Progress {
             running: Mutex::new(BTreeMap::new()),
             step_output: false,
             symbols: Symbols::from_env(),
+            last_failure: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -73,6 +77,21 @@ impl Progress {
         bar.set_message(format!("running: {}", parts.join(" · ")));
     }
 
+    /// Shows the last failed attempt of a step held back, unless the step's end says the
+    /// same (`error`).
+    fn flush_failure(&self, path: &str, error: Option<&str>) {
+        let held = self
+            .last_failure
+            .lock()
+            .expect("progress lock")
+            .remove(path);
+        if let Some((line, held_error)) = held
+            && !error.is_some_and(|error| error.contains(held_error.as_str()))
+        {
+            self.line(&line);
+        }
+    }
+
     /// Clears the live line before the summary is printed.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
@@ -93,6 +112,8 @@ impl EventSink for Progress {
                 attempts,
                 fallback,
             } => {
+                // The action failed for good and its fallback starts: the failure first.
+                self.flush_failure(path, None);
                 let what = match (fallback, attempts) {
                     (true, _) => format!("fallback attempt {attempt}/{attempts}"),
                     (false, 1) => String::new(),
@@ -148,10 +169,18 @@ impl EventSink for Progress {
                     ),
                     None => String::new(),
                 };
-                self.line(&format!(
+                let line = format!(
                     "{} {path} {which} {attempt} failed: {error}{next}",
                     self.symbols.retrying
-                ));
+                );
+                if retry_in_ms.is_some() {
+                    self.line(&line);
+                } else {
+                    self.last_failure
+                        .lock()
+                        .expect("progress lock")
+                        .insert(path.clone(), (line, error.clone()));
+                }
             }
             RunEvent::StepEnded {
                 path,
@@ -162,6 +191,7 @@ impl EventSink for Progress {
                 ..
             } => {
                 self.running.lock().expect("progress lock").remove(path);
+                self.flush_failure(path, error.as_deref());
                 let mark = match status {
                     StepStatus::Succeeded => self.symbols.succeeded,
                     StepStatus::Failed => self.symbols.failed,
@@ -173,7 +203,12 @@ impl EventSink for Progress {
                 } else {
                     ""
                 };
-                let error = error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+                // `cancelled in 2s: cancelled` would say it twice.
+                let error = error
+                    .as_ref()
+                    .filter(|e| e.as_str() != status.name())
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
                 self.line(&format!(
                     "{mark} {path} {}{via} in {}{error}",
                     status.name(),

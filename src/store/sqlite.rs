@@ -917,10 +917,9 @@ fn new_token() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// Now, RFC 3339 in UTC with microseconds always written out, so that text order is time
-/// order (`...:00Z` would sort after `...:00.5Z`).
+/// Now, with microseconds always written out, so that text order is time order.
 fn now() -> String {
-    format!("{:.6}", jiff::Timestamp::now())
+    crate::engine::timestamp::now()
 }
 
 fn now_ms() -> i64 {

@@ -72,6 +72,17 @@ impl Bench {
         }
     }
 
+    /// Starts `runbook ARGS`, waits until the file `side` holds `started`, interrupts the run
+    /// (SIGINT) and waits for it to park (exit 3): its stderr.
+    pub fn run_until_interrupted(&self, args: &[&str]) -> String {
+        let child = self.spawn(args);
+        self.wait_for("side", "started");
+        signal(&child, libc::SIGINT);
+        let (code, _, stderr) = finish(child);
+        assert_eq!(code, 3, "{stderr}");
+        stderr
+    }
+
     pub fn show_json(&self, run_id: &str) -> Value {
         let shown = self.runbook(&["runs", "show", run_id, "--format", "json"]);
         assert_eq!(shown.code, 0, "{}", shown.stderr);

@@ -1,7 +1,7 @@
 //! Keeping the store tidy: `runs list` filters and `runs prune`, which removes old runs that
 //! are over and never one that is parked or unfinished, and gives the space back.
 
-use crate::durable::{Bench, finish, signal};
+use crate::durable::Bench;
 use serde_json::Value;
 
 /// The ids `runs list ARGS... --format json` shows, in order.
@@ -47,11 +47,7 @@ fn bench_with_every_kind_of_run() -> Bench {
         let run = bench.runbook(&["run", file, "--run-id", id]);
         assert_eq!(run.code, code, "{id}: {}", run.stderr);
     }
-    let child = bench.spawn(&["run", "slow.yaml", "--run-id", "slow1"]);
-    bench.wait_for("side", "started");
-    signal(&child, libc::SIGINT);
-    let (code, _, stderr) = finish(child);
-    assert_eq!(code, 3, "{stderr}");
+    bench.run_until_interrupted(&["run", "slow.yaml", "--run-id", "slow1"]);
     bench
 }
 

@@ -17,6 +17,7 @@ mod processes;
 mod reliability;
 mod run;
 mod run_http;
+mod said_once;
 mod schema;
 mod secrets;
 mod shell;
