@@ -396,6 +396,15 @@ steps:
     );
     let child = bench.spawn(&["run", "live.yaml", "--run-id", "l1"]);
     bench.wait_for("side", "busy");
+    // `busy` may start before the question is journaled, on a loaded machine well before.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bench.show_json("l1")["approvals"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(Instant::now() < deadline, "the approval was never asked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let approved = bench.runbook(&["approve", "l1", "gate"]);
     assert_eq!(approved.code, 0, "{}", approved.stderr);
     assert!(
