@@ -4,7 +4,8 @@
 # runbooks end to end against a real Apache Flink cluster).
 # Usage: scripts/test-all.sh
 #
-# The Flink tests (tests/flink/) need java and javac 17+, python3 with pip (Flink comes from
+# Prerequisites: Rust (cargo, rustfmt, clippy), a C compiler (cc) for the SQLite and TLS
+# crates, and for the Flink tests (tests/flink/) java and javac 17+, python3 with pip (Flink comes from
 # PyPI, cached in $RUNBOOK_FLINK_CACHE, default ~/.cache/runbook/flink) and curl. This script
 # starts one sandbox cluster for them and stops it when it exits, however it exits; a
 # cluster that cannot start fails the run.
@@ -43,7 +44,39 @@ scripts/flink-sandbox.sh fetch >/dev/null
 scripts/flink-sandbox.sh start "$FLINK_DIR"
 export RUNBOOK_FLINK_ENV="$FLINK_DIR/env"
 
-step "cargo test"
+# Every test binary runs even when one fails (one failing binary must not hide the Flink
+# or Kubernetes suites), and every failure is listed at the end.
+failures=()
+skipped=()
+run() {
+  local label=$1
+  shift
+  step "$label"
+  if ! "$@"; then
+    failures+=("$label")
+  fi
+}
+
 # Snapshots are compared, never written, so a changed message fails the run.
-INSTA_UPDATE=no cargo test --locked --all-targets
-cargo test --locked --doc
+export INSTA_UPDATE=no
+run "cargo test (every test binary)" cargo test --locked --all-targets --no-fail-fast
+run "cargo test --doc" cargo test --locked --doc --no-fail-fast
+if [ "$(id -u)" -eq 0 ]; then
+  # The full-disk tests mount a small tmpfs: they are ignored by a plain `cargo test`.
+  run "cargo test --test cli -- --ignored (full-disk tests, as root)" \
+    cargo test --locked --test cli --no-fail-fast -- --ignored
+else
+  skipped+=("the full-disk tests of tests/cli/reliability.rs: they mount a tmpfs and need root")
+fi
+
+step "summary"
+for what in "${skipped[@]}"; do
+  echo "SKIPPED: $what"
+done
+if ((${#failures[@]} > 0)); then
+  for what in "${failures[@]}"; do
+    echo "FAILED: $what (its failing tests are listed above, under \"failures:\")"
+  done
+  exit 1
+fi
+echo "all checks passed"

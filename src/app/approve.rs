@@ -87,7 +87,7 @@ pub async fn approve(
         approved: request.approved,
         by,
         comment: request.comment,
-        at: jiff::Timestamp::now().to_string(),
+        at: crate::event::timestamp::now(),
     };
     store.decide(run_id, &decision).await?;
     let picked_up_by = store

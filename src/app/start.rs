@@ -48,7 +48,7 @@ pub async fn start(request: StartRequest) -> Result<ClaimedRun, AppError> {
     let run_id = request.run_id.unwrap_or_else(new_run_id);
     let first = Envelope {
         run_id: run_id.clone(),
-        at: jiff::Timestamp::now().to_string(),
+        at: crate::event::timestamp::now(),
         event: RunEvent::RunStarted {
             runbook: root.runbook.name.value.clone(),
             file: request.file,

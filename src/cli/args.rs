@@ -27,8 +27,16 @@ pub enum Command {
     Approve(ApproveArgs),
     /// List runs, or show one.
     Runs(RunsArgs),
+    /// Show what the steps of a run printed (stdout and stderr, from its journal).
+    Logs(LogsArgs),
+    /// Write NAME.yaml, a commented starter runbook that validates (never overwrites).
+    Init(InitArgs),
     /// Print the JSON Schema of the runbook language.
     Schema,
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per subcommand with --dir.
+    Man(ManArgs),
     /// Internal: the process supervisor a run starts beside itself.
     #[command(name = crate::process::supervisor::SUBCOMMAND, hide = true)]
     Supervise {
@@ -58,6 +66,54 @@ pub struct ResumeArgs {
     /// human: progress and a summary on stderr, outputs on stdout; json: one event per line on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+    #[command(flatten)]
+    pub verbose: VerboseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The runbook's name; the file is NAME.yaml (a path is fine: ops/restart-job).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write runbook.1 and runbook-<subcommand>.1 into this directory instead of printing
+    /// runbook.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The run (`runbook runs list` shows them).
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    /// Only this step, with its `for_each` items and the steps of a runbook it `uses`.
+    #[arg(value_name = "STEP")]
+    pub step: Option<String>,
+    /// Keep showing output as the run goes on, until it ends or parks.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// What a run shows on the terminal besides progress.
+#[derive(Debug, Args)]
+pub struct VerboseArgs {
+    /// Also show what each step prints (stdout and stderr), each line prefixed by its step,
+    /// as each run of its action ends.
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -93,12 +149,44 @@ pub enum RunsCommand {
     List(RunsListArgs),
     /// One run: every step with its status, attempts, timings, outputs and error.
     Show(RunsShowArgs),
+    /// Delete runs that are over (succeeded, failed, cancelled) and ended long enough ago,
+    /// and shrink the store; never a running, interrupted or waiting run.
+    Prune(RunsPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunsPruneArgs {
+    /// Delete runs that ended before this: an age (90d, 2w, 12h) or a date (2026-11-01).
+    #[arg(long, value_name = "AGE|DATE", value_parser = super::housekeeping::parse_moment)]
+    pub older_than: jiff::Timestamp,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// A run status as `runs list --status` takes it: `succeeded`, `waiting`, ...
+fn parse_status(text: &str) -> Result<crate::engine::RunStatus, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| {
+        "expected one of running, succeeded, failed, cancelled, interrupted, waiting".to_owned()
+    })
 }
 
 #[derive(Debug, Args)]
 pub struct RunsListArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// Only runs of the runbook with this `name`.
+    #[arg(long, value_name = "NAME")]
+    pub runbook: Option<String>,
+    /// Only runs with this status: running, succeeded, failed, cancelled, interrupted or
+    /// waiting.
+    #[arg(long, value_name = "STATUS", value_parser = parse_status)]
+    pub status: Option<crate::engine::RunStatus>,
+    /// Only runs started since: an age (7d, 12h) or a date (2026-11-01).
+    #[arg(long, value_name = "AGE|DATE", value_parser = super::housekeeping::parse_moment)]
+    pub since: Option<jiff::Timestamp>,
+    /// At most this many runs (the newest).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
     #[arg(long, value_enum, default_value_t = ListFormat::Text)]
     pub format: ListFormat,
 }
@@ -207,6 +295,8 @@ pub struct RunArgs {
     /// human: progress and a summary on stderr, outputs on stdout; json: one event per line on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+    #[command(flatten)]
+    pub verbose: VerboseArgs,
     /// The run's id (default: generated from the time and a random suffix).
     #[arg(long, value_name = "ID", value_parser = parse_run_id)]
     pub run_id: Option<String>,

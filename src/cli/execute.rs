@@ -10,8 +10,17 @@ use crate::store::StoreError;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// How a run is shown while it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Shown {
+    pub output: OutputFormat,
+    /// `--verbose`: show what each step prints, prefixed by its step.
+    pub step_output: bool,
+}
+
 /// Runs a claimed run until it ends or parks, showing it on the terminal.
-pub async fn execute(run: ClaimedRun, output: OutputFormat, printer: &Printer) -> ExitStatus {
+pub async fn execute(run: ClaimedRun, shown: Shown, printer: &Printer) -> ExitStatus {
+    let output = shown.output;
     let interrupt = CancellationToken::new();
     // Handlers are in place before the first step starts: a Ctrl-C at any moment of the run
     // interrupts it cleanly, never kills it outright. SIGHUP (the terminal or SSH session is
@@ -27,7 +36,12 @@ pub async fn execute(run: ClaimedRun, output: OutputFormat, printer: &Printer) -
         }
         _ => printer.note("warning: cannot watch for Ctrl-C; an interrupted run stops at once"),
     }
-    let progress = Arc::new(Progress::new());
+    let progress = Progress::new();
+    let progress = Arc::new(if shown.step_output {
+        progress.with_step_output()
+    } else {
+        progress
+    });
     let sink: Arc<dyn EventSink> = match output {
         OutputFormat::Human => progress.clone(),
         OutputFormat::Json => Arc::new(JsonLines),
@@ -102,6 +116,16 @@ async fn watch_signals(
 /// Tells why the application layer did nothing, and picks the exit status: a mistake in the
 /// runbook or on the command line is `Invalid`; a journal that cannot be used right now is
 /// `Unavailable`.
+/// Opens the store a command reads, telling why it cannot on the terminal.
+pub async fn open_store(
+    url: Option<&str>,
+    printer: &Printer,
+) -> Result<Arc<dyn crate::store::Store>, ExitStatus> {
+    crate::app::open_store(url)
+        .await
+        .map_err(|error| app_failure(&error, printer))
+}
+
 pub fn app_failure(error: &AppError, printer: &Printer) -> ExitStatus {
     match error {
         AppError::InvalidRunbook(problems) => {

@@ -3,9 +3,13 @@
 
 mod approve;
 mod args;
+mod completions;
 mod execute;
 mod exit_status;
 mod graph;
+mod housekeeping;
+mod init;
+mod logs;
 mod plan;
 mod printer;
 mod resume;
@@ -48,7 +52,11 @@ pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
         Command::Resume(args) => resume::resume(&args, printer),
         Command::Approve(args) => approve::approve(&args, printer),
         Command::Runs(args) => runs::runs(&args, printer),
+        Command::Logs(args) => logs::logs(&args, printer),
+        Command::Init(args) => init::init(&args, printer),
         Command::Schema => schema::schema(printer),
+        Command::Completions(args) => completions::completions(&args, printer),
+        Command::Man(args) => completions::man(&args, printer),
         Command::Supervise { mark } => {
             crate::process::supervisor::serve(&mark);
             Ok(ExitStatus::Success)

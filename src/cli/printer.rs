@@ -1,5 +1,6 @@
 //! All output goes through here: results to stdout, diagnostics and notes to stderr.
 
+use crate::report::symbols::Symbols;
 use crate::runbook::diagnostic::Diagnostic;
 use miette::{GraphicalReportHandler, GraphicalTheme};
 use std::io::{IsTerminal, Write};
@@ -7,6 +8,8 @@ use std::io::{IsTerminal, Write};
 pub struct Printer {
     color: bool,
     width: usize,
+    /// Whether stderr is a terminal: a person reads it, not a script.
+    terminal: bool,
 }
 
 impl Default for Printer {
@@ -24,7 +27,11 @@ impl Printer {
         } else {
             100
         };
-        Printer { color, width }
+        Printer {
+            color,
+            width,
+            terminal: stderr_is_terminal,
+        }
     }
 
     /// Writes a result to stdout. A closed pipe (`| head`) is not an error worth reporting.
@@ -40,6 +47,14 @@ impl Printer {
         let _ = writeln!(std::io::stderr().lock(), "error: {message}");
     }
 
+    /// A note for a person only: written when stderr is a terminal, left out in scripts and
+    /// logs, where silence means success.
+    pub fn note_on_terminal(&self, message: &str) {
+        if self.terminal {
+            self.note(message);
+        }
+    }
+
     pub fn note(&self, message: &str) {
         let _ = writeln!(std::io::stderr().lock(), "{message}");
     }
@@ -47,10 +62,11 @@ impl Printer {
     /// Renders diagnostics with their snippets; plain Unicode without color off a terminal,
     /// so logs and snapshots read the same everywhere.
     pub fn diagnostics(&self, problems: &[Diagnostic]) {
-        let theme = if self.color {
-            GraphicalTheme::unicode()
-        } else {
-            GraphicalTheme::unicode_nocolor()
+        let theme = match (self.color, Symbols::from_env().unicode) {
+            (true, true) => GraphicalTheme::unicode(),
+            (false, true) => GraphicalTheme::unicode_nocolor(),
+            (true, false) => GraphicalTheme::ascii(),
+            (false, false) => GraphicalTheme::none(),
         };
         let handler = GraphicalReportHandler::new_themed(theme)
             .with_width(self.width)

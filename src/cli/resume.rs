@@ -18,7 +18,13 @@ pub fn resume(args: &ResumeArgs, printer: &Printer) -> anyhow::Result<ExitStatus
         };
         let notice = |notice: app::Notice| printer.note(&notice.to_string());
         match app::resume(store, request, &notice).await {
-            Ok(run) => execute::execute(run, args.output, printer).await,
+            Ok(run) => {
+                let shown = execute::Shown {
+                    output: args.output,
+                    step_output: args.verbose.verbose,
+                };
+                execute::execute(run, shown, printer).await
+            }
             Err(error) => app_failure(&error, printer),
         }
     });

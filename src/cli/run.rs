@@ -34,7 +34,13 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let runtime = runtime()?;
     let status = runtime.block_on(async {
         match app::start(request).await {
-            Ok(run) => execute::execute(run, args.output, printer).await,
+            Ok(run) => {
+                let shown = execute::Shown {
+                    output: args.output,
+                    step_output: args.verbose.verbose,
+                };
+                execute::execute(run, shown, printer).await
+            },
             Err(error) => {
                 let status = app_failure(&error, printer);
                 if let AppError::Store(StoreError::Exists(run_id)) = &error {

@@ -11,6 +11,7 @@ pub fn runs(args: &RunsArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     match &args.command {
         RunsCommand::List(args) => list(args, printer),
         RunsCommand::Show(args) => show(args, printer),
+        RunsCommand::Prune(args) => super::housekeeping::prune(args, printer),
     }
 }
 
@@ -23,7 +24,10 @@ fn list(args: &RunsListArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
         let listed = app::list(store.as_ref()).await;
         let _ = store.close().await;
         let (runs, location) = match listed {
-            Ok(list) => (list.runs, list.location),
+            Ok(list) => (
+                super::housekeeping::filter_runs(list.runs, args),
+                list.location,
+            ),
             Err(error) => return Ok(app_failure(&error, printer)),
         };
         match args.format {

@@ -20,6 +20,10 @@ pub fn validate(args: &ValidateArgs, printer: &Printer) -> anyhow::Result<ExitSt
         }
     }
     Ok(if invalid == 0 {
+        printer.note_on_terminal(&match args.files.as_slice() {
+            [one] => format!("{} is valid", display_path(one)),
+            all => format!("all {} runbooks are valid", all.len()),
+        });
         ExitStatus::Success
     } else {
         ExitStatus::Invalid

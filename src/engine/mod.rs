@@ -7,6 +7,7 @@ pub mod retry;
 pub mod seal;
 pub mod secrets;
 pub mod state;
+pub mod step_output;
 
 // The event types live in `event`, below the store; they stay reachable here too.
 pub use crate::event::{

@@ -191,6 +191,10 @@ impl Redact for RunEvent {
                 }
             }
             RunEvent::StepAttemptFailed { error, .. } => text(error),
+            RunEvent::StepOutput { stdout, stderr, .. } => {
+                text(stdout);
+                text(stderr);
+            }
             RunEvent::StepEnded {
                 outputs,
                 error,

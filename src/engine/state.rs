@@ -179,6 +179,7 @@ impl RunState {
             RunEvent::RunEnded { .. }
             | RunEvent::StepPolling { .. }
             | RunEvent::StepNotice { .. }
+            | RunEvent::StepOutput { .. }
             | RunEvent::Warning { .. } => {}
         }
     }

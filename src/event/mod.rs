@@ -3,6 +3,7 @@
 //! them, and the journal will store them.
 
 mod fold;
+pub mod timestamp;
 
 pub use fold::RunFold;
 
@@ -95,6 +96,10 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
 /// One thing that happened. Step paths name a step instance: `snapshot`, `snapshot[2]` for
 /// an item of a `for_each`, `snapshot[2]/trigger` inside a runbook it `uses`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +173,19 @@ pub enum RunEvent {
         /// Set when the outputs or the item carried a secret: they are masked above.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sealed: Option<Sealed>,
+    },
+    /// What one run of an action printed (an `exec` program's stdout and stderr), masked,
+    /// the last [`crate::engine::step_output::KEPT_BYTES`] of each stream. It follows the
+    /// `step_started` of its attempt (one per poll when the step polls with `until`).
+    StepOutput {
+        path: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        stdout: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        stderr: String,
+        /// Bytes left out at the start of each stream to keep it within bounds.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        cut_bytes: u64,
     },
     /// An approval step asks its question and waits.
     ApprovalRequested {

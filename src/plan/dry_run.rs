@@ -220,9 +220,17 @@ fn render_body(
         return (Value::Null, Vec::new());
     };
     let json = body.to_json();
-    // jq conditions in an action are expressions, not templates: shown as written.
+    // jq conditions in an action are expressions, not templates: shown as written. The
+    // message is a template, rendered where the values are known.
     if matches!(action, ActionRef::Assert(_)) {
-        return (json, Vec::new());
+        let mut json = json;
+        let mut unknown = Vec::new();
+        if let Some(message) = json.get_mut("message") {
+            let partial = render_partial(message, context, template::Escape::Plain);
+            *message = partial.text;
+            unknown = partial.unknown;
+        }
+        return (json, unknown);
     }
     // A script's values are shown in place, as the script will read them (they reach it as
     // environment variables, so no quoting is involved).

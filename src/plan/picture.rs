@@ -209,7 +209,7 @@ pub fn describe(action: ActionRef<'_>) -> String {
                 command
                     .value
                     .iter()
-                    .map(|a| a.value.as_str())
+                    .map(|a| a.value.0.as_str())
                     .collect::<Vec<_>>()
                     .join(" ")
             ),

@@ -5,7 +5,9 @@ pub mod json_lines;
 pub mod markdown;
 pub mod progress;
 pub mod run_report;
+pub mod step_output;
 pub mod summary;
+pub mod symbols;
 pub mod text;
 
 pub use json_lines::JsonLines;

@@ -1,6 +1,7 @@
 //! Live progress on the terminal: which steps run, their attempt, polling, elapsed time.
 //! Off a terminal (CI logs, pipes) the same events become plain lines.
 
+use super::symbols::Symbols;
 use crate::event::{Envelope, EventSink, RunEvent, StepStatus};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
@@ -12,6 +13,12 @@ pub struct Progress {
     /// The live line on a terminal; `None` writes plain lines.
     bar: Option<ProgressBar>,
     running: Mutex<BTreeMap<String, (String, Instant)>>,
+    /// Shows what each step printed (`--verbose`), each line prefixed by its step.
+    step_output: bool,
+    symbols: Symbols,
+    /// The last failed attempt of each step, not shown yet: the step's end usually says the
+    /// same, and then it is shown once, there.
+    last_failure: Mutex<BTreeMap<String, (String, String)>>,
 }
 
 impl Default for Progress {
@@ -34,7 +41,16 @@ impl Progress {
         Progress {
             bar,
             running: Mutex::new(BTreeMap::new()),
+            step_output: false,
+            symbols: Symbols::from_env(),
+            last_failure: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Also shows what each step prints, as each run of its action ends.
+    pub fn with_step_output(mut self) -> Self {
+        self.step_output = true;
+        self
     }
 
     fn line(&self, text: &str) {
@@ -61,6 +77,21 @@ impl Progress {
         bar.set_message(format!("running: {}", parts.join(" · ")));
     }
 
+    /// Shows the last failed attempt of a step held back, unless the step's end says the
+    /// same (`error`).
+    fn flush_failure(&self, path: &str, error: Option<&str>) {
+        let held = self
+            .last_failure
+            .lock()
+            .expect("progress lock")
+            .remove(path);
+        if let Some((line, held_error)) = held
+            && !error.is_some_and(|error| error.contains(held_error.as_str()))
+        {
+            self.line(&line);
+        }
+    }
+
     /// Clears the live line before the summary is printed.
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
@@ -81,6 +112,8 @@ impl EventSink for Progress {
                 attempts,
                 fallback,
             } => {
+                // The action failed for good and its fallback starts: the failure first.
+                self.flush_failure(path, None);
                 let what = match (fallback, attempts) {
                     (true, _) => format!("fallback attempt {attempt}/{attempts}"),
                     (false, 1) => String::new(),
@@ -92,7 +125,7 @@ impl EventSink for Progress {
                     } else {
                         format!(" ({what})")
                     };
-                    self.line(&format!("▶ {path}{suffix}"));
+                    self.line(&format!("{} {path}{suffix}", self.symbols.started));
                 }
                 let mut running = self.running.lock().expect("progress lock");
                 let since = running
@@ -101,7 +134,11 @@ impl EventSink for Progress {
                 running.insert(path.clone(), (what, since));
             }
             RunEvent::StepExpanded { path, items, .. } => {
-                self.line(&format!("▶ {path}: {} items", items.len()));
+                self.line(&format!(
+                    "{} {path}: {} items",
+                    self.symbols.started,
+                    items.len()
+                ));
             }
             RunEvent::StepPolling {
                 path,
@@ -132,7 +169,18 @@ impl EventSink for Progress {
                     ),
                     None => String::new(),
                 };
-                self.line(&format!("↻ {path} {which} {attempt} failed: {error}{next}"));
+                let line = format!(
+                    "{} {path} {which} {attempt} failed: {error}{next}",
+                    self.symbols.retrying
+                );
+                if retry_in_ms.is_some() {
+                    self.line(&line);
+                } else {
+                    self.last_failure
+                        .lock()
+                        .expect("progress lock")
+                        .insert(path.clone(), (line, error.clone()));
+                }
             }
             RunEvent::StepEnded {
                 path,
@@ -143,24 +191,41 @@ impl EventSink for Progress {
                 ..
             } => {
                 self.running.lock().expect("progress lock").remove(path);
+                self.flush_failure(path, error.as_deref());
                 let mark = match status {
-                    StepStatus::Succeeded => "✓",
-                    StepStatus::Failed => "✗",
-                    StepStatus::Skipped => "–",
-                    StepStatus::Cancelled => "⊘",
+                    StepStatus::Succeeded => self.symbols.succeeded,
+                    StepStatus::Failed => self.symbols.failed,
+                    StepStatus::Skipped => self.symbols.skipped,
+                    StepStatus::Cancelled => self.symbols.cancelled,
                 };
                 let via = if *via == Some(crate::engine::Via::Fallback) {
                     " via fallback"
                 } else {
                     ""
                 };
-                let error = error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+                // `cancelled in 2s: cancelled` would say it twice.
+                let error = error
+                    .as_ref()
+                    .filter(|e| e.as_str() != status.name())
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default();
                 self.line(&format!(
                     "{mark} {path} {}{via} in {}{error}",
                     status.name(),
                     crate::runbook::Duration(Duration::from_millis(*duration_ms))
                 ));
             }
+            RunEvent::StepOutput {
+                path,
+                stdout,
+                stderr,
+                cut_bytes,
+            } if self.step_output => {
+                self.line(&crate::report::step_output::prefixed(
+                    path, stdout, stderr, *cut_bytes,
+                ));
+            }
+            RunEvent::StepOutput { .. } => {}
             RunEvent::Warning { path, message } => {
                 let at = path.as_ref().map(|p| format!("{p}: ")).unwrap_or_default();
                 self.line(&format!("warning: {at}{message}"));

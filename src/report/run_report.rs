@@ -6,6 +6,7 @@ use crate::store::RunSummary;
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize)]
@@ -177,22 +178,43 @@ impl RunReport {
             })
         }
         let mut run = RunFold::default();
+        // Steps are listed in the order they ran: one that runs again in a later process
+        // (a `finally` step, a step a resume takes up again) moves to where it ran last.
+        let mut segment = 0;
+        let mut started_in: HashMap<String, usize> = HashMap::new();
+        let mut runs_again =
+            |steps: &mut IndexMap<String, StepReport>, path: &str, at: &str, segment: usize| {
+                let again = steps.get(path).is_some_and(|step| {
+                    step.ended_at.is_some() || started_in.get(path).is_some_and(|s| *s < segment)
+                });
+                started_in.insert(path.to_owned(), segment);
+                if again && let Some(mut step) = steps.shift_remove(path) {
+                    step.started_at = Some(at.to_owned());
+                    step.ended_at = None;
+                    steps.insert(path.to_owned(), step);
+                }
+            };
         for envelope in events {
             let at = &envelope.at;
             run.apply(&envelope.event, at);
             match &envelope.event {
                 RunEvent::RunStarted { inputs, .. } => report.inputs = inputs.clone(),
-                RunEvent::RunResumed { by } => report.resumes.push(Resume {
-                    at: at.clone(),
-                    by: by.clone(),
-                }),
+                RunEvent::RunResumed { by } => {
+                    segment += 1;
+                    report.resumes.push(Resume {
+                        at: at.clone(),
+                        by: by.clone(),
+                    })
+                }
                 RunEvent::StepStarted { path, attempt, .. } => {
+                    runs_again(&mut steps, path, at, segment);
                     let step = entry(&mut steps, path, unfinished);
                     step.started_at.get_or_insert_with(|| at.clone());
                     step.attempts = step.attempts.max(*attempt);
                     step.status = unfinished;
                 }
                 RunEvent::StepExpanded { path, .. } => {
+                    runs_again(&mut steps, path, at, segment);
                     entry(&mut steps, path, unfinished)
                         .started_at
                         .get_or_insert_with(|| at.clone());
@@ -258,6 +280,7 @@ impl RunReport {
                 RunEvent::RunEnded { .. }
                 | RunEvent::StepPolling { .. }
                 | RunEvent::StepNotice { .. }
+                | RunEvent::StepOutput { .. }
                 | RunEvent::StepAttemptFailed { .. } => {}
             }
         }

@@ -42,9 +42,11 @@ pub fn render(outcome: &RunOutcome, run_id: &str) -> String {
         );
     }
     notices(&mut out, &state.run.notices);
+    // `run r1 interrupted (interrupted)` would say it twice.
     let reason = outcome
         .reason
         .as_ref()
+        .filter(|r| r.as_str() != outcome.status.name())
         .map(|r| format!(" ({r})"))
         .unwrap_or_default();
     let _ = writeln!(out, "\nrun {run_id} {}{reason}", outcome.status.name());

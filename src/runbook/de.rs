@@ -48,11 +48,17 @@ impl de::Error for DeError {
     }
 
     fn invalid_type(unexpected: de::Unexpected, expected: &dyn de::Expected) -> Self {
-        Self::custom(format_args!(
-            "expected {}, found {}",
-            plain_expected(&expected.to_string()),
+        let expected = plain_expected(&expected.to_string());
+        let mut error = Self::custom(format_args!(
+            "expected {expected}, found {}",
             describe(&unexpected)
-        ))
+        ));
+        if let de::Unexpected::Str(text) = unexpected
+            && expected == "a boolean"
+        {
+            error.help = yaml_1_1_boolean_hint(text);
+        }
+        error
     }
 
     fn invalid_value(unexpected: de::Unexpected, expected: &dyn de::Expected) -> Self {
@@ -81,6 +87,19 @@ impl de::Error for DeError {
     fn duplicate_field(field: &'static str) -> Self {
         Self::custom(format_args!("key `{field}` is given twice"))
     }
+}
+
+/// The help for `yes`, `no`, `on`, `off` where a boolean belongs: YAML 1.1 read them as
+/// booleans, YAML 1.2 (which runbooks are) reads them as strings.
+pub fn yaml_1_1_boolean_hint(text: &str) -> Option<String> {
+    let meant = match text.to_ascii_lowercase().as_str() {
+        "yes" | "y" | "on" => "true",
+        "no" | "n" | "off" => "false",
+        _ => return None,
+    };
+    Some(format!(
+        "runbooks are YAML 1.2, where `{text}` is a string, not a boolean: write `{meant}`"
+    ))
 }
 
 /// serde names Rust types ("u32"); a runbook author thinks in YAML values.

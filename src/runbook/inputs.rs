@@ -56,17 +56,30 @@ pub fn parse_value(name: &str, kind: InputType, text: &str) -> Result<Value, Inp
             _ => Err(wrong("true or false")),
         },
         InputType::Array | InputType::Object => {
+            let example = match kind {
+                InputType::Array => format!("--input '{name}=[\"orders\", \"billing\"]'"),
+                _ => format!("--input '{name}={{\"job\": \"orders\", \"parallelism\": 4}}'"),
+            };
+            let expected = format!("a JSON {}", kind.name());
+            // A value that is not JSON at all (`jobs=orders`) is most likely a plain word
+            // meant as the only element: say what the input takes, not where JSON broke.
             let value: Value = serde_json::from_str(text).map_err(|e| {
-                error(format_args!(
-                    "input `{name}` is {} {} and takes JSON: {e}",
-                    article(kind),
-                    kind.name()
-                ))
+                let mut wrong = wrong(&expected);
+                let starts_like_json = text.trim_start().starts_with(['[', '{']);
+                if starts_like_json {
+                    wrong
+                        .message
+                        .push_str(&format!(" (the JSON breaks at {e})"));
+                }
+                wrong.message.push_str(&format!("; for example {example}"));
+                wrong
             })?;
             if kind.accepts(&value) {
                 Ok(value)
             } else {
-                Err(wrong(&format!("a JSON {}", kind.name())))
+                let mut wrong = wrong(&expected);
+                wrong.message.push_str(&format!("; for example {example}"));
+                Err(wrong)
             }
         }
     }
@@ -215,6 +228,12 @@ mod tests {
         let e = parse_value("count", InputType::Integer, "ten").unwrap_err();
         assert!(e.message.contains("input `count`"), "{e}");
         let e = parse_value("jobs", InputType::Array, "[1,").unwrap_err();
-        assert!(e.message.contains("takes JSON"), "{e}");
+        assert!(e.message.contains("the JSON breaks at"), "{e}");
+        let e = parse_value("jobs", InputType::Object, "orders").unwrap_err();
+        assert_eq!(
+            e.message,
+            "input `jobs` is an object: `orders` is not a JSON object; for example \
+             --input 'jobs={\"job\": \"orders\", \"parallelism\": 4}'"
+        );
     }
 }

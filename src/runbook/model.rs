@@ -367,9 +367,10 @@ with_action! {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Exec {
-    /// The program and its arguments, run without a shell.
+    /// The program and its arguments, run without a shell. Numbers and booleans are
+    /// arguments too: `[sleep, 1]`.
     #[serde(default)]
-    pub command: Option<Spanned<Vec<Spanned<String>>>>,
+    pub command: Option<Spanned<Vec<Spanned<Text>>>>,
     /// A script run by `sh -eu`; each `{{value}}` reaches it as data, never as code, in or out of double quotes and heredocs (`{{{raw}}}` is pasted in as it is).
     #[serde(default)]
     pub script: Option<Spanned<String>>,

@@ -514,7 +514,7 @@ impl<'a> Checker<'a> {
                 let value = default.to_json();
                 let kind = input.kind.value;
                 if !kind.accepts(&value) {
-                    self.error(
+                    let mut error = self.error(
                         default.visible_span(),
                         format!(
                             "the default of input `{}` is {}, but its type is {}",
@@ -522,9 +522,13 @@ impl<'a> Checker<'a> {
                             default.kind_name(),
                             kind.name()
                         ),
-                    )
-                    .labels[0]
-                        .1 = format!("expected {}", kind.name());
+                    );
+                    error.labels[0].1 = format!("expected {}", kind.name());
+                    if kind == crate::runbook::model::InputType::Boolean
+                        && let Some(text) = value.as_str()
+                    {
+                        error.help = super::de::yaml_1_1_boolean_hint(text);
+                    }
                 }
             }
         }

@@ -23,7 +23,7 @@ impl Owner {
             pid,
             host: this_host(),
             process_start: process_start(pid),
-            since: jiff::Timestamp::now().to_string(),
+            since: crate::event::timestamp::now(),
         }
     }
 

@@ -605,6 +605,42 @@ impl SqliteStore {
         Ok(rows.iter().map(summary_from).collect::<Result<_, _>>()?)
     }
 
+    async fn delete_ended_before(&self, ended_before: &str) -> Outcome<Vec<RunSummary>> {
+        // The write lock from the start: no run can be claimed or change status between
+        // choosing the runs and deleting them.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(concat!(
+            summary!(),
+            " WHERE r.status IN ('succeeded', 'failed', 'cancelled') \
+             AND r.ended_at IS NOT NULL AND r.ended_at < ? AND o.run_id IS NULL \
+             ORDER BY r.created_at, r.id"
+        ))
+        .bind(ended_before)
+        .fetch_all(&mut *tx)
+        .await?;
+        let runs: Vec<RunSummary> = rows.iter().map(summary_from).collect::<Result<_, _>>()?;
+        for run in &runs {
+            for delete in [
+                "DELETE FROM approvals WHERE run_id = ?",
+                "DELETE FROM owners WHERE run_id = ?",
+                "DELETE FROM events WHERE run_id = ?",
+                "DELETE FROM runs WHERE id = ?",
+            ] {
+                sqlx::query(delete).bind(&run.id).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        if !runs.is_empty() {
+            // Deleted rows only free pages inside the file; VACUUM rewrites it without them,
+            // and the checkpoint folds that back from the write-ahead log, so the file shrinks.
+            sqlx::query("VACUUM").execute(&self.pool).await?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(runs)
+    }
+
     async fn record_decision(&self, run_id: &str, decision: &Decision) -> Outcome<()> {
         let inserted = sqlx::query(
             "INSERT INTO approvals (run_id, path, approved, \"by\", comment, at) \
@@ -754,6 +790,14 @@ impl Store for SqliteStore {
         })
     }
 
+    fn prune<'a>(&'a self, ended_before: &'a str) -> StoreFuture<'a, Vec<RunSummary>> {
+        Box::pin(async move {
+            self.delete_ended_before(ended_before)
+                .await
+                .map_err(|f| self.explain(f, || "pruning old runs".to_owned()))
+        })
+    }
+
     fn decide<'a>(&'a self, run_id: &'a str, decision: &'a Decision) -> StoreFuture<'a, ()> {
         Box::pin(async move {
             self.record_decision(run_id, decision).await.map_err(|f| {
@@ -894,10 +938,9 @@ fn new_token() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// Now, RFC 3339 in UTC with microseconds always written out, so that text order is time
-/// order (`...:00Z` would sort after `...:00.5Z`).
+/// Now, with microseconds always written out, so that text order is time order.
 fn now() -> String {
-    format!("{:.6}", jiff::Timestamp::now())
+    crate::event::timestamp::now()
 }
 
 fn now_ms() -> i64 {

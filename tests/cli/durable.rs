@@ -72,6 +72,17 @@ impl Bench {
         }
     }
 
+    /// Starts `runbook ARGS`, waits until the file `side` holds `started`, interrupts the run
+    /// (SIGINT) and waits for it to park (exit 3): its stderr.
+    pub fn run_until_interrupted(&self, args: &[&str]) -> String {
+        let child = self.spawn(args);
+        self.wait_for("side", "started");
+        signal(&child, libc::SIGINT);
+        let (code, _, stderr) = finish(child);
+        assert_eq!(code, 3, "{stderr}");
+        stderr
+    }
+
     pub fn show_json(&self, run_id: &str) -> Value {
         let shown = self.runbook(&["runs", "show", run_id, "--format", "json"]);
         assert_eq!(shown.code, 0, "{}", shown.stderr);
@@ -385,6 +396,15 @@ steps:
     );
     let child = bench.spawn(&["run", "live.yaml", "--run-id", "l1"]);
     bench.wait_for("side", "busy");
+    // `busy` may start before the question is journaled, on a loaded machine well before.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bench.show_json("l1")["approvals"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        assert!(Instant::now() < deadline, "the approval was never asked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let approved = bench.runbook(&["approve", "l1", "gate"]);
     assert_eq!(approved.code, 0, "{}", approved.stderr);
     assert!(

@@ -120,7 +120,7 @@ fn a_wrong_value_names_the_input_and_its_type() {
     assert!(
         output
             .stderr
-            .contains("input `jobs` is an array and takes JSON"),
+            .contains("input `jobs` is an array: `a,b` is not a JSON array; for example"),
         "{}",
         output.stderr
     );
@@ -186,4 +186,36 @@ fn inputs_file_with_a_wrong_type_is_refused() {
         "{}",
         output.stderr
     );
+}
+
+#[test]
+fn plan_renders_the_message_of_an_assert_where_the_inputs_are_known() {
+    let output = Test::new()
+        .write(
+            "check.yaml",
+            r#"version: 1
+name: check
+inputs:
+  cluster: { type: string }
+  min_jobs: { type: integer, default: 2 }
+steps:
+  - id: enough
+    assert:
+      that: '.inputs.min_jobs > 0'
+      message: "{{inputs.cluster}} needs at least {{inputs.min_jobs}} jobs"
+  - id: later
+    assert:
+      that: '.steps.enough.status == "succeeded"'
+      message: "enough ended {{steps.enough.status}} on {{inputs.cluster}}"
+"#,
+        )
+        .args(["plan", "check.yaml", "--input", "cluster=prod-eu"])
+        .run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    assert!(
+        output.stdout.contains("prod-eu needs at least 2 jobs"),
+        "{}",
+        output.stdout
+    );
+    insta::assert_snapshot!(output.stdout);
 }

@@ -344,7 +344,9 @@ fn a_damaged_page_is_reported_never_resumed_from() {
     );
 }
 
-/// A small file system of its own, unmounted when dropped.
+/// A small file system of its own, unmounted when dropped. Mounting needs root, so the tests
+/// that use it are ignored by a plain `cargo test`: scripts/test-all.sh runs them with
+/// `--ignored` as root and reports them as skipped otherwise.
 struct SmallDisk {
     dir: tempfile::TempDir,
 }
@@ -378,6 +380,7 @@ impl Drop for SmallDisk {
 }
 
 #[test]
+#[ignore = "needs root: mounts a small tmpfs (scripts/test-all.sh runs it as root)"]
 fn a_full_disk_stops_the_run_with_a_clear_error_and_it_resumes_once_there_is_room() {
     let disk = SmallDisk::mount("3m");
     let bench = Bench::new();
@@ -439,6 +442,7 @@ steps:
 }
 
 #[test]
+#[ignore = "needs root: mounts a small tmpfs (scripts/test-all.sh runs it as root)"]
 fn a_disk_already_full_before_a_run_is_reported_as_full() {
     let disk = SmallDisk::mount("1m");
     let bench = Bench::new();
@@ -519,6 +523,7 @@ fn summary_status(stderr: &str, step: &str) -> Option<String> {
 }
 
 #[test]
+#[ignore = "needs root: mounts a small tmpfs (scripts/test-all.sh runs it as root)"]
 fn after_a_full_disk_the_summary_shows_ended_only_the_steps_the_journal_holds_as_ended() {
     let disk = SmallDisk::mount("3m");
     let bench = Bench::new();
@@ -577,6 +582,7 @@ fn after_a_full_disk_the_summary_shows_ended_only_the_steps_the_journal_holds_as
 }
 
 #[test]
+#[ignore = "needs root: mounts a small tmpfs (scripts/test-all.sh runs it as root)"]
 fn after_a_full_disk_the_json_run_ended_says_interrupted_and_names_the_unrecorded_end() {
     let disk = SmallDisk::mount("3m");
     let bench = Bench::new();

@@ -501,7 +501,7 @@ finally:
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args(["run", "int.yaml", "--output", "json"])
         .current_dir(&dir)
-        // Its own store, never the user's default one.
+        // The test's own store, never the user's.
         .env_remove("RUNBOOK_STORE")
         .env("XDG_STATE_HOME", dir.join(".state"))
         .stdout(std::process::Stdio::piped())
@@ -516,7 +516,8 @@ finally:
         }
     }
     let pid_file = dir.join("pid");
-    for _ in 0..200 {
+    // Up to 20 s: a loaded machine can take seconds to start the shell.
+    for _ in 0..1000 {
         if std::fs::read_to_string(&pid_file).is_ok_and(|p| !p.trim().is_empty()) {
             break;
         }

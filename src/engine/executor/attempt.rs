@@ -299,7 +299,19 @@ impl Run {
             warn: &warn,
             step_path: &instance.path,
         };
-        action.run(input).await.map_err(Failure::from)
+        let outcome = action.run(input).await;
+        // What the program printed is journaled whether it succeeded or not: a failure is
+        // when it matters most.
+        let result = match &outcome {
+            Ok(result) => Some(result),
+            Err(error) => error.result.as_ref(),
+        };
+        if let Some(event) = result.and_then(|r| {
+            crate::engine::step_output::step_output_event(&instance.path, r, &self.redactor)
+        }) {
+            drop(self.emit_soon(event));
+        }
+        outcome.map_err(Failure::from)
     }
 }
 

@@ -81,7 +81,7 @@ impl Run {
     pub(super) fn envelope(&self, event: RunEvent) -> Envelope {
         Envelope {
             run_id: self.run_id.clone(),
-            at: jiff::Timestamp::now().to_string(),
+            at: crate::event::timestamp::now(),
             event,
         }
     }

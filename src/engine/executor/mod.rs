@@ -188,7 +188,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     let started_at = state
         .created_at
         .clone()
-        .unwrap_or_else(|| jiff::Timestamp::now().to_string());
+        .unwrap_or_else(crate::event::timestamp::now);
     let run = Run {
         bundle: bundle.clone(),
         run_id: config.run_id.clone(),
@@ -334,7 +334,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             };
             run.sink.emit(&Envelope {
                 run_id: run.run_id.clone(),
-                at: jiff::Timestamp::now().to_string(),
+                at: crate::event::timestamp::now(),
                 event: RunEvent::RunEnded {
                     status: RunStatus::Interrupted,
                     reason: Some(reason.clone()),
