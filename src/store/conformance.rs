@@ -1,5 +1,5 @@
 //! What every [`Store`] must do, as one function per property, each taking a
-//! [`StoreFactory`]. The SQLite store runs the whole suite (see `sqlite.rs`); another store
+//! [`StoreFactory`]. The SQLite store runs the whole suite (see `sqlite/tests.rs`); another store
 //! (PostgreSQL) runs it unchanged by implementing the factory:
 //!
 //! ```ignore
@@ -8,6 +8,9 @@
 //!
 //! Two handles from one factory share their runs, as two processes on one database do: that
 //! is how the lease and fencing properties stand for two contending processes.
+//!
+//! The `runs list` filters (runbook, status, since, limit) are not the store's: the command
+//! applies them to [`Store::runs`], whose order (newest first) is a property here.
 
 use super::{Decision, Owner, Store, StoreError};
 use crate::event::{Envelope, RunEvent, RunStatus};
@@ -48,6 +51,10 @@ pub async fn run_all(factory: &dyn StoreFactory) {
     an_expired_lease_can_be_taken(factory).await;
     summaries_follow_the_run(factory).await;
     a_step_is_answered_once(factory).await;
+    a_record_keeps_who_added_a_value_first(factory).await;
+    step_output_comes_back_with_its_step(factory).await;
+    // Last: it deletes the runs of the other properties that are over.
+    prune_keeps_running_and_parked_runs(factory).await;
 }
 
 pub fn envelope(run_id: &str, event: RunEvent) -> Envelope {
@@ -479,4 +486,169 @@ pub async fn a_step_is_answered_once(factory: &dyn StoreFactory) {
         store.decide("nope", &other_step).await,
         Err(StoreError::NotFound(id)) if id == "nope"
     ));
+}
+
+/// Records: a value is kept once, with the run and step that added it first; adding answers
+/// only the values that were new; records are apart by name, oldest value first.
+pub async fn a_record_keeps_who_added_a_value_first(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    let owner = Owner::current();
+    for run_id in ["recorder-1", "recorder-2"] {
+        store
+            .create(run_id, &owner, &started(run_id))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.records("seen-jobs").await.unwrap(), vec![]);
+    let values = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let added = store
+        .add_records("seen-jobs", "recorder-1", "save", &values(&["a", "b"]))
+        .await
+        .unwrap();
+    assert_eq!(added, values(&["a", "b"]));
+    let added = factory
+        .open()
+        .await
+        .add_records(
+            "seen-jobs",
+            "recorder-2",
+            "jobs[0]/save",
+            &values(&["b", "c"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(added, values(&["c"]));
+    store
+        .add_records("other-record", "recorder-2", "save", &values(&["a"]))
+        .await
+        .unwrap();
+    let entries = store.records("seen-jobs").await.unwrap();
+    let kept: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| (e.value.as_str(), e.run_id.as_str(), e.path.as_str()))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("a", "recorder-1", "save"),
+            ("b", "recorder-1", "save"),
+            ("c", "recorder-2", "jobs[0]/save"),
+        ]
+    );
+    assert!(entries.iter().all(|e| !e.at.is_empty()));
+    assert!(entries.windows(2).all(|w| w[0].at <= w[1].at));
+    assert_eq!(store.records("other-record").await.unwrap().len(), 1);
+}
+
+/// Pruning deletes the runs that are over and ended before the cutoff, with their events;
+/// never a run that is running (owned, or left running by a process that died), parked
+/// (interrupted or waiting) or still held by an owner. Runs last: it deletes every run that
+/// is over, including those of the other properties.
+pub async fn prune_keeps_running_and_parked_runs(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    let owner = Owner::current();
+    let run = |id: &'static str, end: Option<RunStatus>, release: bool| {
+        let store = store.clone();
+        let owner = owner.clone();
+        async move {
+            let lease = store.create(id, &owner, &started(id)).await.unwrap();
+            if let Some(status) = end {
+                store
+                    .append(&lease, 2, &[ended(id, status, 10)])
+                    .await
+                    .unwrap();
+            }
+            if release {
+                store.release(&lease).await.unwrap();
+            }
+        }
+    };
+    run("pruned-succeeded", Some(RunStatus::Succeeded), true).await;
+    run("pruned-failed", Some(RunStatus::Failed), true).await;
+    run("pruned-cancelled", Some(RunStatus::Cancelled), true).await;
+    run("kept-running", None, false).await;
+    run("kept-orphaned", None, true).await;
+    run("kept-interrupted", Some(RunStatus::Interrupted), true).await;
+    run("kept-waiting", Some(RunStatus::Waiting), true).await;
+    run("kept-held", Some(RunStatus::Succeeded), false).await;
+
+    // A cutoff before every end deletes nothing.
+    let none = store.prune("2000-01-01T00:00:00Z").await.unwrap();
+    let ours = |id: &str| id.starts_with("pruned-") || id.starts_with("kept-");
+    assert!(none.iter().all(|r| !ours(&r.id)), "{none:?}");
+    assert_eq!(
+        store.run("pruned-failed").await.unwrap().status,
+        RunStatus::Failed
+    );
+
+    let deleted = store.prune("9999-12-31T00:00:00Z").await.unwrap();
+    let mut deleted: Vec<&str> = deleted
+        .iter()
+        .map(|r| r.id.as_str())
+        .filter(|id| ours(id))
+        .collect();
+    deleted.sort_unstable();
+    assert_eq!(
+        deleted,
+        ["pruned-cancelled", "pruned-failed", "pruned-succeeded"]
+    );
+    for id in ["pruned-succeeded", "pruned-failed", "pruned-cancelled"] {
+        assert!(matches!(store.run(id).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            store.events(id).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    for id in [
+        "kept-running",
+        "kept-orphaned",
+        "kept-interrupted",
+        "kept-waiting",
+        "kept-held",
+    ] {
+        assert!(store.run(id).await.is_ok(), "{id} was pruned");
+        assert_eq!(store.events(id).await.unwrap()[0].run_id, id);
+    }
+    let listed: Vec<String> = store
+        .runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert!(listed.iter().all(|id| !id.starts_with("pruned-")));
+    assert_eq!(
+        listed.iter().filter(|id| id.starts_with("kept-")).count(),
+        5
+    );
+}
+
+/// What a step printed travels in the journal: each `step_output` comes back whole (lines,
+/// non-ASCII text, both streams, the bytes cut) and right after its `step_started`.
+pub async fn step_output_comes_back_with_its_step(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    let lease = store
+        .create("printed", &Owner::current(), &started("printed"))
+        .await
+        .unwrap();
+    let output = |stdout: &str, stderr: &str, cut_bytes| {
+        envelope(
+            "printed",
+            RunEvent::StepOutput {
+                path: "jobs[0]/check".to_owned(),
+                stdout: stdout.to_owned(),
+                stderr: stderr.to_owned(),
+                cut_bytes,
+            },
+        )
+    };
+    let written = vec![
+        step("printed", "jobs[0]/check"),
+        output("savepoint: s3://sp/7\nstatus: RUNNING ✓\n", "", 0),
+        step("printed", "jobs[0]/check"),
+        output("", "warning: \"slow\"\t€\n", 4096),
+    ];
+    store.append(&lease, 2, &written).await.unwrap();
+    let events = factory.open().await.events("printed").await.unwrap();
+    assert_eq!(events[1..], written[..]);
 }

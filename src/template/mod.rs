@@ -35,8 +35,8 @@ pub use reference::Reference;
 /// overflows a 2 MiB thread at about 190 nested parentheses, Handlebars at a few hundred
 /// nested blocks; 100 keeps a margin for the caller's own frames. Real runbook expressions
 /// nest a handful of levels. Deeper input is rejected with a [`SyntaxError`] by a cheap
-/// scan before any parser sees it (see `jq::check_nesting` and
-/// `handlebars_template::scan_tags` for what counts as a level).
+/// scan before any parser sees it (see `jq::nesting::check_nesting` and
+/// `handlebars_template::scan::scan_tags` for what counts as a level).
 pub const MAX_NESTING: usize = 100;
 
 /// A compile error inside an expression or template, located in its source string.

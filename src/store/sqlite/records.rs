@@ -2,7 +2,8 @@
 
 use sqlx::Row;
 
-use super::{Outcome, SqliteStore, now};
+use super::errors::Outcome;
+use super::{SqliteStore, now};
 use crate::store::RecordEntry;
 
 impl SqliteStore {

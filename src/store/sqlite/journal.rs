@@ -1,0 +1,330 @@
+//! The journal: creating a run, appending events to its hash chain, reading them back.
+
+use std::fmt::Write as _;
+
+use sha2::{Digest, Sha256};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::errors::{Failure, Outcome};
+use super::leases::{lease_end, new_token};
+use super::summaries::status_from;
+use super::{SqliteStore, now, to_i64};
+use crate::event::{Envelope, RunEvent, RunFold, RunStatus};
+use crate::store::{Lease, Owner, StoreError};
+
+/// Events per INSERT statement: 6 parameters each stays far below SQLite's limit on bound
+/// parameters, while a group of thousands of events still costs only a few statements.
+const INSERT_CHUNK: usize = 500;
+
+impl SqliteStore {
+    pub(super) async fn create_run(
+        &self,
+        run_id: &str,
+        owner: &Owner,
+        first: &Envelope,
+    ) -> Outcome<Lease> {
+        let RunEvent::RunStarted { runbook, file, .. } = &first.event else {
+            return Err(corrupt(
+                run_id,
+                format!(
+                    "its first event must be `run_started`, not `{}`",
+                    encode(run_id, first)?.kind
+                ),
+            ));
+        };
+        if first.run_id != run_id {
+            return Err(corrupt(
+                run_id,
+                format!("its first event belongs to run `{}`", first.run_id),
+            ));
+        }
+        let event = encode(run_id, first)?;
+        let chain = chain("", 1, &event.body);
+        let token = new_token();
+        let now = now();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let inserted = sqlx::query(
+            "INSERT INTO runs (id, runbook, file, status, created_at, updated_at, last_seq, \
+             last_chain) VALUES (?, ?, ?, 'running', ?, ?, 1, ?) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(runbook)
+        .bind(file)
+        .bind(&now)
+        .bind(&now)
+        .bind(&chain)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Exists(run_id.to_owned()).into());
+        }
+        sqlx::query(
+            "INSERT INTO owners (run_id, token, pid, host, process_start, since, expires_at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(&token)
+        .bind(i64::from(owner.pid))
+        .bind(&owner.host)
+        .bind(owner.process_start.map(to_i64))
+        .bind(&owner.since)
+        .bind(lease_end())
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO events (run_id, seq, at, kind, body, chain) VALUES (?, 1, ?, ?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(&first.at)
+        .bind(&event.kind)
+        .bind(&event.body)
+        .bind(&chain)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Lease {
+            run_id: run_id.to_owned(),
+            token,
+            owner: owner.clone(),
+        })
+    }
+
+    pub(super) async fn append_events(
+        &self,
+        lease: &Lease,
+        first_seq: u64,
+        events: &[Envelope],
+    ) -> Outcome<()> {
+        let run_id = lease.run_id.as_str();
+        if events.is_empty() {
+            return self.renew_lease(lease).await;
+        }
+        // Everything that needs no database first, to hold the write lock briefly.
+        let mut encoded = Vec::with_capacity(events.len());
+        for (n, envelope) in events.iter().enumerate() {
+            if envelope.run_id != run_id {
+                return Err(corrupt(
+                    run_id,
+                    format!(
+                        "event {} to append belongs to run `{}`",
+                        first_seq.saturating_add(n as u64),
+                        envelope.run_id
+                    ),
+                ));
+            }
+            encoded.push(encode(run_id, envelope)?);
+        }
+        // BEGIN IMMEDIATE and a write first: the write lock is taken at the start, where
+        // SQLite waits for it, rather than on a later upgrade, where it would fail at once.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let renewed =
+            sqlx::query("UPDATE owners SET expires_at_ms = ? WHERE run_id = ? AND token = ?")
+                .bind(lease_end())
+                .bind(run_id)
+                .bind(&lease.token)
+                .execute(&mut *tx)
+                .await?;
+        if renewed.rows_affected() == 0 {
+            return Err(StoreError::LostOwnership(run_id.to_owned()).into());
+        }
+        let run = sqlx::query(
+            "SELECT last_seq, last_chain, status, ended_at, duration_ms FROM runs WHERE id = ?",
+        )
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
+        let last_seq: i64 = run.try_get("last_seq")?;
+        let mut last_chain: String = run.try_get("last_chain")?;
+        // The list of runs follows the run-level events, read as every report reads them.
+        let mut fold = RunFold {
+            status: Some(status_from(run.try_get("status")?)?),
+            ended_at: run.try_get("ended_at")?,
+            duration_ms: run
+                .try_get::<Option<i64>, _>("duration_ms")?
+                .and_then(|ms| u64::try_from(ms).ok()),
+            ..RunFold::default()
+        };
+        if i64::try_from(first_seq).ok() != last_seq.checked_add(1) {
+            return Err(corrupt(
+                run_id,
+                format!(
+                    "the next event is number {}, but this process was about to write number \
+                     {first_seq}: its view of the journal is stale",
+                    last_seq.saturating_add(1)
+                ),
+            ));
+        }
+        let mut rows = Vec::with_capacity(encoded.len());
+        for (seq, (event, envelope)) in (last_seq + 1..).zip(encoded.into_iter().zip(events)) {
+            last_chain = chain(&last_chain, seq, &event.body);
+            rows.push((
+                seq,
+                envelope.at.clone(),
+                event.kind,
+                event.body,
+                last_chain.clone(),
+            ));
+            fold.apply(&envelope.event, &envelope.at);
+        }
+        let last_seq = last_seq + rows.len() as i64;
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO events (run_id, seq, at, kind, body, chain) ",
+            );
+            insert.push_values(rows.by_ref().take(INSERT_CHUNK), |mut values, row| {
+                let (seq, at, kind, body, chain) = row;
+                values
+                    .push_bind(run_id)
+                    .push_bind(seq)
+                    .push_bind(at)
+                    .push_bind(kind)
+                    .push_bind(body)
+                    .push_bind(chain);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE runs SET last_seq = ?, last_chain = ?, updated_at = ?, status = ?, \
+             ended_at = ?, duration_ms = ? WHERE id = ?",
+        )
+        .bind(last_seq)
+        .bind(&last_chain)
+        .bind(now())
+        .bind(fold.status.unwrap_or(RunStatus::Running).name())
+        .bind(&fold.ended_at)
+        .bind(fold.duration_ms.map(to_i64))
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn read_events(&self, run_id: &str) -> Outcome<Vec<Envelope>> {
+        // One read transaction, so that the run's row and its events are the same snapshot
+        // even while another process appends.
+        let mut tx = self.pool.begin().await?;
+        let run = sqlx::query("SELECT last_seq, last_chain FROM runs WHERE id = ?")
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
+        let last_seq: i64 = run.try_get("last_seq")?;
+        let last_chain: String = run.try_get("last_chain")?;
+        let rows = sqlx::query("SELECT seq, body, chain FROM events WHERE run_id = ? ORDER BY seq")
+            .bind(run_id)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+
+        let mut events = Vec::with_capacity(rows.len());
+        let mut previous = String::new();
+        for (expected, row) in (1i64..).zip(&rows) {
+            let seq: i64 = row.try_get("seq")?;
+            let body: String = row.try_get("body")?;
+            let stored: String = row.try_get("chain")?;
+            if seq != expected {
+                return Err(corrupt(
+                    run_id,
+                    format!("event {expected} is missing (the next one stored is number {seq})"),
+                ));
+            }
+            if seq > last_seq {
+                return Err(corrupt(
+                    run_id,
+                    format!("event {seq} is stored, but the run records only {last_seq} events"),
+                ));
+            }
+            let computed = chain(&previous, seq, &body);
+            if computed != stored {
+                return Err(corrupt(
+                    run_id,
+                    format!(
+                        "event {seq} is not as it was written: its hash does not follow from \
+                         its content and the events before it"
+                    ),
+                ));
+            }
+            let envelope: Envelope = serde_json::from_str(&body)
+                .map_err(|error| corrupt(run_id, format!("event {seq} cannot be read: {error}")))?;
+            if envelope.run_id != run_id {
+                return Err(corrupt(
+                    run_id,
+                    format!("event {seq} belongs to run `{}`", envelope.run_id),
+                ));
+            }
+            events.push(envelope);
+            previous = computed;
+        }
+        let stored = events.len() as i64;
+        if stored < last_seq {
+            return Err(corrupt(
+                run_id,
+                format!(
+                    "event {} is missing: the run records {last_seq} events, but only {stored} \
+                     are stored",
+                    stored + 1
+                ),
+            ));
+        }
+        if previous != last_chain {
+            return Err(corrupt(
+                run_id,
+                format!(
+                    "event {last_seq}, the last, does not match the hash the run recorded for it"
+                ),
+            ));
+        }
+        Ok(events)
+    }
+}
+
+/// An event as stored: its tag and the JSON of the whole envelope.
+struct Encoded {
+    kind: String,
+    body: String,
+}
+
+fn encode(run_id: &str, envelope: &Envelope) -> Result<Encoded, Failure> {
+    let value = serde_json::to_value(envelope).map_err(|error| {
+        corrupt(
+            run_id,
+            format!("an event cannot be written as JSON: {error}"),
+        )
+    })?;
+    let kind = value
+        .get("event")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("unknown")
+        .to_owned();
+    Ok(Encoded {
+        kind,
+        body: value.to_string(),
+    })
+}
+
+/// The hash chain: each event's link covers the one before, its number and its content, so
+/// that an event changed, moved or dropped breaks every link from there on.
+pub(super) fn chain(previous: &str, seq: i64, body: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(previous.as_bytes())
+        .chain_update(b"\n")
+        .chain_update(seq.to_string().as_bytes())
+        .chain_update(b"\n")
+        .chain_update(body.as_bytes())
+        .finalize();
+    let mut hex = String::with_capacity(2 * digest.len());
+    for byte in digest.iter() {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+fn corrupt(run_id: &str, detail: String) -> Failure {
+    Failure::Store(StoreError::Corrupt {
+        run_id: run_id.to_owned(),
+        detail,
+    })
+}

@@ -1,0 +1,174 @@
+//! Opening a store: the file and its directories, connecting, migrating the schema.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::errors::{explain, is_busy};
+use super::{ATTEMPTS, BUSY_TIMEOUT, MAX_CONNECTIONS, SqliteStore};
+use crate::store::{StoreError, wal};
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+
+impl SqliteStore {
+    /// Opens the store at `path`, creating the file and its directory if needed: the
+    /// directories owner-only (0700) and the file owner-only (0600), since the journal holds
+    /// runbook sources, inputs and outputs. SQLite gives its `-wal` and `-shm` files the
+    /// database file's mode.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let location = format!("sqlite:{}", path.display());
+        let (db, at) = (path.to_owned(), location.clone());
+        tokio::task::spawn_blocking(move || create_private(&db, &at))
+            .await
+            .map_err(|error| StoreError::Database {
+                location: location.clone(),
+                detail: format!("creating it failed: {error}"),
+            })??;
+        Self::connect(path, location).await
+    }
+
+    /// Opens a store that must already exist, for commands that only read or answer runs:
+    /// [`StoreError::Missing`] rather than a new, empty store.
+    pub async fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        let location = format!("sqlite:{}", path.display());
+        match tokio::fs::metadata(path).await {
+            Ok(_) => Self::connect(path, location).await,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::Missing(location))
+            }
+            Err(error) => Err(StoreError::Database {
+                location,
+                detail: format!("cannot look at the file: {error}"),
+            }),
+        }
+    }
+
+    async fn connect(path: &Path, location: String) -> Result<Self, StoreError> {
+        // Before any connection: the first one SQLite opens discards the evidence.
+        let (db, at) = (path.to_owned(), location.clone());
+        tokio::task::spawn_blocking(move || wal::check(&db, &at))
+            .await
+            .map_err(|error| StoreError::Database {
+                location: location.clone(),
+                detail: format!("checking the write-ahead log failed: {error}"),
+            })??;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            // The file exists by now (`open` made it with its mode); a file that vanished
+            // since is not silently replaced by an empty store.
+            .create_if_missing(false)
+            .journal_mode(SqliteJournalMode::Wal)
+            // In WAL mode FULL syncs the log at every commit: a commit that returns survives
+            // a power cut, which the journal's promise rests on.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        // Turning a new file to WAL mode needs the file to itself, and SQLite does not wait
+        // for that as it waits for writes: when two processes create the store at once, one
+        // is refused at once, and tries again here.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        let pool = loop {
+            let connected = SqlitePoolOptions::new()
+                .max_connections(MAX_CONNECTIONS)
+                .connect_with(options.clone())
+                .await;
+            match connected {
+                Ok(pool) => break pool,
+                Err(error) if is_busy(&error) && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(error) => return Err(explain(&location, "opening it", error)),
+            }
+        };
+        let store = SqliteStore { pool, location };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Brings the schema up to date. SQLite has no lock for migrations: two processes that
+    /// create a new file at once both try the first migration, and the loser's transaction
+    /// fails; it then finds the migration applied and has nothing left to do.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut attempt = 1;
+        loop {
+            let error = match MIGRATOR.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let retry = matches!(
+                error,
+                MigrateError::Execute(_) | MigrateError::ExecuteMigration(..)
+            );
+            if !retry || attempt >= ATTEMPTS {
+                return Err(self.migration_failed(error));
+            }
+            tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            attempt += 1;
+        }
+    }
+
+    fn migration_failed(&self, error: MigrateError) -> StoreError {
+        let doing = "updating its tables";
+        match error {
+            MigrateError::Execute(error) | MigrateError::ExecuteMigration(error, _) => {
+                explain(&self.location, doing, error)
+            }
+            MigrateError::VersionMissing(version) | MigrateError::VersionTooNew(version, _) => {
+                StoreError::Database {
+                    location: self.location.clone(),
+                    detail: format!(
+                        "a newer version of runbook has changed its tables (to version \
+                         {version}); use that version, or another store"
+                    ),
+                }
+            }
+            other => StoreError::Database {
+                location: self.location.clone(),
+                detail: format!("{doing}: {other}"),
+            },
+        }
+    }
+}
+
+/// Creates the missing directories of `db` (0700) and the file itself (0600), whatever the
+/// umask; existing ones are left as they are.
+fn create_private(db: &Path, location: &str) -> Result<(), StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let failed = |what: String, error: std::io::Error| StoreError::Database {
+        location: location.to_owned(),
+        detail: format!("cannot create {what}: {error}"),
+    };
+    if let Some(parent) = db.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let mut missing = Vec::new();
+        let mut dir = Some(parent);
+        while let Some(at) = dir.filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            missing.push(at.to_owned());
+            dir = at.parent();
+        }
+        for dir in missing.iter().rev() {
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(|e| failed(format!("the directory {}", dir.display()), e))?,
+                // Another process made it in the meantime.
+                Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(error) => {
+                    return Err(failed(format!("the directory {}", dir.display()), error));
+                }
+            }
+        }
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(db)
+    {
+        Ok(file) => file
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| failed(format!("the file {}", db.display()), e)),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(failed(format!("the file {}", db.display()), error)),
+    }
+}

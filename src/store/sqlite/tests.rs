@@ -1,0 +1,318 @@
+//! The SQLite store's own tests, and the conformance suite run against it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::SqliteConnectOptions;
+
+use super::errors::explain;
+use super::*;
+use crate::event::RunStatus;
+use crate::store::conformance::{self, StoreFactory, ended, started, step};
+use crate::store::{StoreError, wal};
+
+/// Handles on one SQLite file, as processes sharing it have; breaks it with plain SQL.
+struct SqliteFactory {
+    dir: tempfile::TempDir,
+    admin: SqliteStore,
+}
+
+impl SqliteFactory {
+    async fn new() -> SqliteFactory {
+        let dir = tempfile::tempdir().unwrap();
+        let admin = open(&dir).await;
+        SqliteFactory { dir, admin }
+    }
+}
+
+impl StoreFactory for SqliteFactory {
+    fn open(&self) -> BoxFuture<'_, Arc<dyn Store>> {
+        Box::pin(async { Arc::new(open(&self.dir).await) as Arc<dyn Store> })
+    }
+
+    fn tamper<'a>(
+        &'a self,
+        run_id: &'a str,
+        seq: u64,
+        from: &'a str,
+        to: &'a str,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "UPDATE events SET body = replace(body, ?, ?) WHERE run_id = ? AND seq = ?",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(run_id)
+            .bind(to_i64(seq))
+            .execute(&self.admin.pool)
+            .await
+            .unwrap();
+        })
+    }
+
+    fn lose_event<'a>(&'a self, run_id: &'a str, seq: u64) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query("DELETE FROM events WHERE run_id = ? AND seq = ?")
+                .bind(run_id)
+                .bind(to_i64(seq))
+                .execute(&self.admin.pool)
+                .await
+                .unwrap();
+        })
+    }
+
+    fn expire_leases(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {
+            sqlx::query("UPDATE owners SET expires_at_ms = expires_at_ms - 60000")
+                .execute(&self.admin.pool)
+                .await
+                .unwrap();
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sqlite_store_passes_the_conformance_suite() {
+    conformance::run_all(&SqliteFactory::new().await).await;
+}
+
+fn db_path(dir: &tempfile::TempDir) -> PathBuf {
+    // A directory that does not exist yet: open creates it.
+    dir.path().join("state").join("runbook.db")
+}
+
+async fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(&db_path(dir)).await.unwrap()
+}
+
+/// What the conformance suite cannot see: the rows, and the chain formula they follow.
+#[tokio::test]
+async fn events_are_stored_chained_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    assert_eq!(
+        store.location(),
+        format!("sqlite:{}", db_path(&dir).display())
+    );
+    let lease = store
+        .create("r1", &Owner::current(), &started("r1"))
+        .await
+        .unwrap();
+    assert_eq!(lease.token.len(), 32);
+    let more = [step("r1", "build"), ended("r1", RunStatus::Succeeded, 1500)];
+    store.append(&lease, 2, &more).await.unwrap();
+
+    // The chain as documented: sha256(previous + "\n" + seq + "\n" + body).
+    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT seq, kind, body, chain FROM events WHERE run_id = 'r1' ORDER BY seq",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .unwrap();
+    let mut previous = String::new();
+    for (seq, _, body, link) in &rows {
+        let digest = Sha256::digest(format!("{previous}\n{seq}\n{body}").as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(&hex, link);
+        previous = hex;
+    }
+    let kinds: Vec<&str> = rows.iter().map(|(_, kind, _, _)| kind.as_str()).collect();
+    assert_eq!(kinds, ["run_started", "step_started", "run_ended"]);
+    let (last_seq, last_chain): (i64, String) =
+        sqlx::query_as("SELECT last_seq, last_chain FROM runs WHERE id = 'r1'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+    assert_eq!((last_seq, last_chain), (3, previous));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_processes_may_create_the_store_at_once() {
+    for _ in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(&dir);
+        let (one, two) = tokio::join!(SqliteStore::open(&path), SqliteStore::open(&path));
+        let (one, two) = (one.unwrap(), two.unwrap());
+        let lease = one
+            .create("r1", &Owner::current(), &started("r1"))
+            .await
+            .unwrap();
+        two.release(&lease).await.unwrap();
+        assert_eq!(two.events("r1").await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn thousands_of_events_go_in_one_quick_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let lease = store
+        .create("r1", &Owner::current(), &started("r1"))
+        .await
+        .unwrap();
+    let events: Vec<Envelope> = (0..4096)
+        .map(|n| step("r1", &format!("items[{n}]/fetch")))
+        .collect();
+    let start = std::time::Instant::now();
+    store.append(&lease, 2, &events).await.unwrap();
+    let took = start.elapsed();
+    // Milliseconds in a release build; a generous bound for debug builds on slow disks.
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    let read = store.events("r1").await.unwrap();
+    assert_eq!(read.len(), 4097);
+    assert_eq!(read[4096], events[4095]);
+}
+
+#[tokio::test]
+async fn files_that_are_not_stores_are_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.db");
+    std::fs::write(
+        &path,
+        "these are not the pages you are looking for\n".repeat(100),
+    )
+    .unwrap();
+    let error = SqliteStore::open(&path).await.err().unwrap();
+    assert!(matches!(error, StoreError::Damaged { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("notes.db"), "{message}");
+    assert!(message.contains("not a SQLite database"), "{message}");
+
+    let error = SqliteStore::open(dir.path()).await.err().unwrap();
+    assert!(matches!(error, StoreError::Database { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&dir.path().display().to_string()),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_full_disk_is_reported_as_such() {
+    // SQLite answers SQLITE_FULL when a file reaches its page limit, as when the disk is
+    // full.
+    let dir = tempfile::tempdir().unwrap();
+    let options = SqliteConnectOptions::new()
+        .filename(dir.path().join("small.db"))
+        .create_if_missing(true)
+        .pragma("max_page_count", "4");
+    let pool = SqlitePool::connect_with(options).await.unwrap();
+    sqlx::query("CREATE TABLE t (x BLOB)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let error = sqlx::query("INSERT INTO t VALUES (zeroblob(100000))")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    let error = explain("sqlite:small.db", "appending to run `r1`", error);
+    match &error {
+        StoreError::Full(detail) => {
+            assert!(
+                detail.starts_with("sqlite:small.db could not grow while appending"),
+                "{detail}"
+            );
+        }
+        other => panic!("expected Full, got {other}"),
+    }
+    pool.close().await;
+}
+
+/// Copies the store's three files while it is open, as a crash would leave them.
+fn copy_open_store(from: &Path, to: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut source = from.as_os_str().to_owned();
+        source.push(suffix);
+        let mut target = to.as_os_str().to_owned();
+        target.push(suffix);
+        std::fs::copy(&source, &target).unwrap();
+    }
+}
+
+fn wal_of(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
+}
+
+#[tokio::test]
+async fn a_torn_write_ahead_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&dir).await;
+    let lease = store
+        .create("r1", &Owner::current(), &started("r1"))
+        .await
+        .unwrap();
+    for seq in 2..12 {
+        store
+            .append(&lease, seq, &[step("r1", &format!("s{seq}"))])
+            .await
+            .unwrap();
+    }
+    let events = store.events("r1").await.unwrap();
+
+    // Untouched, the copy opens with every event: the checker agrees with SQLite's
+    // own reading of the files.
+    let whole = dir.path().join("whole.db");
+    copy_open_store(&path, &whole);
+    let (recorded, intact) = wal::inspect(&whole).expect("a usable wal-index");
+    assert!(recorded > 10 && intact, "{recorded} {intact}");
+    let copy = SqliteStore::open(&whole).await.unwrap();
+    assert_eq!(copy.events("r1").await.unwrap(), events);
+
+    // Half the log gone: SQLite alone would open it and forget the last events.
+    let torn = dir.path().join("torn.db");
+    copy_open_store(&path, &torn);
+    let log = std::fs::OpenOptions::new()
+        .write(true)
+        .open(wal_of(&torn))
+        .unwrap();
+    let length = log.metadata().unwrap().len();
+    log.set_len(length / 2).unwrap();
+    drop(log);
+    let error = SqliteStore::open(&torn).await.err().unwrap();
+    match &error {
+        StoreError::Damaged { location, detail } => {
+            assert_eq!(location, &format!("sqlite:{}", torn.display()));
+            assert!(
+                detail.starts_with("the write-ahead log is torn"),
+                "{detail}"
+            );
+            assert!(
+                detail.contains(&format!("records {recorded} committed frames")),
+                "{detail}"
+            );
+        }
+        other => panic!("expected Damaged, got {other}"),
+    }
+    // Refused again on the next try: nothing was opened or rebuilt.
+    assert!(matches!(
+        SqliteStore::open(&torn).await,
+        Err(StoreError::Damaged { .. })
+    ));
+    // What the check prevents: SQLite on its own opens the copy without complaint and
+    // has forgotten committed events.
+    let plain = SqlitePool::connect_with(SqliteConnectOptions::new().filename(&torn))
+        .await
+        .unwrap();
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&plain)
+        .await
+        .unwrap_or(0);
+    assert!(kept < events.len() as i64, "{kept}");
+    plain.close().await;
+
+    // One flipped bit in the first frame: SQLite would silently drop the whole log.
+    let flipped = dir.path().join("flipped.db");
+    copy_open_store(&path, &flipped);
+    let mut bytes = std::fs::read(wal_of(&flipped)).unwrap();
+    bytes[32 + 24 + 100] ^= 0x01;
+    std::fs::write(wal_of(&flipped), bytes).unwrap();
+    let error = SqliteStore::open(&flipped).await.err().unwrap();
+    assert!(error.to_string().contains("only 0 are intact"), "{error}");
+}
