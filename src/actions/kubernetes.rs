@@ -18,7 +18,9 @@ use kube::{Client, Config};
 use serde_json::Value;
 
 use super::body::Fields;
-use super::{Action, ActionError, ActionFuture, ActionInput};
+use super::{
+    Action, ActionError, ActionFuture, ActionInput, PlanView, PreflightError, PreflightFuture,
+};
 use crate::runbook::de::closest;
 use crate::runbook::validate::Bundle;
 use crate::template::Escape;
@@ -58,6 +60,45 @@ impl Action for Kubernetes {
                 result = work => result,
                 _ = input.cancel.cancelled() => Err(ActionError::cancelled("cancelled")),
             }
+        })
+    }
+
+    /// The change the step would send: the request in one line (`kubernetes PATCH
+    /// flink.apache.org/v1beta1 FlinkDeployment flink/orders`) and the document it sends.
+    /// `None` when the body cannot be read before the run (a templated operation).
+    fn plan_view(&self, body: &Value) -> Option<PlanView> {
+        let request = Request::read(body).ok()?;
+        let mut shown = serde_json::Map::new();
+        if let Some(context) = &request.context {
+            shown.insert("context".to_owned(), Value::String(context.clone()));
+        }
+        match &request.operation {
+            Operation::Patch { patch, .. } => {
+                shown.insert("patch".to_owned(), patch.clone());
+            }
+            Operation::Create { manifest } => {
+                shown.insert("manifest".to_owned(), manifest.clone());
+            }
+            Operation::Get | Operation::Delete | Operation::Wait { .. } => {}
+        }
+        Some(PlanView {
+            summary: format!("kubernetes {}", request.describe()),
+            shown: Value::Object(shown),
+        })
+    }
+
+    fn preflight<'a>(
+        &'a self,
+        bundle: &'a Bundle,
+        inputs: &'a serde_json::Map<String, Value>,
+    ) -> PreflightFuture<'a> {
+        Box::pin(async move {
+            preflight(bundle, inputs)
+                .await
+                .map_err(|message| PreflightError {
+                    action: "kubernetes",
+                    message,
+                })
         })
     }
 }
@@ -720,10 +761,7 @@ fn kubeconfig_place() -> String {
 /// Checks, before a run starts, that the cluster configuration can be used for every context
 /// the bundle's `kubernetes` steps name (or the current context, for those that name none).
 /// A context that is a template is checked when its step runs.
-pub async fn preflight(
-    bundle: &Bundle,
-    inputs: &serde_json::Map<String, Value>,
-) -> Result<(), String> {
+async fn preflight(bundle: &Bundle, inputs: &serde_json::Map<String, Value>) -> Result<(), String> {
     let mut contexts: Vec<Option<String>> = Vec::new();
     let mut readable_only = false;
     let context_json = serde_json::json!({ "inputs": inputs });
