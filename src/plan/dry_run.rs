@@ -6,7 +6,7 @@ use super::picture::describe;
 use crate::runbook::dag::{Dag, Section};
 use crate::runbook::load::Loaded;
 use crate::runbook::validate::Bundle;
-use crate::runbook::{ActionRef, Node, Step};
+use crate::runbook::{ActionRef, Node, PlannedTemplates, Step};
 use crate::template::{self, jq};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -220,15 +220,17 @@ fn render_body(
         return (Value::Null, Vec::new());
     };
     let json = body.to_json();
-    // jq conditions in an action are expressions, not templates: shown as written. The
-    // message is a template, rendered where the values are known.
-    if matches!(action, ActionRef::Assert(_)) {
+    // jq conditions in an action are expressions, not templates: shown as written. Its
+    // templates (an assert's message) are rendered where the values are known.
+    if let Some(PlannedTemplates::Only(fields)) = action.body().map(|b| b.planned_templates()) {
         let mut json = json;
         let mut unknown = Vec::new();
-        if let Some(message) = json.get_mut("message") {
-            let partial = render_partial(message, context, template::Escape::Plain);
-            *message = partial.text;
-            unknown = partial.unknown;
+        for field in fields {
+            if let Some(value) = json.get_mut(*field) {
+                let partial = render_partial(value, context, template::Escape::Plain);
+                *value = partial.text;
+                unknown.extend(partial.unknown);
+            }
         }
         return (json, unknown);
     }

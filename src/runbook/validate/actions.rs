@@ -8,10 +8,11 @@ impl<'a> Checker<'a> {
     pub(super) fn check_actions(
         &self,
         id: &Spanned<String>,
-        actions: &[ActionRef<'_>],
+        actions: &[ActionRef<'a>],
         body_span: Span,
         body_node: Option<&Node>,
         what: &str,
+        scope: Scope,
     ) {
         let subject = if what == "step" {
             format!("step `{}`", id.value)
@@ -37,7 +38,7 @@ impl<'a> Checker<'a> {
             [first, second, ..] => {
                 let problem = Diagnostic::at(
                     self.file,
-                    action_span(second),
+                    second.span(),
                     format!(
                         "{subject} has {} actions: `{}` and `{}`",
                         if actions.len() == 2 {
@@ -50,120 +51,51 @@ impl<'a> Checker<'a> {
                     ),
                 )
                 .with_label("second action")
-                .with_related(action_span(first), "first action")
+                .with_related(first.span(), "first action")
                 .with_help("a step does exactly one thing; split it into two steps");
                 self.problems.borrow_mut().push(problem);
             }
         }
         for action in actions {
-            match action {
-                ActionRef::Exec(exec) => match (&exec.command, &exec.script) {
-                    (None, None) => {
-                        self.error(
-                            exec.span,
-                            "exec needs `command` (a list of arguments) or `script`",
-                        );
-                    }
-                    (Some(command), Some(_)) => {
-                        self.error(command.span, "exec takes `command` or `script`, not both");
-                    }
-                    (Some(command), None) if command.value.is_empty() => {
-                        self.error(
-                            command.span,
-                            "exec `command` is empty: give the program and its arguments",
-                        );
-                    }
-                    _ => {}
-                },
-                ActionRef::Http(http) => {
-                    self.check_timeout(http.timeout.as_ref(), "http.timeout");
-                    if let (Some(json), Some(_)) = (&http.json, &http.body) {
-                        self.error(json.visible_span(), "http takes `json` or `body`, not both");
-                    }
-                    if let Some(expect) = &http.expect {
-                        for status in &expect.value {
-                            if !(100..=599).contains(&status.value) {
-                                self.error(
-                                    status.span,
-                                    format!("{} is not an HTTP status", status.value),
-                                );
-                            }
-                        }
-                    }
+            match (action, action.body()) {
+                (ActionRef::Uses(uses, with), _) => self.check_uses(uses, *with),
+                (_, Some(body)) => {
+                    body.check_rules(action.span(), &self.action_checks(None, scope))
                 }
-                ActionRef::Kubernetes(kubernetes) => {
-                    if let Some(wait) = &kubernetes.wait {
-                        self.check_timeout(wait.timeout.as_ref(), "kubernetes.wait.timeout");
-                    }
-                    let given: Vec<&str> = [
-                        ("get", kubernetes.get.is_some()),
-                        ("create", kubernetes.create.is_some()),
-                        ("patch", kubernetes.patch.is_some()),
-                        ("delete", kubernetes.delete.is_some()),
-                        ("wait", kubernetes.wait.is_some()),
-                    ]
-                    .iter()
-                    .filter(|(_, present)| *present)
-                    .map(|(name, _)| *name)
-                    .collect();
-                    if given.len() != 1 {
-                        self.error(
-                            kubernetes.span,
-                            format!(
-                                "kubernetes takes exactly one of `get`, `create`, `patch`, `delete`, `wait`; found {}",
-                                if given.is_empty() { "none".to_owned() } else { given.join(", ") }
-                            ),
-                        );
-                    }
-                }
-                ActionRef::Uses(uses, with) => self.check_uses(uses, *with),
-                ActionRef::Approval(approval) => {
-                    self.check_timeout(approval.timeout.as_ref(), "approval.timeout");
-                }
-                _ => {}
+                (_, None) => {}
             }
         }
     }
 
-    /// Templates in every string of each action, and jq where an action holds jq.
+    /// Templates in every string of each action, and jq where an action holds jq: each
+    /// action says which of its fields are which.
     pub(super) fn check_action_values(&self, body: &Node, actions: &[ActionRef<'a>], scope: Scope) {
         for action in actions {
-            match action {
-                ActionRef::Assert(assert) => {
-                    for condition in &assert.that.0 {
-                        self.check_jq(condition, Root::Context, scope, "assert");
-                    }
-                    if let Some(message) = &assert.message {
-                        self.check_template_text(&message.value, message.span, scope);
-                    }
-                }
-                ActionRef::Uses(..) => {
+            match (action, action.body()) {
+                (ActionRef::Uses(..), _) => {
                     if let Some(with) = body.get("with") {
                         self.check_templates_in(with, scope);
                     }
                 }
-                ActionRef::Sleep(_) => {}
-                ActionRef::Kubernetes(kubernetes) => {
-                    if let Some(wait) = &kubernetes.wait {
-                        self.check_jq(&wait.condition, Root::Result, scope, "condition");
-                    }
-                    if let Some(node) = body.get("kubernetes") {
-                        let skip = kubernetes.wait.as_ref().map(|w| w.condition.span);
-                        self.check_templates_except(node, scope, skip);
-                    }
+                (_, Some(action_body)) => {
+                    let checks = self.action_checks(body.get(action.key()), scope);
+                    action_body.check_values(&checks);
                 }
-                other => {
-                    if let Some(node) = body.get(other.key()) {
-                        self.check_templates_in(node, scope);
-                        if matches!(other, ActionRef::Exec(_))
-                            && let Some(script) = node.get("script")
-                            && let Some(text) = script.as_str()
-                        {
-                            self.check_script_values(text, script.span);
-                        }
-                    }
-                }
+                (_, None) => {}
             }
+        }
+    }
+
+    /// The checks an action's own rules use, for one body of one step.
+    fn action_checks<'c>(
+        &'c self,
+        body: Option<&'c Node>,
+        scope: Scope,
+    ) -> StepActionChecks<'c, 'a> {
+        StepActionChecks {
+            checker: self,
+            body,
+            scope,
         }
     }
 
@@ -251,15 +183,39 @@ pub(super) fn misspells_an_action(node: &Node) -> bool {
     })
 }
 
-pub(super) fn action_span(action: &ActionRef<'_>) -> Span {
-    match action {
-        ActionRef::Exec(a) => a.span,
-        ActionRef::Http(a) => a.span,
-        ActionRef::Kubernetes(a) => a.span,
-        ActionRef::Uses(a, _) => a.span,
-        ActionRef::Approval(a) => a.span,
-        ActionRef::Assert(a) => a.span,
-        ActionRef::Sleep(a) => a.span,
-        ActionRef::Record(a) => a.span,
+/// [`ActionChecks`] for the action of one body of one step.
+struct StepActionChecks<'c, 'a> {
+    checker: &'c Checker<'a>,
+    /// The action's body as written (`step.node["exec"]`), when there is one.
+    body: Option<&'c Node>,
+    scope: Scope,
+}
+
+impl<'a> ActionChecks<'a> for StepActionChecks<'_, 'a> {
+    fn error(&self, at: Span, message: String, help: Option<String>) {
+        self.checker.error(at, message).help = help;
+    }
+
+    fn timeout(&self, timeout: Option<&Spanned<Duration>>, what: &str) {
+        self.checker.check_timeout(timeout, what);
+    }
+
+    fn jq(&self, expression: &'a Spanned<String>, root: Root, what: &'static str) {
+        self.checker.check_jq(expression, root, self.scope, what);
+    }
+
+    fn template(&self, text: &Spanned<String>) {
+        self.checker
+            .check_template_text(&text.value, text.span, self.scope);
+    }
+
+    fn templates_in_body(&self, skip: Option<Span>) {
+        if let Some(body) = self.body {
+            self.checker.check_templates_except(body, self.scope, skip);
+        }
+    }
+
+    fn script_values(&self, script: &Spanned<String>) {
+        self.checker.check_script_values(&script.value, script.span);
     }
 }

@@ -16,6 +16,7 @@ impl<'a> Checker<'a> {
             step.id.span,
             Some(&step.node),
             "step",
+            scope,
         );
         self.check_with_has_uses(step.uses.as_ref(), step.with.as_deref());
         if let Some(fallback) = &step.fallback {
@@ -72,6 +73,7 @@ impl<'a> Checker<'a> {
                 fallback.span,
                 step.node.get("fallback"),
                 "fallback",
+                scope,
             );
             if let Some(retry) = &fallback.retry {
                 self.check_retry(retry);
@@ -93,6 +95,7 @@ impl<'a> Checker<'a> {
                 verify.span,
                 step.node.get("verify"),
                 "verify",
+                scope,
             );
             self.check_jq(&verify.that, Root::Result, scope, "verify.that");
             if let Some(outputs) = &verify.outputs {
