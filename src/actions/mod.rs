@@ -190,6 +190,11 @@ static ACTIONS: &[&dyn Action] = &[
     &sleep::Sleep,
 ];
 
+/// The actions of the language that the engine runs itself rather than through [`Action`]:
+/// `uses` runs another runbook, and `approval` and `record` need the run's store. Their
+/// fields, rules and summaries are in `runbook::model` like every other action's.
+pub const ENGINE_ACTIONS: &[&str] = &["uses", "approval", "record"];
+
 /// Every action this build can run, in the order the language lists them.
 pub fn all() -> impl Iterator<Item = &'static dyn Action> {
     ACTIONS.iter().copied()
@@ -234,5 +239,30 @@ mod tests {
                 action.key()
             );
         }
+    }
+
+    /// The walkthrough in docs/contributing.md holds: every action the language names (and
+    /// the schema offers on a step) runs somewhere, registered in `ACTIONS` or run by the
+    /// engine, never both and never neither.
+    #[test]
+    fn every_action_the_schema_names_is_registered_once() {
+        let schema: Value = serde_json::from_str(&crate::runbook::schema::json_schema()).unwrap();
+        let step = &schema["$defs"]["Step"]["properties"];
+        for key in crate::runbook::model::ACTION_KEYS {
+            assert!(
+                step.get(key).is_some(),
+                "the schema offers no `{key}` on a step"
+            );
+            let registered = action_for(key).is_some();
+            let engine = ENGINE_ACTIONS.contains(key);
+            assert!(
+                registered != engine,
+                "`{key}`: in ACTIONS {registered}, run by the engine {engine}"
+            );
+        }
+        assert_eq!(
+            ACTIONS.len() + ENGINE_ACTIONS.len(),
+            crate::runbook::model::ACTION_KEYS.len()
+        );
     }
 }

@@ -461,3 +461,58 @@ impl JsonSchema for Text {
         schemars::json_schema!({ "type": ["string", "number", "boolean"] })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::diagnostic::SourceFile;
+    use crate::runbook::load;
+
+    /// One step of each action, written the simplest way.
+    const ONE_OF_EACH: &str = r#"
+version: 1
+name: each
+steps:
+  - id: exec
+    exec: {command: [echo, hi]}
+  - id: http
+    http: {url: "http://localhost/"}
+  - id: kubernetes
+    kubernetes: {get: {api_version: v1, kind: Pod, name: p}}
+  - id: uses
+    uses: other.yaml
+  - id: approval
+    approval: {prompt: go?}
+  - id: assert
+    assert: {that: "true"}
+  - id: sleep
+    sleep: 1s
+  - id: record
+    record: {name: r}
+"#;
+
+    /// An action added to the language is found on a step, under its own key, and says
+    /// what it does in one line starting with that key: the model's registration of it
+    /// (its field, `ActionRef`, `actions()`) is complete.
+    #[test]
+    fn every_action_key_is_read_from_a_step_and_described() {
+        let (loaded, problems) = load::load(SourceFile::new("each.yaml", ONE_OF_EACH));
+        assert!(problems.is_empty(), "{problems:?}");
+        let runbook = loaded.unwrap().runbook;
+        let keys: Vec<&str> = runbook.steps.iter().map(|s| s.id.value.as_str()).collect();
+        assert_eq!(
+            keys, ACTION_KEYS,
+            "the test names every action of the language"
+        );
+        for step in &runbook.steps {
+            let action = step.action().expect("one action");
+            assert_eq!(action.key(), step.id.value);
+            assert!(
+                action.describe().starts_with(action.key()),
+                "{}",
+                action.describe()
+            );
+            assert_eq!(action.body().is_none(), action.key() == "uses");
+        }
+    }
+}
