@@ -23,6 +23,7 @@ use super::{
 };
 use crate::runbook::de::closest;
 use crate::runbook::validate::Bundle;
+use crate::runbook::{keys_of, model};
 use crate::template::Escape;
 
 /// The field manager named in server-side apply, and in `managedFields` for every write.
@@ -185,35 +186,34 @@ impl Request {
     /// Reads the rendered body; `runbook validate` checked its shape, so what fails here is
     /// a template that gave a value of the wrong type.
     pub fn read(body: &Value) -> Result<Self, ActionError> {
-        let fields = Fields::new(
-            "kubernetes",
-            body,
-            &["context", "get", "create", "patch", "delete", "wait"],
-        )?;
+        let fields = Fields::new("kubernetes", body, &keys_of::<model::Kubernetes>())?;
         // An empty context (an input left at its default "") means the current one.
         let context = fields.text("context")?.filter(|c| !c.is_empty());
-        let target = |place: &str, value: &Value, extra: &[&str]| -> Result<Target, ActionError> {
-            let mut known = vec!["api_version", "kind", "name", "namespace"];
-            known.extend_from_slice(extra);
-            let fields = Fields::new(format!("kubernetes.{place}"), value, &known)?;
-            Ok(Target {
-                api_version: required(&fields, "api_version")?,
-                kind: required(&fields, "kind")?,
-                name: required(&fields, "name")?,
-                namespace: fields.text("namespace")?.filter(|n| !n.is_empty()),
-            })
-        };
+        // `known`: the keys of the operation's body, a resource and what the operation adds.
+        let target =
+            |place: &str, value: &Value, known: &[String]| -> Result<Target, ActionError> {
+                let fields = Fields::new(format!("kubernetes.{place}"), value, known)?;
+                Ok(Target {
+                    api_version: required(&fields, "api_version")?,
+                    kind: required(&fields, "kind")?,
+                    name: required(&fields, "name")?,
+                    namespace: fields.text("namespace")?.filter(|n| !n.is_empty()),
+                })
+            };
         let (operation, target) = if let Some(get) = fields.get("get") {
-            (Operation::Get, target("get", get, &[])?)
+            (
+                Operation::Get,
+                target("get", get, &keys_of::<model::ResourceRef>())?,
+            )
         } else if let Some(delete) = fields.get("delete") {
-            (Operation::Delete, target("delete", delete, &[])?)
+            (
+                Operation::Delete,
+                target("delete", delete, &keys_of::<model::ResourceRef>())?,
+            )
         } else if let Some(patch) = fields.get("patch") {
-            let resource = target("patch", patch, &["type", "patch"])?;
-            let body = Fields::new(
-                "kubernetes.patch",
-                patch,
-                &["api_version", "kind", "name", "namespace", "type", "patch"],
-            )?;
+            let known = keys_of::<model::KubernetesPatch>();
+            let resource = target("patch", patch, &known)?;
+            let body = Fields::new("kubernetes.patch", patch, &known)?;
             let kind = match body.text("type")?.as_deref() {
                 None | Some("merge") => PatchKind::Merge,
                 Some("json") => PatchKind::Json,
@@ -233,19 +233,9 @@ impl Request {
             };
             (operation, resource)
         } else if let Some(wait) = fields.get("wait") {
-            let resource = target("wait", wait, &["condition", "timeout"])?;
-            let body = Fields::new(
-                "kubernetes.wait",
-                wait,
-                &[
-                    "api_version",
-                    "kind",
-                    "name",
-                    "namespace",
-                    "condition",
-                    "timeout",
-                ],
-            )?;
+            let known = keys_of::<model::KubernetesWait>();
+            let resource = target("wait", wait, &known)?;
+            let body = Fields::new("kubernetes.wait", wait, &known)?;
             let condition = required(&body, "condition")?;
             let timeout = match body.text("timeout")? {
                 Some(text) => {
@@ -261,7 +251,11 @@ impl Request {
             };
             (Operation::Wait { condition, timeout }, resource)
         } else if let Some(create) = fields.get("create") {
-            let body = Fields::new("kubernetes.create", create, &["manifest", "namespace"])?;
+            let body = Fields::new(
+                "kubernetes.create",
+                create,
+                &keys_of::<model::KubernetesCreate>(),
+            )?;
             let manifest = body
                 .get("manifest")
                 .cloned()

@@ -53,3 +53,15 @@ pub trait ActionChecks<'a> {
     /// Values in a script stand only where the shell takes them as data.
     fn script_values(&self, script: &Spanned<String>);
 }
+
+/// The YAML keys of an action's body (or of a part of it), in the order its struct declares
+/// them, read from the schema generated from that struct. The check of a rendered body at
+/// run time uses these, so that it cannot drift from the fields the language reads.
+pub fn keys_of<T: JsonSchema>() -> Vec<String> {
+    let schema = schemars::SchemaGenerator::default().into_root_schema_for::<T>();
+    schema
+        .get("properties")
+        .and_then(serde_json::Value::as_object)
+        .map(|properties| properties.keys().cloned().collect())
+        .unwrap_or_default()
+}

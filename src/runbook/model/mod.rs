@@ -20,7 +20,7 @@ mod kubernetes;
 mod record;
 mod sleep;
 
-pub use action_body::{ActionBody, ActionChecks, PlannedTemplates};
+pub use action_body::{ActionBody, ActionChecks, PlannedTemplates, keys_of};
 pub use approval::Approval;
 pub use assert::{Assert, Conditions};
 pub use exec::Exec;
@@ -514,5 +514,17 @@ steps:
             );
             assert_eq!(action.body().is_none(), action.key() == "uses");
         }
+    }
+
+    #[test]
+    fn the_keys_of_a_body_are_its_fields_in_order_with_their_yaml_names() {
+        assert_eq!(
+            keys_of::<Exec>(),
+            ["command", "script", "env", "cwd", "stdin"]
+        );
+        assert_eq!(
+            keys_of::<KubernetesPatch>(),
+            ["api_version", "kind", "name", "namespace", "type", "patch"]
+        );
     }
 }
