@@ -4,7 +4,12 @@ use serde_json::{Value, json};
 
 use super::body::{Fields, text, wrong_type};
 use super::{Action, ActionError, ActionFuture, ActionInput};
+use crate::runbook::keys_of;
 use crate::template::Escape;
+use std::sync::LazyLock;
+
+/// The keys of an `assert` body: the fields of [`crate::runbook::Assert`].
+static KEYS: LazyLock<Vec<String>> = LazyLock::new(keys_of::<crate::runbook::Assert>);
 
 /// The `assert` action. `that` is jq (not a template); `message` is a template, rendered
 /// only when a condition fails, since it often names values that only matter then.
@@ -17,7 +22,7 @@ impl Action for Assert {
 
     fn run<'a>(&'a self, input: ActionInput<'a>) -> ActionFuture<'a> {
         Box::pin(async move {
-            let fields = Fields::new("assert", input.body, &["that", "message"])?;
+            let fields = Fields::new("assert", input.body, &KEYS)?;
             let conditions = conditions(&fields)?;
             for condition in &conditions {
                 // jq evaluation is synchronous and quick; a cancel between conditions is

@@ -22,13 +22,15 @@ impl<'a> Fields<'a> {
     pub(crate) fn new(
         place: impl Into<String>,
         value: &'a Value,
-        known: &[&str],
+        known: &[impl AsRef<str>],
     ) -> Result<Self, ActionError> {
         let place = place.into();
         let Value::Object(map) = value else {
             return Err(wrong_type(&place, "a map", value));
         };
-        if let Some(unknown) = map.keys().find(|key| !known.contains(&key.as_str())) {
+        let is_known = |key: &String| known.iter().any(|k| k.as_ref() == key.as_str());
+        if let Some(unknown) = map.keys().find(|key| !is_known(key)) {
+            let known: Vec<&str> = known.iter().map(AsRef::as_ref).collect();
             return Err(ActionError::invalid(format!(
                 "unknown key `{unknown}` in `{place}` (expected one of: {})",
                 known.join(", ")
@@ -83,7 +85,7 @@ impl<'a> Fields<'a> {
     pub(crate) fn fields(
         &self,
         key: &str,
-        known: &[&str],
+        known: &[impl AsRef<str>],
     ) -> Result<Option<Fields<'a>>, ActionError> {
         self.get(key)
             .map(|value| Fields::new(self.name(key), value, known))

@@ -15,7 +15,9 @@
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+use crate::runbook::keys_of;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -66,7 +68,8 @@ impl Action for Exec {
     }
 }
 
-const KEYS: &[&str] = &["command", "script", "env", "cwd", "stdin"];
+/// The keys of an `exec` body: the fields of [`model::Exec`](crate::runbook::Exec).
+static KEYS: LazyLock<Vec<String>> = LazyLock::new(keys_of::<crate::runbook::Exec>);
 
 /// What to run, rendered.
 struct Spec {
@@ -93,7 +96,7 @@ impl Spec {
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect();
         let plain = render(input, &Value::Object(plain), Escape::Plain)?;
-        let fields = Fields::new("exec", &plain, KEYS)?;
+        let fields = Fields::new("exec", &plain, &KEYS)?;
         let script = match body.get("script").filter(|v| !v.is_null()) {
             Some(script) => Some(
                 (input.render_pieces)(&text(script, "exec.script")?)

@@ -5,7 +5,7 @@
 //! [`ActionInput::warn`] on every attempt so that it never goes unnoticed.
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::body::{Fields, text, wrong_type};
 use super::{Action, ActionError, ActionFuture, ActionInput};
+use crate::runbook::keys_of;
 use crate::template::Escape;
 use crate::template::url_template::build_url;
 
@@ -52,9 +53,10 @@ impl Action for Http {
 /// for the operating system's TCP timeout (minutes); a refused connection fails at once.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
-const KEYS: &[&str] = &[
-    "method", "url", "headers", "query", "json", "body", "auth", "tls", "expect", "timeout",
-];
+/// The keys of an `http` body, and of its `tls` and `auth.basic`: the fields of the model.
+static KEYS: LazyLock<Vec<String>> = LazyLock::new(keys_of::<crate::runbook::Http>);
+static TLS_KEYS: LazyLock<Vec<String>> = LazyLock::new(keys_of::<crate::runbook::Tls>);
+static BASIC_KEYS: LazyLock<Vec<String>> = LazyLock::new(keys_of::<crate::runbook::BasicAuth>);
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 /// A request, rendered and checked.
@@ -91,7 +93,7 @@ impl Spec {
             .collect();
         let rendered = (input.render)(&Value::Object(others), Escape::Plain)
             .map_err(|e| ActionError::invalid(format!("http: {e}")))?;
-        let fields = Fields::new("http", &rendered, KEYS)?;
+        let fields = Fields::new("http", &rendered, &KEYS)?;
         let url_text = match body.get("url").filter(|url| !url.is_null()) {
             None => None,
             Some(url) => {
@@ -159,7 +161,7 @@ impl Spec {
             headers.insert(header, value);
         }
 
-        let tls = fields.fields("tls", &["ca_file", "insecure"])?;
+        let tls = fields.fields("tls", &TLS_KEYS)?;
         let (ca_file, insecure) = match &tls {
             Some(tls) => (tls.text("ca_file")?, tls.bool("insecure")?.unwrap_or(false)),
             None => (None, false),
@@ -249,7 +251,7 @@ fn auth(fields: &Fields<'_>) -> Result<Option<Auth>, ActionError> {
     let Some(auth) = fields.fields("auth", &["basic", "bearer"])? else {
         return Ok(None);
     };
-    let basic = auth.fields("basic", &["username", "password"])?;
+    let basic = auth.fields("basic", &BASIC_KEYS)?;
     let bearer = auth.text("bearer")?;
     match (basic, bearer) {
         (Some(basic), None) => {

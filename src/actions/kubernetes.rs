@@ -18,9 +18,12 @@ use kube::{Client, Config};
 use serde_json::Value;
 
 use super::body::Fields;
-use super::{Action, ActionError, ActionFuture, ActionInput};
+use super::{
+    Action, ActionError, ActionFuture, ActionInput, PlanView, PreflightError, PreflightFuture,
+};
 use crate::runbook::de::closest;
 use crate::runbook::validate::Bundle;
+use crate::runbook::{keys_of, model};
 use crate::template::Escape;
 
 /// The field manager named in server-side apply, and in `managedFields` for every write.
@@ -58,6 +61,45 @@ impl Action for Kubernetes {
                 result = work => result,
                 _ = input.cancel.cancelled() => Err(ActionError::cancelled("cancelled")),
             }
+        })
+    }
+
+    /// The change the step would send: the request in one line (`kubernetes PATCH
+    /// flink.apache.org/v1beta1 FlinkDeployment flink/orders`) and the document it sends.
+    /// `None` when the body cannot be read before the run (a templated operation).
+    fn plan_view(&self, body: &Value) -> Option<PlanView> {
+        let request = Request::read(body).ok()?;
+        let mut shown = serde_json::Map::new();
+        if let Some(context) = &request.context {
+            shown.insert("context".to_owned(), Value::String(context.clone()));
+        }
+        match &request.operation {
+            Operation::Patch { patch, .. } => {
+                shown.insert("patch".to_owned(), patch.clone());
+            }
+            Operation::Create { manifest } => {
+                shown.insert("manifest".to_owned(), manifest.clone());
+            }
+            Operation::Get | Operation::Delete | Operation::Wait { .. } => {}
+        }
+        Some(PlanView {
+            summary: format!("kubernetes {}", request.describe()),
+            shown: Value::Object(shown),
+        })
+    }
+
+    fn preflight<'a>(
+        &'a self,
+        bundle: &'a Bundle,
+        inputs: &'a serde_json::Map<String, Value>,
+    ) -> PreflightFuture<'a> {
+        Box::pin(async move {
+            preflight(bundle, inputs)
+                .await
+                .map_err(|message| PreflightError {
+                    action: "kubernetes",
+                    message,
+                })
         })
     }
 }
@@ -144,35 +186,34 @@ impl Request {
     /// Reads the rendered body; `runbook validate` checked its shape, so what fails here is
     /// a template that gave a value of the wrong type.
     pub fn read(body: &Value) -> Result<Self, ActionError> {
-        let fields = Fields::new(
-            "kubernetes",
-            body,
-            &["context", "get", "create", "patch", "delete", "wait"],
-        )?;
+        let fields = Fields::new("kubernetes", body, &keys_of::<model::Kubernetes>())?;
         // An empty context (an input left at its default "") means the current one.
         let context = fields.text("context")?.filter(|c| !c.is_empty());
-        let target = |place: &str, value: &Value, extra: &[&str]| -> Result<Target, ActionError> {
-            let mut known = vec!["api_version", "kind", "name", "namespace"];
-            known.extend_from_slice(extra);
-            let fields = Fields::new(format!("kubernetes.{place}"), value, &known)?;
-            Ok(Target {
-                api_version: required(&fields, "api_version")?,
-                kind: required(&fields, "kind")?,
-                name: required(&fields, "name")?,
-                namespace: fields.text("namespace")?.filter(|n| !n.is_empty()),
-            })
-        };
+        // `known`: the keys of the operation's body, a resource and what the operation adds.
+        let target =
+            |place: &str, value: &Value, known: &[String]| -> Result<Target, ActionError> {
+                let fields = Fields::new(format!("kubernetes.{place}"), value, known)?;
+                Ok(Target {
+                    api_version: required(&fields, "api_version")?,
+                    kind: required(&fields, "kind")?,
+                    name: required(&fields, "name")?,
+                    namespace: fields.text("namespace")?.filter(|n| !n.is_empty()),
+                })
+            };
         let (operation, target) = if let Some(get) = fields.get("get") {
-            (Operation::Get, target("get", get, &[])?)
+            (
+                Operation::Get,
+                target("get", get, &keys_of::<model::ResourceRef>())?,
+            )
         } else if let Some(delete) = fields.get("delete") {
-            (Operation::Delete, target("delete", delete, &[])?)
+            (
+                Operation::Delete,
+                target("delete", delete, &keys_of::<model::ResourceRef>())?,
+            )
         } else if let Some(patch) = fields.get("patch") {
-            let resource = target("patch", patch, &["type", "patch"])?;
-            let body = Fields::new(
-                "kubernetes.patch",
-                patch,
-                &["api_version", "kind", "name", "namespace", "type", "patch"],
-            )?;
+            let known = keys_of::<model::KubernetesPatch>();
+            let resource = target("patch", patch, &known)?;
+            let body = Fields::new("kubernetes.patch", patch, &known)?;
             let kind = match body.text("type")?.as_deref() {
                 None | Some("merge") => PatchKind::Merge,
                 Some("json") => PatchKind::Json,
@@ -192,19 +233,9 @@ impl Request {
             };
             (operation, resource)
         } else if let Some(wait) = fields.get("wait") {
-            let resource = target("wait", wait, &["condition", "timeout"])?;
-            let body = Fields::new(
-                "kubernetes.wait",
-                wait,
-                &[
-                    "api_version",
-                    "kind",
-                    "name",
-                    "namespace",
-                    "condition",
-                    "timeout",
-                ],
-            )?;
+            let known = keys_of::<model::KubernetesWait>();
+            let resource = target("wait", wait, &known)?;
+            let body = Fields::new("kubernetes.wait", wait, &known)?;
             let condition = required(&body, "condition")?;
             let timeout = match body.text("timeout")? {
                 Some(text) => {
@@ -220,7 +251,11 @@ impl Request {
             };
             (Operation::Wait { condition, timeout }, resource)
         } else if let Some(create) = fields.get("create") {
-            let body = Fields::new("kubernetes.create", create, &["manifest", "namespace"])?;
+            let body = Fields::new(
+                "kubernetes.create",
+                create,
+                &keys_of::<model::KubernetesCreate>(),
+            )?;
             let manifest = body
                 .get("manifest")
                 .cloned()
@@ -720,10 +755,7 @@ fn kubeconfig_place() -> String {
 /// Checks, before a run starts, that the cluster configuration can be used for every context
 /// the bundle's `kubernetes` steps name (or the current context, for those that name none).
 /// A context that is a template is checked when its step runs.
-pub async fn preflight(
-    bundle: &Bundle,
-    inputs: &serde_json::Map<String, Value>,
-) -> Result<(), String> {
+async fn preflight(bundle: &Bundle, inputs: &serde_json::Map<String, Value>) -> Result<(), String> {
     let mut contexts: Vec<Option<String>> = Vec::new();
     let mut readable_only = false;
     let context_json = serde_json::json!({ "inputs": inputs });

@@ -21,8 +21,10 @@ pub mod sleep;
 use std::future::Future;
 use std::pin::Pin;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
+
+use crate::runbook::validate::Bundle;
 
 use crate::template::{Escape, Piece, RenderError};
 
@@ -69,13 +71,56 @@ pub struct ActionInput<'a> {
 /// The future an action returns. `Send` so the engine can run steps on any worker thread.
 pub type ActionFuture<'a> = Pin<Box<dyn Future<Output = Result<Value, ActionError>> + Send + 'a>>;
 
-/// One kind of action.
+/// The future of a preflight check.
+pub type PreflightFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), PreflightError>> + Send + 'a>>;
+
+/// One kind of action: how it runs, and what it adds to a plan and to the checks before a
+/// run starts. What the language knows of it (its fields, their rules, its one-line
+/// summary) is in `runbook::model`, in a file of the same name.
 pub trait Action: Send + Sync {
     /// Its key in YAML (`"exec"`).
     fn key(&self) -> &'static str;
+
     /// Runs it once. Dropping the future stops it too, as cancelling does (with less
     /// grace: no asynchronous clean-up can run in a destructor).
     fn run<'a>(&'a self, input: ActionInput<'a>) -> ActionFuture<'a>;
+
+    /// How a dry run shows a body of this action whose templates are rendered as far as
+    /// the inputs allow, when the action can say more than its one-line summary (the
+    /// request a `kubernetes` step would send). `None`: the summary and the body as written.
+    fn plan_view(&self, _body: &Value) -> Option<PlanView> {
+        None
+    }
+
+    /// Refuses a run before anything starts when this action's steps cannot work at all
+    /// (a `kubernetes` step without a usable cluster configuration). `inputs` are the root
+    /// runbook's. Most actions have nothing to check.
+    fn preflight<'a>(
+        &'a self,
+        _bundle: &'a Bundle,
+        _inputs: &'a Map<String, Value>,
+    ) -> PreflightFuture<'a> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// A step's action as a dry run shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanView {
+    /// One line: `kubernetes PATCH flink.apache.org/v1beta1 FlinkDeployment flink/orders`.
+    pub summary: String,
+    /// The part of the body worth showing whole (the patch, the manifest).
+    pub shown: Value,
+}
+
+/// A run refused before it starts, by the action whose steps cannot work.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{action}: {message}")]
+pub struct PreflightError {
+    /// The action's key.
+    pub action: &'static str,
+    pub message: String,
 }
 
 /// A failed action: a message naming what failed, and the result when there is one.
@@ -136,7 +181,7 @@ impl ActionError {
     }
 }
 
-/// Every action this build can run.
+/// Every action this build can run: adding an action is one line here (and its files).
 static ACTIONS: &[&dyn Action] = &[
     &exec::Exec::DEFAULT,
     &http::Http::DEFAULT,
@@ -144,6 +189,25 @@ static ACTIONS: &[&dyn Action] = &[
     &assert::Assert,
     &sleep::Sleep,
 ];
+
+/// The actions of the language that the engine runs itself rather than through [`Action`]:
+/// `uses` runs another runbook, and `approval` and `record` need the run's store. Their
+/// fields, rules and summaries are in `runbook::model` like every other action's.
+pub const ENGINE_ACTIONS: &[&str] = &["uses", "approval", "record"];
+
+/// Every action this build can run, in the order the language lists them.
+pub fn all() -> impl Iterator<Item = &'static dyn Action> {
+    ACTIONS.iter().copied()
+}
+
+/// Runs the [preflight](Action::preflight) check of every action, in order; the first
+/// refusal stops the run from starting.
+pub async fn preflight(bundle: &Bundle, inputs: &Map<String, Value>) -> Result<(), PreflightError> {
+    for action in all() {
+        action.preflight(bundle, inputs).await?;
+    }
+    Ok(())
+}
 
 /// The action for a YAML key, if this build can run it.
 pub fn action_for(key: &str) -> Option<&'static dyn Action> {
@@ -175,5 +239,30 @@ mod tests {
                 action.key()
             );
         }
+    }
+
+    /// The walkthrough in docs/contributing.md holds: every action the language names (and
+    /// the schema offers on a step) runs somewhere, registered in `ACTIONS` or run by the
+    /// engine, never both and never neither.
+    #[test]
+    fn every_action_the_schema_names_is_registered_once() {
+        let schema: Value = serde_json::from_str(&crate::runbook::schema::json_schema()).unwrap();
+        let step = &schema["$defs"]["Step"]["properties"];
+        for key in crate::runbook::model::ACTION_KEYS {
+            assert!(
+                step.get(key).is_some(),
+                "the schema offers no `{key}` on a step"
+            );
+            let registered = action_for(key).is_some();
+            let engine = ENGINE_ACTIONS.contains(key);
+            assert!(
+                registered != engine,
+                "`{key}`: in ACTIONS {registered}, run by the engine {engine}"
+            );
+        }
+        assert_eq!(
+            ACTIONS.len() + ENGINE_ACTIONS.len(),
+            crate::runbook::model::ACTION_KEYS.len()
+        );
     }
 }

@@ -28,9 +28,10 @@ pub enum AppError {
     StoreLocation(StoreError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A `kubernetes` step cannot reach its cluster configuration.
-    #[error("kubernetes: {0}")]
-    Kubernetes(String),
+    /// An action refused the run before it started: a `kubernetes` step cannot reach its
+    /// cluster configuration.
+    #[error(transparent)]
+    Preflight(crate::actions::PreflightError),
     #[error("run {run_id} has already ended ({}); there is nothing to {}", status.name(), wanted.verb())]
     AlreadyEnded {
         run_id: String,

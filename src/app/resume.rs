@@ -1,5 +1,5 @@
 use super::execute::ClaimedRun;
-use super::start::{check_kubernetes, resolve_secrets, sha256_hex};
+use super::start::{check_actions, resolve_secrets, sha256_hex};
 use super::{AppError, NothingTo, Notice};
 use crate::engine::state::RunState;
 use crate::event::{Envelope, RunEvent};
@@ -102,7 +102,7 @@ async fn prepare(
     let secrets = resolve_secrets(&bundle)?;
     let secret_key = crate::engine::seal::SecretKey::from_environment()?;
     let inputs = inputs.as_object().cloned().unwrap_or_default();
-    check_kubernetes(&bundle, &inputs).await?;
+    check_actions(&bundle, &inputs).await?;
     Ok(ClaimedRun {
         bundle,
         run_id: run_id.clone(),

@@ -35,7 +35,7 @@ pub struct StartRequest {
     pub max_parallel: Option<u32>,
 }
 
-/// Creates a run: resolves secrets and the secret key, checks what `kubernetes` steps need,
+/// Creates a run: resolves secrets and the secret key, runs each action's checks before a start,
 /// and records the run in the store (created if needed) with the source of every runbook
 /// it uses. Nothing has run yet; [`ClaimedRun::execute`] runs it.
 pub async fn start(request: StartRequest) -> Result<ClaimedRun, AppError> {
@@ -56,7 +56,7 @@ pub async fn start(request: StartRequest) -> Result<ClaimedRun, AppError> {
             sources: sources(&bundle),
         },
     };
-    check_kubernetes(&bundle, &request.inputs).await?;
+    check_actions(&bundle, &request.inputs).await?;
     let store = store::open(&location).await?;
     let lease = store.create(&run_id, &Owner::current(), &first).await?;
     Ok(ClaimedRun {
@@ -85,15 +85,15 @@ pub(super) fn resolve_secrets(
     Ok(resolved)
 }
 
-/// Refuses to start a run whose `kubernetes` steps cannot reach a cluster configuration: a
-/// broken kubeconfig or a missing context is found before anything runs.
-pub(super) async fn check_kubernetes(
+/// Refuses to start a run whose steps cannot work at all, each action checking its own
+/// (`kubernetes` steps without a usable cluster configuration): found before anything runs.
+pub(super) async fn check_actions(
     bundle: &Bundle,
     inputs: &Map<String, Value>,
 ) -> Result<(), AppError> {
-    crate::actions::kubernetes::preflight(bundle, inputs)
+    crate::actions::preflight(bundle, inputs)
         .await
-        .map_err(AppError::Kubernetes)
+        .map_err(AppError::Preflight)
 }
 
 /// The text of every runbook of the bundle, the root first: a resume runs exactly these.

@@ -145,7 +145,7 @@ pub fn app_failure(error: &AppError, printer: &Printer) -> ExitStatus {
         AppError::Secret(_)
         | AppError::SecretKey(_)
         | AppError::StoreLocation(_)
-        | AppError::Kubernetes(_)
+        | AppError::Preflight(_)
         | AppError::AlreadyEnded { .. }
         | AppError::AlreadyAnswered { .. }
         | AppError::NotWaiting { .. } => {

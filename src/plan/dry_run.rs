@@ -6,7 +6,7 @@ use super::picture::describe;
 use crate::runbook::dag::{Dag, Section};
 use crate::runbook::load::Loaded;
 use crate::runbook::validate::Bundle;
-use crate::runbook::{ActionRef, Node, Step};
+use crate::runbook::{ActionRef, Node, PlannedTemplates, Step};
 use crate::template::{self, jq};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -128,7 +128,7 @@ fn plan_step(
     let path = format!("{prefix}{}", step.id.value);
     let action = step.action();
     let (body, mut unknown) = render_body(&step.node, action, context);
-    let kubernetes = kubernetes_view(action, &body);
+    let view = action_view(action, &body);
     let with = step.node.get("with").map_or(Value::Null, |n| {
         let partial = render_partial(&n.to_json(), context, template::Escape::Plain);
         unknown.extend(partial.unknown);
@@ -190,13 +190,13 @@ fn plan_step(
             .iter()
             .map(|n| dag.ids[n.step].clone())
             .collect(),
-        summary: match &kubernetes {
+        summary: match &view {
             Some((summary, _)) => summary.clone(),
             None => action
                 .map(|a| render_summary(a, context))
                 .unwrap_or_default(),
         },
-        action: kubernetes.map_or(body, |(_, shown)| shown),
+        action: view.map_or(body, |(_, shown)| shown),
         with,
         when,
         for_each: step.for_each.as_ref().map(|f| f.value.clone()),
@@ -220,15 +220,17 @@ fn render_body(
         return (Value::Null, Vec::new());
     };
     let json = body.to_json();
-    // jq conditions in an action are expressions, not templates: shown as written. The
-    // message is a template, rendered where the values are known.
-    if matches!(action, ActionRef::Assert(_)) {
+    // jq conditions in an action are expressions, not templates: shown as written. Its
+    // templates (an assert's message) are rendered where the values are known.
+    if let Some(PlannedTemplates::Only(fields)) = action.body().map(|b| b.planned_templates()) {
         let mut json = json;
         let mut unknown = Vec::new();
-        if let Some(message) = json.get_mut("message") {
-            let partial = render_partial(message, context, template::Escape::Plain);
-            *message = partial.text;
-            unknown = partial.unknown;
+        for field in fields {
+            if let Some(value) = json.get_mut(*field) {
+                let partial = render_partial(value, context, template::Escape::Plain);
+                *value = partial.text;
+                unknown.extend(partial.unknown);
+            }
         }
         return (json, unknown);
     }
@@ -238,32 +240,11 @@ fn render_body(
     (partial.text, partial.unknown)
 }
 
-/// A Kubernetes step as the change it would send: the request in one line (`kubernetes PATCH
-/// flink.apache.org/v1beta1 FlinkDeployment flink/orders (merge, ...)`) and the document it
-/// sends. `None` when the body cannot be read before the run (a templated operation).
-fn kubernetes_view(action: Option<ActionRef<'_>>, body: &Value) -> Option<(String, Value)> {
-    use crate::actions::kubernetes::{Operation, Request};
-    if !matches!(action, Some(ActionRef::Kubernetes(_))) {
-        return None;
-    }
-    let request = Request::read(body).ok()?;
-    let mut shown = Map::new();
-    if let Some(context) = &request.context {
-        shown.insert("context".to_owned(), Value::String(context.clone()));
-    }
-    match &request.operation {
-        Operation::Patch { patch, .. } => {
-            shown.insert("patch".to_owned(), patch.clone());
-        }
-        Operation::Create { manifest } => {
-            shown.insert("manifest".to_owned(), manifest.clone());
-        }
-        Operation::Get | Operation::Delete | Operation::Wait { .. } => {}
-    }
-    Some((
-        format!("kubernetes {}", request.describe()),
-        Value::Object(shown),
-    ))
+/// The action as its own [`plan_view`](crate::actions::Action::plan_view) shows it, when
+/// it has one: the request a `kubernetes` step would send.
+fn action_view(action: Option<ActionRef<'_>>, body: &Value) -> Option<(String, Value)> {
+    let view = crate::actions::action_for(action?.key())?.plan_view(body)?;
+    Some((view.summary, view.shown))
 }
 
 fn render_summary(action: ActionRef<'_>, context: &Value) -> String {

@@ -200,50 +200,9 @@ impl Picture {
     }
 }
 
-/// A one-line summary of an action, as a person would say it.
+/// A one-line summary of an action, as a person would say it; each action says its own.
 pub fn describe(action: ActionRef<'_>) -> String {
-    match action {
-        ActionRef::Exec(exec) => match (&exec.command, &exec.script) {
-            (Some(command), _) => format!(
-                "exec {}",
-                command
-                    .value
-                    .iter()
-                    .map(|a| a.value.0.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            ),
-            (None, Some(_)) => "exec script".to_owned(),
-            _ => "exec".to_owned(),
-        },
-        ActionRef::Http(http) => format!(
-            "http {} {}",
-            http.method
-                .as_ref()
-                .map_or("GET".to_owned(), |m| format!("{:?}", m.value)
-                    .to_uppercase()),
-            http.url.value
-        ),
-        ActionRef::Kubernetes(k) => {
-            let operation = if k.get.is_some() {
-                "get"
-            } else if k.create.is_some() {
-                "create"
-            } else if k.patch.is_some() {
-                "patch"
-            } else if k.delete.is_some() {
-                "delete"
-            } else {
-                "wait"
-            };
-            format!("kubernetes {operation}")
-        }
-        ActionRef::Uses(uses, _) => format!("uses {}", uses.value),
-        ActionRef::Approval(_) => "approval".to_owned(),
-        ActionRef::Assert(_) => "assert".to_owned(),
-        ActionRef::Sleep(duration) => format!("sleep {}", duration.value),
-        ActionRef::Record(record) => format!("record {}", record.name.value),
-    }
+    action.describe()
 }
 
 /// Mermaid and dot ids: letters, digits and `_`; anything else becomes `_` plus its code,

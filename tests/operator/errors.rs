@@ -330,7 +330,7 @@ fn a_kubeconfig_that_is_not_yaml_is_refused_before_anything_runs() {
     let stderr = refused_before_running(&kube, &side_effect_then_kubernetes(None), &broken);
     assert!(
         stderr.contains(&format!(
-            "cannot read the kubeconfig KUBECONFIG={}",
+            "kubernetes: cannot read the kubeconfig KUBECONFIG={}",
             broken.display()
         )),
         "{stderr}"

@@ -4,9 +4,32 @@
 
 use super::duration::{Deadline, Duration};
 use super::node::Node;
+use super::node::Span;
 use super::spanned::{Spanned, SpannedMap};
 use schemars::JsonSchema;
 use serde::Deserialize;
+
+// The actions of the language, each in its own file: its fields, its rules, its summary.
+// An action is listed once more below, in `with_action!`, `ACTION_KEYS` and `ActionRef`.
+mod action_body;
+mod approval;
+mod assert;
+mod exec;
+mod http;
+mod kubernetes;
+mod record;
+mod sleep;
+
+pub use action_body::{ActionBody, ActionChecks, PlannedTemplates, keys_of};
+pub use approval::Approval;
+pub use assert::{Assert, Conditions};
+pub use exec::Exec;
+pub use http::{BasicAuth, Http, HttpAuth, HttpMethod, Tls};
+pub use kubernetes::{
+    KUBERNETES_OPERATIONS, Kubernetes, KubernetesCreate, KubernetesPatch, KubernetesWait,
+    PatchType, ResourceRef,
+};
+pub use record::Record;
 
 /// A runbook: a DAG of steps with typed inputs, run by `runbook run`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -245,7 +268,41 @@ pub enum ActionRef<'a> {
     Record(&'a Spanned<Record>),
 }
 
-impl ActionRef<'_> {
+impl<'a> ActionRef<'a> {
+    /// What the language knows of the action, from its own file; `None` for `uses`, which
+    /// validation and the plan treat as the call of another runbook.
+    pub fn body(&self) -> Option<&'a dyn ActionBody> {
+        self.parts().1
+    }
+
+    /// Where the action is written.
+    pub fn span(&self) -> Span {
+        self.parts().0
+    }
+
+    /// The one match from an action to its own file: where it is written, and its body.
+    fn parts(&self) -> (Span, Option<&'a dyn ActionBody>) {
+        match *self {
+            ActionRef::Exec(a) => (a.span, Some(&a.value)),
+            ActionRef::Http(a) => (a.span, Some(&a.value)),
+            ActionRef::Kubernetes(a) => (a.span, Some(&a.value)),
+            ActionRef::Uses(a, _) => (a.span, None),
+            ActionRef::Approval(a) => (a.span, Some(&a.value)),
+            ActionRef::Assert(a) => (a.span, Some(&a.value)),
+            ActionRef::Sleep(a) => (a.span, Some(&a.value)),
+            ActionRef::Record(a) => (a.span, Some(&a.value)),
+        }
+    }
+
+    /// A one-line summary of the action, as a person would say it.
+    pub fn describe(&self) -> String {
+        match (self, self.body()) {
+            (ActionRef::Uses(uses, _), _) => format!("uses {}", uses.value),
+            (_, Some(body)) => body.describe(),
+            (_, None) => self.key().to_owned(),
+        }
+    }
+
     /// The action's key in YAML.
     pub fn key(&self) -> &'static str {
         match self {
@@ -363,285 +420,6 @@ with_action! {
     }
 }
 
-/// Run a command.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Exec {
-    /// The program and its arguments, run without a shell. Numbers and booleans are
-    /// arguments too: `[sleep, 1]`.
-    #[serde(default)]
-    pub command: Option<Spanned<Vec<Spanned<Text>>>>,
-    /// A script run by `sh -eu`; each `{{value}}` reaches it as data, never as code, in or out of double quotes and heredocs (`{{{raw}}}` is pasted in as it is).
-    #[serde(default)]
-    pub script: Option<Spanned<String>>,
-    /// Environment variables added to the engine's own.
-    #[serde(default)]
-    pub env: SpannedMap<Spanned<Text>>,
-    /// Working directory.
-    #[serde(default)]
-    pub cwd: Option<Spanned<String>>,
-    /// Text written to the command's standard input.
-    #[serde(default)]
-    pub stdin: Option<Spanned<String>>,
-}
-
-/// Make an HTTP request. The result is `{status, headers, body}` (`body` parsed when JSON).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Http {
-    /// GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS. Default GET.
-    #[serde(default)]
-    pub method: Option<Spanned<HttpMethod>>,
-    /// The URL.
-    pub url: Spanned<String>,
-    /// Request headers.
-    #[serde(default)]
-    pub headers: SpannedMap<Spanned<Text>>,
-    /// Query parameters, added to the URL.
-    #[serde(default)]
-    pub query: SpannedMap<Node>,
-    /// A JSON body (sets Content-Type: application/json).
-    #[serde(default)]
-    pub json: Option<Node>,
-    /// A raw text body.
-    #[serde(default)]
-    pub body: Option<Spanned<String>>,
-    /// Credentials.
-    #[serde(default)]
-    pub auth: Option<Spanned<HttpAuth>>,
-    /// TLS settings. Certificates are verified unless `insecure: true`.
-    #[serde(default)]
-    pub tls: Option<Tls>,
-    /// Statuses that count as success. Default: any 2xx.
-    #[serde(default)]
-    pub expect: Option<Spanned<Vec<Spanned<u16>>>>,
-    /// Bounds one request, connecting to the end of the response; the step's `timeout`
-    /// bounds the whole attempt, polling included.
-    #[serde(default)]
-    pub timeout: Option<Spanned<Duration>>,
-}
-
-/// An HTTP method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum HttpMethod {
-    Get,
-    Post,
-    Put,
-    Patch,
-    Delete,
-    Head,
-    Options,
-}
-
-/// HTTP credentials.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum HttpAuth {
-    /// HTTP basic authentication.
-    Basic(BasicAuth),
-    /// A bearer token (`Authorization: Bearer ...`).
-    Bearer(Spanned<String>),
-}
-
-/// A user name and password.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    pub username: Spanned<String>,
-    pub password: Spanned<String>,
-}
-
-/// TLS settings.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Tls {
-    /// A PEM file of certificate authorities to trust, in addition to the system's.
-    #[serde(default)]
-    pub ca_file: Option<Spanned<String>>,
-    /// Do not verify the server's certificate. The engine warns when a step does this.
-    #[serde(default)]
-    pub insecure: Option<bool>,
-}
-
-/// A Kubernetes operation, on any resource kind including custom resources.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Kubernetes {
-    /// The kubeconfig context to use; default the current context (or in-cluster config).
-    #[serde(default)]
-    pub context: Option<Spanned<String>>,
-    /// Read a resource.
-    #[serde(default)]
-    pub get: Option<Spanned<ResourceRef>>,
-    /// Create a resource from a manifest.
-    #[serde(default)]
-    pub create: Option<Spanned<KubernetesCreate>>,
-    /// Patch a resource.
-    #[serde(default)]
-    pub patch: Option<Spanned<KubernetesPatch>>,
-    /// Delete a resource.
-    #[serde(default)]
-    pub delete: Option<Spanned<ResourceRef>>,
-    /// Poll a resource until a jq condition over it holds.
-    #[serde(default)]
-    pub wait: Option<Spanned<KubernetesWait>>,
-}
-
-/// The operations a `kubernetes` action can name; exactly one is given.
-pub const KUBERNETES_OPERATIONS: &[&str] = &["get", "create", "patch", "delete", "wait"];
-
-/// One resource.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResourceRef {
-    /// Group and version, such as `flink.apache.org/v1beta1` or `v1`.
-    pub api_version: Spanned<String>,
-    /// The kind, such as `FlinkDeployment`.
-    pub kind: Spanned<String>,
-    /// The resource's name.
-    pub name: Spanned<String>,
-    /// Its namespace; omitted for cluster-scoped kinds (or the context's default namespace).
-    #[serde(default)]
-    pub namespace: Option<Spanned<String>>,
-}
-
-/// Create a resource.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KubernetesCreate {
-    /// The whole resource, with apiVersion, kind and metadata.
-    pub manifest: Node,
-    /// Namespace, when the manifest does not say.
-    #[serde(default)]
-    pub namespace: Option<Spanned<String>>,
-}
-
-/// Patch a resource.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KubernetesPatch {
-    /// Group and version, such as `flink.apache.org/v1beta1`.
-    pub api_version: Spanned<String>,
-    /// The kind.
-    pub kind: Spanned<String>,
-    /// The resource's name.
-    pub name: Spanned<String>,
-    /// Its namespace.
-    #[serde(default)]
-    pub namespace: Option<Spanned<String>>,
-    /// merge (RFC 7386, the default), json (RFC 6902) or apply (server-side apply).
-    #[serde(default, rename = "type")]
-    pub patch_type: Option<Spanned<PatchType>>,
-    /// The patch document.
-    pub patch: Node,
-}
-
-/// How a patch document is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum PatchType {
-    Merge,
-    Json,
-    Apply,
-}
-
-/// Wait on a resource.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct KubernetesWait {
-    /// Group and version.
-    pub api_version: Spanned<String>,
-    /// The kind.
-    pub kind: Spanned<String>,
-    /// The resource's name.
-    pub name: Spanned<String>,
-    /// Its namespace.
-    #[serde(default)]
-    pub namespace: Option<Spanned<String>>,
-    /// jq over the resource: the wait ends when it holds.
-    pub condition: Spanned<String>,
-    /// Give up after this long.
-    #[serde(default)]
-    pub timeout: Option<Spanned<Duration>>,
-}
-
-/// Ask a person.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Approval {
-    /// What the approver is asked.
-    pub prompt: Spanned<String>,
-    /// Fail the step when nobody answers in this time.
-    #[serde(default)]
-    pub timeout: Option<Spanned<Duration>>,
-}
-
-/// Add values to a named record that the store keeps across runs, or read it: what every
-/// run recorded under that name (a snapshot restored, a change made), for a later run to
-/// check.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Record {
-    /// The record's name (a template); every run that names it shares it.
-    pub name: Spanned<String>,
-    /// Values to add (templates; text); a value already there stays as first recorded.
-    /// Without `add` the step only reads the record.
-    #[serde(default)]
-    pub add: Option<Vec<Spanned<String>>>,
-}
-
-/// Fail unless jq conditions hold.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Assert {
-    /// A jq condition over the context, or a list of them; all must hold.
-    pub that: Conditions,
-    /// The failure message (a template).
-    #[serde(default)]
-    pub message: Option<Spanned<String>>,
-}
-
-/// One jq condition or a list of them.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Conditions(pub Vec<Spanned<String>>);
-
-impl<'de> Deserialize<'de> for Conditions {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        // Read as a node first: an untagged enum would lose the spans of the strings.
-        let node = Node::deserialize(deserializer)?;
-        let as_condition = |node: &Node| {
-            node.as_str()
-                .map(|text| Spanned::new(text.to_owned(), node.span))
-        };
-        let conditions = match &node.kind {
-            super::node::NodeKind::Seq(items) => items.iter().map(as_condition).collect(),
-            _ => as_condition(&node).map(|one| vec![one]),
-        };
-        conditions.map(Conditions).ok_or_else(|| {
-            serde::de::Error::custom(format_args!(
-                "expected a jq condition or a list of them, found {}",
-                node.kind_name()
-            ))
-        })
-    }
-}
-
-impl JsonSchema for Conditions {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Conditions".into()
-    }
-    fn json_schema(_generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "A jq condition, or a list of them that must all hold.",
-            "anyOf": [
-                { "type": "string" },
-                { "type": "array", "items": { "type": "string" } }
-            ]
-        })
-    }
-}
-
 /// A value used as text: a string, or a number or boolean written without quotes
 /// (`PORT: 8080`), read as its text.
 #[derive(Debug, Clone, PartialEq)]
@@ -681,5 +459,72 @@ impl JsonSchema for Text {
     }
     fn json_schema(_generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({ "type": ["string", "number", "boolean"] })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::diagnostic::SourceFile;
+    use crate::runbook::load;
+
+    /// One step of each action, written the simplest way.
+    const ONE_OF_EACH: &str = r#"
+version: 1
+name: each
+steps:
+  - id: exec
+    exec: {command: [echo, hi]}
+  - id: http
+    http: {url: "http://localhost/"}
+  - id: kubernetes
+    kubernetes: {get: {api_version: v1, kind: Pod, name: p}}
+  - id: uses
+    uses: other.yaml
+  - id: approval
+    approval: {prompt: go?}
+  - id: assert
+    assert: {that: "true"}
+  - id: sleep
+    sleep: 1s
+  - id: record
+    record: {name: r}
+"#;
+
+    /// An action added to the language is found on a step, under its own key, and says
+    /// what it does in one line starting with that key: the model's registration of it
+    /// (its field, `ActionRef`, `actions()`) is complete.
+    #[test]
+    fn every_action_key_is_read_from_a_step_and_described() {
+        let (loaded, problems) = load::load(SourceFile::new("each.yaml", ONE_OF_EACH));
+        assert!(problems.is_empty(), "{problems:?}");
+        let runbook = loaded.unwrap().runbook;
+        let keys: Vec<&str> = runbook.steps.iter().map(|s| s.id.value.as_str()).collect();
+        assert_eq!(
+            keys, ACTION_KEYS,
+            "the test names every action of the language"
+        );
+        for step in &runbook.steps {
+            let action = step.action().expect("one action");
+            assert_eq!(action.key(), step.id.value);
+            assert!(
+                action.describe().starts_with(action.key()),
+                "{}",
+                action.describe()
+            );
+            assert_eq!(action.body().is_none(), action.key() == "uses");
+        }
+    }
+
+    #[test]
+    fn the_keys_of_a_body_are_its_fields_in_order_with_their_yaml_names() {
+        assert_eq!(
+            keys_of::<Exec>(),
+            ["command", "script", "env", "cwd", "stdin"]
+        );
+        assert_eq!(
+            keys_of::<KubernetesPatch>(),
+            ["api_version", "kind", "name", "namespace", "type", "patch"]
+        );
     }
 }
