@@ -173,9 +173,16 @@ fn write_step(out: &mut String, step: &PlannedStep, depth: usize) -> bool {
     if !step.needs.is_empty() && depth == 1 {
         let _ = writeln!(out, "{detail}after {}", step.needs.join(", "));
     }
+    write_bounds(out, step.retry.as_deref(), step.timeout.as_deref(), &detail);
     if let Some(fallback) = &step.fallback {
         let _ = writeln!(out, "{detail}fallback: {}", fallback.summary);
         write_body(out, &fallback.action, &format!("{detail}  "));
+        write_bounds(
+            out,
+            fallback.retry.as_deref(),
+            fallback.timeout.as_deref(),
+            &format!("{detail}  "),
+        );
         if !fallback.with.is_null() {
             let _ = writeln!(
                 out,
@@ -189,6 +196,16 @@ fn write_step(out: &mut String, step: &PlannedStep, depth: usize) -> bool {
         unknown |= write_step(out, call, depth + 2);
     }
     unknown
+}
+
+/// The retry and timeout that apply to an action, when it has them.
+fn write_bounds(out: &mut String, retry: Option<&str>, timeout: Option<&str>, indent: &str) {
+    if let Some(retry) = retry {
+        let _ = writeln!(out, "{indent}retry: {retry}");
+    }
+    if let Some(timeout) = timeout {
+        let _ = writeln!(out, "{indent}timeout: {timeout}");
+    }
 }
 
 /// The fields of an action body the one-line summary does not already show; a multi-line

@@ -6,7 +6,7 @@ use super::picture::describe;
 use crate::runbook::dag::{Dag, Section};
 use crate::runbook::load::Loaded;
 use crate::runbook::validate::Bundle;
-use crate::runbook::{ActionRef, Node, PlannedTemplates, Step};
+use crate::runbook::{ActionRef, Applies, Node, PlannedTemplates, Step};
 use crate::template::{self, jq};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -42,6 +42,12 @@ pub struct PlannedStep {
     /// The values this step reads that only exist at run time (step outputs, run data, secrets).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub known_at_run_time: Vec<String>,
+    /// The retry that applies (its own, or the runbook's `defaults`); `None`: runs once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
+    /// The bound on one attempt that applies (`30s an attempt`); `None`: unbounded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Box<PlannedFallback>>,
     /// The steps of the runbook this step calls through `uses`.
@@ -54,6 +60,12 @@ pub struct PlannedFallback {
     pub summary: String,
     pub action: Value,
     pub with: Value,
+    /// The retry that applies (its own, or the runbook's `defaults`); `None`: runs once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
+    /// The bound on one attempt that applies (`30s an attempt`); `None`: unbounded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub known_at_run_time: Vec<String>,
 }
@@ -145,12 +157,17 @@ fn plan_step(
         let with = node.get("with").map_or(Value::Null, |n| {
             render_partial(&n.to_json(), context, template::Escape::Plain).text
         });
+        let applies = loaded
+            .runbook
+            .applies(fallback.retry.as_ref(), fallback.timeout.as_ref());
         Box::new(PlannedFallback {
             summary: action
                 .map(|a| render_summary(a, context))
                 .unwrap_or_default(),
             action: body,
             with,
+            retry: retry_shown(&applies),
+            timeout: timeout_shown(&applies),
             known_at_run_time: unknown,
         })
     });
@@ -182,6 +199,9 @@ fn plan_step(
     };
     unknown.sort();
     unknown.dedup();
+    let applies = loaded
+        .runbook
+        .applies(step.retry.as_ref(), step.timeout.as_ref());
     PlannedStep {
         path,
         name: step.name.clone(),
@@ -201,9 +221,31 @@ fn plan_step(
         when,
         for_each: step.for_each.as_ref().map(|f| f.value.clone()),
         known_at_run_time: unknown,
+        retry: retry_shown(&applies),
+        timeout: timeout_shown(&applies),
         fallback,
         calls,
     }
+}
+
+/// The retry that applies, saying when it comes from the runbook's `defaults`.
+fn retry_shown(applies: &Applies<'_>) -> Option<String> {
+    let text = applies.retry_text()?;
+    Some(if applies.retry_from_defaults {
+        format!("{text} (from defaults)")
+    } else {
+        text
+    })
+}
+
+/// The bound on one attempt that applies, saying when it comes from the runbook's `defaults`.
+fn timeout_shown(applies: &Applies<'_>) -> Option<String> {
+    let text = format!("{} an attempt", crate::runbook::Duration(applies.timeout?));
+    Some(if applies.timeout_from_defaults {
+        format!("{text} (from defaults)")
+    } else {
+        text
+    })
 }
 
 /// The action's body with known templates rendered: as the run would see it, except that

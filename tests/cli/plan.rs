@@ -219,3 +219,50 @@ steps:
     );
     insta::assert_snapshot!(output.stdout);
 }
+
+/// `plan` shows the retry and timeout each action will run with: its own, or the runbook's
+/// `defaults` (replaced, never merged), the same resolution the executor uses.
+#[test]
+fn plan_shows_the_retry_and_timeout_that_will_apply() {
+    let runbook = r#"version: 1
+name: bounds
+defaults:
+  retry: { attempts: 3, delay: 1s, backoff: 2, max_delay: 10s }
+  timeout: 30s
+steps:
+  - id: inherits
+    exec: { command: [true] }
+  - id: own
+    exec: { command: [true] }
+    retry: { attempts: 1 }
+    timeout: 2m
+    fallback:
+      exec: { command: [true] }
+      retry: { attempts: 5, delay: 500ms, jitter: true }
+"#;
+    let output = Test::new()
+        .write("bounds.yaml", runbook)
+        .args(["plan", "bounds.yaml"])
+        .run();
+    assert_eq!(output.code, 0, "{}", output.stderr);
+    insta::assert_snapshot!(output.stdout);
+    let output = Test::new()
+        .write("bounds.yaml", runbook)
+        .args(["plan", "bounds.yaml", "--format", "json"])
+        .run();
+    let plan: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    let inherits = &plan["stages"][0][0];
+    assert_eq!(
+        inherits["retry"],
+        "3 attempts, 1s apart (×2, at most 10s) (from defaults)"
+    );
+    assert_eq!(inherits["timeout"], "30s an attempt (from defaults)");
+    let own = &plan["stages"][1][0];
+    assert_eq!(own.get("retry"), None, "one attempt: no retry");
+    assert_eq!(own["timeout"], "2m an attempt");
+    assert_eq!(
+        own["fallback"]["retry"],
+        "5 attempts, 500ms apart (jittered)"
+    );
+    assert_eq!(own["fallback"]["timeout"], "30s an attempt (from defaults)");
+}

@@ -12,22 +12,20 @@ impl Run {
         instance: &Instance,
         fallback: &Spanned<Fallback>,
         node: Option<&crate::runbook::Node>,
-        default_retry: Option<&Spanned<Retry>>,
-        default_timeout: Option<Duration>,
         cancel: &CancellationToken,
     ) -> (u32, Result<Value, Failure>) {
         let Some(action) = fallback.action() else {
             return (0, Err(failure("the fallback has no action")));
         };
+        let applies = scope
+            .loaded
+            .runbook
+            .applies(fallback.retry.as_ref(), fallback.timeout.as_ref());
         let body = Body {
             node: node.and_then(|n| n.get(action.key())),
             action,
-            retry: fallback.retry.as_ref().or(default_retry),
-            timeout: fallback
-                .timeout
-                .as_ref()
-                .map(|t| t.value.0)
-                .or(default_timeout),
+            retry: applies.retry,
+            timeout: applies.timeout,
             until: fallback.until.as_ref(),
             poll: fallback.poll.as_ref(),
             outputs: fallback.outputs.as_ref(),

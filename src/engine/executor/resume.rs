@@ -22,7 +22,6 @@ impl Run {
         step: &Step,
         instance: &Instance,
         verify: &Spanned<Verify>,
-        default_timeout: Option<Duration>,
         cancel: &CancellationToken,
     ) -> Option<Value> {
         let action = verify.action()?;
@@ -31,7 +30,12 @@ impl Run {
             node: node.and_then(|n| n.get(action.key())),
             action,
             retry: None,
-            timeout: step.timeout.as_ref().map(|t| t.value.0).or(default_timeout),
+            // A probe is bounded as the step's action is.
+            timeout: scope
+                .loaded
+                .runbook
+                .applies(None, step.timeout.as_ref())
+                .timeout,
             until: None,
             poll: None,
             outputs: None,

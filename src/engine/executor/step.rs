@@ -218,9 +218,10 @@ impl Run {
     ) -> StepStatus {
         let started = Instant::now();
         let item = instance.item.as_ref().map(|(item, _)| item.clone());
-        let defaults = scope.loaded.runbook.defaults.as_ref();
-        let default_retry = defaults.and_then(|d| d.retry.as_ref());
-        let default_timeout = defaults.and_then(|d| d.timeout.as_ref()).map(|t| t.value.0);
+        let applies = scope
+            .loaded
+            .runbook
+            .applies(step.retry.as_ref(), step.timeout.as_ref());
         let Some(action) = step.action() else {
             return self
                 .end(
@@ -251,7 +252,7 @@ impl Run {
         if in_flight
             && let Some(verify) = &step.verify
             && let Some(outputs) =
-                Box::pin(self.verify(scope, step, instance, verify, default_timeout, cancel)).await
+                Box::pin(self.verify(scope, step, instance, verify, cancel)).await
         {
             let attempts = resumed.as_ref().map_or(1, |r| r.attempts);
             return self
@@ -272,8 +273,8 @@ impl Run {
         let body = Body {
             node: step.node.get(action.key()),
             action,
-            retry: step.retry.as_ref().or(default_retry),
-            timeout: step.timeout.as_ref().map(|t| t.value.0).or(default_timeout),
+            retry: applies.retry,
+            timeout: applies.timeout,
             until: step.until.as_ref(),
             poll: step.poll.as_ref(),
             outputs: step.outputs.as_ref(),
@@ -339,8 +340,6 @@ impl Run {
                     instance,
                     fallback,
                     fallback_node,
-                    default_retry,
-                    default_timeout,
                     cancel,
                 ))
                 .await

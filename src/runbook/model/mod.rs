@@ -12,6 +12,7 @@ use serde::Deserialize;
 // The actions of the language, each in its own file: its fields, its rules, its summary.
 // An action is listed once more below, in `with_action!`, `ACTION_KEYS` and `ActionRef`.
 mod action_body;
+mod applies;
 mod approval;
 mod assert;
 mod exec;
@@ -21,6 +22,7 @@ mod record;
 mod sleep;
 
 pub use action_body::{ActionBody, ActionChecks, PlannedTemplates, keys_of};
+pub use applies::Applies;
 pub use approval::Approval;
 pub use assert::{Assert, Conditions};
 pub use exec::Exec;
