@@ -65,7 +65,7 @@ impl RunProcesses {
     }
 
     /// Starts a step command as the leader of its own process group, marked with the run
-    /// and registered with the run's supervisor (started now if it is not running).
+    /// and registered with the run's supervisor (started first if it is not running yet).
     ///
     /// No code of ours runs in the child between fork and exec, so the standard library
     /// starts it with `posix_spawn` (a `vfork`-like clone) rather than a full fork of the
@@ -77,6 +77,14 @@ impl RunProcesses {
             command
                 .env(RUN_ID_VAR, &supervision.run_id)
                 .env(MARK_VAR, supervision.mark.as_str());
+            // Before the command: from its first instruction on, someone outlives the engine
+            // to stop it.
+            let mut state = self.state();
+            if state.supervisor.is_none() {
+                let started = Supervisor::start(&supervision.program, &supervision.mark)
+                    .map_err(|e| SpawnError::Supervision(ProcessError::Supervisor(e)))?;
+                state.supervisor = Some(started);
+            }
         }
         let child = command.spawn().map_err(SpawnError::Program)?;
         // The child leads a group numbered by its pid. `id()` is only missing once the
