@@ -27,6 +27,7 @@ fn run_once(runtime: &tokio::runtime::Runtime, bundle: &Arc<Bundle>, inputs: &Ma
         resumed_by: None,
         store: None,
         secret_key: None,
+        processes: Default::default(),
     };
     let sink: Arc<dyn EventSink> = Arc::new(Discard);
     let outcome = runtime.block_on(engine::run(bundle.clone(), config, sink));

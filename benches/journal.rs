@@ -75,6 +75,7 @@ async fn journaled_run(
         resumed_by: None,
         store: Some(store),
         secret_key: None,
+        processes: Default::default(),
     };
     let outcome = engine::run(bundle, config, Arc::new(Discard)).await;
     journal.close().await.expect("the journal closes");
@@ -183,6 +184,7 @@ fn durable(c: &mut Criterion) {
                         resumed_by: Some("bench".to_owned()),
                         store: Some(store.clone()),
                         secret_key: None,
+                        processes: Default::default(),
                     };
                     let outcome = engine::run(bundle.clone(), config, Arc::new(Discard)).await;
                     journal.close().await.expect("the journal closes");

@@ -5,6 +5,7 @@
 #   engine per step (asserts)       criterion, benches/engine.rs      aim: < 50 µs a step
 #   durable journal per step        criterion, benches/journal.rs     aim: < 1 ms a step (chain)
 #   resume of 10,000 ended steps    criterion, benches/journal.rs     aim: < 1 s
+#   spawn of one step command       criterion, benches/spawn.rs       against a plain spawn
 #   exec /bin/true x1000            the release binary against a shell loop   aim: < 1.5x
 #   peak memory, 10,000 steps       the release binary under GNU time        aim: < 100 MB
 #
@@ -76,8 +77,8 @@ step "cargo build --release"
 cargo build --locked --release
 binary=target/release/runbook
 
-step "cargo bench (validate, engine, journal)"
-for bench in validate engine journal; do
+step "cargo bench (validate, engine, journal, spawn)"
+for bench in validate engine journal spawn; do
   cargo bench --locked --bench "$bench" -- --noplot 2>&1 | tee "$work/$bench.txt" |
     grep -E "^$bench|time:"
 done
@@ -87,6 +88,9 @@ wide_s=$(criterion_seconds "engine/10000 independent asserts" "$work/engine.txt"
 journal_chain_s=$(criterion_seconds "journal/chain of 1000 asserts" "$work/journal.txt")
 journal_wide_s=$(criterion_seconds "journal/10000 independent asserts" "$work/journal.txt")
 resume_s=$(criterion_seconds "journal/resume of 10000 ended steps" "$work/journal.txt")
+spawn_plain_s=$(criterion_seconds "spawn/plain tokio spawn" "$work/spawn.txt")
+spawn_fork_s=$(criterion_seconds "spawn/with a pre_exec hook" "$work/spawn.txt")
+spawn_step_s=$(criterion_seconds "spawn/step command, marked and supervised" "$work/spawn.txt")
 
 step "exec /bin/true x1000: runbook against a shell loop"
 exec_runbook 1000 >"$work/exec.yaml"
@@ -141,6 +145,8 @@ engine, 10,000 independent asserts:     $(per_step "$wide_s" 10000)
 journaled, chain of 1,000 asserts:      $(per_step "$journal_chain_s" 1000) (journal: $(overhead "$journal_chain_s" "$chain_s" 1000))
 journaled, 10,000 independent asserts:  $(per_step "$journal_wide_s" 10000) (journal: $(overhead "$journal_wide_s" "$wide_s" 10000))
 resume of 10,000 ended steps:           $(awk -v s="$resume_s" 'BEGIN { printf "%.0f ms", s * 1e3 }')
+spawn of one step command (supervised): $(awk -v s="$spawn_step_s" -v p="$spawn_plain_s" -v f="$spawn_fork_s" \
+  'BEGIN { printf "%.0f µs (plain spawn %.0f µs, full fork %.0f µs)", s * 1e6, p * 1e6, f * 1e6 }')
 exec /bin/true x1000 (journaled): runbook $(awk -v r="$exec_runbook_s" -v s="$exec_shell_s" \
   'BEGIN { printf "%.2f s, shell %.2f s (ratio %.2f)", r, s, r / s }')
 peak memory, 10,000 assert steps:       $peak

@@ -1,7 +1,7 @@
 //! `exec`: run a program (`command: [argv...]`, no shell) or a script (`sh -eu -c`).
 //!
-//! - The child leads a session and process group of its own (see [`crate::process`]), so
-//!   that cancelling the step stops everything it started, grandchildren included: SIGTERM,
+//! - The child leads a process group of its own (see [`crate::process`]), so that
+//!   cancelling the step stops everything it started, grandchildren included: SIGTERM,
 //!   then SIGKILL after a grace period. Dropping the future kills them at once.
 //! - stdout and stderr are read concurrently (a child blocked on a full pipe never
 //!   deadlocks the step) and each is capped; past the cap the rest is read and counted, not
@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use super::body::{Fields, text, wrong_type};
 use super::{Action, ActionError, ActionFuture, ActionInput};
-use crate::process::{self, SpawnError};
+use crate::process::SpawnError;
 use crate::template::{Escape, Script, shell};
 
 /// The `exec` action.
@@ -216,9 +216,9 @@ impl Exec {
         if input.cancel.is_cancelled() {
             return Err(ActionError::cancelled(format!("{} cancelled", spec.what)));
         }
-        // Its own session, so a cancel reaches every process it starts; registered with the
-        // supervisor, so it dies with the engine however the engine dies.
-        let (mut child, mut group) = match process::spawn(&mut spec.command()) {
+        // Its own process group, so a cancel reaches every process it starts; registered with
+        // the run's supervisor, so it dies with the engine however the engine dies.
+        let (mut child, mut group) = match input.processes.spawn(&mut spec.command()) {
             Ok(started) => started,
             Err(SpawnError::Program(error)) => return Err(spec.spawn_error(&error)),
             Err(SpawnError::Supervision(error)) => {

@@ -24,6 +24,7 @@ use std::pin::Pin;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
+use crate::process::RunProcesses;
 use crate::runbook::validate::Bundle;
 
 use crate::template::{Escape, Piece, RenderError};
@@ -66,6 +67,9 @@ pub struct ActionInput<'a> {
     pub warn: &'a WarnFn<'a>,
     /// The step path (`snapshot[2]/trigger`), for messages.
     pub step_path: &'a str,
+    /// The processes of the run: how a step command is started, so that it is marked,
+    /// supervised and stopped with the run it belongs to.
+    pub processes: &'a RunProcesses,
 }
 
 /// The future an action returns. `Send` so the engine can run steps on any worker thread.

@@ -1,6 +1,7 @@
 use crate::engine::seal::SecretKey;
 use crate::engine::{self, RunConfig, RunOutcome};
 use crate::event::{Envelope, EventSink};
+use crate::process::{RunMark, RunProcesses};
 use crate::runbook::validate::Bundle;
 use crate::store::{Journal, Lease, Store, StoreError};
 use serde_json::{Map, Value};
@@ -23,6 +24,8 @@ pub struct ClaimedRun {
     pub(super) prior: Vec<Envelope>,
     pub(super) resumed_by: Option<String>,
     pub(super) secret_key: Option<SecretKey>,
+    /// Its step processes: marked with the run and supervised, apart from any other run.
+    pub(super) processes: RunProcesses,
 }
 
 /// How the caller follows and steers a run.
@@ -48,16 +51,22 @@ impl ClaimedRun {
         &self.run_id
     }
 
+    /// The run's step processes, to kill them all at once when leaving now (a second
+    /// Ctrl-C). Only this run's: other runs of the process are left alone.
+    pub fn processes(&self) -> &RunProcesses {
+        &self.processes
+    }
+
+    /// Has the run's step processes supervised by `program` rather than by this program.
+    /// `program __supervise MARK` must serve as the runbook binary does: for a program that
+    /// embeds the library without the command line (a test harness).
+    pub fn supervised_by(mut self, program: impl Into<PathBuf>) -> ClaimedRun {
+        self.processes = run_processes(&self.run_id, &self.prior, program);
+        self
+    }
+
     /// Runs until the run ends or parks, then releases it and closes the store.
     pub async fn execute(self, watch: Watch) -> RunResult {
-        // Every step command from now on is tied to this process: when it ends, however it
-        // ends, so do they.
-        if let Some(first) = self.prior.first() {
-            crate::process::supervise(
-                &self.run_id,
-                crate::process::RunMark::new(&self.run_id, &first.at),
-            );
-        }
         let journal = Arc::new(Journal::start(
             self.store.clone(),
             self.lease,
@@ -75,11 +84,13 @@ impl ClaimedRun {
             resumed_by: self.resumed_by,
             store: Some(self.store.clone()),
             secret_key: self.secret_key,
+            processes: self.processes.clone(),
         };
         let outcome = engine::run(self.bundle, config, watch.sink).await;
         // Waits for the supervisor to stop what the run left behind (a process that escaped
         // its step's process group) before the run is reported over.
-        let _ = tokio::task::spawn_blocking(crate::process::end_supervision).await;
+        let processes = self.processes;
+        let _ = tokio::task::spawn_blocking(move || processes.finish()).await;
         let closed = journal.close().await;
         let _ = self.store.close().await;
         let journal_error = outcome.journal_error.clone().or(closed.err());
@@ -88,5 +99,18 @@ impl ClaimedRun {
             outcome,
             journal_error,
         }
+    }
+}
+
+/// The processes of a run whose journal starts with `prior`: every step command from now on
+/// is tied to this process, and when it ends, however it ends, so do they.
+pub(super) fn run_processes(
+    run_id: &str,
+    prior: &[Envelope],
+    program: impl Into<PathBuf>,
+) -> RunProcesses {
+    match prior.first() {
+        Some(first) => RunProcesses::supervised(run_id, RunMark::new(run_id, &first.at), program),
+        None => RunProcesses::default(),
     }
 }

@@ -1,9 +1,9 @@
-use super::execute::ClaimedRun;
+use super::execute::{ClaimedRun, run_processes};
 use super::start::{check_actions, resolve_secrets, sha256_hex};
 use super::{AppError, NothingTo, Notice};
 use crate::engine::state::RunState;
 use crate::event::{Envelope, RunEvent};
-use crate::process::{self, RunMark};
+use crate::process::{self, RunMark, RunProcesses};
 use crate::runbook::validate::validate_stored;
 use crate::store::{Lease, Owner, Store};
 use std::collections::HashMap;
@@ -103,6 +103,7 @@ async fn prepare(
     let secret_key = crate::engine::seal::SecretKey::from_environment()?;
     let inputs = inputs.as_object().cloned().unwrap_or_default();
     check_actions(&bundle, &inputs).await?;
+    let processes = run_processes(run_id, &prior, RunProcesses::THIS_PROGRAM);
     Ok(ClaimedRun {
         bundle,
         run_id: run_id.clone(),
@@ -114,6 +115,7 @@ async fn prepare(
         lease,
         prior,
         secret_key,
+        processes,
     })
 }
 

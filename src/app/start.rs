@@ -1,7 +1,8 @@
 use super::AppError;
-use super::execute::ClaimedRun;
+use super::execute::{ClaimedRun, run_processes};
 use crate::engine::secrets;
 use crate::event::{Envelope, RunEvent, RunbookSource};
+use crate::process::RunProcesses;
 use crate::runbook::validate::{Bundle, validate_file_allowing};
 use crate::store::{self, Owner, StoreLocation};
 use serde_json::{Map, Value};
@@ -59,6 +60,8 @@ pub async fn start(request: StartRequest) -> Result<ClaimedRun, AppError> {
     check_actions(&bundle, &request.inputs).await?;
     let store = store::open(&location).await?;
     let lease = store.create(&run_id, &Owner::current(), &first).await?;
+    let prior = vec![first];
+    let processes = run_processes(&run_id, &prior, RunProcesses::THIS_PROGRAM);
     Ok(ClaimedRun {
         bundle,
         run_id,
@@ -67,9 +70,10 @@ pub async fn start(request: StartRequest) -> Result<ClaimedRun, AppError> {
         max_parallel: request.max_parallel,
         store,
         lease,
-        prior: vec![first],
+        prior,
         resumed_by: None,
         secret_key,
+        processes,
     })
 }
 

@@ -5,6 +5,7 @@ use super::args::OutputFormat;
 use super::{ExitStatus, Printer};
 use crate::app::{AppError, ClaimedRun, Watch};
 use crate::event::{EventSink, RunStatus};
+use crate::process::RunProcesses;
 use crate::report::{self, JsonLines, Progress};
 use crate::store::StoreError;
 use std::sync::Arc;
@@ -32,7 +33,11 @@ pub async fn execute(run: ClaimedRun, shown: Shown, printer: &Printer) -> ExitSt
         signal(SignalKind::hangup()),
     ) {
         (Ok(terminate), Ok(int), Ok(hangup)) => {
-            tokio::spawn(watch_signals([terminate, int, hangup], interrupt.clone()));
+            tokio::spawn(watch_signals(
+                [terminate, int, hangup],
+                interrupt.clone(),
+                run.processes().clone(),
+            ));
         }
         _ => printer.note("warning: cannot watch for Ctrl-C; an interrupted run stops at once"),
     }
@@ -87,6 +92,7 @@ pub async fn execute(run: ClaimedRun, shown: Shown, printer: &Printer) -> ExitSt
 async fn watch_signals(
     [mut terminate, mut int, mut hangup]: [tokio::signal::unix::Signal; 3],
     interrupt: CancellationToken,
+    processes: RunProcesses,
 ) {
     use std::io::Write;
     let mut seen = 0;
@@ -106,7 +112,7 @@ async fn watch_signals(
             );
             interrupt.cancel();
         } else {
-            crate::process::kill_every_step_process();
+            processes.kill_every_step_process();
             let _ = writeln!(stderr, "exiting now");
             std::process::exit(3);
         }

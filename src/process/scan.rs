@@ -1,4 +1,4 @@
-//! Finding processes in /proc: by process group or session, and by the mark a run puts in
+//! Finding processes in /proc: by process group, and by the mark a run puts in
 //! the environment of its steps (which every descendant inherits unless it clears it).
 
 use std::time::{Duration, Instant};
@@ -10,7 +10,6 @@ use nix::unistd::Pid;
 #[derive(Debug, Clone, Copy)]
 pub struct Stat {
     pub pgid: i32,
-    pub sid: i32,
     /// Dead and waiting to be reaped: nothing to stop any more.
     pub zombie: bool,
 }
@@ -19,16 +18,14 @@ pub struct Stat {
 pub fn stat(pid: i32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces or parentheses itself: the
-    // fields start after the last `)`. Then: state, ppid, pgrp, session.
+    // fields start after the last `)`. Then: state, ppid, pgrp.
     let (_, rest) = text.rsplit_once(')')?;
     let mut fields = rest.split_whitespace();
     let state = fields.next()?;
     let _ppid = fields.next()?;
     let pgid = fields.next()?.parse().ok()?;
-    let sid = fields.next()?.parse().ok()?;
     Some(Stat {
         pgid,
-        sid,
         zombie: state == "Z" || state == "X",
     })
 }

@@ -5,6 +5,7 @@
 
 use crate::durable::{Bench, finish, signal};
 use crate::events::process_is_gone;
+use runbook::event::RunStatus;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,23 +45,7 @@ impl Marked {
 
     /// Every live process (zombies are dead) carrying this test's mark.
     fn alive(&self) -> Vec<u32> {
-        let entry = format!("RUNBOOK_TEST_MARK={}", self.mark);
-        let mut found = Vec::new();
-        for dir in std::fs::read_dir("/proc").expect("read /proc").flatten() {
-            let Some(pid) = dir.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-                continue;
-            };
-            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                continue;
-            };
-            let marked = environ
-                .split(|b| *b == 0)
-                .any(|var| var == entry.as_bytes());
-            if marked && !process_is_gone(pid) {
-                found.push(pid);
-            }
-        }
-        found
+        alive_carrying(&format!("RUNBOOK_TEST_MARK={}", self.mark))
     }
 
     /// Waits up to `limit` for every marked process to be gone; the ones left, with what
@@ -100,6 +85,26 @@ impl Drop for Marked {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     }
+}
+
+/// Every live process (zombies are dead) whose environment holds `entry` (`NAME=value`).
+fn alive_carrying(entry: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for dir in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(pid) = dir.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let marked = environ
+            .split(|b| *b == 0)
+            .any(|var| var == entry.as_bytes());
+        if marked && !process_is_gone(pid) {
+            found.push(pid);
+        }
+    }
+    found
 }
 
 fn describe(pid: u32) -> String {
@@ -329,4 +334,170 @@ steps:
     assert!(process_is_gone(pid));
     let left = marked.survivors_after(Duration::from_secs(2));
     assert!(left.is_empty(), "alive after the run: {left:?}");
+}
+
+/// Starts a run of `text` in this process through the application layer, its steps
+/// supervised by the runbook binary (this test program cannot serve as supervisor).
+async fn start_in_process(bench: &Bench, name: &str, text: &str) -> runbook::app::ClaimedRun {
+    let file = bench.path().join(format!("{name}.yaml"));
+    std::fs::write(&file, text).unwrap();
+    runbook::app::start(runbook::app::StartRequest {
+        bundle: runbook::app::load(&file, &[]).unwrap(),
+        file: file.display().to_string(),
+        inputs: Default::default(),
+        run_id: Some(name.to_owned()),
+        store: Some(format!("sqlite:{}", bench.db().display())),
+        max_parallel: None,
+    })
+    .await
+    .unwrap()
+    .supervised_by(env!("CARGO_BIN_EXE_runbook"))
+}
+
+fn watch() -> runbook::app::Watch {
+    let (channel, _events) = runbook::app::EventChannel::new();
+    runbook::app::Watch {
+        sink: std::sync::Arc::new(channel),
+        interrupt: tokio_util::sync::CancellationToken::new(),
+    }
+}
+
+/// Polls until `pid` is gone, up to `limit`.
+fn gone_within(pid: u32, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while !process_is_gone(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Two runs in one process (as a server runs them), each running `exec` steps: each has
+/// its own mark and supervisor; killing one run's steps at once (its second Ctrl-C) leaves
+/// the other's running; one run ending does not end the other's supervision, so the steps
+/// the other starts afterwards are still marked and supervised.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runs_in_one_process_each_supervise_and_kill_only_their_own_steps() {
+    let bench = std::sync::Arc::new(Bench::new());
+    let marked = Marked::new();
+    let test_mark = &marked.mark;
+    let dir = bench.path().display();
+    // Ignores SIGTERM, children included: only a SIGKILL stops it.
+    let first = format!(
+        r#"version: 1
+name: first
+steps:
+  - id: hold
+    exec:
+      env: {{ RUNBOOK_TEST_MARK: "{test_mark}" }}
+      cwd: "{dir}"
+      script: |
+        trap '' TERM
+        sleep 300 &
+        echo $! > first-bg
+        echo "$RUNBOOK_RUN_MARK" > first-mark
+        echo running > first-ready
+        sleep 300
+"#
+    );
+    let second = format!(
+        r#"version: 1
+name: second
+steps:
+  - id: hold
+    exec:
+      env: {{ RUNBOOK_TEST_MARK: "{test_mark}" }}
+      cwd: "{dir}"
+      script: |
+        sleep 300 &
+        echo $! > second-bg
+        echo "$RUNBOOK_RUN_MARK" > second-mark
+        echo running > second-ready
+        for _ in $(seq 600); do [ -e go ] && break; sleep 0.05; done
+  - id: after
+    needs: [hold]
+    exec:
+      env: {{ RUNBOOK_TEST_MARK: "{test_mark}" }}
+      cwd: "{dir}"
+      script: |
+        echo "$RUNBOOK_RUN_ID $RUNBOOK_RUN_MARK" > second-after
+"#
+    );
+    let first = start_in_process(&bench, "first", &first).await;
+    let second = start_in_process(&bench, "second", &second).await;
+    let (first_processes, second_processes) =
+        (first.processes().clone(), second.processes().clone());
+    let (first_ended, first_status) = std::sync::mpsc::channel();
+    let first_run = async move {
+        let result = first.execute(watch()).await;
+        let _ = first_ended.send(result.outcome.status);
+    };
+    let runs = async { tokio::join!(first_run, second.execute(watch())) };
+    // The runs' futures are polled here; what the test waits for, it waits for beside them.
+    let driver = tokio::task::spawn_blocking({
+        let bench = bench.clone();
+        move || {
+            bench.wait_for("first-ready", "running");
+            bench.wait_for("second-ready", "running");
+            let (first_mark, second_mark) = (bench.read("first-mark"), bench.read("second-mark"));
+            assert_ne!(first_mark, second_mark, "each run marks its own steps");
+            let first_supervisor = first_processes.supervisor_pid().expect("first supervised");
+            let second_supervisor = second_processes
+                .supervisor_pid()
+                .expect("second supervised");
+            assert_ne!(first_supervisor, second_supervisor, "one supervisor a run");
+            let first_bg: u32 = bench.read("first-bg").trim().parse().unwrap();
+            let second_bg: u32 = bench.read("second-bg").trim().parse().unwrap();
+
+            // The first run's second Ctrl-C: its steps die though they ignore SIGTERM; the
+            // second run's keep running.
+            first_processes.kill_every_step_process();
+            assert!(
+                gone_within(first_bg, Duration::from_secs(2)),
+                "the first run's step survived: {}",
+                describe(first_bg)
+            );
+            let status = first_status
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the first run ends");
+            assert_eq!(status, RunStatus::Failed);
+            let first_entry = format!("RUNBOOK_RUN_MARK={}", first_mark.trim());
+            assert!(alive_carrying(&first_entry).is_empty());
+            assert!(
+                gone_within(first_supervisor, Duration::from_secs(2)),
+                "the first run's supervisor outlived it"
+            );
+
+            // The first run is over; the second's step and supervisor are untouched.
+            assert!(
+                !process_is_gone(second_bg),
+                "the second run's step was killed"
+            );
+            assert!(
+                !process_is_gone(second_supervisor),
+                "the second run lost its supervisor"
+            );
+            assert_eq!(second_processes.supervisor_pid(), Some(second_supervisor));
+            bench.write("go", "");
+            (second_supervisor, second_mark)
+        }
+    });
+    tokio::pin!(runs, driver);
+    let unwrap = |driven: Result<_, tokio::task::JoinError>| match driven {
+        Ok(driven) => driven,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    };
+    // A failed check ends the test at once: dropping the runs stops their steps.
+    let ((second_supervisor, second_mark), ((), second_result)) = tokio::select! {
+        driven = &mut driver => (unwrap(driven), runs.await),
+        ended = &mut runs => (unwrap(driver.await), ended),
+    };
+    assert_eq!(second_result.outcome.status, RunStatus::Succeeded);
+    // A step started after the first run ended is still marked as the second run's.
+    assert_eq!(bench.read("second-after"), format!("second {second_mark}"));
+    assert!(gone_within(second_supervisor, Duration::from_secs(2)));
+    let left = marked.survivors_after(Duration::from_secs(2));
+    assert!(left.is_empty(), "alive after both runs: {left:?}");
 }

@@ -296,6 +296,7 @@ impl Run {
             cancel: cancel.clone(),
             warn: &warn,
             step_path: &instance.path,
+            processes: &self.processes,
         };
         let outcome = action.run(input).await;
         // What the program printed is journaled whether it succeeded or not: a failure is

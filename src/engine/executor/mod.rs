@@ -21,6 +21,7 @@ use super::seal::{OpenError, RunKey, SecretKey};
 use super::state::{RunState, StepRecord};
 use crate::actions::{ActionError, ActionErrorKind, ActionInput, action_for};
 use crate::event::{Envelope, EventSink, RunEvent, RunStatus, Sealed, StepStatus, Via};
+use crate::process::RunProcesses;
 use crate::runbook::dag::{Dag, Section};
 use crate::runbook::load::Loaded;
 use crate::runbook::validate::Bundle;
@@ -83,6 +84,9 @@ pub struct RunConfig {
     /// Encrypts the values that carried a secret in the journal, so that a resumed run can
     /// read them; without one they are kept masked only.
     pub secret_key: Option<SecretKey>,
+    /// The run's step processes: marked and supervised for a run the application layer
+    /// claimed, only grouped with the default.
+    pub processes: RunProcesses,
 }
 
 /// How the run ended.
@@ -129,6 +133,7 @@ struct Run {
     template_refs: Mutex<HashMap<usize, Option<Vec<String>>>>,
     journal: Arc<Journal>,
     store: Option<Arc<dyn Store>>,
+    processes: RunProcesses,
     /// Steps that were in flight when the run was resumed: `verify` probes them first.
     in_flight: Mutex<HashSet<String>>,
     /// Step instances under way, not counting `uses` steps (their own steps count), and how
@@ -211,6 +216,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         template_refs: Mutex::new(HashMap::new()),
         journal: config.journal,
         store: config.store,
+        processes: config.processes,
         in_flight: Mutex::new(in_flight),
         busy: AtomicUsize::new(0),
         waiting: Mutex::new(BTreeSet::new()),

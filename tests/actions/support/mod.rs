@@ -95,6 +95,7 @@ impl Runner {
             cancel: self.cancel.clone(),
             warn: &warn,
             step_path: "tests/step",
+            processes: &runbook::process::RunProcesses::default(),
         };
         let result = self.action.run(input).await;
         let warnings = warnings.lock().expect("warnings").clone();

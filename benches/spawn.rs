@@ -1,0 +1,78 @@
+//! What starting one step command costs, alone: spawn `/bin/true` in its own process group,
+//! wait for it, stop what it left (nothing). Through the run's `RunProcesses`, unsupervised
+//! and supervised (the supervisor is the runbook binary, started once, outside the timed
+//! loop), against a plain spawn, and against the same spawn with a `pre_exec` hook, which
+//! forces a full fork instead of `posix_spawn`.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use runbook::process::{RunMark, RunProcesses};
+use std::time::Duration;
+use tokio::process::Command;
+use tokio::runtime::Runtime;
+
+fn true_command() -> Command {
+    let mut command = Command::new("/bin/true");
+    command.kill_on_drop(true);
+    command
+}
+
+fn through(runtime: &Runtime, processes: &RunProcesses) {
+    runtime.block_on(async {
+        let (mut child, mut group) = processes.spawn(&mut true_command()).expect("spawn");
+        let status = child.wait().await.expect("wait");
+        assert!(status.success());
+        group.end(Duration::from_secs(2)).await;
+    });
+}
+
+fn spawn_cost(c: &mut Criterion) {
+    // Like the engine: a multi-threaded runtime, built outside the timed loop.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut group = c.benchmark_group("spawn");
+    group.measurement_time(Duration::from_secs(5));
+
+    group.bench_function("plain tokio spawn of /bin/true", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let status = true_command().status().await.expect("run");
+                assert!(status.success());
+            })
+        })
+    });
+
+    group.bench_function("with a pre_exec hook (full fork)", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let mut command = true_command();
+                // SAFETY: the hook does nothing; it is there to rule out posix_spawn.
+                unsafe { command.pre_exec(|| Ok(())) };
+                let status = command.status().await.expect("run");
+                assert!(status.success());
+            })
+        })
+    });
+
+    let unsupervised = RunProcesses::default();
+    group.bench_function("step command, unsupervised", |b| {
+        b.iter(|| through(&runtime, &unsupervised))
+    });
+
+    let supervised = RunProcesses::supervised(
+        "bench",
+        RunMark::new("bench", "2026-01-01T00:00:00Z"),
+        env!("CARGO_BIN_EXE_runbook"),
+    );
+    // The supervisor starts with the first step command, once a run.
+    through(&runtime, &supervised);
+    group.bench_function("step command, marked and supervised", |b| {
+        b.iter(|| through(&runtime, &supervised))
+    });
+    group.finish();
+    supervised.finish();
+}
+
+criterion_group!(benches, spawn_cost);
+criterion_main!(benches);

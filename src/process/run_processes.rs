@@ -1,0 +1,183 @@
+//! The processes of one run: how its step commands are started, marked and supervised, and
+//! how they are all killed at once.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use super::supervisor::Supervisor;
+use super::{MARK_VAR, ProcessError, RUN_ID_VAR, RunMark, SpawnError, StepGroup, scan};
+
+/// A handle on the processes of one run, passed down to the actions that start processes.
+/// Clones are handles on the same run. The default handle belongs to no run: its step
+/// commands are neither marked nor supervised, only stopped when their step ends (a single
+/// action run by itself, in tests).
+#[derive(Clone, Default)]
+pub struct RunProcesses(Arc<Shared>);
+
+#[derive(Default)]
+struct Shared {
+    supervision: Option<Supervision>,
+    state: Mutex<State>,
+}
+
+/// What marks the run's processes, and what supervises them.
+struct Supervision {
+    run_id: String,
+    mark: RunMark,
+    /// A program that serves as supervisor when run as `PROGRAM __supervise MARK`.
+    program: PathBuf,
+}
+
+#[derive(Default)]
+struct State {
+    /// Started with the run's first step command.
+    supervisor: Option<Supervisor>,
+    /// The leaders of the step commands running now: what a second Ctrl-C kills.
+    leaders: BTreeSet<i32>,
+}
+
+impl RunProcesses {
+    /// The program the supervisor runs by default: this very program, as the kernel knows
+    /// it (still the same file if it was replaced on disk since the engine started).
+    pub const THIS_PROGRAM: &str = "/proc/self/exe";
+
+    /// The processes of run `run_id`: marked with `mark`, and supervised by `program`
+    /// (run as `program __supervise MARK`; [`Self::THIS_PROGRAM`] for the runbook binary).
+    pub fn supervised(run_id: &str, mark: RunMark, program: impl Into<PathBuf>) -> RunProcesses {
+        RunProcesses(Arc::new(Shared {
+            supervision: Some(Supervision {
+                run_id: run_id.to_owned(),
+                mark,
+                program: program.into(),
+            }),
+            state: Mutex::default(),
+        }))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.0.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a step command as the leader of its own process group, marked with the run
+    /// and registered with the run's supervisor (started first if it is not running yet).
+    ///
+    /// No code of ours runs in the child between fork and exec, so the standard library
+    /// starts it with `posix_spawn` (a `vfork`-like clone) rather than a full fork of the
+    /// engine. The supervisor learns the group right after: a command started in the
+    /// moment before the engine died is still found by the run's mark.
+    pub fn spawn(&self, command: &mut Command) -> Result<(Child, StepGroup), SpawnError> {
+        command.process_group(0);
+        if let Some(supervision) = &self.0.supervision {
+            command
+                .env(RUN_ID_VAR, &supervision.run_id)
+                .env(MARK_VAR, supervision.mark.as_str());
+            // Before the command: from its first instruction on, someone outlives the engine
+            // to stop it.
+            let mut state = self.state();
+            if state.supervisor.is_none() {
+                let started = Supervisor::start(&supervision.program, &supervision.mark)
+                    .map_err(|e| SpawnError::Supervision(ProcessError::Supervisor(e)))?;
+                state.supervisor = Some(started);
+            }
+        }
+        let child = command.spawn().map_err(SpawnError::Program)?;
+        // The child leads a group numbered by its pid. `id()` is only missing once the
+        // child has been reaped, which nothing has done yet.
+        let Some(leader) = child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .filter(|&pid| pid > 1)
+        else {
+            return Err(SpawnError::Program(io::Error::other(
+                "the started process vanished",
+            )));
+        };
+        // Made first: if the supervisor cannot be told, dropping it kills the group.
+        let group = StepGroup {
+            leader,
+            armed: true,
+            run: self.clone(),
+        };
+        self.register(leader).map_err(SpawnError::Supervision)?;
+        Ok((child, group))
+    }
+
+    /// Counts `leader` among the run's steps and tells the supervisor. A supervisor that is
+    /// gone (someone killed it) is replaced, and the new one learns every running step.
+    fn register(&self, leader: i32) -> Result<(), ProcessError> {
+        let mut state = self.state();
+        state.leaders.insert(leader);
+        let Some(supervision) = &self.0.supervision else {
+            return Ok(());
+        };
+        if let Some(supervisor) = state.supervisor.as_mut() {
+            match supervisor.register(leader) {
+                Ok(()) => return Ok(()),
+                // Nobody reads the pipe any more: the supervisor is gone.
+                Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {}
+                Err(error) => return Err(ProcessError::Supervisor(error)),
+            }
+        }
+        if let Some(gone) = state.supervisor.take() {
+            gone.finish();
+        }
+        let mut supervisor = Supervisor::start(&supervision.program, &supervision.mark)
+            .map_err(ProcessError::Supervisor)?;
+        for &running in &state.leaders {
+            supervisor
+                .register(running)
+                .map_err(ProcessError::Supervisor)?;
+        }
+        state.supervisor = Some(supervisor);
+        Ok(())
+    }
+
+    /// A step's group is gone (stopped by the engine): no one needs to watch it any more.
+    pub(super) fn forget(&self, leader: i32) {
+        let mut state = self.state();
+        state.leaders.remove(&leader);
+        if let Some(supervisor) = state.supervisor.as_mut() {
+            supervisor.forget(leader);
+        }
+    }
+
+    /// SIGKILLs every process of every step of this run running now: what runs in their
+    /// groups, and whatever carries the run's mark. For leaving at once (a second Ctrl-C):
+    /// nothing the run started survives, not even a process that ignores SIGTERM. Other runs
+    /// of this process are left alone.
+    pub fn kill_every_step_process(&self) {
+        let leaders = self.state().leaders.clone();
+        for &leader in &leaders {
+            let _ = killpg(Pid::from_raw(leader), Signal::SIGKILL);
+        }
+        let entry = self.0.supervision.as_ref().map(|s| s.mark.env_entry());
+        let belongs = |pid: i32, stat: &scan::Stat| {
+            leaders.contains(&stat.pgid)
+                || entry
+                    .as_ref()
+                    .is_some_and(|entry| scan::environ_has(pid, entry))
+        };
+        scan::signal_matching(&belongs, Signal::SIGKILL);
+    }
+
+    /// Ends the supervision once the run is over: the supervisor stops whatever the run
+    /// left (a process that left its step's group but carries the run's mark) and exits;
+    /// this waits for it. Blocking. A later step command would start a new supervisor.
+    pub fn finish(&self) {
+        let supervisor = self.state().supervisor.take();
+        if let Some(supervisor) = supervisor {
+            supervisor.finish();
+        }
+    }
+
+    /// The pid of the run's supervisor while one runs.
+    pub fn supervisor_pid(&self) -> Option<u32> {
+        self.state().supervisor.as_ref().map(Supervisor::pid)
+    }
+}
