@@ -84,12 +84,26 @@ pub enum SpawnError {
 
 /// Stops every process on this host that carries the mark of `run_id` (left by an engine
 /// that was killed, with its supervisor): SIGTERM, `grace`, then SIGKILL, and waits until
-/// none is left. Returns how many there were. Blocking.
+/// none is left. Returns how many there were. An earlier supervisor of the run still alive
+/// is killed first, and not counted. Blocking: call it before the resumed run's first step.
 pub fn stop_leftovers(
     run_id: &str,
     mark: &RunMark,
     grace: Duration,
 ) -> Result<usize, ProcessError> {
+    // The supervisor of the engine that died may still be stopping what carries the run's
+    // mark: left alone, it would also stop the steps this resume is about to start, which
+    // carry the same mark. It ignores SIGTERM (it must outlive a Ctrl-C), so it gets
+    // SIGKILL at once; what it was stopping is stopped here instead.
+    let supervisor = [supervisor::SUBCOMMAND, mark.as_str()];
+    scan::stop_matching(
+        &|pid, _| scan::arguments_are(pid, &supervisor),
+        Duration::ZERO,
+    )
+    .map_err(|pids| ProcessError::Unkillable {
+        run_id: run_id.to_owned(),
+        pids,
+    })?;
     let entry = mark.env_entry();
     scan::stop_matching(&|pid, _| scan::environ_has(pid, &entry), grace).map_err(|pids| {
         ProcessError::Unkillable {

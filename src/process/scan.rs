@@ -40,6 +40,17 @@ pub fn environ_has(pid: i32, entry: &str) -> bool {
     })
 }
 
+/// Whether `pid` was started with exactly these arguments after its program name.
+pub fn arguments_are(pid: i32, expected: &[&str]) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        let mut arguments = cmdline.split(|b| *b == 0).skip(1);
+        expected
+            .iter()
+            .all(|want| arguments.next() == Some(want.as_bytes()))
+            && arguments.all(<[u8]>::is_empty)
+    })
+}
+
 /// Every live process but this one for which `matches` holds.
 pub fn find(matches: &dyn Fn(i32, &Stat) -> bool) -> Vec<i32> {
     let own = std::process::id() as i32;

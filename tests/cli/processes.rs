@@ -212,6 +212,55 @@ fn resume_stops_what_a_killed_engine_and_supervisor_left_behind_before_running_t
     assert!(left.is_empty(), "alive after the resumed run: {left:?}");
 }
 
+/// The supervisor of an engine that died can still be stopping what carries the run's mark
+/// when the run is resumed; the resumed steps carry the same mark, so it would stop them too.
+/// A resume kills such a supervisor before its first step. Here one is kept alive on purpose
+/// (its engine's end of the pipe held open), as a slow one would be.
+#[test]
+fn resume_kills_a_supervisor_left_from_the_engine_before_so_it_cannot_stop_the_new_steps() {
+    let bench = Bench::new();
+    let marked = Marked::new();
+    bench.write("twice.yaml", TWICE);
+    bench.write(
+        "mark.yaml",
+        &TWICE.replace(
+            "echo running > ready",
+            "echo \"$RUNBOOK_RUN_MARK\" > mark\n          echo running > ready",
+        ),
+    );
+    let engine = marked.spawn(&bench, &["run", "mark.yaml", "--run-id", "p5"]);
+    bench.wait_for("ready", "running");
+    assert!(marked.kill_engine_and_supervisor() >= 1);
+    finish(engine);
+    let mark = bench.read("mark").trim().to_owned();
+    assert_eq!(mark.len(), 32, "the run's mark: {mark:?}");
+    let mut old_supervisor = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(["__supervise", &mark])
+        .env("RUNBOOK_TEST_MARK", &marked.mark)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a supervisor");
+
+    let (code, _, stderr) = marked.run(&bench, &["resume", "p5"]);
+    assert_eq!(code, 0, "{stderr}");
+    let killed = old_supervisor
+        .try_wait()
+        .expect("wait for the old supervisor");
+    assert!(
+        killed.is_some(),
+        "the old supervisor of run p5 is still alive after the resume"
+    );
+    assert_eq!(
+        starts(&bench),
+        "start\nstart\n",
+        "the step ran once at a time"
+    );
+    let left = marked.survivors_after(Duration::from_secs(2));
+    assert!(left.is_empty(), "alive after the resumed run: {left:?}");
+}
+
 #[test]
 fn sighup_parks_the_run_runs_finally_and_leaves_no_process() {
     let bench = Bench::new();
