@@ -1,6 +1,8 @@
 use super::AppError;
-use crate::event::Envelope;
+use crate::event::{Envelope, RunStatus};
+use crate::report::run_report::shown_status;
 use crate::store::{RunSummary, Store};
+use jiff::Timestamp;
 
 /// The runs of a store, newest first.
 pub struct RunList {
@@ -15,11 +17,45 @@ pub struct RunDetails {
     pub events: Vec<Envelope>,
 }
 
-/// Every run of the store, newest first.
-pub async fn list(store: &dyn Store) -> Result<RunList, AppError> {
+/// Which runs a list shows; the default shows them all.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs of the runbook with this `name`.
+    pub runbook: Option<String>,
+    /// Only runs with this status, as lists show it (a `running` run whose owner is gone is
+    /// `interrupted`).
+    pub status: Option<RunStatus>,
+    /// Only runs created at or after this moment.
+    pub since: Option<Timestamp>,
+    /// At most this many runs: the newest.
+    pub limit: Option<usize>,
+}
+
+impl RunFilter {
+    pub fn admits(&self, run: &RunSummary) -> bool {
+        let since = self.since.map(|since| since.as_millisecond());
+        self.runbook
+            .as_ref()
+            .is_none_or(|name| &run.runbook == name)
+            && self.status.is_none_or(|status| shown_status(run) == status)
+            && since.is_none_or(|since| {
+                run.created_at
+                    .parse::<Timestamp>()
+                    .is_ok_and(|created| created.as_millisecond() >= since)
+            })
+    }
+}
+
+/// The runs of the store that `filter` admits, newest first.
+pub async fn list(store: &dyn Store, filter: &RunFilter) -> Result<RunList, AppError> {
+    let runs = store.runs().await?;
     Ok(RunList {
         location: store.location(),
-        runs: store.runs().await?,
+        runs: runs
+            .into_iter()
+            .filter(|run| filter.admits(run))
+            .take(filter.limit.unwrap_or(usize::MAX))
+            .collect(),
     })
 }
 

@@ -151,7 +151,7 @@ async fn two_runs_in_one_process_are_started_watched_approved_resumed_and_shown(
 
     // Execution closed the store it ran with; a fresh handle reads what was recorded.
     let store = open_store(Some(&store_url)).await.unwrap();
-    let listed = list(store.as_ref()).await.unwrap();
+    let listed = list(store.as_ref(), &RunFilter::default()).await.unwrap();
     let mut statuses: Vec<_> = listed
         .runs
         .iter()

@@ -1,11 +1,9 @@
-//! Keeping the store tidy: which runs `runs list` shows (`--runbook`, `--status`, `--since`,
-//! `--limit`), and `runs prune`, which deletes runs that are over and old.
+//! Keeping the store tidy: the moments `runs list --since` and `runs prune --older-than`
+//! read, and `runs prune`, which deletes runs that are over and old.
 
-use super::args::{RunsListArgs, RunsPruneArgs};
+use super::args::RunsPruneArgs;
 use super::execute::{open_store, runtime, store_failure};
 use super::{ExitStatus, Printer};
-use crate::report::run_report::shown_status;
-use crate::store::RunSummary;
 use jiff::{SignedDuration, Timestamp};
 use std::fmt::Write;
 
@@ -42,27 +40,6 @@ pub fn parse_moment(text: &str) -> Result<Timestamp, String> {
         .map(SignedDuration::from_secs)
         .ok_or_else(expected)?;
     Timestamp::now().checked_sub(age).map_err(|_| expected())
-}
-
-/// The runs `runs list` shows: newest first, filtered, at most `--limit`.
-pub fn filter_runs(runs: Vec<RunSummary>, args: &RunsListArgs) -> Vec<RunSummary> {
-    let since = args.since.map(|since| since.as_millisecond());
-    runs.into_iter()
-        .filter(|run| {
-            args.runbook
-                .as_ref()
-                .is_none_or(|name| &run.runbook == name)
-        })
-        .filter(|run| args.status.is_none_or(|status| shown_status(run) == status))
-        .filter(|run| {
-            since.is_none_or(|since| {
-                run.created_at
-                    .parse::<Timestamp>()
-                    .is_ok_and(|created| created.as_millisecond() >= since)
-            })
-        })
-        .take(args.limit.unwrap_or(usize::MAX))
-        .collect()
 }
 
 /// `runbook runs prune --older-than AGE`.

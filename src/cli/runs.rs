@@ -21,13 +21,16 @@ fn list(args: &RunsListArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
             Ok(store) => store,
             Err(error) => return Ok(app_failure(&error, printer)),
         };
-        let listed = app::list(store.as_ref()).await;
+        let filter = app::RunFilter {
+            runbook: args.runbook.clone(),
+            status: args.status,
+            since: args.since,
+            limit: args.limit,
+        };
+        let listed = app::list(store.as_ref(), &filter).await;
         let _ = store.close().await;
         let (runs, location) = match listed {
-            Ok(list) => (
-                super::housekeeping::filter_runs(list.runs, args),
-                list.location,
-            ),
+            Ok(list) => (list.runs, list.location),
             Err(error) => return Ok(app_failure(&error, printer)),
         };
         match args.format {

@@ -6,7 +6,7 @@ use super::redact::Revealed;
 use super::seal::OpenError;
 use crate::event::{RunEvent, RunFold, RunStatus, StepStatus, Via};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What is known of one step instance.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -31,6 +31,11 @@ pub struct StepRecord {
     pub action_error: Option<String>,
     /// The run segment (see [`RunState::segment`]) in which the step ended.
     pub segment: u32,
+    /// When it started (RFC 3339): its first attempt, or the last time it ran again (a
+    /// `finally` step after a resume, a step a resume takes up again).
+    pub started_at: Option<String>,
+    /// When it ended (RFC 3339); `None` while it runs or when it never ended.
+    pub ended_at: Option<String>,
     /// When an approval step asked its question (RFC 3339).
     pub approval_requested_at: Option<String>,
     pub decision: Option<Answer>,
@@ -55,9 +60,15 @@ pub struct RunState {
     /// last park ran for that park, not for the run's real end, and a resume runs them again.
     pub run: RunFold,
     pub steps: BTreeMap<String, StepRecord>,
-    /// Step paths in the order they first appeared, for summaries.
+    /// Step paths in the order they ran, for summaries and reports: a step that runs again
+    /// (a `finally` step after a resume, a step a resume takes up again) moves to where it
+    /// ran last.
     pub order: Vec<String>,
+    /// The process segment in which each step last started: the run's resumes before it.
+    started_in: HashMap<String, u32>,
     seen: HashSet<String>,
+    /// How many times a process took the run up again.
+    resumes: u32,
     /// When the run was created (RFC 3339), from its first event.
     pub created_at: Option<String>,
 }
@@ -71,10 +82,22 @@ impl RunState {
     /// Applies an event that happened at `at` (RFC 3339).
     pub fn apply_at(&mut self, event: &RunEvent, at: &str) {
         self.run.apply(event, at);
+        if let RunEvent::RunResumed { .. } = event {
+            self.resumes += 1;
+        }
         self.apply_to_steps(event);
         match event {
+            RunEvent::StepStarted { path, .. } | RunEvent::StepExpanded { path, .. } => {
+                self.runs_again(path, at)
+            }
             RunEvent::RunStarted { .. } if self.created_at.is_none() => {
                 self.created_at = Some(at.to_owned())
+            }
+            RunEvent::StepEnded { path, .. } => {
+                if let Some(record) = self.steps.get_mut(path) {
+                    record.started_at.get_or_insert_with(|| at.to_owned());
+                    record.ended_at = Some(at.to_owned());
+                }
             }
             RunEvent::ApprovalRequested { path, .. } => {
                 if let Some(record) = self.steps.get_mut(path)
@@ -197,6 +220,7 @@ impl RunState {
                 record.via = None;
                 record.outputs = Value::Null;
                 record.duration_ms = 0;
+                record.ended_at = None;
                 if status != StepStatus::Cancelled {
                     forgotten.push(path.clone());
                 }
@@ -260,6 +284,26 @@ impl RunState {
             }
         }
         paths
+    }
+
+    /// Notes that the step at `path` starts at `at`. One that had ended, or that last
+    /// started before a resume, runs again: it moves to the end of [`order`](Self::order).
+    fn runs_again(&mut self, path: &str, at: &str) {
+        let segment = self.resumes;
+        let earlier = self.started_in.insert(path.to_owned(), segment);
+        let Some(record) = self.steps.get_mut(path) else {
+            return;
+        };
+        // Ended before, or started in an earlier process: it runs again.
+        let again = record.ended_at.is_some() || earlier.is_some_and(|s| s < segment);
+        if again {
+            record.started_at = Some(at.to_owned());
+            record.ended_at = None;
+            self.order.retain(|p| p != path);
+            self.order.push(path.to_owned());
+        } else {
+            record.started_at.get_or_insert_with(|| at.to_owned());
+        }
     }
 
     fn record(&mut self, path: &str) -> &mut StepRecord {
@@ -402,5 +446,25 @@ mod tests {
         state.apply_at(&parked, "");
         assert_eq!(state.steps["cleanup"].segment, 0);
         assert_eq!(state.run.parks, 1);
+    }
+
+    #[test]
+    fn a_step_that_runs_again_after_a_resume_moves_to_where_it_ran_last() {
+        let mut state = RunState::default();
+        state.apply_at(&started("cleanup", 1, false), "t1");
+        state.apply_at(&ended("cleanup"), "t2");
+        state.apply_at(&started("work", 1, false), "t3");
+        assert_eq!(state.order, ["cleanup", "work"]);
+        // A retry in the same process does not move the step, nor restart its clock.
+        state.apply_at(&started("work", 2, false), "t4");
+        assert_eq!(state.steps["work"].started_at.as_deref(), Some("t3"));
+        state.apply_at(&RunEvent::RunResumed { by: "pid 2".into() }, "t5");
+        state.apply_at(&started("work", 2, false), "t6");
+        state.apply_at(&started("cleanup", 1, false), "t7");
+        assert_eq!(state.order, ["work", "cleanup"]);
+        let cleanup = &state.steps["cleanup"];
+        assert_eq!(cleanup.started_at.as_deref(), Some("t7"));
+        assert_eq!(cleanup.ended_at, None);
+        assert_eq!(state.steps["work"].started_at.as_deref(), Some("t6"));
     }
 }

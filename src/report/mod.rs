@@ -6,6 +6,7 @@ pub mod markdown;
 pub mod progress;
 pub mod run_report;
 pub mod step_output;
+pub mod step_table;
 pub mod summary;
 pub mod symbols;
 pub mod text;

@@ -1,12 +1,11 @@
 //! `runbook runs show`: one run, rebuilt from its journal. Each format renders this model
 //! in a file of its own: `text.rs`, `json.rs`, `markdown.rs`.
 
-use crate::event::{Envelope, Notice, RunEvent, RunFold, RunStatus, StepStatus, Via};
+use crate::engine::state::{RunState, StepRecord};
+use crate::event::{Envelope, Notice, RunEvent, RunStatus, StepStatus, Via};
 use crate::store::RunSummary;
-use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::HashMap;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,98 +153,19 @@ impl RunReport {
             warnings: Vec::new(),
             notices: Vec::new(),
         };
-        let unfinished = match status {
-            RunStatus::Running => StepState::Running,
-            _ => StepState::Unfinished,
-        };
-        let mut steps: IndexMap<String, StepReport> = IndexMap::new();
-        fn entry<'m>(
-            steps: &'m mut IndexMap<String, StepReport>,
-            path: &str,
-            unfinished: StepState,
-        ) -> &'m mut StepReport {
-            steps.entry(path.to_owned()).or_insert_with(|| StepReport {
-                path: path.to_owned(),
-                status: unfinished,
-                attempts: 0,
-                started_at: None,
-                ended_at: None,
-                duration_ms: None,
-                via: None,
-                item: None,
-                outputs: Value::Null,
-                error: None,
-            })
-        }
-        let mut run = RunFold::default();
-        // Steps are listed in the order they ran: one that runs again in a later process
-        // (a `finally` step, a step a resume takes up again) moves to where it ran last.
-        let mut segment = 0;
-        let mut started_in: HashMap<String, usize> = HashMap::new();
-        let mut runs_again =
-            |steps: &mut IndexMap<String, StepReport>, path: &str, at: &str, segment: usize| {
-                let again = steps.get(path).is_some_and(|step| {
-                    step.ended_at.is_some() || started_in.get(path).is_some_and(|s| *s < segment)
-                });
-                started_in.insert(path.to_owned(), segment);
-                if again && let Some(mut step) = steps.shift_remove(path) {
-                    step.started_at = Some(at.to_owned());
-                    step.ended_at = None;
-                    steps.insert(path.to_owned(), step);
-                }
-            };
+        // Where each step stands: the executor's own fold of the events, so that a report
+        // cannot disagree with what a resume would do.
+        let mut state = RunState::default();
         for envelope in events {
             let at = &envelope.at;
-            run.apply(&envelope.event, at);
+            state.apply_at(&envelope.event, at);
             match &envelope.event {
                 RunEvent::RunStarted { inputs, .. } => report.inputs = inputs.clone(),
-                RunEvent::RunResumed { by } => {
-                    segment += 1;
-                    report.resumes.push(Resume {
-                        at: at.clone(),
-                        by: by.clone(),
-                    })
-                }
-                RunEvent::StepStarted { path, attempt, .. } => {
-                    runs_again(&mut steps, path, at, segment);
-                    let step = entry(&mut steps, path, unfinished);
-                    step.started_at.get_or_insert_with(|| at.clone());
-                    step.attempts = step.attempts.max(*attempt);
-                    step.status = unfinished;
-                }
-                RunEvent::StepExpanded { path, .. } => {
-                    runs_again(&mut steps, path, at, segment);
-                    entry(&mut steps, path, unfinished)
-                        .started_at
-                        .get_or_insert_with(|| at.clone());
-                }
-                RunEvent::StepEnded {
-                    path,
-                    status,
-                    attempts,
-                    via,
-                    outputs,
-                    error,
-                    item,
-                    duration_ms,
-                    ..
-                } => {
-                    let step = entry(&mut steps, path, unfinished);
-                    step.started_at.get_or_insert_with(|| at.clone());
-                    step.status = (*status).into();
-                    step.attempts = *attempts;
-                    step.via = *via;
-                    step.outputs = outputs.clone();
-                    step.error = error.clone();
-                    step.item = item.clone();
-                    step.ended_at = Some(at.clone());
-                    step.duration_ms = Some(*duration_ms);
-                }
+                RunEvent::RunResumed { by } => report.resumes.push(Resume {
+                    at: at.clone(),
+                    by: by.clone(),
+                }),
                 RunEvent::ApprovalRequested { path, prompt, .. } => {
-                    let step = entry(&mut steps, path, unfinished);
-                    if step.ended_at.is_none() {
-                        step.status = StepState::Waiting;
-                    }
                     report.approvals.push(ApprovalReport {
                         path: path.clone(),
                         prompt: prompt.clone(),
@@ -277,18 +197,51 @@ impl RunReport {
                     path: path.clone(),
                     message: message.clone(),
                 }),
-                RunEvent::RunEnded { .. }
-                | RunEvent::StepPolling { .. }
-                | RunEvent::StepNotice { .. }
-                | RunEvent::StepOutput { .. }
-                | RunEvent::StepAttemptFailed { .. } => {}
+                _ => {}
             }
         }
-        report.steps = steps.into_values().collect();
-        report.reason = run.reason;
-        report.outputs = run.outputs;
-        report.notices = run.notices;
+        let running = status == RunStatus::Running;
+        report.steps = state
+            .order
+            .iter()
+            .filter_map(|path| {
+                let record = state.steps.get(path)?;
+                Some(StepReport::new(path, record, running))
+            })
+            .collect();
+        report.reason = state.run.reason;
+        report.outputs = state.run.outputs;
+        report.notices = state.run.notices;
         report
+    }
+}
+
+impl StepReport {
+    /// A step as the run's fold left it; `running` says whether the run still runs.
+    pub fn new(path: &str, record: &StepRecord, running: bool) -> StepReport {
+        let status = match record.status {
+            Some(status) => status.into(),
+            None if record.approval_requested_at.is_some() => StepState::Waiting,
+            None if running => StepState::Running,
+            None => StepState::Unfinished,
+        };
+        let ended = record.ended_at.is_some();
+        StepReport {
+            path: path.to_owned(),
+            status,
+            attempts: record.attempts,
+            started_at: record.started_at.clone(),
+            ended_at: record.ended_at.clone(),
+            duration_ms: ended.then_some(record.duration_ms),
+            via: record.via.filter(|_| ended),
+            item: record.item.clone(),
+            outputs: if ended {
+                record.outputs.clone()
+            } else {
+                Value::Null
+            },
+            error: record.error.clone().filter(|_| ended),
+        }
     }
 }
 

@@ -1,46 +1,19 @@
 //! The summary printed when a run ends: every step with its status, attempts and time.
 
-use crate::engine::{Notice, RunOutcome, StepStatus, Via};
+use super::run_report::StepReport;
+use super::step_table::{self, StepColumns};
+use crate::engine::{Notice, RunOutcome};
 use std::fmt::Write;
-use std::time::Duration;
 
 pub fn render(outcome: &RunOutcome, run_id: &str) -> String {
     let mut out = String::new();
     let state = &outcome.state;
-    let width = state
+    let steps: Vec<StepReport> = state
         .order
         .iter()
-        .map(|p| p.chars().count())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    let _ = writeln!(
-        out,
-        "\n{:<width$}  {:<10}  {:>8}  {:>9}",
-        "step", "status", "attempts", "time"
-    );
-    for path in &state.order {
-        let Some(record) = state.steps.get(path) else {
-            continue;
-        };
-        let unfinished = if record.approval_requested_at.is_some() {
-            "waiting"
-        } else {
-            "unfinished"
-        };
-        let status = record.status.map_or(unfinished, StepStatus::name);
-        let via = match record.via {
-            Some(Via::Fallback) => "  via fallback",
-            Some(Via::Verify) => "  verified done",
-            _ => "",
-        };
-        let _ = writeln!(
-            out,
-            "{path:<width$}  {status:<10}  {:>8}  {:>9}{via}",
-            record.attempts,
-            crate::runbook::Duration(Duration::from_millis(record.duration_ms)).to_string()
-        );
-    }
+        .filter_map(|path| Some(StepReport::new(path, state.steps.get(path)?, false)))
+        .collect();
+    step_table::render(&mut out, &steps, StepColumns::default());
     notices(&mut out, &state.run.notices);
     // `run r1 interrupted (interrupted)` would say it twice.
     let reason = outcome

@@ -1,7 +1,8 @@
 //! `runbook runs show`: the run report as text for the terminal.
 
 use super::run_report::{RunReport, compact, duration, is_empty};
-use crate::event::{RunStatus, Via};
+use super::step_table::{self, StepColumns};
+use crate::event::RunStatus;
 use std::fmt::Write;
 
 impl RunReport {
@@ -27,40 +28,11 @@ impl RunReport {
         for resume in &self.resumes {
             let _ = writeln!(out, "resumed   {} by {}", resume.at, resume.by);
         }
-        let width = self
-            .steps
-            .iter()
-            .map(|s| s.path.chars().count())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        let _ = writeln!(
-            out,
-            "\n{:<width$}  {:<10}  {:>8}  {:>9}  started",
-            "step", "status", "attempts", "time"
-        );
-        for step in &self.steps {
-            let via = match step.via {
-                Some(Via::Fallback) => "  via fallback",
-                Some(Via::Verify) => "  verified done",
-                _ => "",
-            };
-            let _ = writeln!(
-                out,
-                "{:<width$}  {:<10}  {:>8}  {:>9}  {}{via}",
-                step.path,
-                step.status.name(),
-                step.attempts,
-                step.duration_ms.map(duration).unwrap_or_default(),
-                step.started_at.as_deref().unwrap_or("-"),
-            );
-            if !is_empty(&step.outputs) {
-                let _ = writeln!(out, "{:width$}  outputs: {}", "", compact(&step.outputs));
-            }
-            if let Some(error) = &step.error {
-                let _ = writeln!(out, "{:width$}  error: {error}", "");
-            }
-        }
+        let columns = StepColumns {
+            started: true,
+            details: true,
+        };
+        step_table::render(&mut out, &self.steps, columns);
         for approval in &self.approvals {
             let _ = writeln!(out, "\napproval  {}: {}", approval.path, approval.prompt);
             match (&approval.approved, &approval.by) {

@@ -98,7 +98,10 @@ impl Walk<'_> {
                     uses.span,
                     format!("the runbook `{}` does not exist", uses.value),
                 )
-                .with_label(format!("looked for {}", display_path(&path)))
+                .with_label(format!(
+                    "looked for {}",
+                    display_path(&lexically_normal(&path))
+                ))
                 .with_help(
                     similar_file(&path)
                         .map(|near| {
@@ -190,4 +193,42 @@ fn file_name(path: &Path) -> String {
 /// A `uses:` path resolved against the file that names it.
 pub fn resolve_uses(caller: &Path, uses: &str) -> PathBuf {
     caller.parent().unwrap_or(Path::new("")).join(uses)
+}
+
+/// `path` with `.` dropped and each `..` folded into the folder before it, without asking the
+/// file system: `sub/../lib/x.yaml` is `lib/x.yaml`, the file a person would look for.
+fn lexically_normal(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut normal = std::path::PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(normal.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                normal.pop();
+            }
+            other => normal.push(other),
+        }
+    }
+    if normal.as_os_str().is_empty() {
+        normal.push(".");
+    }
+    normal
+}
+
+#[cfg(test)]
+mod lexical_tests {
+    use super::lexically_normal;
+    use std::path::Path;
+
+    #[test]
+    fn folds_parent_folders_into_the_folder_before_them() {
+        let shown = |p: &str| lexically_normal(Path::new(p)).display().to_string();
+        assert_eq!(shown("sub/../lib/x.yaml"), "lib/x.yaml");
+        assert_eq!(shown("./a/./b/../c.yaml"), "a/c.yaml");
+        assert_eq!(shown("../up/x.yaml"), "../up/x.yaml");
+        assert_eq!(shown("a/../../x.yaml"), "../x.yaml");
+        assert_eq!(shown("/r/a/../x.yaml"), "/r/x.yaml");
+    }
 }
