@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 // The actions of the language, each in its own file: its fields, its rules, its summary.
-// An action is listed once more below, in `with_action!`, `ACTION_KEYS` and `ActionRef`.
+// An action is listed once more below, in `action_list!`.
 mod action_body;
 mod applies;
 mod approval;
@@ -182,57 +182,67 @@ pub struct Poll {
     pub timeout: Option<Spanned<Duration>>,
 }
 
-/// Generates a struct with the fields shared by everything that carries one action:
-/// a step, its fallback and its verify probe.
+/// Every action of the language with a body of its own, once: its doc comment (what an
+/// editor shows on the key), its key in YAML, its [`ActionRef`] variant and the type of its
+/// body. Adding an action is its own file and one line here. `uses` (with `with`) is the call
+/// of another runbook, not an action with a body, and is written out where it is needed.
+///
+/// `action_list!(name { tokens })` calls `name!` with `{ tokens }` followed by the list.
+macro_rules! action_list {
+    ($callback:ident { $($input:tt)* }) => {
+        $callback! {
+            { $($input)* }
+            /// Run a command: `command` (argv, no shell) or `script` (run by `sh -eu`).
+            exec: Exec(Exec),
+            /// Make an HTTP request.
+            http: Http(Http),
+            /// Get, create, patch, delete or wait on a Kubernetes resource.
+            kubernetes: Kubernetes(Kubernetes),
+            /// Park the run until a person approves it with `runbook approve`.
+            approval: Approval(Approval),
+            /// Fail unless jq conditions hold.
+            assert: Assert(Assert),
+            /// Wait this long.
+            sleep: Sleep(Duration),
+            /// Add values to a named record kept in the store across runs, or read it.
+            record: Record(Record),
+        }
+    };
+}
+
+/// Generates a struct with the fields shared by everything that carries one action (a
+/// step, its fallback and its verify probe): its own fields, one per action of
+/// [`action_list!`], and `uses` with `with`.
 macro_rules! with_action {
     (
-        $(#[$meta:meta])*
-        pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident : $ty:ty,)* }
+        {
+            $(#[$meta:meta])*
+            pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident : $ty:ty,)* }
+        }
+        $( $(#[doc = $doc:literal])* $key:ident : $variant:ident ($body:ty), )*
     ) => {
         $(#[$meta])*
         pub struct $name {
             $($(#[$fmeta])* pub $field: $ty,)*
-            /// Run a command: `command` (argv, no shell) or `script` (run by `sh -eu`).
-            #[serde(default)]
-            pub exec: Option<Box<Spanned<Exec>>>,
-            /// Make an HTTP request.
-            #[serde(default)]
-            pub http: Option<Box<Spanned<Http>>>,
-            /// Get, create, patch, delete or wait on a Kubernetes resource.
-            #[serde(default)]
-            pub kubernetes: Option<Box<Spanned<Kubernetes>>>,
+            $(
+                $(#[doc = $doc])*
+                #[serde(default)]
+                pub $key: Option<Box<Spanned<$body>>>,
+            )*
             /// Run another runbook as this step; the path is relative to this file.
             #[serde(default)]
             pub uses: Option<Spanned<String>>,
             /// Inputs for the runbook named by `uses`.
             #[serde(default)]
             pub with: Option<Box<Spanned<SpannedMap<Node>>>>,
-            /// Park the run until a person approves it with `runbook approve`.
-            #[serde(default)]
-            pub approval: Option<Box<Spanned<Approval>>>,
-            /// Fail unless jq conditions hold.
-            #[serde(default)]
-            pub assert: Option<Box<Spanned<Assert>>>,
-            /// Wait this long.
-            #[serde(default)]
-            pub sleep: Option<Spanned<Duration>>,
-            /// Add values to a named record kept in the store across runs, or read it.
-            #[serde(default)]
-            pub record: Option<Box<Spanned<Record>>>,
         }
 
         impl $name {
             /// The actions this body names, each with its key; a valid body has exactly one.
             pub fn actions(&self) -> Vec<ActionRef<'_>> {
                 let mut found = Vec::new();
-                if let Some(a) = &self.exec { found.push(ActionRef::Exec(a)); }
-                if let Some(a) = &self.http { found.push(ActionRef::Http(a)); }
-                if let Some(a) = &self.kubernetes { found.push(ActionRef::Kubernetes(a)); }
+                $( if let Some(a) = &self.$key { found.push(ActionRef::$variant(a)); } )*
                 if let Some(a) = &self.uses { found.push(ActionRef::Uses(a, self.with.as_deref())); }
-                if let Some(a) = &self.approval { found.push(ActionRef::Approval(a)); }
-                if let Some(a) = &self.assert { found.push(ActionRef::Assert(a)); }
-                if let Some(a) = &self.sleep { found.push(ActionRef::Sleep(a)); }
-                if let Some(a) = &self.record { found.push(ActionRef::Record(a)); }
                 found
             }
 
@@ -245,30 +255,45 @@ macro_rules! with_action {
     };
 }
 
-/// The keys that name an action, for messages.
-pub const ACTION_KEYS: &[&str] = &[
-    "exec",
-    "http",
-    "kubernetes",
-    "uses",
-    "approval",
-    "assert",
-    "sleep",
-    "record",
-];
+/// The keys that name an action, the variants that borrow one, and the one match from an
+/// action to its own file, all from [`action_list!`].
+macro_rules! action_registry {
+    (
+        {}
+        $( $(#[doc = $doc:literal])* $key:ident : $variant:ident ($body:ty), )*
+    ) => {
+        /// The keys that name an action, for messages.
+        pub const ACTION_KEYS: &[&str] = &[$(stringify!($key),)* "uses"];
 
-/// One action of a step, borrowed.
-#[derive(Debug, Clone, Copy)]
-pub enum ActionRef<'a> {
-    Exec(&'a Spanned<Exec>),
-    Http(&'a Spanned<Http>),
-    Kubernetes(&'a Spanned<Kubernetes>),
-    Uses(&'a Spanned<String>, Option<&'a Spanned<SpannedMap<Node>>>),
-    Approval(&'a Spanned<Approval>),
-    Assert(&'a Spanned<Assert>),
-    Sleep(&'a Spanned<Duration>),
-    Record(&'a Spanned<Record>),
+        /// One action of a step, borrowed.
+        #[derive(Debug, Clone, Copy)]
+        pub enum ActionRef<'a> {
+            $( $(#[doc = $doc])* $variant(&'a Spanned<$body>), )*
+            /// Run another runbook, with these inputs.
+            Uses(&'a Spanned<String>, Option<&'a Spanned<SpannedMap<Node>>>),
+        }
+
+        impl<'a> ActionRef<'a> {
+            /// The one match from an action to its own file: where it is written, and its body.
+            fn parts(&self) -> (Span, Option<&'a dyn ActionBody>) {
+                match *self {
+                    $( ActionRef::$variant(a) => (a.span, Some(&a.value)), )*
+                    ActionRef::Uses(a, _) => (a.span, None),
+                }
+            }
+
+            /// The action's key in YAML.
+            pub fn key(&self) -> &'static str {
+                match self {
+                    $( ActionRef::$variant(_) => stringify!($key), )*
+                    ActionRef::Uses(..) => "uses",
+                }
+            }
+        }
+    };
 }
+
+action_list!(action_registry {});
 
 impl<'a> ActionRef<'a> {
     /// What the language knows of the action, from its own file; `None` for `uses`, which
@@ -282,20 +307,6 @@ impl<'a> ActionRef<'a> {
         self.parts().0
     }
 
-    /// The one match from an action to its own file: where it is written, and its body.
-    fn parts(&self) -> (Span, Option<&'a dyn ActionBody>) {
-        match *self {
-            ActionRef::Exec(a) => (a.span, Some(&a.value)),
-            ActionRef::Http(a) => (a.span, Some(&a.value)),
-            ActionRef::Kubernetes(a) => (a.span, Some(&a.value)),
-            ActionRef::Uses(a, _) => (a.span, None),
-            ActionRef::Approval(a) => (a.span, Some(&a.value)),
-            ActionRef::Assert(a) => (a.span, Some(&a.value)),
-            ActionRef::Sleep(a) => (a.span, Some(&a.value)),
-            ActionRef::Record(a) => (a.span, Some(&a.value)),
-        }
-    }
-
     /// A one-line summary of the action, as a person would say it.
     pub fn describe(&self) -> String {
         match (self, self.body()) {
@@ -304,23 +315,9 @@ impl<'a> ActionRef<'a> {
             (_, None) => self.key().to_owned(),
         }
     }
-
-    /// The action's key in YAML.
-    pub fn key(&self) -> &'static str {
-        match self {
-            ActionRef::Exec(_) => "exec",
-            ActionRef::Http(_) => "http",
-            ActionRef::Kubernetes(_) => "kubernetes",
-            ActionRef::Uses(..) => "uses",
-            ActionRef::Approval(_) => "approval",
-            ActionRef::Assert(_) => "assert",
-            ActionRef::Sleep(_) => "sleep",
-            ActionRef::Record(_) => "record",
-        }
-    }
 }
 
-with_action! {
+action_list! { with_action {
     /// A step: one action, and when and how to run it.
     #[derive(Debug, Clone, Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
@@ -384,9 +381,9 @@ with_action! {
         #[serde(default)]
         pub notice: Option<Spanned<String>>,
     }
-}
+} }
 
-with_action! {
+action_list! { with_action {
     /// What a step does when its action still fails after its retries.
     #[derive(Debug, Clone, Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
@@ -407,9 +404,9 @@ with_action! {
         #[serde(default)]
         pub outputs: Option<Spanned<SpannedMap<Spanned<String>>>>,
     }
-}
+} }
 
-with_action! {
+action_list! { with_action {
     /// A probe that tells whether a step's work is already done.
     #[derive(Debug, Clone, Deserialize, JsonSchema)]
     #[serde(deny_unknown_fields)]
@@ -420,7 +417,7 @@ with_action! {
         #[serde(default)]
         pub outputs: Option<Spanned<SpannedMap<Spanned<String>>>>,
     }
-}
+} }
 
 /// A value used as text: a string, or a number or boolean written without quotes
 /// (`PORT: 8080`), read as its text.
@@ -481,8 +478,6 @@ steps:
     http: {url: "http://localhost/"}
   - id: kubernetes
     kubernetes: {get: {api_version: v1, kind: Pod, name: p}}
-  - id: uses
-    uses: other.yaml
   - id: approval
     approval: {prompt: go?}
   - id: assert
@@ -491,11 +486,13 @@ steps:
     sleep: 1s
   - id: record
     record: {name: r}
+  - id: uses
+    uses: other.yaml
 "#;
 
     /// An action added to the language is found on a step, under its own key, and says
-    /// what it does in one line starting with that key: the model's registration of it
-    /// (its field, `ActionRef`, `actions()`) is complete.
+    /// what it does in one line starting with that key: its line in `action_list!` gives it
+    /// a field, an `ActionRef` and a place in `actions()`.
     #[test]
     fn every_action_key_is_read_from_a_step_and_described() {
         let (loaded, problems) = load::load(SourceFile::new("each.yaml", ONE_OF_EACH));
