@@ -1,6 +1,6 @@
 use super::AppError;
 use crate::event::Envelope;
-use crate::store::{RunSummary, Store};
+use crate::store::{HeldLock, RunSummary, Store};
 
 /// The runs of a store, newest first.
 pub struct RunList {
@@ -28,5 +28,20 @@ pub async fn show(store: &dyn Store, run_id: &str) -> Result<RunDetails, AppErro
     Ok(RunDetails {
         summary: store.run(run_id).await?,
         events: store.events(run_id).await?,
+    })
+}
+
+/// The locks held in a store, by name.
+pub struct LockList {
+    /// Where the store is, for messages.
+    pub location: String,
+    pub locks: Vec<HeldLock>,
+}
+
+/// Every lock held now: who holds it, since when, until when.
+pub async fn locks(store: &dyn Store) -> Result<LockList, AppError> {
+    Ok(LockList {
+        location: store.location(),
+        locks: store.locks().await?,
     })
 }

@@ -32,6 +32,8 @@ pub struct RunReport {
     pub warnings: Vec<WarningReport>,
     /// What the steps' `notice` said, one per step path (the latest), in order.
     pub notices: Vec<Notice>,
+    /// Each time the run or a step took (or waited for) a lock shared across runs.
+    pub locks: Vec<super::locks::LockReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,6 +155,7 @@ impl RunReport {
             resumes: Vec::new(),
             warnings: Vec::new(),
             notices: Vec::new(),
+            locks: Vec::new(),
         };
         let unfinished = match status {
             RunStatus::Running => StepState::Running,
@@ -277,6 +280,11 @@ impl RunReport {
                     path: path.clone(),
                     message: message.clone(),
                 }),
+                RunEvent::LockWaiting(_)
+                | RunEvent::LockAcquired(_)
+                | RunEvent::LockReleased(_) => {
+                    super::locks::apply(&mut report.locks, &envelope.event, at)
+                }
                 RunEvent::RunEnded { .. }
                 | RunEvent::StepPolling { .. }
                 | RunEvent::StepNotice { .. }
