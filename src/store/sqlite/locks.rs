@@ -63,20 +63,19 @@ impl SqliteStore {
             if let Some(row) = taken {
                 return Ok(LockAttempt::Acquired(held_from(&row)?));
             }
-            let held = sqlx::query(concat!(
+            // Whoever the row names, even if its lease ran out since the upsert refused it:
+            // the caller asks again shortly, and then takes it.
+            let held = sqlx::query(
                 "SELECT name, run_id, step, runbook, pid, host, process_start, acquired_at, \
-                 expires_at_ms FROM locks WHERE name = ? \
-                 AND (expires_at_ms IS NULL OR expires_at_ms >= ",
-                db_now_ms!(),
-                ")"
-            ))
+                 expires_at_ms FROM locks WHERE name = ?",
+            )
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
             if let Some(row) = held {
                 return Ok(LockAttempt::HeldBy(held_from(&row)?));
             }
-            // Released or run out between the two statements: ask again.
+            // Released between the two statements: ask again.
         }
         Err(StoreError::Database {
             location: self.location.clone(),
