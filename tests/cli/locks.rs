@@ -38,6 +38,35 @@ steps:
     exec: { script: 'echo "start impatient" >> side' }
 "#;
 
+/// A run started in the background, stopped (SIGTERM, then waited for) if the test ends
+/// before it does, so that a failing test leaves nothing running.
+struct Running(Option<Child>);
+
+impl Running {
+    fn child(&self) -> &Child {
+        self.0.as_ref().expect("still running")
+    }
+
+    fn finish(mut self) -> (i32, String, String) {
+        finish(self.0.take().expect("finished once"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            // A stopped run must wake to take the signal.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+            let _ = child.wait();
+        }
+    }
+}
+
+fn start(bench: &Bench, args: &[&str]) -> Running {
+    Running(Some(bench.spawn(args)))
+}
+
 /// Runs the binary to its end with extra environment.
 fn runbook_with(bench: &Bench, env: &[(&str, &str)], args: &[&str]) -> Output {
     let mut test = Test::new()
@@ -50,8 +79,8 @@ fn runbook_with(bench: &Bench, env: &[(&str, &str)], args: &[&str]) -> Output {
 }
 
 /// Starts the binary with extra environment, without waiting for it.
-fn spawn_with(bench: &Bench, env: &[(&str, &str)], args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_runbook"))
+fn spawn_with(bench: &Bench, env: &[(&str, &str)], args: &[&str]) -> Running {
+    let child = Command::new(env!("CARGO_BIN_EXE_runbook"))
         .args(args)
         .current_dir(bench.path())
         .env("RUNBOOK_STORE", format!("sqlite:{}", bench.db().display()))
@@ -60,7 +89,8 @@ fn spawn_with(bench: &Bench, env: &[(&str, &str)], args: &[&str]) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start the runbook binary")
+        .expect("start the runbook binary");
+    Running(Some(child))
 }
 
 fn release(bench: &Bench, name: &str) {
@@ -94,34 +124,40 @@ fn text<'a>(value: &'a Value, what: &str) -> &'a str {
 fn a_held_lock_makes_the_next_run_wait_and_proceed_once_the_first_ends() {
     let bench = Bench::new();
     bench.write("upgrade.yaml", HOLDER);
-    let first = bench.spawn(&[
-        "run",
-        "upgrade.yaml",
-        "--run-id",
-        "first",
-        "--input",
-        "name=first",
-    ]);
+    let first = start(
+        &bench,
+        &[
+            "run",
+            "upgrade.yaml",
+            "--run-id",
+            "first",
+            "--input",
+            "name=first",
+        ],
+    );
     bench.wait_for("side", "start first");
     // The second run starts while the first holds the lock; the first lets go a little later.
-    let second = bench.spawn(&[
-        "run",
-        "upgrade.yaml",
-        "--run-id",
-        "second",
-        "--input",
-        "name=second",
-        "--output",
-        "json",
-    ]);
+    let second = start(
+        &bench,
+        &[
+            "run",
+            "upgrade.yaml",
+            "--run-id",
+            "second",
+            "--input",
+            "name=second",
+            "--output",
+            "json",
+        ],
+    );
     let waiting_since = Instant::now();
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(bench.read("side"), "start first\n", "the second run waits");
     release(&bench, "first");
     release(&bench, "second");
-    let (code, _, stderr) = finish(first);
+    let (code, _, stderr) = first.finish();
     assert_eq!(code, 0, "{stderr}");
-    let (code, stdout, stderr) = finish(second);
+    let (code, stdout, stderr) = second.finish();
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(
         bench.read("side"),
@@ -191,7 +227,7 @@ fn a_held_lock_makes_the_next_run_wait_and_proceed_once_the_first_ends() {
 fn a_lock_of_another_cluster_does_not_wait() {
     let bench = Bench::new();
     bench.write("upgrade.yaml", HOLDER);
-    let prod = bench.spawn(&["run", "upgrade.yaml", "--input", "name=prod"]);
+    let prod = start(&bench, &["run", "upgrade.yaml", "--input", "name=prod"]);
     bench.wait_for("side", "start prod");
     release(&bench, "staging");
     let staging = bench.runbook(&[
@@ -209,7 +245,7 @@ fn a_lock_of_another_cluster_does_not_wait() {
         staging.stderr
     );
     release(&bench, "prod");
-    assert_eq!(finish(prod).0, 0);
+    assert_eq!(prod.finish().0, 0);
 }
 
 #[test]
@@ -218,20 +254,23 @@ fn lock_wait_0s_fails_at_once_and_names_the_holder() {
     bench
         .write("upgrade.yaml", HOLDER)
         .write("impatient.yaml", IMPATIENT);
-    let holder = bench.spawn(&[
-        "run",
-        "upgrade.yaml",
-        "--run-id",
-        "holder",
-        "--input",
-        "name=holder",
-    ]);
+    let holder = start(
+        &bench,
+        &[
+            "run",
+            "upgrade.yaml",
+            "--run-id",
+            "holder",
+            "--input",
+            "name=holder",
+        ],
+    );
     bench.wait_for("side", "start holder");
     let asked = Instant::now();
     let refused = bench.runbook(&["run", "impatient.yaml", "--run-id", "refused"]);
     let took = asked.elapsed();
     release(&bench, "holder");
-    assert_eq!(finish(holder).0, 0);
+    assert_eq!(holder.finish().0, 0);
 
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(took < Duration::from_secs(3), "took {took:?}");
@@ -289,9 +328,9 @@ fn a_holder_killed_with_sigkill_blocks_the_next_run_only_until_its_lease_runs_ou
         ],
     );
     bench.wait_for("side", "start crashed");
-    signal(&crashed, libc::SIGKILL);
+    signal(crashed.child(), libc::SIGKILL);
     let killed = Instant::now();
-    assert_eq!(finish(crashed).0, -1, "killed by the signal");
+    assert_eq!(crashed.finish().0, -1, "killed by the signal");
     // Right after the kill, the lock is still the dead run's: nothing renews it, but its
     // lease has not run out.
     let held = locks_json(&bench);
@@ -389,14 +428,17 @@ steps:
 fn runbook_locks_shows_who_holds_what_while_it_runs() {
     let bench = Bench::new();
     bench.write("upgrade.yaml", HOLDER);
-    let holder = bench.spawn(&[
-        "run",
-        "upgrade.yaml",
-        "--run-id",
-        "shown",
-        "--input",
-        "name=shown",
-    ]);
+    let holder = start(
+        &bench,
+        &[
+            "run",
+            "upgrade.yaml",
+            "--run-id",
+            "shown",
+            "--input",
+            "name=shown",
+        ],
+    );
     bench.wait_for("side", "start shown");
     let listed = bench.runbook(&["locks"]);
     let host = nix_hostname();
@@ -415,11 +457,11 @@ fn runbook_locks_shows_who_holds_what_while_it_runs() {
     assert_eq!(lock["run_id"], "shown");
     assert_eq!(lock["runbook"], "upgrade");
     assert_eq!(lock["host"], host);
-    assert_eq!(lock["pid"], holder.id());
+    assert_eq!(lock["pid"], holder.child().id());
     assert!(text(&lock["since"], "since") < text(&lock["expires_at"], "expires"));
 
     release(&bench, "shown");
-    assert_eq!(finish(holder).0, 0);
+    assert_eq!(holder.finish().0, 0);
     assert!(locks_json(&bench).is_empty());
     let empty = bench.runbook(&["locks"]);
     assert_eq!(empty.code, 0, "{}", empty.stderr);
@@ -502,4 +544,66 @@ steps:
             checked.stderr
         );
     }
+}
+
+#[test]
+fn a_holder_paused_past_its_lease_loses_the_lock_and_stops_when_it_wakes() {
+    const LEASE: &str = "1s";
+    let bench = Bench::new();
+    bench.write("upgrade.yaml", HOLDER);
+    let env = [("RUNBOOK_LOCK_LEASE", LEASE)];
+    let paused = spawn_with(
+        &bench,
+        &env,
+        &[
+            "run",
+            "upgrade.yaml",
+            "--run-id",
+            "paused",
+            "--input",
+            "name=paused",
+        ],
+    );
+    bench.wait_for("side", "start paused");
+    // A pause longer than the lease (a stopped process, a long GC): the lease runs out and
+    // the next run takes the lock and does its work.
+    signal(paused.child(), libc::SIGSTOP);
+    release(&bench, "next");
+    let next = runbook_with(
+        &bench,
+        &env,
+        &[
+            "run",
+            "upgrade.yaml",
+            "--run-id",
+            "next",
+            "--input",
+            "name=next",
+        ],
+    );
+    signal(paused.child(), libc::SIGCONT);
+    assert_eq!(next.code, 0, "{}", next.stderr);
+    // Awake again, the first run finds at its next renewal (a third of the lease) that the
+    // lock is gone, and stops rather than go on unprotected: parked, to be resumed. Its
+    // step is told to finish only later, which it would if the run went on.
+    std::thread::sleep(Duration::from_millis(1500));
+    release(&bench, "paused");
+    let (code, _, stderr) = paused.finish();
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("lost lock `flink-prod`"), "{stderr}");
+    assert!(
+        !bench.read("side").contains("end paused"),
+        "the paused run's step did not go on: {}",
+        bench.read("side")
+    );
+    assert_ne!(
+        step(&bench.show_json("paused"), "work")["status"],
+        "succeeded"
+    );
+    let report = bench.show_json("paused");
+    assert_eq!(report["status"], "interrupted");
+    assert!(
+        text(&report["reason"], "reason").contains("lost lock"),
+        "{report:#}"
+    );
 }
