@@ -93,6 +93,18 @@ fn spawn_with(bench: &Bench, env: &[(&str, &str)], args: &[&str]) -> Running {
     Running(Some(child))
 }
 
+/// Starts `upgrade.yaml` as run `name` and waits until its step runs, the lock held.
+fn hold(bench: &Bench, env: &[(&str, &str)], name: &str) -> Running {
+    let input = format!("name={name}");
+    let running = spawn_with(
+        bench,
+        env,
+        &["run", "upgrade.yaml", "--run-id", name, "--input", &input],
+    );
+    bench.wait_for("side", &format!("start {name}"));
+    running
+}
+
 fn release(bench: &Bench, name: &str) {
     bench.write(&format!("release-{name}"), "");
 }
@@ -315,19 +327,7 @@ fn a_holder_killed_with_sigkill_blocks_the_next_run_only_until_its_lease_runs_ou
     let bench = Bench::new();
     bench.write("upgrade.yaml", HOLDER);
     let env = [("RUNBOOK_LOCK_LEASE", LEASE)];
-    let crashed = spawn_with(
-        &bench,
-        &env,
-        &[
-            "run",
-            "upgrade.yaml",
-            "--run-id",
-            "crashed",
-            "--input",
-            "name=crashed",
-        ],
-    );
-    bench.wait_for("side", "start crashed");
+    let crashed = hold(&bench, &env, "crashed");
     signal(crashed.child(), libc::SIGKILL);
     let killed = Instant::now();
     assert_eq!(crashed.finish().0, -1, "killed by the signal");
@@ -552,19 +552,7 @@ fn a_holder_paused_past_its_lease_loses_the_lock_and_stops_when_it_wakes() {
     let bench = Bench::new();
     bench.write("upgrade.yaml", HOLDER);
     let env = [("RUNBOOK_LOCK_LEASE", LEASE)];
-    let paused = spawn_with(
-        &bench,
-        &env,
-        &[
-            "run",
-            "upgrade.yaml",
-            "--run-id",
-            "paused",
-            "--input",
-            "name=paused",
-        ],
-    );
-    bench.wait_for("side", "start paused");
+    let paused = hold(&bench, &env, "paused");
     // A pause longer than the lease (a stopped process, a long GC): the lease runs out and
     // the next run takes the lock and does its work.
     signal(paused.child(), libc::SIGSTOP);
