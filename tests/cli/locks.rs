@@ -380,13 +380,17 @@ fn step_locks_make_two_parallel_steps_of_one_run_take_turns() {
         r#"version: 1
 name: parallel
 steps:
-  - id: left
+  - id: pick
     needs: []
-    locks: ["db-{{run.name}}"]
+    exec: { command: [printf, orders] }
+    outputs: { database: .stdout }
+  - id: left
+    needs: [pick]
+    locks: ["db-{{steps.pick.outputs.database}}"]
     exec: { script: 'echo "start left" >> side; sleep 0.6; echo "end left" >> side' }
   - id: right
-    needs: []
-    locks: ["db-{{run.name}}"]
+    needs: [pick]
+    locks: ["db-{{steps.pick.outputs.database}}"]
     exec: { script: 'echo "start right" >> side; sleep 0.6; echo "end right" >> side' }
   - id: free
     needs: []
@@ -413,7 +417,10 @@ steps:
         .iter()
         .find(|e| e["event"] == "lock_waiting")
         .expect("one step waited for the other");
-    assert_eq!(waiting["lock"], "db-parallel");
+    assert_eq!(
+        waiting["lock"], "db-orders",
+        "rendered with the output of `pick`"
+    );
     assert_eq!(waiting["held_by"]["run_id"], "par");
     assert_ne!(waiting["step"], waiting["held_by"]["step"]);
     let released: Vec<&Value> = events
@@ -594,4 +601,100 @@ fn a_holder_paused_past_its_lease_loses_the_lock_and_stops_when_it_wakes() {
         text(&report["reason"], "reason").contains("lost lock"),
         "{report:#}"
     );
+}
+
+#[test]
+fn a_called_runbook_holds_its_own_locks_while_its_uses_step_runs_it() {
+    let bench = Bench::new();
+    bench
+        .write(
+            "child.yaml",
+            r#"version: 1
+name: child
+inputs:
+  name: { type: string }
+locks: ["migration"]
+steps:
+  - id: work
+    exec:
+      script: 'echo "start {{inputs.name}}" >> side; sleep 0.6; echo "end {{inputs.name}}" >> side'
+"#,
+        )
+        .write(
+            "parent.yaml",
+            r#"version: 1
+name: parent
+steps:
+  - id: one
+    needs: []
+    uses: child.yaml
+    with: { name: one }
+  - id: two
+    needs: []
+    uses: child.yaml
+    with: { name: two }
+"#,
+        );
+    let run = bench.runbook(&["run", "parent.yaml", "--output", "json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let side = bench.read("side");
+    assert!(
+        side == "start one\nend one\nstart two\nend two\n"
+            || side == "start two\nend two\nstart one\nend one\n",
+        "the called runbooks overlapped: {side:?}"
+    );
+    let events = events(&run.stdout);
+    let acquired: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "lock_acquired")
+        .map(|e| e["step"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(acquired.len(), 2, "{acquired:?}");
+    assert!(
+        acquired.contains(&"one/") && acquired.contains(&"two/"),
+        "{acquired:?}"
+    );
+    assert!(locks_json(&bench).is_empty());
+}
+
+#[test]
+fn the_deadline_bounds_the_wait_for_a_lock() {
+    let bench = Bench::new();
+    bench.write("upgrade.yaml", HOLDER).write(
+        "hurried.yaml",
+        r#"version: 1
+name: hurried
+deadline: 1s
+locks: ["flink-prod"]
+steps:
+  - id: work
+    exec: { script: 'echo "start hurried" >> side' }
+finally:
+  - id: cleanup
+    exec: { script: 'echo "cleanup hurried" >> side' }
+"#,
+    );
+    let holder = hold(&bench, &[], "holder");
+    let asked = Instant::now();
+    let hurried = bench.runbook(&["run", "hurried.yaml"]);
+    let took = asked.elapsed();
+    release(&bench, "holder");
+    assert_eq!(holder.finish().0, 0);
+    assert_eq!(hurried.code, 1, "{}", hurried.stderr);
+    assert!(
+        hurried
+            .stderr
+            .contains("the run's deadline came while it waited"),
+        "{}",
+        hurried.stderr
+    );
+    assert!(
+        hurried.stderr.contains("held by run holder"),
+        "{}",
+        hurried.stderr
+    );
+    assert!(took >= Duration::from_millis(900), "took {took:?}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    // Without its locks the run did nothing, `finally` included.
+    assert_eq!(bench.read("side"), "start holder\nend holder\n");
 }

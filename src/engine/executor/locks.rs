@@ -128,8 +128,8 @@ pub(super) struct WaitBound {
 
 impl Run {
     /// Until when a wait for a lock may last: the `lock_wait` that applies, and the run's
-    /// deadline, whichever comes first. A change window, when the run has one, bounds the
-    /// wait here too.
+    /// deadline, whichever comes first. The one place that decides it: a run's change
+    /// window, once runs have one, is a third bound to add here.
     pub(super) fn lock_wait_bound(
         &self,
         asked: Instant,
@@ -482,5 +482,24 @@ fn holding(held: &HeldLock) -> LockHolding {
         pid: held.holder.owner.pid,
         since: held.acquired_at.clone(),
         expires_at: held.expires_at.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encloses;
+
+    #[test]
+    fn a_holder_encloses_itself_its_items_and_what_its_runbook_runs() {
+        assert!(encloses("", "anything"));
+        assert!(encloses("deploy", "deploy"));
+        assert!(encloses("deploy", "deploy[2]"));
+        assert!(encloses("deploy", "deploy/restart"));
+        assert!(encloses("deploy/", "deploy/restart"));
+        assert!(encloses("deploy/", "deploy/inner/step"));
+        assert!(!encloses("deploy", "deployment"));
+        assert!(!encloses("deploy/", "deployment/x"));
+        assert!(!encloses("deploy[1]", "deploy[10]"));
+        assert!(!encloses("restart", "deploy/restart"));
     }
 }
