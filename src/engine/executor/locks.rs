@@ -112,6 +112,14 @@ impl RunLocks {
     }
 }
 
+impl Drop for RunLocks {
+    /// A run that ends without settling its locks (a panic) must not leave a task renewing
+    /// them for as long as the runtime lives.
+    fn drop(&mut self) {
+        self.stop_heartbeat();
+    }
+}
+
 /// Why a wait for a lock ended without it.
 pub(super) enum NotTaken {
     /// The wait was over (`lock_wait`, the deadline), or the lock could not be asked for.
