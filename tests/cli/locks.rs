@@ -698,3 +698,39 @@ finally:
     // Without its locks the run did nothing, `finally` included.
     assert_eq!(bench.read("side"), "start holder\nend holder\n");
 }
+
+#[test]
+fn an_interrupted_run_keeps_its_lock_for_its_lease_and_its_resume_takes_it_again() {
+    let bench = Bench::new();
+    bench
+        .write("upgrade.yaml", HOLDER)
+        .write("impatient.yaml", IMPATIENT);
+    let env = [("RUNBOOK_LOCK_LEASE", "30s")];
+    let stopped = hold(&bench, &env, "stopped");
+    signal(stopped.child(), libc::SIGINT);
+    let (code, _, stderr) = stopped.finish();
+    assert_eq!(code, 3, "{stderr}");
+    let held = locks_json(&bench);
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0]["run_id"], "stopped");
+    assert!(held[0]["expires_at"].is_string(), "kept for its lease");
+    let refused = bench.runbook(&["run", "impatient.yaml"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("held by run stopped"),
+        "{}",
+        refused.stderr
+    );
+
+    release(&bench, "stopped");
+    let resumed = runbook_with(&bench, &env, &["resume", "stopped", "--output", "json"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let events = events(&resumed.stdout);
+    let acquired = events
+        .iter()
+        .find(|e| e["event"] == "lock_acquired")
+        .expect("the resume took the lock again");
+    assert_eq!(acquired["waited_ms"], 0, "still its own: no wait");
+    assert!(!events.iter().any(|e| e["event"] == "lock_waiting"));
+    assert!(locks_json(&bench).is_empty(), "the ended run let go");
+}
