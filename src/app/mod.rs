@@ -16,7 +16,7 @@ pub use approve::{ApprovalRecorded, ApproveRequest, approve};
 pub use error::{AppError, NothingTo, Notice};
 pub use event_channel::EventChannel;
 pub use execute::{ClaimedRun, RunResult, Watch};
-pub use query::{RunDetails, RunFilter, RunList, list, show};
+pub use query::{LockList, RunDetails, RunFilter, RunList, list, locks, show};
 pub use resume::{ResumeRequest, resume};
 pub use start::{StartRequest, load, sources, start};
 

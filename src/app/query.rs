@@ -1,7 +1,7 @@
 use super::AppError;
 use crate::event::{Envelope, RunStatus};
 use crate::report::run_report::shown_status;
-use crate::store::{RunSummary, Store};
+use crate::store::{HeldLock, RunSummary, Store};
 use jiff::Timestamp;
 
 /// The runs of a store, newest first.
@@ -64,5 +64,20 @@ pub async fn show(store: &dyn Store, run_id: &str) -> Result<RunDetails, AppErro
     Ok(RunDetails {
         summary: store.run(run_id).await?,
         events: store.events(run_id).await?,
+    })
+}
+
+/// The locks held in a store, by name.
+pub struct LockList {
+    /// Where the store is, for messages.
+    pub location: String,
+    pub locks: Vec<HeldLock>,
+}
+
+/// Every lock held now: who holds it, since when, until when.
+pub async fn locks(store: &dyn Store) -> Result<LockList, AppError> {
+    Ok(LockList {
+        location: store.location(),
+        locks: store.locks().await?,
     })
 }

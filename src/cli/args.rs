@@ -27,6 +27,9 @@ pub enum Command {
     Approve(ApproveArgs),
     /// List runs, or show one.
     Runs(RunsArgs),
+    /// List the locks runs hold (`locks:` in runbooks): lock, run, runbook, host, since,
+    /// expires.
+    Locks(LocksArgs),
     /// Show what the steps of a run printed (stdout and stderr, from its journal).
     Logs(LogsArgs),
     /// Write NAME.yaml, a commented starter runbook that validates (never overwrites).
@@ -168,6 +171,14 @@ fn parse_status(text: &str) -> Result<crate::engine::RunStatus, String> {
     serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| {
         "expected one of running, succeeded, failed, cancelled, interrupted, waiting".to_owned()
     })
+}
+
+#[derive(Debug, Args)]
+pub struct LocksArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+    pub format: ListFormat,
 }
 
 #[derive(Debug, Args)]

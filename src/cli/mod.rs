@@ -9,6 +9,7 @@ mod exit_status;
 mod graph;
 mod housekeeping;
 mod init;
+mod locks;
 mod logs;
 mod plan;
 mod printer;
@@ -52,6 +53,7 @@ pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
         Command::Resume(args) => resume::resume(&args, printer),
         Command::Approve(args) => approve::approve(&args, printer),
         Command::Runs(args) => runs::runs(&args, printer),
+        Command::Locks(args) => locks::locks(&args, printer),
         Command::Logs(args) => logs::logs(&args, printer),
         Command::Init(args) => init::init(&args, printer),
         Command::Schema => schema::schema(printer),

@@ -214,6 +214,11 @@ impl Redact for RunEvent {
             }
             RunEvent::Warning { message, .. } => text(message),
             RunEvent::StepNotice { text: notice, .. } => text(notice),
+            // Lock names never carry a secret (the executor refuses one that would), and
+            // hold nothing a later step reads: masked all the same, like any text.
+            RunEvent::LockWaiting(waiting) => text(&mut waiting.lock),
+            RunEvent::LockAcquired(acquired) => text(&mut acquired.lock),
+            RunEvent::LockReleased(released) => text(&mut released.lock),
             RunEvent::RunEnded {
                 reason,
                 outputs,

@@ -202,6 +202,9 @@ impl RunState {
             RunEvent::RunEnded { .. }
             | RunEvent::StepPolling { .. }
             | RunEvent::StepNotice { .. }
+            | RunEvent::LockWaiting(_)
+            | RunEvent::LockAcquired(_)
+            | RunEvent::LockReleased(_)
             | RunEvent::StepOutput { .. }
             | RunEvent::Warning { .. } => {}
         }

@@ -3,9 +3,11 @@
 //! them, and the journal will store them.
 
 mod fold;
+mod lock;
 pub mod timestamp;
 
 pub use fold::RunFold;
+pub use lock::{LockAcquired, LockHolding, LockReleased, LockWaiting};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -212,7 +214,14 @@ pub enum RunEvent {
     },
     /// A step's `notice`, rendered when the step ended: something for the person running
     /// the runbook, shown again at the end of the run.
-    StepNotice { path: String, text: String },
+    StepNotice {
+        path: String,
+        text: String,
+    },
+    /// A lock of the run or of a step is held by another: it waits (see [`LockWaiting`]).
+    LockWaiting(LockWaiting),
+    LockAcquired(LockAcquired),
+    LockReleased(LockReleased),
     RunEnded {
         status: RunStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -88,6 +88,7 @@ impl RunReport {
                 );
             }
         }
+        super::locks::markdown(&mut out, &self.locks);
         if !self.warnings.is_empty() {
             let _ = writeln!(out, "\n## Warnings\n");
             for warning in &self.warnings {

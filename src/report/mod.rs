@@ -2,6 +2,7 @@
 
 pub mod json;
 pub mod json_lines;
+pub mod locks;
 pub mod markdown;
 pub mod progress;
 pub mod run_report;

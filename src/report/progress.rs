@@ -253,9 +253,38 @@ impl EventSink for Progress {
                     .unwrap_or_default();
                 self.line(&format!("{path} {verdict} by {by}{comment}"));
             }
+            RunEvent::LockWaiting(waiting) => {
+                self.line(&format!(
+                    "{}waiting for lock {} held by {}",
+                    step_prefix(&waiting.step),
+                    waiting.lock,
+                    waiting.held_by
+                ));
+            }
+            RunEvent::LockAcquired(acquired) => {
+                // Said only after a wait: a lock taken at once is no news on the terminal.
+                if acquired.waited_ms > 0 {
+                    self.line(&format!(
+                        "{}lock {} acquired after {}",
+                        step_prefix(&acquired.step),
+                        acquired.lock,
+                        super::run_report::duration(acquired.waited_ms)
+                    ));
+                }
+            }
+            RunEvent::LockReleased(_) => {}
             // Shown with the summary, at the end, where a person looks when the run is over.
             RunEvent::StepNotice { .. } | RunEvent::RunEnded { .. } => {}
         }
         self.refresh();
+    }
+}
+
+/// `step: ` before a step's lock message; nothing for the run's own locks.
+fn step_prefix(step: &str) -> String {
+    if step.is_empty() {
+        String::new()
+    } else {
+        format!("{step}: ")
     }
 }

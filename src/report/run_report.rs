@@ -31,6 +31,8 @@ pub struct RunReport {
     pub warnings: Vec<WarningReport>,
     /// What the steps' `notice` said, one per step path (the latest), in order.
     pub notices: Vec<Notice>,
+    /// Each time the run or a step took (or waited for) a lock shared across runs.
+    pub locks: Vec<super::locks::LockReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -152,6 +154,7 @@ impl RunReport {
             resumes: Vec::new(),
             warnings: Vec::new(),
             notices: Vec::new(),
+            locks: Vec::new(),
         };
         // Where each step stands: the executor's own fold of the events, so that a report
         // cannot disagree with what a resume would do.
@@ -197,7 +200,20 @@ impl RunReport {
                     path: path.clone(),
                     message: message.clone(),
                 }),
-                _ => {}
+                RunEvent::LockWaiting(_)
+                | RunEvent::LockAcquired(_)
+                | RunEvent::LockReleased(_) => {
+                    super::locks::apply(&mut report.locks, &envelope.event, at)
+                }
+                RunEvent::RunEnded { .. }
+                | RunEvent::StepPolling { .. }
+                | RunEvent::StepNotice { .. }
+                | RunEvent::StepOutput { .. }
+                | RunEvent::StepAttemptFailed { .. }
+                // The steps are the executor's fold's, above.
+                | RunEvent::StepStarted { .. }
+                | RunEvent::StepExpanded { .. }
+                | RunEvent::StepEnded { .. } => {}
             }
         }
         let running = status == RunStatus::Running;

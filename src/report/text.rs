@@ -54,6 +54,7 @@ impl RunReport {
                 }
             }
         }
+        super::locks::text(&mut out, &self.locks);
         crate::report::summary::notices(&mut out, &self.notices);
         if !is_empty(&self.outputs) {
             let _ = writeln!(

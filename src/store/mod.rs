@@ -7,6 +7,7 @@
 
 pub mod journal;
 pub mod location;
+mod lock;
 pub mod owner;
 mod record;
 pub mod sqlite;
@@ -17,6 +18,7 @@ pub(crate) mod conformance;
 
 pub use journal::{Durable, Journal};
 pub use location::{StoreLocation, open, open_existing};
+pub use lock::{HeldLock, LockAttempt, LockHolder};
 pub use owner::Owner;
 pub use record::RecordEntry;
 
@@ -182,6 +184,37 @@ pub trait Store: Send + Sync {
 
     /// Every value of a named record, oldest first (none for a record never written).
     fn records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<RecordEntry>>;
+
+    /// Takes lock `name` for `holder` with a lease of `lease`, in one atomic step: when
+    /// nobody holds it, when `holder` already does (a resumed run takes its locks again),
+    /// or when the holder's lease has run out by the store's clock. Otherwise answers who
+    /// holds it. Needs no run lease: a lock is not part of a journal.
+    fn acquire_lock<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a LockHolder,
+        lease: std::time::Duration,
+    ) -> StoreFuture<'a, LockAttempt>;
+
+    /// Extends by `lease` every lock that run `run_id` holds with a lease; answers the names
+    /// it still holds (a lock missing from them was lost: its lease ran out and another run
+    /// took it).
+    fn renew_locks<'a>(
+        &'a self,
+        run_id: &'a str,
+        lease: std::time::Duration,
+    ) -> StoreFuture<'a, Vec<String>>;
+
+    /// Lets go of lock `name` if `holder` holds it; answers whether it did.
+    fn release_lock<'a>(&'a self, name: &'a str, holder: &'a LockHolder) -> StoreFuture<'a, bool>;
+
+    /// Keeps every lock run `run_id` holds without a lease, while the run is parked waiting
+    /// for an approval and no process renews them; they stay its until it is resumed (which
+    /// takes them again, with a lease) and ends.
+    fn keep_locks<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Every lock held now (a lease that ran out is not held), by name.
+    fn locks(&self) -> StoreFuture<'_, Vec<HeldLock>>;
 
     /// Finishes with the store: waits for connections to close, so that SQLite folds its
     /// write-ahead log back into the database file when no other process uses it.

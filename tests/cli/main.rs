@@ -10,6 +10,7 @@ mod hints;
 mod housekeeping;
 mod init;
 mod injection;
+mod locks;
 mod logs;
 mod not_retried;
 mod notices;

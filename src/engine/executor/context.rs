@@ -36,9 +36,12 @@ impl Run {
         // What `finally` steps see: how the run is ending, before it has ended.
         let stop = *self.stop.lock().expect("stop lock");
         let status = match stop {
-            Some(StopReason::Interrupted | StopReason::Journal | StopReason::Withheld) => {
-                RunStatus::Interrupted
-            }
+            Some(
+                StopReason::Interrupted
+                | StopReason::Journal
+                | StopReason::Withheld
+                | StopReason::LockLost,
+            ) => RunStatus::Interrupted,
             Some(StopReason::Parked) => RunStatus::Waiting,
             Some(StopReason::Deadline) => RunStatus::Failed,
             None if self.run_failed() => RunStatus::Failed,

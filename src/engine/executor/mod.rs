@@ -7,6 +7,7 @@ mod approval;
 mod attempt;
 mod context;
 mod emit;
+mod locks;
 mod notice;
 mod record;
 mod resume;
@@ -58,6 +59,9 @@ pub enum StopReason {
     /// A step reads a value the journal keeps encrypted, and this process has no key that
     /// opens it: the run waits for a resume with the key.
     Withheld,
+    /// A lock the run held was lost (its lease ran out): what it protects is no longer
+    /// protected, so the run stops, interrupted, to be resumed.
+    LockLost,
 }
 
 /// What a run needs besides the runbook.
@@ -143,6 +147,8 @@ struct Run {
     waiting: Mutex<BTreeSet<String>>,
     activity: AtomicU64,
     park: CancellationToken,
+    /// The locks shared across runs that this process holds for the run.
+    locks: locks::RunLocks,
 }
 
 /// Runs a bundle to its end (or until stopped) and returns how it ended. The run starts
@@ -222,6 +228,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         waiting: Mutex::new(BTreeSet::new()),
         activity: AtomicU64::new(0),
         park: CancellationToken::new(),
+        locks: locks::RunLocks::default(),
     };
     match &config.resumed_by {
         // Durable before anything else happens, so the journal shows where each process began.
@@ -260,6 +267,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             _ = run.park.cancelled() => StopReason::Parked,
             _ = broken.cancelled() => StopReason::Journal,
             _ = run.halt.cancelled() => StopReason::Withheld,
+            _ = run.locks.lost.cancelled() => StopReason::LockLost,
         };
         run.stop_because(reason);
         main_cancel.cancel();
@@ -270,15 +278,20 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         Value::Object(config.inputs),
         run.secrets.get(&bundle.root).cloned().unwrap_or_default(),
     );
+    // The runbook's locks come before its first step; without them nothing runs.
+    let locked = run.take_run_locks(&scope.inputs, &config.interrupt).await;
     let body = run.run_scope(&scope, main_cancel.clone());
     tokio::pin!(body);
     tokio::pin!(watch);
     let mut watching = true;
-    let result = loop {
-        tokio::select! {
-            result = &mut body => break result,
-            _ = &mut watch, if watching => watching = false,
-        }
+    let result = match locked {
+        Err(reason) => Err(reason),
+        Ok(()) => loop {
+            tokio::select! {
+                result = &mut body => break result,
+                _ = &mut watch, if watching => watching = false,
+            }
+        },
     };
     // The body may finish before the watch has seen why it stopped.
     if run.park.is_cancelled() {
@@ -310,6 +323,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             RunStatus::Interrupted,
             run.withheld_reason.lock().expect("withheld lock").clone(),
         ),
+        (Some(StopReason::LockLost), _) => (RunStatus::Interrupted, run.locks.lost_reason()),
         (Some(StopReason::Deadline), _) => (RunStatus::Failed, Some("deadline".to_owned())),
         (None, Ok(_)) => (RunStatus::Succeeded, None),
         (None, Err(reason)) => (RunStatus::Failed, Some(reason)),
@@ -323,6 +337,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     } else {
         Value::Null
     };
+    run.settle_run_locks(status).await;
     let run_ended = RunEvent::RunEnded {
         status,
         reason: reason.clone(),

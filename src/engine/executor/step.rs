@@ -208,8 +208,9 @@ impl Run {
         status
     }
 
-    /// One instance: attempts of the action with retries, then the fallback.
-    pub(super) async fn run_instance(
+    /// One instance, its locks held (see `run_instance`): attempts of the action with
+    /// retries, then the fallback.
+    pub(super) async fn run_unlocked_instance(
         &self,
         scope: &Scope<'_>,
         step: &Step,

@@ -50,7 +50,7 @@ impl Run {
             Value::Object(inputs),
             secrets,
         );
-        self.run_scope(&child, cancel.clone())
+        self.run_locked_scope(&child, cancel)
             .await
             .map_err(|reason| failure(format!("runbook `{uses}`: {reason}")))
     }

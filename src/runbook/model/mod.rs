@@ -18,6 +18,7 @@ mod assert;
 mod exec;
 mod http;
 mod kubernetes;
+mod locks;
 mod record;
 mod sleep;
 
@@ -31,6 +32,7 @@ pub use kubernetes::{
     KUBERNETES_OPERATIONS, Kubernetes, KubernetesCreate, KubernetesPatch, KubernetesWait,
     PatchType, ResourceRef,
 };
+pub use locks::LockNames;
 pub use record::Record;
 
 /// A runbook: a DAG of steps with typed inputs, run by `runbook run`.
@@ -64,6 +66,16 @@ pub struct Runbook {
     /// nothing new starts, running steps are cancelled, `finally` runs, and the run fails.
     #[serde(default)]
     pub deadline: Option<Spanned<Deadline>>,
+    /// Locks the whole run holds, from before its first step until it ends: names
+    /// (templates over `inputs`) that one run at a time may hold, across every run sharing
+    /// the store. A run that needs a lock another holds waits for it.
+    #[serde(default)]
+    pub locks: Option<LockNames>,
+    /// How long to wait for a held lock before failing (`0s`: fail at once, naming the
+    /// holder). Also the default of every step's `lock_wait`. Without it, a run waits until
+    /// its deadline.
+    #[serde(default)]
+    pub lock_wait: Option<Spanned<Duration>>,
     /// The steps. A step starts when every step it `needs` has succeeded or been skipped.
     pub steps: Vec<Step>,
     /// Steps that always run last, whatever happened: success, failure, cancel or deadline.
@@ -380,6 +392,15 @@ action_list! { with_action {
         /// `step.error` of this step.
         #[serde(default)]
         pub notice: Option<Spanned<String>>,
+        /// Locks the step holds while it runs, retries and fallback included (each item of
+        /// a `for_each` on its own): names (templates over the context) that one step of
+        /// one run at a time may hold, across every run sharing the store.
+        #[serde(default)]
+        pub locks: Option<LockNames>,
+        /// How long the step waits for a held lock before failing; default the runbook's
+        /// `lock_wait`.
+        #[serde(default)]
+        pub lock_wait: Option<Spanned<Duration>>,
     }
 } }
 

@@ -21,6 +21,7 @@ mod actions;
 mod bundle;
 mod graph;
 mod inputs;
+mod locks;
 mod references;
 mod step;
 
@@ -259,6 +260,7 @@ impl<'a> Checker<'a> {
         for (index, step) in self.runbook.all_steps().enumerate() {
             self.check_step(index, step);
         }
+        self.check_locks();
         let scope = Scope {
             step: None,
             for_each: false,

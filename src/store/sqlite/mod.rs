@@ -7,7 +7,10 @@
 //! that returns is on disk. Several processes may share the file: SQLite lets one write at a
 //! time, and each waits up to [`BUSY_TIMEOUT`] for the others.
 
-use super::{Decision, Lease, Owner, RecordEntry, RunSummary, Store, StoreFuture};
+use super::{
+    Decision, HeldLock, Lease, LockAttempt, LockHolder, Owner, RecordEntry, RunSummary, Store,
+    StoreFuture,
+};
 use crate::event::Envelope;
 
 use sqlx::sqlite::SqlitePool;
@@ -41,6 +44,7 @@ mod approvals;
 mod errors;
 mod journal;
 mod leases;
+mod locks;
 mod open;
 mod records;
 mod summaries;
@@ -148,6 +152,51 @@ impl Store for SqliteStore {
                     )
                 })
             })
+        })
+    }
+
+    fn acquire_lock<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a LockHolder,
+        lease: Duration,
+    ) -> StoreFuture<'a, LockAttempt> {
+        Box::pin(async move {
+            self.take_lock(name, holder, lease)
+                .await
+                .map_err(|f| self.explain(f, || format!("taking lock `{name}`")))
+        })
+    }
+
+    fn renew_locks<'a>(&'a self, run_id: &'a str, lease: Duration) -> StoreFuture<'a, Vec<String>> {
+        Box::pin(async move {
+            self.extend_locks(run_id, lease)
+                .await
+                .map_err(|f| self.explain(f, || format!("renewing the locks of run `{run_id}`")))
+        })
+    }
+
+    fn release_lock<'a>(&'a self, name: &'a str, holder: &'a LockHolder) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            self.let_go_of_lock(name, holder)
+                .await
+                .map_err(|f| self.explain(f, || format!("releasing lock `{name}`")))
+        })
+    }
+
+    fn keep_locks<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.keep_locks_unleased(run_id)
+                .await
+                .map_err(|f| self.explain(f, || format!("keeping the locks of run `{run_id}`")))
+        })
+    }
+
+    fn locks(&self) -> StoreFuture<'_, Vec<HeldLock>> {
+        Box::pin(async move {
+            self.held_locks()
+                .await
+                .map_err(|f| self.explain(f, || "listing locks".to_owned()))
         })
     }
 
