@@ -36,6 +36,7 @@ fn request(dir: &Path, name: &str, text: &str, store: &str) -> StartRequest {
         run_id: Some(name.to_owned()),
         store: Some(store.to_owned()),
         max_parallel: None,
+        window_until: None,
     }
 }
 
@@ -136,6 +137,7 @@ async fn two_runs_in_one_process_are_started_watched_approved_resumed_and_shown(
         ResumeRequest {
             run_id: "asks".into(),
             max_parallel: None,
+            window_until: None,
         },
         &notice,
     )
@@ -176,6 +178,7 @@ async fn two_runs_in_one_process_are_started_watched_approved_resumed_and_shown(
         ResumeRequest {
             run_id: "sleeps".into(),
             max_parallel: None,
+            window_until: None,
         },
         &notice,
     )

@@ -180,7 +180,9 @@ impl RunState {
             | RunEvent::StepPolling { .. }
             | RunEvent::StepNotice { .. }
             | RunEvent::StepOutput { .. }
-            | RunEvent::Warning { .. } => {}
+            | RunEvent::Warning { .. }
+            | RunEvent::WindowOpened { .. }
+            | RunEvent::WindowChecked(_) => {}
         }
     }
 

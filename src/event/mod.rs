@@ -4,8 +4,10 @@
 
 mod fold;
 pub mod timestamp;
+mod window;
 
 pub use fold::RunFold;
+pub use window::{GateDecision, NeedSource, WindowGate};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -53,6 +55,9 @@ pub enum RunStatus {
     Interrupted,
     /// Parked until someone answers an approval; `runbook resume` will continue it.
     Waiting,
+    /// Parked because its window closed before a gated step could start;
+    /// `runbook resume --window` continues it in a later window.
+    Parked,
 }
 
 impl RunStatus {
@@ -64,6 +69,7 @@ impl RunStatus {
             RunStatus::Cancelled => "cancelled",
             RunStatus::Interrupted => "interrupted",
             RunStatus::Waiting => "waiting",
+            RunStatus::Parked => "parked",
         }
     }
 
@@ -76,6 +82,7 @@ impl RunStatus {
             RunStatus::Cancelled,
             RunStatus::Interrupted,
             RunStatus::Waiting,
+            RunStatus::Parked,
         ]
         .into_iter()
         .find(|status| status.name() == name)
@@ -83,7 +90,10 @@ impl RunStatus {
 
     /// Whether `runbook resume` can continue a run that ended this way.
     pub fn is_parked(self) -> bool {
-        matches!(self, RunStatus::Interrupted | RunStatus::Waiting)
+        matches!(
+            self,
+            RunStatus::Interrupted | RunStatus::Waiting | RunStatus::Parked
+        )
     }
 
     /// Whether the run is over for good: neither running nor parked.
@@ -210,6 +220,15 @@ pub enum RunEvent {
         path: Option<String>,
         message: String,
     },
+    /// The run (or a resumed segment of it) has a window: gated steps start only while
+    /// enough of it is left.
+    WindowOpened {
+        /// When the window closes (RFC 3339).
+        until: String,
+    },
+    /// A step gated by `window` was about to start: the time left, the time it needs, where
+    /// that need came from, and what was decided.
+    WindowChecked(WindowGate),
     /// A step's `notice`, rendered when the step ended: something for the person running
     /// the runbook, shown again at the end of the run.
     StepNotice { path: String, text: String },

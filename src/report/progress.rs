@@ -2,7 +2,7 @@
 //! Off a terminal (CI logs, pipes) the same events become plain lines.
 
 use super::symbols::Symbols;
-use crate::event::{Envelope, EventSink, RunEvent, StepStatus};
+use crate::event::{Envelope, EventSink, GateDecision, RunEvent, StepStatus};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -253,6 +253,13 @@ impl EventSink for Progress {
                     .unwrap_or_default();
                 self.line(&format!("{path} {verdict} by {by}{comment}"));
             }
+            RunEvent::WindowOpened { until } => {
+                self.line(&format!("window open until {until}"));
+            }
+            RunEvent::WindowChecked(gate) if gate.decision != GateDecision::Start => {
+                self.line(&format!("window: {}", gate.describe()));
+            }
+            RunEvent::WindowChecked(_) => {}
             // Shown with the summary, at the end, where a person looks when the run is over.
             RunEvent::StepNotice { .. } | RunEvent::RunEnded { .. } => {}
         }

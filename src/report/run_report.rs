@@ -1,7 +1,7 @@
 //! `runbook runs show`: one run, rebuilt from its journal. Each format renders this model
 //! in a file of its own: `text.rs`, `json.rs`, `markdown.rs`.
 
-use crate::event::{Envelope, Notice, RunEvent, RunFold, RunStatus, StepStatus, Via};
+use crate::event::{Envelope, Notice, RunEvent, RunFold, RunStatus, StepStatus, Via, WindowGate};
 use crate::store::RunSummary;
 use indexmap::IndexMap;
 use serde::Serialize;
@@ -32,6 +32,12 @@ pub struct RunReport {
     pub warnings: Vec<WarningReport>,
     /// What the steps' `notice` said, one per step path (the latest), in order.
     pub notices: Vec<Notice>,
+    /// When the window of the run's latest segment closes, if it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_until: Option<String>,
+    /// Every decision of a step gated by `window`, with its numbers, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub window_gates: Vec<WindowGate>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,6 +159,8 @@ impl RunReport {
             resumes: Vec::new(),
             warnings: Vec::new(),
             notices: Vec::new(),
+            window_until: None,
+            window_gates: Vec::new(),
         };
         let unfinished = match status {
             RunStatus::Running => StepState::Running,
@@ -281,13 +289,17 @@ impl RunReport {
                 | RunEvent::StepPolling { .. }
                 | RunEvent::StepNotice { .. }
                 | RunEvent::StepOutput { .. }
-                | RunEvent::StepAttemptFailed { .. } => {}
+                | RunEvent::StepAttemptFailed { .. }
+                | RunEvent::WindowOpened { .. }
+                | RunEvent::WindowChecked(_) => {}
             }
         }
         report.steps = steps.into_values().collect();
         report.reason = run.reason;
         report.outputs = run.outputs;
         report.notices = run.notices;
+        report.window_until = run.window_until;
+        report.window_gates = run.gates;
         report
     }
 }

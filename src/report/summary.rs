@@ -1,6 +1,7 @@
 //! The summary printed when a run ends: every step with its status, attempts and time.
 
 use crate::engine::{Notice, RunOutcome, StepStatus, Via};
+use crate::event::{GateDecision, RunStatus, WindowGate};
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -41,6 +42,17 @@ pub fn render(outcome: &RunOutcome, run_id: &str) -> String {
             crate::runbook::Duration(Duration::from_millis(record.duration_ms)).to_string()
         );
     }
+    // How the window stopped the run: the numbers behind the reason below.
+    if matches!(outcome.status, RunStatus::Parked | RunStatus::Failed) {
+        let closing: Vec<WindowGate> = state
+            .run
+            .gates
+            .iter()
+            .filter(|gate| gate.decision != GateDecision::Start)
+            .cloned()
+            .collect();
+        window_gates(&mut out, &closing);
+    }
     notices(&mut out, &state.run.notices);
     // `run r1 interrupted (interrupted)` would say it twice.
     let reason = outcome
@@ -65,5 +77,16 @@ pub fn notices(out: &mut String, notices: &[Notice]) {
         for line in notice.text.trim_end().lines() {
             let _ = writeln!(out, "    {line}");
         }
+    }
+}
+
+/// The decisions of steps gated by `window`, one a line with its numbers.
+pub fn window_gates(out: &mut String, gates: &[WindowGate]) {
+    if gates.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nWindow");
+    for gate in gates {
+        let _ = writeln!(out, "  {}", gate.describe());
     }
 }

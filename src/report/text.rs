@@ -27,6 +27,9 @@ impl RunReport {
         for resume in &self.resumes {
             let _ = writeln!(out, "resumed   {} by {}", resume.at, resume.by);
         }
+        if let Some(until) = &self.window_until {
+            let _ = writeln!(out, "window    until {until}");
+        }
         let width = self
             .steps
             .iter()
@@ -82,6 +85,7 @@ impl RunReport {
                 }
             }
         }
+        crate::report::summary::window_gates(&mut out, &self.window_gates);
         crate::report::summary::notices(&mut out, &self.notices);
         if !is_empty(&self.outputs) {
             let _ = writeln!(

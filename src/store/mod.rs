@@ -183,6 +183,16 @@ pub trait Store: Send + Sync {
     /// Every value of a named record, oldest first (none for a record never written).
     fn records<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Vec<RecordEntry>>;
 
+    /// The durations (milliseconds) of step `path` where it succeeded, in the `runs` latest
+    /// succeeded runs of the runbook named `runbook`, newest first: what `needs: auto`
+    /// reads. A run that did not succeed says nothing of how long the work takes.
+    fn step_durations<'a>(
+        &'a self,
+        runbook: &'a str,
+        path: &'a str,
+        runs: usize,
+    ) -> StoreFuture<'a, Vec<u64>>;
+
     /// Finishes with the store: waits for connections to close, so that SQLite folds its
     /// write-ahead log back into the database file when no other process uses it.
     fn close(&self) -> StoreFuture<'_, ()>;

@@ -20,6 +20,7 @@ mod http;
 mod kubernetes;
 mod record;
 mod sleep;
+mod window;
 
 pub use action_body::{ActionBody, ActionChecks, PlannedTemplates, keys_of};
 pub use applies::Applies;
@@ -32,6 +33,7 @@ pub use kubernetes::{
     PatchType, ResourceRef,
 };
 pub use record::Record;
+pub use window::{OnWindowClose, StepWindow, WindowNeed};
 
 /// A runbook: a DAG of steps with typed inputs, run by `runbook run`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -64,6 +66,11 @@ pub struct Runbook {
     /// nothing new starts, running steps are cancelled, `finally` runs, and the run fails.
     #[serde(default)]
     pub deadline: Option<Spanned<Deadline>>,
+    /// What the run does when a step gated by `window` has less time left in the run's
+    /// window than it needs: `park` (the default) or `fail`. Only the root runbook's
+    /// setting applies.
+    #[serde(default)]
+    pub on_window_close: Option<Spanned<OnWindowClose>>,
     /// The steps. A step starts when every step it `needs` has succeeded or been skipped.
     pub steps: Vec<Step>,
     /// Steps that always run last, whatever happened: success, failure, cancel or deadline.
@@ -383,6 +390,10 @@ with_action! {
         /// `step.error` of this step.
         #[serde(default)]
         pub notice: Option<Spanned<String>>,
+        /// How much time must be left in the run's window for the step to start (`needs:
+        /// 30m`, or `needs: auto` with an `estimate`). A run without a window ignores it.
+        #[serde(default)]
+        pub window: Option<Spanned<StepWindow>>,
     }
 }
 

@@ -23,6 +23,7 @@ mod graph;
 mod inputs;
 mod references;
 mod step;
+mod window;
 
 use bundle::Walk;
 pub use bundle::{Bundle, resolve_uses};
@@ -259,6 +260,7 @@ impl<'a> Checker<'a> {
         for (index, step) in self.runbook.all_steps().enumerate() {
             self.check_step(index, step);
         }
+        self.check_windows();
         let scope = Scope {
             step: None,
             for_each: false,
