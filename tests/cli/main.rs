@@ -25,3 +25,4 @@ mod secrets;
 mod shell;
 mod support;
 mod validate;
+mod window;
