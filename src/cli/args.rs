@@ -210,7 +210,7 @@ pub enum RunsCommand {
     /// One run: every step with its status, attempts, timings, outputs and error.
     Show(RunsShowArgs),
     /// Delete runs that are over (succeeded, failed, cancelled) and ended long enough ago,
-    /// and shrink the store; never a running, interrupted or waiting run.
+    /// and shrink the store; never a running, interrupted, waiting or parked run.
     Prune(RunsPruneArgs),
 }
 

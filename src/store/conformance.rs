@@ -543,7 +543,7 @@ pub async fn a_record_keeps_who_added_a_value_first(factory: &dyn StoreFactory) 
 
 /// Pruning deletes the runs that are over and ended before the cutoff, with their events;
 /// never a run that is running (owned, or left running by a process that died), parked
-/// (interrupted or waiting) or still held by an owner. Runs last: it deletes every run that
+/// (interrupted, waiting or parked) or still held by an owner. Runs last: it deletes every run that
 /// is over, including those of the other properties.
 pub async fn prune_keeps_running_and_parked_runs(factory: &dyn StoreFactory) {
     let store = factory.open().await;

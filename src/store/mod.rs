@@ -158,7 +158,7 @@ pub trait Store: Send + Sync {
     /// Deletes every run that is over (succeeded, failed or cancelled) and ended before
     /// `ended_before` (RFC 3339, UTC), with its events, owner and answers, then gives the
     /// space back. Never a run that is running (or was, until its process died), parked
-    /// (interrupted, waiting) or held by an owner. Returns the runs deleted, oldest first.
+    /// (interrupted, waiting, parked) or held by an owner. Returns the runs deleted, oldest first.
     fn prune<'a>(&'a self, ended_before: &'a str) -> StoreFuture<'a, Vec<RunSummary>>;
 
     /// Records a person's answer to an approval step; one answer per step
