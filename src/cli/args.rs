@@ -86,6 +86,22 @@ pub struct WindowArgs {
 }
 
 impl WindowArgs {
+    /// How long the window is from now, if one was given: `--window` as given, the time
+    /// until `--window-until` to the second.
+    pub fn length(&self) -> Option<std::time::Duration> {
+        match (self.window, self.window_until) {
+            (Some(length), _) => Some(length),
+            (None, Some(until)) => {
+                let left = until.duration_since(jiff::Timestamp::now());
+                let left = std::time::Duration::try_from(left).unwrap_or_default();
+                Some(std::time::Duration::from_secs(
+                    left.as_secs_f64().round() as u64
+                ))
+            }
+            (None, None) => None,
+        }
+    }
+
     /// When the window closes, if one was given.
     pub fn until(&self) -> Option<jiff::Timestamp> {
         match (self.window, self.window_until) {

@@ -35,13 +35,7 @@ pub fn plan(args: &PlanArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
         }
     };
     let mut plan = dry_run::plan(&validation.bundle, values).expect("the root runbook loaded");
-    let window = args
-        .window
-        .until()
-        .map(|until| std::time::Duration::try_from(until.duration_since(jiff::Timestamp::now())))
-        .map(|left| left.unwrap_or_default())
-        // To the second: the moment between parsing the flag and now is not part of it.
-        .map(|left| std::time::Duration::from_secs((left.as_millis() as u64).div_ceil(1000)));
+    let window = args.window.length();
     let history = step_history(&plan, args.store.store.as_deref())?;
     let empty = Vec::new();
     window::annotate(
