@@ -403,3 +403,59 @@ pub enum OutputFormat {
     Human,
     Json,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(text: &str) -> String {
+        parse_window_end(text).unwrap().to_string()
+    }
+
+    #[test]
+    fn a_window_end_takes_rfc_3339_or_a_time_in_a_zone_dst_included() {
+        assert_eq!(end("2099-12-06T04:00:00+01:00"), "2099-12-06T03:00:00Z");
+        assert_eq!(
+            end("2099-12-06T04:00+01:00[Europe/Berlin]"),
+            "2099-12-06T03:00:00Z"
+        );
+        // Summer time in Berlin: +02:00.
+        assert_eq!(
+            end("2099-07-05T04:00[Europe/Berlin]"),
+            "2099-07-05T02:00:00Z"
+        );
+        // 02:30 does not exist on the night clocks go forward: it is taken as 03:30 CEST.
+        assert_eq!(
+            end("2099-03-29T02:30[Europe/Berlin]"),
+            "2099-03-29T01:30:00Z"
+        );
+        // 02:30 happens twice on the night clocks go back: the first (CEST), unless the
+        // offset says which.
+        assert_eq!(
+            end("2099-10-25T02:30[Europe/Berlin]"),
+            "2099-10-25T00:30:00Z"
+        );
+        assert_eq!(
+            end("2099-10-25T02:30+01:00[Europe/Berlin]"),
+            "2099-10-25T01:30:00Z"
+        );
+        assert_eq!(
+            end("2099-11-01T02:00[America/New_York]"),
+            "2099-11-01T07:00:00Z"
+        );
+    }
+
+    #[test]
+    fn a_window_that_is_over_or_not_a_time_is_refused() {
+        let past = parse_window_end("2020-01-01T00:00:00Z").unwrap_err();
+        assert!(past.contains("has already passed"), "{past}");
+        let garbage = parse_window_end("next sunday").unwrap_err();
+        assert!(garbage.contains("is not a time"), "{garbage}");
+        assert!(parse_window_end("2099-12-06T04:00[Mars/Olympus]").is_err());
+        assert!(parse_window_length("0s").is_err());
+        assert_eq!(
+            parse_window_length("1h30m"),
+            Ok(std::time::Duration::from_secs(5400))
+        );
+    }
+}

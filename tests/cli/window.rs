@@ -56,6 +56,14 @@ fn a_window_too_short_parks_the_run_and_a_later_window_finishes_it() {
         "{}",
         parked.stderr
     );
+    // The end-of-run summary shows the decision that parked the run.
+    assert!(
+        parked
+            .stderr
+            .contains("\nWindow\n  step `restart` needs 30m (declared), "),
+        "{}",
+        parked.stderr
+    );
     assert!(
         parked.stderr.contains("runbook resume w1 --window"),
         "{}",
@@ -115,6 +123,44 @@ fn a_run_without_a_window_is_never_gated() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(times(&bench, "restart"), 1);
     assert!(gates(&bench, "free").is_empty());
+}
+
+/// The window's end and each decision are events, in `--output json` as in the journal.
+#[test]
+fn the_window_and_its_decisions_are_events() {
+    let bench = Bench::new();
+    bench.write("upgrade.yaml", UPGRADE);
+    let run = bench.runbook(&[
+        "run",
+        "upgrade.yaml",
+        "--output",
+        "json",
+        "--window-until",
+        "2099-12-06T04:00+01:00[Europe/Berlin]",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let events = crate::events::events(&run.stdout);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds[..2], ["run_started", "window_opened"]);
+    assert_eq!(events[1]["until"], "2099-12-06T03:00:00Z");
+    let checked: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "window_checked")
+        .collect();
+    assert_eq!(checked.len(), 1, "one gated step, checked once");
+    assert_eq!(checked[0]["path"], "restart");
+    assert_eq!(checked[0]["decision"], "start");
+    assert_eq!(checked[0]["until"], "2099-12-06T03:00:00Z");
+    // The gate comes before the step starts.
+    let started = crate::events::position(&events, "step_started", "restart");
+    let gate = events
+        .iter()
+        .position(|e| e["event"] == "window_checked")
+        .unwrap();
+    assert!(gate < started);
 }
 
 #[test]
