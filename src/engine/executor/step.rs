@@ -68,7 +68,7 @@ impl Run {
             }
         }
         if let Some(window) = step.window.as_ref().filter(|_| !started_before)
-            && let Some(status) = self.gate(&path, &window.value, started).await
+            && let Some(status) = self.gate(&path, step, &window.value, started).await
         {
             return status;
         }

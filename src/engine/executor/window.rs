@@ -19,6 +19,7 @@ impl Run {
     pub(super) async fn gate(
         &self,
         path: &str,
+        step: &Step,
         window: &StepWindow,
         started: Instant,
     ) -> Option<StepStatus> {
@@ -51,10 +52,13 @@ impl Run {
                 Some(StepStatus::Cancelled)
             }
             GateDecision::Fail => {
-                self.window_failure
-                    .lock()
-                    .expect("window lock")
-                    .get_or_insert(reason.clone());
+                // The run's reason, unless the step's failure does not fail the run.
+                if step.continue_on_failure != Some(true) {
+                    self.window_failure
+                        .lock()
+                        .expect("window lock")
+                        .get_or_insert(reason.clone());
+                }
                 Some(
                     self.end(
                         path,
