@@ -28,6 +28,7 @@ fn run_once(runtime: &tokio::runtime::Runtime, bundle: &Arc<Bundle>, inputs: &Ma
         store: None,
         secret_key: None,
         processes: Default::default(),
+        window_until: None,
     };
     let sink: Arc<dyn EventSink> = Arc::new(Discard);
     let outcome = runtime.block_on(engine::run(bundle.clone(), config, sink));

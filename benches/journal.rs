@@ -76,6 +76,7 @@ async fn journaled_run(
         store: Some(store),
         secret_key: None,
         processes: Default::default(),
+        window_until: None,
     };
     let outcome = engine::run(bundle, config, Arc::new(Discard)).await;
     journal.close().await.expect("the journal closes");
@@ -185,6 +186,7 @@ fn durable(c: &mut Criterion) {
                         store: Some(store.clone()),
                         secret_key: None,
                         processes: Default::default(),
+                        window_until: None,
                     };
                     let outcome = engine::run(bundle.clone(), config, Arc::new(Discard)).await;
                     journal.close().await.expect("the journal closes");

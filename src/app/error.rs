@@ -38,6 +38,9 @@ pub enum AppError {
         status: RunStatus,
         wanted: NothingTo,
     },
+    /// The run's window ends before it could begin.
+    #[error("the window ends at {until}, which has already passed; give a window that ends later")]
+    WindowOver { until: jiff::Timestamp },
     /// The journal lacks what a resume needs.
     #[error("{0}")]
     NotResumable(String),

@@ -26,6 +26,8 @@ pub struct ClaimedRun {
     pub(super) secret_key: Option<SecretKey>,
     /// Its step processes: marked with the run and supervised, apart from any other run.
     pub(super) processes: RunProcesses,
+    /// When the run's window (of this segment) closes.
+    pub(super) window_until: Option<jiff::Timestamp>,
 }
 
 /// How the caller follows and steers a run.
@@ -85,6 +87,7 @@ impl ClaimedRun {
             store: Some(self.store.clone()),
             secret_key: self.secret_key,
             processes: self.processes.clone(),
+            window_until: self.window_until,
         };
         let outcome = engine::run(self.bundle, config, watch.sink).await;
         // Waits for the supervisor to stop what the run left behind (a process that escaped

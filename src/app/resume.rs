@@ -1,5 +1,5 @@
 use super::execute::{ClaimedRun, run_processes};
-use super::start::{check_actions, resolve_secrets, sha256_hex};
+use super::start::{check_actions, check_window, resolve_secrets, sha256_hex};
 use super::{AppError, NothingTo, Notice};
 use crate::engine::state::RunState;
 use crate::event::{Envelope, RunEvent};
@@ -15,6 +15,9 @@ pub struct ResumeRequest {
     pub run_id: String,
     /// Actions running at once, run-wide (overrides the runbook's `max_parallel`).
     pub max_parallel: Option<u32>,
+    /// The window of this segment of the run (a parked run's next window): when it closes.
+    /// `None`: this segment has no window, nothing is gated. An end already past is refused.
+    pub window_until: Option<jiff::Timestamp>,
 }
 
 /// Claims a run and rebuilds it from its journal, with the runbook sources stored there
@@ -26,6 +29,7 @@ pub async fn resume(
     request: ResumeRequest,
     notice: &(dyn Fn(Notice) + Send + Sync),
 ) -> Result<ClaimedRun, AppError> {
+    check_window(request.window_until)?;
     // Claim first: the journal read next cannot change under us.
     let lease = store.claim(&request.run_id, &Owner::current()).await?;
     let prepared = match prepare(store.clone(), lease.clone(), &request, notice).await {
@@ -116,6 +120,7 @@ async fn prepare(
         prior,
         secret_key,
         processes,
+        window_until: request.window_until,
     })
 }
 

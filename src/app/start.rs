@@ -34,12 +34,16 @@ pub struct StartRequest {
     pub store: Option<String>,
     /// Actions running at once, run-wide (overrides the runbook's `max_parallel`).
     pub max_parallel: Option<u32>,
+    /// When the run's window closes: steps with a `window` start only while they fit before
+    /// it. `None`: no window, nothing is gated. An end already past is refused.
+    pub window_until: Option<jiff::Timestamp>,
 }
 
 /// Creates a run: resolves secrets and the secret key, runs each action's checks before a start,
 /// and records the run in the store (created if needed) with the source of every runbook
 /// it uses. Nothing has run yet; [`ClaimedRun::execute`] runs it.
 pub async fn start(request: StartRequest) -> Result<ClaimedRun, AppError> {
+    check_window(request.window_until)?;
     let bundle = request.bundle;
     let root = bundle.root().expect("a valid runbook has loaded");
     let secrets = resolve_secrets(&bundle)?;
@@ -74,7 +78,16 @@ pub async fn start(request: StartRequest) -> Result<ClaimedRun, AppError> {
         resumed_by: None,
         secret_key,
         processes,
+        window_until: request.window_until,
     })
+}
+
+/// Refuses a window that has already closed: every gated step would be refused at once.
+pub(super) fn check_window(until: Option<jiff::Timestamp>) -> Result<(), AppError> {
+    match until {
+        Some(until) if until <= jiff::Timestamp::now() => Err(AppError::WindowOver { until }),
+        _ => Ok(()),
+    }
 }
 
 /// The secrets of every runbook of the bundle, from their `env` or `file`; a missing one

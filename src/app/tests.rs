@@ -36,6 +36,7 @@ fn request(dir: &Path, name: &str, text: &str, store: &str) -> StartRequest {
         run_id: Some(name.to_owned()),
         store: Some(store.to_owned()),
         max_parallel: None,
+        window_until: None,
     }
 }
 
@@ -136,6 +137,7 @@ async fn two_runs_in_one_process_are_started_watched_approved_resumed_and_shown(
         ResumeRequest {
             run_id: "asks".into(),
             max_parallel: None,
+            window_until: None,
         },
         &notice,
     )
@@ -176,6 +178,7 @@ async fn two_runs_in_one_process_are_started_watched_approved_resumed_and_shown(
         ResumeRequest {
             run_id: "sleeps".into(),
             max_parallel: None,
+            window_until: None,
         },
         &notice,
     )
@@ -202,4 +205,66 @@ async fn an_invalid_runbook_is_a_typed_error_with_its_diagnostics() {
         Err(AppError::InvalidRunbook(problems)) => assert!(!problems.is_empty()),
         other => panic!("expected InvalidRunbook, got {:?}", other.err()),
     }
+}
+
+const GATED: &str = "version: 1
+name: gated
+steps:
+  - id: first
+    sleep: 10ms
+  - id: restart
+    window: { needs: 30m }
+    sleep: 10ms
+";
+
+/// What a scheduler does: a window given as `window_until` on the request. Too short, the
+/// run parks with the gate's numbers; the next window, on resume, finishes it; an end that
+/// has passed is refused before anything is created or claimed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_window_until_on_the_requests_gates_the_run_and_its_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite:{}", dir.path().join("runs.db").display());
+    let now = jiff::Timestamp::now();
+    let past = StartRequest {
+        window_until: Some(now - jiff::SignedDuration::from_secs(1)),
+        ..request(dir.path(), "late", GATED, &store_url)
+    };
+    assert!(matches!(
+        start(past).await,
+        Err(AppError::WindowOver { .. })
+    ));
+    let short = StartRequest {
+        window_until: Some(now + jiff::SignedDuration::from_mins(10)),
+        ..request(dir.path(), "gated", GATED, &store_url)
+    };
+    let (parked, events) = watch(start(short).await.unwrap()).await;
+    assert_eq!(parked.outcome.status, RunStatus::Parked);
+    assert_eq!(ended_steps(&events), ["first"]);
+    let gate = events
+        .iter()
+        .find_map(|e| match e {
+            RunEvent::WindowChecked(gate) => Some(gate.clone()),
+            _ => None,
+        })
+        .expect("the gate is an event");
+    assert_eq!(
+        (gate.path.as_str(), gate.decision, gate.needed_ms),
+        ("restart", crate::event::GateDecision::Park, 1_800_000)
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, RunEvent::WindowOpened { .. }))
+    );
+
+    let store = open_store(Some(&store_url)).await.unwrap();
+    let notice = |_: Notice| {};
+    let next = ResumeRequest {
+        run_id: "gated".into(),
+        max_parallel: None,
+        window_until: Some(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)),
+    };
+    let (done, events) = watch(resume(store, next, &notice).await.unwrap()).await;
+    assert_eq!(done.outcome.status, RunStatus::Succeeded);
+    assert_eq!(ended_steps(&events), ["restart"], "first is not run again");
 }

@@ -71,6 +71,82 @@ pub struct ResumeArgs {
     pub output: OutputFormat,
     #[command(flatten)]
     pub verbose: VerboseArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+/// A run's maintenance window: gated steps start only while they fit before it closes.
+#[derive(Debug, Args)]
+pub struct WindowArgs {
+    /// The run's window, from now: steps with `window:` start only while what they need
+    /// fits in what is left of it (2h, 1h30m, 45m).
+    #[arg(long, value_name = "DURATION", value_parser = parse_window_length, conflicts_with = "window_until")]
+    pub window: Option<std::time::Duration>,
+    /// The run's window, until this time: RFC 3339 (2026-12-06T04:00:00+01:00) or with a
+    /// time zone (2026-12-06T04:00+01:00[Europe/Berlin], 2026-12-06T04:00[Europe/Berlin]).
+    #[arg(long, value_name = "TIME", value_parser = parse_window_end)]
+    pub window_until: Option<jiff::Timestamp>,
+}
+
+impl WindowArgs {
+    /// How long the window is from now, if one was given: `--window` as given, the time
+    /// until `--window-until` to the second.
+    pub fn length(&self) -> Option<std::time::Duration> {
+        match (self.window, self.window_until) {
+            (Some(length), _) => Some(length),
+            (None, Some(until)) => {
+                let left = until.duration_since(jiff::Timestamp::now());
+                let left = std::time::Duration::try_from(left).unwrap_or_default();
+                Some(std::time::Duration::from_secs(
+                    left.as_secs_f64().round() as u64
+                ))
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// When the window closes, if one was given.
+    pub fn until(&self) -> Option<jiff::Timestamp> {
+        match (self.window, self.window_until) {
+            // To the second: the end is shown and journaled, and nanoseconds mean nothing.
+            (Some(length), _) => jiff::Timestamp::now()
+                .checked_add(length)
+                .ok()
+                .and_then(|end| jiff::Timestamp::from_second(end.as_second()).ok()),
+            (None, until) => until,
+        }
+    }
+}
+
+/// `--window 2h`: a duration as runbooks write them, longer than nothing.
+fn parse_window_length(text: &str) -> Result<std::time::Duration, String> {
+    match crate::runbook::Duration::parse(text) {
+        Some(length) if !length.0.is_zero() => Ok(length.0),
+        Some(_) => Err("a window must be longer than 0s".to_owned()),
+        None => Err(format!(
+            "`{text}` is not a duration: expected one such as 2h, 1h30m or 45m"
+        )),
+    }
+}
+
+/// `--window-until`: an instant with its offset, or a civil time in a named time zone (jiff
+/// resolves DST: a time that does not exist or exists twice is taken as the offset says, or
+/// as jiff's default, the earlier one, without an offset); it must lie ahead.
+fn parse_window_end(text: &str) -> Result<jiff::Timestamp, String> {
+    let until = text
+        .parse::<jiff::Timestamp>()
+        .or_else(|_| text.parse::<jiff::Zoned>().map(|zoned| zoned.timestamp()))
+        .map_err(|_| {
+            format!(
+                "`{text}` is not a time: expected RFC 3339 such as 2026-12-06T04:00:00+01:00,                  or a time in a zone such as 2026-12-06T04:00+01:00[Europe/Berlin]"
+            )
+        })?;
+    if until <= jiff::Timestamp::now() {
+        return Err(format!(
+            "the window would end at {until}, which has already passed"
+        ));
+    }
+    Ok(until)
 }
 
 #[derive(Debug, Args)]
@@ -153,7 +229,7 @@ pub enum RunsCommand {
     /// One run: every step with its status, attempts, timings, outputs and error.
     Show(RunsShowArgs),
     /// Delete runs that are over (succeeded, failed, cancelled) and ended long enough ago,
-    /// and shrink the store; never a running, interrupted or waiting run.
+    /// and shrink the store; never a running, interrupted, waiting or parked run.
     Prune(RunsPruneArgs),
 }
 
@@ -169,7 +245,8 @@ pub struct RunsPruneArgs {
 /// A run status as `runs list --status` takes it: `succeeded`, `waiting`, ...
 fn parse_status(text: &str) -> Result<crate::engine::RunStatus, String> {
     serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| {
-        "expected one of running, succeeded, failed, cancelled, interrupted, waiting".to_owned()
+        "expected one of running, succeeded, failed, cancelled, interrupted, waiting, parked"
+            .to_owned()
     })
 }
 
@@ -188,8 +265,8 @@ pub struct RunsListArgs {
     /// Only runs of the runbook with this `name`.
     #[arg(long, value_name = "NAME")]
     pub runbook: Option<String>,
-    /// Only runs with this status: running, succeeded, failed, cancelled, interrupted or
-    /// waiting.
+    /// Only runs with this status: running, succeeded, failed, cancelled, interrupted,
+    /// waiting or parked.
     #[arg(long, value_name = "STATUS", value_parser = parse_status)]
     pub status: Option<crate::engine::RunStatus>,
     /// Only runs started since: an age (7d, 12h) or a date (2026-11-01).
@@ -266,6 +343,12 @@ pub struct PlanArgs {
     /// text for people, json for tools.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+    /// A window to check the gated steps against; with it (or without), the plan shows each
+    /// step's need and how long steps took in earlier runs, from the store.
+    #[command(flatten)]
+    pub window: WindowArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -313,6 +396,8 @@ pub struct RunArgs {
     pub run_id: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
 }
 
 /// Run ids appear in commands, file names and URLs: keep them plain.
@@ -328,4 +413,60 @@ fn parse_run_id(value: &str) -> Result<String, String> {
 pub enum OutputFormat {
     Human,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn end(text: &str) -> String {
+        parse_window_end(text).unwrap().to_string()
+    }
+
+    #[test]
+    fn a_window_end_takes_rfc_3339_or_a_time_in_a_zone_dst_included() {
+        assert_eq!(end("2099-12-06T04:00:00+01:00"), "2099-12-06T03:00:00Z");
+        assert_eq!(
+            end("2099-12-06T04:00+01:00[Europe/Berlin]"),
+            "2099-12-06T03:00:00Z"
+        );
+        // Summer time in Berlin: +02:00.
+        assert_eq!(
+            end("2099-07-05T04:00[Europe/Berlin]"),
+            "2099-07-05T02:00:00Z"
+        );
+        // 02:30 does not exist on the night clocks go forward: it is taken as 03:30 CEST.
+        assert_eq!(
+            end("2099-03-29T02:30[Europe/Berlin]"),
+            "2099-03-29T01:30:00Z"
+        );
+        // 02:30 happens twice on the night clocks go back: the first (CEST), unless the
+        // offset says which.
+        assert_eq!(
+            end("2099-10-25T02:30[Europe/Berlin]"),
+            "2099-10-25T00:30:00Z"
+        );
+        assert_eq!(
+            end("2099-10-25T02:30+01:00[Europe/Berlin]"),
+            "2099-10-25T01:30:00Z"
+        );
+        assert_eq!(
+            end("2099-11-01T02:00[America/New_York]"),
+            "2099-11-01T07:00:00Z"
+        );
+    }
+
+    #[test]
+    fn a_window_that_is_over_or_not_a_time_is_refused() {
+        let past = parse_window_end("2020-01-01T00:00:00Z").unwrap_err();
+        assert!(past.contains("has already passed"), "{past}");
+        let garbage = parse_window_end("next sunday").unwrap_err();
+        assert!(garbage.contains("is not a time"), "{garbage}");
+        assert!(parse_window_end("2099-12-06T04:00[Mars/Olympus]").is_err());
+        assert!(parse_window_length("0s").is_err());
+        assert_eq!(
+            parse_window_length("1h30m"),
+            Ok(std::time::Duration::from_secs(5400))
+        );
+    }
 }

@@ -82,6 +82,12 @@ pub async fn execute(run: ClaimedRun, shown: Shown, printer: &Printer) -> ExitSt
             printer.note(&format!("continue with: runbook resume {run_id}"));
             ExitStatus::Parked
         }
+        RunStatus::Parked => {
+            printer.note(&format!(
+                "continue in a later window with: runbook resume {run_id} --window DURATION"
+            ));
+            ExitStatus::Parked
+        }
         RunStatus::Failed | RunStatus::Cancelled | RunStatus::Running => ExitStatus::Failure,
     }
 }
@@ -154,7 +160,8 @@ pub fn app_failure(error: &AppError, printer: &Printer) -> ExitStatus {
         | AppError::Preflight(_)
         | AppError::AlreadyEnded { .. }
         | AppError::AlreadyAnswered { .. }
-        | AppError::NotWaiting { .. } => {
+        | AppError::NotWaiting { .. }
+        | AppError::WindowOver { .. } => {
             printer.error(&error.to_string());
             ExitStatus::Invalid
         }

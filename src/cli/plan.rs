@@ -1,6 +1,7 @@
 use super::args::{InputArgs, PlanArgs, PlanFormat};
 use super::{ExitStatus, Printer};
 use crate::plan::dry_run::{self, Plan, PlannedStep};
+use crate::plan::window;
 use crate::runbook::Runbook;
 use crate::runbook::bounded_read::read_text_bounded;
 use crate::runbook::diagnostic::display_path;
@@ -10,6 +11,7 @@ use crate::runbook::node;
 use crate::runbook::validate::validate_file_allowing;
 use anyhow::Context;
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::fmt::Write;
 
 /// `runbook plan FILE`: validate, check the inputs, and show what would run.
@@ -32,7 +34,15 @@ pub fn plan(args: &PlanArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::Invalid);
         }
     };
-    let plan = dry_run::plan(&validation.bundle, values).expect("the root runbook loaded");
+    let mut plan = dry_run::plan(&validation.bundle, values).expect("the root runbook loaded");
+    let window = args.window.length();
+    let history = step_history(&plan, args.store.store.as_deref())?;
+    let empty = Vec::new();
+    window::annotate(
+        &mut plan,
+        &|path| history.get(path).unwrap_or(&empty).clone(),
+        window,
+    );
     match args.format {
         PlanFormat::Json => {
             let mut text = serde_json::to_string_pretty(&plan)?;
@@ -42,6 +52,31 @@ pub fn plan(args: &PlanArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
         PlanFormat::Text => printer.out(&render_text(&plan, &display_path(&args.file))),
     }
     Ok(ExitStatus::Success)
+}
+
+/// How long each step of the plan took in the latest succeeded runs of the runbook, from the
+/// store when there is one: a plan never creates a store, and one it cannot read shows no
+/// history rather than no plan.
+fn step_history(plan: &Plan, store: Option<&str>) -> anyhow::Result<HashMap<String, Vec<u64>>> {
+    let runtime = super::execute::runtime()?;
+    let history = runtime.block_on(async {
+        let mut history = HashMap::new();
+        let Ok(store) = crate::app::open_store(store).await else {
+            return history;
+        };
+        for path in window::paths(plan) {
+            if let Ok(durations) = store
+                .step_durations(&plan.runbook, &path, window::HISTORY_RUNS)
+                .await
+                && !durations.is_empty()
+            {
+                history.insert(path, durations);
+            }
+        }
+        let _ = store.close().await;
+        history
+    });
+    Ok(history)
 }
 
 /// The inputs from `--inputs-file` and `--input`, checked against the runbook. The outer
@@ -115,6 +150,14 @@ fn render_text(plan: &Plan, file: &str) -> String {
             );
         }
     }
+    if let Some(ms) = plan.window_ms {
+        let _ = writeln!(
+            out,
+            "\nWindow {}: a step with `window` starts only while what it needs fits in what \
+             is left of it",
+            shown(ms)
+        );
+    }
     let mut any_unknown = false;
     let mut number = 0;
     for stage in &plan.stages {
@@ -174,6 +217,29 @@ fn write_step(out: &mut String, step: &PlannedStep, depth: usize) -> bool {
         let _ = writeln!(out, "{detail}after {}", step.needs.join(", "));
     }
     write_bounds(out, step.retry.as_deref(), step.timeout.as_deref(), &detail);
+    if let Some(window) = &step.window {
+        let fits = match window.fits {
+            Some(true) => ": fits in the window",
+            Some(false) => ": longer than the whole window, it cannot start in it",
+            None => "",
+        };
+        let _ = writeln!(
+            out,
+            "{detail}window: needs {} ({}){fits}",
+            shown(window.needs_ms),
+            window.source.describe()
+        );
+    }
+    if let Some(history) = &step.history {
+        let plural = if history.runs == 1 { "" } else { "s" };
+        let _ = writeln!(
+            out,
+            "{detail}took: median {}, p95 {} over the last {} succeeded run{plural}",
+            shown(history.median_ms),
+            shown(history.p95_ms),
+            history.runs
+        );
+    }
     if let Some(fallback) = &step.fallback {
         let _ = writeln!(out, "{detail}fallback: {}", fallback.summary);
         write_body(out, &fallback.action, &format!("{detail}  "));
@@ -244,4 +310,9 @@ fn write_body(out: &mut String, body: &Value, indent: &str) {
             }
         }
     }
+}
+
+/// A duration in milliseconds as runbooks write one.
+fn shown(ms: u64) -> String {
+    crate::runbook::Duration(std::time::Duration::from_millis(ms)).to_string()
 }

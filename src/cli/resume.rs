@@ -15,6 +15,7 @@ pub fn resume(args: &ResumeArgs, printer: &Printer) -> anyhow::Result<ExitStatus
         let request = ResumeRequest {
             run_id: args.run_id.clone(),
             max_parallel: args.max_parallel,
+            window_until: args.window.until(),
         };
         let notice = |notice: app::Notice| printer.note(&notice.to_string());
         match app::resume(store, request, &notice).await {

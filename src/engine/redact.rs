@@ -183,6 +183,8 @@ impl Redact for RunEvent {
             RunEvent::RunStarted { .. } => {}
             RunEvent::RunResumed { by } => text(by),
             RunEvent::StepStarted { .. } | RunEvent::StepPolling { .. } => {}
+            // Times and numbers only, with the step path the runbook wrote.
+            RunEvent::WindowOpened { .. } | RunEvent::WindowChecked(_) => {}
             RunEvent::StepExpanded { items, .. } => {
                 let mut all = Value::Array(std::mem::take(items));
                 value("items", &mut all);

@@ -206,7 +206,9 @@ impl RunState {
             | RunEvent::LockAcquired(_)
             | RunEvent::LockReleased(_)
             | RunEvent::StepOutput { .. }
-            | RunEvent::Warning { .. } => {}
+            | RunEvent::Warning { .. }
+            | RunEvent::WindowOpened { .. }
+            | RunEvent::WindowChecked(_) => {}
         }
     }
 

@@ -1,7 +1,7 @@
 //! The run-level reading of a run's events: one fold, shared by the store (its list of
 //! runs) and the reports, so that they cannot disagree on where a run stands.
 
-use super::{Notice, RunEvent, RunStatus};
+use super::{Notice, RunEvent, RunStatus, WindowGate};
 use serde_json::Value;
 
 /// Where a run stands by its run-level events (created, resumed, ended).
@@ -23,6 +23,11 @@ pub struct RunFold {
     /// The steps' notices, one per step path (the latest, when a step ran again after a
     /// resume), in the order they were given.
     pub notices: Vec<Notice>,
+    /// When the window the run (or its latest segment) was given closes (RFC 3339); `None`
+    /// for a segment without a window.
+    pub window_until: Option<String>,
+    /// Every decision of a step gated by `window`, in order.
+    pub gates: Vec<WindowGate>,
 }
 
 impl RunFold {
@@ -33,7 +38,11 @@ impl RunFold {
             RunEvent::RunResumed { .. } => {
                 self.status = Some(RunStatus::Running);
                 self.ended_at = None;
+                // A resumed segment has a window only when it is given one.
+                self.window_until = None;
             }
+            RunEvent::WindowOpened { until } => self.window_until = Some(until.clone()),
+            RunEvent::WindowChecked(gate) => self.gates.push(gate.clone()),
             RunEvent::RunEnded {
                 status,
                 reason,

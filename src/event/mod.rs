@@ -5,9 +5,11 @@
 mod fold;
 mod lock;
 pub mod timestamp;
+mod window;
 
 pub use fold::RunFold;
 pub use lock::{LockAcquired, LockHolding, LockReleased, LockWaiting};
+pub use window::{GateDecision, NeedSource, WindowGate};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -55,6 +57,9 @@ pub enum RunStatus {
     Interrupted,
     /// Parked until someone answers an approval; `runbook resume` will continue it.
     Waiting,
+    /// Parked because its window closed before a gated step could start;
+    /// `runbook resume --window` continues it in a later window.
+    Parked,
 }
 
 impl RunStatus {
@@ -66,6 +71,7 @@ impl RunStatus {
             RunStatus::Cancelled => "cancelled",
             RunStatus::Interrupted => "interrupted",
             RunStatus::Waiting => "waiting",
+            RunStatus::Parked => "parked",
         }
     }
 
@@ -78,6 +84,7 @@ impl RunStatus {
             RunStatus::Cancelled,
             RunStatus::Interrupted,
             RunStatus::Waiting,
+            RunStatus::Parked,
         ]
         .into_iter()
         .find(|status| status.name() == name)
@@ -85,7 +92,10 @@ impl RunStatus {
 
     /// Whether `runbook resume` can continue a run that ended this way.
     pub fn is_parked(self) -> bool {
-        matches!(self, RunStatus::Interrupted | RunStatus::Waiting)
+        matches!(
+            self,
+            RunStatus::Interrupted | RunStatus::Waiting | RunStatus::Parked
+        )
     }
 
     /// Whether the run is over for good: neither running nor parked.
@@ -212,6 +222,15 @@ pub enum RunEvent {
         path: Option<String>,
         message: String,
     },
+    /// The run (or a resumed segment of it) has a window: gated steps start only while
+    /// enough of it is left.
+    WindowOpened {
+        /// When the window closes (RFC 3339).
+        until: String,
+    },
+    /// A step gated by `window` was about to start: the time left, the time it needs, where
+    /// that need came from, and what was decided.
+    WindowChecked(WindowGate),
     /// A step's `notice`, rendered when the step ended: something for the person running
     /// the runbook, shown again at the end of the run.
     StepNotice {

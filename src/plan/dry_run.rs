@@ -15,6 +15,9 @@ use serde_json::{Map, Value, json};
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub runbook: String,
+    /// The window the plan was checked against (`--window`), in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u64>,
     pub inputs: Map<String, Value>,
     /// Groups of steps that can run in parallel, in order; `finally` steps come last.
     pub stages: Vec<Vec<PlannedStep>>,
@@ -53,6 +56,15 @@ pub struct PlannedStep {
     /// The steps of the runbook this step calls through `uses`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<PlannedStep>,
+    /// The step's `window`, as written: [`super::window::annotate`] resolves it.
+    #[serde(skip)]
+    pub window_written: Option<crate::runbook::StepWindow>,
+    /// For a step with `window`: what it needs and where that comes from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<super::window::PlannedWindow>,
+    /// How long the step took in earlier succeeded runs, when the store has some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<super::window::StepHistory>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +97,7 @@ pub fn plan(bundle: &Bundle, inputs: Map<String, Value>) -> Option<Plan> {
     let stages = plan_runbook(bundle, root, &context, "", 0);
     Some(Plan {
         runbook: root.runbook.name.value.clone(),
+        window_ms: None,
         inputs,
         stages,
     })
@@ -225,6 +238,9 @@ fn plan_step(
         timeout: timeout_shown(&applies),
         fallback,
         calls,
+        window_written: step.window.as_ref().map(|w| w.value.clone()),
+        window: None,
+        history: None,
     }
 }
 

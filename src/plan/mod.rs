@@ -7,3 +7,4 @@ pub mod picture;
 
 pub use crate::runbook::dag::{Dag, Need, Section};
 pub use picture::Picture;
+pub mod window;

@@ -89,6 +89,29 @@ impl RunReport {
             }
         }
         super::locks::markdown(&mut out, &self.locks);
+        if self.window_until.is_some() || !self.window_gates.is_empty() {
+            let _ = writeln!(out, "\n## Window\n");
+            if let Some(until) = &self.window_until {
+                let _ = writeln!(out, "Open until {until}.\n");
+            }
+            if !self.window_gates.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "| Step | Needs | From | Left | Decision |\n|---|---|---|---|---|"
+                );
+            }
+            for gate in &self.window_gates {
+                let _ = writeln!(
+                    out,
+                    "| `{}` | {} | {} | {} | {} |",
+                    gate.path,
+                    duration(gate.needed_ms),
+                    cell(&gate.source.describe()),
+                    duration(gate.left_ms),
+                    gate.decision.name()
+                );
+            }
+        }
         if !self.warnings.is_empty() {
             let _ = writeln!(out, "\n## Warnings\n");
             for warning in &self.warnings {

@@ -2,7 +2,7 @@
 //! Off a terminal (CI logs, pipes) the same events become plain lines.
 
 use super::symbols::Symbols;
-use crate::event::{Envelope, EventSink, RunEvent, StepStatus};
+use crate::event::{Envelope, EventSink, GateDecision, RunEvent, StepStatus};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -273,6 +273,13 @@ impl EventSink for Progress {
                 }
             }
             RunEvent::LockReleased(_) => {}
+            RunEvent::WindowOpened { until } => {
+                self.line(&format!("window open until {until}"));
+            }
+            RunEvent::WindowChecked(gate) if gate.decision != GateDecision::Start => {
+                self.line(&format!("window: {}", gate.describe()));
+            }
+            RunEvent::WindowChecked(_) => {}
             // Shown with the summary, at the end, where a person looks when the run is over.
             RunEvent::StepNotice { .. } | RunEvent::RunEnded { .. } => {}
         }

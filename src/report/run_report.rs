@@ -2,7 +2,7 @@
 //! in a file of its own: `text.rs`, `json.rs`, `markdown.rs`.
 
 use crate::engine::state::{RunState, StepRecord};
-use crate::event::{Envelope, Notice, RunEvent, RunStatus, StepStatus, Via};
+use crate::event::{Envelope, Notice, RunEvent, RunStatus, StepStatus, Via, WindowGate};
 use crate::store::RunSummary;
 use serde::Serialize;
 use serde_json::Value;
@@ -33,6 +33,12 @@ pub struct RunReport {
     pub notices: Vec<Notice>,
     /// Each time the run or a step took (or waited for) a lock shared across runs.
     pub locks: Vec<super::locks::LockReport>,
+    /// When the window of the run's latest segment closes, if it had one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_until: Option<String>,
+    /// Every decision of a step gated by `window`, with its numbers, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub window_gates: Vec<WindowGate>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -155,6 +161,8 @@ impl RunReport {
             warnings: Vec::new(),
             notices: Vec::new(),
             locks: Vec::new(),
+            window_until: None,
+            window_gates: Vec::new(),
         };
         // Where each step stands: the executor's own fold of the events, so that a report
         // cannot disagree with what a resume would do.
@@ -213,7 +221,9 @@ impl RunReport {
                 // The steps are the executor's fold's, above.
                 | RunEvent::StepStarted { .. }
                 | RunEvent::StepExpanded { .. }
-                | RunEvent::StepEnded { .. } => {}
+                | RunEvent::StepEnded { .. }
+                | RunEvent::WindowOpened { .. }
+                | RunEvent::WindowChecked(_) => {}
             }
         }
         let running = status == RunStatus::Running;
@@ -228,6 +238,8 @@ impl RunReport {
         report.reason = state.run.reason;
         report.outputs = state.run.outputs;
         report.notices = state.run.notices;
+        report.window_until = state.run.window_until;
+        report.window_gates = state.run.gates;
         report
     }
 }

@@ -3,6 +3,7 @@
 use super::run_report::StepReport;
 use super::step_table::{self, StepColumns};
 use crate::engine::{Notice, RunOutcome};
+use crate::event::{GateDecision, RunStatus, WindowGate};
 use std::fmt::Write;
 
 pub fn render(outcome: &RunOutcome, run_id: &str) -> String {
@@ -14,6 +15,17 @@ pub fn render(outcome: &RunOutcome, run_id: &str) -> String {
         .filter_map(|path| Some(StepReport::new(path, state.steps.get(path)?, false)))
         .collect();
     step_table::render(&mut out, &steps, StepColumns::default());
+    // How the window stopped the run: the numbers behind the reason below.
+    if matches!(outcome.status, RunStatus::Parked | RunStatus::Failed) {
+        let closing: Vec<WindowGate> = state
+            .run
+            .gates
+            .iter()
+            .filter(|gate| gate.decision != GateDecision::Start)
+            .cloned()
+            .collect();
+        window_gates(&mut out, &closing);
+    }
     notices(&mut out, &state.run.notices);
     // `run r1 interrupted (interrupted)` would say it twice.
     let reason = outcome
@@ -38,5 +50,16 @@ pub fn notices(out: &mut String, notices: &[Notice]) {
         for line in notice.text.trim_end().lines() {
             let _ = writeln!(out, "    {line}");
         }
+    }
+}
+
+/// The decisions of steps gated by `window`, one a line with its numbers.
+pub fn window_gates(out: &mut String, gates: &[WindowGate]) {
+    if gates.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nWindow");
+    for gate in gates {
+        let _ = writeln!(out, "  {}", gate.describe());
     }
 }

@@ -28,6 +28,9 @@ impl RunReport {
         for resume in &self.resumes {
             let _ = writeln!(out, "resumed   {} by {}", resume.at, resume.by);
         }
+        if let Some(until) = &self.window_until {
+            let _ = writeln!(out, "window    until {until}");
+        }
         let columns = StepColumns {
             started: true,
             details: true,
@@ -55,6 +58,7 @@ impl RunReport {
             }
         }
         super::locks::text(&mut out, &self.locks);
+        crate::report::summary::window_gates(&mut out, &self.window_gates);
         crate::report::summary::notices(&mut out, &self.notices);
         if !is_empty(&self.outputs) {
             let _ = writeln!(

@@ -13,7 +13,7 @@
 //! applies them to [`Store::runs`], whose order (newest first) is a property here.
 
 use super::{Decision, HeldLock, LockAttempt, LockHolder, Owner, Store, StoreError};
-use crate::event::{Envelope, RunEvent, RunStatus};
+use crate::event::{Envelope, RunEvent, RunStatus, StepStatus};
 use futures::future::BoxFuture;
 use serde_json::json;
 use std::sync::Arc;
@@ -59,6 +59,7 @@ pub async fn run_all(factory: &dyn StoreFactory) {
     a_lock_whose_lease_ran_out_is_taken_over(factory).await;
     a_renewed_lock_stays_held(factory).await;
     a_kept_lock_outlives_its_lease(factory).await;
+    step_durations_come_from_succeeded_runs(factory).await;
     // Last: it deletes the runs of the other properties that are over.
     prune_keeps_running_and_parked_runs(factory).await;
 }
@@ -548,7 +549,7 @@ pub async fn a_record_keeps_who_added_a_value_first(factory: &dyn StoreFactory) 
 
 /// Pruning deletes the runs that are over and ended before the cutoff, with their events;
 /// never a run that is running (owned, or left running by a process that died), parked
-/// (interrupted or waiting) or still held by an owner. Runs last: it deletes every run that
+/// (interrupted, waiting or parked) or still held by an owner. Runs last: it deletes every run that
 /// is over, including those of the other properties.
 pub async fn prune_keeps_running_and_parked_runs(factory: &dyn StoreFactory) {
     let store = factory.open().await;
@@ -576,6 +577,7 @@ pub async fn prune_keeps_running_and_parked_runs(factory: &dyn StoreFactory) {
     run("kept-orphaned", None, true).await;
     run("kept-interrupted", Some(RunStatus::Interrupted), true).await;
     run("kept-waiting", Some(RunStatus::Waiting), true).await;
+    run("kept-parked", Some(RunStatus::Parked), true).await;
     run("kept-held", Some(RunStatus::Succeeded), false).await;
 
     // A cutoff before every end deletes nothing.
@@ -610,6 +612,7 @@ pub async fn prune_keeps_running_and_parked_runs(factory: &dyn StoreFactory) {
         "kept-orphaned",
         "kept-interrupted",
         "kept-waiting",
+        "kept-parked",
         "kept-held",
     ] {
         assert!(store.run(id).await.is_ok(), "{id} was pruned");
@@ -625,7 +628,7 @@ pub async fn prune_keeps_running_and_parked_runs(factory: &dyn StoreFactory) {
     assert!(listed.iter().all(|id| !id.starts_with("pruned-")));
     assert_eq!(
         listed.iter().filter(|id| id.starts_with("kept-")).count(),
-        5
+        6
     );
 }
 
@@ -909,4 +912,114 @@ pub async fn a_kept_lock_outlives_its_lease(factory: &dyn StoreFactory) {
     let resumed = acquired(store.acquire_lock("lk-kept", &parked, LONG).await.unwrap());
     assert!(resumed.expires_at.is_some());
     assert!(store.release_lock("lk-kept", &parked).await.unwrap());
+}
+
+/// `needs: auto` reads how long a step took where it succeeded, in the latest succeeded runs
+/// of the same runbook (by name), newest first: not in failed or parked runs, not in other
+/// runbooks, not other steps, not the step's failed ends.
+pub async fn step_durations_come_from_succeeded_runs(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    let owner = Owner::current();
+    let step_ended = |id: &str, path: &str, status: StepStatus, ms: u64| {
+        envelope(
+            id,
+            RunEvent::StepEnded {
+                path: path.to_owned(),
+                status,
+                attempts: 1,
+                via: None,
+                outputs: json!({}),
+                error: None,
+                item: None,
+                duration_ms: ms,
+                sealed: None,
+            },
+        )
+    };
+    let runbook_started = |id: &str, runbook: &str| {
+        envelope(
+            id,
+            RunEvent::RunStarted {
+                runbook: runbook.to_owned(),
+                file: format!("{runbook}.yaml"),
+                inputs: json!({}),
+                sources: vec![],
+            },
+        )
+    };
+    // Oldest first: (id, runbook, the gated step's end, how the run ended).
+    let runs = [
+        (
+            "durations-1",
+            "upgrade",
+            Some((StepStatus::Succeeded, 1000)),
+            RunStatus::Succeeded,
+        ),
+        (
+            "durations-2",
+            "upgrade",
+            Some((StepStatus::Succeeded, 3000)),
+            RunStatus::Failed,
+        ),
+        (
+            "durations-3",
+            "upgrade",
+            Some((StepStatus::Failed, 5000)),
+            RunStatus::Succeeded,
+        ),
+        (
+            "durations-4",
+            "other",
+            Some((StepStatus::Succeeded, 7000)),
+            RunStatus::Succeeded,
+        ),
+        ("durations-5", "upgrade", None, RunStatus::Succeeded),
+        (
+            "durations-6",
+            "upgrade",
+            Some((StepStatus::Succeeded, 2000)),
+            RunStatus::Parked,
+        ),
+        (
+            "durations-7",
+            "upgrade",
+            Some((StepStatus::Succeeded, 4000)),
+            RunStatus::Succeeded,
+        ),
+    ];
+    for (id, runbook, gated, status) in runs {
+        let lease = store
+            .create(id, &owner, &runbook_started(id, runbook))
+            .await
+            .unwrap();
+        let mut events = vec![step_ended(id, "other_step", StepStatus::Succeeded, 9000)];
+        if let Some((step_status, ms)) = gated {
+            events.push(step_ended(id, "phase/restart", step_status, ms));
+        }
+        events.push(ended(id, status, 10));
+        store.append(&lease, 2, &events).await.unwrap();
+        store.release(&lease).await.unwrap();
+        // Runs are ordered by creation time: keep them apart.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let all = store
+        .step_durations("upgrade", "phase/restart", 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        all,
+        [4000, 1000],
+        "newest first, succeeded runs and ends only"
+    );
+    // The latest 2 succeeded runs of `upgrade` are 7 and 5; 5 did not run the step.
+    let latest = store
+        .step_durations("upgrade", "phase/restart", 2)
+        .await
+        .unwrap();
+    assert_eq!(latest, [4000]);
+    let none = store
+        .step_durations("never-ran", "phase/restart", 100)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
 }

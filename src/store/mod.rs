@@ -160,7 +160,7 @@ pub trait Store: Send + Sync {
     /// Deletes every run that is over (succeeded, failed or cancelled) and ended before
     /// `ended_before` (RFC 3339, UTC), with its events, owner and answers, then gives the
     /// space back. Never a run that is running (or was, until its process died), parked
-    /// (interrupted, waiting) or held by an owner. Returns the runs deleted, oldest first.
+    /// (interrupted, waiting, parked) or held by an owner. Returns the runs deleted, oldest first.
     fn prune<'a>(&'a self, ended_before: &'a str) -> StoreFuture<'a, Vec<RunSummary>>;
 
     /// Records a person's answer to an approval step; one answer per step
@@ -215,6 +215,16 @@ pub trait Store: Send + Sync {
 
     /// Every lock held now (a lease that ran out is not held), by name.
     fn locks(&self) -> StoreFuture<'_, Vec<HeldLock>>;
+
+    /// The durations (milliseconds) of step `path` where it succeeded, in the `runs` latest
+    /// succeeded runs of the runbook named `runbook`, newest first: what `needs: auto`
+    /// reads. A run that did not succeed says nothing of how long the work takes.
+    fn step_durations<'a>(
+        &'a self,
+        runbook: &'a str,
+        path: &'a str,
+        runs: usize,
+    ) -> StoreFuture<'a, Vec<u64>>;
 
     /// Finishes with the store: waits for connections to close, so that SQLite folds its
     /// write-ahead log back into the database file when no other process uses it.

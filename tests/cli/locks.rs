@@ -734,3 +734,61 @@ fn an_interrupted_run_keeps_its_lock_for_its_lease_and_its_resume_takes_it_again
     assert!(!events.iter().any(|e| e["event"] == "lock_waiting"));
     assert!(locks_json(&bench).is_empty(), "the ended run let go");
 }
+
+/// Wants the same lock and would wait long for it, in a window that closes first.
+const WINDOWED: &str = r#"version: 1
+name: windowed
+locks: ["flink-prod"]
+lock_wait: 10m
+steps:
+  - id: work
+    exec: { script: 'echo "start windowed" >> side' }
+"#;
+
+/// A run waiting for a lock is bounded by its window too: when the window closes first, the
+/// run parks (the default `on_window_close`), resumable in a later window, its step not run.
+#[test]
+fn a_wait_for_a_lock_ends_when_the_window_closes_and_the_run_parks() {
+    let bench = Bench::new();
+    bench
+        .write("upgrade.yaml", HOLDER)
+        .write("windowed.yaml", WINDOWED);
+    let holder = start(
+        &bench,
+        &[
+            "run",
+            "upgrade.yaml",
+            "--run-id",
+            "holder",
+            "--input",
+            "name=holder",
+        ],
+    );
+    bench.wait_for("side", "start holder");
+    let asked = Instant::now();
+    let parked = bench.runbook(&[
+        "run",
+        "windowed.yaml",
+        "--run-id",
+        "windowed",
+        "--window",
+        "2s",
+    ]);
+    let took = asked.elapsed();
+    release(&bench, "holder");
+    assert_eq!(holder.finish().0, 0);
+
+    assert_eq!(parked.code, 3, "{}", parked.stderr);
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert!(!bench.read("side").contains("windowed"), "its step never ran");
+    let report = bench.show_json("windowed");
+    assert_eq!(report["status"], "parked", "{report:#}");
+    let reason = text(&report["reason"], "reason");
+    assert!(reason.contains("held by run holder"), "{reason}");
+    assert!(reason.contains("window closed"), "{reason}");
+
+    // In a later window, with the lock free, it takes the lock and runs.
+    let resumed = bench.runbook(&["resume", "windowed", "--window", "1h"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(bench.read("side").contains("start windowed"));
+}

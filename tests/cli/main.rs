@@ -26,3 +26,4 @@ mod secrets;
 mod shell;
 mod support;
 mod validate;
+mod window;

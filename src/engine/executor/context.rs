@@ -43,6 +43,7 @@ impl Run {
                 | StopReason::LockLost,
             ) => RunStatus::Interrupted,
             Some(StopReason::Parked) => RunStatus::Waiting,
+            Some(StopReason::WindowClosed) => RunStatus::Parked,
             Some(StopReason::Deadline) => RunStatus::Failed,
             None if self.run_failed() => RunStatus::Failed,
             None if *self.finishing.lock().expect("finishing lock") => RunStatus::Succeeded,

@@ -132,12 +132,14 @@ pub(super) enum NotTaken {
 pub(super) struct WaitBound {
     pub(super) until: Instant,
     pub(super) why: String,
+    /// The run's window closes then: the runbook's `on_window_close` says what follows.
+    pub(super) window: bool,
 }
 
 impl Run {
-    /// Until when a wait for a lock may last: the `lock_wait` that applies, and the run's
-    /// deadline, whichever comes first. The one place that decides it: a run's change
-    /// window, once runs have one, is a third bound to add here.
+    /// Until when a wait for a lock may last: the `lock_wait` that applies, the run's
+    /// deadline and the end of its window, whichever comes first. The one place that
+    /// decides it.
     pub(super) fn lock_wait_bound(
         &self,
         asked: Instant,
@@ -145,6 +147,7 @@ impl Run {
     ) -> Option<WaitBound> {
         let by_wait = lock_wait.map(|wait| WaitBound {
             until: asked + wait,
+            window: false,
             why: if wait.is_zero() {
                 "`lock_wait` is 0s".to_owned()
             } else {
@@ -157,12 +160,20 @@ impl Run {
         let by_deadline = self.deadline_instant().map(|until| WaitBound {
             until,
             why: "the run's deadline came while it waited".to_owned(),
+            window: false,
         });
-        match (by_wait, by_deadline) {
-            (Some(wait), Some(deadline)) if deadline.until < wait.until => Some(deadline),
-            (Some(wait), _) => Some(wait),
-            (None, deadline) => deadline,
-        }
+        let by_window = self.window_until.map(|end| {
+            let left = end.duration_since(jiff::Timestamp::now());
+            WaitBound {
+                until: asked + Duration::try_from(left).unwrap_or(Duration::ZERO),
+                why: format!("the run's window closed at {end} while it waited"),
+                window: true,
+            }
+        });
+        [by_wait, by_deadline, by_window]
+            .into_iter()
+            .flatten()
+            .min_by_key(|bound| bound.until)
     }
 
     /// When the run's deadline falls, counted from when this process started the run.
@@ -286,7 +297,9 @@ impl Run {
             return;
         }
         match status {
-            RunStatus::Waiting => {
+            // Parked half-way (for an answer, or for its next window): what the locks protect
+            // may be half-changed, so they stay the run's until it is resumed and ends.
+            RunStatus::Waiting | RunStatus::Parked => {
                 let _ = store.keep_locks(&self.run_id).await;
             }
             RunStatus::Interrupted | RunStatus::Running => {}
@@ -424,10 +437,17 @@ impl Run {
             let now = Instant::now();
             let until = match &bound {
                 Some(bound) if now >= bound.until => {
-                    return Err(NotTaken::GaveUp(format!(
-                        "lock `{name}` is held by {holding}; {}",
-                        bound.why
-                    )));
+                    let reason = format!("lock `{name}` is held by {holding}; {}", bound.why);
+                    if bound.window && self.on_window_close == crate::runbook::OnWindowClose::Park {
+                        // As a window gate parks: nothing more starts, a later window resumes.
+                        self.window_parked
+                            .lock()
+                            .expect("window lock")
+                            .get_or_insert(reason);
+                        self.stop_because(StopReason::WindowClosed);
+                        return Err(NotTaken::Cancelled);
+                    }
+                    return Err(NotTaken::GaveUp(reason));
                 }
                 Some(bound) => (now + ASK_AGAIN).min(bound.until),
                 None => now + ASK_AGAIN,

@@ -14,6 +14,7 @@ mod resume;
 mod schedule;
 mod step;
 mod uses;
+mod window;
 
 use super::limits;
 use super::redact::{Redact, Redactor, Revealed};
@@ -62,6 +63,9 @@ pub enum StopReason {
     /// A lock the run held was lost (its lease ran out): what it protects is no longer
     /// protected, so the run stops, interrupted, to be resumed.
     LockLost,
+    /// A gated step had less time left in the run's window than it needs, and the runbook
+    /// parks (`on_window_close: park`): nothing more starts, running steps finish.
+    WindowClosed,
 }
 
 /// What a run needs besides the runbook.
@@ -91,6 +95,9 @@ pub struct RunConfig {
     /// The run's step processes: marked and supervised for a run the application layer
     /// claimed, only grouped with the default.
     pub processes: RunProcesses,
+    /// When this run's window (of this segment, for a resumed run) closes: steps with a
+    /// `window` start only while they fit before it. `None`: nothing is gated.
+    pub window_until: Option<jiff::Timestamp>,
 }
 
 /// How the run ended.
@@ -149,6 +156,13 @@ struct Run {
     park: CancellationToken,
     /// The locks shared across runs that this process holds for the run.
     locks: locks::RunLocks,
+    /// When the window closes, if the run has one.
+    window_until: Option<jiff::Timestamp>,
+    on_window_close: crate::runbook::OnWindowClose,
+    /// Why the run parks for its window, once a gate decided so.
+    window_parked: Mutex<Option<String>>,
+    /// What a gate said when it failed a step (`on_window_close: fail`): the run's reason.
+    window_failure: Mutex<Option<String>>,
 }
 
 /// Runs a bundle to its end (or until stopped) and returns how it ended. The run starts
@@ -229,6 +243,10 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         activity: AtomicU64::new(0),
         park: CancellationToken::new(),
         locks: locks::RunLocks::default(),
+        window_until: config.window_until,
+        on_window_close: window::policy(runbook),
+        window_parked: Mutex::new(None),
+        window_failure: Mutex::new(None),
     };
     match &config.resumed_by {
         // Durable before anything else happens, so the journal shows where each process began.
@@ -241,6 +259,13 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
                 run.sink.emit(envelope);
             }
         }
+    }
+    if let Some(until) = run.window_until {
+        let _ = run
+            .emit(RunEvent::WindowOpened {
+                until: until.to_string(),
+            })
+            .await;
     }
 
     // Deadline, interrupt, parking and a broken journal cancel the main steps; `finally` runs
@@ -324,9 +349,16 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             run.withheld_reason.lock().expect("withheld lock").clone(),
         ),
         (Some(StopReason::LockLost), _) => (RunStatus::Interrupted, run.locks.lost_reason()),
+        (Some(StopReason::WindowClosed), _) => (
+            RunStatus::Parked,
+            run.window_parked.lock().expect("window lock").clone(),
+        ),
         (Some(StopReason::Deadline), _) => (RunStatus::Failed, Some("deadline".to_owned())),
         (None, Ok(_)) => (RunStatus::Succeeded, None),
-        (None, Err(reason)) => (RunStatus::Failed, Some(reason)),
+        (None, Err(reason)) => {
+            let gate = run.window_failure.lock().expect("window lock").clone();
+            (RunStatus::Failed, Some(gate.unwrap_or(reason)))
+        }
     };
     let (outputs, notices) = {
         let state = run.state.lock().expect("state lock");
@@ -461,6 +493,15 @@ fn cancelled() -> Failure {
 fn parked() -> Failure {
     Failure {
         message: "waiting for approval".to_owned(),
+        cancelled: true,
+        parked: true,
+        permanent: false,
+    }
+}
+
+fn parked_for_window() -> Failure {
+    Failure {
+        message: "parked until a later window".to_owned(),
         cancelled: true,
         parked: true,
         permanent: false,

@@ -33,7 +33,12 @@ impl Run {
             let stop = *self.stop.lock().expect("stop lock");
             let finally_error = if matches!(
                 stop,
-                Some(StopReason::Parked | StopReason::Journal | StopReason::Withheld)
+                Some(
+                    StopReason::Parked
+                        | StopReason::Journal
+                        | StopReason::Withheld
+                        | StopReason::WindowClosed
+                )
             ) {
                 None
             } else {
@@ -52,6 +57,10 @@ impl Run {
             }
             if cancel.is_cancelled() {
                 return Err("cancelled".to_owned());
+            }
+            // Steps of this runbook were left unstarted for a later window: it is not over.
+            if self.window_closed() {
+                return Err("parked until a later window".to_owned());
             }
             let expressions = scope.loaded.runbook.outputs.iter();
             if let Some((read, reason)) =
@@ -149,7 +158,9 @@ impl Run {
         }
         let mut running = FuturesUnordered::new();
         loop {
-            if failure.is_none() && !cancel.is_cancelled() {
+            // Once the window has closed on a gated step, nothing more starts; what runs
+            // finishes, and the rest waits for a later window.
+            if failure.is_none() && !cancel.is_cancelled() && !self.window_closed() {
                 for index in ready.drain(..) {
                     let step = steps[index];
                     running.push(async move { (index, self.run_step(scope, step, cancel).await) });

@@ -67,6 +67,11 @@ impl Run {
                 }
             }
         }
+        if let Some(window) = step.window.as_ref().filter(|_| !started_before)
+            && let Some(status) = self.gate(&path, step, &window.value, started).await
+        {
+            return status;
+        }
         let Some(for_each) = &step.for_each else {
             let instance = Instance { path, item: None };
             let status = self.run_instance(scope, step, &instance, cancel).await;

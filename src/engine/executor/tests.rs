@@ -32,6 +32,7 @@ async fn run_text(text: &str, max_parallel: Option<usize>) -> (RunOutcome, Vec<R
         store: None,
         secret_key: None,
         processes: Default::default(),
+        window_until: None,
     };
     let sink = Arc::new(Collect(Mutex::new(Vec::new())));
     let outcome = run(Arc::new(validation.bundle), config, sink.clone()).await;

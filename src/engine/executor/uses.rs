@@ -52,6 +52,13 @@ impl Run {
         );
         self.run_locked_scope(&child, cancel)
             .await
-            .map_err(|reason| failure(format!("runbook `{uses}`: {reason}")))
+            .map_err(|reason| {
+                if self.window_closed() {
+                    // Not an end: the phase goes on in a later window.
+                    parked_for_window()
+                } else {
+                    failure(format!("runbook `{uses}`: {reason}"))
+                }
+            })
     }
 }

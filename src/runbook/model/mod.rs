@@ -21,6 +21,7 @@ mod kubernetes;
 mod locks;
 mod record;
 mod sleep;
+mod window;
 
 pub use action_body::{ActionBody, ActionChecks, PlannedTemplates, keys_of};
 pub use applies::Applies;
@@ -34,6 +35,7 @@ pub use kubernetes::{
 };
 pub use locks::LockNames;
 pub use record::Record;
+pub use window::{OnWindowClose, StepWindow, WindowNeed};
 
 /// A runbook: a DAG of steps with typed inputs, run by `runbook run`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -76,6 +78,11 @@ pub struct Runbook {
     /// its deadline.
     #[serde(default)]
     pub lock_wait: Option<Spanned<Duration>>,
+    /// What the run does when a step gated by `window` has less time left in the run's
+    /// window than it needs: `park` (the default) or `fail`. Only the root runbook's
+    /// setting applies.
+    #[serde(default)]
+    pub on_window_close: Option<Spanned<OnWindowClose>>,
     /// The steps. A step starts when every step it `needs` has succeeded or been skipped.
     pub steps: Vec<Step>,
     /// Steps that always run last, whatever happened: success, failure, cancel or deadline.
@@ -401,6 +408,10 @@ action_list! { with_action {
         /// `lock_wait`.
         #[serde(default)]
         pub lock_wait: Option<Spanned<Duration>>,
+        /// How much time must be left in the run's window for the step to start (`needs:
+        /// 30m`, or `needs: auto` with an `estimate`). A run without a window ignores it.
+        #[serde(default)]
+        pub window: Option<Spanned<StepWindow>>,
     }
 } }
 

@@ -24,6 +24,7 @@ mod inputs;
 mod locks;
 mod references;
 mod step;
+mod window;
 
 use bundle::Walk;
 pub use bundle::{Bundle, resolve_uses};
@@ -261,6 +262,7 @@ impl<'a> Checker<'a> {
             self.check_step(index, step);
         }
         self.check_locks();
+        self.check_windows();
         let scope = Scope {
             step: None,
             for_each: false,

@@ -41,6 +41,7 @@ pub struct SqliteStore {
 }
 
 mod approvals;
+mod durations;
 mod errors;
 mod journal;
 mod leases;
@@ -226,6 +227,19 @@ impl Store for SqliteStore {
             self.read_records(name)
                 .await
                 .map_err(|f| self.explain(f, || format!("reading record `{name}`")))
+        })
+    }
+
+    fn step_durations<'a>(
+        &'a self,
+        runbook: &'a str,
+        path: &'a str,
+        runs: usize,
+    ) -> StoreFuture<'a, Vec<u64>> {
+        Box::pin(async move {
+            self.read_step_durations(runbook, path, runs)
+                .await
+                .map_err(|f| self.explain(f, || format!("reading the durations of step `{path}`")))
         })
     }
 
