@@ -3,6 +3,7 @@
 pub mod json;
 pub mod json_lines;
 pub mod markdown;
+pub mod objectives;
 pub mod progress;
 pub mod run_report;
 pub mod step_output;

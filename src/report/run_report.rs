@@ -1,6 +1,7 @@
 //! `runbook runs show`: one run, rebuilt from its journal. Each format renders this model
 //! in a file of its own: `text.rs`, `json.rs`, `markdown.rs`.
 
+use super::objectives::{ObjectiveReport, measure_run};
 use crate::engine::state::{RunState, StepRecord};
 use crate::event::{Envelope, Notice, RunEvent, RunStatus, StepStatus, Via};
 use crate::store::RunSummary;
@@ -31,6 +32,9 @@ pub struct RunReport {
     pub warnings: Vec<WarningReport>,
     /// What the steps' `notice` said, one per step path (the latest), in order.
     pub notices: Vec<Notice>,
+    /// The runbook's objectives, measured on this run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objectives: Vec<ObjectiveReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -152,6 +156,7 @@ impl RunReport {
             resumes: Vec::new(),
             warnings: Vec::new(),
             notices: Vec::new(),
+            objectives: measure_run(events),
         };
         // Where each step stands: the executor's own fold of the events, so that a report
         // cannot disagree with what a resume would do.

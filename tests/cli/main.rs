@@ -13,6 +13,7 @@ mod injection;
 mod logs;
 mod not_retried;
 mod notices;
+mod objectives;
 mod plan;
 mod processes;
 mod record;

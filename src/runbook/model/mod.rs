@@ -18,6 +18,7 @@ mod assert;
 mod exec;
 mod http;
 mod kubernetes;
+mod objectives;
 mod record;
 mod sleep;
 
@@ -31,6 +32,7 @@ pub use kubernetes::{
     KUBERNETES_OPERATIONS, Kubernetes, KubernetesCreate, KubernetesPatch, KubernetesWait,
     PatchType, ResourceRef,
 };
+pub use objectives::{Measure, Objective, RUN_STARTED};
 pub use record::Record;
 
 /// A runbook: a DAG of steps with typed inputs, run by `runbook run`.
@@ -72,6 +74,10 @@ pub struct Runbook {
     /// What a caller (`uses:`) or a report sees: jq expressions over the run's context.
     #[serde(default)]
     pub outputs: SpannedMap<Spanned<String>>,
+    /// What a run is measured against, by name (`rto`, `rpo`): reports show each as met,
+    /// missed or not measurable.
+    #[serde(default)]
+    pub objectives: SpannedMap<Objective>,
 }
 
 /// A typed input.

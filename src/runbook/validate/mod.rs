@@ -21,6 +21,7 @@ mod actions;
 mod bundle;
 mod graph;
 mod inputs;
+mod objectives;
 mod references;
 mod step;
 
@@ -267,6 +268,7 @@ impl<'a> Checker<'a> {
         for (_, expression) in self.runbook.outputs.iter() {
             self.check_jq(expression, Root::Context, scope, "runbook output");
         }
+        self.check_objectives();
         self.check_pending_jq();
     }
 
