@@ -204,7 +204,8 @@ pub struct RunsShowArgs {
     pub run_id: String,
     #[command(flatten)]
     pub store: StoreArgs,
-    /// text for the terminal, json for tools, markdown for a report to file.
+    /// text for the terminal, json for tools, markdown for a report to file, html for a
+    /// self-contained page with a timeline (prints to PDF), junit for CI systems.
     #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
     pub format: ShowFormat,
 }
@@ -214,6 +215,8 @@ pub enum ShowFormat {
     Text,
     Json,
     Markdown,
+    Html,
+    Junit,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,9 @@
 //! What a person (or a tool) sees of a run: views over its events.
 
+pub mod html;
 pub mod json;
 pub mod json_lines;
+pub mod junit;
 pub mod markdown;
 pub mod objectives;
 pub mod progress;
@@ -11,6 +13,7 @@ pub mod step_table;
 pub mod summary;
 pub mod symbols;
 pub mod text;
+pub mod timeline;
 
 pub use json_lines::JsonLines;
 pub use progress::Progress;

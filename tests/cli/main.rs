@@ -18,6 +18,8 @@ mod plan;
 mod processes;
 mod record;
 mod reliability;
+mod report_html;
+mod report_junit;
 mod run;
 mod run_http;
 mod said_once;

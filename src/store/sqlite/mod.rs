@@ -40,6 +40,7 @@ pub struct SqliteStore {
 mod approvals;
 mod errors;
 mod journal;
+pub use journal::chain_head;
 mod leases;
 mod open;
 mod records;
