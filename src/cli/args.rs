@@ -29,6 +29,8 @@ pub enum Command {
     Runs(RunsArgs),
     /// Show what the steps of a run printed (stdout and stderr, from its journal).
     Logs(LogsArgs),
+    /// Reports across runs: `report trend RUNBOOK`.
+    Report(ReportArgs),
     /// Write NAME.yaml, a commented starter runbook that validates (never overwrites).
     Init(InitArgs),
     /// Print the JSON Schema of the runbook language.
@@ -135,6 +137,42 @@ pub struct ApproveArgs {
     pub by: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub command: ReportCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The runs of one runbook over time: durations and objectives, a table and charts.
+    /// Exits 1 when the latest run missed a target (or could not measure one).
+    Trend(TrendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrendArgs {
+    /// The runbook: its `name`, or its file (its name is read from it).
+    #[arg(value_name = "RUNBOOK")]
+    pub runbook: String,
+    /// Only the newest N runs.
+    #[arg(long, value_name = "N", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub last: u32,
+    /// text for the terminal, json for tools, html for a page with charts.
+    #[arg(long, value_enum, default_value_t = TrendFormat::Text)]
+    pub format: TrendFormat,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TrendFormat {
+    Text,
+    Json,
+    Html,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ mod init;
 mod logs;
 mod plan;
 mod printer;
+mod report;
 mod resume;
 mod run;
 mod runs;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
         Command::Approve(args) => approve::approve(&args, printer),
         Command::Runs(args) => runs::runs(&args, printer),
         Command::Logs(args) => logs::logs(&args, printer),
+        Command::Report(args) => report::report(&args, printer),
         Command::Init(args) => init::init(&args, printer),
         Command::Schema => schema::schema(printer),
         Command::Completions(args) => completions::completions(&args, printer),

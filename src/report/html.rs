@@ -13,7 +13,7 @@ use std::fmt::Write;
 /// Lines of each stream of a step's last output the page shows.
 const OUTPUT_TAIL_LINES: usize = 20;
 
-const STYLE: &str = r#"
+pub(super) const STYLE: &str = r#"
 body { font: 14px/1.45 system-ui, sans-serif; color: #1b1f24; margin: 2em auto; max-width: 1000px; padding: 0 1em; }
 h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #d0d7de; }
 h3 { font-size: 1em; margin: 1em 0 .3em; }

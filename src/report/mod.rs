@@ -14,6 +14,7 @@ pub mod summary;
 pub mod symbols;
 pub mod text;
 pub mod timeline;
+pub mod trend;
 
 pub use json_lines::JsonLines;
 pub use progress::Progress;

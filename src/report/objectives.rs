@@ -5,6 +5,7 @@
 //! the journal's `run_started` keeps it, so a report of an old run measures what that run
 //! promised, whatever the file on disk says today.
 
+use super::run_report::duration;
 use crate::engine::state::RunState;
 use crate::event::{Envelope, RunEvent, StepStatus};
 use crate::runbook::diagnostic::SourceFile;
@@ -100,6 +101,40 @@ pub fn measure(objectives: &[(&str, &Objective)], events: &[Envelope]) -> Vec<Ob
             }
         })
         .collect()
+}
+
+/// The objectives as `runs show` prints them on the terminal, under the steps.
+pub fn render_text(out: &mut String, objectives: &[ObjectiveReport]) {
+    use std::fmt::Write;
+    if objectives.is_empty() {
+        return;
+    }
+    let width = objectives
+        .iter()
+        .map(|o| o.name.chars().count())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    let _ = writeln!(
+        out,
+        "\n{:<width$}  {:>9}  {:>9}  result",
+        "objective", "target", "measured"
+    );
+    for objective in objectives {
+        let measured = objective
+            .measured_ms
+            .map(duration)
+            .unwrap_or_else(|| "-".to_owned());
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>9}  {:>9}  {}: {}",
+            objective.name,
+            duration(objective.target_ms),
+            measured,
+            objective.outcome.name(),
+            objective.detail
+        );
+    }
 }
 
 fn millis(duration: std::time::Duration) -> u64 {

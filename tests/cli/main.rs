@@ -20,6 +20,7 @@ mod record;
 mod reliability;
 mod report_html;
 mod report_junit;
+mod report_trend;
 mod run;
 mod run_http;
 mod said_once;

@@ -130,6 +130,14 @@ fn a_real_run_reports_each_objective_met_missed_or_not_measurable() {
         shown.stdout
     );
 
+    let text = drills.runbook(&["runs", "show", "d1"]);
+    assert!(
+        text.stdout
+            .contains("never             1m          -  not measurable: step `cleanup` skipped"),
+        "{}",
+        text.stdout
+    );
+
     let markdown = drills.runbook(&["runs", "show", "d1", "--format", "markdown"]);
     assert!(
         markdown
