@@ -328,8 +328,8 @@ impl RunReport {
 
 /// Geometry of the Gantt chart.
 const CHART_WIDTH: f64 = 960.0;
-const LABEL_WIDTH: f64 = 230.0;
-const STATUS_WIDTH: f64 = 110.0;
+const LABEL_WIDTH: f64 = 190.0;
+const STATUS_WIDTH: f64 = 250.0;
 const ROW: f64 = 24.0;
 const TOP: f64 = 28.0;
 
@@ -382,7 +382,7 @@ fn html_timeline(out: &mut String, timeline: &Timeline, report: &RunReport) {
              <text x=\"4\" y=\"{:.1}\">{label}</text>",
             y + 15.0,
             path = escape(&lane.path),
-            label = escape(&shorten(&lane.path, 36)),
+            label = escape(&shorten(&lane.path, 30)),
         );
         for bar in &lane.bars {
             html_bar(out, bar, lane, y, &x);

@@ -142,14 +142,30 @@ impl Timeline {
                     close(&mut timeline, &mut open, index, BarEnd::Succeeded);
                     timeline.open_bar(&mut open, index, BarKind::Approval, 1, at);
                 }
-                RunEvent::ApprovalGiven { path, approved, .. } => {
+                RunEvent::ApprovalGiven {
+                    path,
+                    approved,
+                    answered_at,
+                    ..
+                } => {
                     let index = lane(path, &mut timeline);
                     let end = if *approved {
                         BarEnd::Approved
                     } else {
                         BarEnd::Rejected
                     };
-                    close(&mut timeline, &mut open, index, end);
+                    // The wait lasted until the answer, even when the run was parked
+                    // meanwhile and the answer is journaled only once it resumed.
+                    let answered = millis(answered_at).map_or(at, |ms| (ms - first).min(at));
+                    let bars = &mut timeline.lanes[index].bars;
+                    if let Some(wait) = bars.iter().rposition(|b| b.kind == BarKind::Approval) {
+                        if open.get(&index) == Some(&wait) {
+                            open.remove(&index);
+                        }
+                        let bar = &mut bars[wait];
+                        bar.end_ms = answered.max(bar.start_ms);
+                        bar.end = end;
+                    }
                 }
                 RunEvent::StepEnded {
                     path,

@@ -92,6 +92,18 @@ fn render(drills: &Drills, run_id: &str) -> String {
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
         "a real screenshot"
     );
+    // It prints: Chromium's print to PDF, as a person would save it.
+    let pdf = artefacts().join(format!("run-{run_id}.pdf"));
+    let _ = std::fs::remove_file(&pdf);
+    chromium(
+        &page,
+        &[
+            "--no-pdf-header-footer",
+            &format!("--print-to-pdf={}", pdf.display()),
+        ],
+    );
+    let pdf = std::fs::read(&pdf).expect("a PDF");
+    assert!(pdf.starts_with(b"%PDF") && pdf.len() > 5_000, "a real PDF");
     dom
 }
 
@@ -151,4 +163,63 @@ fn chromium_shows_a_bar_per_step_the_failed_step_marked_and_objectives_met_or_mi
         objective_row(&dom, "rto").contains("? not measurable"),
         "{dom}"
     );
+}
+
+/// Retries, a fallback and an approval that parked the run until someone answered.
+const ROUGH: &str = r#"version: 1
+name: rough
+steps:
+  - id: flaky
+    exec: { script: 'echo "attempt failed" >&2; exit 1' }
+    retry: { attempts: 2, delay: 100ms }
+    fallback:
+      exec: { command: [echo, recovered] }
+  - id: gate
+    needs: [flaky]
+    approval: { prompt: "go on?" }
+  - id: after
+    needs: [gate]
+    exec: { command: [echo, done] }
+"#;
+
+#[test]
+fn chromium_shows_retries_the_fallback_and_the_wait_for_approval() {
+    let drills = Drills::new();
+    std::fs::write(drills.dir.path().join("rough.yaml"), ROUGH).expect("write the runbook");
+    let parked = drills.runbook(&["run", "rough.yaml", "--run-id", "rough"]);
+    assert_eq!(parked.code, 3, "{}", parked.stderr);
+    let approved = drills.runbook(&["approve", "rough", "gate", "--as", "alice"]);
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
+    let resumed = drills.runbook(&["resume", "rough"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+
+    let dom = render(&drills, "rough");
+    let flaky = lane(&dom, "flaky");
+    assert_eq!(
+        flaky.matches("<rect class=\"bar failed\"").count(),
+        2,
+        "{flaky}"
+    );
+    assert!(
+        flaky.contains("stroke-dasharray=\"5 3\""),
+        "the fallback: {flaky}"
+    );
+    assert!(
+        flaky.contains("✓ succeeded, 2 failed attempt(s), fallback"),
+        "{flaky}"
+    );
+    let gate = lane(&dom, "gate");
+    // The wait runs from the question to the answer, across the park.
+    assert!(gate.contains("<rect class=\"bar approved\""), "{gate}");
+    assert!(
+        gate.contains("gate: waiting for approval, approved ("),
+        "{gate}"
+    );
+    assert!(lane(&dom, "after").contains("✓ succeeded"));
+    assert!(dom.contains("<line class=\"park\""), "the park is marked");
+    assert!(
+        dom.contains("<th>Approved</th><td><code>gate</code> by alice</td>"),
+        "{dom}"
+    );
+    assert!(dom.contains("<th>Resumed</th>"), "{dom}");
 }
