@@ -6,7 +6,8 @@
 #
 # Prerequisites: Rust (cargo, rustfmt, clippy), a C compiler (cc) for the SQLite and TLS
 # crates, and for the Flink tests (tests/flink/) java and javac 17+, python3 with pip (Flink comes from
-# PyPI, cached in $RUNBOOK_FLINK_CACHE, default ~/.cache/runbook/flink) and curl. This script
+# PyPI, cached in $RUNBOOK_FLINK_CACHE, default ~/.cache/runbook/flink) and curl; for the
+# report tests Debian's chromium and libxml2-utils (xmllint), installed here when missing. This script
 # starts one sandbox cluster for them and stops it when it exits, however it exits; a
 # cluster that cannot start fails the run.
 set -euo pipefail
@@ -18,6 +19,21 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# The report tests render HTML pages in a headless Chromium and validate JUnit XML with
+# xmllint: install the Debian packages that give them when they are missing.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+if ((${#missing[@]} > 0)); then
+  step "apt-get install ${missing[*]} (for the report tests)"
+  as_root=()
+  if [ "$(id -u)" -ne 0 ]; then
+    as_root=(sudo)
+  fi
+  "${as_root[@]}" apt-get update
+  "${as_root[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+fi
 
 step "cargo fmt --check"
 cargo fmt --all --check

@@ -32,6 +32,8 @@ pub enum Command {
     Locks(LocksArgs),
     /// Show what the steps of a run printed (stdout and stderr, from its journal).
     Logs(LogsArgs),
+    /// Reports across runs: `report trend RUNBOOK`.
+    Report(ReportArgs),
     /// Write NAME.yaml, a commented starter runbook that validates (never overwrites).
     Init(InitArgs),
     /// Print the JSON Schema of the runbook language.
@@ -217,6 +219,42 @@ pub struct ApproveArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub command: ReportCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The runs of one runbook over time: durations and objectives, a table and charts.
+    /// Exits 1 when the latest run missed a target (or could not measure one).
+    Trend(TrendArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrendArgs {
+    /// The runbook: its `name`, or its file (its name is read from it).
+    #[arg(value_name = "RUNBOOK")]
+    pub runbook: String,
+    /// Only the newest N runs.
+    #[arg(long, value_name = "N", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub last: u32,
+    /// text for the terminal, json for tools, html for a page with charts.
+    #[arg(long, value_enum, default_value_t = TrendFormat::Text)]
+    pub format: TrendFormat,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TrendFormat {
+    Text,
+    Json,
+    Html,
+}
+
+#[derive(Debug, Args)]
 pub struct RunsArgs {
     #[command(subcommand)]
     pub command: RunsCommand,
@@ -292,7 +330,8 @@ pub struct RunsShowArgs {
     pub run_id: String,
     #[command(flatten)]
     pub store: StoreArgs,
-    /// text for the terminal, json for tools, markdown for a report to file.
+    /// text for the terminal, json for tools, markdown for a report to file, html for a
+    /// self-contained page with a timeline (prints to PDF), junit for CI systems.
     #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
     pub format: ShowFormat,
 }
@@ -302,6 +341,8 @@ pub enum ShowFormat {
     Text,
     Json,
     Markdown,
+    Html,
+    Junit,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ mod locks;
 mod logs;
 mod plan;
 mod printer;
+mod report;
 mod resume;
 mod run;
 mod runs;
@@ -55,6 +56,7 @@ pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
         Command::Runs(args) => runs::runs(&args, printer),
         Command::Locks(args) => locks::locks(&args, printer),
         Command::Logs(args) => logs::logs(&args, printer),
+        Command::Report(args) => report::report(&args, printer),
         Command::Init(args) => init::init(&args, printer),
         Command::Schema => schema::schema(printer),
         Command::Completions(args) => completions::completions(&args, printer),

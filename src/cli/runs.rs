@@ -110,6 +110,8 @@ fn show(args: &RunsShowArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
             ShowFormat::Text => report.text(),
             ShowFormat::Json => report.json(),
             ShowFormat::Markdown => report.markdown(),
+            ShowFormat::Html => report.html(&run.events),
+            ShowFormat::Junit => report.junit(),
         });
         Ok(ExitStatus::Success)
     })

@@ -34,6 +34,7 @@ impl RunReport {
         for resume in &self.resumes {
             let _ = writeln!(out, "| Resumed | {} by {} |", resume.at, cell(&resume.by));
         }
+        self.markdown_objectives(&mut out);
         let _ = writeln!(out, "\n## Inputs\n\n```json\n{}\n```", pretty(&self.inputs));
         let _ = writeln!(
             out,
@@ -143,5 +144,29 @@ impl RunReport {
             pretty(&self.outputs)
         );
         out
+    }
+
+    fn markdown_objectives(&self, out: &mut String) {
+        if self.objectives.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "\n## Objectives\n\n| Objective | Target | Measured | Result | How |\n|---|---|---|---|---|"
+        );
+        for objective in &self.objectives {
+            let name = match &objective.description {
+                Some(description) => format!("`{}`: {}", objective.name, cell(description)),
+                None => format!("`{}`", objective.name),
+            };
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | **{}** | {} |",
+                duration(objective.target_ms),
+                objective.measured_ms.map(duration).unwrap_or_default(),
+                objective.outcome.name(),
+                cell(&objective.detail),
+            );
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! `runbook runs show`: one run, rebuilt from its journal. Each format renders this model
 //! in a file of its own: `text.rs`, `json.rs`, `markdown.rs`.
 
+use super::objectives::{ObjectiveReport, measure_run};
 use crate::engine::state::{RunState, StepRecord};
 use crate::event::{Envelope, Notice, RunEvent, RunStatus, StepStatus, Via, WindowGate};
 use crate::store::RunSummary;
@@ -39,6 +40,9 @@ pub struct RunReport {
     /// Every decision of a step gated by `window`, with its numbers, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub window_gates: Vec<WindowGate>,
+    /// The runbook's objectives, measured on this run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objectives: Vec<ObjectiveReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -163,6 +167,7 @@ impl RunReport {
             locks: Vec::new(),
             window_until: None,
             window_gates: Vec::new(),
+            objectives: measure_run(events),
         };
         // Where each step stands: the executor's own fold of the events, so that a report
         // cannot disagree with what a resume would do.

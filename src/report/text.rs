@@ -36,6 +36,7 @@ impl RunReport {
             details: true,
         };
         step_table::render(&mut out, &self.steps, columns);
+        super::objectives::render_text(&mut out, &self.objectives);
         for approval in &self.approvals {
             let _ = writeln!(out, "\napproval  {}: {}", approval.path, approval.prompt);
             match (&approval.approved, &approval.by) {

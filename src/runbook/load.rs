@@ -3,7 +3,7 @@
 use super::bounded_read::{BoundedReadError, read_bounded};
 use super::de::{DeError, Sink, from_node};
 use super::diagnostic::{Diagnostic, SourceFile, display_path};
-use super::model::{Input, Runbook, Secret, Step};
+use super::model::{Input, Objective, Runbook, Secret, Step};
 use super::node::{self, Node, NodeKind, Span};
 use super::spanned::{Spanned, SpannedMap};
 use std::collections::HashSet;
@@ -139,6 +139,10 @@ pub fn load(file: SourceFile) -> (Option<Loaded>, Vec<Diagnostic>) {
             &mut problems,
         )
     });
+    // Objectives too: a bad target in one leaves the others (and the rest) checked.
+    let objectives = take_map(&mut rest, "objectives").map(|entries| {
+        load_entries::<Objective>(&file, &entries, &sink, &mut HashSet::new(), &mut problems)
+    });
 
     let missing: Vec<&str> = REQUIRED_TOP_LEVEL
         .iter()
@@ -166,6 +170,9 @@ pub fn load(file: SourceFile) -> (Option<Loaded>, Vec<Diagnostic>) {
             }
             if let Some(secrets) = secrets {
                 runbook.secrets = secrets;
+            }
+            if let Some(objectives) = objectives {
+                runbook.objectives = objectives;
             }
             Some(runbook)
         }

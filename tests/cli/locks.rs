@@ -780,7 +780,10 @@ fn a_wait_for_a_lock_ends_when_the_window_closes_and_the_run_parks() {
 
     assert_eq!(parked.code, 3, "{}", parked.stderr);
     assert!(took < Duration::from_secs(8), "took {took:?}");
-    assert!(!bench.read("side").contains("windowed"), "its step never ran");
+    assert!(
+        !bench.read("side").contains("windowed"),
+        "its step never ran"
+    );
     let report = bench.show_json("windowed");
     assert_eq!(report["status"], "parked", "{report:#}");
     let reason = text(&report["reason"], "reason");

@@ -19,6 +19,7 @@ mod exec;
 mod http;
 mod kubernetes;
 mod locks;
+mod objectives;
 mod record;
 mod sleep;
 mod window;
@@ -34,6 +35,7 @@ pub use kubernetes::{
     PatchType, ResourceRef,
 };
 pub use locks::LockNames;
+pub use objectives::{Measure, Objective, RUN_STARTED};
 pub use record::Record;
 pub use window::{OnWindowClose, StepWindow, WindowNeed};
 
@@ -91,6 +93,10 @@ pub struct Runbook {
     /// What a caller (`uses:`) or a report sees: jq expressions over the run's context.
     #[serde(default)]
     pub outputs: SpannedMap<Spanned<String>>,
+    /// What a run is measured against, by name (`rto`, `rpo`): reports show each as met,
+    /// missed or not measurable.
+    #[serde(default)]
+    pub objectives: SpannedMap<Objective>,
 }
 
 /// A typed input.

@@ -22,6 +22,7 @@ mod bundle;
 mod graph;
 mod inputs;
 mod locks;
+mod objectives;
 mod references;
 mod step;
 mod window;
@@ -271,6 +272,7 @@ impl<'a> Checker<'a> {
         for (_, expression) in self.runbook.outputs.iter() {
             self.check_jq(expression, Root::Context, scope, "runbook output");
         }
+        self.check_objectives();
         self.check_pending_jq();
     }
 

@@ -328,3 +328,16 @@ fn corrupt(run_id: &str, detail: String) -> Failure {
         detail,
     })
 }
+
+/// The head of a run's hash chain (hex SHA-256), computed from its events as
+/// [`crate::store::Store::events`] gives them back: the link the store keeps as the run's
+/// last. A report shows it so that a copy of the journal can be checked against it later.
+/// `None` when an event cannot be written as JSON.
+pub fn chain_head(run_id: &str, events: &[Envelope]) -> Option<String> {
+    let mut head = String::new();
+    for (seq, envelope) in (1i64..).zip(events) {
+        let encoded = encode(run_id, envelope).ok()?;
+        head = chain(&head, seq, &encoded.body);
+    }
+    Some(head)
+}

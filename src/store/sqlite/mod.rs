@@ -44,6 +44,7 @@ mod approvals;
 mod durations;
 mod errors;
 mod journal;
+pub use journal::chain_head;
 mod leases;
 mod locks;
 mod open;

@@ -126,7 +126,10 @@ async fn events_are_stored_chained_as_documented() {
             .fetch_one(&store.pool)
             .await
             .unwrap();
-    assert_eq!((last_seq, last_chain), (3, previous));
+    assert_eq!((last_seq, last_chain.clone()), (3, previous));
+    // Reports show the head computed from the events read back: the same link.
+    let events = store.events("r1").await.unwrap();
+    assert_eq!(super::chain_head("r1", &events), Some(last_chain));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,0 +1,135 @@
+//! `runbook runs show --format junit`: the run as a JUnit XML report, so that CI systems
+//! (Jenkins, GitLab, GitHub Actions' test reporters) show a run natively: one test suite for
+//! the run, one test case per step; a failed step is a failure carrying its error, a skipped
+//! one is skipped, and a step that never ended (cancelled, interrupted, still waiting) is an
+//! error. The objectives are test cases too, so that a missed target fails the build.
+
+use super::html::escape;
+use super::objectives::Outcome;
+use super::run_report::{RunReport, StepState, duration};
+use std::fmt::Write;
+
+/// Seconds with millisecond precision, as JUnit's `time` attributes take them.
+fn seconds(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+impl RunReport {
+    pub fn junit(&self) -> String {
+        // XML cannot carry most control characters at all, escaped or not.
+        let text = |text: &str| -> String {
+            escape(
+                &text
+                    .chars()
+                    .filter(|c| !c.is_control() || matches!(c, '\n' | '\t' | '\r'))
+                    .collect::<String>(),
+            )
+        };
+        let classname = text(&format!("runbook.{}", self.runbook));
+        let mut cases = String::new();
+        let (mut failures, mut errors, mut skipped) = (0, 0, 0);
+        for step in &self.steps {
+            let time = seconds(step.duration_ms.unwrap_or(0));
+            let _ = write!(
+                cases,
+                "    <testcase name=\"{}\" classname=\"{classname}\" time=\"{time}\"",
+                text(&step.path)
+            );
+            let error = step.error.as_deref().unwrap_or("");
+            match step.status {
+                StepState::Succeeded => cases.push_str("/>\n"),
+                StepState::Failed => {
+                    failures += 1;
+                    let _ = writeln!(
+                        cases,
+                        ">\n      <failure message=\"{}\" type=\"failed\">{}</failure>\n    </testcase>",
+                        text(first_line(error)),
+                        text(&format!(
+                            "step {} failed after {} attempt(s): {error}",
+                            step.path, step.attempts
+                        ))
+                    );
+                }
+                StepState::Skipped => {
+                    skipped += 1;
+                    cases.push_str(
+                        ">\n      <skipped message=\"its `when` did not hold, or a step it needs did not succeed\"/>\n    </testcase>\n",
+                    );
+                }
+                other => {
+                    errors += 1;
+                    let _ = writeln!(
+                        cases,
+                        ">\n      <error message=\"the step {state}\" type=\"{state}\">{}</error>\n    </testcase>",
+                        text(error),
+                        state = other.name()
+                    );
+                }
+            }
+        }
+        for objective in &self.objectives {
+            let _ = write!(
+                cases,
+                "    <testcase name=\"objective {}\" classname=\"{classname}.objectives\" time=\"0.000\"",
+                text(&objective.name)
+            );
+            let measured = objective.measured_ms.map(duration).unwrap_or_default();
+            let target = duration(objective.target_ms);
+            match objective.outcome {
+                Outcome::Met => cases.push_str("/>\n"),
+                Outcome::Missed => {
+                    failures += 1;
+                    let _ = writeln!(
+                        cases,
+                        ">\n      <failure message=\"{} missed: {measured} against a target of {target}\" type=\"missed\">{}</failure>\n    </testcase>",
+                        text(&objective.name),
+                        text(&objective.detail)
+                    );
+                }
+                Outcome::NotMeasurable => {
+                    errors += 1;
+                    let _ = writeln!(
+                        cases,
+                        ">\n      <error message=\"{} not measurable: {}\" type=\"not_measurable\"/>\n    </testcase>",
+                        text(&objective.name),
+                        text(&objective.detail)
+                    );
+                }
+            }
+        }
+        let tests = self.steps.len() + self.objectives.len();
+        let time = seconds(self.duration_ms.unwrap_or(0));
+        let timestamp = self.created_at.get(..19).unwrap_or(&self.created_at);
+        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        let _ = writeln!(
+            out,
+            "<testsuites name=\"runbook\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time}\">"
+        );
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" id=\"0\" package=\"runbook\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{time}\" timestamp=\"{}\" hostname=\"localhost\">",
+            text(&self.runbook),
+            text(timestamp)
+        );
+        let _ = writeln!(out, "    <properties>");
+        for (name, value) in [
+            ("run_id", self.id.as_str()),
+            ("file", self.file.as_str()),
+            ("status", self.status.name()),
+        ] {
+            let _ = writeln!(
+                out,
+                "      <property name=\"{name}\" value=\"{}\"/>",
+                text(value)
+            );
+        }
+        let _ = writeln!(out, "    </properties>");
+        out.push_str(&cases);
+        let _ = writeln!(out, "  </testsuite>\n</testsuites>");
+        out
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
