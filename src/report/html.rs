@@ -86,6 +86,8 @@ impl RunReport {
         self.html_objectives(&mut out);
         html_timeline(&mut out, &Timeline::new(events), self);
         self.html_approvals(&mut out);
+        self.html_window(&mut out);
+        self.html_locks(&mut out);
         let _ = writeln!(
             out,
             "<h2>Inputs</h2>\n<p>As the journal holds them: secrets are never journaled, and \
@@ -217,6 +219,66 @@ impl RunReport {
                 status(outcome),
                 escape(&objective.detail),
                 name = escape(&objective.name),
+            );
+        }
+        let _ = writeln!(out, "</table>");
+    }
+
+    /// The run's window and every decision a gated step met, with its numbers.
+    fn html_window(&self, out: &mut String) {
+        if self.window_until.is_none() && self.window_gates.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "<h2>Window</h2>");
+        if let Some(until) = &self.window_until {
+            let _ = writeln!(out, "<p>Open until {}.</p>", escape(until));
+        }
+        if self.window_gates.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "<table>\n<tr><th>Step</th><th>Needs</th><th>From</th><th>Left</th>\
+             <th>Decision</th></tr>"
+        );
+        for gate in &self.window_gates {
+            let decision = gate.decision.name();
+            let _ = writeln!(
+                out,
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td class=\"{decision}\">{decision}</td></tr>",
+                escape(&gate.path),
+                escape(&duration(gate.needed_ms)),
+                escape(&gate.source.describe()),
+                escape(&duration(gate.left_ms)),
+            );
+        }
+        let _ = writeln!(out, "</table>");
+    }
+
+    /// Each lock the run or a step took or waited for: who held it, how long it waited.
+    fn html_locks(&self, out: &mut String) {
+        if self.locks.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "<h2>Locks</h2>\n<table>\n<tr><th>Lock</th><th>Step</th><th>Waited for</th>\
+             <th>Acquired</th><th>Waited</th><th>Released</th><th>Held</th></tr>"
+        );
+        let or_dash = |text: Option<String>| escape(&text.unwrap_or_else(|| "-".to_owned()));
+        for lock in &self.locks {
+            let _ = writeln!(
+                out,
+                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{}</td></tr>",
+                escape(&lock.lock),
+                or_dash(lock.step.clone()),
+                or_dash(lock.waited_for.as_ref().map(|h| h.to_string())),
+                or_dash(lock.acquired_at.clone()),
+                or_dash(lock.waited_ms.map(duration)),
+                or_dash(lock.released_at.clone()),
+                or_dash(lock.held_ms.map(duration)),
             );
         }
         let _ = writeln!(out, "</table>");
@@ -402,7 +464,8 @@ fn html_timeline(out: &mut String, timeline: &Timeline, report: &RunReport) {
         out,
         "<p>Each bar is one attempt. <b>Solid green</b>: succeeded; <b>hatched red, ✗</b>: the \
          attempt failed; <b>dashed outline</b>: the fallback; <b>thin amber</b>: waiting for an \
-         approval; <b>grey, dotted</b>: cut short by a park or still running; a <b>diamond</b>: \
+         approval; <b>thin violet, dotted</b>: waiting for a lock another run holds (the \
+         <code>(run)</code> row: the run's own locks, before its first step); <b>grey, dotted</b>: cut short by a park or still running; a <b>diamond</b>: \
          skipped. Dashed vertical lines: the run parked. The word at the right of each row is \
          the step's status (and its retries).</p>"
     );
@@ -412,7 +475,9 @@ fn retries(lane: &Lane) -> String {
     let failed = lane
         .bars
         .iter()
-        .filter(|b| b.end == BarEnd::Failed && b.kind != BarKind::Approval)
+        .filter(|b| {
+            b.end == BarEnd::Failed && matches!(b.kind, BarKind::Attempt | BarKind::Fallback)
+        })
         .count();
     let fallback = lane.bars.iter().any(|b| b.kind == BarKind::Fallback);
     let mut extra = String::new();
@@ -431,6 +496,7 @@ fn html_bar(out: &mut String, bar: &Bar, lane: &Lane, y: f64, x: &impl Fn(i64) -
         BarKind::Attempt => format!("attempt {}", bar.attempt),
         BarKind::Fallback => format!("fallback attempt {}", bar.attempt),
         BarKind::Approval => "waiting for approval".to_owned(),
+        BarKind::LockWait => "waiting for a lock".to_owned(),
     };
     let title = format!(
         "{}: {what}, {} ({})",
@@ -455,11 +521,12 @@ fn html_bar(out: &mut String, bar: &Bar, lane: &Lane, y: f64, x: &impl Fn(i64) -
     }
     let width = (end - start).max(3.0);
     let (top, tall) = match bar.kind {
-        BarKind::Approval => (y + 7.0, 8.0),
+        BarKind::Approval | BarKind::LockWait => (y + 7.0, 8.0),
         _ => (y + 3.0, 16.0),
     };
     let (fill, stroke, dash) = match (bar.kind, bar.end) {
         (BarKind::Approval, _) => ("#d4a72c", "#7d4e00", ""),
+        (BarKind::LockWait, _) => ("#c297ff", "#6639ba", "1 2"),
         (_, BarEnd::Failed | BarEnd::Rejected) => ("url(#hatch)", "#a40e26", ""),
         (_, BarEnd::Unfinished | BarEnd::Cancelled) => ("#d0d7de", "#57606a", "2 2"),
         (BarKind::Fallback, _) => ("#4ac26b", "#116329", "5 3"),

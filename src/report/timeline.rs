@@ -14,7 +14,12 @@ pub enum BarKind {
     Fallback,
     /// Waiting for someone to answer an approval.
     Approval,
+    /// Waiting for a lock another run (or step) holds.
+    LockWait,
 }
+
+/// The lane of what the run does before its first step, such as waiting for its locks.
+pub const RUN_LANE: &str = "(run)";
 
 /// How a bar ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +170,35 @@ impl Timeline {
                         let bar = &mut bars[wait];
                         bar.end_ms = answered.max(bar.start_ms);
                         bar.end = end;
+                    }
+                }
+                RunEvent::LockWaiting(waiting) => {
+                    let path = if waiting.step.is_empty() {
+                        RUN_LANE
+                    } else {
+                        &waiting.step
+                    };
+                    let index = lane(path, &mut timeline);
+                    let waits = open.get(&index).is_some_and(|&bar| {
+                        timeline.lanes[index].bars[bar].kind == BarKind::LockWait
+                    });
+                    if !waits {
+                        close(&mut timeline, &mut open, index, BarEnd::Unfinished);
+                        timeline.open_bar(&mut open, index, BarKind::LockWait, 1, at);
+                    }
+                }
+                RunEvent::LockAcquired(acquired) => {
+                    let path = if acquired.step.is_empty() {
+                        RUN_LANE
+                    } else {
+                        &acquired.step
+                    };
+                    if let Some(&index) = lane_of.get(path)
+                        && open.get(&index).is_some_and(|&bar| {
+                            timeline.lanes[index].bars[bar].kind == BarKind::LockWait
+                        })
+                    {
+                        close(&mut timeline, &mut open, index, BarEnd::Succeeded);
                     }
                 }
                 RunEvent::StepEnded {
@@ -330,5 +364,67 @@ mod tests {
         let gate = &timeline.lanes[2].bars;
         assert_eq!(gate[1].kind, BarKind::Approval);
         assert_eq!((gate[1].end, gate[1].end_ms), (BarEnd::Unfinished, 9000));
+    }
+
+    #[test]
+    fn a_wait_for_a_lock_is_a_bar_of_its_own_before_the_attempt() {
+        use crate::event::{LockAcquired, LockHolding, LockWaiting};
+        let holder = LockHolding {
+            run_id: "other".into(),
+            runbook: "upgrade".into(),
+            step: String::new(),
+            host: "h".into(),
+            pid: 1,
+            since: "2026-11-20T09:59:00.000000Z".into(),
+            expires_at: None,
+        };
+        let waiting = |step: &str| {
+            RunEvent::LockWaiting(LockWaiting {
+                lock: "flink-prod".into(),
+                step: step.into(),
+                held_by: holder.clone(),
+            })
+        };
+        let acquired = |step: &str| {
+            RunEvent::LockAcquired(LockAcquired {
+                lock: "flink-prod".into(),
+                step: step.into(),
+                waited_ms: 2000,
+            })
+        };
+        let events = [
+            at(0, waiting("")),
+            at(2, acquired("")),
+            at(3, waiting("restart")),
+            // Told again when the holder changes: still the same wait.
+            at(4, waiting("restart")),
+            at(5, acquired("restart")),
+            at(
+                5,
+                RunEvent::StepStarted {
+                    path: "restart".into(),
+                    attempt: 1,
+                    attempts: 1,
+                    fallback: false,
+                },
+            ),
+            at(6, ended("restart", StepStatus::Succeeded)),
+        ];
+        let timeline = Timeline::new(&events);
+        let run = &timeline.lanes[0];
+        assert_eq!(run.path, RUN_LANE);
+        assert_eq!(run.bars.len(), 1);
+        assert_eq!(run.bars[0].kind, BarKind::LockWait);
+        assert_eq!((run.bars[0].start_ms, run.bars[0].end_ms), (0, 2000));
+        let step = &timeline.lanes[1];
+        let kinds: Vec<_> = step.bars.iter().map(|b| (b.kind, b.end)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (BarKind::LockWait, BarEnd::Succeeded),
+                (BarKind::Attempt, BarEnd::Succeeded)
+            ]
+        );
+        assert_eq!((step.bars[0].start_ms, step.bars[0].end_ms), (3000, 5000));
     }
 }

@@ -794,4 +794,17 @@ fn a_wait_for_a_lock_ends_when_the_window_closes_and_the_run_parks() {
     let resumed = bench.runbook(&["resume", "windowed", "--window", "1h"]);
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     assert!(bench.read("side").contains("start windowed"));
+
+    // The evidence page shows the window, the lock and the wait for it on the timeline.
+    let page = bench.runbook(&["runs", "show", "windowed", "--format", "html"]);
+    assert_eq!(page.code, 0, "{}", page.stderr);
+    for expected in [
+        "<h2>Window</h2>",
+        "<h2>Locks</h2>",
+        "<code>flink-prod</code>",
+        "run holder of upgrade",
+        "(run): waiting for a lock, unfinished",
+    ] {
+        assert!(page.stdout.contains(expected), "{expected:?} in the page");
+    }
 }
