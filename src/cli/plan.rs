@@ -40,7 +40,10 @@ pub fn plan(args: &PlanArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
     let empty = Vec::new();
     window::annotate(
         &mut plan,
-        &|path| history.get(path).unwrap_or(&empty).clone(),
+        &|span| {
+            let key = (span.from.to_owned(), span.through.to_owned());
+            history.get(&key).unwrap_or(&empty).clone()
+        },
         window,
     );
     match args.format {
@@ -57,20 +60,27 @@ pub fn plan(args: &PlanArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
 /// How long each step of the plan took in the latest succeeded runs of the runbook, from the
 /// store when there is one: a plan never creates a store, and one it cannot read shows no
 /// history rather than no plan.
-fn step_history(plan: &Plan, store: Option<&str>) -> anyhow::Result<HashMap<String, Vec<u64>>> {
+fn step_history(
+    plan: &Plan,
+    store: Option<&str>,
+) -> anyhow::Result<HashMap<(String, String), Vec<u64>>> {
     let runtime = super::execute::runtime()?;
     let history = runtime.block_on(async {
         let mut history = HashMap::new();
         let Ok(store) = crate::app::open_store(store).await else {
             return history;
         };
-        for path in window::paths(plan) {
+        for (from, through) in window::spans(plan) {
+            let span = crate::store::StepSpan {
+                from: &from,
+                through: &through,
+            };
             if let Ok(durations) = store
-                .step_durations(&plan.runbook, &path, window::HISTORY_RUNS)
+                .step_durations(&plan.runbook, span, window::HISTORY_RUNS)
                 .await
                 && !durations.is_empty()
             {
-                history.insert(path, durations);
+                history.insert((from, through), durations);
             }
         }
         let _ = store.close().await;

@@ -4,6 +4,7 @@
 use super::dry_run::{Plan, PlannedStep};
 use crate::event::{GateDecision, NeedSource};
 use crate::runbook::{OnWindowClose, StepWindow, WindowNeed};
+use crate::store::StepSpan;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -26,11 +27,18 @@ pub struct StepHistory {
     pub p95_ms: u64,
 }
 
-/// Every step path of a plan, the steps of called runbooks included: what to ask the store.
-pub fn paths(plan: &Plan) -> Vec<String> {
-    fn walk(steps: &[PlannedStep], out: &mut Vec<String>) {
+/// What to ask the store for a plan: every step path (the steps of called runbooks
+/// included) for its own durations, as `(path, path)`, and for each step gated with
+/// `needs: auto` and `through`, `(path, through_path)`.
+pub fn spans(plan: &Plan) -> Vec<(String, String)> {
+    fn walk(steps: &[PlannedStep], out: &mut Vec<(String, String)>) {
         for step in steps {
-            out.push(step.path.clone());
+            out.push((step.path.clone(), step.path.clone()));
+            if let Some(window) = &step.window_written
+                && window.through.is_some()
+            {
+                out.push((step.path.clone(), window.through_path(&step.path)));
+            }
             walk(&step.calls, out);
         }
     }
@@ -41,16 +49,16 @@ pub fn paths(plan: &Plan) -> Vec<String> {
     out
 }
 
-/// Fills in each step's history and each gated step's need from `history` (a step path's
-/// earlier durations, newest first), checked against `window` when there is one.
-pub fn annotate(plan: &mut Plan, history: &dyn Fn(&str) -> Vec<u64>, window: Option<Duration>) {
+/// Fills in each step's history and each gated step's need from `history` (the earlier
+/// durations of a span, newest first), checked against `window` when there is one.
+pub fn annotate(plan: &mut Plan, history: &dyn Fn(StepSpan) -> Vec<u64>, window: Option<Duration>) {
     fn walk(
         steps: &mut [PlannedStep],
-        history: &dyn Fn(&str) -> Vec<u64>,
+        history: &dyn Fn(StepSpan) -> Vec<u64>,
         window: Option<Duration>,
     ) {
         for step in steps {
-            let durations = history(&step.path);
+            let durations = history(StepSpan::step(&step.path));
             if let (Some(median_ms), Some(p95_ms)) = (percentile(&durations, 0.5), p95(&durations))
             {
                 step.history = Some(StepHistory {
@@ -60,7 +68,12 @@ pub fn annotate(plan: &mut Plan, history: &dyn Fn(&str) -> Vec<u64>, window: Opt
                 });
             }
             if let Some(written) = &step.window_written {
-                let (needed, source) = need(written, &durations);
+                let through = written.through_path(&step.path);
+                let span = StepSpan {
+                    from: &step.path,
+                    through: &through,
+                };
+                let (needed, source) = need(written, &history(span));
                 step.window = Some(PlannedWindow {
                     needs_ms: needed.as_millis() as u64,
                     source,
@@ -161,7 +174,20 @@ mod tests {
                 value: Written(Duration::from_secs(s)),
                 span: Span::default(),
             }),
+            through: None,
         }
+    }
+
+    #[test]
+    fn through_names_a_step_beside_the_gated_one() {
+        let mut gated = window(WindowNeed::Auto, Some(60));
+        assert_eq!(gated.through_path("phase/stop"), "phase/stop");
+        gated.through = Some(Spanned {
+            value: "verify".to_owned(),
+            span: Span::default(),
+        });
+        assert_eq!(gated.through_path("stop"), "verify");
+        assert_eq!(gated.through_path("upgrade/stop"), "upgrade/verify");
     }
 
     #[test]

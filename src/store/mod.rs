@@ -111,6 +111,24 @@ pub enum StoreError {
     Database { location: String, detail: String },
 }
 
+/// What an earlier duration measures: one step (`from` and `through` the same path), or from
+/// the first start of step `from` to the last succeeded end of step `through`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepSpan<'a> {
+    pub from: &'a str,
+    pub through: &'a str,
+}
+
+impl<'a> StepSpan<'a> {
+    /// One step's own durations.
+    pub fn step(path: &'a str) -> Self {
+        StepSpan {
+            from: path,
+            through: path,
+        }
+    }
+}
+
 /// Durable storage of runs. Every method is safe to call from several processes at once.
 pub trait Store: Send + Sync {
     /// Where the store is, for messages: `sqlite:/home/me/.local/state/runbook/runbook.db`.
@@ -216,13 +234,13 @@ pub trait Store: Send + Sync {
     /// Every lock held now (a lease that ran out is not held), by name.
     fn locks(&self) -> StoreFuture<'_, Vec<HeldLock>>;
 
-    /// The durations (milliseconds) of step `path` where it succeeded, in the `runs` latest
+    /// The durations (milliseconds) of `span` where it succeeded, in the `runs` latest
     /// succeeded runs of the runbook named `runbook`, newest first: what `needs: auto`
     /// reads. A run that did not succeed says nothing of how long the work takes.
     fn step_durations<'a>(
         &'a self,
         runbook: &'a str,
-        path: &'a str,
+        span: StepSpan<'a>,
         runs: usize,
     ) -> StoreFuture<'a, Vec<u64>>;
 

@@ -258,6 +258,81 @@ steps:
     );
 }
 
+/// A point of no return gated with `through`: its history runs from its own start to the
+/// end of the step that proves the work done, not the point of no return alone (which is
+/// quick: stopping is fast, the restart after it is slow).
+#[test]
+fn needs_auto_through_measures_from_the_gated_step_to_the_end_of_another() {
+    let bench = Bench::new();
+    bench.write(
+        "through.yaml",
+        r#"
+version: 1
+name: through
+steps:
+  - id: stop
+    window: {needs: auto, estimate: 1h, through: verify}
+    exec: {command: [sleep, "0.1"]}
+  - id: restart
+    exec: {command: [sleep, "0.6"]}
+  - id: verify
+    exec: {command: [sleep, "0.1"]}
+"#,
+    );
+    for id in ["h1", "h2", "h3"] {
+        let run = bench.runbook(&["run", "through.yaml", "--run-id", id]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let run = bench.runbook(&["run", "through.yaml", "--run-id", "t1", "--window", "10m"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let gate = &gates(&bench, "t1")[0];
+    assert_eq!(gate["source"]["from"], "history");
+    assert_eq!(gate["source"]["runs"], 3);
+    let p95 = gate["source"]["p95_ms"].as_u64().unwrap();
+    // The three steps take 0.8s together; `stop` alone takes 0.1s.
+    assert!((800..5_000).contains(&p95), "stop through verify: {p95}");
+
+    // A window shorter than that span parks the run before it stops anything.
+    let parked = bench.runbook(&["run", "through.yaml", "--run-id", "t2", "--window", "1s"]);
+    assert_eq!(parked.code, 3, "{}", parked.stderr);
+    assert_eq!(gates(&bench, "t2")[0]["decision"], "park");
+
+    // `through` must name a later step, and only goes with `auto`.
+    bench.write(
+        "bad-through.yaml",
+        r#"version: 1
+name: bad-through
+steps:
+  - id: verify
+    exec: {command: [true]}
+  - id: stop
+    window: {needs: auto, estimate: 1h, through: verify}
+    exec: {command: [true]}
+  - id: late
+    window: {needs: 10m, through: stop}
+    exec: {command: [true]}
+  - id: typo
+    window: {needs: auto, estimate: 1h, through: verfy}
+    exec: {command: [true]}
+"#,
+    );
+    let invalid = bench.runbook(&["validate", "bad-through.yaml"]);
+    assert_eq!(invalid.code, 2, "{}", invalid.stderr);
+    for expected in [
+        "`through: verify` must name a step that runs after `stop`",
+        "bad-through.yaml:7:50",
+        "`through` is only read by `needs: auto`",
+        "`through` names no step of this runbook: `verfy`",
+        "did you mean `verify`?",
+    ] {
+        assert!(
+            invalid.stderr.contains(expected),
+            "{expected:?} in {}",
+            invalid.stderr
+        );
+    }
+}
+
 /// A gate inside a phase a step `uses`, and a gate on the `uses` step itself: a phase that
 /// parks is not a failure of the step that called it.
 #[test]

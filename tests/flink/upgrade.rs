@@ -704,3 +704,36 @@ fn a_run_resumed_after_flink_forgot_its_savepoint_says_it_used_that_savepoint() 
     assert_eq!(cluster.savepoints_of(&old).len(), 1, "no second savepoint");
     assert_restored(cluster, job);
 }
+
+/// The point of no return waits for a window that holds the restart: with too little of the
+/// window left (no history yet: the 30m estimate), the run parks before any job stops; a
+/// resume in a longer window upgrades the job as usual.
+#[test]
+fn a_window_too_short_for_the_restart_parks_before_any_job_stops() {
+    let (cluster, _serial) = cluster();
+    let names = ["window-a"];
+    let old: Vec<String> = names
+        .iter()
+        .map(|n| cluster.start_job(n, &[], None))
+        .collect();
+    let runbook = Runbook::new(cluster);
+    let mut args = upgrade_args(cluster, "window-1", &jobs_input(&names), &[]);
+    args.extend(["--window".to_owned(), "10m".to_owned()]);
+    let parked = runbook.run(&strs(&args));
+    assert_eq!(parked.code, 3, "{}", parked.stderr);
+    cluster.assert_all_running(&old, &parked.stderr);
+    assert!(
+        parked
+            .stderr
+            .contains("step `snapshot` needs 30m (estimate"),
+        "{}",
+        parked.stderr
+    );
+
+    let resumed = runbook.run(&["resume", "window-1", "--window", "2h"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    let outputs: Value = serde_json::from_str(&resumed.stdout).expect("the run's outputs");
+    let job = entry(&outputs, "window-a");
+    assert_eq!(job["old_job_id"], old[0]);
+    assert_restored(cluster, job);
+}

@@ -78,9 +78,14 @@ impl Run {
         if window.needs.value != WindowNeed::Auto {
             return need(window, &[]);
         }
+        let through = window.through_path(path);
+        let span = crate::store::StepSpan {
+            from: path,
+            through: &through,
+        };
         let history = match &self.store {
             Some(store) => store
-                .step_durations(&self.runbook_name, path, HISTORY_RUNS)
+                .step_durations(&self.runbook_name, span, HISTORY_RUNS)
                 .await
                 .unwrap_or_else(|error| {
                     drop(self.emit(RunEvent::Warning {

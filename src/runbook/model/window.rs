@@ -22,6 +22,26 @@ pub struct StepWindow {
     /// `auto`, and only read by it.
     #[serde(default)]
     pub estimate: Option<Spanned<Duration>>,
+    /// With `needs: auto`: measure from this step's start to the end of step `through` (of
+    /// the same runbook, after this one), rather than this step alone: the time from a point
+    /// of no return (stop the jobs) to the work that must follow it done (restarted and
+    /// verified).
+    #[serde(default)]
+    pub through: Option<Spanned<String>>,
+}
+
+impl StepWindow {
+    /// The step path whose end history is measured to, for a gated step at `path`: the
+    /// `through` step, beside it in the same runbook; else the step itself.
+    pub fn through_path(&self, path: &str) -> String {
+        match &self.through {
+            Some(through) => match path.rsplit_once('/') {
+                Some((prefix, _)) => format!("{prefix}/{}", through.value),
+                None => through.value.clone(),
+            },
+            None => path.to_owned(),
+        }
+    }
 }
 
 /// Where a step's need comes from, as written.

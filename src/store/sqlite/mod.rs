@@ -8,8 +8,8 @@
 //! time, and each waits up to [`BUSY_TIMEOUT`] for the others.
 
 use super::{
-    Decision, HeldLock, Lease, LockAttempt, LockHolder, Owner, RecordEntry, RunSummary, Store,
-    StoreFuture,
+    Decision, HeldLock, Lease, LockAttempt, LockHolder, Owner, RecordEntry, RunSummary, StepSpan,
+    Store, StoreFuture,
 };
 use crate::event::Envelope;
 
@@ -234,13 +234,17 @@ impl Store for SqliteStore {
     fn step_durations<'a>(
         &'a self,
         runbook: &'a str,
-        path: &'a str,
+        span: StepSpan<'a>,
         runs: usize,
     ) -> StoreFuture<'a, Vec<u64>> {
         Box::pin(async move {
-            self.read_step_durations(runbook, path, runs)
+            self.read_step_durations(runbook, span, runs)
                 .await
-                .map_err(|f| self.explain(f, || format!("reading the durations of step `{path}`")))
+                .map_err(|f| {
+                    self.explain(f, || {
+                        format!("reading the durations of step `{}`", span.from)
+                    })
+                })
         })
     }
 
