@@ -31,6 +31,8 @@ mod vendor_http;
 
 #[path = "../support/bai_api.rs"]
 mod bai_api;
+#[path = "../support/ververica_api.rs"]
+mod ververica_api;
 
 /// The operator tests' harness: the binary run against the Kubernetes API double, the shared
 /// sandbox, one Flink test at a time.
@@ -39,3 +41,4 @@ mod bai_api;
 mod harness;
 
 mod bai;
+mod ververica;
