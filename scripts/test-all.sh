@@ -5,7 +5,8 @@
 # Usage: scripts/test-all.sh
 #
 # Prerequisites: Rust (cargo, rustfmt, clippy), a C compiler (cc) for the SQLite and TLS
-# crates, and for the Flink tests (tests/flink/) java and javac 17+, python3 with pip (Flink comes from
+# crates, and for the Flink tests (tests/flink/, tests/operator/, and tests/vendors/, which also
+# needs kubectl) java and javac 17+, python3 with pip (Flink comes from
 # PyPI, cached in $RUNBOOK_FLINK_CACHE, default ~/.cache/runbook/flink) and curl. This script
 # starts one sandbox cluster for them and stops it when it exits, however it exits; a
 # cluster that cannot start fails the run.
@@ -42,6 +43,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 scripts/flink-sandbox.sh fetch >/dev/null
 scripts/flink-sandbox.sh start "$FLINK_DIR"
+# tests/flink, tests/operator and tests/vendors (the BAI and Ververica doubles) share it.
 export RUNBOOK_FLINK_ENV="$FLINK_DIR/env"
 
 # Every test binary runs even when one fails (one failing binary must not hide the Flink
