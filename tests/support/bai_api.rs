@@ -35,6 +35,9 @@
 //! [`BaiManagement::events`]) and the job is not started. The ODM job (`odm`) never gets a
 //! recovery path from a correct runbook; the submitter would honour one all the same.
 //!
+//! With [`BaiConfig::tls`] the service is HTTPS with a self-signed certificate that no client
+//! trusts, as the seed's `curl -k` suggests a default installation's is.
+//!
 //! `PV` is a directory of the test (it stands for `/mnt/pv`); checkpoints go to
 //! `PV/checkpoints/dba/bai-<job>/<jid>/chk-<n>` as in the seed's example.
 #![allow(dead_code)]
@@ -85,6 +88,8 @@ pub struct BaiConfig {
     pub pv: PathBuf,
     pub flink_url: String,
     pub job_jar: PathBuf,
+    /// Serve HTTPS with a self-signed certificate (as behind a default ingress certificate).
+    pub tls: bool,
 }
 
 /// One processing job as the double tracks it.
@@ -140,8 +145,14 @@ impl BaiManagement {
         }));
         let config = Arc::new(config);
         let server = {
+            let tls = config.tls;
             let (state, config, flink) = (state.clone(), config.clone(), flink.clone());
-            HttpServer::start(move |request| handle(request, &config, &state, &flink))
+            let handler = move |request: &Request| handle(request, &config, &state, &flink);
+            if tls {
+                HttpServer::start_tls(handler)
+            } else {
+                HttpServer::start(handler)
+            }
         };
         let store = api.store();
         write_resources(&store, &config, &server.url());

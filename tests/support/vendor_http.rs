@@ -5,7 +5,7 @@
 //! doubles. None of this is a double of Flink: every Flink call goes to the sandbox cluster.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,17 +111,32 @@ pub struct Logged {
 pub struct HttpServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    https: bool,
 }
 
 impl HttpServer {
-    /// Serves `handler` on a free port of 127.0.0.1.
+    /// Serves `handler` over HTTP on a free port of 127.0.0.1.
     pub fn start(handler: impl Fn(&Request) -> Answer + Send + Sync + 'static) -> HttpServer {
+        Self::start_with(None, handler)
+    }
+
+    /// As [`HttpServer::start`], over HTTPS with a self-signed certificate for 127.0.0.1 that
+    /// no client trusts: what a cluster's default ingress certificate looks like to `curl`.
+    pub fn start_tls(handler: impl Fn(&Request) -> Answer + Send + Sync + 'static) -> HttpServer {
+        Self::start_with(Some(Arc::new(self_signed_config())), handler)
+    }
+
+    fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&Request) -> Answer + Send + Sync + 'static,
+    ) -> HttpServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener
             .set_nonblocking(true)
             .expect("a non-blocking listener");
         let addr = listener.local_addr().expect("the listener's address");
         let stop = Arc::new(AtomicBool::new(false));
+        let https = tls.is_some();
         let handler = Arc::new(handler);
         let stopping = stop.clone();
         thread::spawn(move || {
@@ -129,7 +144,8 @@ impl HttpServer {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let handler = handler.clone();
-                        thread::spawn(move || serve(stream, &*handler));
+                        let tls = tls.clone();
+                        thread::spawn(move || serve(stream, tls, &*handler));
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         thread::sleep(Duration::from_millis(20));
@@ -138,12 +154,29 @@ impl HttpServer {
                 }
             }
         });
-        HttpServer { addr, stop }
+        HttpServer { addr, stop, https }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
+}
+
+fn self_signed_config() -> rustls::ServerConfig {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let key = rcgen::KeyPair::generate().expect("a server key");
+    let certificate = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("server parameters")
+        .self_signed(&key)
+        .expect("a self-signed certificate");
+    rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(certificate.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .expect("the server TLS configuration")
 }
 
 impl Drop for HttpServer {
@@ -152,19 +185,39 @@ impl Drop for HttpServer {
     }
 }
 
-fn serve(stream: TcpStream, handler: &dyn Fn(&Request) -> Answer) {
+fn serve(
+    stream: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handler: &dyn Fn(&Request) -> Answer,
+) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let Ok(write_half) = stream.try_clone() else {
-        return;
-    };
+    match tls {
+        None => serve_stream(stream, handler),
+        Some(config) => {
+            let Ok(connection) = rustls::ServerConnection::new(config) else {
+                return;
+            };
+            let mut tls = rustls::StreamOwned::new(connection, stream);
+            while tls.conn.is_handshaking() {
+                // A client that does not trust the certificate ends here.
+                if tls.conn.complete_io(&mut tls.sock).is_err() {
+                    return;
+                }
+            }
+            serve_stream(tls, handler);
+        }
+    }
+}
+
+fn serve_stream(stream: impl Read + Write, handler: &dyn Fn(&Request) -> Answer) {
     let mut reader = BufReader::new(stream);
     let answer = match read_request(&mut reader) {
         Ok(request) => handler(&request),
         Err(message) => Answer::json(400, json!({"errors": [message]})),
     };
-    let mut out = write_half;
+    let out = reader.get_mut();
     let reason = match answer.status {
         200 => "OK",
         201 => "Created",

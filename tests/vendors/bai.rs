@@ -33,6 +33,10 @@ struct Bai {
 
 impl Bai {
     fn start(jobs: &[&str]) -> Bai {
+        Self::start_with(jobs, false)
+    }
+
+    fn start_with(jobs: &[&str], tls: bool) -> Bai {
         let world = FlinkWorld::start();
         let api = KubeApi::start_tls(world.kube.path());
         register_kinds(&api);
@@ -53,6 +57,7 @@ impl Bai {
                 pv: pv.clone(),
                 flink_url: world.flink.url.clone(),
                 job_jar: world.flink.job_jar.clone(),
+                tls,
             },
         );
         let bai = Bai {
@@ -68,17 +73,18 @@ impl Bai {
         bai
     }
 
-    /// Waits until the job runs and has a retained checkpoint.
+    /// Waits until the job runs and has retained checkpoints.
     fn wait_checkpointed(&self, jid: &str) {
         wait_until(
             Duration::from_secs(120),
             &format!("job {jid} checkpointed"),
             || {
                 let checkpoints = self.world.get(&format!("/jobs/{jid}/checkpoints"));
-                let done = self.world.job_state(jid) == "RUNNING"
-                    && checkpoints
-                        .pointer("/latest/completed/external_path")
-                        .is_some();
+                // A few checkpoints in, so that the latest one holds counted events.
+                let id = checkpoints
+                    .pointer("/latest/completed/id")
+                    .and_then(Value::as_i64);
+                let done = self.world.job_state(jid) == "RUNNING" && id.is_some_and(|id| id >= 3);
                 (done, checkpoints)
             },
         );
@@ -353,4 +359,43 @@ fn wrong_credentials_fail_clearly_and_change_nothing() {
     assert_eq!(bai.bai.jid("bpmn"), jid);
     assert_eq!(bai.world.job_state(&jid), "RUNNING");
     bai.assert_never_written(&run, wrong);
+}
+
+/// The management service behind a certificate nobody trusts: refused while TLS is verified
+/// (nothing changes), accepted with insecure=true (the seed's `curl -k`), which the run warns
+/// about.
+#[test]
+fn tls_is_verified_unless_insecure_is_set_and_then_the_run_warns() {
+    let bai = Bai::start_with(&["bpmn"], true);
+    let jid = bai.bai.jid("bpmn");
+    let before = bai.engine();
+
+    let refused = bai.run(&[]);
+    assert_eq!(refused.code, 1, "{refused}");
+    assert!(
+        refused.stderr.contains("certificate"),
+        "the failure does not name the certificate:\n{refused}"
+    );
+    assert!(
+        bai.bai.events().is_empty(),
+        "a request got through: {:#?}",
+        bai.bai.events()
+    );
+    assert_eq!(
+        bai.engine()["metadata"]["resourceVersion"],
+        before["metadata"]["resourceVersion"]
+    );
+    assert_eq!(bai.bai.jid("bpmn"), jid);
+
+    let insecure = bai.run(&[("insecure", "true".into())]);
+    let outputs = insecure.outputs();
+    assert!(
+        insecure
+            .stderr
+            .contains("TLS certificate verification of the management service"),
+        "the run does not warn that TLS was off:\n{insecure}"
+    );
+    let new_jid = bai.bai.jid("bpmn");
+    assert_ne!(new_jid, jid);
+    assert_eq!(restarted(&outputs, "bpmn")["jid"], json!(new_jid));
 }

@@ -13,7 +13,7 @@
 //! - `bai`: an upgrade where one job's savepoint fails and it restarts from its latest
 //!   checkpoint, the others from their savepoints (never a recovery path for ODM); a path
 //!   already used refused, then reused when told to; wrong credentials stop the run before
-//!   anything changes.
+//!   anything changes; an untrusted certificate refused unless `insecure`, which warns.
 //! - `ververica`: a restore from a retained checkpoint registered as a Savepoint resource; a
 //!   Deployment without the spec-version annotation refused with the reason; suspend, upgrade
 //!   and resume from the suspend savepoint.

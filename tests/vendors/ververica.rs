@@ -56,12 +56,14 @@ impl Vvp {
             (job.is_some(), job)
         })
         .unwrap();
-        wait_until(Duration::from_secs(120), "a checkpoint", || {
+        // A few checkpoints in, so that the latest one holds counted events, not the empty
+        // state of a job whose source had not started yet.
+        wait_until(Duration::from_secs(120), "a checkpoint with state", || {
             let checkpoints = self.world.get(&format!("/jobs/{job}/checkpoints"));
-            let done = checkpoints
-                .pointer("/latest/completed/external_path")
-                .is_some();
-            (done, checkpoints)
+            let id = checkpoints
+                .pointer("/latest/completed/id")
+                .and_then(Value::as_i64);
+            (id.is_some_and(|id| id >= 3), checkpoints)
         });
         (id, job)
     }
