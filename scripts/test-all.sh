@@ -5,9 +5,10 @@
 # Usage: scripts/test-all.sh
 #
 # Prerequisites: Rust (cargo, rustfmt, clippy), a C compiler (cc) for the SQLite and TLS
-# crates, and for the Flink tests (tests/flink/) java and javac 17+, python3 with pip (Flink comes from
-# PyPI, cached in $RUNBOOK_FLINK_CACHE, default ~/.cache/runbook/flink) and curl; for the
-# report tests Debian's chromium and libxml2-utils (xmllint), installed here when missing. This script
+# crates, and for the Flink tests (tests/flink/, tests/operator/, and tests/vendors/, which also
+# needs kubectl) java and javac 17+, python3 with pip (Flink comes from PyPI, cached in
+# $RUNBOOK_FLINK_CACHE, default ~/.cache/runbook/flink) and curl; for the report tests
+# Debian's chromium and libxml2-utils (xmllint), installed here when missing. This script
 # starts one sandbox cluster for them and stops it when it exits, however it exits; a
 # cluster that cannot start fails the run.
 set -euo pipefail
@@ -21,12 +22,14 @@ fi
 step() { printf '\n==> %s\n' "$*"; }
 
 # The report tests render HTML pages in a headless Chromium and validate JUnit XML with
-# xmllint: install the Debian packages that give them when they are missing.
+# xmllint; the vendor tests read a secret with kubectl: install the Debian packages that give
+# them when they are missing.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
+command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 if ((${#missing[@]} > 0)); then
-  step "apt-get install ${missing[*]} (for the report tests)"
+  step "apt-get install ${missing[*]} (for the report and vendor tests)"
   as_root=()
   if [ "$(id -u)" -ne 0 ]; then
     as_root=(sudo)
@@ -58,6 +61,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 scripts/flink-sandbox.sh fetch >/dev/null
 scripts/flink-sandbox.sh start "$FLINK_DIR"
+# tests/flink, tests/operator and tests/vendors (the BAI and Ververica doubles) share it.
 export RUNBOOK_FLINK_ENV="$FLINK_DIR/env"
 
 # Every test binary runs even when one fails (one failing binary must not hide the Flink
