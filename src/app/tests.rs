@@ -36,6 +36,7 @@ fn request(dir: &Path, name: &str, text: &str, store: &str) -> StartRequest {
         run_id: Some(name.to_owned()),
         store: Some(store.to_owned()),
         max_parallel: None,
+        origin: None,
     }
 }
 

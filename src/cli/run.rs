@@ -30,6 +30,7 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
         run_id: args.run_id.clone(),
         store: args.store.store.clone(),
         max_parallel: args.max_parallel,
+        origin: None,
     };
     let runtime = runtime()?;
     let status = runtime.block_on(async {

@@ -73,6 +73,7 @@ pub fn started(run_id: &str) -> Envelope {
             file: "runbooks/deploy.yaml".to_owned(),
             inputs: json!({ "env": "prod" }),
             sources: vec![],
+            origin: None,
         },
     )
 }

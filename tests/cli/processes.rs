@@ -397,6 +397,7 @@ async fn start_in_process(bench: &Bench, name: &str, text: &str) -> runbook::app
         run_id: Some(name.to_owned()),
         store: Some(format!("sqlite:{}", bench.db().display())),
         max_parallel: None,
+        origin: None,
     })
     .await
     .unwrap()
