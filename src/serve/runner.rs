@@ -458,14 +458,25 @@ async fn take_over(slots: &mut [Slot], ctx: &Loop<'_>) -> Result<(), ServeError>
             .map_err(|e| ServeError::StoreLocation(e.to_string()))?;
         let own_store = crate::store::open(&location).await?;
         let notice = |notice: app::Notice| info!(run_id = %run_id, "{notice}");
+        let window_until = origin
+            .fire
+            .parse()
+            .ok()
+            .and_then(|fire| slots[index].schedule.window_until(fire));
         let request = ResumeRequest {
             run_id: run_id.clone(),
             max_parallel: None,
-            // window_until: the schedule's window for `origin.fire`, once runs take one.
+            // window_until: `window_until`, the window of the run's fire, once runs take one.
         };
         match app::resume(own_store, request, &notice).await {
             Ok(run) => {
-                info!(schedule = %origin.schedule, run_id = %run_id, was = summary.status.name(), "takeover");
+                info!(
+                    schedule = %origin.schedule,
+                    run_id = %run_id,
+                    was = summary.status.name(),
+                    window_until = window_until.map(|w| w.to_string()),
+                    "takeover"
+                );
                 let interrupt = CancellationToken::new();
                 slots[index].active.push(Active {
                     run_id: run_id.clone(),

@@ -336,6 +336,44 @@ fn overlap_queue_runs_the_fire_after_the_previous_run() {
 }
 
 #[test]
+fn overlap_cancel_interrupts_the_previous_run_and_serve_leaves_it_parked() {
+    let dir = setup(
+        &marking_runbook(5),
+        &config("*/2 * * * * *", "    overlap: cancel\n"),
+    );
+    let mut serve = Serve::start(dir.path());
+    let first = serve.wait_for("run started", &[], Duration::from_secs(10));
+    let first = first["run_id"].as_str().unwrap().to_owned();
+    serve.wait_for(
+        "interrupting the previous run (overlap: cancel)",
+        &[("run_id", &first)],
+        Duration::from_secs(5),
+    );
+    serve.wait_for(
+        "run ended",
+        &[("run_id", &first), ("status", "interrupted")],
+        Duration::from_secs(10),
+    );
+    serve.signal(libc::SIGTERM);
+    serve.exit_within(Duration::from_secs(10));
+    // Started again, serve does not resume the run it replaced on purpose.
+    std::fs::write(dir.path().join("serve.yaml"), config("0 0 0 1 1 *", "")).unwrap();
+    let mut serve = Serve::start(dir.path());
+    serve.wait_for("serving", &[], Duration::from_secs(10));
+    assert!(
+        !serve
+            .seen
+            .iter()
+            .any(|l| l["message"] == "takeover" && l["run_id"] == first.as_str()),
+        "{:#?}",
+        serve.seen
+    );
+    serve.signal(libc::SIGTERM);
+    serve.exit_within(Duration::from_secs(10));
+    assert_eq!(run_status(dir.path(), &first), "interrupted");
+}
+
+#[test]
 fn a_blackout_suppresses_the_fires_inside_it() {
     // Blacked out from now for a long while: every fire is skipped and logged, none runs.
     let now = jiff::Timestamp::now();
