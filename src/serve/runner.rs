@@ -260,7 +260,7 @@ fn log_skip(schedule: &str, fire: &Fire, reason: &SkipReason) {
         SkipReason::Failed(why) => {
             error!(schedule, fire = %fire.at, reason = reason.name(), error = %why, "skip")
         }
-        SkipReason::Disabled | SkipReason::Missed => {
+        SkipReason::Disabled | SkipReason::Missed | SkipReason::QueueFull => {
             info!(schedule, fire = %fire.at, reason = reason.name(), "skip")
         }
     }

@@ -42,6 +42,8 @@ pub enum SkipReason {
     },
     /// The fire fell while serve was not running, and the missed-run policy drops it.
     Missed,
+    /// The policy is `queue` and as many fires as may wait already do.
+    QueueFull,
     /// The run could not be started (an invalid runbook, a missing secret).
     Failed(String),
 }
@@ -53,6 +55,7 @@ impl SkipReason {
             SkipReason::Disabled => "disabled",
             SkipReason::Overlap { .. } => "overlap",
             SkipReason::Missed => "missed",
+            SkipReason::QueueFull => "queue_full",
             SkipReason::Failed(_) => "failed",
         }
     }
