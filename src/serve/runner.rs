@@ -169,17 +169,32 @@ async fn drain(slots: &mut [Slot], ended_rx: &mut mpsc::UnboundedReceiver<RunEnd
         }
     }
     info!(runs = running, "drain");
-    while running > 0 {
-        let Some(ended) = ended_rx.recv().await else {
-            break;
-        };
-        running -= 1;
-        slots[ended.schedule]
-            .active
-            .retain(|a| a.run_id != ended.run_id);
+    let parked = async {
+        while running > 0 {
+            let Some(ended) = ended_rx.recv().await else {
+                break;
+            };
+            running -= 1;
+            slots[ended.schedule]
+                .active
+                .retain(|a| a.run_id != ended.run_id);
+        }
+    };
+    if tokio::time::timeout(DRAIN_LIMIT, parked).await.is_err() {
+        // Whatever did not park is still `running` in the journal, with this process gone:
+        // the next start takes it over, as after a crash.
+        error!(
+            limit_s = DRAIN_LIMIT.as_secs(),
+            "runs did not park in time; exiting anyway (they are taken over at the next start)"
+        );
+        return;
     }
     info!("drained");
 }
+
+/// How long a drain waits for runs to park. Interrupting a run cancels its steps (SIGTERM,
+/// then SIGKILL after a grace period) and runs its `finally`, which is bounded too.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
 /// A run of a schedule has ended or parked: a queued fire may start now.
 async fn run_ended(ended: RunEnded, slots: &mut [Slot], ctx: &Loop<'_>, now: Timestamp) {
@@ -370,6 +385,13 @@ fn spawn_run(
     // A run's future is not `Send` (the engine's is not): it runs on serve's own thread, in
     // the `LocalSet` serve is run in, while its actions use the runtime's workers.
     tokio::task::spawn_local(async move {
+        // Tells the loop when this task ends, whichever way: a run that panicked must not
+        // leave a drain waiting for it.
+        let _ended = EndNotice {
+            tx: ended_tx,
+            schedule: index,
+            run_id: run.run_id().to_owned(),
+        };
         let watch = Watch {
             sink: Arc::new(QuietSink),
             interrupt,
@@ -391,11 +413,23 @@ fn spawn_run(
                 "run ended"
             ),
         }
-        let _ = ended_tx.send(RunEnded {
-            schedule: index,
-            run_id: result.run_id,
-        });
     });
+}
+
+/// Sends [`RunEnded`] when dropped: at the end of a run's task, or when it unwinds.
+struct EndNotice {
+    tx: mpsc::UnboundedSender<RunEnded>,
+    schedule: usize,
+    run_id: String,
+}
+
+impl Drop for EndNotice {
+    fn drop(&mut self) {
+        let _ = self.tx.send(RunEnded {
+            schedule: self.schedule,
+            run_id: std::mem::take(&mut self.run_id),
+        });
+    }
 }
 
 /// What a person reads in the log about a fire that could not start a run: the diagnostics
