@@ -382,6 +382,59 @@ fn overlap_cancel_interrupts_the_previous_run_and_serve_leaves_it_parked() {
 }
 
 #[test]
+fn fires_missed_while_serve_was_down_follow_the_missed_policy() {
+    let within = "    missed: {run_latest_within: 1h}\n";
+    let dir = setup(&marking_runbook(0), &config("*/2 * * * * *", within));
+    let mut serve = Serve::start(dir.path());
+    serve.wait_for(
+        "run ended",
+        &[("status", "succeeded")],
+        Duration::from_secs(10),
+    );
+    serve.signal(libc::SIGTERM);
+    serve.exit_within(Duration::from_secs(10));
+
+    // Down long enough for a fire to fall: the latest runs once, at start.
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut serve = Serve::start(dir.path());
+    let owed = serve.wait_for(
+        "a fire fell while serve was not running",
+        &[],
+        Duration::from_secs(10),
+    );
+    let fire = owed["fire"].as_str().unwrap().to_owned();
+    serve.wait_for("run started", &[("fire", &fire)], Duration::from_secs(5));
+    serve.signal(libc::SIGTERM);
+    serve.exit_within(Duration::from_secs(10));
+
+    // With `missed: skip`, the fire that fell while down is logged and does not run.
+    std::fs::write(dir.path().join("serve.yaml"), config("*/2 * * * * *", "")).unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut serve = Serve::start(dir.path());
+    let owed = serve.wait_for(
+        "a fire fell while serve was not running",
+        &[],
+        Duration::from_secs(10),
+    );
+    let fire = owed["fire"].as_str().unwrap().to_owned();
+    serve.wait_for(
+        "skip",
+        &[("fire", &fire), ("reason", "missed")],
+        Duration::from_secs(5),
+    );
+    serve.signal(libc::SIGTERM);
+    serve.exit_within(Duration::from_secs(10));
+    assert!(
+        !serve
+            .seen
+            .iter()
+            .any(|l| l["message"] == "run started" && l["fire"] == fire.as_str()),
+        "{:#?}",
+        serve.seen
+    );
+}
+
+#[test]
 fn a_blackout_suppresses_the_fires_inside_it() {
     // Blacked out from now for a long while: every fire is skipped and logged, none runs.
     let now = jiff::Timestamp::now();
