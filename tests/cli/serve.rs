@@ -395,28 +395,14 @@ fn fires_missed_while_serve_was_down_follow_the_missed_policy() {
     serve.exit_within(Duration::from_secs(10));
 
     // Down long enough for a fire to fall: the latest runs once, at start.
-    std::thread::sleep(Duration::from_millis(2500));
-    let mut serve = Serve::start(dir.path());
-    let owed = serve.wait_for(
-        "a fire fell while serve was not running",
-        &[],
-        Duration::from_secs(10),
-    );
-    let fire = owed["fire"].as_str().unwrap().to_owned();
+    let (mut serve, fire) = start_after_a_missed_fire(dir.path());
     serve.wait_for("run started", &[("fire", &fire)], Duration::from_secs(5));
     serve.signal(libc::SIGTERM);
     serve.exit_within(Duration::from_secs(10));
 
     // With `missed: skip`, the fire that fell while down is logged and does not run.
     std::fs::write(dir.path().join("serve.yaml"), config("*/2 * * * * *", "")).unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
-    let mut serve = Serve::start(dir.path());
-    let owed = serve.wait_for(
-        "a fire fell while serve was not running",
-        &[],
-        Duration::from_secs(10),
-    );
-    let fire = owed["fire"].as_str().unwrap().to_owned();
+    let (mut serve, fire) = start_after_a_missed_fire(dir.path());
     serve.wait_for(
         "skip",
         &[("fire", &fire), ("reason", "missed")],
@@ -432,6 +418,20 @@ fn fires_missed_while_serve_was_down_follow_the_missed_policy() {
         "{:#?}",
         serve.seen
     );
+}
+
+/// Waits long enough for an every-2-seconds fire to fall, starts serve, and answers the
+/// fire it found missed.
+fn start_after_a_missed_fire(dir: &Path) -> (Serve, String) {
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut serve = Serve::start(dir);
+    let owed = serve.wait_for(
+        "a fire fell while serve was not running",
+        &[],
+        Duration::from_secs(10),
+    );
+    let fire = owed["fire"].as_str().unwrap().to_owned();
+    (serve, fire)
 }
 
 #[test]
