@@ -33,6 +33,7 @@ fn first_event(run_id: &str) -> Envelope {
             file: "generated.yaml".to_owned(),
             inputs: json!({}),
             sources: Vec::new(),
+            origin: None,
         },
     )
 }

@@ -9,6 +9,7 @@ pub mod plan;
 pub mod process;
 pub mod report;
 pub mod runbook;
+pub mod serve;
 pub mod store;
 pub mod template;
 

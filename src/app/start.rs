@@ -1,7 +1,7 @@
 use super::AppError;
 use super::execute::{ClaimedRun, run_processes};
 use crate::engine::secrets;
-use crate::event::{Envelope, RunEvent, RunbookSource};
+use crate::event::{Envelope, RunEvent, RunOrigin, RunbookSource};
 use crate::process::RunProcesses;
 use crate::runbook::validate::{Bundle, validate_file_allowing};
 use crate::store::{self, Owner, StoreLocation};
@@ -37,6 +37,8 @@ pub struct StartRequest {
     /// When the run's window closes: steps with a `window` start only while they fit before
     /// it. `None`: no window, nothing is gated. An end already past is refused.
     pub window_until: Option<jiff::Timestamp>,
+    /// What started the run besides a person (a schedule of `runbook serve`), journaled.
+    pub origin: Option<RunOrigin>,
 }
 
 /// Creates a run: resolves secrets and the secret key, runs each action's checks before a start,
@@ -59,6 +61,7 @@ pub async fn start(request: StartRequest) -> Result<ClaimedRun, AppError> {
             file: request.file,
             inputs: Value::Object(request.inputs.clone()),
             sources: sources(&bundle),
+            origin: request.origin,
         },
     };
     check_actions(&bundle, &request.inputs).await?;

@@ -37,6 +37,7 @@ fn request(dir: &Path, name: &str, text: &str, store: &str) -> StartRequest {
         store: Some(store.to_owned()),
         max_parallel: None,
         window_until: None,
+        origin: None,
     }
 }
 

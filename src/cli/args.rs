@@ -38,6 +38,11 @@ pub enum Command {
     Init(InitArgs),
     /// Print the JSON Schema of the runbook language.
     Schema,
+    /// Run runbooks on schedules (a long-running process; see docs/serve.md).
+    Serve(ServeArgs),
+    /// Print each schedule's next fire times, blackouts taken into account; `check`
+    /// validates a serve configuration.
+    Schedules(SchedulesArgs),
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
     Completions(CompletionsArgs),
     /// Print the man page (roff), or write one page per subcommand with --dir.
@@ -454,6 +459,45 @@ fn parse_run_id(value: &str) -> Result<String, String> {
 pub enum OutputFormat {
     Human,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The serve configuration (YAML): its schedules.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// text: one readable line per event on stderr; json: one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulesArgs {
+    #[command(subcommand)]
+    pub command: Option<SchedulesCommand>,
+    /// The serve configuration (YAML).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// How many fire times to print per schedule.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub count: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Validate a serve configuration and the runbooks it names: exit 2 with diagnostics
+    /// when it is invalid.
+    Check,
+    /// Print the JSON Schema of the serve configuration.
+    Schema,
 }
 
 #[cfg(test)]

@@ -17,7 +17,9 @@ mod report;
 mod resume;
 mod run;
 mod runs;
+mod schedules;
 mod schema;
+mod serve;
 mod validate;
 
 pub use args::{Cli, Command};
@@ -59,6 +61,8 @@ pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
         Command::Report(args) => report::report(&args, printer),
         Command::Init(args) => init::init(&args, printer),
         Command::Schema => schema::schema(printer),
+        Command::Serve(args) => serve::serve(&args, printer),
+        Command::Schedules(args) => schedules::schedules(&args, printer),
         Command::Completions(args) => completions::completions(&args, printer),
         Command::Man(args) => completions::man(&args, printer),
         Command::Supervise { mark } => {

@@ -31,6 +31,7 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
         store: args.store.store.clone(),
         max_parallel: args.max_parallel,
         window_until: args.window.until(),
+        origin: None,
     };
     let runtime = runtime()?;
     let status = runtime.block_on(async {

@@ -95,6 +95,7 @@ mod tests {
             file: "r.yaml".into(),
             inputs: json!({}),
             sources: vec![],
+            origin: None,
         };
         run.apply(&started, "t0");
         assert_eq!(

@@ -129,6 +129,10 @@ pub enum RunEvent {
         /// The root runbook first, then every runbook it uses.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sources: Vec<RunbookSource>,
+        /// Who started the run when it was not a person: `runbook serve` records its schedule,
+        /// and takes the run over after its own restart.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        origin: Option<RunOrigin>,
     },
     /// A process took the run over to continue it.
     RunResumed {
@@ -302,6 +306,15 @@ impl RunEvent {
             _ => None,
         }
     }
+}
+
+/// A run started by a schedule of `runbook serve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOrigin {
+    /// The schedule's name, unique within the store's serve configuration.
+    pub schedule: String,
+    /// The fire time the run is for, RFC 3339 (UTC).
+    pub fire: String,
 }
 
 /// One runbook's text as the run read it.

@@ -317,6 +317,7 @@ mod tests {
                     file: "r.yaml".into(),
                     inputs: json!({}),
                     sources: vec![],
+                    origin: None,
                 },
             ),
             at(1, start("a", 1, false)),

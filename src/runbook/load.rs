@@ -283,7 +283,7 @@ const REQUIRED_TOP_LEVEL: &[&str] = &["version", "name", "steps"];
 /// first: after an error the key that holds it is set aside and the rest is read again.
 /// The value read without the faulty keys is returned too, so later checks (templates,
 /// references) still look at the rest.
-fn from_node_recovering<T: for<'de> serde::Deserialize<'de>>(
+pub(crate) fn from_node_recovering<T: for<'de> serde::Deserialize<'de>>(
     node: &Node,
     sink: &Sink,
     already_missing: &[&str],
@@ -363,7 +363,7 @@ fn without_source(problem: Diagnostic) -> Diagnostic {
     }
 }
 
-fn de_problem(file: &SourceFile, error: DeError) -> Diagnostic {
+pub(crate) fn de_problem(file: &SourceFile, error: DeError) -> Diagnostic {
     Diagnostic::at(file, error.span.unwrap_or_default(), error.message).with_help_opt(error.help)
 }
 
@@ -389,7 +389,7 @@ fn plain_yaml_message(message: &str, aliased: bool) -> String {
 }
 
 /// A YAML syntax error, placed at the position serde-saphyr reports.
-fn yaml_problem(file: &SourceFile, error: &serde_saphyr::Error) -> Diagnostic {
+pub(crate) fn yaml_problem(file: &SourceFile, error: &serde_saphyr::Error) -> Diagnostic {
     let first_line = error.without_snippet().to_string();
     let first_line = first_line.lines().next().unwrap_or_default().to_owned();
     // serde-saphyr prefixes "error: line L column C: " and may suggest its own options.

@@ -81,6 +81,7 @@ pub fn started(run_id: &str) -> Envelope {
             file: "runbooks/deploy.yaml".to_owned(),
             inputs: json!({ "env": "prod" }),
             sources: vec![],
+            origin: None,
         },
     )
 }
@@ -945,6 +946,7 @@ pub async fn step_durations_come_from_succeeded_runs(factory: &dyn StoreFactory)
                 file: format!("{runbook}.yaml"),
                 inputs: json!({}),
                 sources: vec![],
+                origin: None,
             },
         )
     };
@@ -1044,6 +1046,7 @@ pub async fn a_span_runs_from_a_step_start_through_another_step_end(factory: &dy
                 file: "span.yaml".to_owned(),
                 inputs: json!({}),
                 sources: vec![],
+                origin: None,
             },
         )
     };

@@ -27,6 +27,7 @@ mod run_http;
 mod said_once;
 mod schema;
 mod secrets;
+mod serve;
 mod shell;
 mod support;
 mod validate;

@@ -398,6 +398,7 @@ async fn start_in_process(bench: &Bench, name: &str, text: &str) -> runbook::app
         store: Some(format!("sqlite:{}", bench.db().display())),
         max_parallel: None,
         window_until: None,
+        origin: None,
     })
     .await
     .unwrap()

@@ -64,6 +64,7 @@ fn run_started() -> RunEvent {
         file: "drill.yaml".to_owned(),
         inputs: json!({}),
         sources: vec![],
+        origin: None,
     }
 }
 

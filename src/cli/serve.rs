@@ -1,0 +1,76 @@
+//! `runbook serve --config FILE`: runs runbooks on schedules until stopped.
+
+use super::args::{LogFormat, ServeArgs};
+use super::execute::runtime;
+use super::{ExitStatus, Printer};
+use crate::serve::clock::SystemClock;
+use crate::serve::{ServeOptions, serve as run_schedules};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let schedules = match crate::serve::load(&args.config) {
+        Ok(schedules) => schedules,
+        Err(problems) => {
+            printer.diagnostics(&problems);
+            return Ok(ExitStatus::Invalid);
+        }
+    };
+    init_logs(args.log_format);
+    let runtime = runtime()?;
+    let stop = CancellationToken::new();
+    let options = ServeOptions {
+        store: args.store.store.clone(),
+        stop: stop.clone(),
+    };
+    let local = tokio::task::LocalSet::new();
+    let served = runtime.block_on(local.run_until(async {
+        watch_signals(stop)?;
+        run_schedules(schedules, options, Arc::new(SystemClock))
+            .await
+            .map_err(anyhow::Error::from)
+    }));
+    // Runs have parked; what a cancelled step left behind is its supervisor's to stop.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served?;
+    Ok(ExitStatus::Success)
+}
+
+/// Logs go to stderr through `tracing`: a line of text per event, or a JSON object per line.
+fn init_logs(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// SIGTERM, Ctrl-C or SIGHUP drains: no new fire, every run interrupted and journaled, then
+/// serve exits. A second one exits at once (the runs' supervisors stop their processes).
+fn watch_signals(stop: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        let mut seen = 0;
+        loop {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+                _ = hangup.recv() => {}
+            }
+            seen += 1;
+            if seen == 1 {
+                tracing::info!("stop requested: draining");
+                stop.cancel();
+            } else {
+                tracing::warn!("second stop request: exiting now");
+                std::process::exit(3); // ExitStatus::Parked: runs are left to resume
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,546 @@
+//! The loop of `runbook serve`: looks at the clock, fires what is due, follows its runs, and
+//! on a stop request drains. Runs are started and resumed through [`crate::app`], as the
+//! command line does; every decision is a `tracing` event.
+//!
+//! Which runs are serve's own: a run it starts carries a [`RunOrigin`] (the schedule and the
+//! fire time) in its `run_started` event. At start, serve takes over every run whose origin
+//! names one of its schedules and that is `interrupted`, or `running` with its owner gone
+//! (killed), and resumes it. A run interrupted because the `cancel` overlap policy replaced
+//! it is listed in the store's record `serve.superseded` and left alone.
+
+use super::clock::Clock;
+use super::config::Overlap;
+use super::due::{self, Fire};
+use super::schedule::{Schedule, SkipReason};
+use crate::app::{self, AppError, ResumeRequest, StartRequest, Watch};
+use crate::event::{Envelope, EventSink, RunEvent, RunOrigin, RunStatus};
+use crate::runbook::diagnostic::{Diagnostic, display_path};
+use crate::store::{Store, StoreError, StoreLocation};
+use jiff::Timestamp;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+/// How `serve` runs.
+pub struct ServeOptions {
+    /// The store's URL; `None` for the default store (or `RUNBOOK_STORE`).
+    pub store: Option<String>,
+    /// Cancelled to stop: no new fire starts, runs are interrupted (they park), serve
+    /// waits for them to be journaled, then returns.
+    pub stop: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    StoreLocation(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The longest serve sleeps between two looks at the clock: a clock that jumps is noticed
+/// within this, and an idle serve wakes no more often.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// Fires waiting for the previous run of a `queue` schedule, at most.
+const QUEUE_LIMIT: usize = 16;
+
+/// The store record that remembers a schedule's last fire time.
+pub fn last_fire_record(schedule: &str) -> String {
+    format!("serve.last-fire.{schedule}")
+}
+
+/// The store record of runs the `cancel` overlap policy interrupted.
+const SUPERSEDED: &str = "serve.superseded";
+
+/// The `path` written with serve's records, where a step path would be.
+const RECORD_PATH: &str = "serve";
+
+/// What a schedule's runs report to the loop.
+struct RunEnded {
+    schedule: usize,
+    run_id: String,
+}
+
+struct Active {
+    run_id: String,
+    interrupt: CancellationToken,
+}
+
+/// What every decision of the loop reaches: the store, the options, the channel runs
+/// report their end on.
+struct Loop<'a> {
+    store: &'a dyn Store,
+    options: &'a ServeOptions,
+    ended_tx: &'a mpsc::UnboundedSender<RunEnded>,
+}
+
+/// One schedule and where it stands.
+struct Slot {
+    schedule: Schedule,
+    last: Timestamp,
+    active: Vec<Active>,
+    queued: VecDeque<Fire>,
+}
+
+/// Runs the schedules until `options.stop` is cancelled and every run has parked or ended.
+/// Must run inside a [`tokio::task::LocalSet`]: each run is a local task.
+pub async fn serve(
+    schedules: Vec<Schedule>,
+    options: ServeOptions,
+    clock: Arc<dyn Clock>,
+) -> Result<(), ServeError> {
+    let location = StoreLocation::resolve(options.store.as_deref())
+        .map_err(|e| ServeError::StoreLocation(e.to_string()))?;
+    let store = crate::store::open(&location).await?;
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<RunEnded>();
+    let mut slots = Vec::with_capacity(schedules.len());
+    let mut owed = Vec::new();
+    let now = clock.now();
+    for schedule in schedules {
+        let stored = last_fire(store.as_ref(), &schedule.name).await?;
+        let (last, missed) = due::on_start(&schedule, stored, now);
+        if let Some(fire) = missed {
+            owed.push((slots.len(), fire));
+        }
+        slots.push(Slot {
+            schedule,
+            last,
+            active: Vec::new(),
+            queued: VecDeque::new(),
+        });
+    }
+    let ctx = Loop {
+        store: store.as_ref(),
+        options: &options,
+        ended_tx: &ended_tx,
+    };
+    take_over(&mut slots, &ctx).await?;
+    // The fires that fell while serve was down, as each schedule's `missed` policy says.
+    for (index, fire) in owed {
+        info!(schedule = %slots[index].schedule.name, fire = %fire.at, "a fire fell while serve was not running");
+        handle(index, &mut slots, fire, &ctx, now).await;
+    }
+    info!(schedules = slots.len(), store = %store.location(), "serving");
+    loop {
+        let now = clock.now();
+        for index in 0..slots.len() {
+            if let Some(fire) = due::due(&slots[index].schedule, slots[index].last, now) {
+                handle(index, &mut slots, fire, &ctx, now).await;
+            }
+        }
+        let next = slots
+            .iter()
+            .filter_map(|s| due::next_due(&s.schedule, s.last))
+            .min();
+        let sleep = next.map_or(MAX_SLEEP, |next| {
+            let wait = next.duration_since(clock.now());
+            Duration::try_from(wait)
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_SLEEP)
+        });
+        tokio::select! {
+            _ = options.stop.cancelled() => break,
+            _ = tokio::time::sleep(sleep) => {}
+            Some(ended) = ended_rx.recv() => {
+                run_ended(ended, &mut slots, &ctx, clock.now()).await;
+            }
+        }
+    }
+    drain(&mut slots, &mut ended_rx).await;
+    let _ = store.close().await;
+    Ok(())
+}
+
+/// Stops every run: each is interrupted (its running steps cancelled, `finally` run, the run
+/// parked `interrupted`), and serve waits until each has been journaled.
+async fn drain(slots: &mut [Slot], ended_rx: &mut mpsc::UnboundedReceiver<RunEnded>) {
+    let mut running = 0;
+    for slot in slots.iter_mut() {
+        for fire in slot.queued.drain(..) {
+            info!(schedule = %slot.schedule.name, fire = %fire.at, reason = "draining", "skip");
+        }
+        for active in &slot.active {
+            active.interrupt.cancel();
+            running += 1;
+        }
+    }
+    info!(runs = running, "drain");
+    let parked = async {
+        while running > 0 {
+            let Some(ended) = ended_rx.recv().await else {
+                break;
+            };
+            running -= 1;
+            slots[ended.schedule]
+                .active
+                .retain(|a| a.run_id != ended.run_id);
+        }
+    };
+    if tokio::time::timeout(DRAIN_LIMIT, parked).await.is_err() {
+        // Whatever did not park is still `running` in the journal, with this process gone:
+        // the next start takes it over, as after a crash.
+        error!(
+            limit_s = DRAIN_LIMIT.as_secs(),
+            "runs did not park in time; exiting anyway (they are taken over at the next start)"
+        );
+        return;
+    }
+    info!("drained");
+}
+
+/// How long a drain waits for runs to park. Interrupting a run cancels its steps (SIGTERM,
+/// then SIGKILL after a grace period) and runs its `finally`, which is bounded too.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// A run of a schedule has ended or parked: a queued fire may start now.
+async fn run_ended(ended: RunEnded, slots: &mut [Slot], ctx: &Loop<'_>, now: Timestamp) {
+    let slot = &mut slots[ended.schedule];
+    slot.active.retain(|a| a.run_id != ended.run_id);
+    if slot.active.is_empty()
+        && let Some(fire) = slot.queued.pop_front()
+    {
+        info!(schedule = %slot.schedule.name, fire = %fire.at, "queued fire starts");
+        start_fire(ended.schedule, slots, fire, ctx, now).await;
+    }
+}
+
+/// Decides what a due fire does, remembers it as the last fire, and does it.
+async fn handle(index: usize, slots: &mut [Slot], fire: Fire, ctx: &Loop<'_>, now: Timestamp) {
+    let store = ctx.store;
+    let slot = &mut slots[index];
+    slot.last = fire.at.timestamp();
+    let name = slot.schedule.name.clone();
+    if fire.passed_over {
+        warn!(schedule = %name, fire = %fire.at, "the clock passed over earlier fire times: only the latest fires");
+    }
+    if let Some(reason) = &fire.skip {
+        log_skip(&name, &fire, reason);
+        remember(store, &name, &fire, "-").await;
+        return;
+    }
+    if let Some(previous) = slot.active.last() {
+        match slot.schedule.overlap {
+            Overlap::Skip => {
+                let reason = SkipReason::Overlap {
+                    running: previous.run_id.clone(),
+                };
+                log_skip(&name, &fire, &reason);
+                remember(store, &name, &fire, "-").await;
+                return;
+            }
+            Overlap::Queue => {
+                remember(store, &name, &fire, "-").await;
+                if slot.queued.len() >= QUEUE_LIMIT {
+                    log_skip(
+                        &name,
+                        &fire,
+                        &SkipReason::Failed("the queue is full".into()),
+                    );
+                } else {
+                    info!(schedule = %name, fire = %fire.at, running = %previous.run_id, "queued behind the running run");
+                    slot.queued.push_back(fire);
+                }
+                return;
+            }
+            Overlap::Cancel => {
+                for active in &slot.active {
+                    info!(schedule = %name, run_id = %active.run_id, "interrupting the previous run (overlap: cancel)");
+                    let superseded = [active.run_id.clone()];
+                    if let Err(error) = store
+                        .add_records(SUPERSEDED, &active.run_id, RECORD_PATH, &superseded)
+                        .await
+                    {
+                        warn!(run_id = %active.run_id, %error, "cannot record the run as superseded");
+                    }
+                    active.interrupt.cancel();
+                }
+            }
+        }
+    }
+    start_fire(index, slots, fire, ctx, now).await;
+}
+
+fn log_skip(schedule: &str, fire: &Fire, reason: &SkipReason) {
+    match reason {
+        SkipReason::Blackout(what) => {
+            info!(schedule, fire = %fire.at, reason = reason.name(), blackout = %what, "skip")
+        }
+        SkipReason::Overlap { running } => {
+            info!(schedule, fire = %fire.at, reason = reason.name(), running = %running, "skip")
+        }
+        SkipReason::Failed(why) => {
+            error!(schedule, fire = %fire.at, reason = reason.name(), error = %why, "skip")
+        }
+        SkipReason::Disabled | SkipReason::Missed | SkipReason::QueueFull => {
+            info!(schedule, fire = %fire.at, reason = reason.name(), "skip")
+        }
+    }
+}
+
+/// Keeps the fire time in the store, so that a restart neither repeats nor re-decides it.
+async fn remember(store: &dyn Store, schedule: &str, fire: &Fire, run_id: &str) {
+    let value = [fire.at.timestamp().to_string()];
+    if let Err(error) = store
+        .add_records(&last_fire_record(schedule), run_id, RECORD_PATH, &value)
+        .await
+    {
+        error!(schedule, fire = %fire.at, %error, "cannot record the fire in the store: a restart may repeat it");
+    }
+}
+
+/// The last fire time a schedule recorded, if any.
+pub async fn last_fire(store: &dyn Store, schedule: &str) -> Result<Option<Timestamp>, StoreError> {
+    let entries = store.records(&last_fire_record(schedule)).await?;
+    Ok(entries
+        .iter()
+        .filter_map(|entry| entry.value.parse::<Timestamp>().ok())
+        .max())
+}
+
+/// Starts a run for a fire through the application layer. A runbook that became invalid,
+/// a missing secret or a store that fails: the fire fails, logged with the diagnostics, and
+/// the other schedules go on.
+async fn start_fire(index: usize, slots: &mut [Slot], fire: Fire, ctx: &Loop<'_>, now: Timestamp) {
+    let (store, options) = (ctx.store, ctx.options);
+    let slot = &mut slots[index];
+    let schedule = &slot.schedule;
+    let late_ms = now.duration_since(fire.at.timestamp()).as_millis();
+    let window_until = schedule.window_until(fire.at.timestamp());
+    info!(
+        schedule = %schedule.name,
+        fire = %fire.at,
+        late_ms = late_ms as i64,
+        window_until = window_until.map(|w| w.to_string()),
+        "fire"
+    );
+    let claimed = async {
+        let bundle = app::load(&schedule.runbook, &[])?;
+        let root = bundle.root().expect("a valid runbook has loaded");
+        let inputs = crate::runbook::inputs::resolve(&root.runbook, Some(&schedule.inputs), &[])
+            .map_err(|errors| {
+                AppError::InvalidRunbook(
+                    errors
+                        .into_iter()
+                        .map(|e| {
+                            Diagnostic::plain(e.message.replace("the inputs file", "the schedule"))
+                        })
+                        .collect(),
+                )
+            })?;
+        app::start(StartRequest {
+            bundle,
+            file: display_path(&schedule.runbook),
+            inputs,
+            run_id: None,
+            store: options.store.clone(),
+            max_parallel: None,
+            origin: Some(RunOrigin {
+                schedule: schedule.name.clone(),
+                fire: fire.at.timestamp().to_string(),
+            }),
+            window_until,
+        })
+        .await
+    }
+    .await;
+    let run = match claimed {
+        Ok(run) => run,
+        Err(failure) => {
+            let reason = SkipReason::Failed(describe_failure(&failure));
+            log_skip(&schedule.name, &fire, &reason);
+            remember(store, &schedule.name, &fire, "-").await;
+            return;
+        }
+    };
+    let run_id = run.run_id().to_owned();
+    remember(store, &schedule.name, &fire, &run_id).await;
+    info!(schedule = %schedule.name, run_id = %run_id, fire = %fire.at, "run started");
+    let interrupt = CancellationToken::new();
+    slot.active.push(Active {
+        run_id: run_id.clone(),
+        interrupt: interrupt.clone(),
+    });
+    spawn_run(
+        index,
+        schedule.name.clone(),
+        run,
+        interrupt,
+        ctx.ended_tx.clone(),
+    );
+}
+
+/// Runs a claimed run to its end (or until it parks) in a task of its own, logs how it ended
+/// and tells the loop.
+fn spawn_run(
+    index: usize,
+    schedule: String,
+    run: app::ClaimedRun,
+    interrupt: CancellationToken,
+    ended_tx: mpsc::UnboundedSender<RunEnded>,
+) {
+    // A run's future is not `Send` (the engine's is not): it runs on serve's own thread, in
+    // the `LocalSet` serve is run in, while its actions use the runtime's workers.
+    tokio::task::spawn_local(async move {
+        // Tells the loop when this task ends, whichever way: a run that panicked must not
+        // leave a drain waiting for it.
+        let _ended = EndNotice {
+            tx: ended_tx,
+            schedule: index,
+            run_id: run.run_id().to_owned(),
+        };
+        let watch = Watch {
+            sink: Arc::new(QuietSink),
+            interrupt,
+        };
+        let result = run.execute(watch).await;
+        let status = result.outcome.status;
+        match (&result.journal_error, status) {
+            (Some(error), _) => {
+                error!(%schedule, run_id = %result.run_id, %error, "run stopped: its journal cannot be written")
+            }
+            (None, RunStatus::Succeeded) => {
+                info!(%schedule, run_id = %result.run_id, status = status.name(), "run ended")
+            }
+            (None, _) => warn!(
+                %schedule,
+                run_id = %result.run_id,
+                status = status.name(),
+                reason = result.outcome.reason.as_deref().unwrap_or(""),
+                "run ended"
+            ),
+        }
+    });
+}
+
+/// Sends [`RunEnded`] when dropped: at the end of a run's task, or when it unwinds.
+struct EndNotice {
+    tx: mpsc::UnboundedSender<RunEnded>,
+    schedule: usize,
+    run_id: String,
+}
+
+impl Drop for EndNotice {
+    fn drop(&mut self) {
+        let _ = self.tx.send(RunEnded {
+            schedule: self.schedule,
+            run_id: std::mem::take(&mut self.run_id),
+        });
+    }
+}
+
+/// What a person reads in the log about a fire that could not start a run: the diagnostics
+/// as `file:line:col: message`, one per line.
+fn describe_failure(failure: &AppError) -> String {
+    let problems = match failure {
+        AppError::InvalidRunbook(problems) | AppError::StoredRunbookInvalid { problems, .. } => {
+            problems
+        }
+        other => return other.to_string(),
+    };
+    problems
+        .iter()
+        .map(|p| match p.location() {
+            Some(at) => format!("{at}: {}", p.message),
+            None => p.message.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Takes over the runs serve owned that were interrupted or whose process died, and resumes
+/// each through [`app::resume`]: finished steps stay done, a step that was running goes
+/// through its `verify`.
+async fn take_over(slots: &mut [Slot], ctx: &Loop<'_>) -> Result<(), ServeError> {
+    let (store, options) = (ctx.store, ctx.options);
+    let superseded: Vec<String> = store
+        .records(SUPERSEDED)
+        .await?
+        .into_iter()
+        .map(|e| e.value)
+        .collect();
+    for summary in store.runs().await? {
+        if !matches!(summary.status, RunStatus::Running | RunStatus::Interrupted)
+            || superseded.contains(&summary.id)
+        {
+            continue;
+        }
+        let events = store.events(&summary.id).await?;
+        let Some(Envelope {
+            event:
+                RunEvent::RunStarted {
+                    origin: Some(origin),
+                    ..
+                },
+            ..
+        }) = events.first()
+        else {
+            continue;
+        };
+        let Some(index) = slots
+            .iter()
+            .position(|s| s.schedule.name == origin.schedule)
+        else {
+            continue;
+        };
+        let run_id = summary.id.clone();
+        // The run closes the store it runs with when it ends: it gets one of its own.
+        let location = StoreLocation::resolve(options.store.as_deref())
+            .map_err(|e| ServeError::StoreLocation(e.to_string()))?;
+        let own_store = crate::store::open(&location).await?;
+        let notice = |notice: app::Notice| info!(run_id = %run_id, "{notice}");
+        let window_until = origin
+            .fire
+            .parse()
+            .ok()
+            .and_then(|fire| slots[index].schedule.window_until(fire));
+        let request = ResumeRequest {
+            run_id: run_id.clone(),
+            max_parallel: None,
+            // The window of the run's fire: a window already over is refused, and the run
+            // stays parked for a person (or the schedule's next window) to resume.
+            window_until,
+        };
+        match app::resume(own_store, request, &notice).await {
+            Ok(run) => {
+                info!(
+                    schedule = %origin.schedule,
+                    run_id = %run_id,
+                    was = summary.status.name(),
+                    window_until = window_until.map(|w| w.to_string()),
+                    "takeover"
+                );
+                let interrupt = CancellationToken::new();
+                slots[index].active.push(Active {
+                    run_id: run_id.clone(),
+                    interrupt: interrupt.clone(),
+                });
+                spawn_run(
+                    index,
+                    origin.schedule.clone(),
+                    run,
+                    interrupt,
+                    ctx.ended_tx.clone(),
+                );
+            }
+            Err(AppError::Store(StoreError::Owned { owner, .. })) => {
+                info!(run_id = %run_id, %owner, "not taken over: another process runs it");
+            }
+            Err(failure) => {
+                error!(run_id = %run_id, error = %describe_failure(&failure), "cannot take the run over");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Serve logs the runs' beginnings and ends itself; their step events are in the journal
+/// (`runbook runs show`, `runbook logs`).
+struct QuietSink;
+
+impl EventSink for QuietSink {
+    fn emit(&self, _envelope: &Envelope) {}
+}
