@@ -34,6 +34,7 @@ fn first_event(run_id: &str) -> Envelope {
             inputs: json!({}),
             sources: Vec::new(),
             origin: None,
+            by: None,
         },
     )
 }

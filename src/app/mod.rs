@@ -34,3 +34,12 @@ pub async fn open_store(url: Option<&str>) -> Result<Arc<dyn Store>, AppError> {
 
 #[cfg(test)]
 mod tests;
+
+/// Who this process acts for, as the journal records who started, approved or controlled a
+/// run: `$USER@host` (`unknown@host` without a user name in the environment).
+pub fn this_user() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("{user}@{}", crate::store::owner::this_host())
+}

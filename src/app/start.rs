@@ -39,6 +39,8 @@ pub struct StartRequest {
     pub window_until: Option<jiff::Timestamp>,
     /// What started the run besides a person (a schedule of `runbook serve`), journaled.
     pub origin: Option<RunOrigin>,
+    /// Who starts it, journaled; `$USER@host` when `None`.
+    pub started_by: Option<String>,
 }
 
 /// Creates a run: resolves secrets and the secret key, runs each action's checks before a start,
@@ -62,6 +64,7 @@ pub async fn start(request: StartRequest) -> Result<ClaimedRun, AppError> {
             inputs: Value::Object(request.inputs.clone()),
             sources: sources(&bundle),
             origin: request.origin,
+            by: Some(request.started_by.unwrap_or_else(super::this_user)),
         },
     };
     check_actions(&bundle, &request.inputs).await?;

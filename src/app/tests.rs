@@ -38,6 +38,7 @@ fn request(dir: &Path, name: &str, text: &str, store: &str) -> StartRequest {
         max_parallel: None,
         window_until: None,
         origin: None,
+        started_by: None,
     }
 }
 

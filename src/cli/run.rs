@@ -32,6 +32,7 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
         max_parallel: args.max_parallel,
         window_until: args.window.until(),
         origin: None,
+        started_by: None,
     };
     let runtime = runtime()?;
     let status = runtime.block_on(async {

@@ -96,6 +96,7 @@ mod tests {
             inputs: json!({}),
             sources: vec![],
             origin: None,
+            by: None,
         };
         run.apply(&started, "t0");
         assert_eq!(

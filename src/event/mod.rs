@@ -133,6 +133,10 @@ pub enum RunEvent {
         /// and takes the run over after its own restart.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         origin: Option<RunOrigin>,
+        /// Who started it: `$USER@host` of the process that did (or a name it was given).
+        /// Absent from runs journaled before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A process took the run over to continue it.
     RunResumed {

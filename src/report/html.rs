@@ -151,6 +151,9 @@ impl RunReport {
             row(out, "Reason", escape(reason));
         }
         row(out, "Started", escape(&self.created_at));
+        if let Some(by) = &self.started_by {
+            row(out, "Started by", escape(by));
+        }
         if let Some(ended) = &self.ended_at {
             row(out, "Ended", escape(ended));
         }

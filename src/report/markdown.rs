@@ -25,6 +25,9 @@ impl RunReport {
             let _ = writeln!(out, "| Reason | {} |", cell(reason));
         }
         let _ = writeln!(out, "| Started | {} |", self.created_at);
+        if let Some(by) = &self.started_by {
+            let _ = writeln!(out, "| Started by | {} |", cell(by));
+        }
         if let Some(ended) = &self.ended_at {
             let _ = writeln!(out, "| Ended | {ended} |");
         }

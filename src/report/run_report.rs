@@ -19,6 +19,9 @@ pub struct RunReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub created_at: String,
+    /// Who started it (`$USER@host`), when the journal says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -155,6 +158,7 @@ impl RunReport {
             status,
             reason: None,
             created_at: summary.created_at.clone(),
+            started_by: None,
             ended_at: summary.ended_at.clone(),
             duration_ms: summary.duration_ms,
             inputs: Value::Null,
@@ -176,7 +180,10 @@ impl RunReport {
             let at = &envelope.at;
             state.apply_at(&envelope.event, at);
             match &envelope.event {
-                RunEvent::RunStarted { inputs, .. } => report.inputs = inputs.clone(),
+                RunEvent::RunStarted { inputs, by, .. } => {
+                    report.inputs = inputs.clone();
+                    report.started_by = by.clone();
+                }
                 RunEvent::RunResumed { by } => report.resumes.push(Resume {
                     at: at.clone(),
                     by: by.clone(),

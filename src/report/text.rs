@@ -17,7 +17,12 @@ impl RunReport {
             .map(|r| format!(" ({r})"))
             .unwrap_or_default();
         let _ = writeln!(out, "status    {}{reason}", self.status.name());
-        let _ = writeln!(out, "started   {}", self.created_at);
+        let by = self
+            .started_by
+            .as_ref()
+            .map(|by| format!(" by {by}"))
+            .unwrap_or_default();
+        let _ = writeln!(out, "started   {}{by}", self.created_at);
         if let Some(ended) = &self.ended_at {
             let _ = writeln!(out, "ended     {ended}");
         }

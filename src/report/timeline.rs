@@ -318,6 +318,7 @@ mod tests {
                     inputs: json!({}),
                     sources: vec![],
                     origin: None,
+                    by: None,
                 },
             ),
             at(1, start("a", 1, false)),

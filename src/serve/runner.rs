@@ -343,6 +343,8 @@ async fn start_fire(index: usize, slots: &mut [Slot], fire: Fire, ctx: &Loop<'_>
                 fire: fire.at.timestamp().to_string(),
             }),
             window_until,
+            // The user serve runs as; `origin` says which schedule fired.
+            started_by: None,
         })
         .await
     }

@@ -82,6 +82,7 @@ pub fn started(run_id: &str) -> Envelope {
             inputs: json!({ "env": "prod" }),
             sources: vec![],
             origin: None,
+            by: None,
         },
     )
 }
@@ -947,6 +948,7 @@ pub async fn step_durations_come_from_succeeded_runs(factory: &dyn StoreFactory)
                 inputs: json!({}),
                 sources: vec![],
                 origin: None,
+                by: None,
             },
         )
     };
@@ -1047,6 +1049,7 @@ pub async fn a_span_runs_from_a_step_start_through_another_step_end(factory: &dy
                 inputs: json!({}),
                 sources: vec![],
                 origin: None,
+                by: None,
             },
         )
     };

@@ -399,6 +399,7 @@ async fn start_in_process(bench: &Bench, name: &str, text: &str) -> runbook::app
         max_parallel: None,
         window_until: None,
         origin: None,
+        started_by: None,
     })
     .await
     .unwrap()

@@ -685,3 +685,30 @@ steps:
     assert_eq!(count(&events, "step_expanded", "many"), 0);
     assert!(!output.dir().join("side").exists(), "no item ran");
 }
+
+/// Who started a run is journaled with it and shown by every report: `$USER@host`.
+#[test]
+fn who_started_a_run_is_journaled_and_shown() {
+    let bench = crate::durable::Bench::new();
+    bench.write(
+        "hello.yaml",
+        "version: 1\nname: hello\nsteps:\n  - id: hi\n    exec: {command: [\"true\"]}\n",
+    );
+    let run = bench.runbook(&["run", "hello.yaml", "--run-id", "who"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let host = std::process::Command::new("hostname")
+        .output()
+        .expect("hostname");
+    let host = String::from_utf8_lossy(&host.stdout).trim().to_owned();
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    let expected = format!("{user}@{host}");
+    assert_eq!(bench.show_json("who")["started_by"], expected.as_str());
+    for (format, shown) in [
+        ("text", format!(" by {expected}")),
+        ("markdown", format!("| Started by | {expected} |")),
+        ("html", format!("<th>Started by</th><td>{expected}</td>")),
+    ] {
+        let show = bench.runbook(&["runs", "show", "who", "--format", format]);
+        assert!(show.stdout.contains(&shown), "{format}: {}", show.stdout);
+    }
+}

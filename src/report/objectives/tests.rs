@@ -65,6 +65,7 @@ fn run_started() -> RunEvent {
         inputs: json!({}),
         sources: vec![],
         origin: None,
+        by: None,
     }
 }
 
