@@ -1,7 +1,7 @@
 use super::{AppError, NothingTo};
 use crate::engine::state::RunState;
 use crate::runbook::de::closest;
-use crate::store::{Decision, Owner, Store, owner::this_host};
+use crate::store::{Decision, Owner, Store};
 
 /// A person's answer to an approval step that is waiting.
 pub struct ApproveRequest {
@@ -76,12 +76,7 @@ pub async fn approve(
             step: request.step,
         });
     }
-    let by = request.by.unwrap_or_else(|| {
-        let user = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".to_owned());
-        format!("{user}@{}", this_host())
-    });
+    let by = super::controls::person(request.by);
     let decision = Decision {
         path: request.step,
         approved: request.approved,

@@ -59,6 +59,16 @@ impl RunFold {
                     self.parks += 1;
                 }
             }
+            RunEvent::StepSkippedByHand(skipped) => self.reopen(format!(
+                "step `{}` skipped by hand by {}: {}; continue with runbook resume",
+                skipped.path, skipped.by, skipped.reason
+            )),
+            RunEvent::RunRetried(retried) => self.reopen(format!(
+                "retried from {} by {}: {}; it runs again with runbook resume",
+                retried.from.join(", "),
+                retried.by,
+                retried.reason
+            )),
             RunEvent::StepNotice { path, text } => {
                 self.notices.retain(|notice| notice.step != *path);
                 self.notices.push(Notice {
@@ -68,6 +78,20 @@ impl RunFold {
             }
             _ => {}
         }
+    }
+}
+
+impl RunFold {
+    /// A control changed the run while no process ran it: it is parked (`interrupted`), for
+    /// a resume to continue. A run that had ended counts one more park, so that its
+    /// `finally` steps run again at its real end.
+    fn reopen(&mut self, reason: String) {
+        if self.status.is_some_and(RunStatus::is_over) {
+            self.parks += 1;
+        }
+        self.status = Some(RunStatus::Interrupted);
+        self.outputs = Value::Null;
+        self.reason = Some(reason);
     }
 }
 

@@ -106,6 +106,20 @@ impl EventSink for Progress {
             RunEvent::RunStarted { runbook, .. } => {
                 self.line(&format!("run {} of `{runbook}` started", envelope.run_id));
             }
+            RunEvent::StepSkippedByHand(skipped) => {
+                self.line(&format!(
+                    "{}: skipped by hand by {}: {}",
+                    skipped.path, skipped.by, skipped.reason
+                ));
+            }
+            RunEvent::RunRetried(retried) => {
+                self.line(&format!(
+                    "retried by {}: {}; running again: {}",
+                    retried.by,
+                    retried.reason,
+                    retried.rerun.join(", ")
+                ));
+            }
             RunEvent::StepStarted {
                 path,
                 attempt,
