@@ -81,6 +81,8 @@ pub enum AppError {
     NothingFailed { run_id: String, steps: Vec<String> },
     #[error("{}", .0.join("\n"))]
     BadInputs(Vec<String>),
+    #[error("run {run_id} is not running ({}); only a run a live process runs can be paused", status.name())]
+    NotLive { run_id: String, status: RunStatus },
     #[error("step `{step}` of run {run_id} is not waiting for approval{}; {}",
         closest.as_ref().map(|near| format!(" (did you mean `{near}`?)")).unwrap_or_default(),
         if waiting.is_empty() { "no step of it is waiting for approval now".to_owned() }

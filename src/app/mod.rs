@@ -14,7 +14,10 @@ mod resume;
 mod start;
 
 pub use approve::{ApprovalRecorded, ApproveRequest, approve};
-pub use controls::{Retried, RetryRequest, SkipRequest, StepSkipped, retry, skip};
+pub use controls::{
+    PauseAsked, PauseRunRequest, Retried, RetryRequest, SkipRequest, StepSkipped, pause, retry,
+    skip,
+};
 pub use error::{AppError, NothingTo, Notice};
 pub use event_channel::EventChannel;
 pub use execute::{ClaimedRun, RunResult, Watch};

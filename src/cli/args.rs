@@ -29,6 +29,8 @@ pub enum Command {
     Skip(super::controls::SkipArgs),
     /// Run a stopped run again from a step (default: every failed step) and downstream.
     Retry(super::controls::RetryArgs),
+    /// Ask the process running a live run to stop starting steps and park it (exit 3 there).
+    Pause(super::controls::PauseArgs),
     /// List runs, or show one.
     Runs(RunsArgs),
     /// List the locks runs hold (`locks:` in runbooks): lock, run, runbook, host, since,

@@ -4,7 +4,7 @@
 use super::args::{ExecutionArgs, StoreArgs};
 use super::execute::{self, app_failure, runtime};
 use super::{ExitStatus, Printer};
-use crate::app::{self, RetryRequest, SkipRequest};
+use crate::app::{self, PauseRunRequest, RetryRequest, SkipRequest};
 use clap::Args;
 use serde_json::{Map, Value};
 
@@ -54,6 +54,18 @@ pub struct ControlArgs {
     pub by: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// The run, live in another process (or terminal, or host).
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    /// Interrupt the running steps too (they run again on resume) rather than let them finish.
+    #[arg(long)]
+    pub now: bool,
+    #[command(flatten)]
+    pub control: ControlArgs,
 }
 
 /// `name=value` pairs; the error names the one that is not.
@@ -162,4 +174,39 @@ pub fn retry(args: &RetryArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(status)
+}
+
+/// `runbook pause RUN_ID`: asks the process that runs the run to park it; `runbook resume`
+/// continues it.
+pub fn pause(args: &PauseArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    runtime()?.block_on(async {
+        let store = match app::open_store(args.control.store.store.as_deref()).await {
+            Ok(store) => store,
+            Err(error) => return Ok(app_failure(&error, printer)),
+        };
+        let request = PauseRunRequest {
+            run_id: args.run_id.clone(),
+            now: args.now,
+            by: args.control.by.clone(),
+            reason: args.control.reason.clone(),
+        };
+        let asked = app::pause(store.as_ref(), request).await;
+        let _ = store.close().await;
+        match asked {
+            Ok(asked) => {
+                let running = if args.now {
+                    "its running steps are interrupted"
+                } else {
+                    "once its running steps finish"
+                };
+                printer.note(&format!(
+                    "asked {} to pause run {} as {}: nothing more starts, and it parks {running}; \
+                     continue it with: runbook resume {}",
+                    asked.owner, args.run_id, asked.request.by, args.run_id
+                ));
+                Ok(ExitStatus::Success)
+            }
+            Err(error) => Ok(app_failure(&error, printer)),
+        }
+    })
 }

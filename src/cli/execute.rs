@@ -166,6 +166,7 @@ pub fn app_failure(error: &AppError, printer: &Printer) -> ExitStatus {
         | AppError::UnknownOutput { .. }
         | AppError::NothingFailed { .. }
         | AppError::BadInputs(_)
+        | AppError::NotLive { .. }
         | AppError::WindowOver { .. } => {
             printer.error(&error.to_string());
             ExitStatus::Invalid

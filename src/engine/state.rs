@@ -233,6 +233,7 @@ impl RunState {
                 }
             }
             RunEvent::RunEnded { .. }
+            | RunEvent::RunPaused(_)
             | RunEvent::StepPolling { .. }
             | RunEvent::StepNotice { .. }
             | RunEvent::LockWaiting(_)

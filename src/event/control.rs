@@ -58,3 +58,36 @@ impl InputChange {
         format!("{}: {old} -> {}", self.name, self.new)
     }
 }
+
+/// A person's request that a live run stop starting steps and park (`runbook pause`). It
+/// reaches the run's process through the store (a named record, [`PauseRequest::record`]),
+/// and that process journals it as it parks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PauseRequest {
+    pub by: String,
+    pub reason: String,
+    /// Interrupt the running steps too (they run again on resume), rather than let them
+    /// finish.
+    #[serde(default)]
+    pub now: bool,
+    /// When it was asked (RFC 3339): a process ignores requests made before it took the
+    /// run up, which were meant for an earlier one. (Not `at`: that is the envelope's.)
+    pub asked_at: String,
+}
+
+impl PauseRequest {
+    /// The name of the store's record that carries the pause requests of run `run_id`.
+    pub fn record(run_id: &str) -> String {
+        format!("runbook:pause:{run_id}")
+    }
+
+    /// `paused by NAME: REASON`.
+    pub fn describe(&self) -> String {
+        let now = if self.now {
+            " (running steps interrupted)"
+        } else {
+            ""
+        };
+        format!("paused by {}: {}{now}", self.by, self.reason)
+    }
+}

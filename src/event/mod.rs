@@ -8,7 +8,7 @@ mod lock;
 pub mod timestamp;
 mod window;
 
-pub use control::{InputChange, RunRetried, StepSkippedByHand};
+pub use control::{InputChange, PauseRequest, RunRetried, StepSkippedByHand};
 pub use fold::RunFold;
 pub use lock::{LockAcquired, LockHolding, LockReleased, LockWaiting};
 pub use window::{GateDecision, NeedSource, WindowGate};
@@ -251,6 +251,9 @@ pub enum RunEvent {
     StepSkippedByHand(StepSkippedByHand),
     /// A person had the run run again from some of its steps (`runbook retry`).
     RunRetried(RunRetried),
+    /// The run's process picked up a pause request (`runbook pause`): nothing more starts,
+    /// and the run parks `interrupted`.
+    RunPaused(PauseRequest),
     RunEnded {
         status: RunStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]

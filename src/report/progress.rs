@@ -112,6 +112,17 @@ impl EventSink for Progress {
                     skipped.path, skipped.by, skipped.reason
                 ));
             }
+            RunEvent::RunPaused(pause) => {
+                let running = if pause.now {
+                    "running steps are interrupted"
+                } else {
+                    "running steps finish"
+                };
+                self.line(&format!(
+                    "{}; nothing more starts, {running}",
+                    pause.describe()
+                ));
+            }
             RunEvent::RunRetried(retried) => {
                 self.line(&format!(
                     "retried by {}: {}; running again: {}",

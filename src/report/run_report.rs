@@ -238,6 +238,12 @@ impl RunReport {
                     ),
                     reason: skipped.reason.clone(),
                 }),
+                RunEvent::RunPaused(pause) => report.controls.push(ControlReport {
+                    at: at.clone(),
+                    by: pause.by.clone(),
+                    what: if pause.now { "paused now" } else { "paused" }.to_owned(),
+                    reason: pause.reason.clone(),
+                }),
                 RunEvent::RunRetried(retried) => {
                     if let Some(inputs) = &retried.inputs {
                         report.inputs = inputs.clone();

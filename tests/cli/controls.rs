@@ -304,3 +304,94 @@ outputs:
         "{what}"
     );
 }
+
+/// `work` says it started, then holds: 3 s the first time, 30 s while `hold` exists.
+const PAUSABLE: &str = r#"version: 1
+name: pausable
+steps:
+  - id: work
+    exec:
+      script: |
+        echo started >> side
+        if [ -e hold ]; then rm hold; sleep 30; else sleep 3; fi
+        echo work-done >> side
+  - id: next
+    needs: [work]
+    exec: { script: 'echo next >> side' }
+finally:
+  - id: cleanup
+    exec: { script: 'echo cleanup >> side' }
+"#;
+
+#[test]
+fn pause_from_a_second_process_parks_the_run_after_its_running_step_and_resume_continues() {
+    let bench = Bench::new();
+    bench.write("pausable.yaml", PAUSABLE);
+    let child = bench.spawn(&["run", "pausable.yaml", "--run-id", "p1"]);
+    bench.wait_for("side", "started");
+    let paused = bench.runbook(&["pause", "p1", "--reason", "hold on", "--as", "bob"]);
+    assert_eq!(paused.code, 0, "{}", paused.stderr);
+    assert!(
+        paused.stderr.contains("runbook resume p1"),
+        "{}",
+        paused.stderr
+    );
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("paused by bob: hold on"), "{stderr}");
+    // The running step finished; nothing started after it, not even `finally`.
+    assert_eq!(bench.read("side"), "started\nwork-done\n");
+    let listed = bench.runbook(&["runs", "list"]);
+    assert!(
+        listed
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("p1 ") && l.contains("interrupted")),
+        "{}",
+        listed.stdout
+    );
+    let report = bench.show_json("p1");
+    assert_eq!(report["reason"], "paused by bob: hold on");
+    assert_eq!(report["controls"][0]["what"], "paused");
+
+    // Not live any more: nothing to pause.
+    let again = bench.runbook(&["pause", "p1", "--reason", "again"]);
+    assert_eq!(again.code, 2, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("is not running (interrupted)"),
+        "{}",
+        again.stderr
+    );
+
+    // The request already served does not pause the resumed run.
+    let resumed = bench.runbook(&["resume", "p1"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_eq!(bench.read("side"), "started\nwork-done\nnext\ncleanup\n");
+}
+
+#[test]
+fn pause_now_interrupts_the_running_step_which_runs_again_on_resume() {
+    let bench = Bench::new();
+    bench.write("pausable.yaml", PAUSABLE);
+    bench.write("hold", "");
+    let child = bench.spawn(&["run", "pausable.yaml", "--run-id", "p2"]);
+    bench.wait_for("side", "started");
+    let asked = std::time::Instant::now();
+    let paused = bench.runbook(&["pause", "p2", "--now", "--reason", "stop now"]);
+    assert_eq!(paused.code, 0, "{}", paused.stderr);
+    let (code, _, stderr) = finish(child);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(20),
+        "the step was interrupted, not waited for"
+    );
+    assert_eq!(bench.read("side"), "started\n");
+
+    let resumed = bench.runbook(&["resume", "p2"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_eq!(
+        bench.read("side"),
+        "started\nstarted\nwork-done\nnext\ncleanup\n"
+    );
+    assert_eq!(bench.show_json("p2")["controls"][0]["what"], "paused now");
+}

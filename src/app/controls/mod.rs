@@ -1,12 +1,15 @@
-//! Controls a person applies to a run that no process runs now: `skip` marks a step done by
-//! hand, `retry` has the run run again from some of its steps. Each claims the run as a
+//! Controls a person applies to a run. `pause` asks the live process that runs it to park
+//! it, through the store. `skip` (mark a step done by hand) and `retry` (run the run again
+//! from some of its steps) apply to a run that no process runs now: each claims the run as a
 //! resume does (a run a live process owns is refused), checks the control against the
 //! runbook kept in the journal, and journals it as one event with who and why: a crash
 //! after that leaves a parked run that the next resume continues as the control left it.
 
+mod pause;
 mod retry;
 mod skip;
 
+pub use pause::{PauseAsked, PauseRunRequest, pause};
 pub(super) use retry::latest_inputs;
 pub use retry::{Retried, RetryRequest, retry};
 pub use skip::{SkipRequest, StepSkipped, skip};
