@@ -142,4 +142,29 @@ mod tests {
         assert_eq!(run.outputs, json!({ "n": 300 }));
         assert_eq!(run.parks, 1);
     }
+
+    #[test]
+    fn a_control_reopens_an_ended_run_as_interrupted_and_counts_a_park() {
+        let mut run = RunFold::default();
+        run.apply(&ended(RunStatus::Failed, 10), "t1");
+        assert_eq!(run.parks, 0);
+        let skipped = RunEvent::StepSkippedByHand(crate::event::StepSkippedByHand {
+            path: "b".into(),
+            outputs: json!({ "v": 1 }),
+            by: "alice".into(),
+            reason: "by hand".into(),
+        });
+        run.apply(&skipped, "t2");
+        assert_eq!(run.status, Some(RunStatus::Interrupted));
+        assert_eq!(run.parks, 1, "finally runs again at the real end");
+        assert_eq!(run.outputs, Value::Null);
+        assert!(
+            run.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("alice: by hand"))
+        );
+        // A second control on a run already parked counts no other park.
+        run.apply(&skipped, "t3");
+        assert_eq!(run.parks, 1);
+    }
 }

@@ -395,3 +395,55 @@ fn pause_now_interrupts_the_running_step_which_runs_again_on_resume() {
     );
     assert_eq!(bench.show_json("p2")["controls"][0]["what"], "paused now");
 }
+
+#[test]
+fn a_resume_killed_after_a_skip_still_feeds_the_skipped_outputs_on_the_next_resume() {
+    let bench = Bench::new();
+    bench.write(
+        "skip.yaml",
+        r#"version: 1
+name: skip-then-kill
+steps:
+  - id: b
+    exec: { script: 'exit 1' }
+    outputs: { version: '.stdout' }
+  - id: c
+    needs: [b]
+    exec:
+      command:
+        - sh
+        - -c
+        - 'echo "c-start $0" >> side; if [ -e hold-c ]; then sleep 30; fi; echo "c $0" >> side'
+        - "{{steps.b.outputs.version}}"
+outputs:
+  version: .steps.b.outputs.version
+"#,
+    );
+    let run = bench.runbook(&["run", "skip.yaml", "--run-id", "s2"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let skipped = bench.runbook(&[
+        "skip",
+        "s2",
+        "b",
+        "--output",
+        "version=v2",
+        "--reason",
+        "done by hand",
+    ]);
+    assert_eq!(skipped.code, 0, "{}", skipped.stderr);
+
+    bench.write("hold-c", "");
+    let child = bench.spawn(&["resume", "s2"]);
+    bench.wait_for("side", "c-start");
+    signal(&child, libc::SIGKILL);
+    let (code, _, _) = finish(child);
+    assert_eq!(code, -1, "killed by the signal");
+    std::fs::remove_file(bench.path().join("hold-c")).expect("remove hold-c");
+
+    let resumed = bench.runbook(&["resume", "s2"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_eq!(bench.read("side"), "c-start v2\nc-start v2\nc v2\n");
+    let report = bench.show_json("s2");
+    assert_eq!(report["outputs"]["version"], "v2");
+    assert_eq!(step(&report, "b")["status"], "skipped");
+}
