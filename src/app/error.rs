@@ -77,6 +77,10 @@ pub enum AppError {
         name: String,
         declared: Vec<String>,
     },
+    #[error(
+        "output `{name}` given for step `{step}` holds a secret of the runbook; a secret never goes to the journal: give the step a value that is not secret, or let the step run"
+    )]
+    SecretOutput { step: String, name: String },
     #[error("run {run_id} has no failed step to retry; name one with --from (its steps: {})", steps.join(", "))]
     NothingFailed { run_id: String, steps: Vec<String> },
     #[error("{}", .0.join("\n"))]

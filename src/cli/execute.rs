@@ -167,6 +167,7 @@ pub fn app_failure(error: &AppError, printer: &Printer) -> ExitStatus {
         | AppError::NothingFailed { .. }
         | AppError::BadInputs(_)
         | AppError::NotLive { .. }
+        | AppError::SecretOutput { .. }
         | AppError::WindowOver { .. } => {
             printer.error(&error.to_string());
             ExitStatus::Invalid

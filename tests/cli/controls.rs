@@ -453,3 +453,38 @@ outputs:
     assert_eq!(report["outputs"]["version"], "v2");
     assert_eq!(step(&report, "b")["status"], "skipped");
 }
+
+#[test]
+fn an_output_given_by_hand_that_holds_a_secret_is_refused_and_never_journaled() {
+    let bench = Bench::new();
+    let secret = "s3cr3t-by-hand-Zq9";
+    bench.write("token.txt", secret);
+    bench.write(
+        "secret.yaml",
+        r#"version: 1
+name: secret-skip
+secrets:
+  token: { file: token.txt }
+steps:
+  - id: login
+    exec: { script: 'exit 1' }
+    outputs: { session: '.stdout' }
+"#,
+    );
+    let run = bench.runbook(&["run", "secret.yaml", "--run-id", "x1"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let given = format!("session=prefix-{secret}");
+    let refused = bench.runbook(&["skip", "x1", "login", "--output", &given, "--reason", "r"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("output `session` given for step `login` holds a secret"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains(secret), "{}", refused.stderr);
+    let shown = bench.runbook(&["runs", "show", "x1", "--format", "json"]);
+    assert!(!shown.stdout.contains(secret), "{}", shown.stdout);
+    assert!(!shown.stdout.contains("controls"), "{}", shown.stdout);
+}

@@ -84,6 +84,27 @@ async fn journal_skip(
             declared,
         });
     }
+    // A value typed by hand may be a secret's: it must not reach the journal. When the
+    // secrets cannot be resolved here, there is nothing to compare with.
+    if let Ok(secrets) = crate::app::start::resolve_secrets(&claimed.bundle) {
+        let redactor = crate::engine::redact::Redactor::new(
+            secrets
+                .values()
+                .flat_map(|m| m.values())
+                .filter_map(|v| v.as_str().map(str::to_owned)),
+        );
+        let mut names: Vec<&String> = request.outputs.keys().collect();
+        names.retain(|name| {
+            let value = &request.outputs[name.as_str()];
+            redactor.value(value) != *value
+        });
+        if let Some(name) = names.first() {
+            return Err(AppError::SecretOutput {
+                step: request.step.clone(),
+                name: (*name).clone(),
+            });
+        }
+    }
     let by = person(request.by);
     let event = RunEvent::StepSkippedByHand(StepSkippedByHand {
         path: request.step,
