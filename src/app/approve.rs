@@ -76,7 +76,7 @@ pub async fn approve(
             step: request.step,
         });
     }
-    let by = request.by.unwrap_or_else(super::this_user);
+    let by = super::controls::person(request.by);
     let decision = Decision {
         path: request.step,
         approved: request.approved,

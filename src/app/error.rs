@@ -1,6 +1,6 @@
 use crate::engine::seal::KeyError;
 use crate::engine::secrets::SecretError;
-use crate::event::RunStatus;
+use crate::event::{RunStatus, StepStatus};
 use crate::process::ProcessError;
 use crate::runbook::diagnostic::Diagnostic;
 use crate::store::StoreError;
@@ -56,6 +56,37 @@ pub enum AppError {
         approved: bool,
         by: String,
     },
+    #[error("run {run_id} has no step `{step}`{}; its steps: {}",
+        closest.as_ref().map(|near| format!(" (did you mean `{near}`?)")).unwrap_or_default(),
+        steps.join(", "))]
+    UnknownStep {
+        run_id: String,
+        step: String,
+        closest: Option<String>,
+        steps: Vec<String>,
+    },
+    #[error("step `{step}` of run {run_id} has already {}; only a failed or not-yet-run step can be skipped", if *status == StepStatus::Skipped { "been skipped" } else { status.name() })]
+    NotSkippable {
+        run_id: String,
+        step: String,
+        status: StepStatus,
+    },
+    #[error("step `{step}` declares no output `{name}`; {}", if declared.is_empty() { "it declares none".to_owned() } else { format!("it declares: {}", declared.join(", ")) })]
+    UnknownOutput {
+        step: String,
+        name: String,
+        declared: Vec<String>,
+    },
+    #[error(
+        "output `{name}` given for step `{step}` holds a secret of the runbook; a secret never goes to the journal: give the step a value that is not secret, or let the step run"
+    )]
+    SecretOutput { step: String, name: String },
+    #[error("run {run_id} has no failed step to retry; name one with --from (its steps: {})", steps.join(", "))]
+    NothingFailed { run_id: String, steps: Vec<String> },
+    #[error("{}", .0.join("\n"))]
+    BadInputs(Vec<String>),
+    #[error("run {run_id} is not running ({}); only a run a live process runs can be paused", status.name())]
+    NotLive { run_id: String, status: RunStatus },
     #[error("step `{step}` of run {run_id} is not waiting for approval{}; {}",
         closest.as_ref().map(|near| format!(" (did you mean `{near}`?)")).unwrap_or_default(),
         if waiting.is_empty() { "no step of it is waiting for approval now".to_owned() }
@@ -75,6 +106,7 @@ pub enum AppError {
 pub enum NothingTo {
     Resume,
     Approve,
+    Skip,
 }
 
 impl NothingTo {
@@ -82,6 +114,7 @@ impl NothingTo {
         match self {
             NothingTo::Resume => "resume",
             NothingTo::Approve => "approve",
+            NothingTo::Skip => "skip",
         }
     }
 }

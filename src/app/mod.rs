@@ -5,6 +5,7 @@
 //! events comes as [`Notice`]s. The command line in `cli/` is one caller; a server is another.
 
 mod approve;
+mod controls;
 mod error;
 mod event_channel;
 mod execute;
@@ -13,10 +14,15 @@ mod resume;
 mod start;
 
 pub use approve::{ApprovalRecorded, ApproveRequest, approve};
+pub use controls::{
+    PauseAsked, PauseRunRequest, Retried, RetryRequest, SkipRequest, StepSkipped, pause, retry,
+    skip,
+};
 pub use error::{AppError, NothingTo, Notice};
 pub use event_channel::EventChannel;
 pub use execute::{ClaimedRun, RunResult, Watch};
 pub use query::{LockList, RunDetails, RunFilter, RunList, list, locks, show};
+use resume::resume_claimed;
 pub use resume::{ResumeRequest, resume};
 pub use start::{StartRequest, load, sources, start};
 

@@ -4,7 +4,7 @@ use super::{AppError, NothingTo, Notice};
 use crate::engine::state::RunState;
 use crate::event::{Envelope, RunEvent};
 use crate::process::{self, RunMark, RunProcesses};
-use crate::runbook::validate::validate_stored;
+use crate::runbook::validate::{Bundle, validate_stored};
 use crate::store::{Lease, Owner, Store};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -32,7 +32,18 @@ pub async fn resume(
     check_window(request.window_until)?;
     // Claim first: the journal read next cannot change under us.
     let lease = store.claim(&request.run_id, &Owner::current()).await?;
-    let prepared = match prepare(store.clone(), lease.clone(), &request, notice).await {
+    resume_claimed(store, lease, &request, notice).await
+}
+
+/// [`resume`] of a run this process has claimed already (a control claimed it to journal
+/// itself first).
+pub(super) async fn resume_claimed(
+    store: Arc<dyn Store>,
+    lease: Lease,
+    request: &ResumeRequest,
+    notice: &(dyn Fn(Notice) + Send + Sync),
+) -> Result<ClaimedRun, AppError> {
+    let prepared = match prepare(store.clone(), lease.clone(), request, notice).await {
         Ok(run) => stop_leftovers(run, notice).await,
         Err(error) => Err(error),
     };
@@ -62,10 +73,38 @@ async fn prepare(
             wanted: NothingTo::Resume,
         });
     }
+    let bundle = stored_bundle(run_id, &prior, Some(notice))?;
+    let secrets = resolve_secrets(&bundle)?;
+    let secret_key = crate::engine::seal::SecretKey::from_environment()?;
+    // A retry may have changed them since the run started.
+    let inputs = super::controls::latest_inputs(&prior);
+    check_actions(&bundle, &inputs).await?;
+    let processes = run_processes(run_id, &prior, RunProcesses::THIS_PROGRAM);
+    Ok(ClaimedRun {
+        bundle,
+        run_id: run_id.clone(),
+        inputs,
+        secrets,
+        max_parallel: request.max_parallel,
+        store,
+        resumed_by: Some(lease.owner.to_string()),
+        lease,
+        prior,
+        secret_key,
+        processes,
+        window_until: request.window_until,
+    })
+}
+
+/// The runbook kept in a run's journal, validated with this version. `notice`, when given,
+/// hears which files changed on disk since the run started (the journal's copy is what runs).
+pub(super) fn stored_bundle(
+    run_id: &str,
+    prior: &[Envelope],
+    notice: Option<&(dyn Fn(Notice) + Send + Sync)>,
+) -> Result<Arc<Bundle>, AppError> {
     let Some(Envelope {
-        event: RunEvent::RunStarted {
-            inputs, sources, ..
-        },
+        event: RunEvent::RunStarted { sources, .. },
         ..
     }) = prior.first()
     else {
@@ -84,11 +123,12 @@ async fn prepare(
         .collect();
     // Edits since the run started do not apply to it; say so, so nobody is surprised.
     for source in sources {
+        let Some(notice) = notice else { break };
         let current = crate::runbook::bounded_read::read_text_bounded(
             std::path::Path::new(&source.path),
             crate::runbook::load::MAX_FILE_BYTES,
         );
-        let (run_id, path) = (run_id.clone(), source.path.clone());
+        let (run_id, path) = (run_id.to_owned(), source.path.clone());
         match current {
             Ok(text) if sha256_hex(&text) == source.sha256 => {}
             Ok(_) => notice(Notice::SourceChanged { run_id, path }),
@@ -98,30 +138,11 @@ async fn prepare(
     let validation = validate_stored(&PathBuf::from(&root.path), &texts);
     if !validation.is_valid() {
         return Err(AppError::StoredRunbookInvalid {
-            run_id: run_id.clone(),
+            run_id: run_id.to_owned(),
             problems: validation.problems,
         });
     }
-    let bundle = Arc::new(validation.bundle);
-    let secrets = resolve_secrets(&bundle)?;
-    let secret_key = crate::engine::seal::SecretKey::from_environment()?;
-    let inputs = inputs.as_object().cloned().unwrap_or_default();
-    check_actions(&bundle, &inputs).await?;
-    let processes = run_processes(run_id, &prior, RunProcesses::THIS_PROGRAM);
-    Ok(ClaimedRun {
-        bundle,
-        run_id: run_id.clone(),
-        inputs,
-        secrets,
-        max_parallel: request.max_parallel,
-        store,
-        resumed_by: Some(lease.owner.to_string()),
-        lease,
-        prior,
-        secret_key,
-        processes,
-        window_until: request.window_until,
-    })
+    Ok(Arc::new(validation.bundle))
 }
 
 /// Before any step runs again, stops every process an earlier engine of this run left

@@ -25,6 +25,12 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Answer an approval step of a run: approve it, or reject it with --reject.
     Approve(ApproveArgs),
+    /// Mark a failed or not-yet-run step of a stopped run done by hand, with its outputs.
+    Skip(super::controls::SkipArgs),
+    /// Run a stopped run again from a step (default: every failed step) and downstream.
+    Retry(super::controls::RetryArgs),
+    /// Ask the process running a live run to stop starting steps and park it (exit 3 there).
+    Pause(super::controls::PauseArgs),
     /// List runs, or show one.
     Runs(RunsArgs),
     /// List the locks runs hold (`locks:` in runbooks): lock, run, runbook, host, since,
@@ -70,6 +76,15 @@ pub struct ResumeArgs {
     pub run_id: String,
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub execution: ExecutionArgs,
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+/// How a command that runs an existing run in this process runs and shows it.
+#[derive(Debug, Args)]
+pub struct ExecutionArgs {
     /// Actions running at once, run-wide (overrides the runbook's max_parallel).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_parallel: Option<u32>,
@@ -78,8 +93,6 @@ pub struct ResumeArgs {
     pub output: OutputFormat,
     #[command(flatten)]
     pub verbose: VerboseArgs,
-    #[command(flatten)]
-    pub window: WindowArgs,
 }
 
 /// A run's maintenance window: gated steps start only while they fit before it closes.

@@ -161,6 +161,13 @@ pub fn app_failure(error: &AppError, printer: &Printer) -> ExitStatus {
         | AppError::AlreadyEnded { .. }
         | AppError::AlreadyAnswered { .. }
         | AppError::NotWaiting { .. }
+        | AppError::UnknownStep { .. }
+        | AppError::NotSkippable { .. }
+        | AppError::UnknownOutput { .. }
+        | AppError::NothingFailed { .. }
+        | AppError::BadInputs(_)
+        | AppError::NotLive { .. }
+        | AppError::SecretOutput { .. }
         | AppError::WindowOver { .. } => {
             printer.error(&error.to_string());
             ExitStatus::Invalid

@@ -4,6 +4,7 @@
 mod approve;
 mod args;
 mod completions;
+mod controls;
 mod execute;
 mod exit_status;
 mod graph;
@@ -55,6 +56,9 @@ pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
         Command::Graph(args) => graph::graph(&args, printer),
         Command::Resume(args) => resume::resume(&args, printer),
         Command::Approve(args) => approve::approve(&args, printer),
+        Command::Skip(args) => controls::skip(&args, printer),
+        Command::Retry(args) => controls::retry(&args, printer),
+        Command::Pause(args) => controls::pause(&args, printer),
         Command::Runs(args) => runs::runs(&args, printer),
         Command::Locks(args) => locks::locks(&args, printer),
         Command::Logs(args) => logs::logs(&args, printer),

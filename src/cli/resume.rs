@@ -14,15 +14,15 @@ pub fn resume(args: &ResumeArgs, printer: &Printer) -> anyhow::Result<ExitStatus
         };
         let request = ResumeRequest {
             run_id: args.run_id.clone(),
-            max_parallel: args.max_parallel,
+            max_parallel: args.execution.max_parallel,
             window_until: args.window.until(),
         };
         let notice = |notice: app::Notice| printer.note(&notice.to_string());
         match app::resume(store, request, &notice).await {
             Ok(run) => {
                 let shown = execute::Shown {
-                    output: args.output,
-                    step_output: args.verbose.verbose,
+                    output: args.execution.output,
+                    step_output: args.execution.verbose.verbose,
                 };
                 execute::execute(run, shown, printer).await
             }

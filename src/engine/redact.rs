@@ -215,6 +215,13 @@ impl Redact for RunEvent {
                 optional(comment);
             }
             RunEvent::Warning { message, .. } => text(message),
+            // Written by a person's control, not by the executor; masked all the same.
+            RunEvent::StepSkippedByHand(skipped) => {
+                text(&mut skipped.reason);
+                value("outputs", &mut skipped.outputs);
+            }
+            RunEvent::RunRetried(retried) => text(&mut retried.reason),
+            RunEvent::RunPaused(pause) => text(&mut pause.reason),
             RunEvent::StepNotice { text: notice, .. } => text(notice),
             // Lock names never carry a secret (the executor refuses one that would), and
             // hold nothing a later step reads: masked all the same, like any text.

@@ -42,6 +42,11 @@ pub struct StepRecord {
     /// Values the journal holds masked because they carried a secret, and that this process
     /// cannot read in clear (`outputs.<name>`, `item`, `items`), with why.
     pub withheld: BTreeMap<String, OpenError>,
+    /// Set when a person marked the step done by hand (`runbook skip`): who, and why.
+    pub skipped_by_hand: Option<String>,
+    /// Attempts made before a `runbook retry` had the step run again: `attempts` counts
+    /// those made since.
+    pub earlier_attempts: u32,
 }
 
 /// An answer journaled for an approval step.
@@ -71,6 +76,8 @@ pub struct RunState {
     resumes: u32,
     /// When the run was created (RFC 3339), from its first event.
     pub created_at: Option<String>,
+    /// Attempts each step retried by `runbook retry` made before, added up.
+    retried_attempts: HashMap<String, u32>,
 }
 
 impl RunState {
@@ -95,6 +102,12 @@ impl RunState {
             }
             RunEvent::StepEnded { path, .. } => {
                 if let Some(record) = self.steps.get_mut(path) {
+                    record.started_at.get_or_insert_with(|| at.to_owned());
+                    record.ended_at = Some(at.to_owned());
+                }
+            }
+            RunEvent::StepSkippedByHand(skipped) => {
+                if let Some(record) = self.steps.get_mut(&skipped.path) {
                     record.started_at.get_or_insert_with(|| at.to_owned());
                     record.ended_at = Some(at.to_owned());
                 }
@@ -199,7 +212,28 @@ impl RunState {
                     at: answered_at.clone(),
                 })
             }
+            RunEvent::StepSkippedByHand(skipped) => {
+                let segment = self.run.parks;
+                let record = self.record(&skipped.path);
+                record.status = Some(StepStatus::Skipped);
+                record.via = None;
+                record.outputs = skipped.outputs.clone();
+                record.error = None;
+                record.attempt_failed = false;
+                record.duration_ms = 0;
+                record.segment = segment;
+                record.withheld.clear();
+                record.skipped_by_hand = Some(format!("{}: {}", skipped.by, skipped.reason));
+                // What it ran of a called runbook no longer counts: it is done by hand.
+                self.forget_children(&skipped.path);
+            }
+            RunEvent::RunRetried(retried) => {
+                for path in &retried.rerun {
+                    self.forget_for_retry(path);
+                }
+            }
             RunEvent::RunEnded { .. }
+            | RunEvent::RunPaused(_)
             | RunEvent::StepPolling { .. }
             | RunEvent::StepNotice { .. }
             | RunEvent::LockWaiting(_)
@@ -315,7 +349,37 @@ impl RunState {
         if self.seen.insert(path.to_owned()) {
             self.order.push(path.to_owned());
         }
-        self.steps.entry(path.to_owned()).or_default()
+        let earlier_attempts = self.retried_attempts.get(path).copied().unwrap_or(0);
+        self.steps
+            .entry(path.to_owned())
+            .or_insert_with(|| StepRecord {
+                earlier_attempts,
+                ..StepRecord::default()
+            })
+    }
+
+    /// Forgets what a step, its `for_each` instances and the steps it called did, so that
+    /// it runs again as if it never had (its `when` included); the attempts it made are
+    /// kept in [`StepRecord::earlier_attempts`] of its next record.
+    fn forget_for_retry(&mut self, path: &str) {
+        let instances = format!("{path}[");
+        let doomed: Vec<String> = self
+            .steps
+            .range(path.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(path))
+            .filter(|(key, _)| {
+                key.as_str() == path
+                    || key.starts_with(&instances)
+                    || key.starts_with(&format!("{path}/"))
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in doomed {
+            if let Some(record) = self.steps.remove(&key) {
+                *self.retried_attempts.entry(key.clone()).or_default() += record.attempts;
+            }
+            self.started_in.remove(&key);
+        }
     }
 
     /// Drops the records of the steps a `uses` step at `path` ran.

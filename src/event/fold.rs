@@ -59,6 +59,16 @@ impl RunFold {
                     self.parks += 1;
                 }
             }
+            RunEvent::StepSkippedByHand(skipped) => self.reopen(format!(
+                "step `{}` skipped by hand by {}: {}; continue with runbook resume",
+                skipped.path, skipped.by, skipped.reason
+            )),
+            RunEvent::RunRetried(retried) => self.reopen(format!(
+                "retried from {} by {}: {}; it runs again with runbook resume",
+                retried.from.join(", "),
+                retried.by,
+                retried.reason
+            )),
             RunEvent::StepNotice { path, text } => {
                 self.notices.retain(|notice| notice.step != *path);
                 self.notices.push(Notice {
@@ -68,6 +78,20 @@ impl RunFold {
             }
             _ => {}
         }
+    }
+}
+
+impl RunFold {
+    /// A control changed the run while no process ran it: it is parked (`interrupted`), for
+    /// a resume to continue. A run that had ended counts one more park, so that its
+    /// `finally` steps run again at its real end.
+    fn reopen(&mut self, reason: String) {
+        if self.status.is_some_and(RunStatus::is_over) {
+            self.parks += 1;
+        }
+        self.status = Some(RunStatus::Interrupted);
+        self.outputs = Value::Null;
+        self.reason = Some(reason);
     }
 }
 
@@ -117,6 +141,31 @@ mod tests {
         assert_eq!(run.duration_ms, Some(1500));
         assert_eq!(run.reason.as_deref(), Some("failed here"));
         assert_eq!(run.outputs, json!({ "n": 300 }));
+        assert_eq!(run.parks, 1);
+    }
+
+    #[test]
+    fn a_control_reopens_an_ended_run_as_interrupted_and_counts_a_park() {
+        let mut run = RunFold::default();
+        run.apply(&ended(RunStatus::Failed, 10), "t1");
+        assert_eq!(run.parks, 0);
+        let skipped = RunEvent::StepSkippedByHand(crate::event::StepSkippedByHand {
+            path: "b".into(),
+            outputs: json!({ "v": 1 }),
+            by: "alice".into(),
+            reason: "by hand".into(),
+        });
+        run.apply(&skipped, "t2");
+        assert_eq!(run.status, Some(RunStatus::Interrupted));
+        assert_eq!(run.parks, 1, "finally runs again at the real end");
+        assert_eq!(run.outputs, Value::Null);
+        assert!(
+            run.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("alice: by hand"))
+        );
+        // A second control on a run already parked counts no other park.
+        run.apply(&skipped, "t3");
         assert_eq!(run.parks, 1);
     }
 }

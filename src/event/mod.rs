@@ -2,11 +2,13 @@
 //! executor's own state is folded from them, the terminal shows them, `--output json` prints
 //! them, and the journal will store them.
 
+mod control;
 mod fold;
 mod lock;
 pub mod timestamp;
 mod window;
 
+pub use control::{InputChange, PauseRequest, RunRetried, StepSkippedByHand};
 pub use fold::RunFold;
 pub use lock::{LockAcquired, LockHolding, LockReleased, LockWaiting};
 pub use window::{GateDecision, NeedSource, WindowGate};
@@ -249,6 +251,13 @@ pub enum RunEvent {
     LockWaiting(LockWaiting),
     LockAcquired(LockAcquired),
     LockReleased(LockReleased),
+    /// A person marked a step done by hand (`runbook skip`).
+    StepSkippedByHand(StepSkippedByHand),
+    /// A person had the run run again from some of its steps (`runbook retry`).
+    RunRetried(RunRetried),
+    /// The run's process picked up a pause request (`runbook pause`): nothing more starts,
+    /// and the run parks `interrupted`.
+    RunPaused(PauseRequest),
     RunEnded {
         status: RunStatus,
         #[serde(default, skip_serializing_if = "Option::is_none")]

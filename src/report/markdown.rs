@@ -37,6 +37,16 @@ impl RunReport {
         for resume in &self.resumes {
             let _ = writeln!(out, "| Resumed | {} by {} |", resume.at, cell(&resume.by));
         }
+        for control in &self.controls {
+            let _ = writeln!(
+                out,
+                "| Control | {} by {}: {} ({}) |",
+                control.at,
+                cell(&control.by),
+                cell(&control.what),
+                cell(&control.reason)
+            );
+        }
         self.markdown_objectives(&mut out);
         let _ = writeln!(out, "\n## Inputs\n\n```json\n{}\n```", pretty(&self.inputs));
         let _ = writeln!(

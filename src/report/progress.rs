@@ -106,6 +106,31 @@ impl EventSink for Progress {
             RunEvent::RunStarted { runbook, .. } => {
                 self.line(&format!("run {} of `{runbook}` started", envelope.run_id));
             }
+            RunEvent::StepSkippedByHand(skipped) => {
+                self.line(&format!(
+                    "{}: skipped by hand by {}: {}",
+                    skipped.path, skipped.by, skipped.reason
+                ));
+            }
+            RunEvent::RunPaused(pause) => {
+                let running = if pause.now {
+                    "running steps are interrupted"
+                } else {
+                    "running steps finish"
+                };
+                self.line(&format!(
+                    "{}; nothing more starts, {running}",
+                    pause.describe()
+                ));
+            }
+            RunEvent::RunRetried(retried) => {
+                self.line(&format!(
+                    "retried by {}: {}; running again: {}",
+                    retried.by,
+                    retried.reason,
+                    retried.rerun.join(", ")
+                ));
+            }
             RunEvent::StepStarted {
                 path,
                 attempt,

@@ -32,6 +32,9 @@ pub struct RunReport {
     pub approvals: Vec<ApprovalReport>,
     /// Each time a process took the run up again: when, and who.
     pub resumes: Vec<Resume>,
+    /// What people did to the run from outside it (`runbook skip`, `runbook retry`), in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<ControlReport>,
     pub warnings: Vec<WarningReport>,
     /// What the steps' `notice` said, one per step path (the latest), in order.
     pub notices: Vec<Notice>,
@@ -66,6 +69,13 @@ pub struct StepReport {
     pub outputs: Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Who marked the step done by hand, and why (`runbook skip`); unlike a step whose
+    /// `when` did not hold, it carries the outputs given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_by_hand: Option<String>,
+    /// Attempts the step made in all, those before a `runbook retry` included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_in_all: Option<u32>,
 }
 
 /// Where a step stands in a report: how it ended, or why it has not.
@@ -130,6 +140,15 @@ pub struct Resume {
     pub by: String,
 }
 
+/// A control a person applied to the run: when, who, what and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControlReport {
+    pub at: String,
+    pub by: String,
+    pub what: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct WarningReport {
     pub at: String,
@@ -166,6 +185,7 @@ impl RunReport {
             steps: Vec::new(),
             approvals: Vec::new(),
             resumes: Vec::new(),
+            controls: Vec::new(),
             warnings: Vec::new(),
             notices: Vec::new(),
             locks: Vec::new(),
@@ -214,6 +234,41 @@ impl RunReport {
                         approval.comment = comment.clone();
                         approval.answered_at = Some(answered_at.clone());
                     }
+                }
+                RunEvent::StepSkippedByHand(skipped) => report.controls.push(ControlReport {
+                    at: at.clone(),
+                    by: skipped.by.clone(),
+                    what: format!(
+                        "skipped `{}` by hand, outputs {}",
+                        skipped.path,
+                        compact(&skipped.outputs)
+                    ),
+                    reason: skipped.reason.clone(),
+                }),
+                RunEvent::RunPaused(pause) => report.controls.push(ControlReport {
+                    at: at.clone(),
+                    by: pause.by.clone(),
+                    what: if pause.now { "paused now" } else { "paused" }.to_owned(),
+                    reason: pause.reason.clone(),
+                }),
+                RunEvent::RunRetried(retried) => {
+                    if let Some(inputs) = &retried.inputs {
+                        report.inputs = inputs.clone();
+                    }
+                    let mut what = format!(
+                        "retried from {} (running again: {})",
+                        retried.from.join(", "),
+                        retried.rerun.join(", ")
+                    );
+                    for change in &retried.changed {
+                        what.push_str(&format!("; input {}", change.describe()));
+                    }
+                    report.controls.push(ControlReport {
+                        at: at.clone(),
+                        by: retried.by.clone(),
+                        what,
+                        reason: retried.reason.clone(),
+                    })
                 }
                 RunEvent::Warning { path, message } => report.warnings.push(WarningReport {
                     at: at.clone(),
@@ -281,6 +336,9 @@ impl StepReport {
                 Value::Null
             },
             error: record.error.clone().filter(|_| ended),
+            skipped_by_hand: record.skipped_by_hand.clone(),
+            attempts_in_all: (record.earlier_attempts > 0)
+                .then(|| record.earlier_attempts + record.attempts),
         }
     }
 }

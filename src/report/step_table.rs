@@ -30,6 +30,7 @@ pub fn render(out: &mut String, steps: &[StepReport], columns: StepColumns) {
         let via = match step.via {
             Some(Via::Fallback) => "  via fallback",
             Some(Via::Verify) => "  verified done",
+            _ if step.skipped_by_hand.is_some() => "  by hand",
             _ => "",
         };
         let started = match columns.started {
@@ -52,6 +53,16 @@ pub fn render(out: &mut String, steps: &[StepReport], columns: StepColumns) {
         }
         if let Some(error) = &step.error {
             let _ = writeln!(out, "{:width$}  error: {error}", "");
+        }
+        if let Some(skipped) = &step.skipped_by_hand {
+            let _ = writeln!(out, "{:width$}  skipped by hand by {skipped}", "");
+        }
+        if let Some(all) = step.attempts_in_all {
+            let _ = writeln!(
+                out,
+                "{:width$}  attempts in all, retries included: {all}",
+                ""
+            );
         }
     }
 }

@@ -33,6 +33,13 @@ impl RunReport {
         for resume in &self.resumes {
             let _ = writeln!(out, "resumed   {} by {}", resume.at, resume.by);
         }
+        for control in &self.controls {
+            let _ = writeln!(
+                out,
+                "control   {} by {}: {} ({})",
+                control.at, control.by, control.what, control.reason
+            );
+        }
         if let Some(until) = &self.window_until {
             let _ = writeln!(out, "window    until {until}");
         }

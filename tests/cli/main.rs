@@ -2,6 +2,7 @@
 
 mod approval_reason;
 mod bad_input;
+mod controls;
 mod durable;
 mod events;
 mod examples;

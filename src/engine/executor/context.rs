@@ -40,7 +40,8 @@ impl Run {
                 StopReason::Interrupted
                 | StopReason::Journal
                 | StopReason::Withheld
-                | StopReason::LockLost,
+                | StopReason::LockLost
+                | StopReason::Paused,
             ) => RunStatus::Interrupted,
             Some(StopReason::Parked) => RunStatus::Waiting,
             Some(StopReason::WindowClosed) => RunStatus::Parked,

@@ -6,6 +6,7 @@
 mod approval;
 mod attempt;
 mod context;
+mod controls;
 mod emit;
 mod locks;
 mod notice;
@@ -66,6 +67,9 @@ pub enum StopReason {
     /// A gated step had less time left in the run's window than it needs, and the runbook
     /// parks (`on_window_close: park`): nothing more starts, running steps finish.
     WindowClosed,
+    /// A person paused the run (`runbook pause`): nothing more starts; running steps finish,
+    /// or are interrupted when the pause says now. The run parks `interrupted`.
+    Paused,
 }
 
 /// What a run needs besides the runbook.
@@ -163,6 +167,10 @@ struct Run {
     window_parked: Mutex<Option<String>>,
     /// What a gate said when it failed a step (`on_window_close: fail`): the run's reason.
     window_failure: Mutex<Option<String>>,
+    /// The pause request this process picked up, if any.
+    paused: Mutex<Option<crate::event::PauseRequest>>,
+    /// When this process took the run up (RFC 3339): older pause requests are not for it.
+    segment_started_at: String,
 }
 
 /// Runs a bundle to its end (or until stopped) and returns how it ended. The run starts
@@ -247,6 +255,8 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         on_window_close: window::policy(runbook),
         window_parked: Mutex::new(None),
         window_failure: Mutex::new(None),
+        paused: Mutex::new(None),
+        segment_started_at: crate::event::timestamp::now(),
     };
     match &config.resumed_by {
         // Durable before anything else happens, so the journal shows where each process began.
@@ -293,6 +303,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             _ = broken.cancelled() => StopReason::Journal,
             _ = run.halt.cancelled() => StopReason::Withheld,
             _ = run.locks.lost.cancelled() => StopReason::LockLost,
+            _ = run.watch_for_pause() => StopReason::Paused,
         };
         run.stop_because(reason);
         main_cancel.cancel();
@@ -353,6 +364,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             RunStatus::Parked,
             run.window_parked.lock().expect("window lock").clone(),
         ),
+        (Some(StopReason::Paused), _) => (RunStatus::Interrupted, run.pause_reason()),
         (Some(StopReason::Deadline), _) => (RunStatus::Failed, Some("deadline".to_owned())),
         (None, Ok(_)) => (RunStatus::Succeeded, None),
         (None, Err(reason)) => {

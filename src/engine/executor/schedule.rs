@@ -38,6 +38,7 @@ impl Run {
                         | StopReason::Journal
                         | StopReason::Withheld
                         | StopReason::WindowClosed
+                        | StopReason::Paused
                 )
             ) {
                 None

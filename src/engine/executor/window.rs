@@ -7,10 +7,10 @@ use crate::plan::window::{HISTORY_RUNS, decide, need};
 use crate::runbook::{OnWindowClose, StepWindow, WindowNeed};
 
 impl Run {
-    /// Whether the run's window closed on a gated step and the run parks: nothing more
-    /// starts, what runs finishes.
+    /// Whether the run's window closed on a gated step, or a person paused the run, and the
+    /// run parks: nothing more starts, what runs finishes.
     pub(super) fn window_closed(&self) -> bool {
-        self.window_parked.lock().expect("window lock").is_some()
+        self.window_parked.lock().expect("window lock").is_some() || self.pausing()
     }
 
     /// Gates a step that is about to start: `None` lets it start; `Some(status)` is how the

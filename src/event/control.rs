@@ -1,0 +1,93 @@
+//! Controls a person applies to a run from outside it: a step marked done by hand, a run
+//! retried from some of its steps. Each is journaled with who and why (the envelope says
+//! when), by a process that claimed the run as a resume does, so that the next resume, after
+//! a crash or not, rebuilds the run as the control left it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A failed or not-yet-run step marked done by hand, with the outputs its dependents read.
+/// Its status is `skipped`; unlike a step whose `when` did not hold, it carries outputs and
+/// names who skipped it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepSkippedByHand {
+    pub path: String,
+    /// The outputs given, by the names the step declares.
+    #[serde(default)]
+    pub outputs: Value,
+    /// `$USER@host`, or the name given with `--as`.
+    pub by: String,
+    pub reason: String,
+}
+
+/// A run that runs again from some of its steps: they and everything downstream of them
+/// lose their ends and run again at the next resume; every other step keeps its outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRetried {
+    /// The steps the retry starts from: those named, or every failed one.
+    pub from: Vec<String>,
+    /// Every step that runs again: `from` and the steps downstream of them, in order.
+    pub rerun: Vec<String>,
+    /// The run's inputs from now on, when they changed (secrets are never inputs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Value>,
+    /// What changed in the inputs, one entry per input.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<InputChange>,
+    pub by: String,
+    pub reason: String,
+}
+
+/// One input a retry changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputChange {
+    pub name: String,
+    /// `None` when the input had no value before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<Value>,
+    pub new: Value,
+}
+
+impl InputChange {
+    /// `name: old -> new`, values as JSON.
+    pub fn describe(&self) -> String {
+        let old = self
+            .old
+            .as_ref()
+            .map_or_else(|| "(unset)".to_owned(), Value::to_string);
+        format!("{}: {old} -> {}", self.name, self.new)
+    }
+}
+
+/// A person's request that a live run stop starting steps and park (`runbook pause`). It
+/// reaches the run's process through the store (a named record, [`PauseRequest::record`]),
+/// and that process journals it as it parks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PauseRequest {
+    pub by: String,
+    pub reason: String,
+    /// Interrupt the running steps too (they run again on resume), rather than let them
+    /// finish.
+    #[serde(default)]
+    pub now: bool,
+    /// When it was asked (RFC 3339): a process ignores requests made before it took the
+    /// run up, which were meant for an earlier one. (Not `at`: that is the envelope's.)
+    pub asked_at: String,
+}
+
+impl PauseRequest {
+    /// The name of the store's record that carries the pause requests of run `run_id`.
+    pub fn record(run_id: &str) -> String {
+        format!("runbook:pause:{run_id}")
+    }
+
+    /// `paused by NAME: REASON`.
+    pub fn describe(&self) -> String {
+        let now = if self.now {
+            " (running steps interrupted)"
+        } else {
+            ""
+        };
+        format!("paused by {}: {}{now}", self.by, self.reason)
+    }
+}
