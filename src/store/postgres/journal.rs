@@ -8,7 +8,7 @@ use super::{PostgresStore, corrupt, db_now_ms, lease_ms, to_i64};
 use crate::event::timestamp::now;
 use crate::event::{Envelope, RunEvent, RunFold, RunStatus};
 use crate::store::sqlite::errors::Outcome;
-use crate::store::sqlite::journal::{StoredEvent, chain, encode, verify};
+use crate::store::sqlite::journal::{StoredEvent, chain, encode, encode_batch, link, verify};
 use crate::store::{Lease, Owner, StoreError};
 
 /// Events per INSERT statement: 6 parameters each stays far below PostgreSQL's limit of
@@ -101,20 +101,7 @@ impl PostgresStore {
         if events.is_empty() {
             return self.renew_lease(lease).await;
         }
-        let mut encoded = Vec::with_capacity(events.len());
-        for (n, envelope) in events.iter().enumerate() {
-            if envelope.run_id != run_id {
-                return Err(corrupt(
-                    run_id,
-                    format!(
-                        "event {} to append belongs to run `{}`",
-                        first_seq.saturating_add(n as u64),
-                        envelope.run_id
-                    ),
-                ));
-            }
-            encoded.push(encode(run_id, envelope)?);
-        }
+        let encoded = encode_batch(run_id, first_seq, events)?;
         let mut tx = self.pool.begin().await?;
         // The run's row first, locked until the commit: appends and claims of one run take
         // their turns on it, always in this order, so they cannot deadlock.
@@ -150,28 +137,15 @@ impl PostgresStore {
                 .and_then(|ms| u64::try_from(ms).ok()),
             ..RunFold::default()
         };
-        if i64::try_from(first_seq).ok() != last_seq.checked_add(1) {
-            return Err(corrupt(
-                run_id,
-                format!(
-                    "the next event is number {}, but this process was about to write number \
-                     {first_seq}: its view of the journal is stale",
-                    last_seq.saturating_add(1)
-                ),
-            ));
-        }
-        let mut rows = Vec::with_capacity(encoded.len());
-        for (seq, (event, envelope)) in (last_seq + 1..).zip(encoded.into_iter().zip(events)) {
-            last_chain = chain(&last_chain, seq, &event.body);
-            rows.push((
-                seq,
-                envelope.at.clone(),
-                event.kind,
-                event.body,
-                last_chain.clone(),
-            ));
-            fold.apply(&envelope.event, &envelope.at);
-        }
+        let rows = link(
+            run_id,
+            first_seq,
+            last_seq,
+            &mut last_chain,
+            &mut fold,
+            encoded,
+            events,
+        )?;
         let last_seq = last_seq + rows.len() as i64;
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {

@@ -100,20 +100,7 @@ impl SqliteStore {
             return self.renew_lease(lease).await;
         }
         // Everything that needs no database first, to hold the write lock briefly.
-        let mut encoded = Vec::with_capacity(events.len());
-        for (n, envelope) in events.iter().enumerate() {
-            if envelope.run_id != run_id {
-                return Err(corrupt(
-                    run_id,
-                    format!(
-                        "event {} to append belongs to run `{}`",
-                        first_seq.saturating_add(n as u64),
-                        envelope.run_id
-                    ),
-                ));
-            }
-            encoded.push(encode(run_id, envelope)?);
-        }
+        let encoded = encode_batch(run_id, first_seq, events)?;
         // BEGIN IMMEDIATE and a write first: the write lock is taken at the start, where
         // SQLite waits for it, rather than on a later upgrade, where it would fail at once.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -145,28 +132,15 @@ impl SqliteStore {
                 .and_then(|ms| u64::try_from(ms).ok()),
             ..RunFold::default()
         };
-        if i64::try_from(first_seq).ok() != last_seq.checked_add(1) {
-            return Err(corrupt(
-                run_id,
-                format!(
-                    "the next event is number {}, but this process was about to write number \
-                     {first_seq}: its view of the journal is stale",
-                    last_seq.saturating_add(1)
-                ),
-            ));
-        }
-        let mut rows = Vec::with_capacity(encoded.len());
-        for (seq, (event, envelope)) in (last_seq + 1..).zip(encoded.into_iter().zip(events)) {
-            last_chain = chain(&last_chain, seq, &event.body);
-            rows.push((
-                seq,
-                envelope.at.clone(),
-                event.kind,
-                event.body,
-                last_chain.clone(),
-            ));
-            fold.apply(&envelope.event, &envelope.at);
-        }
+        let rows = link(
+            run_id,
+            first_seq,
+            last_seq,
+            &mut last_chain,
+            &mut fold,
+            encoded,
+            events,
+        )?;
         let last_seq = last_seq + rows.len() as i64;
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
@@ -301,6 +275,70 @@ pub(in crate::store) fn verify(
         )));
     }
     Ok(events)
+}
+
+/// The events of one append, checked to belong to the run and encoded, before any database
+/// work: the write lock is then held briefly.
+pub(in crate::store) fn encode_batch(
+    run_id: &str,
+    first_seq: u64,
+    events: &[Envelope],
+) -> Result<Vec<Encoded>, StoreError> {
+    let mut encoded = Vec::with_capacity(events.len());
+    for (n, envelope) in events.iter().enumerate() {
+        if envelope.run_id != run_id {
+            return Err(StoreError::Corrupt {
+                run_id: run_id.to_owned(),
+                detail: format!(
+                    "event {} to append belongs to run `{}`",
+                    first_seq.saturating_add(n as u64),
+                    envelope.run_id
+                ),
+            });
+        }
+        encoded.push(encode(run_id, envelope)?);
+    }
+    Ok(encoded)
+}
+
+/// A row of the `events` table: number, time, kind, body and chain link.
+pub(in crate::store) type EventRow = (i64, String, String, String, String);
+
+/// Numbers and chains an append's events after the run's last (`last_seq`, `*last_chain`,
+/// which it moves on), and folds them into the run's summary. Refuses a `first_seq` that
+/// does not follow: the writer's view of the journal is stale.
+pub(in crate::store) fn link(
+    run_id: &str,
+    first_seq: u64,
+    last_seq: i64,
+    last_chain: &mut String,
+    fold: &mut RunFold,
+    encoded: Vec<Encoded>,
+    events: &[Envelope],
+) -> Result<Vec<EventRow>, StoreError> {
+    if i64::try_from(first_seq).ok() != last_seq.checked_add(1) {
+        return Err(StoreError::Corrupt {
+            run_id: run_id.to_owned(),
+            detail: format!(
+                "the next event is number {}, but this process was about to write number \
+                 {first_seq}: its view of the journal is stale",
+                last_seq.saturating_add(1)
+            ),
+        });
+    }
+    let mut rows = Vec::with_capacity(encoded.len());
+    for (seq, (event, envelope)) in (last_seq + 1..).zip(encoded.into_iter().zip(events)) {
+        *last_chain = chain(last_chain, seq, &event.body);
+        rows.push((
+            seq,
+            envelope.at.clone(),
+            event.kind,
+            event.body,
+            last_chain.clone(),
+        ));
+        fold.apply(&envelope.event, &envelope.at);
+    }
+    Ok(rows)
 }
 
 /// An event as stored: its tag and the JSON of the whole envelope.
