@@ -94,6 +94,15 @@ struct Output {
 }
 
 fn run_binary(dir: &Path, args: &[&str], store: Option<&str>) -> Output {
+    run_binary_with(dir, args, store, &[])
+}
+
+fn run_binary_with(
+    dir: &Path,
+    args: &[&str],
+    store: Option<&str>,
+    env: &[(&str, &Path)],
+) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_runbook"));
     command
         .args(args)
@@ -101,9 +110,14 @@ fn run_binary(dir: &Path, args: &[&str], store: Option<&str>) -> Output {
         .env("NO_COLOR", "1")
         // Nothing falls back to a store in the user's home.
         .env("XDG_STATE_HOME", dir.join("state"))
-        .env_remove("RUNBOOK_STORE");
+        .env_remove("RUNBOOK_STORE")
+        .env_remove("PGPASSWORD")
+        .env_remove("RUNBOOK_STORE_PASSWORD_FILE");
     if let Some(store) = store {
         command.env("RUNBOOK_STORE", store);
+    }
+    for (name, value) in env {
+        command.env(name, value);
     }
     let output = command.output().expect("run the runbook binary");
     Output {
@@ -254,4 +268,52 @@ fn plain_text_to_another_host_is_refused_before_connecting() {
         refused.stderr
     );
     assert!(!refused.stderr.contains("hunter2"), "{}", refused.stderr);
+}
+
+#[test]
+fn the_password_can_come_from_the_file_runbook_store_password_file_names() {
+    let scratch = Scratch::new();
+    let with_password = url::Url::parse(&scratch.url).unwrap();
+    let password = with_password
+        .password()
+        .expect("the sandbox URL has a password");
+    let mut without = with_password.clone();
+    without.set_password(None).unwrap();
+    let file = scratch.dir.path().join("store-password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+
+    let listed = run_binary_with(
+        scratch.dir.path(),
+        &["runs", "list", "--store", without.as_str()],
+        None,
+        &[("RUNBOOK_STORE_PASSWORD_FILE", &file)],
+    );
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+
+    std::fs::write(&file, "not-the-password\n").unwrap();
+    let refused = run_binary_with(
+        scratch.dir.path(),
+        &["runs", "list", "--store", without.as_str()],
+        None,
+        &[("RUNBOOK_STORE_PASSWORD_FILE", &file)],
+    );
+    assert_eq!(refused.code, 4, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("refused the user or password"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        !refused.stderr.contains("not-the-password"),
+        "{}",
+        refused.stderr
+    );
+
+    // Without the file, nothing to log in with.
+    let none = run_binary(
+        scratch.dir.path(),
+        &["runs", "list", "--store", without.as_str()],
+        None,
+    );
+    assert_eq!(none.code, 4, "{}", none.stderr);
 }
