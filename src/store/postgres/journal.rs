@@ -223,27 +223,31 @@ impl PostgresStore {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
+        // The lease's row locked too: a renewal or release by its holder waits for this
+        // claim, then finds its token gone, rather than slipping in between the look at the
+        // lease and the takeover.
         let row = sqlx::query(concat!(
-            "SELECT o.token, o.pid, o.host, o.process_start, o.since, \
-             (o.expires_at_ms IS NULL OR o.expires_at_ms < ",
+            "SELECT token, pid, host, process_start, since, \
+             (expires_at_ms IS NULL OR expires_at_ms < ",
             db_now_ms!(),
-            ") AS expired FROM runs r LEFT JOIN owners o ON o.run_id = r.id WHERE r.id = $1"
+            ") AS expired FROM owners WHERE run_id = $1 FOR UPDATE"
         ))
         .bind(run_id)
         .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
-        let token: Option<String> = row.try_get("token")?;
-        let expired: Option<bool> = row.try_get("expired")?;
-        if let (Some(_), Some(holder)) = (&token, owner_from(&row)?)
-            && !expired.unwrap_or(true)
-            && !holder.is_gone()
-        {
-            return Err(StoreError::Owned {
-                run_id: run_id.to_owned(),
-                owner: holder,
+        .await?;
+        if let Some(row) = row {
+            let token: Option<String> = row.try_get("token")?;
+            let expired: bool = row.try_get("expired")?;
+            if let (Some(_), Some(holder)) = (&token, owner_from(&row)?)
+                && !expired
+                && !holder.is_gone()
+            {
+                return Err(StoreError::Owned {
+                    run_id: run_id.to_owned(),
+                    owner: holder,
+                }
+                .into());
             }
-            .into());
         }
         let new_token = new_token();
         sqlx::query(concat!(
