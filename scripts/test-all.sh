@@ -36,7 +36,7 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
   missing+=(postgresql)
 fi
 if ((${#missing[@]} > 0)); then
-  step "apt-get install ${missing[*]} (for the report and vendor tests)"
+  step "apt-get install ${missing[*]} (for the report, vendor and PostgreSQL store tests)"
   as_root=()
   if [ "$(id -u)" -ne 0 ]; then
     as_root=(sudo)
