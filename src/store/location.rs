@@ -1,7 +1,9 @@
 //! Which store to use: `--store URL`, else `RUNBOOK_STORE`, else SQLite in the state
 //! directory (`$XDG_STATE_HOME/runbook/runbook.db`, by default
-//! `~/.local/state/runbook/runbook.db`).
+//! `~/.local/state/runbook/runbook.db`). `postgres://` (or `postgresql://`) URLs name a
+//! shared PostgreSQL database.
 
+use super::postgres::PostgresLocation;
 use super::{Store, StoreError};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +11,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
     Sqlite(PathBuf),
+    /// Its password, if the URL holds one, is never shown (see [`PostgresLocation`]).
+    Postgres(PostgresLocation),
 }
 
 impl StoreLocation {
@@ -16,7 +20,12 @@ impl StoreLocation {
     /// forms (`file:...`), query parameters (`?mode=memory`, `?nolock=1`) and in-memory
     /// databases are refused, since the journal's promise is a file that survives the
     /// process, safely locked against the other processes that share it.
+    ///
+    /// Reads `postgres://` and `postgresql://` URLs as [`PostgresLocation::parse`] does.
     pub fn parse(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return PostgresLocation::parse(url).map(StoreLocation::Postgres);
+        }
         if let Some(path) = url.strip_prefix("sqlite:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             if path.is_empty() {
@@ -42,8 +51,11 @@ impl StoreLocation {
             return Ok(StoreLocation::Sqlite(PathBuf::from(path)));
         }
         let scheme = url.split(':').next().unwrap_or(url);
+        // Its password, if it holds one, masked.
+        let shown = super::postgres::masked_url(url);
         Err(StoreError::Location(format!(
-            "unknown store `{url}`: `{scheme}` is not a kind of store this version knows; use sqlite:PATH"
+            "unknown store `{shown}`: `{scheme}` is not a kind of store this version knows; use \
+             sqlite:PATH or postgres://USER@HOST/DATABASE"
         )))
     }
 
@@ -81,6 +93,7 @@ impl std::fmt::Display for StoreLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreLocation::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            StoreLocation::Postgres(location) => write!(f, "{location}"),
         }
     }
 }
@@ -89,6 +102,9 @@ impl std::fmt::Display for StoreLocation {
 pub async fn open(location: &StoreLocation) -> Result<Arc<dyn Store>, StoreError> {
     match location {
         StoreLocation::Sqlite(path) => Ok(Arc::new(super::sqlite::SqliteStore::open(path).await?)),
+        StoreLocation::Postgres(location) => Ok(Arc::new(
+            super::postgres::PostgresStore::open(location).await?,
+        )),
     }
 }
 
@@ -98,6 +114,11 @@ pub async fn open_existing(location: &StoreLocation) -> Result<Arc<dyn Store>, S
     match location {
         StoreLocation::Sqlite(path) => Ok(Arc::new(
             super::sqlite::SqliteStore::open_existing(path).await?,
+        )),
+        // A database is made by its administrator, not by runbook: opening it only adds the
+        // tables, which an empty store shows as no runs.
+        StoreLocation::Postgres(location) => Ok(Arc::new(
+            super::postgres::PostgresStore::open(location).await?,
         )),
     }
 }
@@ -129,7 +150,8 @@ mod tests {
                 "{refused}: {error}"
             );
         }
-        let error = StoreLocation::parse("postgres://db/runs").unwrap_err();
-        assert!(error.to_string().contains("`postgres`"), "{error}");
+        let error = StoreLocation::parse("mysql://me:hunter2@db/runs").unwrap_err();
+        assert!(error.to_string().contains("`mysql`"), "{error}");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
     }
 }

@@ -5,10 +5,12 @@
 //! A store knows nothing of steps: it keeps events in order, durably, and reads the run-level
 //! ones (created, resumed, ended) to keep its list of runs current.
 
+mod forward;
 pub mod journal;
 pub mod location;
 mod lock;
 pub mod owner;
+pub mod postgres;
 mod record;
 pub mod sqlite;
 mod wal;

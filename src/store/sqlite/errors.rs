@@ -21,7 +21,7 @@ const SQLITE_NOTADB: i32 = 26;
 
 /// Why an operation failed, before it is put into words: an answer of the store's own, or a
 /// database error that still needs to say what the store was doing.
-pub(super) enum Failure {
+pub(in crate::store) enum Failure {
     Store(StoreError),
     Sql(sqlx::Error),
 }
@@ -38,7 +38,7 @@ impl From<sqlx::Error> for Failure {
     }
 }
 
-pub(super) type Outcome<T> = Result<T, Failure>;
+pub(in crate::store) type Outcome<T> = Result<T, Failure>;
 
 impl SqliteStore {
     /// Turns a failure into the error callers see, saying what the store was doing.

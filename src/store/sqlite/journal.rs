@@ -100,20 +100,7 @@ impl SqliteStore {
             return self.renew_lease(lease).await;
         }
         // Everything that needs no database first, to hold the write lock briefly.
-        let mut encoded = Vec::with_capacity(events.len());
-        for (n, envelope) in events.iter().enumerate() {
-            if envelope.run_id != run_id {
-                return Err(corrupt(
-                    run_id,
-                    format!(
-                        "event {} to append belongs to run `{}`",
-                        first_seq.saturating_add(n as u64),
-                        envelope.run_id
-                    ),
-                ));
-            }
-            encoded.push(encode(run_id, envelope)?);
-        }
+        let encoded = encode_batch(run_id, first_seq, events)?;
         // BEGIN IMMEDIATE and a write first: the write lock is taken at the start, where
         // SQLite waits for it, rather than on a later upgrade, where it would fail at once.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -145,28 +132,15 @@ impl SqliteStore {
                 .and_then(|ms| u64::try_from(ms).ok()),
             ..RunFold::default()
         };
-        if i64::try_from(first_seq).ok() != last_seq.checked_add(1) {
-            return Err(corrupt(
-                run_id,
-                format!(
-                    "the next event is number {}, but this process was about to write number \
-                     {first_seq}: its view of the journal is stale",
-                    last_seq.saturating_add(1)
-                ),
-            ));
-        }
-        let mut rows = Vec::with_capacity(encoded.len());
-        for (seq, (event, envelope)) in (last_seq + 1..).zip(encoded.into_iter().zip(events)) {
-            last_chain = chain(&last_chain, seq, &event.body);
-            rows.push((
-                seq,
-                envelope.at.clone(),
-                event.kind,
-                event.body,
-                last_chain.clone(),
-            ));
-            fold.apply(&envelope.event, &envelope.at);
-        }
+        let rows = link(
+            run_id,
+            first_seq,
+            last_seq,
+            &mut last_chain,
+            &mut fold,
+            encoded,
+            events,
+        )?;
         let last_seq = last_seq + rows.len() as i64;
         let mut rows = rows.into_iter().peekable();
         while rows.peek().is_some() {
@@ -219,80 +193,164 @@ impl SqliteStore {
             .await?;
         tx.commit().await?;
 
-        let mut events = Vec::with_capacity(rows.len());
-        let mut previous = String::new();
-        for (expected, row) in (1i64..).zip(&rows) {
-            let seq: i64 = row.try_get("seq")?;
-            let body: String = row.try_get("body")?;
-            let stored: String = row.try_get("chain")?;
-            if seq != expected {
-                return Err(corrupt(
-                    run_id,
-                    format!("event {expected} is missing (the next one stored is number {seq})"),
-                ));
-            }
-            if seq > last_seq {
-                return Err(corrupt(
-                    run_id,
-                    format!("event {seq} is stored, but the run records only {last_seq} events"),
-                ));
-            }
-            let computed = chain(&previous, seq, &body);
-            if computed != stored {
-                return Err(corrupt(
-                    run_id,
-                    format!(
-                        "event {seq} is not as it was written: its hash does not follow from \
-                         its content and the events before it"
-                    ),
-                ));
-            }
-            let envelope: Envelope = serde_json::from_str(&body)
-                .map_err(|error| corrupt(run_id, format!("event {seq} cannot be read: {error}")))?;
-            if envelope.run_id != run_id {
-                return Err(corrupt(
-                    run_id,
-                    format!("event {seq} belongs to run `{}`", envelope.run_id),
-                ));
-            }
-            events.push(envelope);
-            previous = computed;
+        let mut stored = Vec::with_capacity(rows.len());
+        for row in &rows {
+            stored.push(StoredEvent {
+                seq: row.try_get("seq")?,
+                body: row.try_get("body")?,
+                chain: row.try_get("chain")?,
+            });
         }
-        let stored = events.len() as i64;
-        if stored < last_seq {
-            return Err(corrupt(
-                run_id,
-                format!(
-                    "event {} is missing: the run records {last_seq} events, but only {stored} \
-                     are stored",
-                    stored + 1
-                ),
-            ));
-        }
-        if previous != last_chain {
-            return Err(corrupt(
-                run_id,
-                format!(
-                    "event {last_seq}, the last, does not match the hash the run recorded for it"
-                ),
-            ));
-        }
-        Ok(events)
+        Ok(verify(run_id, last_seq, &last_chain, stored)?)
     }
 }
 
-/// An event as stored: its tag and the JSON of the whole envelope.
-struct Encoded {
-    kind: String,
-    body: String,
+/// An event as read back from a store: its number, its JSON, its chain link.
+pub(in crate::store) struct StoredEvent {
+    pub seq: i64,
+    pub body: String,
+    pub chain: String,
 }
 
-fn encode(run_id: &str, envelope: &Envelope) -> Result<Encoded, Failure> {
-    let value = serde_json::to_value(envelope).map_err(|error| {
-        corrupt(
-            run_id,
-            format!("an event cannot be written as JSON: {error}"),
-        )
+/// Checks a run's events as read back (numbers without gaps from 1, each link following
+/// from the one before, the last matching the run's recorded head) and decodes them: the
+/// same check for every store, so that a journal copied between stores verifies the same.
+pub(in crate::store) fn verify(
+    run_id: &str,
+    last_seq: i64,
+    last_chain: &str,
+    rows: Vec<StoredEvent>,
+) -> Result<Vec<Envelope>, StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        run_id: run_id.to_owned(),
+        detail,
+    };
+    let mut events = Vec::with_capacity(rows.len());
+    let mut previous = String::new();
+    for (expected, row) in (1i64..).zip(rows) {
+        let StoredEvent {
+            seq,
+            body,
+            chain: stored,
+        } = row;
+        if seq != expected {
+            return Err(corrupt(format!(
+                "event {expected} is missing (the next one stored is number {seq})"
+            )));
+        }
+        if seq > last_seq {
+            return Err(corrupt(format!(
+                "event {seq} is stored, but the run records only {last_seq} events"
+            )));
+        }
+        let computed = chain(&previous, seq, &body);
+        if computed != stored {
+            return Err(corrupt(format!(
+                "event {seq} is not as it was written: its hash does not follow from its \
+                 content and the events before it"
+            )));
+        }
+        let envelope: Envelope = serde_json::from_str(&body)
+            .map_err(|error| corrupt(format!("event {seq} cannot be read: {error}")))?;
+        if envelope.run_id != run_id {
+            return Err(corrupt(format!(
+                "event {seq} belongs to run `{}`",
+                envelope.run_id
+            )));
+        }
+        events.push(envelope);
+        previous = computed;
+    }
+    let stored = events.len() as i64;
+    if stored < last_seq {
+        return Err(corrupt(format!(
+            "event {} is missing: the run records {last_seq} events, but only {stored} are \
+             stored",
+            stored + 1
+        )));
+    }
+    if previous != last_chain {
+        return Err(corrupt(format!(
+            "event {last_seq}, the last, does not match the hash the run recorded for it"
+        )));
+    }
+    Ok(events)
+}
+
+/// The events of one append, checked to belong to the run and encoded, before any database
+/// work: the write lock is then held briefly.
+pub(in crate::store) fn encode_batch(
+    run_id: &str,
+    first_seq: u64,
+    events: &[Envelope],
+) -> Result<Vec<Encoded>, StoreError> {
+    let mut encoded = Vec::with_capacity(events.len());
+    for (n, envelope) in events.iter().enumerate() {
+        if envelope.run_id != run_id {
+            return Err(StoreError::Corrupt {
+                run_id: run_id.to_owned(),
+                detail: format!(
+                    "event {} to append belongs to run `{}`",
+                    first_seq.saturating_add(n as u64),
+                    envelope.run_id
+                ),
+            });
+        }
+        encoded.push(encode(run_id, envelope)?);
+    }
+    Ok(encoded)
+}
+
+/// A row of the `events` table: number, time, kind, body and chain link.
+pub(in crate::store) type EventRow = (i64, String, String, String, String);
+
+/// Numbers and chains an append's events after the run's last (`last_seq`, `*last_chain`,
+/// which it moves on), and folds them into the run's summary. Refuses a `first_seq` that
+/// does not follow: the writer's view of the journal is stale.
+pub(in crate::store) fn link(
+    run_id: &str,
+    first_seq: u64,
+    last_seq: i64,
+    last_chain: &mut String,
+    fold: &mut RunFold,
+    encoded: Vec<Encoded>,
+    events: &[Envelope],
+) -> Result<Vec<EventRow>, StoreError> {
+    if i64::try_from(first_seq).ok() != last_seq.checked_add(1) {
+        return Err(StoreError::Corrupt {
+            run_id: run_id.to_owned(),
+            detail: format!(
+                "the next event is number {}, but this process was about to write number \
+                 {first_seq}: its view of the journal is stale",
+                last_seq.saturating_add(1)
+            ),
+        });
+    }
+    let mut rows = Vec::with_capacity(encoded.len());
+    for (seq, (event, envelope)) in (last_seq + 1..).zip(encoded.into_iter().zip(events)) {
+        *last_chain = chain(last_chain, seq, &event.body);
+        rows.push((
+            seq,
+            envelope.at.clone(),
+            event.kind,
+            event.body,
+            last_chain.clone(),
+        ));
+        fold.apply(&envelope.event, &envelope.at);
+    }
+    Ok(rows)
+}
+
+/// An event as stored: its tag and the JSON of the whole envelope.
+pub(in crate::store) struct Encoded {
+    pub kind: String,
+    pub body: String,
+}
+
+pub(in crate::store) fn encode(run_id: &str, envelope: &Envelope) -> Result<Encoded, StoreError> {
+    let value = serde_json::to_value(envelope).map_err(|error| StoreError::Corrupt {
+        run_id: run_id.to_owned(),
+        detail: format!("an event cannot be written as JSON: {error}"),
     })?;
     let kind = value
         .get("event")
@@ -307,7 +365,7 @@ fn encode(run_id: &str, envelope: &Envelope) -> Result<Encoded, Failure> {
 
 /// The hash chain: each event's link covers the one before, its number and its content, so
 /// that an event changed, moved or dropped breaks every link from there on.
-pub(super) fn chain(previous: &str, seq: i64, body: &str) -> String {
+pub(in crate::store) fn chain(previous: &str, seq: i64, body: &str) -> String {
     let digest = Sha256::new()
         .chain_update(previous.as_bytes())
         .chain_update(b"\n")

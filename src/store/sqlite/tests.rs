@@ -9,9 +9,9 @@ use sqlx::sqlite::SqliteConnectOptions;
 
 use super::errors::explain;
 use super::*;
-use crate::event::RunStatus;
+use crate::event::{Envelope, RunStatus};
 use crate::store::conformance::{self, StoreFactory, ended, started, step};
-use crate::store::{StoreError, wal};
+use crate::store::{Owner, Store, StoreError, wal};
 
 /// Handles on one SQLite file, as processes sharing it have; breaks it with plain SQL.
 struct SqliteFactory {

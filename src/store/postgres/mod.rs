@@ -1,0 +1,145 @@
+//! A shared store: one PostgreSQL database that several processes, on several hosts, use at
+//! once.
+//!
+//! The tables and the hash chain are SQLite's: a run reads the same from either, and a
+//! journal copied between them verifies the same. What differs is where time comes from:
+//! leases and locks are compared with the database's clock (`now()`), since the processes
+//! sharing it run on machines whose clocks disagree. Every append is one transaction that
+//! locks the run's row, then renews the writer's lease in it: a process whose lease was taken
+//! over is refused (fencing), and nothing it meant to write is kept.
+
+use super::StoreError;
+use super::sqlite::errors::Failure;
+
+use sqlx::postgres::PgPool;
+use sqlx::{ConnectOptions, Connection};
+use std::time::Duration;
+
+mod errors;
+mod journal;
+mod location;
+mod queries;
+#[cfg(test)]
+mod tests;
+
+pub use location::{PASSWORD_FILE_VAR, PostgresLocation, masked_url};
+
+/// Connections per process: appends of one run are sequential, and the rest are reads.
+const MAX_CONNECTIONS: u32 = 4;
+
+/// How long opening waits for the server before saying it cannot be reached.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Now by the database's clock, in milliseconds since the Unix epoch (a macro, so that
+/// queries stay static text). `now()` is the start of the transaction: one instant for all
+/// the statements of an append.
+macro_rules! db_now_ms {
+    () => {
+        "(extract(epoch from now()) * 1000)::bigint"
+    };
+}
+pub(crate) use db_now_ms;
+
+/// A run with its current lease holder, if any.
+macro_rules! summary {
+    () => {
+        "SELECT r.id, r.runbook, r.file, r.status, r.created_at, r.updated_at, r.ended_at, \
+         r.duration_ms, o.pid, o.host, o.process_start, o.since \
+         FROM runs r LEFT JOIN owners o ON o.run_id = r.id AND o.token IS NOT NULL"
+    };
+}
+pub(crate) use summary;
+
+pub struct PostgresStore {
+    pool: PgPool,
+    location: String,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+impl PostgresStore {
+    /// Connects and brings the tables up to date (migrations run at every open; PostgreSQL's
+    /// advisory lock lets one process at a time apply them). The database itself must exist:
+    /// its administrator makes it, with the user runbook connects as.
+    pub async fn open(location: &PostgresLocation) -> Result<Self, StoreError> {
+        let shown = location.to_string();
+        let options = location.connect_options()?;
+        // One connection first, on its own: the pool would retry a refused connection until
+        // its timeout and then say only that none came, where this says why.
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+            .await
+            .map_err(|_| StoreError::Database {
+                location: shown.clone(),
+                detail: format!(
+                    "connecting to it: no answer within {} s; check that PostgreSQL runs there \
+                     and that no firewall drops the connection",
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            })?
+            .map_err(|error| errors::explain(&shown, "connecting to it", error))?;
+        let _ = probe.close().await;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_lazy_with(options);
+        let store = PostgresStore {
+            pool,
+            location: shown,
+        };
+        MIGRATOR
+            .run(&store.pool)
+            .await
+            .map_err(|error| store.migration_failed(error))?;
+        Ok(store)
+    }
+
+    fn migration_failed(&self, error: sqlx::migrate::MigrateError) -> StoreError {
+        use sqlx::migrate::MigrateError;
+        let doing = "updating its tables";
+        match error {
+            MigrateError::Execute(error) | MigrateError::ExecuteMigration(error, _) => {
+                errors::explain(&self.location, doing, error)
+            }
+            MigrateError::VersionMissing(version) | MigrateError::VersionTooNew(version, _) => {
+                StoreError::Database {
+                    location: self.location.clone(),
+                    detail: format!(
+                        "a newer version of runbook has changed its tables (to version \
+                         {version}); use that version, or another store"
+                    ),
+                }
+            }
+            other => StoreError::Database {
+                location: self.location.clone(),
+                detail: format!("{doing}: {other}"),
+            },
+        }
+    }
+
+    /// Turns a failure into the error callers see, saying what the store was doing.
+    fn explain(&self, failure: Failure, doing: impl FnOnce() -> String) -> StoreError {
+        match failure {
+            Failure::Store(error) => error,
+            Failure::Sql(error) => errors::explain(&self.location, &doing(), error),
+        }
+    }
+}
+
+crate::store::forward::forward_store!(PostgresStore);
+
+/// Integers are signed in PostgreSQL; the values stored here (tick counts, milliseconds) are
+/// far below the limit, and a larger one is kept at the limit rather than wrapped.
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn lease_ms() -> i64 {
+    to_i64(super::LEASE.as_millis() as u64)
+}
+
+fn corrupt(run_id: &str, detail: String) -> Failure {
+    Failure::Store(StoreError::Corrupt {
+        run_id: run_id.to_owned(),
+        detail,
+    })
+}
