@@ -355,14 +355,21 @@ impl FlinkWorld {
                 && o.pointer("/status/observedGeneration") == o.pointer("/metadata/generation")
         });
         let job = str_at(&stable, "/status/jobStatus/jobId").to_owned();
-        wait_until(DEPLOY_LIMIT, "a completed checkpoint", || {
+        // A checkpoint that holds counted events: one taken before the source's first event
+        // (the job's first periodic checkpoint, on a busy machine) restores an empty state,
+        // and a test that restores it would see `restoredCount 0`.
+        wait_until(DEPLOY_LIMIT, "events counted", || {
+            let events = self.gauge(&job, "eventsSinceStart");
+            (events > 0.0, events)
+        });
+        let counting_since = jiff::Timestamp::now().as_millisecond();
+        wait_until(DEPLOY_LIMIT, "a completed checkpoint with state", || {
             let checkpoints = self.get(&format!("/jobs/{job}/checkpoints"));
-            (
-                checkpoints
-                    .pointer("/latest/completed/external_path")
-                    .is_some(),
-                checkpoints,
-            )
+            let completed = &checkpoints["latest"]["completed"];
+            let after = completed["trigger_timestamp"]
+                .as_i64()
+                .is_some_and(|at| at >= counting_since);
+            (after && completed["external_path"].is_string(), checkpoints)
         });
         stable
     }
