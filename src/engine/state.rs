@@ -36,6 +36,8 @@ pub struct StepRecord {
     pub started_at: Option<String>,
     /// When it ended (RFC 3339); `None` while it runs or when it never ended.
     pub ended_at: Option<String>,
+    /// The process segment in which it last started: the run's resumes before it.
+    pub started_in: Option<u32>,
     /// When an approval step asked its question (RFC 3339).
     pub approval_requested_at: Option<String>,
     pub decision: Option<Answer>,
@@ -69,8 +71,6 @@ pub struct RunState {
     /// (a `finally` step after a resume, a step a resume takes up again) moves to where it
     /// ran last.
     pub order: Vec<String>,
-    /// The process segment in which each step last started: the run's resumes before it.
-    started_in: HashMap<String, u32>,
     seen: HashSet<String>,
     /// How many times a process took the run up again.
     resumes: u32,
@@ -329,10 +329,10 @@ impl RunState {
     /// started before a resume, runs again: it moves to the end of [`order`](Self::order).
     fn runs_again(&mut self, path: &str, at: &str) {
         let segment = self.resumes;
-        let earlier = self.started_in.insert(path.to_owned(), segment);
         let Some(record) = self.steps.get_mut(path) else {
             return;
         };
+        let earlier = record.started_in.replace(segment);
         // Ended before, or started in an earlier process: it runs again.
         let again = record.ended_at.is_some() || earlier.is_some_and(|s| s < segment);
         if again {
@@ -378,7 +378,6 @@ impl RunState {
             if let Some(record) = self.steps.remove(&key) {
                 *self.retried_attempts.entry(key.clone()).or_default() += record.attempts;
             }
-            self.started_in.remove(&key);
         }
     }
 

@@ -9,12 +9,19 @@ use std::fmt::Write;
 pub fn render(outcome: &RunOutcome, run_id: &str) -> String {
     let mut out = String::new();
     let state = &outcome.state;
-    let steps: Vec<StepReport> = state
-        .order
-        .iter()
-        .filter_map(|path| Some(StepReport::new(path, state.steps.get(path)?, false)))
-        .collect();
-    step_table::render(&mut out, &steps, StepColumns::default());
+    // Row by row: a run of many steps never holds a copy of all of them.
+    let columns = StepColumns::default();
+    let width = step_table::header(&mut out, state.order.iter().map(String::as_str), columns);
+    for path in &state.order {
+        if let Some(record) = state.steps.get(path) {
+            step_table::row(
+                &mut out,
+                width,
+                &StepReport::new(path, record, false),
+                columns,
+            );
+        }
+    }
     // How the window stopped the run: the numbers behind the reason below.
     if matches!(outcome.status, RunStatus::Parked | RunStatus::Failed) {
         let closing: Vec<WindowGate> = state
