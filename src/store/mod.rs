@@ -12,6 +12,7 @@ mod lock;
 pub mod owner;
 pub mod postgres;
 mod record;
+mod rows;
 pub mod sqlite;
 mod wal;
 

@@ -3,10 +3,10 @@
 
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use super::queries::{owner_from, status_from};
 use super::{PostgresStore, corrupt, db_now_ms, lease_ms, to_i64};
 use crate::event::timestamp::now;
 use crate::event::{Envelope, RunEvent, RunFold, RunStatus};
+use crate::store::rows::{owner_from, status_from};
 use crate::store::sqlite::errors::Outcome;
 use crate::store::sqlite::journal::{StoredEvent, chain, encode, encode_batch, link, verify};
 use crate::store::{Lease, Owner, StoreError};

@@ -1,13 +1,13 @@
 //! Everything but the journal: run summaries and pruning, approvals, records, locks, and the
 //! durations of earlier runs.
 
+use crate::store::rows::summary_from;
 use std::time::Duration;
 
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::{PostgresStore, db_now_ms, summary, to_i64};
-use crate::event::RunStatus;
 use crate::event::timestamp::now;
 use crate::store::sqlite::errors::Outcome;
 use crate::store::{
@@ -359,49 +359,6 @@ impl PostgresStore {
         }
         Ok(durations)
     }
-}
-
-fn summary_from(row: &PgRow) -> Result<RunSummary, sqlx::Error> {
-    let ended_at: Option<String> = row.try_get("ended_at")?;
-    let duration_ms: Option<i64> = row.try_get("duration_ms")?;
-    Ok(RunSummary {
-        id: row.try_get("id")?,
-        runbook: row.try_get("runbook")?,
-        file: row.try_get("file")?,
-        status: status_from(row.try_get("status")?)?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        // The total is kept across a resume, but is the run's duration only once it ended.
-        duration_ms: ended_at
-            .as_ref()
-            .and(duration_ms)
-            .and_then(|ms| u64::try_from(ms).ok()),
-        ended_at,
-        owner: owner_from(row)?,
-    })
-}
-
-/// A status as the `runs` table keeps it: the name of a [`RunStatus`].
-pub(super) fn status_from(name: String) -> Result<RunStatus, sqlx::Error> {
-    RunStatus::from_name(&name)
-        .ok_or_else(|| sqlx::Error::Decode(format!("`{name}` is not the status of a run").into()))
-}
-
-/// The owner recorded in a row's `pid`, `host`, `process_start` and `since`, if any.
-pub(super) fn owner_from(row: &PgRow) -> Result<Option<Owner>, sqlx::Error> {
-    let pid: Option<i64> = row.try_get("pid")?;
-    let host: Option<String> = row.try_get("host")?;
-    let process_start: Option<i64> = row.try_get("process_start")?;
-    let since: Option<String> = row.try_get("since")?;
-    let (Some(pid), Some(host)) = (pid.and_then(|p| u32::try_from(p).ok()), host) else {
-        return Ok(None);
-    };
-    Ok(Some(Owner {
-        pid,
-        host,
-        process_start: process_start.and_then(|t| u64::try_from(t).ok()),
-        since: since.unwrap_or_default(),
-    }))
 }
 
 fn held_from(row: &PgRow) -> Result<HeldLock, sqlx::Error> {

@@ -7,9 +7,9 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::errors::{Failure, Outcome};
 use super::leases::{lease_end, new_token};
-use super::summaries::status_from;
 use super::{SqliteStore, now, to_i64};
 use crate::event::{Envelope, RunEvent, RunFold, RunStatus};
+use crate::store::rows::status_from;
 use crate::store::{Lease, Owner, StoreError};
 
 /// Events per INSERT statement: 6 parameters each stays far below SQLite's limit on bound

@@ -3,8 +3,8 @@
 use sqlx::Row;
 
 use super::errors::Outcome;
-use super::summaries::owner_from;
 use super::{ATTEMPTS, SqliteStore, now_ms, to_i64};
+use crate::store::rows::owner_from;
 use crate::store::{LEASE, Lease, Owner, StoreError};
 
 impl SqliteStore {
