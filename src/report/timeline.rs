@@ -21,6 +21,11 @@ pub enum BarKind {
 /// The lane of what the run does before its first step, such as waiting for its locks.
 pub const RUN_LANE: &str = "(run)";
 
+/// The lane a wait for a lock is drawn on: the step's, or the run's own for `""`.
+fn lock_lane(step: &str) -> &str {
+    if step.is_empty() { RUN_LANE } else { step }
+}
+
 /// How a bar ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BarEnd {
@@ -173,11 +178,7 @@ impl Timeline {
                     }
                 }
                 RunEvent::LockWaiting(waiting) => {
-                    let path = if waiting.step.is_empty() {
-                        RUN_LANE
-                    } else {
-                        &waiting.step
-                    };
+                    let path = lock_lane(&waiting.step);
                     let index = lane(path, &mut timeline);
                     let waits = open.get(&index).is_some_and(|&bar| {
                         timeline.lanes[index].bars[bar].kind == BarKind::LockWait
@@ -188,11 +189,7 @@ impl Timeline {
                     }
                 }
                 RunEvent::LockAcquired(acquired) => {
-                    let path = if acquired.step.is_empty() {
-                        RUN_LANE
-                    } else {
-                        &acquired.step
-                    };
+                    let path = lock_lane(&acquired.step);
                     if let Some(&index) = lane_of.get(path)
                         && open.get(&index).is_some_and(|&bar| {
                             timeline.lanes[index].bars[bar].kind == BarKind::LockWait

@@ -162,13 +162,10 @@ impl Run {
             why: "the run's deadline came while it waited".to_owned(),
             window: false,
         });
-        let by_window = self.window_until.map(|end| {
-            let left = end.duration_since(jiff::Timestamp::now());
-            WaitBound {
-                until: asked + Duration::try_from(left).unwrap_or(Duration::ZERO),
-                why: format!("the run's window closed at {end} while it waited"),
-                window: true,
-            }
+        let by_window = self.window_until.map(|end| WaitBound {
+            until: asked + left_until(end),
+            why: format!("the run's window closed at {end} while it waited"),
+            window: true,
         });
         [by_wait, by_deadline, by_window]
             .into_iter()
@@ -176,16 +173,14 @@ impl Run {
             .min_by_key(|bound| bound.until)
     }
 
-    /// When the run's deadline falls, counted from when this process started the run.
-    fn deadline_instant(&self) -> Option<Instant> {
+    /// When the run's deadline falls, counted from when this process started the run: the
+    /// one reading of `deadline` for the run's own watch and for waits on locks.
+    pub(super) fn deadline_instant(&self) -> Option<Instant> {
         let root = self.bundle.root()?;
         let deadline = root.runbook.deadline.as_ref()?;
         Some(match &deadline.value {
             crate::runbook::Deadline::After(after) => self.started + after.0,
-            crate::runbook::Deadline::At(at) => {
-                let left = at.duration_since(jiff::Timestamp::now());
-                Instant::now() + Duration::try_from(left).unwrap_or(Duration::ZERO)
-            }
+            crate::runbook::Deadline::At(at) => Instant::now() + left_until(*at),
         })
     }
 
@@ -440,11 +435,7 @@ impl Run {
                     let reason = format!("lock `{name}` is held by {holding}; {}", bound.why);
                     if bound.window && self.on_window_close == crate::runbook::OnWindowClose::Park {
                         // As a window gate parks: nothing more starts, a later window resumes.
-                        self.window_parked
-                            .lock()
-                            .expect("window lock")
-                            .get_or_insert(reason);
-                        self.stop_because(StopReason::WindowClosed);
+                        self.park_for_window(reason);
                         return Err(NotTaken::Cancelled);
                     }
                     return Err(NotTaken::GaveUp(reason));

@@ -281,14 +281,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     // Deadline, interrupt, parking and a broken journal cancel the main steps; `finally` runs
     // with its own token (and not at all when parking or when the journal is broken).
     let main_cancel = CancellationToken::new();
-    let deadline = runbook.deadline.as_ref().map(|d| match &d.value {
-        crate::runbook::Deadline::After(duration) => tokio::time::Instant::now() + duration.0,
-        crate::runbook::Deadline::At(at) => {
-            let left = at.duration_since(jiff::Timestamp::now());
-            let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
-            tokio::time::Instant::now() + left
-        }
-    });
+    let deadline = run.deadline_instant().map(tokio::time::Instant::from_std);
     let broken = run.journal.broken();
     let watch = async {
         let reason = tokio::select! {
@@ -585,3 +578,8 @@ fn kind_of(value: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+/// The time from now until `at`; zero once it has passed.
+fn left_until(at: jiff::Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(jiff::Timestamp::now())).unwrap_or(Duration::ZERO)
+}

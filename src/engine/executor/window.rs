@@ -25,8 +25,7 @@ impl Run {
     ) -> Option<StepStatus> {
         let until = self.window_until?;
         let (needed, source) = self.step_need(path, window).await;
-        let left = until.duration_since(jiff::Timestamp::now());
-        let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
+        let left = left_until(until);
         let decision = decide(left, needed, self.on_window_close);
         let gate = WindowGate {
             path: path.to_owned(),
@@ -44,11 +43,7 @@ impl Run {
         match decision {
             GateDecision::Start => None,
             GateDecision::Park => {
-                self.window_parked
-                    .lock()
-                    .expect("window lock")
-                    .get_or_insert(reason);
-                self.stop_because(StopReason::WindowClosed);
+                self.park_for_window(reason);
                 Some(StepStatus::Cancelled)
             }
             GateDecision::Fail => {
@@ -70,6 +65,16 @@ impl Run {
                 )
             }
         }
+    }
+
+    /// Parks the run because its window closed (`on_window_close: park`): nothing more
+    /// starts, what runs finishes, and `reason` (the first one given) is the run's.
+    pub(super) fn park_for_window(&self, reason: String) {
+        self.window_parked
+            .lock()
+            .expect("window lock")
+            .get_or_insert(reason);
+        self.stop_because(StopReason::WindowClosed);
     }
 
     /// What the step needs and where that came from: declared, or for `auto` its history in
