@@ -51,6 +51,18 @@ pub struct StepRecord {
     pub earlier_attempts: u32,
 }
 
+/// What is known of the undo of one step instance.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UndoRecord {
+    /// `None` while it runs.
+    pub status: Option<StepStatus>,
+    /// The attempt under way or last made.
+    pub attempts: u32,
+    /// The attempt under way has already failed (a retry was due).
+    pub attempt_failed: bool,
+    pub error: Option<String>,
+}
+
 /// An answer journaled for an approval step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
@@ -78,6 +90,8 @@ pub struct RunState {
     pub created_at: Option<String>,
     /// Attempts each step retried by `runbook retry` made before, added up.
     retried_attempts: HashMap<String, u32>,
+    /// The undo of each step instance that has one under way or done, by step path.
+    pub undos: BTreeMap<String, UndoRecord>,
 }
 
 impl RunState {
@@ -231,8 +245,39 @@ impl RunState {
                 for path in &retried.rerun {
                     self.forget_for_retry(path);
                 }
+                // The run goes forward again: what an earlier undo took back may be redone.
+                self.undos.clear();
+            }
+            RunEvent::UndoStarted { path, attempt, .. } => {
+                let record = self.undos.entry(path.clone()).or_default();
+                // A crash or a signal left it unfinished: the same attempt starts again.
+                let same_attempt = record.status.is_none() && record.attempts == *attempt;
+                if !same_attempt {
+                    record.attempts = *attempt;
+                    record.attempt_failed = false;
+                }
+                record.status = None;
+            }
+            RunEvent::UndoAttemptFailed { path, error, .. } => {
+                let record = self.undos.entry(path.clone()).or_default();
+                record.attempt_failed = true;
+                record.error = Some(error.clone());
+            }
+            RunEvent::UndoEnded {
+                path,
+                status,
+                attempts,
+                error,
+                ..
+            } => {
+                let record = self.undos.entry(path.clone()).or_default();
+                record.status = Some(*status);
+                record.attempts = *attempts;
+                record.error = error.clone();
             }
             RunEvent::RunEnded { .. }
+            | RunEvent::RunAborted(_)
+            | RunEvent::RunUndoing { .. }
             | RunEvent::RunPaused(_)
             | RunEvent::StepPolling { .. }
             | RunEvent::StepNotice { .. }

@@ -1,7 +1,7 @@
 //! The run-level reading of a run's events: one fold, shared by the store (its list of
 //! runs) and the reports, so that they cannot disagree on where a run stands.
 
-use super::{Notice, RunEvent, RunStatus, WindowGate};
+use super::{AbortRequest, Notice, RunEvent, RunStatus, WindowGate};
 use serde_json::Value;
 
 /// Where a run stands by its run-level events (created, resumed, ended).
@@ -28,6 +28,12 @@ pub struct RunFold {
     pub window_until: Option<String>,
     /// Every decision of a step gated by `window`, in order.
     pub gates: Vec<WindowGate>,
+    /// The abort of the run's current end, if a person asked for one: a process that takes
+    /// the run up starts no step and, when it says so, undoes the run.
+    pub aborted: Option<AbortRequest>,
+    /// Why the run is being undone, once its undo has begun: a process that takes the run
+    /// up goes on with the undo, not the steps.
+    pub undoing: Option<String>,
 }
 
 impl RunFold {
@@ -57,12 +63,25 @@ impl RunFold {
                 self.outputs = outputs.clone();
                 if status.is_parked() {
                     self.parks += 1;
+                } else {
+                    // Over: a later abort or retry starts afresh.
+                    self.aborted = None;
+                    self.undoing = None;
                 }
             }
             RunEvent::StepSkippedByHand(skipped) => self.reopen(format!(
                 "step `{}` skipped by hand by {}: {}; continue with runbook resume",
                 skipped.path, skipped.by, skipped.reason
             )),
+            RunEvent::RunAborted(abort) => {
+                // A live run keeps running: its process stops and undoes it. One that no
+                // process runs is reopened for the process that aborts it.
+                if self.status != Some(RunStatus::Running) {
+                    self.reopen(abort.describe());
+                }
+                self.aborted = Some(abort.clone());
+            }
+            RunEvent::RunUndoing { reason } => self.undoing = Some(reason.clone()),
             RunEvent::RunRetried(retried) => self.reopen(format!(
                 "retried from {} by {}: {}; it runs again with runbook resume",
                 retried.from.join(", "),
@@ -86,6 +105,7 @@ impl RunFold {
     /// a resume to continue. A run that had ended counts one more park, so that its
     /// `finally` steps run again at its real end.
     fn reopen(&mut self, reason: String) {
+        self.undoing = None;
         if self.status.is_some_and(RunStatus::is_over) {
             self.parks += 1;
         }

@@ -93,6 +93,37 @@ impl Dag {
         }
     }
 
+    /// The steps of `steps` whose `has_undo` is set, in stages of the order their undos run:
+    /// a step comes after every step with an undo that depends on it, directly or through
+    /// steps without one; steps in one stage are independent of each other.
+    pub fn undo_stages(&self, has_undo: &[bool]) -> Vec<Vec<usize>> {
+        let members: Vec<usize> = (0..self.len())
+            .filter(|&i| self.sections[i] == Section::Steps)
+            .collect();
+        // Dependents come later in a topological order; walking it backwards, each step's
+        // level is known once every dependent's is.
+        let Ok(order) = petgraph::algo::toposort(&self.graph, None) else {
+            return Vec::new();
+        };
+        let mut level = vec![0usize; self.len()];
+        for node in order.into_iter().rev() {
+            let index = node.index();
+            for need in &self.needs[index] {
+                let after = level[index] + usize::from(has_undo[index]);
+                level[need.step] = level[need.step].max(after);
+            }
+        }
+        let mut stages: Vec<Vec<usize>> = Vec::new();
+        for index in members.into_iter().filter(|&i| has_undo[i]) {
+            if stages.len() <= level[index] {
+                stages.resize(level[index] + 1, Vec::new());
+            }
+            stages[level[index]].push(index);
+        }
+        stages.retain(|stage| !stage.is_empty());
+        stages
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }

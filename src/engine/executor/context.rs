@@ -46,6 +46,7 @@ impl Run {
             Some(StopReason::Parked) => RunStatus::Waiting,
             Some(StopReason::WindowClosed) => RunStatus::Parked,
             Some(StopReason::Deadline) => RunStatus::Failed,
+            Some(StopReason::Aborted) => RunStatus::Cancelled,
             None if self.run_failed() => RunStatus::Failed,
             None if *self.finishing.lock().expect("finishing lock") => RunStatus::Succeeded,
             None => RunStatus::Running,
@@ -60,7 +61,17 @@ impl Run {
     }
 
     pub(super) fn step_json(&self, step: &Step, instance: &Instance) -> Value {
-        json!({ "id": step.id.value, "key": step_key(&self.run_id, &instance.path) })
+        let mut json =
+            json!({ "id": step.id.value, "key": step_key(&self.run_id, &instance.path) });
+        // An undo reads how the step it takes back ended, as a notice does.
+        if instance.undoing {
+            let state = self.state.lock().expect("state lock");
+            let record = state.steps.get(&instance.path);
+            json["status"] = json!(record.and_then(|r| r.status).map(StepStatus::name));
+            json["outputs"] = record.map_or(Value::Null, |r| r.outputs.clone());
+            json["error"] = Value::Null;
+        }
+        json
     }
 
     /// The context jq expressions see, as a jq value.

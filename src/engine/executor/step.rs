@@ -73,7 +73,11 @@ impl Run {
             return status;
         }
         let Some(for_each) = &step.for_each else {
-            let instance = Instance { path, item: None };
+            let instance = Instance {
+                path,
+                item: None,
+                undoing: false,
+            };
             let status = self.run_instance(scope, step, &instance, cancel).await;
             self.notice(scope, step, &instance).await;
             return status;
@@ -139,6 +143,7 @@ impl Run {
                 let instance = Instance {
                     path: format!("{path}[{index}]"),
                     item: Some((item, index)),
+                    undoing: false,
                 };
                 let limit = &limit;
                 async move {
@@ -294,7 +299,7 @@ impl Run {
                 }))),
             ),
             _ => {
-                self.attempts(scope, step, instance, &body, false, cancel)
+                self.attempts(scope, step, instance, &body, Phase::Action, cancel)
                     .await
             }
         };
