@@ -88,6 +88,13 @@ impl RunFold {
                 retried.by,
                 retried.reason
             )),
+            // A step skipped when it came up again (a `finally` step at a new end) has
+            // nothing to say any more.
+            RunEvent::StepEnded {
+                path,
+                status: super::StepStatus::Skipped,
+                ..
+            } => self.notices.retain(|notice| notice.step != *path),
             RunEvent::StepNotice { path, text } => {
                 self.notices.retain(|notice| notice.step != *path);
                 self.notices.push(Notice {

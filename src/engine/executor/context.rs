@@ -35,7 +35,13 @@ impl Run {
     pub(super) fn run_json(&self) -> Value {
         // What `finally` steps see: how the run is ending, before it has ended.
         let stop = *self.stop.lock().expect("stop lock");
+        // `finally` after an undo that went to its end sees the run undone.
+        let undone = matches!(
+            *self.undo_outcome.lock().expect("undo lock"),
+            Some(undo::UndoOutcome::Done { .. })
+        );
         let status = match stop {
+            _ if undone && stop != Some(StopReason::Journal) => RunStatus::Undone,
             Some(
                 StopReason::Interrupted
                 | StopReason::Journal

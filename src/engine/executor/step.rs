@@ -18,8 +18,18 @@ impl Run {
         let (started_before, expanded, items_withheld) = {
             let state = self.state.lock().expect("state lock");
             let record = state.steps.get(&path);
+            // A `finally` step that ended before the run was parked (or reopened by a
+            // control) runs for a new end: its `when` is asked again.
+            let finally_again = record
+                .is_some_and(|r| r.status.is_some() && r.segment != state.run.parks)
+                && scope
+                    .loaded
+                    .runbook
+                    .finally
+                    .iter()
+                    .any(|s| std::ptr::eq(s, step));
             (
-                record.is_some(),
+                record.is_some() && !finally_again,
                 record.and_then(|r| r.expanded.clone()),
                 record.and_then(|r| r.withheld.get("items").cloned()),
             )
