@@ -580,4 +580,47 @@ mod tests {
         assert_eq!(cleanup.ended_at, None);
         assert_eq!(state.steps["work"].started_at.as_deref(), Some("t6"));
     }
+
+    #[test]
+    fn an_undo_in_flight_keeps_its_attempt_and_a_new_round_starts_afresh() {
+        let mut state = RunState::default();
+        let started = |attempt| RunEvent::UndoStarted {
+            path: "s".to_owned(),
+            attempt,
+            attempts: 3,
+        };
+        state.apply_at(&started(1), "");
+        state.apply_at(
+            &RunEvent::UndoAttemptFailed {
+                path: "s".to_owned(),
+                attempt: 1,
+                error: "boom".to_owned(),
+                retry_in_ms: Some(10),
+            },
+            "",
+        );
+        state.apply_at(&started(2), "");
+        // A resume makes attempt 2 again: the same attempt, not a third.
+        state.apply_at(&started(2), "");
+        let undo = &state.undos["s"];
+        assert_eq!((undo.attempts, undo.status), (2, None));
+        state.apply_at(
+            &RunEvent::UndoEnded {
+                path: "s".to_owned(),
+                status: StepStatus::Failed,
+                attempts: 2,
+                error: Some("boom".to_owned()),
+                duration_ms: 1,
+            },
+            "",
+        );
+        // Taken up again by a later abort: attempts count from 1.
+        state.apply_at(&started(1), "");
+        let undo = &state.undos["s"];
+        assert_eq!(
+            (undo.attempts, undo.status, undo.attempt_failed),
+            (1, None, false)
+        );
+        assert!(state.steps.is_empty(), "undo events leave the steps alone");
+    }
 }

@@ -195,4 +195,37 @@ mod tests {
         run.apply(&skipped, "t3");
         assert_eq!(run.parks, 1);
     }
+
+    #[test]
+    fn an_abort_reopens_a_stopped_run_but_not_a_live_one_and_an_end_clears_it() {
+        let abort = RunEvent::RunAborted(crate::event::AbortRequest {
+            by: "ann".into(),
+            reason: "roll back".into(),
+            undo: true,
+            asked_at: "t".into(),
+        });
+        let mut stopped = RunFold::default();
+        stopped.apply(&ended(RunStatus::Failed, 10), "t1");
+        stopped.apply(&abort, "t2");
+        assert_eq!(stopped.status, Some(RunStatus::Interrupted));
+        assert_eq!(stopped.parks, 1, "finally runs again at the new end");
+        assert!(stopped.aborted.as_ref().is_some_and(|a| a.undo));
+
+        let mut live = RunFold::default();
+        live.apply(&RunEvent::RunResumed { by: "pid 1".into() }, "t1");
+        live.apply(&abort, "t2");
+        live.apply(
+            &RunEvent::RunUndoing {
+                reason: "asked".into(),
+            },
+            "t3",
+        );
+        assert_eq!(live.status, Some(RunStatus::Running));
+        assert_eq!(live.undoing.as_deref(), Some("asked"));
+        live.apply(&ended(RunStatus::Undone, 5), "t4");
+        assert_eq!(
+            (live.aborted.is_none(), live.undoing.is_none()),
+            (true, true)
+        );
+    }
 }

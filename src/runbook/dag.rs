@@ -244,3 +244,61 @@ impl Dag {
         Some(stages)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::diagnostic::SourceFile;
+    use crate::runbook::load;
+
+    fn dag(text: &str) -> (Dag, Vec<bool>) {
+        let (loaded, problems) = load::load(SourceFile::new("d.yaml", text));
+        assert!(problems.is_empty(), "{problems:?}");
+        let runbook = loaded.expect("loaded").runbook;
+        let has_undo = runbook.all_steps().map(|s| s.undo.is_some()).collect();
+        (Dag::new(&runbook), has_undo)
+    }
+
+    fn ids(dag: &Dag, stages: Vec<Vec<usize>>) -> Vec<Vec<&str>> {
+        stages
+            .into_iter()
+            .map(|s| s.into_iter().map(|i| dag.ids[i].as_str()).collect())
+            .collect()
+    }
+
+    /// A step's undo comes after those of every step that depends on it, even through a
+    /// step without an undo; `finally` steps are never undone.
+    #[test]
+    fn undo_stages_reverse_the_graph_through_steps_without_an_undo() {
+        let (dag, has_undo) = dag(r#"
+version: 1
+name: d
+steps:
+  - id: a
+    exec: {command: [a]}
+    undo: {exec: {command: [ua]}}
+  - id: b
+    needs: [a]
+    exec: {command: [b]}
+  - id: c
+    needs: [b]
+    exec: {command: [c]}
+    undo: {exec: {command: [uc]}}
+  - id: d
+    needs: [a]
+    exec: {command: [d]}
+    undo: {exec: {command: [ud]}}
+  - id: e
+    needs: []
+    exec: {command: [e]}
+    undo: {exec: {command: [ue]}}
+finally:
+  - id: f
+    exec: {command: [f]}
+"#);
+        assert_eq!(
+            ids(&dag, dag.undo_stages(&has_undo)),
+            [vec!["c", "d", "e"], vec!["a"]]
+        );
+    }
+}

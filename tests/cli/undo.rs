@@ -402,3 +402,57 @@ steps:
     assert_eq!(output.code, 0, "{}", output.stderr);
     insta::assert_snapshot!(output.stdout);
 }
+
+#[test]
+fn undos_the_language_refuses_are_diagnosed_where_they_are_written() {
+    let bench = Bench::new();
+    bench.write(
+        "bad.yaml",
+        r#"version: 1
+name: bad
+on_failure: rollback
+steps:
+  - id: a
+    exec: { command: [echo, a] }
+    undo:
+      exec: { command: [echo, undo] }
+      undo: { exec: { command: [echo, again] } }
+  - id: b
+    exec: { command: [echo, b] }
+    undo:
+      approval: { prompt: really? }
+      outputs: { x: '.y' }
+  - id: c
+    exec: { command: [echo, c] }
+    undo: { retry: { attempts: 2 } }
+finally:
+  - id: f
+    exec: { command: [echo, f] }
+    undo: { exec: { command: [echo, unf] } }
+"#,
+    );
+    let refused = bench.runbook(&["validate", "bad.yaml"]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    for expected in [
+        "bad.yaml:3:13",
+        "unknown value `rollback`",
+        "bad.yaml:9:7",
+        "unknown key `undo`",
+        "an undo cannot have an undo of its own",
+        "bad.yaml:13:17",
+        "an `undo` cannot wait for an approval",
+        "bad.yaml:14:7",
+        "unknown key `outputs`",
+        "an undo is one action with its own",
+        "bad.yaml:17:11",
+        "the undo of step `c` has no action",
+        "bad.yaml:21:11",
+        "a `finally` step cannot have an `undo`",
+    ] {
+        assert!(
+            refused.stderr.contains(expected),
+            "{expected}: {}",
+            refused.stderr
+        );
+    }
+}
