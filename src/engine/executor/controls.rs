@@ -110,6 +110,11 @@ impl Run {
                 |r: &AbortRequest| r.asked_at.clone(),
             )
             .await;
+        // Once `finally` has started the run is ending already: an abort would only relabel
+        // an end it no longer changes.
+        if *self.finishing.lock().expect("finishing lock") {
+            return std::future::pending().await;
+        }
         // Durable before the run stops, so that the journal says who aborted it and why.
         let _ = self.emit(RunEvent::RunAborted(request.clone())).await;
         *self.aborted.lock().expect("abort lock") = Some(request);
