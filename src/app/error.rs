@@ -107,6 +107,8 @@ pub enum NothingTo {
     Resume,
     Approve,
     Skip,
+    Abort,
+    Undo,
 }
 
 impl NothingTo {
@@ -115,6 +117,8 @@ impl NothingTo {
             NothingTo::Resume => "resume",
             NothingTo::Approve => "approve",
             NothingTo::Skip => "skip",
+            NothingTo::Abort => "abort",
+            NothingTo::Undo => "undo (only a failed or stopped run can be undone)",
         }
     }
 }

@@ -15,8 +15,8 @@ mod start;
 
 pub use approve::{ApprovalRecorded, ApproveRequest, approve};
 pub use controls::{
-    PauseAsked, PauseRunRequest, Retried, RetryRequest, SkipRequest, StepSkipped, pause, retry,
-    skip,
+    AbortRunRequest, Aborted, PauseAsked, PauseRunRequest, Retried, RetryRequest, SkipRequest,
+    StepSkipped, abort, pause, retry, skip,
 };
 pub use error::{AppError, NothingTo, Notice};
 pub use event_channel::EventChannel;

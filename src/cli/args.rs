@@ -31,6 +31,9 @@ pub enum Command {
     Retry(super::controls::RetryArgs),
     /// Ask the process running a live run to stop starting steps and park it (exit 3 there).
     Pause(super::controls::PauseArgs),
+    /// Stop a run for good: no step starts again; with --undo, run the undo of every step
+    /// that succeeded, in reverse order; then `finally`.
+    Abort(super::controls::AbortArgs),
     /// List runs, or show one.
     Runs(RunsArgs),
     /// List the locks runs hold (`locks:` in runbooks): lock, run, runbook, host, since,
@@ -301,7 +304,7 @@ pub struct RunsPruneArgs {
 /// A run status as `runs list --status` takes it: `succeeded`, `waiting`, ...
 fn parse_status(text: &str) -> Result<crate::engine::RunStatus, String> {
     serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| {
-        "expected one of running, succeeded, failed, cancelled, interrupted, waiting, parked"
+        "expected one of running, succeeded, failed, cancelled, interrupted, waiting, parked, undone"
             .to_owned()
     })
 }
@@ -322,7 +325,7 @@ pub struct RunsListArgs {
     #[arg(long, value_name = "NAME")]
     pub runbook: Option<String>,
     /// Only runs with this status: running, succeeded, failed, cancelled, interrupted,
-    /// waiting or parked.
+    /// waiting, parked or undone.
     #[arg(long, value_name = "STATUS", value_parser = parse_status)]
     pub status: Option<crate::engine::RunStatus>,
     /// Only runs started since: an age (7d, 12h) or a date (2026-11-01).

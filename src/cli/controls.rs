@@ -4,7 +4,7 @@
 use super::args::{ExecutionArgs, StoreArgs};
 use super::execute::{self, app_failure, runtime};
 use super::{ExitStatus, Printer};
-use crate::app::{self, PauseRunRequest, RetryRequest, SkipRequest};
+use crate::app::{self, AbortRunRequest, PauseRunRequest, RetryRequest, SkipRequest};
 use clap::Args;
 use serde_json::{Map, Value};
 
@@ -209,4 +209,66 @@ pub fn pause(args: &PauseArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
             Err(error) => Ok(app_failure(&error, printer)),
         }
     })
+}
+
+#[derive(Debug, Args)]
+pub struct AbortArgs {
+    /// The run: parked, waiting, interrupted, failed (with --undo), or live in another
+    /// process.
+    #[arg(value_name = "RUN_ID")]
+    pub run_id: String,
+    /// Run the `undo` of every step that succeeded, in reverse order of the graph.
+    #[arg(long)]
+    pub undo: bool,
+    #[command(flatten)]
+    pub control: ControlArgs,
+    #[command(flatten)]
+    pub execution: ExecutionArgs,
+}
+
+/// `runbook abort RUN_ID`: a stopped run is finished in this process (its undo, if asked,
+/// then `finally`); a live one is asked, through the store, to do the same.
+pub fn abort(args: &AbortArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
+    let runtime = runtime()?;
+    let status = runtime.block_on(async {
+        let store = match app::open_store(args.control.store.store.as_deref()).await {
+            Ok(store) => store,
+            Err(error) => return app_failure(&error, printer),
+        };
+        let request = AbortRunRequest {
+            run_id: args.run_id.clone(),
+            undo: args.undo,
+            by: args.control.by.clone(),
+            reason: args.control.reason.clone(),
+            max_parallel: args.execution.max_parallel,
+        };
+        let notice = |notice: app::Notice| printer.note(&notice.to_string());
+        match app::abort(store.clone(), request, &notice).await {
+            Ok(app::Aborted::Asked { request, owner }) => {
+                let _ = store.close().await;
+                let undo = if request.undo { ", undo it" } else { "" };
+                printer.note(&format!(
+                    "asked {owner} to abort run {} as {}: it stops its steps{undo}, runs \
+                     `finally` and ends",
+                    args.run_id, request.by
+                ));
+                ExitStatus::Success
+            }
+            Ok(app::Aborted::Claimed { request, run }) => {
+                let undo = if request.undo { "; undoing it" } else { "" };
+                printer.note(&format!(
+                    "aborting run {} as {}{undo}",
+                    args.run_id, request.by
+                ));
+                let shown = execute::Shown {
+                    output: args.execution.output,
+                    step_output: args.execution.verbose.verbose,
+                };
+                execute::execute(*run, shown, printer).await
+            }
+            Err(error) => app_failure(&error, printer),
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(status)
 }

@@ -59,6 +59,7 @@ pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
         Command::Skip(args) => controls::skip(&args, printer),
         Command::Retry(args) => controls::retry(&args, printer),
         Command::Pause(args) => controls::pause(&args, printer),
+        Command::Abort(args) => controls::abort(&args, printer),
         Command::Runs(args) => runs::runs(&args, printer),
         Command::Locks(args) => locks::locks(&args, printer),
         Command::Logs(args) => logs::logs(&args, printer),

@@ -1,6 +1,6 @@
 use super::args::{InputArgs, PlanArgs, PlanFormat};
 use super::{ExitStatus, Printer};
-use crate::plan::dry_run::{self, Plan, PlannedStep};
+use crate::plan::dry_run::{self, Plan, PlannedFallback, PlannedStep, PlannedUndo};
 use crate::plan::window;
 use crate::runbook::Runbook;
 use crate::runbook::bounded_read::read_text_bounded;
@@ -188,6 +188,9 @@ fn render_text(plan: &Plan, file: &str) -> String {
             any_unknown |= write_step(&mut out, step, 1);
         }
     }
+    if let Some(undo) = &plan.undo {
+        write_undo(&mut out, undo);
+    }
     if any_unknown {
         let _ = writeln!(out, "\n⟨…⟩ is known only at run time.");
     }
@@ -251,27 +254,55 @@ fn write_step(out: &mut String, step: &PlannedStep, depth: usize) -> bool {
         );
     }
     if let Some(fallback) = &step.fallback {
-        let _ = writeln!(out, "{detail}fallback: {}", fallback.summary);
-        write_body(out, &fallback.action, &format!("{detail}  "));
-        write_bounds(
-            out,
-            fallback.retry.as_deref(),
-            fallback.timeout.as_deref(),
-            &format!("{detail}  "),
-        );
-        if !fallback.with.is_null() {
-            let _ = writeln!(
-                out,
-                "{detail}  with {}",
-                serde_json::to_string(&fallback.with).unwrap_or_default()
-            );
-        }
+        write_second_body(out, "fallback", fallback, &detail);
+    }
+    if let Some(undo) = &step.undo {
+        write_second_body(out, "undo", undo, &detail);
     }
     let mut unknown = !step.known_at_run_time.is_empty();
     for call in &step.calls {
         unknown |= write_step(out, call, depth + 2);
     }
     unknown
+}
+
+/// A step's fallback or undo, under the step.
+fn write_second_body(out: &mut String, what: &str, body: &PlannedFallback, detail: &str) {
+    let _ = writeln!(out, "{detail}{what}: {}", body.summary);
+    let indent = format!("{detail}  ");
+    write_body(out, &body.action, &indent);
+    write_bounds(out, body.retry.as_deref(), body.timeout.as_deref(), &indent);
+    if !body.with.is_null() {
+        let _ = writeln!(
+            out,
+            "{indent}with {}",
+            serde_json::to_string(&body.with).unwrap_or_default()
+        );
+    }
+}
+
+/// The order of the run's undo: stages of steps, the steps without an undo, what starts it.
+fn write_undo(out: &mut String, undo: &PlannedUndo) {
+    let triggers = if undo.triggers.is_empty() {
+        "runbook abort --undo".to_owned()
+    } else {
+        format!("{}, or runbook abort --undo", undo.triggers.join(", "))
+    };
+    let _ = writeln!(
+        out,
+        "\nUndo ({triggers}): the undo of each step that succeeded, in this order"
+    );
+    for (number, stage) in undo.stages.iter().enumerate() {
+        let parallel = if stage.len() > 1 {
+            " (in parallel)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  {}. {}{parallel}", number + 1, stage.join(", "));
+    }
+    if !undo.without.is_empty() {
+        let _ = writeln!(out, "  no undo: {}", undo.without.join(", "));
+    }
 }
 
 /// The retry and timeout that apply to an action, when it has them.

@@ -192,7 +192,15 @@ impl Redact for RunEvent {
                     *items = masked;
                 }
             }
-            RunEvent::StepAttemptFailed { error, .. } => text(error),
+            RunEvent::StepAttemptFailed { error, .. }
+            | RunEvent::UndoAttemptFailed { error, .. } => text(error),
+            RunEvent::UndoStarted { .. } => {}
+            RunEvent::UndoEnded { error, .. } => optional(error),
+            RunEvent::RunUndoing { reason } => text(reason),
+            RunEvent::RunAborted(abort) => {
+                text(&mut abort.by);
+                text(&mut abort.reason);
+            }
             RunEvent::StepOutput { stdout, stderr, .. } => {
                 text(stdout);
                 text(stderr);

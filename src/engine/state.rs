@@ -51,6 +51,18 @@ pub struct StepRecord {
     pub earlier_attempts: u32,
 }
 
+/// What is known of the undo of one step instance.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UndoRecord {
+    /// `None` while it runs.
+    pub status: Option<StepStatus>,
+    /// The attempt under way or last made.
+    pub attempts: u32,
+    /// The attempt under way has already failed (a retry was due).
+    pub attempt_failed: bool,
+    pub error: Option<String>,
+}
+
 /// An answer journaled for an approval step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Answer {
@@ -78,6 +90,8 @@ pub struct RunState {
     pub created_at: Option<String>,
     /// Attempts each step retried by `runbook retry` made before, added up.
     retried_attempts: HashMap<String, u32>,
+    /// The undo of each step instance that has one under way or done, by step path.
+    pub undos: BTreeMap<String, UndoRecord>,
 }
 
 impl RunState {
@@ -231,8 +245,39 @@ impl RunState {
                 for path in &retried.rerun {
                     self.forget_for_retry(path);
                 }
+                // The run goes forward again: what an earlier undo took back may be redone.
+                self.undos.clear();
+            }
+            RunEvent::UndoStarted { path, attempt, .. } => {
+                let record = self.undos.entry(path.clone()).or_default();
+                // A crash or a signal left it unfinished: the same attempt starts again.
+                let same_attempt = record.status.is_none() && record.attempts == *attempt;
+                if !same_attempt {
+                    record.attempts = *attempt;
+                    record.attempt_failed = false;
+                }
+                record.status = None;
+            }
+            RunEvent::UndoAttemptFailed { path, error, .. } => {
+                let record = self.undos.entry(path.clone()).or_default();
+                record.attempt_failed = true;
+                record.error = Some(error.clone());
+            }
+            RunEvent::UndoEnded {
+                path,
+                status,
+                attempts,
+                error,
+                ..
+            } => {
+                let record = self.undos.entry(path.clone()).or_default();
+                record.status = Some(*status);
+                record.attempts = *attempts;
+                record.error = error.clone();
             }
             RunEvent::RunEnded { .. }
+            | RunEvent::RunAborted(_)
+            | RunEvent::RunUndoing { .. }
             | RunEvent::RunPaused(_)
             | RunEvent::StepPolling { .. }
             | RunEvent::StepNotice { .. }
@@ -534,5 +579,48 @@ mod tests {
         assert_eq!(cleanup.started_at.as_deref(), Some("t7"));
         assert_eq!(cleanup.ended_at, None);
         assert_eq!(state.steps["work"].started_at.as_deref(), Some("t6"));
+    }
+
+    #[test]
+    fn an_undo_in_flight_keeps_its_attempt_and_a_new_round_starts_afresh() {
+        let mut state = RunState::default();
+        let started = |attempt| RunEvent::UndoStarted {
+            path: "s".to_owned(),
+            attempt,
+            attempts: 3,
+        };
+        state.apply_at(&started(1), "");
+        state.apply_at(
+            &RunEvent::UndoAttemptFailed {
+                path: "s".to_owned(),
+                attempt: 1,
+                error: "boom".to_owned(),
+                retry_in_ms: Some(10),
+            },
+            "",
+        );
+        state.apply_at(&started(2), "");
+        // A resume makes attempt 2 again: the same attempt, not a third.
+        state.apply_at(&started(2), "");
+        let undo = &state.undos["s"];
+        assert_eq!((undo.attempts, undo.status), (2, None));
+        state.apply_at(
+            &RunEvent::UndoEnded {
+                path: "s".to_owned(),
+                status: StepStatus::Failed,
+                attempts: 2,
+                error: Some("boom".to_owned()),
+                duration_ms: 1,
+            },
+            "",
+        );
+        // Taken up again by a later abort: attempts count from 1.
+        state.apply_at(&started(1), "");
+        let undo = &state.undos["s"];
+        assert_eq!(
+            (undo.attempts, undo.status, undo.attempt_failed),
+            (1, None, false)
+        );
+        assert!(state.steps.is_empty(), "undo events leave the steps alone");
     }
 }

@@ -91,3 +91,32 @@ impl PauseRequest {
         format!("paused by {}: {}{now}", self.by, self.reason)
     }
 }
+
+/// A person's request that a run stop for good (`runbook abort`), and be undone when
+/// `undo` is set. A run no process runs has it journaled by the process that aborts it; a
+/// live run gets it through the store (a named record, [`AbortRequest::record`]) and its
+/// process journals it as it stops.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AbortRequest {
+    pub by: String,
+    pub reason: String,
+    /// Run the `undo` of every step that succeeded, in reverse order of the graph.
+    #[serde(default)]
+    pub undo: bool,
+    /// When it was asked (RFC 3339): a live process ignores requests made before it took
+    /// the run up.
+    pub asked_at: String,
+}
+
+impl AbortRequest {
+    /// The name of the store's record that carries the abort requests of run `run_id`.
+    pub fn record(run_id: &str) -> String {
+        format!("runbook:abort:{run_id}")
+    }
+
+    /// `aborted by NAME: REASON`.
+    pub fn describe(&self) -> String {
+        let undo = if self.undo { " (with undo)" } else { "" };
+        format!("aborted by {}{undo}: {}", self.by, self.reason)
+    }
+}

@@ -1,7 +1,7 @@
 //! The run-level reading of a run's events: one fold, shared by the store (its list of
 //! runs) and the reports, so that they cannot disagree on where a run stands.
 
-use super::{Notice, RunEvent, RunStatus, WindowGate};
+use super::{AbortRequest, Notice, RunEvent, RunStatus, WindowGate};
 use serde_json::Value;
 
 /// Where a run stands by its run-level events (created, resumed, ended).
@@ -28,6 +28,12 @@ pub struct RunFold {
     pub window_until: Option<String>,
     /// Every decision of a step gated by `window`, in order.
     pub gates: Vec<WindowGate>,
+    /// The abort of the run's current end, if a person asked for one: a process that takes
+    /// the run up starts no step and, when it says so, undoes the run.
+    pub aborted: Option<AbortRequest>,
+    /// Why the run is being undone, once its undo has begun: a process that takes the run
+    /// up goes on with the undo, not the steps.
+    pub undoing: Option<String>,
 }
 
 impl RunFold {
@@ -57,18 +63,38 @@ impl RunFold {
                 self.outputs = outputs.clone();
                 if status.is_parked() {
                     self.parks += 1;
+                } else {
+                    // Over: a later abort or retry starts afresh.
+                    self.aborted = None;
+                    self.undoing = None;
                 }
             }
             RunEvent::StepSkippedByHand(skipped) => self.reopen(format!(
                 "step `{}` skipped by hand by {}: {}; continue with runbook resume",
                 skipped.path, skipped.by, skipped.reason
             )),
+            RunEvent::RunAborted(abort) => {
+                // A live run keeps running: its process stops and undoes it. One that no
+                // process runs is reopened for the process that aborts it.
+                if self.status != Some(RunStatus::Running) {
+                    self.reopen(abort.describe());
+                }
+                self.aborted = Some(abort.clone());
+            }
+            RunEvent::RunUndoing { reason } => self.undoing = Some(reason.clone()),
             RunEvent::RunRetried(retried) => self.reopen(format!(
                 "retried from {} by {}: {}; it runs again with runbook resume",
                 retried.from.join(", "),
                 retried.by,
                 retried.reason
             )),
+            // A step skipped when it came up again (a `finally` step at a new end) has
+            // nothing to say any more.
+            RunEvent::StepEnded {
+                path,
+                status: super::StepStatus::Skipped,
+                ..
+            } => self.notices.retain(|notice| notice.step != *path),
             RunEvent::StepNotice { path, text } => {
                 self.notices.retain(|notice| notice.step != *path);
                 self.notices.push(Notice {
@@ -86,6 +112,7 @@ impl RunFold {
     /// a resume to continue. A run that had ended counts one more park, so that its
     /// `finally` steps run again at its real end.
     fn reopen(&mut self, reason: String) {
+        self.undoing = None;
         if self.status.is_some_and(RunStatus::is_over) {
             self.parks += 1;
         }
@@ -167,5 +194,38 @@ mod tests {
         // A second control on a run already parked counts no other park.
         run.apply(&skipped, "t3");
         assert_eq!(run.parks, 1);
+    }
+
+    #[test]
+    fn an_abort_reopens_a_stopped_run_but_not_a_live_one_and_an_end_clears_it() {
+        let abort = RunEvent::RunAborted(crate::event::AbortRequest {
+            by: "ann".into(),
+            reason: "roll back".into(),
+            undo: true,
+            asked_at: "t".into(),
+        });
+        let mut stopped = RunFold::default();
+        stopped.apply(&ended(RunStatus::Failed, 10), "t1");
+        stopped.apply(&abort, "t2");
+        assert_eq!(stopped.status, Some(RunStatus::Interrupted));
+        assert_eq!(stopped.parks, 1, "finally runs again at the new end");
+        assert!(stopped.aborted.as_ref().is_some_and(|a| a.undo));
+
+        let mut live = RunFold::default();
+        live.apply(&RunEvent::RunResumed { by: "pid 1".into() }, "t1");
+        live.apply(&abort, "t2");
+        live.apply(
+            &RunEvent::RunUndoing {
+                reason: "asked".into(),
+            },
+            "t3",
+        );
+        assert_eq!(live.status, Some(RunStatus::Running));
+        assert_eq!(live.undoing.as_deref(), Some("asked"));
+        live.apply(&ended(RunStatus::Undone, 5), "t4");
+        assert_eq!(
+            (live.aborted.is_none(), live.undoing.is_none()),
+            (true, true)
+        );
     }
 }

@@ -8,7 +8,7 @@ mod lock;
 pub mod timestamp;
 mod window;
 
-pub use control::{InputChange, PauseRequest, RunRetried, StepSkippedByHand};
+pub use control::{AbortRequest, InputChange, PauseRequest, RunRetried, StepSkippedByHand};
 pub use fold::RunFold;
 pub use lock::{LockAcquired, LockHolding, LockReleased, LockWaiting};
 pub use window::{GateDecision, NeedSource, WindowGate};
@@ -62,6 +62,9 @@ pub enum RunStatus {
     /// Parked because its window closed before a gated step could start;
     /// `runbook resume --window` continues it in a later window.
     Parked,
+    /// Ended after the `undo` of every step that had succeeded ran and succeeded: what the
+    /// run did is taken back.
+    Undone,
 }
 
 impl RunStatus {
@@ -74,6 +77,7 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
             RunStatus::Waiting => "waiting",
             RunStatus::Parked => "parked",
+            RunStatus::Undone => "undone",
         }
     }
 
@@ -87,6 +91,7 @@ impl RunStatus {
             RunStatus::Interrupted,
             RunStatus::Waiting,
             RunStatus::Parked,
+            RunStatus::Undone,
         ]
         .into_iter()
         .find(|status| status.name() == name)
@@ -269,6 +274,38 @@ pub enum RunEvent {
         /// them.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         notices: Vec<Notice>,
+    },
+    /// A person aborted the run (`runbook abort`): nothing more starts, and its succeeded
+    /// steps are undone when the request says so.
+    RunAborted(AbortRequest),
+    /// The run starts undoing what its steps did, and why: `on_failure: undo`,
+    /// `on_window_close: undo`, or an abort with undo. Journaled once per undo, before the
+    /// first undo starts.
+    RunUndoing {
+        reason: String,
+    },
+    /// An attempt of a step's `undo` starts (one per succeeded item of a `for_each` step).
+    UndoStarted {
+        path: String,
+        attempt: u32,
+        attempts: u32,
+    },
+    /// An attempt of an undo failed; `retry_in_ms` is set when another follows.
+    UndoAttemptFailed {
+        path: String,
+        attempt: u32,
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_in_ms: Option<u64>,
+    },
+    /// An undo ended: `succeeded`, `failed` (after its retries) or `cancelled`.
+    UndoEnded {
+        path: String,
+        status: StepStatus,
+        attempts: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        duration_ms: u64,
     },
 }
 

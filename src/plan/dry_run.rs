@@ -21,6 +21,22 @@ pub struct Plan {
     pub inputs: Map<String, Value>,
     /// Groups of steps that can run in parallel, in order; `finally` steps come last.
     pub stages: Vec<Vec<PlannedStep>>,
+    /// When some step has an `undo`: the order undos run in, and what starts them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undo: Option<PlannedUndo>,
+}
+
+/// The undo of a run, as it would go.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedUndo {
+    /// What undoes a run besides `runbook abort --undo`: `on_failure: undo`,
+    /// `on_window_close: undo`.
+    pub triggers: Vec<String>,
+    /// Step ids whose undo runs, in stages: a stage's undos may run in parallel, and run
+    /// after the stages before it.
+    pub stages: Vec<Vec<String>>,
+    /// Steps of `steps` that have no `undo`: what they did stays.
+    pub without: Vec<String>,
 }
 
 /// One step as it would run.
@@ -53,6 +69,9 @@ pub struct PlannedStep {
     pub timeout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback: Option<Box<PlannedFallback>>,
+    /// What takes the step back when the run is undone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Box<PlannedFallback>>,
     /// The steps of the runbook this step calls through `uses`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub calls: Vec<PlannedStep>,
@@ -67,6 +86,7 @@ pub struct PlannedStep {
     pub history: Option<super::window::StepHistory>,
 }
 
+/// A second body of a step (its `fallback` or its `undo`): one action, with its own bounds.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedFallback {
     pub summary: String,
@@ -100,6 +120,48 @@ pub fn plan(bundle: &Bundle, inputs: Map<String, Value>) -> Option<Plan> {
         window_ms: None,
         inputs,
         stages,
+        undo: plan_undo(&root.runbook),
+    })
+}
+
+/// The order of a run's undo, when any step of the root runbook has one.
+fn plan_undo(runbook: &crate::runbook::Runbook) -> Option<PlannedUndo> {
+    let steps: Vec<&Step> = runbook.all_steps().collect();
+    let has_undo: Vec<bool> = steps.iter().map(|s| s.undo.is_some()).collect();
+    if !has_undo.iter().any(|&h| h) {
+        return None;
+    }
+    let dag = Dag::new(runbook);
+    let stages = dag
+        .undo_stages(&has_undo)
+        .into_iter()
+        .map(|stage| stage.into_iter().map(|i| dag.ids[i].clone()).collect())
+        .collect();
+    let without = runbook
+        .steps
+        .iter()
+        .filter(|s| s.undo.is_none())
+        .map(|s| s.id.value.clone())
+        .collect();
+    let mut triggers = Vec::new();
+    if runbook
+        .on_failure
+        .as_ref()
+        .is_some_and(|p| p.value == crate::runbook::OnFailure::Undo)
+    {
+        triggers.push("on_failure: undo".to_owned());
+    }
+    if runbook
+        .on_window_close
+        .as_ref()
+        .is_some_and(|p| p.value == crate::runbook::OnWindowClose::Undo)
+    {
+        triggers.push("on_window_close: undo".to_owned());
+    }
+    Some(PlannedUndo {
+        triggers,
+        stages,
+        without,
     })
 }
 
@@ -164,25 +226,24 @@ fn plan_step(
         decided: decide(&when.value, context),
     });
     let fallback = step.fallback.as_ref().map(|fallback| {
-        let action = fallback.action();
-        let node = step.node.get("fallback").cloned().unwrap_or_default();
-        let (body, unknown) = render_body(&node, action, context);
-        let with = node.get("with").map_or(Value::Null, |n| {
-            render_partial(&n.to_json(), context, template::Escape::Plain).text
-        });
-        let applies = loaded
-            .runbook
-            .applies(fallback.retry.as_ref(), fallback.timeout.as_ref());
-        Box::new(PlannedFallback {
-            summary: action
-                .map(|a| render_summary(a, context))
-                .unwrap_or_default(),
-            action: body,
-            with,
-            retry: retry_shown(&applies),
-            timeout: timeout_shown(&applies),
-            known_at_run_time: unknown,
-        })
+        plan_second_body(
+            loaded,
+            step.node.get("fallback"),
+            fallback.action(),
+            fallback.retry.as_ref(),
+            fallback.timeout.as_ref(),
+            context,
+        )
+    });
+    let undo = step.undo.as_ref().map(|undo| {
+        plan_second_body(
+            loaded,
+            step.node.get("undo"),
+            undo.action(),
+            undo.retry.as_ref(),
+            undo.timeout.as_ref(),
+            context,
+        )
     });
     let calls = match action {
         Some(ActionRef::Uses(uses, _)) if depth < MAX_USES_DEPTH => {
@@ -237,11 +298,39 @@ fn plan_step(
         retry: retry_shown(&applies),
         timeout: timeout_shown(&applies),
         fallback,
+        undo,
         calls,
         window_written: step.window.as_ref().map(|w| w.value.clone()),
         window: None,
         history: None,
     }
+}
+
+/// A step's fallback or undo as it would run.
+fn plan_second_body(
+    loaded: &Loaded,
+    node: Option<&Node>,
+    action: Option<ActionRef<'_>>,
+    retry: Option<&crate::runbook::Spanned<crate::runbook::Retry>>,
+    timeout: Option<&crate::runbook::Spanned<crate::runbook::Duration>>,
+    context: &Value,
+) -> Box<PlannedFallback> {
+    let node = node.cloned().unwrap_or_default();
+    let (body, unknown) = render_body(&node, action, context);
+    let with = node.get("with").map_or(Value::Null, |n| {
+        render_partial(&n.to_json(), context, template::Escape::Plain).text
+    });
+    let applies = loaded.runbook.applies(retry, timeout);
+    Box::new(PlannedFallback {
+        summary: action
+            .map(|a| render_summary(a, context))
+            .unwrap_or_default(),
+        action: body,
+        with,
+        retry: retry_shown(&applies),
+        timeout: timeout_shown(&applies),
+        known_at_run_time: unknown,
+    })
 }
 
 /// The retry that applies, saying when it comes from the runbook's `defaults`.

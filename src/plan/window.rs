@@ -152,7 +152,8 @@ pub fn need(window: &StepWindow, history: &[u64]) -> (Duration, NeedSource) {
 pub fn decide(left: Duration, need: Duration, policy: OnWindowClose) -> GateDecision {
     if need <= left && !left.is_zero() {
         GateDecision::Start
-    } else if policy == OnWindowClose::Fail {
+    } else if policy != OnWindowClose::Park {
+        // `undo` fails the gated step as `fail` does; the run's failure then undoes it.
         GateDecision::Fail
     } else {
         GateDecision::Park

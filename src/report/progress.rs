@@ -123,6 +123,44 @@ impl EventSink for Progress {
                     pause.describe()
                 ));
             }
+            RunEvent::RunAborted(abort) => {
+                self.line(&format!("{}; nothing more starts", abort.describe()));
+            }
+            RunEvent::RunUndoing { reason } => {
+                self.line(&format!("undoing: {reason}"));
+            }
+            RunEvent::UndoStarted {
+                path,
+                attempt,
+                attempts,
+            } => {
+                let suffix = if *attempts > 1 {
+                    format!(" (attempt {attempt}/{attempts})")
+                } else {
+                    String::new()
+                };
+                self.line(&format!("{} undo {path}{suffix}", self.symbols.started));
+            }
+            RunEvent::UndoAttemptFailed {
+                path,
+                attempt,
+                error,
+                ..
+            } => {
+                self.line(&format!(
+                    "{} undo {path} attempt {attempt} failed: {error}",
+                    self.symbols.retrying
+                ));
+            }
+            RunEvent::UndoEnded {
+                path,
+                status,
+                error,
+                ..
+            } => {
+                let why = error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+                self.line(&format!("undo {path} {}{why}", status.name()));
+            }
             RunEvent::RunRetried(retried) => {
                 self.line(&format!(
                     "retried by {}: {}; running again: {}",

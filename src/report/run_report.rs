@@ -280,7 +280,17 @@ impl RunReport {
                 | RunEvent::LockReleased(_) => {
                     super::locks::apply(&mut report.locks, &envelope.event, at)
                 }
+                RunEvent::RunAborted(abort) => report.controls.push(ControlReport {
+                    at: at.clone(),
+                    by: abort.by.clone(),
+                    what: if abort.undo { "aborted, with undo" } else { "aborted" }.to_owned(),
+                    reason: abort.reason.clone(),
+                }),
                 RunEvent::RunEnded { .. }
+                | RunEvent::RunUndoing { .. }
+                | RunEvent::UndoStarted { .. }
+                | RunEvent::UndoAttemptFailed { .. }
+                | RunEvent::UndoEnded { .. }
                 | RunEvent::StepPolling { .. }
                 | RunEvent::StepNotice { .. }
                 | RunEvent::StepOutput { .. }

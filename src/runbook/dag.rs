@@ -93,6 +93,37 @@ impl Dag {
         }
     }
 
+    /// The steps of `steps` whose `has_undo` is set, in stages of the order their undos run:
+    /// a step comes after every step with an undo that depends on it, directly or through
+    /// steps without one; steps in one stage are independent of each other.
+    pub fn undo_stages(&self, has_undo: &[bool]) -> Vec<Vec<usize>> {
+        let members: Vec<usize> = (0..self.len())
+            .filter(|&i| self.sections[i] == Section::Steps)
+            .collect();
+        // Dependents come later in a topological order; walking it backwards, each step's
+        // level is known once every dependent's is.
+        let Ok(order) = petgraph::algo::toposort(&self.graph, None) else {
+            return Vec::new();
+        };
+        let mut level = vec![0usize; self.len()];
+        for node in order.into_iter().rev() {
+            let index = node.index();
+            for need in &self.needs[index] {
+                let after = level[index] + usize::from(has_undo[index]);
+                level[need.step] = level[need.step].max(after);
+            }
+        }
+        let mut stages: Vec<Vec<usize>> = Vec::new();
+        for index in members.into_iter().filter(|&i| has_undo[i]) {
+            if stages.len() <= level[index] {
+                stages.resize(level[index] + 1, Vec::new());
+            }
+            stages[level[index]].push(index);
+        }
+        stages.retain(|stage| !stage.is_empty());
+        stages
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -211,5 +242,63 @@ impl Dag {
         }
         stages.retain(|s| !s.is_empty());
         Some(stages)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::diagnostic::SourceFile;
+    use crate::runbook::load;
+
+    fn dag(text: &str) -> (Dag, Vec<bool>) {
+        let (loaded, problems) = load::load(SourceFile::new("d.yaml", text));
+        assert!(problems.is_empty(), "{problems:?}");
+        let runbook = loaded.expect("loaded").runbook;
+        let has_undo = runbook.all_steps().map(|s| s.undo.is_some()).collect();
+        (Dag::new(&runbook), has_undo)
+    }
+
+    fn ids(dag: &Dag, stages: Vec<Vec<usize>>) -> Vec<Vec<&str>> {
+        stages
+            .into_iter()
+            .map(|s| s.into_iter().map(|i| dag.ids[i].as_str()).collect())
+            .collect()
+    }
+
+    /// A step's undo comes after those of every step that depends on it, even through a
+    /// step without an undo; `finally` steps are never undone.
+    #[test]
+    fn undo_stages_reverse_the_graph_through_steps_without_an_undo() {
+        let (dag, has_undo) = dag(r#"
+version: 1
+name: d
+steps:
+  - id: a
+    exec: {command: [a]}
+    undo: {exec: {command: [ua]}}
+  - id: b
+    needs: [a]
+    exec: {command: [b]}
+  - id: c
+    needs: [b]
+    exec: {command: [c]}
+    undo: {exec: {command: [uc]}}
+  - id: d
+    needs: [a]
+    exec: {command: [d]}
+    undo: {exec: {command: [ud]}}
+  - id: e
+    needs: []
+    exec: {command: [e]}
+    undo: {exec: {command: [ue]}}
+finally:
+  - id: f
+    exec: {command: [f]}
+"#);
+        assert_eq!(
+            ids(&dag, dag.undo_stages(&has_undo)),
+            [vec!["c", "d", "e"], vec!["a"]]
+        );
     }
 }

@@ -89,6 +89,28 @@ impl de::Error for DeError {
     }
 }
 
+/// The help for a key the language has, written where it does not belong: said plainly
+/// rather than as a misspelling of some other key.
+fn misplaced_key_help(body: &str, key: &str) -> Option<String> {
+    match (body, key) {
+        ("Undo", "undo") => Some(
+            "an undo cannot have an undo of its own: what takes it back is a step's `undo`, \
+             and an undo that fails is reported, not undone"
+                .to_owned(),
+        ),
+        ("Undo", "outputs" | "fallback" | "verify" | "needs" | "when" | "for_each" | "id") => {
+            Some(format!(
+                "an undo is one action with its own `retry`, `timeout`, `until` and `poll`; \
+                 `{key}` belongs to the step"
+            ))
+        }
+        ("Fallback" | "Verify", "undo") => {
+            Some("`undo` belongs to the step, beside its action".to_owned())
+        }
+        _ => None,
+    }
+}
+
 /// The help for `yes`, `no`, `on`, `off` where a boolean belongs: YAML 1.1 read them as
 /// booleans, YAML 1.2 (which runbooks are) reads them as strings.
 pub fn yaml_1_1_boolean_hint(text: &str) -> Option<String> {
@@ -261,7 +283,10 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDeserializer<'a> {
             } else {
                 let mut error =
                     <DeError as de::Error>::custom(format_args!("unknown key `{}`", entry.0.name));
-                error.help = Some(did_you_mean(&entry.0.name, fields));
+                error.help = Some(
+                    misplaced_key_help(name, &entry.0.name)
+                        .unwrap_or_else(|| did_you_mean(&entry.0.name, fields)),
+                );
                 self.sink.push(error.at(entry.0.span));
             }
         }

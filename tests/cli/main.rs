@@ -31,5 +31,6 @@ mod secrets;
 mod serve;
 mod shell;
 mod support;
+mod undo;
 mod validate;
 mod window;

@@ -496,7 +496,7 @@ fn bad_window_fields_are_diagnosed_where_they_are_written() {
         "bad.yaml",
         r#"version: 1
 name: bad
-on_window_close: undo
+on_window_close: later
 steps:
   - id: a
     window: {needs: 30 minutes}
@@ -520,8 +520,7 @@ finally:
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     for expected in [
         "bad.yaml:3:18",
-        "`on_window_close: undo` is not available yet",
-        "use `park` (stop starting steps, resume in a later window) or `fail`",
+        "unknown value `later`",
         "bad.yaml:6:21",
         "invalid window need `30 minutes`",
         "bad.yaml:9:21",

@@ -737,3 +737,96 @@ fn a_window_too_short_for_the_restart_parks_before_any_job_stops() {
     assert_eq!(job["old_job_id"], old[0]);
     assert_restored(cluster, job);
 }
+
+/// The RUNNING job named `name`, once there is exactly one.
+fn running_job(cluster: &Cluster, name: &str) -> String {
+    let mut found = None;
+    wait_for(
+        Duration::from_secs(60),
+        &format!("one RUNNING job named {name}"),
+        || {
+            let running: Vec<String> = cluster
+                .jobs()
+                .into_iter()
+                .filter(|j| j["name"] == name && j["state"] == "RUNNING")
+                .filter_map(|j| j["jid"].as_str().map(str::to_owned))
+                .collect();
+            found = (running.len() == 1).then(|| running[0].clone());
+            found.is_some()
+        },
+    );
+    found.unwrap()
+}
+
+#[test]
+fn an_upgrade_that_fails_after_the_stop_is_undone_and_the_old_jobs_run_again_from_their_savepoints()
+{
+    let (cluster, _serial) = cluster();
+    let names = ["undone-a", "undone-b"];
+    let old: Vec<String> = names
+        .iter()
+        .map(|n| cluster.start_job(n, &[], None))
+        .collect();
+    let runbook = Runbook::new(cluster);
+    // The restarted jobs' ids come from the run id: one of its own on a long-lived sandbox.
+    let run_id = format!("undo-{}", std::process::id());
+    // The hook fails once every job has stopped with a savepoint.
+    let run = runbook.run(&strs(&upgrade_args(
+        cluster,
+        &run_id,
+        &jobs_input(&names),
+        &[("hook", "echo the new jar is broken >&2; exit 1".into())],
+    )));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    for jid in &old {
+        assert_eq!(cluster.state(jid), "FINISHED", "{jid} was stopped");
+    }
+
+    let undone = runbook.run(&[
+        "abort",
+        &run_id,
+        "--undo",
+        "--reason",
+        "the new jar is broken",
+    ]);
+    assert_eq!(undone.code, 1, "{}", undone.stderr);
+    assert!(
+        undone.stderr.contains(&format!("run {run_id} undone")),
+        "{}",
+        undone.stderr
+    );
+    // Undone: no notice tells to restart the jobs by hand.
+    assert!(
+        !undone
+            .stderr
+            .contains("The jobs were stopped but not all of them came back"),
+        "{}",
+        undone.stderr
+    );
+    for (name, old) in names.iter().zip(&old) {
+        let new = running_job(cluster, name);
+        assert_ne!(&new, old);
+        cluster.wait_checkpointing(&new);
+        // Restored from the savepoint its own old job stopped with.
+        let restored = cluster.checkpoints(&new)["latest"]["restored"].clone();
+        let path = restored["external_path"].as_str().unwrap_or_default();
+        let dir = Cluster::local(path);
+        assert!(
+            dir.file_name().is_some_and(|n| n
+                .to_string_lossy()
+                .starts_with(&format!("savepoint-{}-", &old[..6]))),
+            "{name} ({new}) restored from {restored}, not a savepoint of {old}"
+        );
+        cluster.assert_state_continues(&new);
+        cluster.cancel(&new);
+    }
+    let listed = runbook.run(&["runs", "list"]);
+    assert!(
+        listed
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{run_id} ")) && l.contains("undone")),
+        "{}",
+        listed.stdout
+    );
+}

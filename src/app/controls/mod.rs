@@ -5,9 +5,12 @@
 //! runbook kept in the journal, and journals it as one event with who and why: a crash
 //! after that leaves a parked run that the next resume continues as the control left it.
 
+mod abort;
 mod pause;
 mod retry;
 mod skip;
+
+pub use abort::{AbortRunRequest, Aborted, abort};
 
 pub use pause::{PauseAsked, PauseRunRequest, pause};
 pub(super) use retry::latest_inputs;

@@ -30,7 +30,7 @@ impl Run {
             poll: fallback.poll.as_ref(),
             outputs: fallback.outputs.as_ref(),
         };
-        self.attempts(scope, step, instance, &body, true, cancel)
+        self.attempts(scope, step, instance, &body, Phase::Fallback, cancel)
             .await
     }
 
@@ -41,9 +41,10 @@ impl Run {
         step: &Step,
         instance: &Instance,
         body: &Body<'_>,
-        fallback: bool,
+        phase: Phase,
         cancel: &CancellationToken,
     ) -> (u32, Result<Value, Failure>) {
+        let fallback = phase == Phase::Fallback;
         let policy = body
             .retry
             .map(|r| RetryPolicy::from(&r.value))
@@ -52,7 +53,11 @@ impl Run {
         // Where a resumed run left this body: the attempt under way is made again (with the
         // same step.key); one that had already failed is not.
         let mut first = 1;
-        if let Some(record) = self
+        if phase == Phase::Undo {
+            if let Some(record) = self.undo_resume_point(&instance.path) {
+                first = record.attempts + u32::from(record.attempt_failed);
+            }
+        } else if let Some(record) = self
             .resume_point(&instance.path)
             .filter(|r| r.fallback == fallback)
         {
@@ -61,6 +66,7 @@ impl Run {
                 last = failure(error);
             }
         }
+        let first = first.max(1);
         for attempt in first..=policy.attempts {
             if cancel.is_cancelled() {
                 return (attempt - 1, Err(cancelled()));
@@ -75,11 +81,18 @@ impl Run {
                     _ = cancel.cancelled() => return (attempt - 1, Err(cancelled())),
                 }
             };
-            let durable = self.emit(RunEvent::StepStarted {
-                path: instance.path.clone(),
-                attempt,
-                attempts: policy.attempts,
-                fallback,
+            let durable = self.emit(match phase {
+                Phase::Undo => RunEvent::UndoStarted {
+                    path: instance.path.clone(),
+                    attempt,
+                    attempts: policy.attempts,
+                },
+                _ => RunEvent::StepStarted {
+                    path: instance.path.clone(),
+                    attempt,
+                    attempts: policy.attempts,
+                    fallback,
+                },
             });
             // The start is on disk before the action runs: after a crash, the journal shows
             // every action that may have had an effect.
@@ -106,12 +119,25 @@ impl Run {
                         );
                     }
                     let permanent = error.permanent;
-                    drop(self.emit(RunEvent::StepAttemptFailed {
-                        path: instance.path.clone(),
-                        attempt,
-                        error: error.message.clone(),
-                        retry_in_ms: retry_in.map(|d| d.as_millis() as u64),
-                        fallback,
+                    let path = instance.path.clone();
+                    let (message, retry_in_ms) = (
+                        error.message.clone(),
+                        retry_in.map(|d| d.as_millis() as u64),
+                    );
+                    drop(self.emit(match phase {
+                        Phase::Undo => RunEvent::UndoAttemptFailed {
+                            path,
+                            attempt,
+                            error: message,
+                            retry_in_ms,
+                        },
+                        _ => RunEvent::StepAttemptFailed {
+                            path,
+                            attempt,
+                            error: message,
+                            retry_in_ms,
+                            fallback,
+                        },
                     }));
                     last = error;
                     if permanent {
@@ -312,6 +338,14 @@ impl Run {
         }
         outcome.map_err(Failure::from)
     }
+}
+
+/// Which body of a step its attempts are of: each is journaled as its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Action,
+    Fallback,
+    Undo,
 }
 
 /// Drops a step instance from the work under way.

@@ -35,7 +35,13 @@ impl Run {
     pub(super) fn run_json(&self) -> Value {
         // What `finally` steps see: how the run is ending, before it has ended.
         let stop = *self.stop.lock().expect("stop lock");
+        // `finally` after an undo that went to its end sees the run undone.
+        let undone = matches!(
+            *self.undo_outcome.lock().expect("undo lock"),
+            Some(undo::UndoOutcome::Done { .. })
+        );
         let status = match stop {
+            _ if undone && stop != Some(StopReason::Journal) => RunStatus::Undone,
             Some(
                 StopReason::Interrupted
                 | StopReason::Journal
@@ -46,6 +52,7 @@ impl Run {
             Some(StopReason::Parked) => RunStatus::Waiting,
             Some(StopReason::WindowClosed) => RunStatus::Parked,
             Some(StopReason::Deadline) => RunStatus::Failed,
+            Some(StopReason::Aborted) => RunStatus::Cancelled,
             None if self.run_failed() => RunStatus::Failed,
             None if *self.finishing.lock().expect("finishing lock") => RunStatus::Succeeded,
             None => RunStatus::Running,
@@ -60,7 +67,17 @@ impl Run {
     }
 
     pub(super) fn step_json(&self, step: &Step, instance: &Instance) -> Value {
-        json!({ "id": step.id.value, "key": step_key(&self.run_id, &instance.path) })
+        let mut json =
+            json!({ "id": step.id.value, "key": step_key(&self.run_id, &instance.path) });
+        // An undo reads how the step it takes back ended, as a notice does.
+        if instance.undoing {
+            let state = self.state.lock().expect("state lock");
+            let record = state.steps.get(&instance.path);
+            json["status"] = json!(record.and_then(|r| r.status).map(StepStatus::name));
+            json["outputs"] = record.map_or(Value::Null, |r| r.outputs.clone());
+            json["error"] = Value::Null;
+        }
+        json
     }
 
     /// The context jq expressions see, as a jq value.

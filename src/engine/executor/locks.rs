@@ -298,7 +298,7 @@ impl Run {
                 let _ = store.keep_locks(&self.run_id).await;
             }
             RunStatus::Interrupted | RunStatus::Running => {}
-            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled => {
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Undone => {
                 self.release_locks(&run_locks, "").await;
             }
         }

@@ -14,6 +14,7 @@ mod record;
 mod resume;
 mod schedule;
 mod step;
+mod undo;
 mod uses;
 mod window;
 
@@ -33,6 +34,7 @@ use crate::runbook::{
 };
 use crate::store::{Durable, Journal, Store, StoreError};
 use crate::template::{self, Escape, jq};
+use attempt::Phase;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use jaq_json::Val;
@@ -70,6 +72,10 @@ pub enum StopReason {
     /// A person paused the run (`runbook pause`): nothing more starts; running steps finish,
     /// or are interrupted when the pause says now. The run parks `interrupted`.
     Paused,
+    /// A person aborted the run (`runbook abort`): nothing more starts, running steps are
+    /// interrupted, the run is undone when the abort says so, `finally` runs, and the run
+    /// ends `cancelled` (or how its undo ended).
+    Aborted,
 }
 
 /// What a run needs besides the runbook.
@@ -171,6 +177,14 @@ struct Run {
     paused: Mutex<Option<crate::event::PauseRequest>>,
     /// When this process took the run up (RFC 3339): older pause requests are not for it.
     segment_started_at: String,
+    /// Cancelled on Ctrl-C or SIGTERM: an undo under way stops, to be resumed.
+    interrupt: CancellationToken,
+    /// The abort this run obeys: from its journal, or picked up from the store while it ran.
+    aborted: Mutex<Option<crate::event::AbortRequest>>,
+    /// How the undo of the run went, once it ran.
+    undo_outcome: Mutex<Option<undo::UndoOutcome>>,
+    /// The root runbook's `on_failure`.
+    on_failure: crate::runbook::OnFailure,
 }
 
 /// Runs a bundle to its end (or until stopped) and returns how it ended. The run starts
@@ -257,7 +271,20 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         window_failure: Mutex::new(None),
         paused: Mutex::new(None),
         segment_started_at: crate::event::timestamp::now(),
+        interrupt: config.interrupt.clone(),
+        aborted: Mutex::new(None),
+        undo_outcome: Mutex::new(None),
+        on_failure: runbook
+            .on_failure
+            .as_ref()
+            .map_or(crate::runbook::OnFailure::Keep, |p| p.value),
     };
+    // An abort journaled while no process ran the run: no step starts again.
+    let journaled_abort = run.state.lock().expect("state lock").run.aborted.clone();
+    if let Some(abort) = journaled_abort {
+        *run.aborted.lock().expect("abort lock") = Some(abort);
+        run.stop_because(StopReason::Aborted);
+    }
     match &config.resumed_by {
         // Durable before anything else happens, so the journal shows where each process began.
         Some(by) => {
@@ -281,6 +308,11 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     // Deadline, interrupt, parking and a broken journal cancel the main steps; `finally` runs
     // with its own token (and not at all when parking or when the journal is broken).
     let main_cancel = CancellationToken::new();
+    // An aborted run starts no step; nor does one whose undo had begun: it goes on undoing.
+    let undoing = run.state.lock().expect("state lock").run.undoing.is_some();
+    if run.aborting() || undoing {
+        main_cancel.cancel();
+    }
     let deadline = run.deadline_instant().map(tokio::time::Instant::from_std);
     let broken = run.journal.broken();
     let watch = async {
@@ -297,6 +329,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             _ = run.halt.cancelled() => StopReason::Withheld,
             _ = run.locks.lost.cancelled() => StopReason::LockLost,
             _ = run.watch_for_pause() => StopReason::Paused,
+            _ = run.watch_for_abort() => StopReason::Aborted,
         };
         run.stop_because(reason);
         main_cancel.cancel();
@@ -358,12 +391,18 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             run.window_parked.lock().expect("window lock").clone(),
         ),
         (Some(StopReason::Paused), _) => (RunStatus::Interrupted, run.pause_reason()),
+        (Some(StopReason::Aborted), _) => (RunStatus::Cancelled, run.abort_reason()),
         (Some(StopReason::Deadline), _) => (RunStatus::Failed, Some("deadline".to_owned())),
         (None, Ok(_)) => (RunStatus::Succeeded, None),
         (None, Err(reason)) => {
             let gate = run.window_failure.lock().expect("window lock").clone();
             (RunStatus::Failed, Some(gate.unwrap_or(reason)))
         }
+    };
+    // An undo that ran says how the run ended, unless the journal broke under it.
+    let (status, reason) = match run.undo_outcome.lock().expect("undo lock").clone() {
+        Some(outcome) if stop != Some(StopReason::Journal) => outcome.ending(),
+        _ => (status, reason),
     };
     let (outputs, notices) = {
         let state = run.state.lock().expect("state lock");
@@ -450,6 +489,8 @@ impl<'b> Scope<'b> {
 struct Instance {
     path: String,
     item: Option<(Value, usize)>,
+    /// The instance's undo runs: its context reads the step's own end (`step.outputs`).
+    undoing: bool,
 }
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;

@@ -14,6 +14,17 @@ impl Run {
             .cloned()
     }
 
+    /// Where the undo of a step instance stood, when it had started and not ended: the
+    /// attempt under way is made again.
+    pub(super) fn undo_resume_point(&self, path: &str) -> Option<crate::engine::state::UndoRecord> {
+        let state = self.state.lock().expect("state lock");
+        state
+            .undos
+            .get(path)
+            .filter(|r| r.attempts > 0 && r.status.is_none())
+            .cloned()
+    }
+
     /// The `verify` probe of a step that a crash left in flight: `Some(outputs)` when it
     /// says the work is done. A probe that fails or cannot be read means "not done".
     pub(super) async fn verify(

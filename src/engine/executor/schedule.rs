@@ -24,6 +24,21 @@ impl Run {
             let main_error = self
                 .run_steps(scope, &dag, &steps, &main, &mut ended, &cancel)
                 .await;
+            // The root runbook is undone, when it is, before its `finally`.
+            if scope.prefix.is_empty()
+                && let Some(why) = self.undo_reason(main_error.as_ref())
+            {
+                let token = self.journal.broken().child_token();
+                let undo = self.undo_run(scope, why, &token);
+                tokio::pin!(undo);
+                tokio::select! {
+                    _ = &mut undo => {}
+                    _ = self.interrupt.cancelled() => {
+                        token.cancel();
+                        undo.await;
+                    }
+                }
+            }
             if scope.prefix.is_empty() {
                 *self.finishing.lock().expect("finishing lock") = true;
             }

@@ -18,8 +18,18 @@ impl Run {
         let (started_before, expanded, items_withheld) = {
             let state = self.state.lock().expect("state lock");
             let record = state.steps.get(&path);
+            // A `finally` step that ended before the run was parked (or reopened by a
+            // control) runs for a new end: its `when` is asked again.
+            let finally_again = record
+                .is_some_and(|r| r.status.is_some() && r.segment != state.run.parks)
+                && scope
+                    .loaded
+                    .runbook
+                    .finally
+                    .iter()
+                    .any(|s| std::ptr::eq(s, step));
             (
-                record.is_some(),
+                record.is_some() && !finally_again,
                 record.and_then(|r| r.expanded.clone()),
                 record.and_then(|r| r.withheld.get("items").cloned()),
             )
@@ -73,7 +83,11 @@ impl Run {
             return status;
         }
         let Some(for_each) = &step.for_each else {
-            let instance = Instance { path, item: None };
+            let instance = Instance {
+                path,
+                item: None,
+                undoing: false,
+            };
             let status = self.run_instance(scope, step, &instance, cancel).await;
             self.notice(scope, step, &instance).await;
             return status;
@@ -139,6 +153,7 @@ impl Run {
                 let instance = Instance {
                     path: format!("{path}[{index}]"),
                     item: Some((item, index)),
+                    undoing: false,
                 };
                 let limit = &limit;
                 async move {
@@ -294,7 +309,7 @@ impl Run {
                 }))),
             ),
             _ => {
-                self.attempts(scope, step, instance, &body, false, cancel)
+                self.attempts(scope, step, instance, &body, Phase::Action, cancel)
                     .await
             }
         };

@@ -44,12 +44,13 @@ impl Run {
             .and_then(|path| self.secrets.get(path))
             .cloned()
             .unwrap_or_default();
-        let child = Scope::new(
-            called,
-            format!("{}/", instance.path),
-            Value::Object(inputs),
-            secrets,
-        );
+        // An undo's called runbook keeps its steps apart from those the step's own call ran.
+        let prefix = if instance.undoing {
+            format!("{}@undo/", instance.path)
+        } else {
+            format!("{}/", instance.path)
+        };
+        let child = Scope::new(called, prefix, Value::Object(inputs), secrets);
         self.run_locked_scope(&child, cancel)
             .await
             .map_err(|reason| {

@@ -22,6 +22,7 @@ mod locks;
 mod objectives;
 mod record;
 mod sleep;
+mod undo;
 mod window;
 
 pub use action_body::{ActionBody, ActionChecks, PlannedTemplates, keys_of};
@@ -37,6 +38,7 @@ pub use kubernetes::{
 pub use locks::LockNames;
 pub use objectives::{Measure, Objective, RUN_STARTED};
 pub use record::Record;
+pub use undo::OnFailure;
 pub use window::{OnWindowClose, StepWindow, WindowNeed};
 
 /// A runbook: a DAG of steps with typed inputs, run by `runbook run`.
@@ -85,6 +87,11 @@ pub struct Runbook {
     /// setting applies.
     #[serde(default)]
     pub on_window_close: Option<Spanned<OnWindowClose>>,
+    /// What a failed run does with what its steps did: `keep` (the default: leave it, and
+    /// run `finally`) or `undo` (run the `undo` of every step that succeeded, in reverse
+    /// order of the graph, then `finally`).
+    #[serde(default)]
+    pub on_failure: Option<Spanned<OnFailure>>,
     /// The steps. A step starts when every step it `needs` has succeeded or been skipped.
     pub steps: Vec<Step>,
     /// Steps that always run last, whatever happened: success, failure, cancel or deadline.
@@ -395,6 +402,12 @@ action_list! { with_action {
         /// holds, the step is recorded as succeeded instead of being repeated.
         #[serde(default)]
         pub verify: Option<Box<Spanned<Verify>>>,
+        /// How to take back what the step did, once it has succeeded: run (in reverse order
+        /// of the graph) when the run is undone (`on_failure: undo`, `on_window_close: undo`,
+        /// `runbook abort --undo`). It reads the step's outputs as `step.outputs`; for a
+        /// `for_each` step it runs once per succeeded item, with its `item` and `index`.
+        #[serde(default)]
+        pub undo: Option<Box<Spanned<Undo>>>,
         /// true: a failure of this step does not fail the run, and its dependents still run.
         #[serde(default)]
         pub continue_on_failure: Option<bool>,
@@ -454,6 +467,26 @@ action_list! { with_action {
         /// The step's outputs when the probe holds: jq over the probe's result.
         #[serde(default)]
         pub outputs: Option<Spanned<SpannedMap<Spanned<String>>>>,
+    }
+} }
+
+action_list! { with_action {
+    /// How to take back what a step did: one action, with its own retries and timeout.
+    #[derive(Debug, Clone, Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct Undo {
+        /// Bound on one attempt of the undo's action.
+        #[serde(default)]
+        pub timeout: Option<Spanned<Duration>>,
+        /// How failed attempts of the undo are retried.
+        #[serde(default)]
+        pub retry: Option<Spanned<Retry>>,
+        /// jq over the undo's result (`$ctx` is the context): repeat it until this holds.
+        #[serde(default)]
+        pub until: Option<Spanned<String>>,
+        /// How `until` polls.
+        #[serde(default)]
+        pub poll: Option<Spanned<Poll>>,
     }
 } }
 

@@ -102,7 +102,8 @@ pub enum OnWindowClose {
     Park,
     /// Fail the gated step and the run; `finally` still runs.
     Fail,
-    /// Undo what the run did. Not available yet: it comes with operator controls.
+    /// Fail the gated step and the run, then run the `undo` of every step that succeeded,
+    /// in reverse order of the graph; `finally` runs after.
     Undo,
 }
 

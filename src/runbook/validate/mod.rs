@@ -187,12 +187,14 @@ impl Runbook {
 }
 
 impl Step {
-    /// Every runbook this step calls: from its action, its fallback and its verify probe.
+    /// Every runbook this step calls: from its action, its fallback, its verify probe and
+    /// its undo.
     pub fn uses_paths(&self) -> impl Iterator<Item = &Spanned<String>> {
         self.uses
             .iter()
             .chain(self.fallback.iter().filter_map(|f| f.uses.as_ref()))
             .chain(self.verify.iter().filter_map(|v| v.uses.as_ref()))
+            .chain(self.undo.iter().filter_map(|u| u.uses.as_ref()))
     }
 }
 
@@ -209,7 +211,8 @@ struct PendingJq<'a> {
 struct Scope {
     step: Option<usize>,
     for_each: bool,
-    /// A step's `notice`: it also reads the step's own end (`step.status`, ...).
+    /// A step's `notice` or `undo`: it also reads the step's own end (`step.status`,
+    /// `step.outputs`, ...).
     notice: bool,
 }
 

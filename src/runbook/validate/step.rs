@@ -25,6 +25,9 @@ impl<'a> Checker<'a> {
         if let Some(verify) = &step.verify {
             self.check_with_has_uses(verify.uses.as_ref(), verify.with.as_deref());
         }
+        if let Some(undo) = &step.undo {
+            self.check_with_has_uses(undo.uses.as_ref(), undo.with.as_deref());
+        }
         if let Some(when) = &step.when {
             self.check_jq(when, Root::Context, scope, "when");
         }
@@ -104,6 +107,51 @@ impl<'a> Checker<'a> {
             if let Some(node) = step.node.get("verify") {
                 self.check_action_values(node, &actions, scope);
             }
+        }
+        if let Some(undo) = &step.undo {
+            self.check_undo(index, step, undo, scope);
+        }
+    }
+
+    /// A step's `undo`: one action that does not wait for a person, on a step of `steps`.
+    /// It reads the step's own end (`step.outputs`), as a notice does.
+    fn check_undo(&self, index: usize, step: &'a Step, undo: &'a Spanned<Undo>, scope: Scope) {
+        if self.dag.sections[index] == Section::Finally {
+            self.error(undo.span, "a `finally` step cannot have an `undo`")
+                .help = Some(
+                "`finally` runs after the undo, whatever happened; move the step to `steps`, \
+                 or remove `undo`"
+                    .to_owned(),
+            );
+        }
+        let actions = undo.actions();
+        self.check_actions(
+            &step.id,
+            &actions,
+            undo.span,
+            step.node.get("undo"),
+            "undo",
+            scope,
+        );
+        if let Some(approval) = &undo.approval {
+            self.error(approval.span, "an `undo` cannot wait for an approval")
+                .help = Some(
+                "an undo runs when the run is being taken back, often with nobody watching; \
+                 put the approval in a step of its own"
+                    .to_owned(),
+            );
+        }
+        if let Some(retry) = &undo.retry {
+            self.check_retry(retry);
+        }
+        self.check_timeout(undo.timeout.as_ref(), "undo.timeout");
+        let scope = Scope {
+            notice: true,
+            ..scope
+        };
+        self.check_polling(undo.until.as_ref(), undo.poll.as_ref(), scope);
+        if let Some(node) = step.node.get("undo") {
+            self.check_action_values(node, &actions, scope);
         }
     }
 

@@ -4,18 +4,6 @@ use super::*;
 
 impl Checker<'_> {
     pub(super) fn check_windows(&self) {
-        if let Some(policy) = &self.runbook.on_window_close
-            && policy.value == OnWindowClose::Undo
-        {
-            self.error(
-                policy.span,
-                "`on_window_close: undo` is not available yet: undoing what a run did comes \
-                 with operator controls",
-            )
-            .help = Some(
-                "use `park` (stop starting steps, resume in a later window) or `fail`".to_owned(),
-            );
-        }
         for (index, step) in self.steps.iter().enumerate() {
             let Some(window) = &step.window else {
                 continue;
