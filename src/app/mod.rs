@@ -15,8 +15,8 @@ mod start;
 
 pub use approve::{ApprovalRecorded, ApproveRequest, approve};
 pub use controls::{
-    PauseAsked, PauseRunRequest, Retried, RetryRequest, SkipRequest, StepSkipped, pause, retry,
-    skip,
+    EditRequest, Edited, EditedStep, PauseAsked, PauseRunRequest, Retried, RetryRequest,
+    SkipRequest, Standing, StepSkipped, edit, pause, retry, skip,
 };
 pub use error::{AppError, NothingTo, Notice};
 pub use event_channel::EventChannel;

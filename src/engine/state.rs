@@ -232,6 +232,11 @@ impl RunState {
                     self.forget_for_retry(path);
                 }
             }
+            RunEvent::RunEdited(edited) => {
+                for path in &edited.rerun {
+                    self.forget_for_retry(path);
+                }
+            }
             RunEvent::RunEnded { .. }
             | RunEvent::RunPaused(_)
             | RunEvent::StepPolling { .. }

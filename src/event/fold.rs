@@ -69,6 +69,10 @@ impl RunFold {
                 retried.by,
                 retried.reason
             )),
+            RunEvent::RunEdited(edited) => self.reopen(format!(
+                "runbook edited by {}: {}; it continues with runbook resume",
+                edited.by, edited.reason
+            )),
             RunEvent::StepNotice { path, text } => {
                 self.notices.retain(|notice| notice.step != *path);
                 self.notices.push(Notice {

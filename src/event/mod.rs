@@ -8,7 +8,10 @@ mod lock;
 pub mod timestamp;
 mod window;
 
-pub use control::{InputChange, PauseRequest, RunRetried, StepSkippedByHand};
+pub use control::{
+    InputChange, NeedsChange, PauseRequest, RunEdited, RunRetried, StepChange, StepChangeKind,
+    StepSkippedByHand,
+};
 pub use fold::RunFold;
 pub use lock::{LockAcquired, LockHolding, LockReleased, LockWaiting};
 pub use window::{GateDecision, NeedSource, WindowGate};
@@ -270,6 +273,8 @@ pub enum RunEvent {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         notices: Vec<Notice>,
     },
+    /// A person had the run continue with an edited runbook (`runbook resume --runbook`).
+    RunEdited(RunEdited),
 }
 
 /// What a step's `notice` said.

@@ -270,6 +270,17 @@ impl RunReport {
                         reason: retried.reason.clone(),
                     })
                 }
+                RunEvent::RunEdited(edited) => {
+                    if let Some(inputs) = &edited.inputs {
+                        report.inputs = inputs.clone();
+                    }
+                    report.controls.push(ControlReport {
+                        at: at.clone(),
+                        by: edited.by.clone(),
+                        what: edited_summary(edited),
+                        reason: edited.reason.clone(),
+                    })
+                }
                 RunEvent::Warning { path, message } => report.warnings.push(WarningReport {
                     at: at.clone(),
                     path: path.clone(),
@@ -372,4 +383,28 @@ pub(super) fn duration(ms: u64) -> String {
 pub(super) fn fence_for(text: &str) -> String {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat(longest.max(2) + 1)
+}
+
+/// One line for an edit: the file and its hash, what changed, what runs again.
+fn edited_summary(edited: &crate::event::RunEdited) -> String {
+    let sha = edited.root_sha256();
+    let mut what = format!(
+        "edited the runbook: {} (sha256 {})",
+        edited.file,
+        &sha[..sha.len().min(12)]
+    );
+    let changes: Vec<String> = edited.changes.iter().map(|c| c.describe()).collect();
+    if !changes.is_empty() {
+        what.push_str(&format!("; {}", changes.join("; ")));
+    }
+    if !edited.settings.is_empty() {
+        what.push_str(&format!(
+            "; settings changed: {}",
+            edited.settings.join(", ")
+        ));
+    }
+    if !edited.rerun.is_empty() {
+        what.push_str(&format!(" (running again: {})", edited.rerun.join(", ")));
+    }
+    what
 }

@@ -4,7 +4,7 @@
 use crate::durable::{Bench, finish, signal};
 use serde_json::Value;
 
-fn step<'a>(report: &'a Value, path: &str) -> &'a Value {
+pub(crate) fn step<'a>(report: &'a Value, path: &str) -> &'a Value {
     report["steps"]
         .as_array()
         .and_then(|steps| steps.iter().find(|s| s["path"] == path))

@@ -4,6 +4,7 @@ mod approval_reason;
 mod bad_input;
 mod controls;
 mod durable;
+mod edit_resume;
 mod events;
 mod examples;
 mod graph;

@@ -5,10 +5,12 @@
 //! runbook kept in the journal, and journals it as one event with who and why: a crash
 //! after that leaves a parked run that the next resume continues as the control left it.
 
+mod edit;
 mod pause;
 mod retry;
 mod skip;
 
+pub use edit::{EditRequest, Edited, EditedStep, Standing, edit};
 pub use pause::{PauseAsked, PauseRunRequest, pause};
 pub(super) use retry::latest_inputs;
 pub use retry::{Retried, RetryRequest, retry};

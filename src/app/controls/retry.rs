@@ -123,7 +123,7 @@ fn failed_steps(state: &RunState, ids: &[String]) -> Vec<String> {
 }
 
 /// `from` and every step that needs one of them, directly or not, in file order.
-fn downstream(dag: &Dag, from: &[String]) -> Vec<String> {
+pub(super) fn downstream(dag: &Dag, from: &[String]) -> Vec<String> {
     let mut again: Vec<bool> = dag.ids.iter().map(|id| from.contains(id)).collect();
     // Needs point backwards in file order only when the file is ordered; go until stable.
     loop {
@@ -151,14 +151,18 @@ fn current_inputs(claimed: &Claimed) -> Map<String, Value> {
     latest_inputs(&claimed.prior)
 }
 
-/// The inputs a run's journal gives it now: those of its latest retry that changed them, or
-/// those it started with.
+/// The inputs a run's journal gives it now: those of its latest retry or edit that changed
+/// them, or those it started with.
 pub(in crate::app) fn latest_inputs(prior: &[crate::event::Envelope]) -> Map<String, Value> {
     prior
         .iter()
         .rev()
         .find_map(|envelope| match &envelope.event {
             RunEvent::RunRetried(RunRetried {
+                inputs: Some(inputs),
+                ..
+            })
+            | RunEvent::RunEdited(crate::event::RunEdited {
                 inputs: Some(inputs),
                 ..
             })
