@@ -85,6 +85,13 @@ pub enum AppError {
     NothingFailed { run_id: String, steps: Vec<String> },
     #[error("{}", .0.join("\n"))]
     BadInputs(Vec<String>),
+    /// A step path `skip` or `retry` cannot work on.
+    #[error("run {run_id}: `{path}` cannot be named here: {why}")]
+    StepPathRefused {
+        run_id: String,
+        path: String,
+        why: String,
+    },
     /// An edited runbook the run cannot continue with: each reason names its steps.
     #[error("run {run_id} cannot continue with the edited runbook {file}:\n{}", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
     EditRefused {

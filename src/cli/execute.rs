@@ -168,6 +168,7 @@ pub fn app_failure(error: &AppError, printer: &Printer) -> ExitStatus {
         | AppError::NothingFailed { .. }
         | AppError::BadInputs(_)
         | AppError::EditRefused { .. }
+        | AppError::StepPathRefused { .. }
         | AppError::NotLive { .. }
         | AppError::SecretOutput { .. }
         | AppError::WindowOver { .. } => {

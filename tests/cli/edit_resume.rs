@@ -3,16 +3,9 @@
 //! -9 after it and a plain resume continue with the edited runbook), keeps finished steps
 //! unless `--rerun-changed`, and refuses edits it cannot honour.
 
-use crate::controls::step;
+use crate::controls::{sorted_side, step};
 use crate::durable::{Bench, finish, signal};
 use runbook::event::RunEvent;
-
-/// Lines of `side`, sorted: steps that may run at once write in any order.
-fn sorted_lines(bench: &Bench) -> Vec<String> {
-    let mut lines: Vec<String> = bench.read("side").lines().map(str::to_owned).collect();
-    lines.sort();
-    lines
-}
 
 /// The lines of stderr that show the edit: from its first line to the one before the run
 /// resumes.
@@ -74,7 +67,7 @@ fn an_edit_adds_a_step_keeps_a_changed_finished_step_and_runs_the_fixed_one() {
     bench.write("book.yaml", ORIGINAL);
     let run = bench.runbook(&["run", "book.yaml", "--run-id", "e1"]);
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert_eq!(sorted_lines(&bench), ["a1", "b1", "gone"]);
+    assert_eq!(sorted_side(&bench), ["a1", "b1", "gone"]);
 
     bench.write("book-fixed.yaml", EDITED);
     let resumed = bench.runbook(&[
@@ -90,7 +83,7 @@ fn an_edit_adds_a_step_keeps_a_changed_finished_step_and_runs_the_fixed_one() {
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
     insta::assert_snapshot!(edit_lines(&resumed.stderr));
     // `a` kept its end (its new body did not run); `b` ran with its new body, `d` was added.
-    assert_eq!(sorted_lines(&bench), ["a1", "b1", "b2", "c", "d", "gone"]);
+    assert_eq!(sorted_side(&bench), ["a1", "b1", "b2", "c", "d", "gone"]);
     let report = bench.show_json("e1");
     assert_eq!(report["status"], "succeeded");
     assert_eq!(
@@ -152,7 +145,7 @@ fn rerun_changed_runs_a_changed_finished_step_and_what_is_downstream_of_it_again
         resumed.stderr
     );
     assert_eq!(
-        sorted_lines(&bench),
+        sorted_side(&bench),
         ["a1", "a2", "b1", "b2", "c", "d", "gone"]
     );
     let report = bench.show_json("e2");
@@ -253,9 +246,12 @@ fn a_running_step_whose_body_changed_needs_rerun_changed_or_a_verify() {
     signal(&child, libc::SIGKILL);
     let (code, _, _) = finish(child);
     assert_eq!(code, -1, "killed by the signal");
-    std::fs::remove_file(bench.path().join("hold")).expect("remove hold");
-
-    let changed = IN_FLIGHT.replace("old-done", "new-done");
+    // `hold` stays: what the killed run left running never finishes on its own; the resume
+    // that runs again stops it first.
+    let changed = IN_FLIGHT.replace(
+        "echo started >> side; while [ -e hold ]; do sleep 0.05; done; echo old-done >> side",
+        "echo new-done >> side",
+    );
     bench.write("changed.yaml", &changed);
     let refused = bench.runbook(&["resume", "e4", "--runbook", "changed.yaml", "--reason", "r"]);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
@@ -277,7 +273,7 @@ fn a_running_step_whose_body_changed_needs_rerun_changed_or_a_verify() {
         "r",
     ]);
     assert_eq!(rerun.code, 0, "{}", rerun.stderr);
-    assert_eq!(bench.read("side"), "started\nstarted\nnew-done\nnext\n");
+    assert_eq!(bench.read("side"), "started\nnew-done\nnext\n");
 }
 
 #[test]
@@ -314,7 +310,7 @@ fn a_kill_right_after_the_edit_is_journaled_then_a_plain_resume_continues_with_t
 
     let resumed = bench.runbook(&["resume", "e5"]);
     assert_eq!(resumed.code, 0, "{}", resumed.stderr);
-    let lines = sorted_lines(&bench);
+    let lines = sorted_side(&bench);
     assert!(lines.contains(&"b2".to_owned()), "{lines:?}");
     assert!(
         lines.contains(&"d".to_owned()),

@@ -9,6 +9,7 @@ mod edit;
 mod pause;
 mod retry;
 mod skip;
+mod step_path;
 
 pub use edit::{EditRequest, Edited, EditedStep, Standing, edit};
 pub use pause::{PauseAsked, PauseRunRequest, pause};
