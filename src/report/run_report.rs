@@ -149,6 +149,42 @@ pub struct ControlReport {
     pub reason: String,
 }
 
+impl ControlReport {
+    /// `AT by WHO: WHAT (WHY)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} by {}: {} ({})",
+            self.at, self.by, self.what, self.reason
+        )
+    }
+}
+
+/// One entry of a run's history besides its steps: a process took it up again, or a person
+/// applied a control.
+pub enum HistoryEntry<'a> {
+    Resumed(&'a Resume),
+    Control(&'a ControlReport),
+}
+
+impl RunReport {
+    /// Resumes and controls in the order they happened (times are written at one width,
+    /// so they sort as text; at the same moment, the control comes first).
+    pub fn history(&self) -> Vec<HistoryEntry<'_>> {
+        let mut entries: Vec<(&str, u8, HistoryEntry<'_>)> = self
+            .resumes
+            .iter()
+            .map(|r| (r.at.as_str(), 1, HistoryEntry::Resumed(r)))
+            .chain(
+                self.controls
+                    .iter()
+                    .map(|c| (c.at.as_str(), 0, HistoryEntry::Control(c))),
+            )
+            .collect();
+        entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        entries.into_iter().map(|(_, _, entry)| entry).collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct WarningReport {
     pub at: String,

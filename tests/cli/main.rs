@@ -21,6 +21,7 @@ mod plan;
 mod processes;
 mod record;
 mod reliability;
+mod report_controls;
 mod report_html;
 mod report_junit;
 mod report_trend;
