@@ -228,6 +228,32 @@ steps:
     }
 
     #[test]
+    fn a_called_runbook_that_changed_changes_each_step_that_calls_it() {
+        let stored = |block: &str| {
+            let root = PathBuf::from("/book/root.yaml");
+            let sources: std::collections::HashMap<PathBuf, String> = [
+                (
+                    root.clone(),
+                    "version: 1\nname: root\nsteps:\n  - id: call\n    uses: lib/block.yaml\n  - id: plain\n    exec: { script: 'true' }\n"
+                        .to_owned(),
+                ),
+                (PathBuf::from("/book/lib/block.yaml"), block.to_owned()),
+            ]
+            .into();
+            let validation = crate::runbook::validate::validate_stored(&root, &sources);
+            assert!(validation.is_valid(), "{:?}", validation.problems);
+            validation.bundle
+        };
+        let block =
+            "version: 1\nname: block\nsteps:\n  - id: inner\n    exec: { script: 'echo 1' }\n";
+        let old = stored(block);
+        assert!(diff(&old, &stored(block)).is_empty());
+        let changed = diff(&old, &stored(&block.replace("echo 1", "echo 2")));
+        let described: Vec<String> = changed.changes.iter().map(StepChange::describe).collect();
+        assert_eq!(described, ["~ call: body changed"]);
+    }
+
+    #[test]
     fn an_implied_need_that_moves_is_a_changed_need() {
         let reordered = r#"version: 1
 name: r

@@ -277,6 +277,46 @@ fn a_running_step_whose_body_changed_needs_rerun_changed_or_a_verify() {
 }
 
 #[test]
+fn a_running_step_whose_new_body_has_a_verify_is_taken_up_again_after_the_probe() {
+    let bench = Bench::new();
+    bench.write("book.yaml", IN_FLIGHT);
+    bench.write("hold", "");
+    let child = bench.spawn(&["run", "book.yaml", "--run-id", "e6"]);
+    bench.wait_for("side", "started");
+    signal(&child, libc::SIGKILL);
+    let (code, _, _) = finish(child);
+    assert_eq!(code, -1, "killed by the signal");
+
+    // The new body says how to tell the work is done: the file `done` exists.
+    let verified = IN_FLIGHT.replace(
+        "    exec: { script: 'echo started >> side; while [ -e hold ]; do sleep 0.05; done; echo old-done >> side' }\n",
+        "    exec: { script: 'echo new-body >> side' }\n    verify:\n      exec: { script: 'test -e done && echo yes || echo no' }\n      that: '.stdout == \"yes\\n\"'\n",
+    );
+    assert_ne!(verified, IN_FLIGHT);
+    bench.write("verified.yaml", &verified);
+    bench.write("done", "");
+    let resumed = bench.runbook(&[
+        "resume",
+        "e6",
+        "--runbook",
+        "verified.yaml",
+        "--reason",
+        "v",
+    ]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed.stderr.contains(
+            "~ work: body changed (it was running: its new verify decides whether it runs again)"
+        ),
+        "{}",
+        resumed.stderr
+    );
+    // The probe found the work done: neither body ran again.
+    assert_eq!(bench.read("side"), "started\nnext\n");
+    assert_eq!(step(&bench.show_json("e6"), "work")["via"], "verify");
+}
+
+#[test]
 fn a_kill_right_after_the_edit_is_journaled_then_a_plain_resume_continues_with_the_edited_runbook()
 {
     let bench = Bench::new();
