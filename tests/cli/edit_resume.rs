@@ -27,6 +27,15 @@ fn edit_lines(stderr: &str) -> String {
         .join("\n")
 }
 
+/// Runs `runbook ARGS` until the file `side` holds `marker`, then kills it with SIGKILL.
+fn kill_when(bench: &Bench, args: &[&str], marker: &str) {
+    let child = bench.spawn(args);
+    bench.wait_for("side", marker);
+    signal(&child, libc::SIGKILL);
+    let (code, _, _) = finish(child);
+    assert_eq!(code, -1, "killed by the signal");
+}
+
 /// `b` fails; `c` needs it.
 const ORIGINAL: &str = r#"version: 1
 name: edited
@@ -241,11 +250,7 @@ fn a_running_step_whose_body_changed_needs_rerun_changed_or_a_verify() {
     let bench = Bench::new();
     bench.write("book.yaml", IN_FLIGHT);
     bench.write("hold", "");
-    let child = bench.spawn(&["run", "book.yaml", "--run-id", "e4"]);
-    bench.wait_for("side", "started");
-    signal(&child, libc::SIGKILL);
-    let (code, _, _) = finish(child);
-    assert_eq!(code, -1, "killed by the signal");
+    kill_when(&bench, &["run", "book.yaml", "--run-id", "e4"], "started");
     // `hold` stays: what the killed run left running never finishes on its own; the resume
     // that runs again stops it first.
     let changed = IN_FLIGHT.replace(
@@ -281,11 +286,7 @@ fn a_running_step_whose_new_body_has_a_verify_is_taken_up_again_after_the_probe(
     let bench = Bench::new();
     bench.write("book.yaml", IN_FLIGHT);
     bench.write("hold", "");
-    let child = bench.spawn(&["run", "book.yaml", "--run-id", "e6"]);
-    bench.wait_for("side", "started");
-    signal(&child, libc::SIGKILL);
-    let (code, _, _) = finish(child);
-    assert_eq!(code, -1, "killed by the signal");
+    kill_when(&bench, &["run", "book.yaml", "--run-id", "e6"], "started");
 
     // The new body says how to tell the work is done: the file `done` exists.
     let verified = IN_FLIGHT.replace(
@@ -332,18 +333,18 @@ fn a_kill_right_after_the_edit_is_journaled_then_a_plain_resume_continues_with_t
     );
     bench.write("book-fixed.yaml", &held);
     bench.write("hold", "");
-    let child = bench.spawn(&[
-        "resume",
-        "e5",
-        "--runbook",
-        "book-fixed.yaml",
-        "--reason",
-        "fix b",
-    ]);
-    bench.wait_for("side", "b2-start");
-    signal(&child, libc::SIGKILL);
-    let (code, _, _) = finish(child);
-    assert_eq!(code, -1, "killed by the signal");
+    kill_when(
+        &bench,
+        &[
+            "resume",
+            "e5",
+            "--runbook",
+            "book-fixed.yaml",
+            "--reason",
+            "fix b",
+        ],
+        "b2-start",
+    );
     std::fs::remove_file(bench.path().join("hold")).expect("remove hold");
     // The edited file is gone from disk: the journal's copy is what runs.
     std::fs::remove_file(bench.path().join("book-fixed.yaml")).expect("remove the edit");
