@@ -85,6 +85,30 @@ pub enum AppError {
     NothingFailed { run_id: String, steps: Vec<String> },
     #[error("{}", .0.join("\n"))]
     BadInputs(Vec<String>),
+    /// A step path `skip` or `retry` cannot work on.
+    #[error("run {run_id}: `{path}` cannot be named here: {why}")]
+    StepPathRefused {
+        run_id: String,
+        path: String,
+        why: String,
+    },
+    /// An edited runbook the run cannot continue with: each reason names its steps.
+    #[error("run {run_id} cannot continue with the edited runbook {file}:\n{}", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
+    EditRefused {
+        run_id: String,
+        file: String,
+        reasons: Vec<String>,
+    },
+    /// The edited runbook is invalid; the diagnostics carry file:line:col, and `removed`
+    /// names the steps the edit removes that had finished and are still read or needed.
+    #[error("run {run_id} cannot continue with the edited runbook {file}: it is invalid{}",
+        if removed.is_empty() { String::new() } else { format!("; it removes {}, which finished in the run and which a kept step still reads or needs", removed.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")) })]
+    EditInvalid {
+        run_id: String,
+        file: String,
+        problems: Vec<Diagnostic>,
+        removed: Vec<String>,
+    },
     #[error("run {run_id} is not running ({}); only a run a live process runs can be paused", status.name())]
     NotLive { run_id: String, status: RunStatus },
     #[error("step `{step}` of run {run_id} is not waiting for approval{}; {}",

@@ -15,8 +15,8 @@ mod start;
 
 pub use approve::{ApprovalRecorded, ApproveRequest, approve};
 pub use controls::{
-    AbortRunRequest, Aborted, PauseAsked, PauseRunRequest, Retried, RetryRequest, SkipRequest,
-    StepSkipped, abort, pause, retry, skip,
+    AbortRunRequest, Aborted, EditRequest, Edited, EditedStep, PauseAsked, PauseRunRequest,
+    Retried, RetryRequest, SkipRequest, Standing, StepSkipped, abort, edit, pause, retry, skip,
 };
 pub use error::{AppError, NothingTo, Notice};
 pub use event_channel::EventChannel;

@@ -2,7 +2,7 @@ use super::execute::{ClaimedRun, run_processes};
 use super::start::{check_actions, check_window, resolve_secrets, sha256_hex};
 use super::{AppError, NothingTo, Notice};
 use crate::engine::state::RunState;
-use crate::event::{Envelope, RunEvent};
+use crate::event::{Envelope, RunEdited, RunEvent};
 use crate::process::{self, RunMark, RunProcesses};
 use crate::runbook::validate::{Bundle, validate_stored};
 use crate::store::{Lease, Owner, Store};
@@ -96,8 +96,9 @@ async fn prepare(
     })
 }
 
-/// The runbook kept in a run's journal, validated with this version. `notice`, when given,
-/// hears which files changed on disk since the run started (the journal's copy is what runs).
+/// The runbook kept in a run's journal (as its latest edit left it, else as it started),
+/// validated with this version. `notice`, when given, hears which files changed on disk
+/// since (the journal's copy is what runs).
 pub(super) fn stored_bundle(
     run_id: &str,
     prior: &[Envelope],
@@ -112,6 +113,7 @@ pub(super) fn stored_bundle(
             "the journal of run {run_id} does not start with the run's creation; it cannot be resumed"
         )));
     };
+    let sources = latest_edit(prior).map_or(sources, |edited| &edited.sources);
     let Some(root) = sources.first() else {
         return Err(AppError::NotResumable(format!(
             "the journal of run {run_id} holds no runbook source; it cannot be resumed"
@@ -143,6 +145,17 @@ pub(super) fn stored_bundle(
         });
     }
     Ok(Arc::new(validation.bundle))
+}
+
+/// The latest `runbook resume --runbook` of a run: its runbook from then on.
+pub(super) fn latest_edit(prior: &[Envelope]) -> Option<&RunEdited> {
+    prior
+        .iter()
+        .rev()
+        .find_map(|envelope| match &envelope.event {
+            RunEvent::RunEdited(edited) => Some(edited),
+            _ => None,
+        })
 }
 
 /// Before any step runs again, stops every process an earlier engine of this run left

@@ -77,6 +77,20 @@ pub struct ResumeArgs {
     /// The run to continue (`runbook runs list` shows them).
     #[arg(value_name = "RUN_ID")]
     pub run_id: String,
+    /// Continue with this edited runbook instead of the one kept in the journal: the
+    /// changes are shown step by step and journaled; finished steps keep their ends.
+    #[arg(long, value_name = "FILE", requires = "reason")]
+    pub runbook: Option<std::path::PathBuf>,
+    /// With --runbook: steps that had ended (or were running) whose body changed run again
+    /// with the new body, and everything downstream of them.
+    #[arg(long, requires = "runbook")]
+    pub rerun_changed: bool,
+    /// With --runbook: why the runbook was edited, kept in the journal.
+    #[arg(long, value_name = "TEXT", requires = "runbook")]
+    pub reason: Option<String>,
+    /// With --runbook: who edits it [default: $USER@host].
+    #[arg(long = "as", value_name = "NAME", requires = "runbook")]
+    pub by: Option<String>,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]

@@ -146,7 +146,8 @@ pub fn app_failure(error: &AppError, printer: &Printer) -> ExitStatus {
             printer.diagnostics(problems);
             ExitStatus::Invalid
         }
-        AppError::StoredRunbookInvalid { problems, .. } => {
+        AppError::StoredRunbookInvalid { problems, .. }
+        | AppError::EditInvalid { problems, .. } => {
             printer.diagnostics(problems);
             printer.error(&error.to_string());
             ExitStatus::Invalid
@@ -168,6 +169,8 @@ pub fn app_failure(error: &AppError, printer: &Printer) -> ExitStatus {
         | AppError::UnknownOutput { .. }
         | AppError::NothingFailed { .. }
         | AppError::BadInputs(_)
+        | AppError::EditRefused { .. }
+        | AppError::StepPathRefused { .. }
         | AppError::NotLive { .. }
         | AppError::SecretOutput { .. }
         | AppError::WindowOver { .. } => {

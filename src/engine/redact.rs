@@ -229,6 +229,7 @@ impl Redact for RunEvent {
                 value("outputs", &mut skipped.outputs);
             }
             RunEvent::RunRetried(retried) => text(&mut retried.reason),
+            RunEvent::RunEdited(edited) => text(&mut edited.reason),
             RunEvent::RunPaused(pause) => text(&mut pause.reason),
             RunEvent::StepNotice { text: notice, .. } => text(notice),
             // Lock names never carry a secret (the executor refuses one that would), and

@@ -240,9 +240,16 @@ impl RunState {
                 record.skipped_by_hand = Some(format!("{}: {}", skipped.by, skipped.reason));
                 // What it ran of a called runbook no longer counts: it is done by hand.
                 self.forget_children(&skipped.path);
+                self.reopen_step_of_item(&skipped.path);
             }
             RunEvent::RunRetried(retried) => {
                 for path in &retried.rerun {
+                    self.forget_for_retry(path);
+                    self.reopen_step_of_item(path);
+                }
+            }
+            RunEvent::RunEdited(edited) => {
+                for path in &edited.rerun {
                     self.forget_for_retry(path);
                 }
                 // The run goes forward again: what an earlier undo took back may be redone.
@@ -423,6 +430,28 @@ impl RunState {
             if let Some(record) = self.steps.remove(&key) {
                 *self.retried_attempts.entry(key.clone()).or_default() += record.attempts;
             }
+        }
+    }
+
+    /// When `path` is an item of a `for_each` step (`step[3]`) that a person skipped or
+    /// retried, the step itself has not ended any more: the next resume ends it again from
+    /// its items, those that ended keeping their ends. The item learns what it is for.
+    fn reopen_step_of_item(&mut self, path: &str) {
+        let Some((step, index)) = path.strip_suffix(']').and_then(|p| p.rsplit_once('[')) else {
+            return;
+        };
+        let Some(record) = self.steps.get_mut(step) else {
+            return;
+        };
+        record.status = None;
+        record.ended_at = None;
+        record.error = None;
+        let item = index
+            .parse::<usize>()
+            .ok()
+            .and_then(|i| record.expanded.as_ref()?.get(i).cloned());
+        if let (Some(item), Some(instance)) = (item, self.steps.get_mut(path)) {
+            instance.item.get_or_insert(item);
         }
     }
 

@@ -120,3 +120,98 @@ impl AbortRequest {
         format!("aborted by {}{undo}: {}", self.by, self.reason)
     }
 }
+
+/// A run that continues with an edited runbook (`runbook resume --runbook`): from this
+/// event on, `sources` are what runs, for every later resume (after a crash or not) as for
+/// the process that journaled it. Steps that ended keep their ends unless they are in
+/// `rerun`; those and everything downstream of them run again, their attempts counting on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEdited {
+    /// The root runbook file as the person named it.
+    pub file: String,
+    /// The root runbook first, then every runbook it uses, as they were read for the edit.
+    pub sources: Vec<super::RunbookSource>,
+    /// What changed, step by step, in file order (removed steps last).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<StepChange>,
+    /// Settings of the root runbook outside its steps that changed (`inputs`, `outputs`,
+    /// `defaults`...), by key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
+    /// Every step that runs again because of the edit, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rerun: Vec<String>,
+    /// The run's inputs from now on, when the edit changed them (an input added with a
+    /// default, one removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Value>,
+    pub by: String,
+    pub reason: String,
+}
+
+impl RunEdited {
+    /// The hash of the root runbook as edited.
+    pub fn root_sha256(&self) -> &str {
+        self.sources.first().map_or("", |s| s.sha256.as_str())
+    }
+}
+
+/// How one step of a runbook differs after an edit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepChange {
+    pub step: String,
+    pub kind: StepChangeKind,
+    /// For a changed step: what it does changed (its action, outputs, retry, the runbook
+    /// it uses...: everything but `needs` and `name`).
+    #[serde(default, skip_serializing_if = "super::is_false")]
+    pub body: bool,
+    /// For a changed step: the steps it needs, before and after, when they changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs: Option<NeedsChange>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepChangeKind {
+    Added,
+    Removed,
+    Changed,
+}
+
+/// The steps a step needs, before and after an edit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeedsChange {
+    pub old: Vec<String>,
+    pub new: Vec<String>,
+}
+
+impl StepChange {
+    /// `+ step (added)`, `- step (removed)`, `~ step: body changed; needs a -> a, b`.
+    pub fn describe(&self) -> String {
+        match self.kind {
+            StepChangeKind::Added => format!("+ {} (added)", self.step),
+            StepChangeKind::Removed => format!("- {} (removed)", self.step),
+            StepChangeKind::Changed => {
+                let mut parts = Vec::new();
+                if self.body {
+                    parts.push("body changed".to_owned());
+                }
+                if let Some(needs) = &self.needs {
+                    let list = |names: &[String]| {
+                        if names.is_empty() {
+                            "(none)".to_owned()
+                        } else {
+                            names.join(", ")
+                        }
+                    };
+                    parts.push(format!(
+                        "needs {} -> {}",
+                        list(&needs.old),
+                        list(&needs.new)
+                    ));
+                }
+                format!("~ {}: {}", self.step, parts.join("; "))
+            }
+        }
+    }
+}

@@ -95,6 +95,10 @@ impl RunFold {
                 status: super::StepStatus::Skipped,
                 ..
             } => self.notices.retain(|notice| notice.step != *path),
+            RunEvent::RunEdited(edited) => self.reopen(format!(
+                "runbook edited by {}: {}; it continues with runbook resume",
+                edited.by, edited.reason
+            )),
             RunEvent::StepNotice { path, text } => {
                 self.notices.retain(|notice| notice.step != *path);
                 self.notices.push(Notice {

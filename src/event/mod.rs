@@ -8,7 +8,10 @@ mod lock;
 pub mod timestamp;
 mod window;
 
-pub use control::{AbortRequest, InputChange, PauseRequest, RunRetried, StepSkippedByHand};
+pub use control::{
+    AbortRequest, InputChange, NeedsChange, PauseRequest, RunEdited, RunRetried, StepChange, StepChangeKind,
+    StepSkippedByHand,
+};
 pub use fold::RunFold;
 pub use lock::{LockAcquired, LockHolding, LockReleased, LockWaiting};
 pub use window::{GateDecision, NeedSource, WindowGate};
@@ -307,6 +310,8 @@ pub enum RunEvent {
         error: Option<String>,
         duration_ms: u64,
     },
+    /// A person had the run continue with an edited runbook (`runbook resume --runbook`).
+    RunEdited(RunEdited),
 }
 
 /// What a step's `notice` said.

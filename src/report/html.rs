@@ -4,7 +4,7 @@
 //! from the run is escaped, so that a step's output cannot become markup.
 
 use super::objectives::Outcome;
-use super::run_report::{RunReport, duration, is_empty, pretty};
+use super::run_report::{HistoryEntry, RunReport, duration, is_empty, pretty};
 use super::timeline::{Bar, BarEnd, BarKind, Lane, Timeline};
 use crate::event::{Envelope, RunEvent, Via};
 use std::collections::HashMap;
@@ -26,7 +26,7 @@ th { background: #f6f8fa; }
 .not-measurable, .cancelled, .unfinished, .waiting, .interrupted { color: #7d4e00; } .skipped { color: #57606a; }
 .hash { font-family: ui-monospace, monospace; word-break: break-all; }
 svg text { font: 11px system-ui, sans-serif; fill: #1b1f24; }
-svg .tick { stroke: #d0d7de; } svg text.mark { fill: #fff; font-weight: bold; paint-order: stroke; stroke: #a40e26; stroke-width: 3px; } svg .park { stroke: #7d4e00; stroke-dasharray: 4 3; }
+svg .tick { stroke: #d0d7de; } svg text.mark { fill: #fff; font-weight: bold; paint-order: stroke; stroke: #a40e26; stroke-width: 3px; } svg .park { stroke: #7d4e00; stroke-dasharray: 4 3; } svg .control line { stroke: #0550ae; stroke-width: 2; } svg .control text { fill: #0550ae; }
 section.step { break-inside: avoid; }
 @media print { body { margin: 0; max-width: none; } h2 { break-after: avoid; } svg { max-width: 100%; height: auto; } }
 @page { margin: 15mm; }
@@ -160,12 +160,27 @@ impl RunReport {
         if let Some(ms) = self.duration_ms {
             row(out, "Duration", escape(&duration(ms)));
         }
-        for resume in &self.resumes {
-            row(
-                out,
-                "Resumed",
-                format!("{} by {}", escape(&resume.at), escape(&resume.by)),
-            );
+        // Resumes and controls in the order they happened: a control is read with the
+        // resume that followed it.
+        for entry in self.history() {
+            match entry {
+                HistoryEntry::Resumed(resume) => row(
+                    out,
+                    "Resumed",
+                    format!("{} by {}", escape(&resume.at), escape(&resume.by)),
+                ),
+                HistoryEntry::Control(control) => row(
+                    out,
+                    "Control",
+                    format!(
+                        "<span class=\"control\">{} by {}: {} (why: {})</span>",
+                        escape(&control.at),
+                        escape(&control.by),
+                        escape(&control.what),
+                        escape(&control.reason)
+                    ),
+                ),
+            }
         }
         for approval in &self.approvals {
             if let (Some(approved), Some(by)) = (approval.approved, &approval.by) {
@@ -434,6 +449,18 @@ fn html_timeline(out: &mut String, timeline: &Timeline, report: &RunReport) {
             TOP - 8.0
         );
     }
+    for (number, (at_ms, control)) in timeline.controls.iter().zip(&report.controls).enumerate() {
+        let at = x(*at_ms);
+        let _ = writeln!(
+            out,
+            "<g class=\"control\" data-control=\"{number}\"><line x1=\"{at:.1}\" y1=\"{}\" \
+             x2=\"{at:.1}\" y2=\"{height}\"/><text x=\"{at:.1}\" y=\"{}\" \
+             text-anchor=\"middle\">⚑</text><title>{}</title></g>",
+            TOP - 8.0,
+            TOP - 10.0,
+            escape(&control.describe())
+        );
+    }
     for (row, lane) in timeline.lanes.iter().enumerate() {
         let y = TOP + ROW * row as f64;
         let state = report
@@ -469,7 +496,8 @@ fn html_timeline(out: &mut String, timeline: &Timeline, report: &RunReport) {
          attempt failed; <b>dashed outline</b>: the fallback; <b>thin amber</b>: waiting for an \
          approval; <b>thin violet, dotted</b>: waiting for a lock another run holds (the \
          <code>(run)</code> row: the run's own locks, before its first step); <b>grey, dotted</b>: cut short by a park or still running; a <b>diamond</b>: \
-         skipped. Dashed vertical lines: the run parked. The word at the right of each row is \
+         skipped. Dashed vertical lines: the run parked; <b>blue lines with a flag</b>: a \
+         person's control (skip, retry, pause, edit: hover for who and why). The word at the right of each row is \
          the step's status (and its retries).</p>"
     );
 }

@@ -52,8 +52,16 @@ impl RunReport {
                 }
                 StepState::Skipped => {
                     skipped += 1;
-                    cases.push_str(
-                        ">\n      <skipped message=\"its `when` did not hold, or a step it needs did not succeed\"/>\n    </testcase>\n",
+                    let message = match &step.skipped_by_hand {
+                        Some(by) => format!("skipped by hand by {by}"),
+                        None => {
+                            "its `when` did not hold, or a step it needs did not succeed".to_owned()
+                        }
+                    };
+                    let _ = writeln!(
+                        cases,
+                        ">\n      <skipped message=\"{}\"/>\n    </testcase>",
+                        text(&message)
                     );
                 }
                 other => {
@@ -121,6 +129,14 @@ impl RunReport {
                 out,
                 "      <property name=\"{name}\" value=\"{}\"/>",
                 text(value)
+            );
+        }
+        // Every control (skip, retry, pause, edit) with when, who, what and why, in order.
+        for control in &self.controls {
+            let _ = writeln!(
+                out,
+                "      <property name=\"control\" value=\"{}\"/>",
+                text(&control.describe())
             );
         }
         let _ = writeln!(out, "    </properties>");

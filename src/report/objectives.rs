@@ -49,10 +49,19 @@ pub struct ObjectiveReport {
     pub detail: String,
 }
 
-/// The objectives the run's runbook declared, measured on its events. Empty when the
-/// runbook declared none, or when the journal keeps no source to read them from.
+/// The objectives the run's runbook declared (as its latest edit left it, if any),
+/// measured on its events. Empty when the runbook declared none, or when the journal keeps
+/// no source to read them from.
 pub fn measure_run(events: &[Envelope]) -> Vec<ObjectiveReport> {
-    let Some(RunEvent::RunStarted { sources, .. }) = events.first().map(|e| &e.event) else {
+    let edited = events.iter().rev().find_map(|e| match &e.event {
+        RunEvent::RunEdited(edited) => Some(&edited.sources),
+        _ => None,
+    });
+    let started = match events.first().map(|e| &e.event) {
+        Some(RunEvent::RunStarted { sources, .. }) => Some(sources),
+        _ => None,
+    };
+    let Some(sources) = edited.or(started) else {
         return Vec::new();
     };
     let Some(root) = sources.first() else {

@@ -169,6 +169,17 @@ impl EventSink for Progress {
                     retried.rerun.join(", ")
                 ));
             }
+            RunEvent::RunEdited(edited) => {
+                let rerun = if edited.rerun.is_empty() {
+                    String::new()
+                } else {
+                    format!("; running again: {}", edited.rerun.join(", "))
+                };
+                self.line(&format!(
+                    "runbook edited by {}: {}{rerun}",
+                    edited.by, edited.reason
+                ));
+            }
             RunEvent::StepStarted {
                 path,
                 attempt,

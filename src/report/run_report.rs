@@ -149,6 +149,42 @@ pub struct ControlReport {
     pub reason: String,
 }
 
+impl ControlReport {
+    /// `AT by WHO: WHAT (WHY)`.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} by {}: {} ({})",
+            self.at, self.by, self.what, self.reason
+        )
+    }
+}
+
+/// One entry of a run's history besides its steps: a process took it up again, or a person
+/// applied a control.
+pub enum HistoryEntry<'a> {
+    Resumed(&'a Resume),
+    Control(&'a ControlReport),
+}
+
+impl RunReport {
+    /// Resumes and controls in the order they happened (times are written at one width,
+    /// so they sort as text; at the same moment, the control comes first).
+    pub fn history(&self) -> Vec<HistoryEntry<'_>> {
+        let mut entries: Vec<(&str, u8, HistoryEntry<'_>)> = self
+            .resumes
+            .iter()
+            .map(|r| (r.at.as_str(), 1, HistoryEntry::Resumed(r)))
+            .chain(
+                self.controls
+                    .iter()
+                    .map(|c| (c.at.as_str(), 0, HistoryEntry::Control(c))),
+            )
+            .collect();
+        entries.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        entries.into_iter().map(|(_, _, entry)| entry).collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct WarningReport {
     pub at: String,
@@ -270,6 +306,17 @@ impl RunReport {
                         reason: retried.reason.clone(),
                     })
                 }
+                RunEvent::RunEdited(edited) => {
+                    if let Some(inputs) = &edited.inputs {
+                        report.inputs = inputs.clone();
+                    }
+                    report.controls.push(ControlReport {
+                        at: at.clone(),
+                        by: edited.by.clone(),
+                        what: edited_summary(edited),
+                        reason: edited.reason.clone(),
+                    })
+                }
                 RunEvent::Warning { path, message } => report.warnings.push(WarningReport {
                     at: at.clone(),
                     path: path.clone(),
@@ -382,4 +429,28 @@ pub(super) fn duration(ms: u64) -> String {
 pub(super) fn fence_for(text: &str) -> String {
     let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat(longest.max(2) + 1)
+}
+
+/// One line for an edit: the file and its hash, what changed, what runs again.
+fn edited_summary(edited: &crate::event::RunEdited) -> String {
+    let sha = edited.root_sha256();
+    let mut what = format!(
+        "edited the runbook: {} (sha256 {})",
+        edited.file,
+        &sha[..sha.len().min(12)]
+    );
+    let changes: Vec<String> = edited.changes.iter().map(|c| c.describe()).collect();
+    if !changes.is_empty() {
+        what.push_str(&format!("; {}", changes.join("; ")));
+    }
+    if !edited.settings.is_empty() {
+        what.push_str(&format!(
+            "; settings changed: {}",
+            edited.settings.join(", ")
+        ));
+    }
+    if !edited.rerun.is_empty() {
+        what.push_str(&format!(" (running again: {})", edited.rerun.join(", ")));
+    }
+    what
 }

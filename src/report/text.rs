@@ -1,6 +1,6 @@
 //! `runbook runs show`: the run report as text for the terminal.
 
-use super::run_report::{RunReport, compact, duration, is_empty};
+use super::run_report::{HistoryEntry, RunReport, compact, duration, is_empty};
 use super::step_table::{self, StepColumns};
 use crate::event::RunStatus;
 use std::fmt::Write;
@@ -30,15 +30,16 @@ impl RunReport {
             let _ = writeln!(out, "duration  {}", duration(ms));
         }
         let _ = writeln!(out, "inputs    {}", compact(&self.inputs));
-        for resume in &self.resumes {
-            let _ = writeln!(out, "resumed   {} by {}", resume.at, resume.by);
-        }
-        for control in &self.controls {
-            let _ = writeln!(
-                out,
-                "control   {} by {}: {} ({})",
-                control.at, control.by, control.what, control.reason
-            );
+        // In the order they happened: a control is read with the resume that followed it.
+        for entry in self.history() {
+            match entry {
+                HistoryEntry::Resumed(resume) => {
+                    let _ = writeln!(out, "resumed   {} by {}", resume.at, resume.by);
+                }
+                HistoryEntry::Control(control) => {
+                    let _ = writeln!(out, "control   {}", control.describe());
+                }
+            }
         }
         if let Some(until) = &self.window_until {
             let _ = writeln!(out, "window    until {until}");

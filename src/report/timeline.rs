@@ -94,6 +94,9 @@ pub struct Timeline {
     pub lanes: Vec<Lane>,
     /// When the run parked (ms since its start), to mark on the chart.
     pub parks: Vec<i64>,
+    /// When a person applied a control (skip, retry, pause, edit; ms since the run's
+    /// start), in the order of the report's `controls`.
+    pub controls: Vec<i64>,
 }
 
 impl Timeline {
@@ -213,6 +216,10 @@ impl Timeline {
                         close(&mut timeline, &mut open, index, (*status).into());
                     }
                 }
+                RunEvent::StepSkippedByHand(_)
+                | RunEvent::RunRetried(_)
+                | RunEvent::RunPaused(_)
+                | RunEvent::RunEdited(_) => timeline.controls.push(at),
                 RunEvent::RunEnded { .. } => {
                     let lanes: Vec<usize> = open.keys().copied().collect();
                     for index in lanes {

@@ -4,6 +4,7 @@ pub mod bounded_read;
 pub mod dag;
 pub mod de;
 pub mod diagnostic;
+pub mod diff;
 pub mod duration;
 pub mod inputs;
 pub mod load;

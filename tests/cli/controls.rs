@@ -4,7 +4,7 @@
 use crate::durable::{Bench, finish, signal};
 use serde_json::Value;
 
-fn step<'a>(report: &'a Value, path: &str) -> &'a Value {
+pub(crate) fn step<'a>(report: &'a Value, path: &str) -> &'a Value {
     report["steps"]
         .as_array()
         .and_then(|steps| steps.iter().find(|s| s["path"] == path))
@@ -487,4 +487,118 @@ steps:
     let shown = bench.runbook(&["runs", "show", "x1", "--format", "json"]);
     assert!(!shown.stdout.contains(secret), "{}", shown.stdout);
     assert!(!shown.stdout.contains("controls"), "{}", shown.stdout);
+}
+
+/// Three items; the second fails until `fixed` exists. `after` needs the whole step.
+const ITEMS: &str = r#"version: 1
+name: items
+steps:
+  - id: list
+    for_each: '[1, 2, 3]'
+    exec:
+      command: [sh, -c, 'echo "item $0" >> side; if [ "$0" = 2 ] && [ ! -e fixed ]; then exit 1; fi; echo "v$0"', "{{item}}"]
+    outputs: { version: '.stdout' }
+  - id: after
+    needs: [list]
+    exec: { script: 'echo after >> side' }
+"#;
+
+/// Lines of `side`, sorted: steps (and items) that run at once write in any order.
+pub(crate) fn sorted_side(bench: &Bench) -> Vec<String> {
+    let mut lines: Vec<String> = bench.read("side").lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn retry_from_one_item_runs_that_item_and_what_is_downstream_of_its_step() {
+    let bench = Bench::new();
+    bench.write("items.yaml", ITEMS);
+    let run = bench.runbook(&["run", "items.yaml", "--run-id", "i1"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(sorted_side(&bench), ["item 1", "item 2", "item 3"]);
+
+    // Paths the controls cannot work on are refused, saying why.
+    for (path, why) in [
+        (
+            "list[3]",
+            "step `list` expanded into 3 items, `list[0]` to `list[2]`",
+        ),
+        (
+            "after[0]",
+            "step `after` has no for_each: name it without an index",
+        ),
+        ("list[x]", "an item is named by its index from 0"),
+        (
+            "list/inner",
+            "a step inside a called runbook cannot be named",
+        ),
+    ] {
+        let refused = bench.runbook(&["retry", "i1", "--from", path, "--reason", "r"]);
+        assert_eq!(refused.code, 2, "{path}: {}", refused.stderr);
+        assert!(refused.stderr.contains(why), "{path}: {}", refused.stderr);
+    }
+
+    bench.write("fixed", "");
+    let retried = bench.runbook(&["retry", "i1", "--from", "list[1]", "--reason", "fixed 2"]);
+    assert_eq!(retried.code, 0, "{}", retried.stderr);
+    assert!(
+        retried.stderr.contains("running again: list[1], after"),
+        "{}",
+        retried.stderr
+    );
+    // Only the retried item ran again, then what needs the whole step.
+    assert_eq!(
+        sorted_side(&bench),
+        ["after", "item 1", "item 2", "item 2", "item 3"]
+    );
+    let report = bench.show_json("i1");
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(step(&report, "list")["status"], "succeeded");
+    assert_eq!(step(&report, "list[1]")["attempts_in_all"], 2);
+    assert!(step(&report, "list[0]").get("attempts_in_all").is_none());
+}
+
+#[test]
+fn a_skipped_item_with_outputs_lets_its_step_end_and_its_dependents_run() {
+    let bench = Bench::new();
+    bench.write("items.yaml", ITEMS);
+    let run = bench.runbook(&["run", "items.yaml", "--run-id", "i2"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+
+    let done = bench.runbook(&["skip", "i2", "list[0]", "--reason", "no"]);
+    assert_eq!(done.code, 2, "{}", done.stderr);
+    assert!(
+        done.stderr
+            .contains("`list[0]` of run i2 has already succeeded"),
+        "{}",
+        done.stderr
+    );
+
+    let skipped = bench.runbook(&[
+        "skip",
+        "i2",
+        "list[1]",
+        "--output",
+        "version=v2-by-hand",
+        "--reason",
+        "done by hand",
+    ]);
+    assert_eq!(skipped.code, 0, "{}", skipped.stderr);
+    let resumed = bench.runbook(&["resume", "i2"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    // No item ran again; the step ended from its items, and `after` ran.
+    assert_eq!(sorted_side(&bench), ["after", "item 1", "item 2", "item 3"]);
+    let report = bench.show_json("i2");
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(step(&report, "list")["status"], "succeeded");
+    let item = step(&report, "list[1]");
+    assert_eq!(item["status"], "skipped");
+    assert_eq!(item["outputs"]["version"], "v2-by-hand");
+    assert!(
+        item["skipped_by_hand"]
+            .as_str()
+            .is_some_and(|by| by.ends_with(": done by hand")),
+        "{item:#}"
+    );
 }

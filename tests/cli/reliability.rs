@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The journal of a run, read and checked (hash chain, numbering) by the store.
-fn journal(db: &Path, run_id: &str) -> Vec<Envelope> {
+pub(crate) fn journal(db: &Path, run_id: &str) -> Vec<Envelope> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

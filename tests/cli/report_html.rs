@@ -223,3 +223,49 @@ fn chromium_shows_retries_the_fallback_and_the_wait_for_approval() {
     );
     assert!(dom.contains("<th>Resumed</th>"), "{dom}");
 }
+
+#[test]
+fn chromium_shows_each_control_on_the_timeline_and_among_the_facts_with_who_and_why() {
+    let drills = Drills::new();
+    crate::report_controls::controlled_run(&drills, "ctl");
+    let dom = render(&drills, "ctl");
+    // On the timeline, a flag at the moment of each control, saying who, what and why.
+    let flags: Vec<&str> = dom
+        .split("<g class=\"control\" data-control=\"")
+        .skip(1)
+        .map(|rest| rest.split("</g>").next().unwrap_or(""))
+        .collect();
+    assert_eq!(flags.len(), 3, "{dom}");
+    assert!(flags[0].contains("by bob: retried from b"), "{}", flags[0]);
+    assert!(flags[0].contains("(try b again)"), "{}", flags[0]);
+    assert!(
+        flags[1].contains("by alice: skipped `b` by hand"),
+        "{}",
+        flags[1]
+    );
+    assert!(
+        flags[2].contains("by carol: edited the runbook"),
+        "{}",
+        flags[2]
+    );
+    // Among the facts, in the order they happened with the resumes: each retry and edit is
+    // followed by the resume it led to.
+    let facts: Vec<&str> = dom
+        .lines()
+        .filter(|l| l.starts_with("<tr><th>Control</th>") || l.starts_with("<tr><th>Resumed</th>"))
+        .collect();
+    assert!(facts.len() >= 3, "{dom}");
+    let control_rows: Vec<&&str> = facts.iter().filter(|l| l.contains("Control")).collect();
+    assert_eq!(control_rows.len(), 3, "{facts:#?}");
+    assert!(
+        control_rows[1].contains("(why: done by hand)"),
+        "{facts:#?}"
+    );
+    let last_control = facts.iter().rposition(|l| l.contains("Control")).unwrap();
+    assert!(
+        facts[last_control + 1..]
+            .iter()
+            .any(|l| l.contains("Resumed")),
+        "the edit's resume follows it: {facts:#?}"
+    );
+}

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// `xmllint --schema` on `xml`: whether it is valid, and what xmllint said.
-fn validate(xml: &str, dir: &Path) -> (bool, String) {
+pub(crate) fn validate(xml: &str, dir: &Path) -> (bool, String) {
     let file = dir.join("report.xml");
     std::fs::write(&file, xml).expect("write the report");
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/junit.xsd");

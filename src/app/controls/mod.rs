@@ -6,12 +6,15 @@
 //! after that leaves a parked run that the next resume continues as the control left it.
 
 mod abort;
+mod edit;
 mod pause;
 mod retry;
 mod skip;
+mod step_path;
 
 pub use abort::{AbortRunRequest, Aborted, abort};
 
+pub use edit::{EditRequest, Edited, EditedStep, Standing, edit};
 pub use pause::{PauseAsked, PauseRunRequest, pause};
 pub(super) use retry::latest_inputs;
 pub use retry::{Retried, RetryRequest, retry};

@@ -1,3 +1,4 @@
+use super::step_path::StepPath;
 use super::{Claimed, claim, person};
 use crate::app::execute::ClaimedRun;
 use crate::app::{AppError, Notice, ResumeRequest};
@@ -11,7 +12,8 @@ use std::sync::Arc;
 /// A run to run again from some of its steps.
 pub struct RetryRequest {
     pub run_id: String,
-    /// The steps to run again (ids of the root runbook); every failed step when empty.
+    /// The steps to run again (ids of the root runbook, or items of its `for_each` steps:
+    /// `step[3]`); every failed step when empty.
     pub from: Vec<String>,
     /// Inputs to change, as `name` and the text given: read as the runbook declares them.
     pub inputs: Vec<(String, String)>,
@@ -59,14 +61,16 @@ async fn journal_retry(
     request: &RetryRequest,
 ) -> Result<RunRetried, AppError> {
     let run_id = &request.run_id;
-    for step in &request.from {
-        claimed.known_step(step)?;
-    }
+    let named = request
+        .from
+        .iter()
+        .map(|text| StepPath::known(claimed, text))
+        .collect::<Result<Vec<_>, _>>()?;
     let ids = claimed.step_ids();
     let from: Vec<String> = if request.from.is_empty() {
         failed_steps(&claimed.state, &ids)
     } else {
-        request.from.clone()
+        named.iter().map(StepPath::path).collect()
     };
     if from.is_empty() {
         return Err(AppError::NothingFailed {
@@ -75,7 +79,7 @@ async fn journal_retry(
         });
     }
     let root = claimed.bundle.root().expect("a valid bundle has its root");
-    let rerun = downstream(&Dag::new(&root.runbook), &from);
+    let rerun = rerun(&Dag::new(&root.runbook), &from, &named);
     let old = current_inputs(claimed);
     let (inputs, changed) = if request.inputs.is_empty() {
         (None, Vec::new())
@@ -122,8 +126,36 @@ fn failed_steps(state: &RunState, ids: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// What runs again: the steps named and every step downstream of them; for an item named
+/// (`step[3]`), that item and what is downstream of its whole step (the step itself ends
+/// again from its items, the others keeping their ends).
+fn rerun(dag: &Dag, from: &[String], named: &[StepPath]) -> Vec<String> {
+    if named.is_empty() {
+        return downstream(dag, from);
+    }
+    let mut items = Vec::new();
+    let mut starts = Vec::new();
+    for name in named {
+        match name {
+            StepPath::Step(step) => starts.push(step.clone()),
+            StepPath::Item { step, .. } => {
+                items.push(name.path());
+                // What needs the step runs again; the step itself does not.
+                let index = dag.index_of[step.as_str()];
+                starts.extend(
+                    (0..dag.len())
+                        .filter(|&i| dag.needs[i].iter().any(|need| need.step == index))
+                        .map(|i| dag.ids[i].clone()),
+                );
+            }
+        }
+    }
+    items.extend(downstream(dag, &starts));
+    items
+}
+
 /// `from` and every step that needs one of them, directly or not, in file order.
-fn downstream(dag: &Dag, from: &[String]) -> Vec<String> {
+pub(super) fn downstream(dag: &Dag, from: &[String]) -> Vec<String> {
     let mut again: Vec<bool> = dag.ids.iter().map(|id| from.contains(id)).collect();
     // Needs point backwards in file order only when the file is ordered; go until stable.
     loop {
@@ -151,14 +183,18 @@ fn current_inputs(claimed: &Claimed) -> Map<String, Value> {
     latest_inputs(&claimed.prior)
 }
 
-/// The inputs a run's journal gives it now: those of its latest retry that changed them, or
-/// those it started with.
+/// The inputs a run's journal gives it now: those of its latest retry or edit that changed
+/// them, or those it started with.
 pub(in crate::app) fn latest_inputs(prior: &[crate::event::Envelope]) -> Map<String, Value> {
     prior
         .iter()
         .rev()
         .find_map(|envelope| match &envelope.event {
             RunEvent::RunRetried(RunRetried {
+                inputs: Some(inputs),
+                ..
+            })
+            | RunEvent::RunEdited(crate::event::RunEdited {
                 inputs: Some(inputs),
                 ..
             })

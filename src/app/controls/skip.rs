@@ -1,3 +1,4 @@
+use super::step_path::StepPath;
 use super::{Claimed, claim, person};
 use crate::app::{AppError, NothingTo};
 use crate::event::{RunEvent, StepSkippedByHand, StepStatus};
@@ -7,7 +8,8 @@ use serde_json::{Map, Value};
 /// A failed or not-yet-run step to mark done by hand.
 pub struct SkipRequest {
     pub run_id: String,
-    /// The step's id in the root runbook.
+    /// The step's id in the root runbook, or one item of a `for_each` step of it
+    /// (`step[3]`).
     pub step: String,
     /// The outputs its dependents read, by the names the step declares.
     pub outputs: Map<String, Value>,
@@ -49,11 +51,8 @@ async fn journal_skip(
             wanted: NothingTo::Skip,
         });
     }
-    claimed.known_step(&request.step)?;
-    let record = claimed.state.steps.get(&request.step);
-    if let Some(status @ (StepStatus::Succeeded | StepStatus::Skipped)) =
-        record.and_then(|r| r.status)
-    {
+    let named = StepPath::known(claimed, &request.step)?;
+    if let Some(status @ (StepStatus::Succeeded | StepStatus::Skipped)) = named.status(claimed) {
         return Err(AppError::NotSkippable {
             run_id: run_id.clone(),
             step: request.step,
@@ -64,7 +63,7 @@ async fn journal_skip(
     let step = root
         .runbook
         .all_steps()
-        .find(|s| s.id.value == request.step)
+        .find(|s| s.id.value == named.step())
         .expect("the step is known");
     let declared: Vec<String> = step
         .outputs
@@ -107,7 +106,7 @@ async fn journal_skip(
     }
     let by = person(request.by);
     let event = RunEvent::StepSkippedByHand(StepSkippedByHand {
-        path: request.step,
+        path: named.path(),
         outputs: Value::Object(request.outputs),
         by: by.clone(),
         reason: request.reason,
