@@ -8,6 +8,12 @@
 #   spawn of one step command       criterion, benches/spawn.rs       against a plain spawn
 #   exec /bin/true x1000            the release binary against a shell loop   aim: < 1.5x
 #   peak memory, 10,000 steps       the release binary under GNU time        aim: < 100 MB
+#   chain of 1,000 asserts          the release binary, journaled             aim: < 0.4 ms a step
+#   for_each of 500,000 asserts     the release binary under GNU time: time, peak memory, and
+#                                   the journal's size      aim: < 600 MB, journal < 200 MB
+#   binary size, cold start         `runbook validate` of a small runbook     aim: < 10 ms
+#
+# FOR_EACH_ITEMS sets the for_each's item count (default 500000, the figure the aims are for).
 #
 # Uses hyperfine when it is installed (or can be installed with apt), else times 3 runs.
 set -euo pipefail
@@ -135,6 +141,74 @@ else
   peak="(GNU time is not installed)"
 fi
 
+step "chain of 1,000 assert steps through the binary"
+assert_runbook 1000 chain >"$work/chain1k.yaml"
+# Best of 5 whole runs, each in a store of its own: the journal starts empty every time.
+best_chain_s=
+for attempt in 1 2 3 4 5; do
+  start=$(date +%s.%N)
+  RUNBOOK_STORE="sqlite:$work/chain-$attempt/runs.db" \
+    "$binary" run "$work/chain1k.yaml" --output json >/dev/null
+  end=$(date +%s.%N)
+  best_chain_s=$(awk -v a="$start" -v b="$end" -v best="$best_chain_s" \
+    'BEGIN { t = b - a; if (best == "" || t < best) best = t; printf "%.6f\n", best }')
+done
+
+step "for_each of ${FOR_EACH_ITEMS:=500000} assert items"
+cat >"$work/each.yaml" <<YAML
+version: 1
+name: each
+steps:
+  - id: each
+    for_each: '[range($FOR_EACH_ITEMS)]'
+    assert: { that: 'true' }
+YAML
+each_store="$work/each/runs.db"
+if [ -x /usr/bin/time ] && /usr/bin/time -v true >/dev/null 2>&1; then
+  RUNBOOK_STORE="sqlite:$each_store" /usr/bin/time -v "$binary" run "$work/each.yaml" \
+    --output json >/dev/null 2>"$work/each-time.txt"
+  # The wall time as GNU time writes it: [h:]mm:ss.ss
+  each_s=$(awk -F': ' '/Elapsed \(wall clock\)/ {
+    n = split($2, f, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + f[i]; print s }' \
+    "$work/each-time.txt")
+  each_mb=$(awk -F: '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' \
+    "$work/each-time.txt")
+  # The database and what its write-ahead log still holds: the journal's whole size.
+  each_bytes=0
+  for file in "$each_store" "$each_store-wal"; do
+    [ -f "$file" ] && each_bytes=$((each_bytes + $(stat -c %s "$file")))
+  done
+  each_journal_mb=$(awk -v b="$each_bytes" 'BEGIN { printf "%.0f", b / 1048576 }')
+  each="$(awk -v s="$each_s" -v n="$FOR_EACH_ITEMS" \
+    'BEGIN { printf "%.1f s (%.0f µs an item)", s, s / n * 1e6 }'), peak $each_mb MB, journal $each_journal_mb MB"
+else
+  each="(GNU time is not installed)"
+fi
+
+step "binary size and cold start"
+binary_mb=$(stat -c %s "$binary" | awk '{ printf "%.1f", $1 / 1048576 }')
+cat >"$work/small.yaml" <<'YAML'
+version: 1
+name: small
+steps:
+  - id: hello
+    assert: { that: 'true' }
+YAML
+if command -v hyperfine >/dev/null 2>&1; then
+  hyperfine -N --warmup 3 --runs 20 --export-csv "$work/cold.csv" \
+    -n validate "$binary validate $work/small.yaml" >&2
+  cold_s=$(awk -F, '$1 == "validate" { print $7 }' "$work/cold.csv") # the fastest run
+else
+  cold_s=
+  for _ in $(seq 20); do
+    start=$(date +%s.%N)
+    "$binary" validate "$work/small.yaml" >/dev/null
+    end=$(date +%s.%N)
+    cold_s=$(awk -v a="$start" -v b="$end" -v best="$cold_s" \
+      'BEGIN { t = b - a; if (best == "" || t < best) best = t; printf "%.6f\n", best }')
+  done
+fi
+
 per_step() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f µs/step", s / n * 1e6 }'; }
 overhead() { awk -v j="$1" -v e="$2" -v n="$3" 'BEGIN { printf "%.1f µs/step", (j - e) / n * 1e6 }'; }
 cat <<EOF
@@ -150,4 +224,7 @@ spawn of one step command (supervised): $(awk -v s="$spawn_step_s" -v p="$spawn_
 exec /bin/true x1000 (journaled): runbook $(awk -v r="$exec_runbook_s" -v s="$exec_shell_s" \
   'BEGIN { printf "%.2f s, shell %.2f s (ratio %.2f)", r, s, r / s }')
 peak memory, 10,000 assert steps:       $peak
+chain of 1,000 asserts (the binary):    $(per_step "$best_chain_s" 1000) (best of 5 whole runs)
+for_each of $FOR_EACH_ITEMS asserts:   $each
+binary:                                 $binary_mb MB, cold start $(awk -v s="$cold_s" 'BEGIN { printf "%.1f ms", s * 1e3 }') (validate, fastest of 20)
 EOF

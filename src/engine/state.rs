@@ -5,6 +5,7 @@
 use super::redact::Revealed;
 use super::seal::OpenError;
 use crate::event::{RunEvent, RunFold, RunStatus, StepStatus, Via};
+use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -31,16 +32,18 @@ pub struct StepRecord {
     pub action_error: Option<String>,
     /// The run segment (see [`RunState::segment`]) in which the step ended.
     pub segment: u32,
-    /// When it started (RFC 3339): its first attempt, or the last time it ran again (a
-    /// `finally` step after a resume, a step a resume takes up again).
-    pub started_at: Option<String>,
-    /// When it ended (RFC 3339); `None` while it runs or when it never ended.
-    pub ended_at: Option<String>,
+    /// When it started: its first attempt, or the last time it ran again (a `finally` step
+    /// after a resume, a step a resume takes up again). A moment, not its text: a run keeps
+    /// one record per step instance, hundreds of thousands for a wide `for_each`.
+    pub started_at: Option<Timestamp>,
+    /// When it ended; `None` while it runs or when it never ended.
+    pub ended_at: Option<Timestamp>,
     /// The process segment in which it last started: the run's resumes before it.
     pub started_in: Option<u32>,
     /// When an approval step asked its question (RFC 3339).
     pub approval_requested_at: Option<String>,
-    pub decision: Option<Answer>,
+    /// Boxed: few steps are approvals, and a run keeps a record per step instance.
+    pub decision: Option<Box<Answer>>,
     /// Values the journal holds masked because they carried a secret, and that this process
     /// cannot read in clear (`outputs.<name>`, `item`, `items`), with why.
     pub withheld: BTreeMap<String, OpenError>,
@@ -100,30 +103,34 @@ impl RunState {
         self.run.status
     }
 
-    /// Applies an event that happened at `at` (RFC 3339).
+    /// Applies an event that happened at `at` (RFC 3339; a time runbook did not write reads
+    /// as the Unix epoch).
     pub fn apply_at(&mut self, event: &RunEvent, at: &str) {
         self.run.apply(event, at);
+        let moment = || at.parse::<Timestamp>().unwrap_or_default();
         if let RunEvent::RunResumed { .. } = event {
             self.resumes += 1;
         }
         self.apply_to_steps(event);
         match event {
             RunEvent::StepStarted { path, .. } | RunEvent::StepExpanded { path, .. } => {
-                self.runs_again(path, at)
+                self.runs_again(path, moment())
             }
             RunEvent::RunStarted { .. } if self.created_at.is_none() => {
                 self.created_at = Some(at.to_owned())
             }
             RunEvent::StepEnded { path, .. } => {
                 if let Some(record) = self.steps.get_mut(path) {
-                    record.started_at.get_or_insert_with(|| at.to_owned());
-                    record.ended_at = Some(at.to_owned());
+                    let at = moment();
+                    record.started_at.get_or_insert(at);
+                    record.ended_at = Some(at);
                 }
             }
             RunEvent::StepSkippedByHand(skipped) => {
                 if let Some(record) = self.steps.get_mut(&skipped.path) {
-                    record.started_at.get_or_insert_with(|| at.to_owned());
-                    record.ended_at = Some(at.to_owned());
+                    let at = moment();
+                    record.started_at.get_or_insert(at);
+                    record.ended_at = Some(at);
                 }
             }
             RunEvent::ApprovalRequested { path, .. } => {
@@ -219,12 +226,12 @@ impl RunState {
                 comment,
                 answered_at,
             } => {
-                self.record(path).decision = Some(Answer {
+                self.record(path).decision = Some(Box::new(Answer {
                     approved: *approved,
                     by: by.clone(),
                     comment: comment.clone(),
                     at: answered_at.clone(),
-                })
+                }))
             }
             RunEvent::StepSkippedByHand(skipped) => {
                 let segment = self.run.parks;
@@ -379,7 +386,7 @@ impl RunState {
 
     /// Notes that the step at `path` starts at `at`. One that had ended, or that last
     /// started before a resume, runs again: it moves to the end of [`order`](Self::order).
-    fn runs_again(&mut self, path: &str, at: &str) {
+    fn runs_again(&mut self, path: &str, at: Timestamp) {
         let segment = self.resumes;
         let Some(record) = self.steps.get_mut(path) else {
             return;
@@ -388,12 +395,12 @@ impl RunState {
         // Ended before, or started in an earlier process: it runs again.
         let again = record.ended_at.is_some() || earlier.is_some_and(|s| s < segment);
         if again {
-            record.started_at = Some(at.to_owned());
+            record.started_at = Some(at);
             record.ended_at = None;
             self.order.retain(|p| p != path);
             self.order.push(path.to_owned());
         } else {
-            record.started_at.get_or_insert_with(|| at.to_owned());
+            record.started_at.get_or_insert(at);
         }
     }
 
@@ -519,6 +526,15 @@ mod tests {
         }
     }
 
+    /// The `n`th second of a day, as an event's time.
+    fn t(n: u8) -> String {
+        format!("2026-11-21T06:00:{n:02}.000000Z")
+    }
+
+    fn moment(n: u8) -> Timestamp {
+        t(n).parse().unwrap()
+    }
+
     fn ended(path: &str) -> RunEvent {
         RunEvent::StepEnded {
             path: path.to_owned(),
@@ -593,21 +609,21 @@ mod tests {
     #[test]
     fn a_step_that_runs_again_after_a_resume_moves_to_where_it_ran_last() {
         let mut state = RunState::default();
-        state.apply_at(&started("cleanup", 1, false), "t1");
-        state.apply_at(&ended("cleanup"), "t2");
-        state.apply_at(&started("work", 1, false), "t3");
+        state.apply_at(&started("cleanup", 1, false), &t(1));
+        state.apply_at(&ended("cleanup"), &t(2));
+        state.apply_at(&started("work", 1, false), &t(3));
         assert_eq!(state.order, ["cleanup", "work"]);
         // A retry in the same process does not move the step, nor restart its clock.
-        state.apply_at(&started("work", 2, false), "t4");
-        assert_eq!(state.steps["work"].started_at.as_deref(), Some("t3"));
-        state.apply_at(&RunEvent::RunResumed { by: "pid 2".into() }, "t5");
-        state.apply_at(&started("work", 2, false), "t6");
-        state.apply_at(&started("cleanup", 1, false), "t7");
+        state.apply_at(&started("work", 2, false), &t(4));
+        assert_eq!(state.steps["work"].started_at, Some(moment(3)));
+        state.apply_at(&RunEvent::RunResumed { by: "pid 2".into() }, &t(5));
+        state.apply_at(&started("work", 2, false), &t(6));
+        state.apply_at(&started("cleanup", 1, false), &t(7));
         assert_eq!(state.order, ["work", "cleanup"]);
         let cleanup = &state.steps["cleanup"];
-        assert_eq!(cleanup.started_at.as_deref(), Some("t7"));
+        assert_eq!(cleanup.started_at, Some(moment(7)));
         assert_eq!(cleanup.ended_at, None);
-        assert_eq!(state.steps["work"].started_at.as_deref(), Some("t6"));
+        assert_eq!(state.steps["work"].started_at, Some(moment(6)));
     }
 
     #[test]

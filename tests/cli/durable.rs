@@ -2,7 +2,7 @@
 //! run, run history, and what the store must never hold.
 
 use crate::events::{events, process_is_gone};
-use crate::support::{Output, Test};
+use crate::support::{Output, Test, repo};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -794,4 +794,34 @@ fn commands_that_read_runs_never_create_a_store() {
         !bench.path().join("no").exists(),
         "no directory was created for it"
     );
+}
+
+/// A store written before events were stored bare: `fixtures/journal-of-whole-envelopes.db`
+/// was made by that version of runbook (schema version 3) with `runbook run gated.yaml --run-id
+/// old-1`, `gated.yaml` being `prepare` (an assert), `gate` (an approval asking "Go on?") and
+/// `act` (asserting `.steps.gate.outputs.approved_by == "alice"`), with the output
+/// `approved_by`; the run parked at its approval. Each of its rows holds the whole envelope as
+/// its body, chained over the body alone. The current version migrates the store, reads and
+/// verifies the old journal, and resumes the run (from the runbook's text in the journal:
+/// the file is not there), whose new events are stored bare after the old ones.
+#[test]
+fn a_run_journaled_before_events_were_stored_bare_resumes() {
+    let bench = Bench::new();
+    std::fs::create_dir(bench.path().join("store")).unwrap();
+    let fixture = repo().join("tests/cli/fixtures/journal-of-whole-envelopes.db");
+    std::fs::copy(&fixture, bench.db()).unwrap();
+    let old = bench.show_json("old-1");
+    assert_eq!(old["status"], "waiting", "{old}");
+
+    let approved = bench.runbook(&["approve", "old-1", "gate", "--as", "alice"]);
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
+    let resumed = bench.runbook(&["resume", "old-1"]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_eq!(resumed.stdout.trim(), "{\n  \"approved_by\": \"alice\"\n}");
+
+    // The whole journal, old rows and new, reads back and verifies.
+    let report = bench.show_json("old-1");
+    assert_eq!(report["status"], "succeeded", "{report}");
+    let steps = report["steps"].to_string();
+    assert!(steps.contains("act"), "{report}");
 }

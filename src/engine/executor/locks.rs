@@ -318,6 +318,19 @@ impl Run {
                 .run_unlocked_instance(scope, step, instance, cancel)
                 .await;
         }
+        // Boxed: waiting for locks takes more room than running, and every instance of a
+        // step (every item of a `for_each`) would carry that room while it waits to start.
+        Box::pin(self.run_locked_instance(scope, step, instance, cancel)).await
+    }
+
+    /// [`Self::run_instance`] for a step that names locks.
+    async fn run_locked_instance(
+        &self,
+        scope: &Scope<'_>,
+        step: &Step,
+        instance: &Instance,
+        cancel: &CancellationToken,
+    ) -> StepStatus {
         let started = Instant::now();
         let item = instance.item.as_ref().map(|(item, _)| item.clone());
         let context = self.template_context(scope, step, instance);

@@ -41,12 +41,12 @@ impl Run {
             if let Some((read, reason)) =
                 self.withheld_read(scope, texts.iter().map(String::as_str))
             {
-                return self.refuse_withheld(&path, started, read, reason).await;
+                return Box::pin(self.refuse_withheld(&path, started, read, reason)).await;
             }
         }
         if let Some(reason) = items_withheld {
             let read = format!("the items of `{path}`");
-            return self.refuse_withheld(&path, started, read, reason).await;
+            return Box::pin(self.refuse_withheld(&path, started, read, reason)).await;
         }
         if let Some(when) = step.when.as_ref().filter(|_| !started_before) {
             match self.evaluate(&when.value, context.clone(), &context) {
@@ -78,7 +78,7 @@ impl Run {
             }
         }
         if let Some(window) = step.window.as_ref().filter(|_| !started_before)
-            && let Some(status) = self.gate(&path, step, &window.value, started).await
+            && let Some(status) = Box::pin(self.gate(&path, step, &window.value, started)).await
         {
             return status;
         }
@@ -92,9 +92,35 @@ impl Run {
             self.notice(scope, step, &instance).await;
             return status;
         };
+        // Boxed: a `for_each` needs room for its items that every other step would carry.
+        let each = ForEach {
+            expression: &for_each.value,
+            path,
+            expanded,
+            started,
+            context,
+        };
+        Box::pin(self.run_for_each(scope, step, each, cancel)).await
+    }
+
+    /// A `for_each` step: its items, expanded once and journaled, then one instance each.
+    async fn run_for_each(
+        &self,
+        scope: &Scope<'_>,
+        step: &Step,
+        each: ForEach<'_>,
+        cancel: &CancellationToken,
+    ) -> StepStatus {
+        let ForEach {
+            expression,
+            path,
+            expanded,
+            started,
+            context,
+        } = each;
         let evaluated = match expanded {
             Some(items) => Ok(Value::Array(items)),
-            None => self.evaluate(&for_each.value, context.clone(), &context),
+            None => self.evaluate(expression, context.clone(), &context),
         };
         let items = match evaluated {
             Ok(Value::Array(items)) if items.len() <= limits::MAX_FOR_EACH_ITEMS => items,
@@ -238,7 +264,9 @@ impl Run {
         cancel: &CancellationToken,
     ) -> StepStatus {
         let started = Instant::now();
-        let item = instance.item.as_ref().map(|(item, _)| item.clone());
+        // The item is copied for the step's end only: every instance waiting to start would
+        // otherwise hold a second copy of it.
+        let item = || instance.item.as_ref().map(|(item, _)| item.clone());
         let applies = scope
             .loaded
             .runbook
@@ -247,7 +275,7 @@ impl Run {
             return self
                 .end(
                     &instance.path,
-                    item,
+                    item(),
                     started,
                     Ending::without_outputs(
                         StepStatus::Failed,
@@ -279,7 +307,7 @@ impl Run {
             return self
                 .end(
                     &instance.path,
-                    item,
+                    item(),
                     started,
                     Ending {
                         status: StepStatus::Succeeded,
@@ -318,7 +346,7 @@ impl Run {
             Ok(outputs) => {
                 self.end(
                     &instance.path,
-                    item,
+                    item(),
                     started,
                     Ending {
                         status: StepStatus::Succeeded,
@@ -333,7 +361,7 @@ impl Run {
             Err(failure) if failure.cancelled => {
                 self.end(
                     &instance.path,
-                    item,
+                    item(),
                     started,
                     Ending::without_outputs(StepStatus::Cancelled, attempts, Some(failure.message)),
                 )
@@ -344,7 +372,7 @@ impl Run {
                     return self
                         .end(
                             &instance.path,
-                            item,
+                            item(),
                             started,
                             Ending::without_outputs(
                                 StepStatus::Failed,
@@ -368,7 +396,7 @@ impl Run {
                     (fallback_attempts, Ok(outputs)) => {
                         self.end(
                             &instance.path,
-                            item,
+                            item(),
                             started,
                             Ending {
                                 status: StepStatus::Succeeded,
@@ -393,7 +421,7 @@ impl Run {
                         );
                         self.end(
                             &instance.path,
-                            item,
+                            item(),
                             started,
                             Ending::without_outputs(
                                 status,
@@ -408,4 +436,15 @@ impl Run {
             }
         }
     }
+}
+
+/// What [`Run::run_step`] hands to [`Run::run_for_each`].
+struct ForEach<'a> {
+    /// The jq expression that gives the items.
+    expression: &'a str,
+    path: String,
+    /// The items a journal this run resumed from had fixed.
+    expanded: Option<Vec<Value>>,
+    started: Instant,
+    context: Val,
 }

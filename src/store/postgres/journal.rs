@@ -38,7 +38,7 @@ impl PostgresStore {
                 format!("its first event belongs to run `{}`", first.run_id),
             ));
         }
-        let chain = chain("", 1, &event.body);
+        let chain = chain("", 1, run_id, &first.at, &event.body);
         let token = new_token();
         let now = now();
         let mut tx = self.pool.begin().await?;
@@ -195,7 +195,7 @@ impl PostgresStore {
         let last_seq: i64 = run.try_get("last_seq")?;
         let last_chain: String = run.try_get("last_chain")?;
         let rows =
-            sqlx::query("SELECT seq, body, chain FROM events WHERE run_id = $1 ORDER BY seq")
+            sqlx::query("SELECT seq, at, body, chain FROM events WHERE run_id = $1 ORDER BY seq")
                 .bind(run_id)
                 .fetch_all(&mut *tx)
                 .await?;
@@ -204,6 +204,7 @@ impl PostgresStore {
         for row in &rows {
             stored.push(StoredEvent {
                 seq: row.try_get("seq")?,
+                at: row.try_get("at")?,
                 body: row.try_get("body")?,
                 chain: row.try_get("chain")?,
             });

@@ -1,7 +1,5 @@
 //! The journal: creating a run, appending events to its hash chain, reading them back.
 
-use std::fmt::Write as _;
-
 use sha2::{Digest, Sha256};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
@@ -39,7 +37,7 @@ impl SqliteStore {
             ));
         }
         let event = encode(run_id, first)?;
-        let chain = chain("", 1, &event.body);
+        let chain = chain("", 1, run_id, &first.at, &event.body);
         let token = new_token();
         let now = now();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -187,16 +185,18 @@ impl SqliteStore {
             .ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
         let last_seq: i64 = run.try_get("last_seq")?;
         let last_chain: String = run.try_get("last_chain")?;
-        let rows = sqlx::query("SELECT seq, body, chain FROM events WHERE run_id = ? ORDER BY seq")
-            .bind(run_id)
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows =
+            sqlx::query("SELECT seq, at, body, chain FROM events WHERE run_id = ? ORDER BY seq")
+                .bind(run_id)
+                .fetch_all(&mut *tx)
+                .await?;
         tx.commit().await?;
 
         let mut stored = Vec::with_capacity(rows.len());
         for row in &rows {
             stored.push(StoredEvent {
                 seq: row.try_get("seq")?,
+                at: row.try_get("at")?,
                 body: row.try_get("body")?,
                 chain: row.try_get("chain")?,
             });
@@ -205,9 +205,10 @@ impl SqliteStore {
     }
 }
 
-/// An event as read back from a store: its number, its JSON, its chain link.
+/// An event as read back from a store: its number, its time, its JSON, its chain link.
 pub(in crate::store) struct StoredEvent {
     pub seq: i64,
+    pub at: String,
     pub body: String,
     pub chain: String,
 }
@@ -230,6 +231,7 @@ pub(in crate::store) fn verify(
     for (expected, row) in (1i64..).zip(rows) {
         let StoredEvent {
             seq,
+            at,
             body,
             chain: stored,
         } = row;
@@ -243,21 +245,31 @@ pub(in crate::store) fn verify(
                 "event {seq} is stored, but the run records only {last_seq} events"
             )));
         }
-        let computed = chain(&previous, seq, &body);
+        let computed = chain(&previous, seq, run_id, &at, &body);
         if computed != stored {
             return Err(corrupt(format!(
                 "event {seq} is not as it was written: its hash does not follow from its \
                  content and the events before it"
             )));
         }
-        let envelope: Envelope = serde_json::from_str(&body)
-            .map_err(|error| corrupt(format!("event {seq} cannot be read: {error}")))?;
-        if envelope.run_id != run_id {
-            return Err(corrupt(format!(
-                "event {seq} belongs to run `{}`",
-                envelope.run_id
-            )));
-        }
+        let cannot_read =
+            |error: serde_json::Error| corrupt(format!("event {seq} cannot be read: {error}"));
+        let envelope = if is_bare(&body) {
+            Envelope {
+                run_id: run_id.to_owned(),
+                at,
+                event: serde_json::from_str(&body).map_err(cannot_read)?,
+            }
+        } else {
+            let envelope: Envelope = serde_json::from_str(&body).map_err(cannot_read)?;
+            if envelope.run_id != run_id {
+                return Err(corrupt(format!(
+                    "event {seq} belongs to run `{}`",
+                    envelope.run_id
+                )));
+            }
+            envelope
+        };
         events.push(envelope);
         previous = computed;
     }
@@ -328,7 +340,7 @@ pub(in crate::store) fn link(
     }
     let mut rows = Vec::with_capacity(encoded.len());
     for (seq, (event, envelope)) in (last_seq + 1..).zip(encoded.into_iter().zip(events)) {
-        *last_chain = chain(last_chain, seq, &event.body);
+        *last_chain = chain(last_chain, seq, run_id, &envelope.at, &event.body);
         rows.push((
             seq,
             envelope.at.clone(),
@@ -341,43 +353,79 @@ pub(in crate::store) fn link(
     Ok(rows)
 }
 
-/// An event as stored: its tag and the JSON of the whole envelope.
+/// An event as stored: its tag and its body.
 pub(in crate::store) struct Encoded {
     pub kind: String,
     pub body: String,
 }
 
+/// The body of an event as journaled: the event alone, its tag first (`{"event":"step_ended",
+/// ...}`). The run id and the time are the row's columns, and the chain link covers them there
+/// (see [`chain`]): written again inside every body they made a third of the journal.
+///
+/// Journals written before kept the whole envelope as the body (`{"run_id":...,"at":...,
+/// "event":...}`); they are read and verified as they are, and an old run that is resumed
+/// continues its chain with bare events.
 pub(in crate::store) fn encode(run_id: &str, envelope: &Envelope) -> Result<Encoded, StoreError> {
-    let value = serde_json::to_value(envelope).map_err(|error| StoreError::Corrupt {
+    let body = serde_json::to_string(&envelope.event).map_err(|error| StoreError::Corrupt {
         run_id: run_id.to_owned(),
         detail: format!("an event cannot be written as JSON: {error}"),
     })?;
-    let kind = value
-        .get("event")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("unknown")
+    // serde writes the tag of an internally tagged enum before the fields.
+    let kind = body
+        .strip_prefix(BARE_PREFIX)
+        .and_then(|rest| rest.split_once('"'))
+        .map_or("unknown", |(kind, _)| kind)
         .to_owned();
-    Ok(Encoded {
-        kind,
-        body: value.to_string(),
-    })
+    Ok(Encoded { kind, body })
+}
+
+/// How a bare event's body begins; an envelope's body begins with its run id.
+const BARE_PREFIX: &str = "{\"event\":\"";
+
+/// Whether a stored body is a bare event (the current form) rather than a whole envelope.
+fn is_bare(body: &str) -> bool {
+    body.starts_with(BARE_PREFIX)
 }
 
 /// The hash chain: each event's link covers the one before, its number and its content, so
 /// that an event changed, moved or dropped breaks every link from there on.
-pub(in crate::store) fn chain(previous: &str, seq: i64, body: &str) -> String {
-    let digest = Sha256::new()
+///
+/// `sha256(previous + "\n" + seq + "\n" + run_id + "\n" + at + "\n" + body)` for a bare
+/// event, whose body leaves the run id and the time to the row; `sha256(previous + "\n" +
+/// seq + "\n" + body)` for an envelope body of an older journal, which holds them itself.
+/// Either way the link covers the run, the time and the event.
+pub(in crate::store) fn chain(
+    previous: &str,
+    seq: i64,
+    run_id: &str,
+    at: &str,
+    body: &str,
+) -> String {
+    let mut digest = Sha256::new()
         .chain_update(previous.as_bytes())
         .chain_update(b"\n")
         .chain_update(seq.to_string().as_bytes())
-        .chain_update(b"\n")
-        .chain_update(body.as_bytes())
-        .finalize();
-    let mut hex = String::with_capacity(2 * digest.len());
-    for byte in digest.iter() {
-        let _ = write!(hex, "{byte:02x}");
+        .chain_update(b"\n");
+    if is_bare(body) {
+        digest = digest
+            .chain_update(run_id.as_bytes())
+            .chain_update(b"\n")
+            .chain_update(at.as_bytes())
+            .chain_update(b"\n");
     }
-    hex
+    hex(&digest.chain_update(body.as_bytes()).finalize())
+}
+
+/// Lower-case hex, as the chain links are stored.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(2 * bytes.len());
+    for byte in bytes {
+        text.push(DIGITS[usize::from(byte >> 4)] as char);
+        text.push(DIGITS[usize::from(byte & 0xf)] as char);
+    }
+    text
 }
 
 fn corrupt(run_id: &str, detail: String) -> Failure {
@@ -395,7 +443,7 @@ pub fn chain_head(run_id: &str, events: &[Envelope]) -> Option<String> {
     let mut head = String::new();
     for (seq, envelope) in (1i64..).zip(events) {
         let encoded = encode(run_id, envelope).ok()?;
-        head = chain(&head, seq, &encoded.body);
+        head = chain(&head, seq, run_id, &envelope.at, &encoded.body);
     }
     Some(head)
 }

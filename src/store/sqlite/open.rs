@@ -72,6 +72,9 @@ impl SqliteStore {
         let pool = loop {
             let connected = SqlitePoolOptions::new()
                 .max_connections(MAX_CONNECTIONS)
+                // A connection to a local file does not go stale while it sits in the pool:
+                // no ping before each use (a round trip to its thread, on every append).
+                .test_before_acquire(false)
                 .connect_with(options.clone())
                 .await;
             match connected {

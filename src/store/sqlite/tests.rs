@@ -105,21 +105,33 @@ async fn events_are_stored_chained_as_documented() {
     let more = [step("r1", "build"), ended("r1", RunStatus::Succeeded, 1500)];
     store.append(&lease, 2, &more).await.unwrap();
 
-    // The chain as documented: sha256(previous + "\n" + seq + "\n" + body).
-    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
-        "SELECT seq, kind, body, chain FROM events WHERE run_id = 'r1' ORDER BY seq",
+    // The chain as documented: sha256(previous + "\n" + seq + "\n" + run_id + "\n" + at +
+    // "\n" + body), the body being the bare event, the run id and the time columns.
+    let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+        "SELECT seq, at, kind, body, chain FROM events WHERE run_id = 'r1' ORDER BY seq",
     )
     .fetch_all(&store.pool)
     .await
     .unwrap();
     let mut previous = String::new();
-    for (seq, _, body, link) in &rows {
-        let digest = Sha256::digest(format!("{previous}\n{seq}\n{body}").as_bytes());
+    for (seq, at, kind, body, link) in &rows {
+        assert!(
+            body.starts_with(&format!("{{\"event\":\"{kind}\",")),
+            "{body}"
+        );
+        assert!(
+            !body.contains("\"run_id\"") && !body.contains("\"at\""),
+            "{body}"
+        );
+        let digest = Sha256::digest(format!("{previous}\n{seq}\nr1\n{at}\n{body}").as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(&hex, link);
         previous = hex;
     }
-    let kinds: Vec<&str> = rows.iter().map(|(_, kind, _, _)| kind.as_str()).collect();
+    let kinds: Vec<&str> = rows
+        .iter()
+        .map(|(_, _, kind, _, _)| kind.as_str())
+        .collect();
     assert_eq!(kinds, ["run_started", "step_started", "run_ended"]);
     let (last_seq, last_chain): (i64, String) =
         sqlx::query_as("SELECT last_seq, last_chain FROM runs WHERE id = 'r1'")
@@ -130,6 +142,88 @@ async fn events_are_stored_chained_as_documented() {
     // Reports show the head computed from the events read back: the same link.
     let events = store.events("r1").await.unwrap();
     assert_eq!(super::chain_head("r1", &events), Some(last_chain));
+    assert_eq!(events[1].at, rows[1].1);
+
+    // The time is a column, but covered by the link all the same.
+    sqlx::query("UPDATE events SET at = '2000-01-01T00:00:00.000000Z' WHERE seq = 2")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let error = store.events("r1").await.unwrap_err().to_string();
+    assert!(
+        error.contains("event 2 is not as it was written"),
+        "{error}"
+    );
+}
+
+/// Journals written before events were stored bare hold the whole envelope as each body,
+/// chained over the body alone: they read back, and a run resumed from one continues its
+/// chain with bare events.
+#[tokio::test]
+async fn a_journal_of_whole_envelopes_reads_back_and_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let lease = store
+        .create("old", &Owner::current(), &started("old"))
+        .await
+        .unwrap();
+    store
+        .append(&lease, 2, &[step("old", "build")])
+        .await
+        .unwrap();
+    let written = store.events("old").await.unwrap();
+    // Rewrite the rows as the earlier version wrote them: the envelope as JSON, chained by
+    // sha256(previous + "\n" + seq + "\n" + body).
+    let mut previous = String::new();
+    for (seq, envelope) in (1i64..).zip(&written) {
+        let body = serde_json::to_value(envelope).unwrap().to_string();
+        assert!(body.starts_with("{\"run_id\":\"old\",\"at\":"), "{body}");
+        let digest = Sha256::digest(format!("{previous}\n{seq}\n{body}").as_bytes());
+        let link: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        sqlx::query("UPDATE events SET body = ?, chain = ? WHERE run_id = 'old' AND seq = ?")
+            .bind(&body)
+            .bind(&link)
+            .bind(seq)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        previous = link;
+    }
+    sqlx::query("UPDATE runs SET last_chain = ? WHERE id = 'old'")
+        .bind(&previous)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(store.events("old").await.unwrap(), written);
+
+    // The chain goes on with bare events after the old ones.
+    let more = [
+        step("old", "deploy"),
+        ended("old", RunStatus::Succeeded, 10),
+    ];
+    store.append(&lease, 3, &more).await.unwrap();
+    let events = store.events("old").await.unwrap();
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[..2], written[..]);
+    assert_eq!(events[2..], more[..]);
+    let bodies: Vec<String> =
+        sqlx::query_scalar("SELECT body FROM events WHERE run_id = 'old' ORDER BY seq")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+    assert!(bodies[1].starts_with("{\"run_id\""), "{}", bodies[1]);
+    assert!(bodies[2].starts_with("{\"event\""), "{}", bodies[2]);
+
+    // An old body moved to another run is still refused.
+    sqlx::query("UPDATE events SET body = replace(body, '\"run_id\":\"old\"', '\"run_id\":\"new\"') WHERE seq = 1")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let error = store.events("old").await.unwrap_err().to_string();
+    assert!(
+        error.contains("event 1 is not as it was written"),
+        "{error}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

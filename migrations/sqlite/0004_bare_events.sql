@@ -1,0 +1,11 @@
+-- Events are stored bare from this version on: `events.body` holds the event alone (its tag
+-- first: `{"event":"step_ended",...}`), without the run id and the time that the row holds
+-- in its `run_id` and `at` columns, and each link of the chain covers those columns:
+-- sha256(previous + "\n" + seq + "\n" + run_id + "\n" + at + "\n" + body).
+--
+-- Rows written before keep their whole envelope as the body (`{"run_id":...,"at":...,...}`)
+-- and their link sha256(previous + "\n" + seq + "\n" + body); they are read and verified as
+-- they are, so nothing is rewritten here. This version exists so that an older runbook,
+-- which cannot read bare events, refuses the store with a clear message instead of calling
+-- its journals corrupt.
+SELECT 1;
