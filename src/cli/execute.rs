@@ -88,7 +88,9 @@ pub async fn execute(run: ClaimedRun, shown: Shown, printer: &Printer) -> ExitSt
             ));
             ExitStatus::Parked
         }
-        RunStatus::Failed | RunStatus::Cancelled | RunStatus::Running => ExitStatus::Failure,
+        RunStatus::Failed | RunStatus::Cancelled | RunStatus::Running | RunStatus::Queued => {
+            ExitStatus::Failure
+        }
     }
 }
 

@@ -62,6 +62,9 @@ pub enum RunStatus {
     /// Parked because its window closed before a gated step could start;
     /// `runbook resume --window` continues it in a later window.
     Parked,
+    /// Enqueued (`runbook run --queue`): created, not started, waiting for a `serve` worker
+    /// to claim it. Only the store's list of runs says so; its journal holds its creation.
+    Queued,
 }
 
 impl RunStatus {
@@ -74,6 +77,7 @@ impl RunStatus {
             RunStatus::Interrupted => "interrupted",
             RunStatus::Waiting => "waiting",
             RunStatus::Parked => "parked",
+            RunStatus::Queued => "queued",
         }
     }
 
@@ -87,6 +91,7 @@ impl RunStatus {
             RunStatus::Interrupted,
             RunStatus::Waiting,
             RunStatus::Parked,
+            RunStatus::Queued,
         ]
         .into_iter()
         .find(|status| status.name() == name)
@@ -102,7 +107,7 @@ impl RunStatus {
 
     /// Whether the run is over for good: neither running nor parked.
     pub fn is_over(self) -> bool {
-        !self.is_parked() && self != RunStatus::Running
+        !self.is_parked() && !matches!(self, RunStatus::Running | RunStatus::Queued)
     }
 }
 

@@ -17,15 +17,22 @@ use std::time::Duration;
 
 mod errors;
 mod journal;
+mod listen;
 mod location;
 mod queries;
+mod queue;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use listen::listen;
 pub use location::{PASSWORD_FILE_VAR, PostgresLocation, masked_url};
 
 /// Connections per process: appends of one run are sequential, and the rest are reads.
 const MAX_CONNECTIONS: u32 = 4;
+
+/// The notification channel an enqueue notifies (the payload is the run id): `serve`
+/// workers listening on it claim the run at once instead of at their next look.
+pub const QUEUE_CHANNEL: &str = "runbook_queue";
 
 /// How long opening waits for the server before saying it cannot be reached.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -134,7 +141,7 @@ fn to_i64(value: u64) -> i64 {
 }
 
 fn lease_ms() -> i64 {
-    to_i64(super::LEASE.as_millis() as u64)
+    to_i64(u64::try_from(super::run_lease().as_millis()).unwrap_or(u64::MAX))
 }
 
 fn corrupt(run_id: &str, detail: String) -> Failure {

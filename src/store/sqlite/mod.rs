@@ -42,6 +42,7 @@ pub use journal::chain_head;
 mod leases;
 mod locks;
 mod open;
+mod queue;
 mod records;
 mod summaries;
 #[cfg(test)]
