@@ -8,6 +8,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod workers;
+
 const URL_VAR: &str = "RUNBOOK_TEST_POSTGRES_URL";
 
 fn server_url() -> String {
