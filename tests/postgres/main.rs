@@ -8,6 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod faults;
 mod workers;
 
 const URL_VAR: &str = "RUNBOOK_TEST_POSTGRES_URL";
