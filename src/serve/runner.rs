@@ -75,6 +75,10 @@ const QUEUE_POLL: Duration = Duration::from_millis(500);
 /// How often serve looks for queued runs whose owner's lease ran out.
 const TAKEOVER_POLL: Duration = Duration::from_secs(1);
 
+/// How often serve looks for queued runs parked for an approval that was answered, when no
+/// notification woke it (PostgreSQL notifies at once; SQLite has only this).
+const ANSWERS_POLL: Duration = Duration::from_secs(10);
+
 struct Active {
     run_id: String,
     interrupt: CancellationToken,
@@ -94,6 +98,8 @@ struct Queue {
     active: Vec<Active>,
     /// When serve last looked for runs to take over.
     last_takeover: Option<std::time::Instant>,
+    /// When serve last looked for parked runs whose approval was answered.
+    last_answers: Option<std::time::Instant>,
 }
 
 /// Runs under way in this process, scheduled and queued.
@@ -155,7 +161,14 @@ pub async fn serve(
         store = %store.location(),
         "serving"
     );
-    let wakeups = crate::store::wakeups(&location, &[crate::store::postgres::QUEUE_CHANNEL]).await;
+    let wakeups = crate::store::wakeups(
+        &location,
+        &[
+            crate::store::postgres::QUEUE_CHANNEL,
+            crate::store::postgres::APPROVALS_CHANNEL,
+        ],
+    )
+    .await;
     loop {
         let now = clock.now();
         for index in 0..slots.len() {
@@ -177,7 +190,10 @@ pub async fn serve(
         tokio::select! {
             _ = options.stop.cancelled() => break,
             _ = tokio::time::sleep(sleep.min(QUEUE_POLL)) => {}
-            _ = wakeups.next() => {}
+            _ = wakeups.next() => {
+                // An enqueue or an answer: look at once, not at the next poll.
+                queue.last_answers = None;
+            }
             Some(ended) = ended_rx.recv() => {
                 run_ended(ended, &mut slots, &mut queue, &ctx, clock.now()).await;
             }
@@ -288,22 +304,77 @@ async fn work_queue(slots: &mut [Slot], queue: &mut Queue, ctx: &Loop<'_>) {
         info!(run_id = %lease.run_id, "claimed from the queue");
         start_queued(queue, lease, "queued", ctx).await;
     }
-    let due = queue
+    let expired_due = queue
         .last_takeover
         .is_none_or(|at| at.elapsed() >= TAKEOVER_POLL);
-    if due && busy(slots, queue) < workers {
-        queue.last_takeover = Some(std::time::Instant::now());
-        if let Err(error) = take_over_expired(slots, queue, ctx).await {
+    let answers_due = queue
+        .last_answers
+        .is_none_or(|at| at.elapsed() >= ANSWERS_POLL);
+    if (expired_due || answers_due) && busy(slots, queue) < workers {
+        let now = Some(std::time::Instant::now());
+        queue.last_takeover = now;
+        if answers_due {
+            queue.last_answers = now;
+        }
+        let looking = Looking {
+            parked: answers_due,
+        };
+        if let Err(error) = take_over_expired(slots, queue, looking, ctx).await {
             warn!(%error, "cannot look for runs to take over; trying again shortly");
         }
     }
 }
 
+/// What a look for runs to take over includes besides runs whose owner's lease ran out.
+#[derive(Clone, Copy)]
+struct Looking {
+    /// Parked runs that can go on: see [`can_go_on`].
+    parked: bool,
+}
+
+/// Whether a parked run of the queue can go on: one `waiting` with an answer to an approval
+/// that its journal does not hold yet (resuming it journals the answer), or one
+/// `interrupted` by a stopping worker or a lost lock, not paused by a person. A run still
+/// waiting for every answer stays parked: resuming it would only park it again.
+async fn can_go_on(store: &dyn Store, run_id: &str, status: RunStatus) -> Result<bool, StoreError> {
+    match status {
+        RunStatus::Waiting => {
+            let decisions = store.decisions(run_id).await?;
+            if decisions.is_empty() {
+                return Ok(false);
+            }
+            let journaled: Vec<String> = store
+                .events(run_id)
+                .await?
+                .into_iter()
+                .filter_map(|envelope| match envelope.event {
+                    RunEvent::ApprovalGiven { path, .. } => Some(path),
+                    _ => None,
+                })
+                .collect();
+            Ok(decisions.iter().any(|d| !journaled.contains(&d.path)))
+        }
+        RunStatus::Interrupted => {
+            let events = store.events(run_id).await?;
+            let segment = events
+                .iter()
+                .rposition(|e| matches!(e.event, RunEvent::RunResumed { .. }))
+                .unwrap_or(0);
+            Ok(!events[segment..]
+                .iter()
+                .any(|e| matches!(e.event, RunEvent::RunPaused(_))))
+        }
+        _ => Ok(false),
+    }
+}
+
 /// Takes over the queue's runs still `running` whose owner's lease ran out (a worker killed,
-/// paused or cut off, on any host): the claim decides, by the store's clock.
+/// paused or cut off, on any host): the claim decides, by the store's clock. With
+/// `looking.parked`, also resumes the queue's parked runs that can go on ([`can_go_on`]).
 async fn take_over_expired(
     slots: &mut [Slot],
     queue: &mut Queue,
+    looking: Looking,
     ctx: &Loop<'_>,
 ) -> Result<(), StoreError> {
     let store = ctx.store;
@@ -318,17 +389,25 @@ async fn take_over_expired(
         if busy(slots, queue) >= ctx.options.workers {
             break;
         }
-        if summary.status != RunStatus::Running
-            || !queued.contains(&summary.id)
-            || queue.active.iter().any(|a| a.run_id == summary.id)
-        {
+        if !queued.contains(&summary.id) || queue.active.iter().any(|a| a.run_id == summary.id) {
+            continue;
+        }
+        let goes_on = summary.status != RunStatus::Running
+            && looking.parked
+            && can_go_on(store, &summary.id, summary.status).await?;
+        if summary.status != RunStatus::Running && !goes_on {
             continue;
         }
         match store.claim(&summary.id, &owner).await {
             Ok(lease) => {
-                let was = summary.owner.map(|o| o.to_string()).unwrap_or_default();
-                info!(run_id = %summary.id, was_owned_by = %was, "takeover: its owner's lease ran out");
-                start_queued(queue, lease, "taken over", ctx).await;
+                if goes_on {
+                    info!(run_id = %summary.id, was = summary.status.name(), "resuming a parked run of the queue");
+                    start_queued(queue, lease, "resumed", ctx).await;
+                } else {
+                    let was = summary.owner.map(|o| o.to_string()).unwrap_or_default();
+                    info!(run_id = %summary.id, was_owned_by = %was, "takeover: its owner's lease ran out");
+                    start_queued(queue, lease, "taken over", ctx).await;
+                }
             }
             Err(StoreError::Owned { .. }) => {}
             Err(error) => warn!(run_id = %summary.id, %error, "cannot take the run over"),

@@ -303,3 +303,60 @@ fn three_workers_share_the_queue_through_kills_and_pauses() {
     }
     runtime.block_on(db.close());
 }
+
+/// A run of the queue parks for an approval; the answer, given from another process, wakes
+/// a worker through the store's notification at once (the fallback poll is 10 s), and the
+/// run finishes with the answer journaled.
+#[test]
+fn an_answer_given_anywhere_resumes_a_parked_queue_run_at_once() {
+    let scratch = Scratch::new();
+    scratch.write("gated.yaml", GATED);
+    let mut workers = Workers {
+        dir: scratch.dir.path().to_path_buf(),
+        url: scratch.url.clone(),
+        running: Vec::new(),
+        started: Vec::new(),
+    };
+    for slot in 0..2 {
+        let worker = workers.spawn(slot);
+        workers.running.push(worker);
+    }
+    let queued = scratch.runbook(&["run", "--queue", "gated.yaml", "--run-id", "g1"]);
+    assert_eq!(queued.code, 0, "{}", queued.stderr);
+    let status = || -> String {
+        let shown = scratch.runbook(&["runs", "list", "--format", "json"]);
+        let runs: Value = serde_json::from_str(&shown.stdout).unwrap_or(Value::Null);
+        runs[0]["status"].as_str().unwrap_or_default().to_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status() != "waiting" {
+        assert!(
+            Instant::now() < deadline,
+            "the run never parked: {}",
+            status()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Past the workers' first look at parked runs, so that only a wake-up is quick.
+    std::thread::sleep(Duration::from_millis(1500));
+    let approved = scratch.runbook(&["approve", "g1", "gate", "--as", "alice"]);
+    assert_eq!(approved.code, 0, "{}", approved.stderr);
+    let answered = Instant::now();
+    while status() != "succeeded" {
+        assert!(
+            answered.elapsed() < Duration::from_secs(30),
+            "the run never finished: {}",
+            status()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = answered.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the answer woke no worker at once: the run finished {took:?} after it"
+    );
+    assert_eq!(scratch.read("side"), "prepare\nact\n");
+    let shown = scratch.runbook(&["runs", "show", "g1", "--format", "json"]);
+    let report: Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(report["approvals"][0]["by"], "alice", "{report:#}");
+}

@@ -34,6 +34,10 @@ const MAX_CONNECTIONS: u32 = 4;
 /// workers listening on it claim the run at once instead of at their next look.
 pub const QUEUE_CHANNEL: &str = "runbook_queue";
 
+/// The notification channel an answer to an approval notifies (the payload is the run id):
+/// a `serve` worker resumes the parked run at once.
+pub const APPROVALS_CHANNEL: &str = "runbook_approvals";
+
 /// How long opening waits for the server before saying it cannot be reached.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
