@@ -63,6 +63,9 @@ name: slow
 steps:
   - id: a
     exec: { script: 'echo a >> side' }
+    verify:
+      exec: { script: 'if grep -qx a side; then echo yes; else echo no; fi' }
+      that: '.stdout | startswith("yes")'
   - id: b
     needs: [a]
     exec: { script: 'sleep 2; echo b >> side' }
@@ -72,6 +75,9 @@ steps:
   - id: c
     needs: [b]
     exec: { script: 'echo c >> side' }
+    verify:
+      exec: { script: 'if grep -qx c side; then echo yes; else echo no; fi' }
+      that: '.stdout | startswith("yes")'
 "#;
 
 #[test]
@@ -125,7 +131,7 @@ fn a_database_restart_mid_run_is_waited_for_and_an_outage_parks_the_run_to_resum
     assert_eq!(
         std::fs::read_to_string(&side).unwrap(),
         "a\nb\nc\n",
-        "each step once: b's end was not recorded, its verify found its work done"
+        "each step once: a step whose end was not recorded is found done by its verify"
     );
     let shown = run_binary(
         work.path(),
