@@ -403,3 +403,86 @@ fn an_answer_given_anywhere_resumes_a_parked_queue_run_at_once() {
     let report: Value = serde_json::from_str(&shown.stdout).unwrap();
     assert_eq!(report["approvals"][0]["by"], "alice", "{report:#}");
 }
+
+/// A worker stopped with SIGTERM drains: its run of the queue is interrupted (the step in
+/// flight cancelled), and another worker resumes it and finishes it.
+#[test]
+fn a_draining_worker_hands_its_queue_runs_to_another() {
+    let scratch = Scratch::new();
+    scratch.write(
+        "long.yaml",
+        "version: 1\nname: long\nsteps:\n  - id: wait\n    exec: { script: 'sleep 3; echo done >> side' }\n",
+    );
+    let mut workers = Workers {
+        dir: scratch.dir.path().to_path_buf(),
+        url: scratch.url.clone(),
+        running: Vec::new(),
+        started: Vec::new(),
+    };
+    let first = workers.spawn(0);
+    workers.running.push(first);
+    let queued = scratch.runbook(&["run", "--queue", "long.yaml", "--run-id", "l1"]);
+    assert_eq!(queued.code, 0, "{}", queued.stderr);
+    let shown = || -> Value {
+        let shown = scratch.runbook(&["runs", "show", "l1", "--format", "json"]);
+        serde_json::from_str(&shown.stdout).unwrap_or(Value::Null)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while shown()["status"] != "running" {
+        assert!(Instant::now() < deadline, "never claimed: {:#}", shown());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let second = workers.spawn(1);
+    workers.running.push(second);
+    workers.signal(0, libc::SIGTERM);
+    let drained = workers.running[0].wait().unwrap();
+    assert_eq!(drained.code(), Some(0), "a drain exits 0");
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while shown()["status"] != "succeeded" {
+        assert!(
+            Instant::now() < deadline,
+            "not finished by the other worker: {:#}",
+            shown()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        scratch.read("side"),
+        "done\n",
+        "the cancelled attempt wrote nothing"
+    );
+    // The journal: the first worker's segment ended interrupted, the second's succeeded.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let events: Vec<(String, String)> = runtime
+        .block_on(async {
+            let db = sqlx::PgPool::connect(&scratch.url).await?;
+            let rows = sqlx::query_as(
+                "SELECT kind, body FROM events WHERE run_id = 'l1' \
+                 AND kind IN ('run_resumed', 'run_ended') ORDER BY seq",
+            )
+            .fetch_all(&db)
+            .await;
+            db.close().await;
+            rows
+        })
+        .unwrap();
+    let segments: Vec<String> = events
+        .iter()
+        .map(|(kind, body)| {
+            let body: Value = serde_json::from_str(body).unwrap();
+            match kind.as_str() {
+                "run_ended" => format!("ended {}", body["status"].as_str().unwrap_or("?")),
+                _ => "resumed".to_owned(),
+            }
+        })
+        .collect();
+    assert_eq!(
+        segments,
+        ["resumed", "ended interrupted", "resumed", "ended succeeded"],
+        "{events:#?}"
+    );
+}
