@@ -24,6 +24,8 @@ RUNS=${RUNS:-100}
 LEASE_S=${LEASE_S:-5}
 
 work=$(mktemp -d)
+# As root the cluster runs as the postgres user, which must reach its directory inside.
+chmod 0755 "$work"
 pids=()
 cleanup() {
   # Only what this script started: its workers by pid, its cluster through pg_ctl.
@@ -34,7 +36,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-url=$("$root/scripts/pg-sandbox.sh" start "$work/pg" 2>/dev/null)
+url=$("$root/scripts/pg-sandbox.sh" start "$work/pg" 2>"$work/pg-start.log") || {
+  cat "$work/pg-start.log" >&2
+  exit 1
+}
 export RUNBOOK_STORE=$url
 cd "$work"
 

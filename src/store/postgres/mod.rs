@@ -68,6 +68,31 @@ pub struct PostgresStore {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// The databases (by their URL as shown, password masked) this process has opened and
+/// brought up to date.
+static OPENED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn opened_before(shown: &str) -> bool {
+    OPENED
+        .lock()
+        .expect("opened lock")
+        .iter()
+        .any(|url| url == shown)
+}
+
+fn remember_opened(shown: &str) {
+    let mut opened = OPENED.lock().expect("opened lock");
+    if !opened.iter().any(|url| url == shown) {
+        opened.push(shown.to_owned());
+    }
+}
+
+fn pool_options() -> sqlx::postgres::PgPoolOptions {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(CONNECT_TIMEOUT)
+}
+
 impl PostgresStore {
     /// Connects and brings the tables up to date (migrations run at every open; PostgreSQL's
     /// advisory lock lets one process at a time apply them). The database itself must exist:
@@ -75,6 +100,22 @@ impl PostgresStore {
     pub async fn open(location: &PostgresLocation) -> Result<Self, StoreError> {
         let shown = location.to_string();
         let options = location.connect_options()?;
+        // A database this process has already opened and brought up to date: a `serve`
+        // worker opens a store per run, and must not pay a probe and the migrations' advisory
+        // lock (which every worker takes in turn) for each.
+        if opened_before(&shown) {
+            let store = PostgresStore {
+                pool: pool_options().connect_lazy_with(options),
+                location: shown,
+            };
+            // One connection made now, as the migrations would: a server gone since is
+            // reported here, and the first statement finds the connection ready.
+            sqlx::query("SELECT 1")
+                .execute(&store.pool)
+                .await
+                .map_err(|error| errors::explain(&store.location, "connecting to it", error))?;
+            return Ok(store);
+        }
         // One connection first, on its own: the pool would retry a refused connection until
         // its timeout and then say only that none came, where this says why.
         let probe = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
@@ -89,10 +130,7 @@ impl PostgresStore {
             })?
             .map_err(|error| errors::explain(&shown, "connecting to it", error))?;
         let _ = probe.close().await;
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_lazy_with(options);
+        let pool = pool_options().connect_lazy_with(options);
         let store = PostgresStore {
             pool,
             location: shown,
@@ -101,6 +139,7 @@ impl PostgresStore {
             .run(&store.pool)
             .await
             .map_err(|error| store.migration_failed(error))?;
+        remember_opened(&store.location);
         Ok(store)
     }
 
