@@ -21,6 +21,8 @@ Commands:
               cluster already runs.
   stop DIR    Stop DIR's server through pg_ctl (by the pid in its postmaster.pid, never by
               name). Idempotent.
+  restart DIR Stop DIR's server if it runs (fast: connections are cut) and start it again
+              on the same port: what a database restart looks like to its clients.
   help        This text.
 
 DIR/env (after start) can be sourced: it exports RUNBOOK_TEST_POSTGRES_URL
@@ -152,6 +154,15 @@ stop() {
   fi
 }
 
+restart() {
+  local dir=$1
+  [ -d "$dir/data" ] || die "no cluster in $dir: start it first"
+  find_bin
+  # pg_ctl starts it again with the options of its last start (postmaster.opts).
+  as_owner pg_ctl restart -D "$dir/data" -l "$dir/server.log" -m fast -w -t "$START_TIMEOUT" \
+    >/dev/null || die "the server did not start again; see $dir/server.log"
+}
+
 case "${1:-help}" in
   start)
     [ $# -eq 2 ] || die "usage: scripts/pg-sandbox.sh start DIR"
@@ -160,6 +171,10 @@ case "${1:-help}" in
   stop)
     [ $# -eq 2 ] || die "usage: scripts/pg-sandbox.sh stop DIR"
     stop "$2"
+    ;;
+  restart)
+    [ $# -eq 2 ] || die "usage: scripts/pg-sandbox.sh restart DIR"
+    restart "$2"
     ;;
   help | -h | --help) usage ;;
   *)

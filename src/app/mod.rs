@@ -22,9 +22,8 @@ pub use error::{AppError, NothingTo, Notice};
 pub use event_channel::EventChannel;
 pub use execute::{ClaimedRun, RunResult, Watch};
 pub use query::{LockList, RunDetails, RunFilter, RunList, list, locks, show};
-use resume::resume_claimed;
-pub use resume::{ResumeRequest, resume};
-pub use start::{StartRequest, load, sources, start};
+pub use resume::{ResumeRequest, resume, resume_claimed};
+pub use start::{EnqueueRequest, StartRequest, enqueue, load, sources, start};
 
 use crate::store::{Store, StoreLocation};
 use std::sync::Arc;

@@ -37,7 +37,7 @@ pub async fn resume(
 
 /// [`resume`] of a run this process has claimed already (a control claimed it to journal
 /// itself first).
-pub(super) async fn resume_claimed(
+pub async fn resume_claimed(
     store: Arc<dyn Store>,
     lease: Lease,
     request: &ResumeRequest,

@@ -49,24 +49,19 @@ pub struct StartRequest {
 pub async fn start(request: StartRequest) -> Result<ClaimedRun, AppError> {
     check_window(request.window_until)?;
     let bundle = request.bundle;
-    let root = bundle.root().expect("a valid runbook has loaded");
     let secrets = resolve_secrets(&bundle)?;
     let secret_key = crate::engine::seal::SecretKey::from_environment()?;
     let location =
         StoreLocation::resolve(request.store.as_deref()).map_err(AppError::StoreLocation)?;
     let run_id = request.run_id.unwrap_or_else(new_run_id);
-    let first = Envelope {
-        run_id: run_id.clone(),
-        at: crate::event::timestamp::now(),
-        event: RunEvent::RunStarted {
-            runbook: root.runbook.name.value.clone(),
-            file: request.file,
-            inputs: Value::Object(request.inputs.clone()),
-            sources: sources(&bundle),
-            origin: request.origin,
-            by: Some(request.started_by.unwrap_or_else(super::this_user)),
-        },
-    };
+    let first = first_event(
+        &run_id,
+        &bundle,
+        request.file,
+        &request.inputs,
+        request.origin,
+        request.started_by,
+    );
     check_actions(&bundle, &request.inputs).await?;
     let store = store::open(&location).await?;
     let lease = store.create(&run_id, &Owner::current(), &first).await?;
@@ -86,6 +81,64 @@ pub async fn start(request: StartRequest) -> Result<ClaimedRun, AppError> {
         processes,
         window_until: request.window_until,
     })
+}
+
+/// A new run of a loaded runbook, queued for a `runbook serve` worker rather than run here:
+/// created in the store (status `queued`, its runbooks' sources and inputs journaled) and
+/// answered by id. The worker that claims it resolves the secrets and runs each action's
+/// checks, as a resume does.
+pub struct EnqueueRequest {
+    pub bundle: Arc<Bundle>,
+    pub file: String,
+    pub inputs: Map<String, Value>,
+    pub run_id: Option<String>,
+    pub store: Option<String>,
+    pub started_by: Option<String>,
+}
+
+/// Enqueues a run; answers its id.
+pub async fn enqueue(request: EnqueueRequest) -> Result<String, AppError> {
+    let location =
+        StoreLocation::resolve(request.store.as_deref()).map_err(AppError::StoreLocation)?;
+    let run_id = request.run_id.unwrap_or_else(new_run_id);
+    let first = first_event(
+        &run_id,
+        &request.bundle,
+        request.file,
+        &request.inputs,
+        None,
+        request.started_by,
+    );
+    let store = store::open(&location).await?;
+    let enqueued = store.enqueue(&run_id, &first).await;
+    let _ = store.close().await;
+    enqueued?;
+    Ok(run_id)
+}
+
+/// The run's first event: what it runs (every runbook's source), with which inputs, who
+/// and what started it.
+fn first_event(
+    run_id: &str,
+    bundle: &Bundle,
+    file: String,
+    inputs: &Map<String, Value>,
+    origin: Option<RunOrigin>,
+    started_by: Option<String>,
+) -> Envelope {
+    let root = bundle.root().expect("a valid runbook has loaded");
+    Envelope {
+        run_id: run_id.to_owned(),
+        at: crate::event::timestamp::now(),
+        event: RunEvent::RunStarted {
+            runbook: root.runbook.name.value.clone(),
+            file,
+            inputs: Value::Object(inputs.clone()),
+            sources: sources(bundle),
+            origin,
+            by: Some(started_by.unwrap_or_else(super::this_user)),
+        },
+    }
 }
 
 /// Refuses a window that has already closed: every gated step would be refused at once.

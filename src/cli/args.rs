@@ -474,6 +474,15 @@ pub struct RunArgs {
     pub store: StoreArgs,
     #[command(flatten)]
     pub window: WindowArgs,
+    /// Enqueue the run instead of running it: it is created in the store as `queued`, its
+    /// id printed, and a `runbook serve` worker sharing the store claims and runs it.
+    #[arg(long, conflicts_with_all = ["max_parallel", "window", "window_until"])]
+    pub queue: bool,
+}
+
+/// A run lease as `serve --lease` takes it.
+fn run_lease(text: &str) -> Result<std::time::Duration, String> {
+    crate::store::parse_run_lease(text)
 }
 
 /// Run ids appear in commands, file names and URLs: keep them plain.
@@ -493,9 +502,17 @@ pub enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The serve configuration (YAML): its schedules.
+    /// The serve configuration (YAML): its schedules. Without one, serve only works the
+    /// queue (runs enqueued with `runbook run --queue`).
     #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
+    pub config: Option<PathBuf>,
+    /// How long this process's claim on a run lasts without renewal (renewed every third
+    /// of it): another worker takes a run over once its owner's lease ran out.
+    #[arg(long, value_name = "DURATION", env = "RUNBOOK_RUN_LEASE", value_parser = run_lease)]
+    pub lease: Option<std::time::Duration>,
+    /// Runs this process executes at once, queued and scheduled alike.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: u32,
     #[command(flatten)]
     pub store: StoreArgs,
     /// text: one readable line per event on stderr; json: one JSON object per line.

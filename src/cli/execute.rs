@@ -88,9 +88,11 @@ pub async fn execute(run: ClaimedRun, shown: Shown, printer: &Printer) -> ExitSt
             ));
             ExitStatus::Parked
         }
-        RunStatus::Failed | RunStatus::Cancelled | RunStatus::Undone | RunStatus::Running => {
-            ExitStatus::Failure
-        }
+        RunStatus::Failed
+        | RunStatus::Cancelled
+        | RunStatus::Undone
+        | RunStatus::Running
+        | RunStatus::Queued => ExitStatus::Failure,
     }
 }
 

@@ -2,7 +2,7 @@ use super::args::RunArgs;
 use super::execute::{self, app_failure, runtime};
 use super::plan::resolve_inputs;
 use super::{ExitStatus, Printer};
-use crate::app::{self, AppError, StartRequest};
+use crate::app::{self, AppError, EnqueueRequest, StartRequest};
 use crate::runbook::diagnostic::display_path;
 use crate::store::StoreError;
 
@@ -23,6 +23,9 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
             return Ok(ExitStatus::Invalid);
         }
     };
+    if args.queue {
+        return enqueue(args, bundle, inputs, printer);
+    }
     let request = StartRequest {
         bundle: bundle.clone(),
         file: display_path(&args.file),
@@ -56,6 +59,40 @@ pub fn run(args: &RunArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
         }
     });
     // Do not wait for what a cancelled step left behind; its process group is already killed.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(status)
+}
+
+/// `runbook run --queue FILE`: creates the run as `queued` and prints its id; a `serve`
+/// worker runs it.
+fn enqueue(
+    args: &RunArgs,
+    bundle: std::sync::Arc<crate::runbook::validate::Bundle>,
+    inputs: serde_json::Map<String, serde_json::Value>,
+    printer: &Printer,
+) -> anyhow::Result<ExitStatus> {
+    let request = EnqueueRequest {
+        bundle,
+        file: display_path(&args.file),
+        inputs,
+        run_id: args.run_id.clone(),
+        store: args.store.store.clone(),
+        started_by: None,
+    };
+    let runtime = runtime()?;
+    let status = runtime.block_on(async {
+        match app::enqueue(request).await {
+            Ok(run_id) => {
+                printer.out(&format!("{run_id}\n"));
+                printer.note_on_terminal(&format!(
+                    "queued: a runbook serve worker sharing the store runs it; follow it with: \
+                     runbook runs show {run_id}"
+                ));
+                ExitStatus::Success
+            }
+            Err(error) => app_failure(&error, printer),
+        }
+    });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(status)
 }

@@ -1,39 +1,50 @@
 //! `runbook serve --config FILE`: runs runbooks on schedules until stopped.
 
 use super::args::{LogFormat, ServeArgs};
-use super::execute::runtime;
+use super::execute::{runtime, store_failure};
 use super::{ExitStatus, Printer};
 use crate::serve::clock::SystemClock;
+use crate::serve::runner::ServeError;
 use crate::serve::{ServeOptions, serve as run_schedules};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
-    let schedules = match crate::serve::load(&args.config) {
-        Ok(schedules) => schedules,
-        Err(problems) => {
+    let schedules = match args.config.as_deref().map(crate::serve::load) {
+        None => Vec::new(),
+        Some(Ok(schedules)) => schedules,
+        Some(Err(problems)) => {
             printer.diagnostics(&problems);
             return Ok(ExitStatus::Invalid);
         }
     };
+    if let Some(lease) = args.lease {
+        crate::store::set_run_lease(lease);
+    }
     init_logs(args.log_format);
     let runtime = runtime()?;
     let stop = CancellationToken::new();
     let options = ServeOptions {
         store: args.store.store.clone(),
         stop: stop.clone(),
+        workers: args.workers as usize,
     };
     let local = tokio::task::LocalSet::new();
     let served = runtime.block_on(local.run_until(async {
         watch_signals(stop)?;
-        run_schedules(schedules, options, Arc::new(SystemClock))
-            .await
-            .map_err(anyhow::Error::from)
+        anyhow::Ok(run_schedules(schedules, options, Arc::new(SystemClock)).await)
     }));
     // Runs have parked; what a cancelled step left behind is its supervisor's to stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    served?;
-    Ok(ExitStatus::Success)
+    match served? {
+        Ok(()) => Ok(ExitStatus::Success),
+        // A store that cannot be reached or used: exit 4, as for a run.
+        Err(ServeError::Store(error)) => Ok(store_failure(&error, printer)),
+        Err(ServeError::StoreLocation(problem)) => {
+            printer.error(&problem);
+            Ok(ExitStatus::Invalid)
+        }
+    }
 }
 
 /// Logs go to stderr through `tracing`: a line of text per event, or a JSON object per line.

@@ -9,8 +9,8 @@ pub mod timestamp;
 mod window;
 
 pub use control::{
-    AbortRequest, InputChange, NeedsChange, PauseRequest, RunEdited, RunRetried, StepChange, StepChangeKind,
-    StepSkippedByHand,
+    AbortRequest, InputChange, NeedsChange, PauseRequest, RunEdited, RunRetried, StepChange,
+    StepChangeKind, StepSkippedByHand,
 };
 pub use fold::RunFold;
 pub use lock::{LockAcquired, LockHolding, LockReleased, LockWaiting};
@@ -68,6 +68,9 @@ pub enum RunStatus {
     /// Ended after the `undo` of every step that had succeeded ran and succeeded: what the
     /// run did is taken back.
     Undone,
+    /// Enqueued (`runbook run --queue`): created, not started, waiting for a `serve` worker
+    /// to claim it. Only the store's list of runs says so; its journal holds its creation.
+    Queued,
 }
 
 impl RunStatus {
@@ -81,6 +84,7 @@ impl RunStatus {
             RunStatus::Waiting => "waiting",
             RunStatus::Parked => "parked",
             RunStatus::Undone => "undone",
+            RunStatus::Queued => "queued",
         }
     }
 
@@ -95,6 +99,7 @@ impl RunStatus {
             RunStatus::Waiting,
             RunStatus::Parked,
             RunStatus::Undone,
+            RunStatus::Queued,
         ]
         .into_iter()
         .find(|status| status.name() == name)
@@ -110,7 +115,7 @@ impl RunStatus {
 
     /// Whether the run is over for good: neither running nor parked.
     pub fn is_over(self) -> bool {
-        !self.is_parked() && self != RunStatus::Running
+        !self.is_parked() && !matches!(self, RunStatus::Running | RunStatus::Queued)
     }
 }
 

@@ -192,7 +192,6 @@ impl RunReport {
                 );
             }
         }
-        let head = crate::store::sqlite::chain_head(&self.id, events).unwrap_or_default();
         row(
             out,
             "Journal",
@@ -200,7 +199,7 @@ impl RunReport {
                 "{} events, checked against their hash chain when read. Head of the chain \
                  (SHA-256): <span class=\"hash\" id=\"journal-head\">{}</span>",
                 events.len(),
-                escape(&head)
+                escape(&self.journal_head)
             ),
         );
         let _ = writeln!(out, "</table>");

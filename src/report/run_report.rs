@@ -46,6 +46,9 @@ pub struct RunReport {
     /// Every decision of a step gated by `window`, with its numbers, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub window_gates: Vec<WindowGate>,
+    /// The head of the run's hash chain as the store keeps it (hex SHA-256).
+    #[serde(skip)]
+    pub journal_head: String,
     /// The runbook's objectives, measured on this run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub objectives: Vec<ObjectiveReport>,
@@ -228,6 +231,7 @@ impl RunReport {
             window_until: None,
             window_gates: Vec::new(),
             objectives: measure_run(events),
+            journal_head: summary.chain_head.clone(),
         };
         // Where each step stands: the executor's own fold of the events, so that a report
         // cannot disagree with what a resume would do.

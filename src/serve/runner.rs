@@ -31,6 +31,9 @@ pub struct ServeOptions {
     /// Cancelled to stop: no new fire starts, runs are interrupted (they park), serve
     /// waits for them to be journaled, then returns.
     pub stop: CancellationToken,
+    /// Runs this process executes at once: queued runs, taken-over runs and schedules'
+    /// fires alike. A fire that finds every worker busy waits in its schedule's queue.
+    pub workers: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,11 +62,22 @@ const SUPERSEDED: &str = "serve.superseded";
 /// The `path` written with serve's records, where a step path would be.
 const RECORD_PATH: &str = "serve";
 
-/// What a schedule's runs report to the loop.
+/// What a run reports to the loop when it ends or parks.
 struct RunEnded {
-    schedule: usize,
+    /// The schedule it was fired by; `None` for a run of the queue.
+    schedule: Option<usize>,
     run_id: String,
 }
+
+/// How often serve looks at the queue when nothing woke it.
+const QUEUE_POLL: Duration = Duration::from_millis(500);
+
+/// How often serve looks for queued runs whose owner's lease ran out.
+const TAKEOVER_POLL: Duration = Duration::from_secs(1);
+
+/// How often serve looks for queued runs parked for an approval that was answered, when no
+/// notification woke it (PostgreSQL notifies at once; SQLite has only this).
+const ANSWERS_POLL: Duration = Duration::from_secs(10);
 
 struct Active {
     run_id: String,
@@ -76,6 +90,21 @@ struct Loop<'a> {
     store: &'a dyn Store,
     options: &'a ServeOptions,
     ended_tx: &'a mpsc::UnboundedSender<RunEnded>,
+}
+
+/// The runs of the queue this process executes (its schedules' are in their slots).
+#[derive(Default)]
+struct Queue {
+    active: Vec<Active>,
+    /// When serve last looked for runs to take over.
+    last_takeover: Option<std::time::Instant>,
+    /// When serve last looked for parked runs whose approval was answered.
+    last_answers: Option<std::time::Instant>,
+}
+
+/// Runs under way in this process, scheduled and queued.
+fn busy(slots: &[Slot], queue: &Queue) -> usize {
+    slots.iter().map(|s| s.active.len()).sum::<usize>() + queue.active.len()
 }
 
 /// One schedule and where it stands.
@@ -118,20 +147,36 @@ pub async fn serve(
         options: &options,
         ended_tx: &ended_tx,
     };
+    let mut queue = Queue::default();
     take_over(&mut slots, &ctx).await?;
     // The fires that fell while serve was down, as each schedule's `missed` policy says.
     for (index, fire) in owed {
         info!(schedule = %slots[index].schedule.name, fire = %fire.at, "a fire fell while serve was not running");
-        handle(index, &mut slots, fire, &ctx, now).await;
+        handle(index, &mut slots, &queue, fire, &ctx, now).await;
     }
-    info!(schedules = slots.len(), store = %store.location(), "serving");
+    info!(
+        schedules = slots.len(),
+        workers = options.workers,
+        lease_ms = crate::store::run_lease().as_millis() as u64,
+        store = %store.location(),
+        "serving"
+    );
+    let wakeups = crate::store::wakeups(
+        &location,
+        &[
+            crate::store::postgres::QUEUE_CHANNEL,
+            crate::store::postgres::APPROVALS_CHANNEL,
+        ],
+    )
+    .await;
     loop {
         let now = clock.now();
         for index in 0..slots.len() {
             if let Some(fire) = due::due(&slots[index].schedule, slots[index].last, now) {
-                handle(index, &mut slots, fire, &ctx, now).await;
+                handle(index, &mut slots, &queue, fire, &ctx, now).await;
             }
         }
+        work_queue(&mut slots, &mut queue, &ctx).await;
         let next = slots
             .iter()
             .filter_map(|s| due::next_due(&s.schedule, s.last))
@@ -144,21 +189,33 @@ pub async fn serve(
         });
         tokio::select! {
             _ = options.stop.cancelled() => break,
-            _ = tokio::time::sleep(sleep) => {}
+            _ = tokio::time::sleep(sleep.min(QUEUE_POLL)) => {}
+            _ = wakeups.next() => {
+                // An enqueue or an answer: look at once, not at the next poll.
+                queue.last_answers = None;
+            }
             Some(ended) = ended_rx.recv() => {
-                run_ended(ended, &mut slots, &ctx, clock.now()).await;
+                run_ended(ended, &mut slots, &mut queue, &ctx, clock.now()).await;
             }
         }
     }
-    drain(&mut slots, &mut ended_rx).await;
+    drain(&mut slots, &mut queue, &mut ended_rx).await;
     let _ = store.close().await;
     Ok(())
 }
 
 /// Stops every run: each is interrupted (its running steps cancelled, `finally` run, the run
 /// parked `interrupted`), and serve waits until each has been journaled.
-async fn drain(slots: &mut [Slot], ended_rx: &mut mpsc::UnboundedReceiver<RunEnded>) {
+async fn drain(
+    slots: &mut [Slot],
+    queue: &mut Queue,
+    ended_rx: &mut mpsc::UnboundedReceiver<RunEnded>,
+) {
     let mut running = 0;
+    for active in &queue.active {
+        active.interrupt.cancel();
+        running += 1;
+    }
     for slot in slots.iter_mut() {
         for fire in slot.queued.drain(..) {
             info!(schedule = %slot.schedule.name, fire = %fire.at, reason = "draining", "skip");
@@ -175,9 +232,10 @@ async fn drain(slots: &mut [Slot], ended_rx: &mut mpsc::UnboundedReceiver<RunEnd
                 break;
             };
             running -= 1;
-            slots[ended.schedule]
-                .active
-                .retain(|a| a.run_id != ended.run_id);
+            match ended.schedule {
+                Some(index) => slots[index].active.retain(|a| a.run_id != ended.run_id),
+                None => queue.active.retain(|a| a.run_id != ended.run_id),
+            }
         }
     };
     if tokio::time::timeout(DRAIN_LIMIT, parked).await.is_err() {
@@ -196,20 +254,218 @@ async fn drain(slots: &mut [Slot], ended_rx: &mut mpsc::UnboundedReceiver<RunEnd
 /// then SIGKILL after a grace period) and runs its `finally`, which is bounded too.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
 
-/// A run of a schedule has ended or parked: a queued fire may start now.
-async fn run_ended(ended: RunEnded, slots: &mut [Slot], ctx: &Loop<'_>, now: Timestamp) {
-    let slot = &mut slots[ended.schedule];
-    slot.active.retain(|a| a.run_id != ended.run_id);
-    if slot.active.is_empty()
-        && let Some(fire) = slot.queued.pop_front()
-    {
-        info!(schedule = %slot.schedule.name, fire = %fire.at, "queued fire starts");
-        start_fire(ended.schedule, slots, fire, ctx, now).await;
+/// A run has ended or parked: a fire waiting for its schedule's previous run, or for a free
+/// worker, may start now.
+async fn run_ended(
+    ended: RunEnded,
+    slots: &mut [Slot],
+    queue: &mut Queue,
+    ctx: &Loop<'_>,
+    now: Timestamp,
+) {
+    match ended.schedule {
+        Some(index) => slots[index].active.retain(|a| a.run_id != ended.run_id),
+        None => queue.active.retain(|a| a.run_id != ended.run_id),
+    }
+    for index in 0..slots.len() {
+        if busy(slots, queue) >= ctx.options.workers {
+            return;
+        }
+        let slot = &mut slots[index];
+        if slot.active.is_empty()
+            && let Some(fire) = slot.queued.pop_front()
+        {
+            info!(schedule = %slot.schedule.name, fire = %fire.at, "queued fire starts");
+            start_fire(index, slots, fire, ctx, now).await;
+        }
+    }
+}
+
+/// Claims queued runs while a worker is free, and now and then takes over the queue's
+/// runs whose owner's lease ran out. A fire waiting for a worker goes first.
+async fn work_queue(slots: &mut [Slot], queue: &mut Queue, ctx: &Loop<'_>) {
+    let workers = ctx.options.workers;
+    let waiting_fires = slots
+        .iter()
+        .any(|s| s.active.is_empty() && !s.queued.is_empty());
+    if waiting_fires || ctx.options.stop.is_cancelled() {
+        return;
+    }
+    let owner = crate::store::Owner::current();
+    while busy(slots, queue) < workers {
+        let lease = match ctx.store.claim_queued(&owner).await {
+            Ok(Some(lease)) => lease,
+            Ok(None) => break,
+            Err(error) => {
+                warn!(%error, "cannot look at the queue; trying again shortly");
+                return;
+            }
+        };
+        info!(run_id = %lease.run_id, "claimed from the queue");
+        start_queued(queue, lease, "queued", ctx).await;
+    }
+    let expired_due = queue
+        .last_takeover
+        .is_none_or(|at| at.elapsed() >= TAKEOVER_POLL);
+    let answers_due = queue
+        .last_answers
+        .is_none_or(|at| at.elapsed() >= ANSWERS_POLL);
+    if (expired_due || answers_due) && busy(slots, queue) < workers {
+        let now = Some(std::time::Instant::now());
+        queue.last_takeover = now;
+        if answers_due {
+            queue.last_answers = now;
+        }
+        let looking = Looking {
+            parked: answers_due,
+        };
+        if let Err(error) = take_over_expired(slots, queue, looking, ctx).await {
+            warn!(%error, "cannot look for runs to take over; trying again shortly");
+        }
+    }
+}
+
+/// What a look for runs to take over includes besides runs whose owner's lease ran out.
+#[derive(Clone, Copy)]
+struct Looking {
+    /// Parked runs that can go on: see [`can_go_on`].
+    parked: bool,
+}
+
+/// Whether a parked run of the queue can go on: one `waiting` with an answer to an approval
+/// that its journal does not hold yet (resuming it journals the answer), or one
+/// `interrupted` by a stopping worker or a lost lock, not paused by a person. A run still
+/// waiting for every answer stays parked: resuming it would only park it again.
+async fn can_go_on(store: &dyn Store, run_id: &str, status: RunStatus) -> Result<bool, StoreError> {
+    match status {
+        RunStatus::Waiting => {
+            let decisions = store.decisions(run_id).await?;
+            if decisions.is_empty() {
+                return Ok(false);
+            }
+            let journaled: Vec<String> = store
+                .events(run_id)
+                .await?
+                .into_iter()
+                .filter_map(|envelope| match envelope.event {
+                    RunEvent::ApprovalGiven { path, .. } => Some(path),
+                    _ => None,
+                })
+                .collect();
+            Ok(decisions.iter().any(|d| !journaled.contains(&d.path)))
+        }
+        RunStatus::Interrupted => {
+            let events = store.events(run_id).await?;
+            let segment = events
+                .iter()
+                .rposition(|e| matches!(e.event, RunEvent::RunResumed { .. }))
+                .unwrap_or(0);
+            Ok(!events[segment..]
+                .iter()
+                .any(|e| matches!(e.event, RunEvent::RunPaused(_))))
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Takes over the queue's runs still `running` whose owner's lease ran out (a worker killed,
+/// paused or cut off, on any host): the claim decides, by the store's clock. With
+/// `looking.parked`, also resumes the queue's parked runs that can go on ([`can_go_on`]).
+async fn take_over_expired(
+    slots: &mut [Slot],
+    queue: &mut Queue,
+    looking: Looking,
+    ctx: &Loop<'_>,
+) -> Result<(), StoreError> {
+    let store = ctx.store;
+    let queued: std::collections::HashSet<String> = store
+        .records(crate::store::QUEUE_RECORD)
+        .await?
+        .into_iter()
+        .map(|entry| entry.value)
+        .collect();
+    let owner = crate::store::Owner::current();
+    for summary in store.runs().await? {
+        if busy(slots, queue) >= ctx.options.workers {
+            break;
+        }
+        if !queued.contains(&summary.id) || queue.active.iter().any(|a| a.run_id == summary.id) {
+            continue;
+        }
+        let goes_on = summary.status != RunStatus::Running
+            && looking.parked
+            && can_go_on(store, &summary.id, summary.status).await?;
+        if summary.status != RunStatus::Running && !goes_on {
+            continue;
+        }
+        match store.claim(&summary.id, &owner).await {
+            Ok(lease) => {
+                if goes_on {
+                    info!(run_id = %summary.id, was = summary.status.name(), "resuming a parked run of the queue");
+                    start_queued(queue, lease, "resumed", ctx).await;
+                } else {
+                    let was = summary.owner.map(|o| o.to_string()).unwrap_or_default();
+                    info!(run_id = %summary.id, was_owned_by = %was, "takeover: its owner's lease ran out");
+                    start_queued(queue, lease, "taken over", ctx).await;
+                }
+            }
+            Err(StoreError::Owned { .. }) => {}
+            Err(error) => warn!(run_id = %summary.id, %error, "cannot take the run over"),
+        }
+    }
+    Ok(())
+}
+
+/// Resumes a run of the queue this process has claimed (from its journal: a new run starts,
+/// a taken-over one goes on, its in-flight steps through their `verify`) in a task of its
+/// own.
+async fn start_queued(queue: &mut Queue, lease: crate::store::Lease, how: &str, ctx: &Loop<'_>) {
+    let run_id = lease.run_id.clone();
+    let own_store = match open_own_store(ctx.options).await {
+        Ok(store) => store,
+        Err(error) => {
+            error!(run_id = %run_id, %error, "cannot open the store for the run; it goes back to the queue's takeover");
+            let _ = ctx.store.release(&lease).await;
+            return;
+        }
+    };
+    let notice = |notice: app::Notice| info!(run_id = %run_id, "{notice}");
+    let request = ResumeRequest {
+        run_id: run_id.clone(),
+        max_parallel: None,
+        window_until: None,
+    };
+    match app::resume_claimed(own_store, lease, &request, &notice).await {
+        Ok(run) => {
+            info!(run_id = %run_id, how, "run started");
+            let interrupt = CancellationToken::new();
+            queue.active.push(Active {
+                run_id: run_id.clone(),
+                interrupt: interrupt.clone(),
+            });
+            spawn_run(
+                None,
+                "queue".to_owned(),
+                run,
+                interrupt,
+                ctx.ended_tx.clone(),
+            );
+        }
+        Err(failure) => {
+            error!(run_id = %run_id, error = %describe_failure(&failure), "cannot run the queued run");
+        }
     }
 }
 
 /// Decides what a due fire does, remembers it as the last fire, and does it.
-async fn handle(index: usize, slots: &mut [Slot], fire: Fire, ctx: &Loop<'_>, now: Timestamp) {
+async fn handle(
+    index: usize,
+    slots: &mut [Slot],
+    queue: &Queue,
+    fire: Fire,
+    ctx: &Loop<'_>,
+    now: Timestamp,
+) {
     let store = ctx.store;
     let slot = &mut slots[index];
     slot.last = fire.at.timestamp();
@@ -233,17 +489,8 @@ async fn handle(index: usize, slots: &mut [Slot], fire: Fire, ctx: &Loop<'_>, no
                 return;
             }
             Overlap::Queue => {
-                remember(store, &name, &fire, "-").await;
-                if slot.queued.len() >= QUEUE_LIMIT {
-                    log_skip(
-                        &name,
-                        &fire,
-                        &SkipReason::Failed("the queue is full".into()),
-                    );
-                } else {
-                    info!(schedule = %name, fire = %fire.at, running = %previous.run_id, "queued behind the running run");
-                    slot.queued.push_back(fire);
-                }
+                let behind = previous.run_id.clone();
+                hold_fire(slot, store, fire, Some(&behind)).await;
                 return;
             }
             Overlap::Cancel => {
@@ -261,7 +508,31 @@ async fn handle(index: usize, slots: &mut [Slot], fire: Fire, ctx: &Loop<'_>, no
             }
         }
     }
+    if busy(slots, queue) >= ctx.options.workers {
+        hold_fire(&mut slots[index], store, fire, None).await;
+        return;
+    }
     start_fire(index, slots, fire, ctx, now).await;
+}
+
+/// Keeps a fire in its schedule's queue, waiting for the schedule's `running` run, or
+/// without one for a free worker; a full queue skips it.
+async fn hold_fire(slot: &mut Slot, store: &dyn Store, fire: Fire, running: Option<&str>) {
+    let name = &slot.schedule.name;
+    remember(store, name, &fire, "-").await;
+    if slot.queued.len() >= QUEUE_LIMIT {
+        log_skip(name, &fire, &SkipReason::Failed("the queue is full".into()));
+        return;
+    }
+    match running {
+        Some(running) => {
+            info!(schedule = %name, fire = %fire.at, running, "queued behind the running run")
+        }
+        None => {
+            info!(schedule = %name, fire = %fire.at, "every worker is busy: the fire waits for one")
+        }
+    }
+    slot.queued.push_back(fire);
 }
 
 fn log_skip(schedule: &str, fire: &Fire, reason: &SkipReason) {
@@ -367,7 +638,7 @@ async fn start_fire(index: usize, slots: &mut [Slot], fire: Fire, ctx: &Loop<'_>
         interrupt: interrupt.clone(),
     });
     spawn_run(
-        index,
+        Some(index),
         schedule.name.clone(),
         run,
         interrupt,
@@ -378,7 +649,7 @@ async fn start_fire(index: usize, slots: &mut [Slot], fire: Fire, ctx: &Loop<'_>
 /// Runs a claimed run to its end (or until it parks) in a task of its own, logs how it ended
 /// and tells the loop.
 fn spawn_run(
-    index: usize,
+    index: Option<usize>,
     schedule: String,
     run: app::ClaimedRun,
     interrupt: CancellationToken,
@@ -421,7 +692,7 @@ fn spawn_run(
 /// Sends [`RunEnded`] when dropped: at the end of a run's task, or when it unwinds.
 struct EndNotice {
     tx: mpsc::UnboundedSender<RunEnded>,
-    schedule: usize,
+    schedule: Option<usize>,
     run_id: String,
 }
 
@@ -489,10 +760,7 @@ async fn take_over(slots: &mut [Slot], ctx: &Loop<'_>) -> Result<(), ServeError>
             continue;
         };
         let run_id = summary.id.clone();
-        // The run closes the store it runs with when it ends: it gets one of its own.
-        let location = StoreLocation::resolve(options.store.as_deref())
-            .map_err(|e| ServeError::StoreLocation(e.to_string()))?;
-        let own_store = crate::store::open(&location).await?;
+        let own_store = open_own_store(options).await?;
         let notice = |notice: app::Notice| info!(run_id = %run_id, "{notice}");
         let window_until = origin
             .fire
@@ -521,7 +789,7 @@ async fn take_over(slots: &mut [Slot], ctx: &Loop<'_>) -> Result<(), ServeError>
                     interrupt: interrupt.clone(),
                 });
                 spawn_run(
-                    index,
+                    Some(index),
                     origin.schedule.clone(),
                     run,
                     interrupt,
@@ -537,6 +805,14 @@ async fn take_over(slots: &mut [Slot], ctx: &Loop<'_>) -> Result<(), ServeError>
         }
     }
     Ok(())
+}
+
+/// A store handle for one run: the run closes the store it runs with when it ends, so each
+/// gets one of its own.
+async fn open_own_store(options: &ServeOptions) -> Result<Arc<dyn Store>, ServeError> {
+    let location = StoreLocation::resolve(options.store.as_deref())
+        .map_err(|e| ServeError::StoreLocation(e.to_string()))?;
+    Ok(crate::store::open(&location).await?)
 }
 
 /// Serve logs the runs' beginnings and ends itself; their step events are in the journal

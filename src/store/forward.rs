@@ -18,9 +18,34 @@ macro_rules! forward_store {
                 first: &'a $crate::event::Envelope,
             ) -> $crate::store::StoreFuture<'a, $crate::store::Lease> {
                 Box::pin(async move {
-                    self.create_run(run_id, owner, first)
+                    self.insert_run(run_id, $crate::store::NewRun::Owned(owner), first)
                         .await
+                        .map(|lease| lease.expect("a run created with an owner has a lease"))
                         .map_err(|f| self.explain(f, || format!("creating run `{run_id}`")))
+                })
+            }
+
+            fn enqueue<'a>(
+                &'a self,
+                run_id: &'a str,
+                first: &'a $crate::event::Envelope,
+            ) -> $crate::store::StoreFuture<'a, ()> {
+                Box::pin(async move {
+                    self.insert_run(run_id, $crate::store::NewRun::Queued, first)
+                        .await
+                        .map(|_| ())
+                        .map_err(|f| self.explain(f, || format!("enqueuing run `{run_id}`")))
+                })
+            }
+
+            fn claim_queued<'a>(
+                &'a self,
+                owner: &'a $crate::store::Owner,
+            ) -> $crate::store::StoreFuture<'a, Option<$crate::store::Lease>> {
+                Box::pin(async move {
+                    self.take_queued(owner)
+                        .await
+                        .map_err(|f| self.explain(f, || "claiming a queued run".to_owned()))
                 })
             }
 

@@ -5,7 +5,7 @@
 //! commit is under way are committed together in the next one: many steps starting at once
 //! cost one fsync, not one each.
 
-use super::{LEASE, Lease, Store, StoreError};
+use super::{Lease, Store, StoreError, run_lease};
 use crate::event::Envelope;
 use std::future::Future;
 use std::pin::Pin;
@@ -211,7 +211,7 @@ async fn write(
         unwritten,
         broken,
     } = outcome;
-    let mut renew = tokio::time::interval(LEASE / 3);
+    let mut renew = tokio::time::interval(run_lease() / 3);
     renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     renew.tick().await;
     let fail = |error: StoreError| {

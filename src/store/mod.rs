@@ -13,7 +13,9 @@ pub mod owner;
 pub mod postgres;
 mod record;
 mod rows;
+mod run_lease;
 pub mod sqlite;
+mod wakeups;
 mod wal;
 
 #[cfg(test)]
@@ -24,6 +26,7 @@ pub use location::{StoreLocation, open, open_existing};
 pub use lock::{HeldLock, LockAttempt, LockHolder};
 pub use owner::Owner;
 pub use record::RecordEntry;
+pub use wakeups::{Wakeups, wakeups};
 
 use crate::event::{Envelope, RunStatus};
 use futures::future::BoxFuture;
@@ -31,10 +34,16 @@ use futures::future::BoxFuture;
 /// What every store operation returns.
 pub type StoreFuture<'a, T> = BoxFuture<'a, Result<T, StoreError>>;
 
-/// How long a claim on a run lasts without renewal. An owner renews it every third of that;
-/// a process that dies stops renewing, and its run can be taken over once the lease ends (at
-/// once on the same host, where the store can see that the process is gone).
-pub const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+pub use run_lease::{
+    DEFAULT_RUN_LEASE, RUN_LEASE_VARIABLE, parse_run_lease, run_lease, set_run_lease,
+};
+
+/// The shared record that lists every run that went through the queue: the runs `serve`
+/// workers take over when their owner's lease runs out.
+pub const QUEUE_RECORD: &str = "serve.queue";
+
+/// The `path` of the queue's record entries, where a step path would be.
+pub const QUEUE_PATH: &str = "queue";
 
 /// The right to append to one run's journal, held by one process at a time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +53,23 @@ pub struct Lease {
     /// was taken over can no longer write.
     pub token: String,
     pub owner: Owner,
+}
+
+/// How a run is created: owned by the process that runs it, or queued for a worker.
+#[derive(Debug, Clone, Copy)]
+pub enum NewRun<'a> {
+    Owned(&'a Owner),
+    Queued,
+}
+
+impl NewRun<'_> {
+    /// The status its row starts with.
+    pub fn status(self) -> RunStatus {
+        match self {
+            NewRun::Owned(_) => RunStatus::Running,
+            NewRun::Queued => RunStatus::Queued,
+        }
+    }
 }
 
 /// One line of `runbook runs list`.
@@ -65,6 +91,10 @@ pub struct RunSummary {
     pub duration_ms: Option<u64>,
     /// The current holder of the lease, if any (a released lease is none).
     pub owner: Option<Owner>,
+    /// The link of the run's last event as the store keeps it: the head of its hash chain
+    /// (hex SHA-256). A report shows it so that a copy of the journal can be checked against
+    /// it later; it is read, not recomputed, since older events were linked in an older form.
+    pub chain_head: String,
 }
 
 /// A person's answer to an `approval` step.
@@ -88,7 +118,10 @@ pub enum StoreError {
     Exists(String),
     #[error("run `{run_id}` is owned by {owner}")]
     Owned { run_id: String, owner: Owner },
-    #[error("this process no longer owns run `{0}`: another process took it over")]
+    #[error(
+        "this process no longer owns run `{0}`: its lease ran out (the process was paused or \
+         cut off from the store) or another process took the run over; it stops here"
+    )]
     LostOwnership(String),
     #[error("the journal of run `{run_id}` is corrupt: {detail}")]
     Corrupt { run_id: String, detail: String },
@@ -146,11 +179,21 @@ pub trait Store: Send + Sync {
         first: &'a Envelope,
     ) -> StoreFuture<'a, Lease>;
 
+    /// Creates run `run_id` with its first event (a `run_started`), queued: status `queued`,
+    /// no owner, listed in the record [`QUEUE_RECORD`], until a worker takes it with
+    /// [`Store::claim_queued`]. [`StoreError::Exists`] if the id is taken.
+    fn enqueue<'a>(&'a self, run_id: &'a str, first: &'a Envelope) -> StoreFuture<'a, ()>;
+
+    /// Takes the oldest queued run for `owner`, which becomes `running` under its lease;
+    /// `None` when nothing is queued. Of several workers claiming at once, each gets a
+    /// different run (PostgreSQL skips the rows another claim has locked).
+    fn claim_queued<'a>(&'a self, owner: &'a Owner) -> StoreFuture<'a, Option<Lease>>;
+
     /// Takes ownership of an existing run. Refused with [`StoreError::Owned`] while another
     /// owner holds a lease that has not expired and, on this host, while that process lives.
     fn claim<'a>(&'a self, run_id: &'a str, owner: &'a Owner) -> StoreFuture<'a, Lease>;
 
-    /// Extends the lease by [`LEASE`]. [`StoreError::LostOwnership`] when another process
+    /// Extends the lease by [`run_lease`]. [`StoreError::LostOwnership`] when another process
     /// has taken the run over.
     fn renew<'a>(&'a self, lease: &'a Lease) -> StoreFuture<'a, ()>;
 

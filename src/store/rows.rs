@@ -30,6 +30,7 @@ where
             .and_then(|ms| u64::try_from(ms).ok()),
         ended_at,
         owner: owner_from(row)?,
+        chain_head: row.try_get("last_chain")?,
     })
 }
 

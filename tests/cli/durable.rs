@@ -824,4 +824,28 @@ fn a_run_journaled_before_events_were_stored_bare_resumes() {
     assert_eq!(report["status"], "succeeded", "{report}");
     let steps = report["steps"].to_string();
     assert!(steps.contains("act"), "{report}");
+
+    // The HTML report shows the head of the chain as the store keeps it, old links and new,
+    // not one recomputed in today's form.
+    let stored = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let store = runbook::store::sqlite::SqliteStore::open(&bench.db())
+                .await
+                .expect("the store opens");
+            runbook::store::Store::run(&store, "old-1")
+                .await
+                .expect("the run")
+                .chain_head
+        });
+    assert_eq!(stored.len(), 64, "{stored}");
+    let html = bench.runbook(&["runs", "show", "old-1", "--format", "html"]);
+    assert_eq!(html.code, 0, "{}", html.stderr);
+    assert!(
+        html.stdout
+            .contains(&format!("id=\"journal-head\">{stored}</span>")),
+        "the stored head {stored} in the report"
+    );
 }

@@ -8,6 +8,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
+mod faults;
+mod workers;
+
 const URL_VAR: &str = "RUNBOOK_TEST_POSTGRES_URL";
 
 fn server_url() -> String {

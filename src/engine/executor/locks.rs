@@ -297,7 +297,7 @@ impl Run {
             RunStatus::Waiting | RunStatus::Parked => {
                 let _ = store.keep_locks(&self.run_id).await;
             }
-            RunStatus::Interrupted | RunStatus::Running => {}
+            RunStatus::Interrupted | RunStatus::Running | RunStatus::Queued => {}
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Undone => {
                 self.release_locks(&run_locks, "").await;
             }

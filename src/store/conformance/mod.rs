@@ -14,9 +14,11 @@
 
 mod durations;
 mod locks;
+mod queue;
 
 pub use durations::*;
 pub use locks::*;
+pub use queue::*;
 
 use super::{Decision, Owner, Store, StoreError};
 use crate::event::{Envelope, RunEvent, RunStatus};
@@ -55,7 +57,9 @@ pub async fn run_all(factory: &dyn StoreFactory) {
     of_two_contenders_one_claims_the_run(factory).await;
     a_lease_taken_over_fences_the_old_owner(factory).await;
     an_expired_lease_can_be_taken(factory).await;
+    a_lease_that_ran_out_fences_its_writer(factory).await;
     summaries_follow_the_run(factory).await;
+    queued_runs_are_claimed_once_each(factory).await;
     a_step_is_answered_once(factory).await;
     a_record_keeps_who_added_a_value_first(factory).await;
     step_output_comes_back_with_its_step(factory).await;
@@ -386,6 +390,45 @@ pub async fn an_expired_lease_can_be_taken(factory: &dyn StoreFactory) {
     store.claim("expired", &Owner::current()).await.unwrap();
 }
 
+/// Fencing by time: a writer whose lease ran out (paused past it) can neither append nor
+/// renew, even before anyone takes the run over; a claim then takes it, and only the new
+/// owner writes.
+pub async fn a_lease_that_ran_out_fences_its_writer(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    let paused = store
+        .create("paused", &elsewhere(), &started("paused"))
+        .await
+        .unwrap();
+    store
+        .append(&paused, 2, &[step("paused", "a")])
+        .await
+        .unwrap();
+    factory.expire_leases().await;
+    assert!(matches!(
+        store.append(&paused, 3, &[step("paused", "b")]).await,
+        Err(StoreError::LostOwnership(id)) if id == "paused"
+    ));
+    assert!(matches!(
+        store.renew(&paused).await,
+        Err(StoreError::LostOwnership(_))
+    ));
+    assert_eq!(store.events("paused").await.unwrap().len(), 2);
+    let taken = factory
+        .open()
+        .await
+        .claim("paused", &Owner::current())
+        .await
+        .unwrap();
+    store
+        .append(&taken, 3, &[step("paused", "b")])
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.append(&paused, 4, &[step("paused", "c")]).await,
+        Err(StoreError::LostOwnership(_))
+    ));
+}
+
 /// The summary follows the run-level events: status, end, the time of every segment, the
 /// owner; and the list is newest first.
 pub async fn summaries_follow_the_run(factory: &dyn StoreFactory) {
@@ -581,6 +624,7 @@ pub async fn prune_keeps_running_and_parked_runs(factory: &dyn StoreFactory) {
     run("pruned-succeeded", Some(RunStatus::Succeeded), true).await;
     run("pruned-failed", Some(RunStatus::Failed), true).await;
     run("pruned-cancelled", Some(RunStatus::Cancelled), true).await;
+    run("pruned-undone", Some(RunStatus::Undone), true).await;
     run("kept-running", None, false).await;
     run("kept-orphaned", None, true).await;
     run("kept-interrupted", Some(RunStatus::Interrupted), true).await;
@@ -606,9 +650,19 @@ pub async fn prune_keeps_running_and_parked_runs(factory: &dyn StoreFactory) {
     deleted.sort_unstable();
     assert_eq!(
         deleted,
-        ["pruned-cancelled", "pruned-failed", "pruned-succeeded"]
+        [
+            "pruned-cancelled",
+            "pruned-failed",
+            "pruned-succeeded",
+            "pruned-undone"
+        ]
     );
-    for id in ["pruned-succeeded", "pruned-failed", "pruned-cancelled"] {
+    for id in [
+        "pruned-succeeded",
+        "pruned-failed",
+        "pruned-cancelled",
+        "pruned-undone",
+    ] {
         assert!(matches!(store.run(id).await, Err(StoreError::NotFound(_))));
         assert!(matches!(
             store.events(id).await,

@@ -3,25 +3,28 @@
 
 use sqlx::{Postgres, QueryBuilder, Row};
 
+use super::QUEUE_CHANNEL;
 use super::{PostgresStore, corrupt, db_now_ms, lease_ms, to_i64};
 use crate::event::timestamp::now;
 use crate::event::{Envelope, RunEvent, RunFold, RunStatus};
 use crate::store::rows::{owner_from, status_from};
 use crate::store::sqlite::errors::Outcome;
 use crate::store::sqlite::journal::{StoredEvent, chain, encode, encode_batch, link, verify};
-use crate::store::{Lease, Owner, StoreError};
+use crate::store::{Lease, NewRun, Owner, QUEUE_PATH, QUEUE_RECORD, StoreError};
 
 /// Events per INSERT statement: 6 parameters each stays far below PostgreSQL's limit of
 /// 65535 bound parameters.
 const INSERT_CHUNK: usize = 500;
 
 impl PostgresStore {
-    pub(super) async fn create_run(
+    /// Creates a run with its first event: owned (its lease returned), or queued (no owner,
+    /// listed in the queue's record; workers are woken on the queue's channel).
+    pub(super) async fn insert_run(
         &self,
         run_id: &str,
-        owner: &Owner,
+        new: NewRun<'_>,
         first: &Envelope,
-    ) -> Outcome<Lease> {
+    ) -> Outcome<Option<Lease>> {
         let event = encode(run_id, first)?;
         let RunEvent::RunStarted { runbook, file, .. } = &first.event else {
             return Err(corrupt(
@@ -44,7 +47,7 @@ impl PostgresStore {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO runs (id, runbook, file, status, created_at, updated_at, last_seq, \
-             last_chain) VALUES ($1, $2, $3, 'running', $4, $4, 1, $5) \
+             last_chain) VALUES ($1, $2, $3, $6, $4, $4, 1, $5) \
              ON CONFLICT (id) DO NOTHING",
         )
         .bind(run_id)
@@ -52,26 +55,33 @@ impl PostgresStore {
         .bind(file)
         .bind(&now)
         .bind(&chain)
+        .bind(new.status().name())
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
             return Err(StoreError::Exists(run_id.to_owned()).into());
         }
-        sqlx::query(concat!(
-            "INSERT INTO owners (run_id, token, pid, host, process_start, since, expires_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, ",
-            db_now_ms!(),
-            " + $7)"
-        ))
-        .bind(run_id)
-        .bind(&token)
-        .bind(i64::from(owner.pid))
-        .bind(&owner.host)
-        .bind(owner.process_start.map(to_i64))
-        .bind(&owner.since)
-        .bind(lease_ms())
-        .execute(&mut *tx)
-        .await?;
+        match new {
+            NewRun::Owned(owner) => set_owner(&mut tx, run_id, &token, owner).await?,
+            NewRun::Queued => {
+                sqlx::query(
+                    "INSERT INTO records (name, value, run_id, path, at) \
+                     VALUES ($1, $2, $2, $3, $4) ON CONFLICT (name, value) DO NOTHING",
+                )
+                .bind(QUEUE_RECORD)
+                .bind(run_id)
+                .bind(QUEUE_PATH)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+                // Delivered at the commit: workers listening claim it at once.
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(QUEUE_CHANNEL)
+                    .bind(run_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         sqlx::query(
             "INSERT INTO events (run_id, seq, at, kind, body, chain) \
              VALUES ($1, 1, $2, $3, $4, $5)",
@@ -84,10 +94,13 @@ impl PostgresStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Lease {
-            run_id: run_id.to_owned(),
-            token,
-            owner: owner.clone(),
+        Ok(match new {
+            NewRun::Owned(owner) => Some(Lease {
+                run_id: run_id.to_owned(),
+                token,
+                owner: owner.clone(),
+            }),
+            NewRun::Queued => None,
         })
     }
 
@@ -113,11 +126,14 @@ impl PostgresStore {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
-        // Fencing: the lease is checked, and renewed, in the transaction that writes.
+        // Fencing: the lease is checked, and renewed, in the transaction that writes. A
+        // lease that ran out is lost even if nobody took the run yet: its holder was paused
+        // or cut off, and cannot know that no other process resumed the run meanwhile.
         let renewed = sqlx::query(concat!(
             "UPDATE owners SET expires_at_ms = ",
             db_now_ms!(),
-            " + $1 WHERE run_id = $2 AND token = $3"
+            " + $1 WHERE run_id = $2 AND token = $3 AND expires_at_ms >= ",
+            db_now_ms!()
         ))
         .bind(lease_ms())
         .bind(run_id)
@@ -251,23 +267,7 @@ impl PostgresStore {
             }
         }
         let new_token = new_token();
-        sqlx::query(concat!(
-            "INSERT INTO owners (run_id, token, pid, host, process_start, since, expires_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, ",
-            db_now_ms!(),
-            " + $7) ON CONFLICT (run_id) DO UPDATE SET token = excluded.token, \
-             pid = excluded.pid, host = excluded.host, process_start = excluded.process_start, \
-             since = excluded.since, expires_at_ms = excluded.expires_at_ms"
-        ))
-        .bind(run_id)
-        .bind(&new_token)
-        .bind(i64::from(owner.pid))
-        .bind(&owner.host)
-        .bind(owner.process_start.map(to_i64))
-        .bind(&owner.since)
-        .bind(lease_ms())
-        .execute(&mut *tx)
-        .await?;
+        set_owner(&mut tx, run_id, &new_token, owner).await?;
         tx.commit().await?;
         Ok(Lease {
             run_id: run_id.to_owned(),
@@ -277,10 +277,12 @@ impl PostgresStore {
     }
 
     pub(super) async fn renew_lease(&self, lease: &Lease) -> Outcome<()> {
+        // A lease that ran out is not renewed: see the fencing of appends.
         let renewed = sqlx::query(concat!(
             "UPDATE owners SET expires_at_ms = ",
             db_now_ms!(),
-            " + $1 WHERE run_id = $2 AND token = $3"
+            " + $1 WHERE run_id = $2 AND token = $3 AND expires_at_ms >= ",
+            db_now_ms!()
         ))
         .bind(lease_ms())
         .bind(&lease.run_id)
@@ -307,7 +309,35 @@ impl PostgresStore {
     }
 }
 
+/// Gives run `run_id` to `owner` under `token`, with a lease from now by the database's
+/// clock, in the caller's transaction (which has locked the run's row).
+pub(super) async fn set_owner(
+    tx: &mut sqlx::PgConnection,
+    run_id: &str,
+    token: &str,
+    owner: &Owner,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(concat!(
+        "INSERT INTO owners (run_id, token, pid, host, process_start, since, expires_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, ",
+        db_now_ms!(),
+        " + $7) ON CONFLICT (run_id) DO UPDATE SET token = excluded.token, \
+         pid = excluded.pid, host = excluded.host, process_start = excluded.process_start, \
+         since = excluded.since, expires_at_ms = excluded.expires_at_ms"
+    ))
+    .bind(run_id)
+    .bind(token)
+    .bind(i64::from(owner.pid))
+    .bind(&owner.host)
+    .bind(owner.process_start.map(to_i64))
+    .bind(&owner.since)
+    .bind(lease_ms())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 /// A fresh lease token: 128 random bits in hex.
-fn new_token() -> String {
+pub(super) fn new_token() -> String {
     format!("{:032x}", rand::random::<u128>())
 }

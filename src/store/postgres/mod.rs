@@ -17,15 +17,26 @@ use std::time::Duration;
 
 mod errors;
 mod journal;
+mod listen;
 mod location;
 mod queries;
+mod queue;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use listen::listen;
 pub use location::{PASSWORD_FILE_VAR, PostgresLocation, masked_url};
 
 /// Connections per process: appends of one run are sequential, and the rest are reads.
 const MAX_CONNECTIONS: u32 = 4;
+
+/// The notification channel an enqueue notifies (the payload is the run id): `serve`
+/// workers listening on it claim the run at once instead of at their next look.
+pub const QUEUE_CHANNEL: &str = "runbook_queue";
+
+/// The notification channel an answer to an approval notifies (the payload is the run id):
+/// a `serve` worker resumes the parked run at once.
+pub const APPROVALS_CHANNEL: &str = "runbook_approvals";
 
 /// How long opening waits for the server before saying it cannot be reached.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,7 +55,7 @@ pub(crate) use db_now_ms;
 macro_rules! summary {
     () => {
         "SELECT r.id, r.runbook, r.file, r.status, r.created_at, r.updated_at, r.ended_at, \
-         r.duration_ms, o.pid, o.host, o.process_start, o.since \
+         r.duration_ms, r.last_chain, o.pid, o.host, o.process_start, o.since \
          FROM runs r LEFT JOIN owners o ON o.run_id = r.id AND o.token IS NOT NULL"
     };
 }
@@ -57,6 +68,31 @@ pub struct PostgresStore {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
+/// The databases (by their URL as shown, password masked) this process has opened and
+/// brought up to date.
+static OPENED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn opened_before(shown: &str) -> bool {
+    OPENED
+        .lock()
+        .expect("opened lock")
+        .iter()
+        .any(|url| url == shown)
+}
+
+fn remember_opened(shown: &str) {
+    let mut opened = OPENED.lock().expect("opened lock");
+    if !opened.iter().any(|url| url == shown) {
+        opened.push(shown.to_owned());
+    }
+}
+
+fn pool_options() -> sqlx::postgres::PgPoolOptions {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(CONNECT_TIMEOUT)
+}
+
 impl PostgresStore {
     /// Connects and brings the tables up to date (migrations run at every open; PostgreSQL's
     /// advisory lock lets one process at a time apply them). The database itself must exist:
@@ -64,6 +100,22 @@ impl PostgresStore {
     pub async fn open(location: &PostgresLocation) -> Result<Self, StoreError> {
         let shown = location.to_string();
         let options = location.connect_options()?;
+        // A database this process has already opened and brought up to date: a `serve`
+        // worker opens a store per run, and must not pay a probe and the migrations' advisory
+        // lock (which every worker takes in turn) for each.
+        if opened_before(&shown) {
+            let store = PostgresStore {
+                pool: pool_options().connect_lazy_with(options),
+                location: shown,
+            };
+            // One connection made now, as the migrations would: a server gone since is
+            // reported here, and the first statement finds the connection ready.
+            sqlx::query("SELECT 1")
+                .execute(&store.pool)
+                .await
+                .map_err(|error| errors::explain(&store.location, "connecting to it", error))?;
+            return Ok(store);
+        }
         // One connection first, on its own: the pool would retry a refused connection until
         // its timeout and then say only that none came, where this says why.
         let probe = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
@@ -78,10 +130,7 @@ impl PostgresStore {
             })?
             .map_err(|error| errors::explain(&shown, "connecting to it", error))?;
         let _ = probe.close().await;
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_lazy_with(options);
+        let pool = pool_options().connect_lazy_with(options);
         let store = PostgresStore {
             pool,
             location: shown,
@@ -90,6 +139,7 @@ impl PostgresStore {
             .run(&store.pool)
             .await
             .map_err(|error| store.migration_failed(error))?;
+        remember_opened(&store.location);
         Ok(store)
     }
 
@@ -134,7 +184,7 @@ fn to_i64(value: u64) -> i64 {
 }
 
 fn lease_ms() -> i64 {
-    to_i64(super::LEASE.as_millis() as u64)
+    to_i64(u64::try_from(super::run_lease().as_millis()).unwrap_or(u64::MAX))
 }
 
 fn corrupt(run_id: &str, detail: String) -> Failure {

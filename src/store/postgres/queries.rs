@@ -45,7 +45,7 @@ impl PostgresStore {
         // first) waits, and finds the run gone. Their owners are read in a second statement,
         // which sees leases taken before the lock was had.
         let ended: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM runs WHERE status IN ('succeeded', 'failed', 'cancelled') \
+            "SELECT id FROM runs WHERE status IN ('succeeded', 'failed', 'cancelled', 'undone') \
              AND ended_at IS NOT NULL AND ended_at < $1 ORDER BY id FOR UPDATE",
         )
         .bind(ended_before)
@@ -74,9 +74,14 @@ impl PostgresStore {
     }
 
     pub(super) async fn record_decision(&self, run_id: &str, decision: &Decision) -> Outcome<()> {
+        // One statement: the answer, and (only when it was recorded) a notification that
+        // wakes the workers waiting for it, delivered at its commit.
         let inserted = sqlx::query(
-            "INSERT INTO approvals (run_id, path, approved, \"by\", comment, at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, path) DO NOTHING",
+            "WITH inserted AS (\
+               INSERT INTO approvals (run_id, path, approved, \"by\", comment, at) \
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, path) DO NOTHING \
+               RETURNING run_id) \
+             SELECT pg_notify($7, run_id) FROM inserted",
         )
         .bind(run_id)
         .bind(&decision.path)
@@ -84,7 +89,8 @@ impl PostgresStore {
         .bind(&decision.by)
         .bind(&decision.comment)
         .bind(&decision.at)
-        .execute(&self.pool)
+        .bind(super::APPROVALS_CHANNEL)
+        .fetch_all(&self.pool)
         .await;
         let inserted = match inserted {
             Err(sqlx::Error::Database(error)) if error.is_foreign_key_violation() => {
@@ -92,7 +98,7 @@ impl PostgresStore {
             }
             other => other?,
         };
-        if inserted.rows_affected() == 1 {
+        if inserted.len() == 1 {
             return Ok(());
         }
         let by: String =

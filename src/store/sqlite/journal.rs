@@ -4,23 +4,25 @@ use sha2::{Digest, Sha256};
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::errors::{Failure, Outcome};
-use super::leases::{lease_end, new_token};
-use super::{SqliteStore, now, to_i64};
+use super::leases::{lease_end, new_token, set_owner};
+use super::{SqliteStore, now, now_ms, to_i64};
 use crate::event::{Envelope, RunEvent, RunFold, RunStatus};
 use crate::store::rows::status_from;
-use crate::store::{Lease, Owner, StoreError};
+use crate::store::{Lease, NewRun, QUEUE_PATH, QUEUE_RECORD, StoreError};
 
 /// Events per INSERT statement: 6 parameters each stays far below SQLite's limit on bound
 /// parameters, while a group of thousands of events still costs only a few statements.
 const INSERT_CHUNK: usize = 500;
 
 impl SqliteStore {
-    pub(super) async fn create_run(
+    /// Creates a run with its first event: owned (its lease returned), or queued (no owner,
+    /// listed in the queue's record).
+    pub(super) async fn insert_run(
         &self,
         run_id: &str,
-        owner: &Owner,
+        new: NewRun<'_>,
         first: &Envelope,
-    ) -> Outcome<Lease> {
+    ) -> Outcome<Option<Lease>> {
         let RunEvent::RunStarted { runbook, file, .. } = &first.event else {
             return Err(corrupt(
                 run_id,
@@ -43,11 +45,12 @@ impl SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let inserted = sqlx::query(
             "INSERT INTO runs (id, runbook, file, status, created_at, updated_at, last_seq, \
-             last_chain) VALUES (?, ?, ?, 'running', ?, ?, 1, ?) ON CONFLICT (id) DO NOTHING",
+             last_chain) VALUES (?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (id) DO NOTHING",
         )
         .bind(run_id)
         .bind(runbook)
         .bind(file)
+        .bind(new.status().name())
         .bind(&now)
         .bind(&now)
         .bind(&chain)
@@ -56,19 +59,22 @@ impl SqliteStore {
         if inserted.rows_affected() == 0 {
             return Err(StoreError::Exists(run_id.to_owned()).into());
         }
-        sqlx::query(
-            "INSERT INTO owners (run_id, token, pid, host, process_start, since, expires_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(run_id)
-        .bind(&token)
-        .bind(i64::from(owner.pid))
-        .bind(&owner.host)
-        .bind(owner.process_start.map(to_i64))
-        .bind(&owner.since)
-        .bind(lease_end())
-        .execute(&mut *tx)
-        .await?;
+        match new {
+            NewRun::Owned(owner) => set_owner(&mut tx, run_id, &token, owner).await?,
+            NewRun::Queued => {
+                sqlx::query(
+                    "INSERT INTO records (name, value, run_id, path, at) VALUES (?, ?, ?, ?, ?) \
+                     ON CONFLICT (name, value) DO NOTHING",
+                )
+                .bind(QUEUE_RECORD)
+                .bind(run_id)
+                .bind(run_id)
+                .bind(QUEUE_PATH)
+                .bind(&now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         sqlx::query(
             "INSERT INTO events (run_id, seq, at, kind, body, chain) VALUES (?, 1, ?, ?, ?, ?)",
         )
@@ -80,10 +86,13 @@ impl SqliteStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Lease {
-            run_id: run_id.to_owned(),
-            token,
-            owner: owner.clone(),
+        Ok(match new {
+            NewRun::Owned(owner) => Some(Lease {
+                run_id: run_id.to_owned(),
+                token,
+                owner: owner.clone(),
+            }),
+            NewRun::Queued => None,
         })
     }
 
@@ -102,13 +111,18 @@ impl SqliteStore {
         // BEGIN IMMEDIATE and a write first: the write lock is taken at the start, where
         // SQLite waits for it, rather than on a later upgrade, where it would fail at once.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let renewed =
-            sqlx::query("UPDATE owners SET expires_at_ms = ? WHERE run_id = ? AND token = ?")
-                .bind(lease_end())
-                .bind(run_id)
-                .bind(&lease.token)
-                .execute(&mut *tx)
-                .await?;
+        // Fencing: a lease taken over, or one that ran out (its holder was paused past it
+        // and cannot know that nobody resumed the run meanwhile), refuses the write.
+        let renewed = sqlx::query(
+            "UPDATE owners SET expires_at_ms = ? \
+             WHERE run_id = ? AND token = ? AND expires_at_ms >= ?",
+        )
+        .bind(lease_end())
+        .bind(run_id)
+        .bind(&lease.token)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
         if renewed.rows_affected() == 0 {
             return Err(StoreError::LostOwnership(run_id.to_owned()).into());
         }
@@ -433,17 +447,4 @@ fn corrupt(run_id: &str, detail: String) -> Failure {
         run_id: run_id.to_owned(),
         detail,
     })
-}
-
-/// The head of a run's hash chain (hex SHA-256), computed from its events as
-/// [`crate::store::Store::events`] gives them back: the link the store keeps as the run's
-/// last. A report shows it so that a copy of the journal can be checked against it later.
-/// `None` when an event cannot be written as JSON.
-pub fn chain_head(run_id: &str, events: &[Envelope]) -> Option<String> {
-    let mut head = String::new();
-    for (seq, envelope) in (1i64..).zip(events) {
-        let encoded = encode(run_id, envelope).ok()?;
-        head = chain(&head, seq, run_id, &envelope.at, &encoded.body);
-    }
-    Some(head)
 }

@@ -5,7 +5,7 @@ use sqlx::Row;
 use super::errors::Outcome;
 use super::{ATTEMPTS, SqliteStore, now_ms, to_i64};
 use crate::store::rows::owner_from;
-use crate::store::{LEASE, Lease, Owner, StoreError};
+use crate::store::{Lease, Owner, StoreError, run_lease};
 
 impl SqliteStore {
     /// Reads the lease, and takes it with a compare-and-swap on what was read: of several
@@ -93,13 +93,17 @@ impl SqliteStore {
     }
 
     pub(super) async fn renew_lease(&self, lease: &Lease) -> Outcome<()> {
-        let renewed =
-            sqlx::query("UPDATE owners SET expires_at_ms = ? WHERE run_id = ? AND token = ?")
-                .bind(lease_end())
-                .bind(&lease.run_id)
-                .bind(&lease.token)
-                .execute(&self.pool)
-                .await?;
+        // A lease that ran out is not renewed: see the fencing of appends.
+        let renewed = sqlx::query(
+            "UPDATE owners SET expires_at_ms = ? \
+             WHERE run_id = ? AND token = ? AND expires_at_ms >= ?",
+        )
+        .bind(lease_end())
+        .bind(&lease.run_id)
+        .bind(&lease.token)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
         if renewed.rows_affected() == 0 {
             return Err(StoreError::LostOwnership(lease.run_id.clone()).into());
         }
@@ -119,6 +123,33 @@ impl SqliteStore {
     }
 }
 
+/// Gives run `run_id` to `owner` under `token`, with a lease from now, in the caller's
+/// immediate transaction (no other writer between its look and this).
+pub(super) async fn set_owner(
+    tx: &mut sqlx::SqliteConnection,
+    run_id: &str,
+    token: &str,
+    owner: &Owner,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO owners (run_id, token, pid, host, process_start, since, expires_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET \
+         token = excluded.token, pid = excluded.pid, host = excluded.host, \
+         process_start = excluded.process_start, since = excluded.since, \
+         expires_at_ms = excluded.expires_at_ms",
+    )
+    .bind(run_id)
+    .bind(token)
+    .bind(i64::from(owner.pid))
+    .bind(&owner.host)
+    .bind(owner.process_start.map(to_i64))
+    .bind(&owner.since)
+    .bind(lease_end())
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
 /// A fresh lease token: 128 random bits in hex.
 pub(super) fn new_token() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -126,5 +157,5 @@ pub(super) fn new_token() -> String {
 
 /// When a lease taken or renewed now runs out.
 pub(super) fn lease_end() -> i64 {
-    now_ms().saturating_add(LEASE.as_millis() as i64)
+    now_ms().saturating_add(i64::try_from(run_lease().as_millis()).unwrap_or(i64::MAX))
 }

@@ -24,7 +24,7 @@ const ATTEMPTS: u32 = 3;
 macro_rules! summary {
     () => {
         "SELECT r.id, r.runbook, r.file, r.status, r.created_at, r.updated_at, r.ended_at, \
-         r.duration_ms, o.pid, o.host, o.process_start, o.since \
+         r.duration_ms, r.last_chain, o.pid, o.host, o.process_start, o.since \
          FROM runs r LEFT JOIN owners o ON o.run_id = r.id AND o.token IS NOT NULL"
     };
 }
@@ -38,10 +38,10 @@ mod approvals;
 mod durations;
 pub(super) mod errors;
 pub(super) mod journal;
-pub use journal::chain_head;
 mod leases;
 mod locks;
 mod open;
+mod queue;
 mod records;
 mod summaries;
 #[cfg(test)]

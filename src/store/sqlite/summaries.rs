@@ -32,7 +32,7 @@ impl SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows = sqlx::query(concat!(
             summary!(),
-            " WHERE r.status IN ('succeeded', 'failed', 'cancelled') \
+            " WHERE r.status IN ('succeeded', 'failed', 'cancelled', 'undone') \
              AND r.ended_at IS NOT NULL AND r.ended_at < ? AND o.run_id IS NULL \
              ORDER BY r.created_at, r.id"
         ))
