@@ -217,7 +217,7 @@ impl Exec {
         }
         // Its own process group, so a cancel reaches every process it starts; registered with
         // the run's supervisor, so it dies with the engine however the engine dies.
-        let (mut child, mut group) = match input.processes.spawn(&mut spec.command()) {
+        let (mut child, mut group) = match input.processes.start(spec.command()).await {
             Ok(started) => started,
             Err(SpawnError::Program(error)) => return Err(spec.spawn_error(&error)),
             Err(SpawnError::Supervision(error)) => {
