@@ -23,11 +23,12 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
 
 use super::body::{Fields, text, wrong_type};
 use super::{Action, ActionError, ActionFuture, ActionInput};
-use crate::process::SpawnError;
+use crate::process::{SpawnError, StepGroup};
 use crate::template::{Escape, Script, shell};
 
 /// The `exec` action.
@@ -217,7 +218,7 @@ impl Exec {
         }
         // Its own process group, so a cancel reaches every process it starts; registered with
         // the run's supervisor, so it dies with the engine however the engine dies.
-        let (mut child, mut group) = match input.processes.start(spec.command()).await {
+        let (child, group) = match input.processes.start(spec.command()).await {
             Ok(started) => started,
             Err(SpawnError::Program(error)) => return Err(spec.spawn_error(&error)),
             Err(SpawnError::Supervision(error)) => {
@@ -227,6 +228,20 @@ impl Exec {
                 )));
             }
         };
+        // Boxed: while it waits to be started (thousands of fan-out items may), a step holds
+        // only what it needs to start, not the state of waiting for and reading a program.
+        Box::pin(self.run_started(&spec, &input.cancel, child, group)).await
+    }
+
+    /// The program has started: read its output, wait for it (or stop it when cancelled),
+    /// stop what it left in its group, and make its result.
+    async fn run_started(
+        &self,
+        spec: &Spec,
+        cancel: &CancellationToken,
+        mut child: Child,
+        mut group: StepGroup,
+    ) -> Result<Value, ActionError> {
         let feeder = match (child.stdin.take(), spec.stdin.clone()) {
             (Some(mut pipe), Some(text)) => Some(tokio::spawn(async move {
                 // A program that exits without reading its input closes the pipe: that is
@@ -251,7 +266,7 @@ impl Exec {
             let ending = async {
                 let outcome = tokio::select! {
                     status = child.wait() => Ok(status),
-                    () = input.cancel.cancelled() => Err(group.terminate(&mut child, self.kill_grace).await),
+                    () = cancel.cancelled() => Err(group.terminate(&mut child, self.kill_grace).await),
                 };
                 // The leader is reaped: stop what it left in its group before reading the
                 // rest of the output. (If waiting failed, the group stays armed and dies
@@ -259,7 +274,7 @@ impl Exec {
                 if let Ok(Ok(_)) = outcome {
                     tokio::select! {
                         () = group.end(self.kill_grace) => {}
-                        () = input.cancel.cancelled() => {}
+                        () = cancel.cancelled() => {}
                     }
                 }
                 outcome
@@ -278,7 +293,7 @@ impl Exec {
                 tokio::select! {
                     () = reading => {}
                     () = tokio::time::sleep(self.drain) => {}
-                    () = input.cancel.cancelled(), if outcome.is_ok() => {}
+                    () = cancel.cancelled(), if outcome.is_ok() => {}
                 }
             }
             outcome
@@ -288,7 +303,7 @@ impl Exec {
         }
 
         match outcome {
-            Ok(Ok(status)) => finish(&spec, status, &stdout, &stderr),
+            Ok(Ok(status)) => finish(spec, status, &stdout, &stderr),
             Ok(Err(error)) => Err(ActionError::failed(format!(
                 "waiting for {} failed: {error}",
                 spec.what
