@@ -1,5 +1,6 @@
-//! What starting one step command costs, alone: spawn `/bin/true` in its own process group,
-//! wait for it, stop what it left (nothing). Through the run's `RunProcesses`, unsupervised
+//! What starting one step command costs, alone: spawn `/bin/true` in its own process group
+//! (`RunProcesses::start`, as the `exec` action does), wait for it, stop what it left
+//! (nothing). Through the run's `RunProcesses`, unsupervised
 //! and supervised (the supervisor is the runbook binary, started once, outside the timed
 //! loop), against a plain spawn, and against the same spawn with a `pre_exec` hook, which
 //! forces a full fork instead of `posix_spawn`.
@@ -18,7 +19,8 @@ fn true_command() -> Command {
 
 fn through(runtime: &Runtime, processes: &RunProcesses) {
     runtime.block_on(async {
-        let (mut child, mut group) = processes.spawn(&mut true_command()).expect("spawn");
+        // As `exec` starts it: alone, so on this thread (see `RunProcesses::start`).
+        let (mut child, mut group) = processes.start(true_command()).await.expect("spawn");
         let status = child.wait().await.expect("wait");
         assert!(status.success());
         group.end(Duration::from_secs(2)).await;

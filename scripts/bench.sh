@@ -12,8 +12,13 @@
 #   for_each of 500,000 asserts     the release binary under GNU time: time, peak memory, and
 #                                   the journal's size      aim: < 600 MB, journal < 200 MB
 #   binary size, cold start         `runbook validate` of a small runbook     aim: < 10 ms
+#   fan-out of exec items           for_each of /bin/true against a shell loop, and its peak
+#                                   memory                          aim: < 1.5x, < 150 MB
+#   parallel sleeps                 `sleep 2` all at once against shell `&` + `wait`  aim: < 1.3x
 #
-# FOR_EACH_ITEMS sets the for_each's item count (default 500000, the figure the aims are for).
+# FOR_EACH_ITEMS sets the for_each's item count (default 500000, the figure the aims are for);
+# BENCH_FANOUT (default 50000) and BENCH_PARALLEL (default 1000) set how many exec items and
+# sleeps; the fan-out is printed per item.
 #
 # Uses hyperfine when it is installed (or can be installed with apt), else times 3 runs.
 set -euo pipefail
@@ -209,6 +214,61 @@ else
   done
 fi
 
+# The wall time of two commands side by side, in seconds, "A B": medians of `runs` runs with
+# hyperfine (no intermediate shell), else means of as many runs of each.
+time_pair() {
+  local runs=$1 name_a=$2 command_a=$3 name_b=$4 command_b=$5
+  if command -v hyperfine >/dev/null 2>&1; then
+    hyperfine -N --runs "$runs" --export-csv "$work/pair.csv" \
+      -n "$name_a" "$command_a" -n "$name_b" "$command_b" >&2
+    awk -F, -v a="$name_a" -v b="$name_b" '
+      $1 == a { ta = $4 } $1 == b { tb = $4 } END { print ta, tb }' "$work/pair.csv"
+  else
+    local start middle end
+    start=$(date +%s.%N)
+    for _ in $(seq "$runs"); do bash -c "$command_a >/dev/null"; done
+    middle=$(date +%s.%N)
+    for _ in $(seq "$runs"); do bash -c "$command_b >/dev/null"; done
+    end=$(date +%s.%N)
+    awk -v s="$start" -v m="$middle" -v e="$end" -v n="$runs" \
+      'BEGIN { printf "%.6f %.6f\n", (m - s) / n, (e - m) / n }'
+  fi
+}
+
+fanout=${BENCH_FANOUT:-50000}
+step "fan-out: for_each of $fanout exec /bin/true items against a shell loop"
+cat >"$work/fanout.yaml" <<YAML
+version: 1
+name: fanout
+steps:
+  - id: items
+    needs: []
+    for_each: "[range($fanout)]"
+    exec: { command: [/bin/true] }
+YAML
+read -r fanout_runbook_s fanout_shell_s < <(time_pair 3 \
+  runbook "$binary run $work/fanout.yaml --output json" \
+  shell "sh -c 'for i in \$(seq $fanout); do /bin/true; done'")
+if [ -x /usr/bin/time ] && /usr/bin/time -v true >/dev/null 2>&1; then
+  fanout_peak="$(peak_mb "$work/fanout.yaml") MB"
+else
+  fanout_peak="(GNU time is not installed)"
+fi
+
+parallel=${BENCH_PARALLEL:-1000}
+step "$parallel parallel sleep 2: runbook against shell & and wait"
+awk -v n="$parallel" 'BEGIN {
+  print "version: 1\nname: parallel\nmax_parallel: " n "\nsteps:"
+  for (i = 0; i < n; i++) {
+    print "  - id: s" i
+    print "    needs: []"
+    print "    exec: { command: [sleep, \"2\"] }"
+  }
+}' >"$work/parallel.yaml"
+read -r parallel_runbook_s parallel_shell_s < <(time_pair 3 \
+  runbook "$binary run $work/parallel.yaml --output json" \
+  shell "bash -c 'for i in \$(seq $parallel); do sleep 2 & done; wait'")
+
 per_step() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f µs/step", s / n * 1e6 }'; }
 overhead() { awk -v j="$1" -v e="$2" -v n="$3" 'BEGIN { printf "%.1f µs/step", (j - e) / n * 1e6 }'; }
 cat <<EOF
@@ -227,4 +287,10 @@ peak memory, 10,000 assert steps:       $peak
 chain of 1,000 asserts (the binary):    $(per_step "$best_chain_s" 1000) (best of 5 whole runs)
 for_each of $FOR_EACH_ITEMS asserts:   $each
 binary:                                 $binary_mb MB, cold start $(awk -v s="$cold_s" 'BEGIN { printf "%.1f ms", s * 1e3 }') (validate, fastest of 20)
+EOF
+cat <<EOF
+$(printf '%-40s' "fan-out, $fanout exec items:")$(awk -v r="$fanout_runbook_s" -v s="$fanout_shell_s" -v n="$fanout" \
+  'BEGIN { printf "runbook %.2f ms/item, shell %.2f ms/item (ratio %.2f)", r / n * 1e3, s / n * 1e3, r / s }'); peak $fanout_peak
+$(printf '%-40s' "$parallel parallel sleep 2:")$(awk -v r="$parallel_runbook_s" -v s="$parallel_shell_s" \
+  'BEGIN { printf "runbook %.2f s, shell %.2f s (ratio %.2f)", r, s, r / s }')
 EOF

@@ -15,7 +15,7 @@
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::LazyLock;
 
 use crate::runbook::keys_of;
 use std::time::Duration;
@@ -23,12 +23,12 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::Command;
-use tokio::task::JoinHandle;
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
 
 use super::body::{Fields, text, wrong_type};
 use super::{Action, ActionError, ActionFuture, ActionInput};
-use crate::process::SpawnError;
+use crate::process::{SpawnError, StepGroup};
 use crate::template::{Escape, Script, shell};
 
 /// The `exec` action.
@@ -218,7 +218,7 @@ impl Exec {
         }
         // Its own process group, so a cancel reaches every process it starts; registered with
         // the run's supervisor, so it dies with the engine however the engine dies.
-        let (mut child, mut group) = match input.processes.spawn(&mut spec.command()) {
+        let (child, group) = match input.processes.start(spec.command()).await {
             Ok(started) => started,
             Err(SpawnError::Program(error)) => return Err(spec.spawn_error(&error)),
             Err(SpawnError::Supervision(error)) => {
@@ -228,8 +228,20 @@ impl Exec {
                 )));
             }
         };
-        let mut stdout = Capture::start(child.stdout.take(), self.max_output);
-        let mut stderr = Capture::start(child.stderr.take(), self.max_output);
+        // Boxed: while it waits to be started (thousands of fan-out items may), a step holds
+        // only what it needs to start, not the state of waiting for and reading a program.
+        Box::pin(self.run_started(&spec, &input.cancel, child, group)).await
+    }
+
+    /// The program has started: read its output, wait for it (or stop it when cancelled),
+    /// stop what it left in its group, and make its result.
+    async fn run_started(
+        &self,
+        spec: &Spec,
+        cancel: &CancellationToken,
+        mut child: Child,
+        mut group: StepGroup,
+    ) -> Result<Value, ActionError> {
         let feeder = match (child.stdin.take(), spec.stdin.clone()) {
             (Some(mut pipe), Some(text)) => Some(tokio::spawn(async move {
                 // A program that exits without reading its input closes the pipe: that is
@@ -238,33 +250,60 @@ impl Exec {
             })),
             _ => None,
         };
-
-        let outcome = tokio::select! {
-            status = child.wait() => Ok(status),
-            () = input.cancel.cancelled() => Err(group.terminate(&mut child, self.kill_grace).await),
-        };
-        // The leader is reaped: stop what it left in its group before reading the rest of
-        // the output. (If waiting failed, the group stays armed and dies with this function.)
-        if let Ok(Ok(_)) = outcome {
-            tokio::select! {
-                () = group.end(self.kill_grace) => {}
-                () = input.cancel.cancelled() => {}
+        let mut stdout = Capture::default();
+        let mut stderr = Capture::default();
+        let pipes = (child.stdout.take(), child.stderr.take());
+        let outcome = {
+            // Both streams are read by this future itself, beside the wait for the program
+            // (a program blocked on a full pipe would never exit): no task of their own to
+            // start and to wake, which a short command would otherwise pay for twice.
+            let reading = async {
+                tokio::join!(
+                    stdout.read_from(pipes.0, self.max_output),
+                    stderr.read_from(pipes.1, self.max_output)
+                );
+            };
+            let ending = async {
+                let outcome = tokio::select! {
+                    status = child.wait() => Ok(status),
+                    () = cancel.cancelled() => Err(group.terminate(&mut child, self.kill_grace).await),
+                };
+                // The leader is reaped: stop what it left in its group before reading the
+                // rest of the output. (If waiting failed, the group stays armed and dies
+                // with this function.)
+                if let Ok(Ok(_)) = outcome {
+                    tokio::select! {
+                        () = group.end(self.kill_grace) => {}
+                        () = cancel.cancelled() => {}
+                    }
+                }
+                outcome
+            };
+            tokio::pin!(reading, ending);
+            let mut read_all = false;
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut ending => break outcome,
+                    () = &mut reading, if !read_all => read_all = true,
+                }
+            };
+            // What is left to read, for a short while only: a process that escaped the
+            // group may hold the pipes open for ever.
+            if !read_all {
+                tokio::select! {
+                    () = reading => {}
+                    () = tokio::time::sleep(self.drain) => {}
+                    () = cancel.cancelled(), if outcome.is_ok() => {}
+                }
             }
-        }
-        let drain = async {
-            tokio::join!(stdout.finish(), stderr.finish());
+            outcome
         };
-        tokio::select! {
-            () = drain => {}
-            () = tokio::time::sleep(self.drain) => {}
-            () = input.cancel.cancelled(), if outcome.is_ok() => {}
-        }
-        for task in [&stdout.task, &stderr.task].into_iter().chain(&feeder) {
-            task.abort();
+        if let Some(feeder) = &feeder {
+            feeder.abort();
         }
 
         match outcome {
-            Ok(Ok(status)) => finish(&spec, status, &stdout, &stderr),
+            Ok(Ok(status)) => finish(spec, status, &stdout, &stderr),
             Ok(Err(error)) => Err(ActionError::failed(format!(
                 "waiting for {} failed: {error}",
                 spec.what
@@ -353,42 +392,34 @@ fn signal_name(signal: i32) -> String {
     }
 }
 
-/// One output stream, read by its own task into a capped buffer.
-struct Capture {
-    buffer: Arc<Mutex<Buffer>>,
-    task: JoinHandle<()>,
-}
-
+/// One output stream, read into a capped buffer.
 #[derive(Default)]
-struct Buffer {
+struct Capture {
     kept: Vec<u8>,
     /// Bytes read past the cap.
     dropped: u64,
 }
 
 impl Capture {
-    fn start(pipe: Option<impl AsyncRead + Unpin + Send + 'static>, limit: usize) -> Capture {
-        let buffer = Arc::new(Mutex::new(Buffer::default()));
-        let shared = Arc::clone(&buffer);
-        let task = tokio::spawn(async move {
-            let Some(mut pipe) = pipe else { return };
-            let mut chunk = vec![0; 64 * 1024];
-            // Keep reading past the cap: a writer blocked on a full pipe would never exit.
-            while let Ok(n @ 1..) = pipe.read(&mut chunk).await {
-                let mut buffer = shared.lock().unwrap_or_else(PoisonError::into_inner);
-                let room = limit.saturating_sub(buffer.kept.len()).min(n);
-                buffer.kept.extend_from_slice(&chunk[..room]);
-                buffer.dropped += (n - room) as u64;
+    /// Reads `pipe` until it is closed, keeping up to `limit` bytes. Dropped half way, it
+    /// keeps what it read so far. Memory grows with what the program prints: a step
+    /// running quietly holds next to none, however many run at once.
+    async fn read_from(&mut self, pipe: Option<impl AsyncRead + Unpin>, limit: usize) {
+        let Some(mut pipe) = pipe else { return };
+        while self.kept.len() < limit {
+            match pipe.read_buf(&mut self.kept).await {
+                Ok(1..) => {}
+                Ok(0) | Err(_) => return,
             }
-        });
-        Capture { buffer, task }
-    }
-
-    /// Waits until the stream is closed and everything in it was read.
-    async fn finish(&mut self) {
-        // A reader task only ends by itself (it never panics on input), so its outcome
-        // carries nothing to report.
-        let _ = (&mut self.task).await;
+        }
+        // A read may have gone past the cap.
+        self.dropped += (self.kept.len() - limit) as u64;
+        self.kept.truncate(limit);
+        // Keep reading past the cap: a writer blocked on a full pipe would never exit.
+        let mut chunk = vec![0; 16 * 1024];
+        while let Ok(n @ 1..) = pipe.read(&mut chunk).await {
+            self.dropped += n as u64;
+        }
     }
 
     fn text(&self) -> String {
@@ -397,9 +428,8 @@ impl Capture {
 
     /// The kept text, with a note of how much was cut, and whether anything was.
     fn text_and_truncation(&self) -> (String, bool) {
-        let buffer = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut dropped = buffer.dropped;
-        let kept = &buffer.kept[..];
+        let mut dropped = self.dropped;
+        let kept = &self.kept[..];
         let mut text = match std::str::from_utf8(kept) {
             Ok(text) => text.to_owned(),
             // The cap cut a character in two: drop its first bytes too rather than show

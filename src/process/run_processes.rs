@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
+use tokio::sync::Semaphore;
 
 use super::supervisor::Supervisor;
 use super::{MARK_VAR, ProcessError, RUN_ID_VAR, RunMark, SpawnError, StepGroup, scan};
@@ -20,10 +21,35 @@ use super::{MARK_VAR, ProcessError, RUN_ID_VAR, RunMark, SpawnError, StepGroup, 
 #[derive(Clone, Default)]
 pub struct RunProcesses(Arc<Shared>);
 
-#[derive(Default)]
 struct Shared {
     supervision: Option<Supervision>,
     state: Mutex<State>,
+    /// Bounds the step commands being started at once, off the run's thread (see
+    /// [`RunProcesses::start`]).
+    starting: Semaphore,
+    /// How many permits `starting` has.
+    starters: usize,
+}
+
+impl Shared {
+    fn new(supervision: Option<Supervision>) -> Shared {
+        // One start at a time per core keeps every core busy with the starts' waits; more
+        // would only add threads.
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let starters = cores.clamp(2, 8);
+        Shared {
+            supervision,
+            state: Mutex::default(),
+            starting: Semaphore::new(starters),
+            starters,
+        }
+    }
+}
+
+impl Default for Shared {
+    fn default() -> Shared {
+        Shared::new(None)
+    }
 }
 
 /// What marks the run's processes, and what supervises them.
@@ -50,18 +76,43 @@ impl RunProcesses {
     /// The processes of run `run_id`: marked with `mark`, and supervised by `program`
     /// (run as `program __supervise MARK`; [`Self::THIS_PROGRAM`] for the runbook binary).
     pub fn supervised(run_id: &str, mark: RunMark, program: impl Into<PathBuf>) -> RunProcesses {
-        RunProcesses(Arc::new(Shared {
-            supervision: Some(Supervision {
-                run_id: run_id.to_owned(),
-                mark,
-                program: program.into(),
-            }),
-            state: Mutex::default(),
-        }))
+        RunProcesses(Arc::new(Shared::new(Some(Supervision {
+            run_id: run_id.to_owned(),
+            mark,
+            program: program.into(),
+        }))))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
         self.0.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a step command as [`Self::spawn`] does, off the run's thread when other step
+    /// commands of the run are running or being started.
+    ///
+    /// Starting a program holds the starting thread until the program is loaded (the `vfork`
+    /// of `posix_spawn`), and most of that is the new process waiting to be scheduled. On
+    /// the run's own thread, a thousand steps started at once would each wait for the one
+    /// before; on the runtime's blocking pool, a few at a time (one per core) wait together.
+    /// A step started alone (the next of a chain) is started right here: handing it to
+    /// another thread would only add a wake-up to its way. Dropped before the command has
+    /// started, the command is killed as soon as it has.
+    pub async fn start(&self, mut command: Command) -> Result<(Child, StepGroup), SpawnError> {
+        let alone = self.0.starting.available_permits() == self.0.starters
+            && self.state().leaders.is_empty();
+        if alone {
+            return self.spawn(&mut command);
+        }
+        let _permit = self
+            .0
+            .starting
+            .acquire()
+            .await
+            .expect("the starts' semaphore is never closed");
+        let run = self.clone();
+        tokio::task::spawn_blocking(move || run.spawn(&mut command))
+            .await
+            .unwrap_or_else(|error| Err(SpawnError::Program(io::Error::other(error))))
     }
 
     /// Starts a step command as the leader of its own process group, marked with the run

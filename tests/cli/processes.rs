@@ -148,6 +148,18 @@ steps:
         fi
 "#;
 
+/// kill -9 of the engine alone: its supervisor stops every marked process within seconds.
+fn kill_engine_and_expect_nothing_left(marked: &Marked, engine: Child) {
+    signal(&engine, libc::SIGKILL);
+    let (code, _, _) = finish(engine);
+    assert_eq!(code, -1, "killed by the signal");
+    let left = marked.survivors_after(Duration::from_secs(5));
+    assert!(
+        left.is_empty(),
+        "alive after kill -9 of the engine: {left:?}"
+    );
+}
+
 fn starts(bench: &Bench) -> String {
     bench.read("starts")
 }
@@ -159,14 +171,7 @@ fn a_killed_engine_takes_every_process_of_its_step_with_it_and_resume_runs_the_s
     bench.write("twice.yaml", TWICE);
     let engine = marked.spawn(&bench, &["run", "twice.yaml", "--run-id", "p1"]);
     bench.wait_for("ready", "running");
-    signal(&engine, libc::SIGKILL);
-    let (code, _, _) = finish(engine);
-    assert_eq!(code, -1, "killed by the signal");
-    let left = marked.survivors_after(Duration::from_secs(5));
-    assert!(
-        left.is_empty(),
-        "alive after kill -9 of the engine: {left:?}"
-    );
+    kill_engine_and_expect_nothing_left(&marked, engine);
 
     let (code, _, stderr) = marked.run(&bench, &["resume", "p1"]);
     assert_eq!(code, 0, "{stderr}");
@@ -552,4 +557,59 @@ steps:
     assert!(gone_within(second_supervisor, Duration::from_secs(2)));
     let left = marked.survivors_after(Duration::from_secs(2));
     assert!(left.is_empty(), "alive after both runs: {left:?}");
+}
+
+/// Steps started all at once are started off the engine's main thread (one start would
+/// otherwise wait for the other): what they start is tied to the run all the same.
+const MANY: &str = r#"version: 1
+name: many
+steps:
+  - id: work
+    for_each: "[range(12)]"
+    exec:
+      script: |
+        sleep 300 &
+        echo running >> ready
+        wait
+"#;
+
+/// Waits until `ready` has `lines` lines.
+fn wait_for_lines(bench: &Bench, lines: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bench.read("ready").lines().count() < lines {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {lines} steps started",
+            bench.read("ready").lines().count()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_killed_engine_takes_every_process_of_steps_started_at_once_with_it() {
+    let bench = Bench::new();
+    let marked = Marked::new();
+    bench.write("many.yaml", MANY);
+    let engine = marked.spawn(&bench, &["run", "many.yaml", "--run-id", "p9"]);
+    wait_for_lines(&bench, 12);
+    // Each step: its shell and its sleep, besides the engine and the supervisor.
+    assert!(marked.alive().len() >= 2 + 12 * 2, "{:?}", marked.alive());
+    kill_engine_and_expect_nothing_left(&marked, engine);
+}
+
+#[test]
+fn a_timeout_stops_the_whole_group_of_each_step_started_at_once() {
+    let bench = Bench::new();
+    let marked = Marked::new();
+    bench.write(
+        "many.yaml",
+        &MANY.replace("    exec:\n", "    timeout: 2s\n    exec:\n"),
+    );
+    let (code, _, stderr) = marked.run(&bench, &["run", "many.yaml"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(bench.read("ready").lines().count(), 12, "{stderr}");
+    assert!(stderr.contains("timed out"), "{stderr}");
+    let left = marked.survivors_after(Duration::from_secs(2));
+    assert!(left.is_empty(), "alive after the run: {left:?}");
 }
