@@ -13,6 +13,20 @@ pub const MAX_OUTPUT_BYTES: usize = 4 * 1024 * 1024;
 /// instance of its own.
 pub const MAX_FOR_EACH_ITEMS: usize = 500_000;
 
+/// How many items of a `for_each` without `max_parallel` are under way at once. Each running
+/// `exec` item holds three open files (its output pipes and its process handle), and each
+/// item under way holds its state: starting all of a large fan-out at once ran out of open
+/// files ("Too many open files") and took gigabytes. A quarter of what the process may still
+/// open, a few hundred kept for the journal and the rest, bounded to [64, 10,000]; the run's
+/// own `max_parallel` applies as well.
+pub fn items_under_way() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let open_files = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _hard)| {
+        usize::try_from(soft).unwrap_or(usize::MAX)
+    });
+    (open_files.saturating_sub(256) / 4).clamp(64, 10_000)
+}
+
 /// Why a value was refused: it is larger than the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("it takes more than {} as JSON, the most an output may hold", bytes(*limit))]

@@ -7,6 +7,7 @@ mod durable;
 mod edit_resume;
 mod events;
 mod examples;
+mod fan_out;
 mod graph;
 mod hints;
 mod housekeeping;

@@ -167,38 +167,38 @@ impl Run {
                 return StepStatus::Cancelled;
             }
         }
-        let limit = Semaphore::new(
-            step.max_parallel
-                .as_ref()
-                .map_or(Semaphore::MAX_PERMITS, |m| (m.value as usize).max(1)),
-        );
-        let mut instances: FuturesUnordered<_> = items
-            .into_iter()
-            .enumerate()
-            .map(|(index, item)| {
-                let instance = Instance {
-                    path: format!("{path}[{index}]"),
-                    item: Some((item, index)),
-                    undoing: false,
-                };
-                let limit = &limit;
-                async move {
-                    if let Some(status) = self.recorded_end(&instance.path, false) {
-                        return status;
-                    }
-                    let _permit = limit
-                        .acquire()
-                        .await
-                        .expect("the item limit is never closed");
-                    let status = self.run_instance(scope, step, &instance, cancel).await;
-                    self.notice(scope, step, &instance).await;
-                    status
+        // Items start in order, no more under way at once than the step's `max_parallel`
+        // allows, or without one than the engine can hold open (see
+        // [`limits::items_under_way`]): an item not yet started costs nothing, so a fan-out
+        // of 50,000 holds the memory and the open files of a few thousand at most.
+        let under_way = step
+            .max_parallel
+            .as_ref()
+            .map_or_else(limits::items_under_way, |m| (m.value as usize).max(1));
+        let instance = |(index, item)| {
+            let instance = Instance {
+                path: format!("{path}[{index}]"),
+                item: Some((item, index)),
+                undoing: false,
+            };
+            async move {
+                if let Some(status) = self.recorded_end(&instance.path, false) {
+                    return status;
                 }
-            })
-            .collect();
+                let status = self.run_instance(scope, step, &instance, cancel).await;
+                self.notice(scope, step, &instance).await;
+                status
+            }
+        };
+        let mut waiting = items.into_iter().enumerate();
+        let mut instances: FuturesUnordered<_> =
+            waiting.by_ref().take(under_way).map(instance).collect();
         let mut statuses = Vec::new();
         while let Some(status) = instances.next().await {
             statuses.push(status);
+            if let Some(next) = waiting.next() {
+                instances.push(instance(next));
+            }
         }
         let status = if statuses
             .iter()
