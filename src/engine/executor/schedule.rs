@@ -134,7 +134,7 @@ impl Run {
         let mut unmet = vec![0usize; steps.len()];
         let mut blocked = vec![false; steps.len()];
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
-        let mut ready = std::collections::VecDeque::new();
+        let mut ready = Vec::new();
         let mut failure: Option<String> = None;
         // Steps the journal already saw end are not run again.
         for &index in members {
@@ -169,22 +169,15 @@ impl Run {
                 }
             }
             if unmet[index] == 0 && !blocked[index] {
-                ready.push_back(index);
+                ready.push(index);
             }
         }
-        // Ready steps start in order, no more under way at once than a `for_each` without
-        // `max_parallel` has items (see [`limits::items_under_way`]): a step not yet started
-        // holds nothing, so ten thousand independent steps hold the memory and open files of
-        // a few thousand.
-        let under_way = limits::items_under_way();
         let mut running = FuturesUnordered::new();
         loop {
             // Once the window has closed on a gated step, nothing more starts; what runs
             // finishes, and the rest waits for a later window.
             if failure.is_none() && !cancel.is_cancelled() && !self.window_closed() {
-                while running.len() < under_way
-                    && let Some(index) = ready.pop_front()
-                {
+                for index in ready.drain(..) {
                     let step = steps[index];
                     running.push(async move { (index, self.run_step(scope, step, cancel).await) });
                 }
@@ -198,7 +191,7 @@ impl Run {
                 if satisfied(index, Some(status)) {
                     unmet[dependent] -= 1;
                     if unmet[dependent] == 0 && !blocked[dependent] {
-                        ready.push_back(dependent);
+                        ready.push(dependent);
                     }
                 } else {
                     blocked[dependent] = true;
