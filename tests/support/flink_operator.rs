@@ -2087,13 +2087,19 @@ impl FlinkRest {
     }
 
     /// The external path of the job's latest completed checkpoint, if addressable.
+    ///
+    /// The real operator reads the checkpoint from the job's HA metadata, which always names
+    /// the newest completed one. The REST statistics this double reads are cached (for
+    /// web.refresh-interval): they can still name a checkpoint that a newer one has since
+    /// subsumed and Flink has deleted. So, for a local `file:` path, the newest `chk-N` beside
+    /// it that holds a `_metadata` file wins, as the HA metadata would.
     fn latest_checkpoint(&self, job_id: &str) -> Result<Option<String>, String> {
         let checkpoints = self.get(&format!("/jobs/{job_id}/checkpoints"))?;
         Ok(checkpoints
             .pointer("/latest/completed/external_path")
             .and_then(Value::as_str)
             .filter(|p| p.contains(':') && !p.starts_with('<'))
-            .map(str::to_owned))
+            .map(|path| newest_checkpoint_beside(path).unwrap_or_else(|| path.to_owned())))
     }
 
     /// The operator's error for a failed job, from its exception history (None until Flink
@@ -2255,4 +2261,30 @@ fn read_http_response(reader: &mut impl BufRead) -> Result<(u16, Vec<u8>), Strin
         reader.read_to_end(&mut body).map_err(|e| e.to_string())?;
     }
     Ok((status, body))
+}
+
+/// The newest retained `chk-N` directory (one with `_metadata`) beside a local checkpoint
+/// path `file:/…/<job>/chk-M`, as a `file:` path; None for other schemes or when none is left.
+fn newest_checkpoint_beside(path: &str) -> Option<String> {
+    let local = path.strip_prefix("file:")?;
+    // file:/a, file:///a: one absolute path.
+    let local = std::path::PathBuf::from(format!(
+        "/{}",
+        local.trim_start_matches('/').trim_end_matches('/')
+    ));
+    let job_dir = local.parent()?;
+    std::fs::read_dir(job_dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let number: u64 = name.strip_prefix("chk-")?.parse().ok()?;
+            entry
+                .path()
+                .join("_metadata")
+                .is_file()
+                .then_some((number, entry.path()))
+        })
+        .max_by_key(|(number, _)| *number)
+        .map(|(_, dir)| format!("file:{}", dir.display()))
 }
