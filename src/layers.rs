@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["report"],
     &["app"],
     &["serve"],
+    &["web"],
     &["cli"],
 ];
 

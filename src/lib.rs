@@ -12,6 +12,7 @@ pub mod runbook;
 pub mod serve;
 pub mod store;
 pub mod template;
+pub mod web;
 
 #[cfg(test)]
 mod layers;

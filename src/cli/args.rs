@@ -513,6 +513,10 @@ pub struct ServeArgs {
     /// Runs this process executes at once, queued and scheduled alike.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     pub workers: u32,
+    /// Serve the web pages and the HTTP API on this address: `127.0.0.1:8080`, or `:8080`
+    /// for 127.0.0.1 (`:0` picks a free port, logged). Wins over `listen:` in the config.
+    #[arg(long, value_name = "ADDRESS")]
+    pub listen: Option<crate::web::ListenAddress>,
     #[command(flatten)]
     pub store: StoreArgs,
     /// text: one readable line per event on stderr; json: one JSON object per line.

@@ -17,7 +17,7 @@ pub fn schedules(args: &SchedulesArgs, printer: &Printer) -> anyhow::Result<Exit
         return Ok(ExitStatus::Invalid);
     };
     let schedules = match crate::serve::load(config) {
-        Ok(schedules) => schedules,
+        Ok(setup) => setup.schedules,
         Err(problems) => {
             printer.diagnostics(&problems);
             return Ok(ExitStatus::Invalid);

@@ -5,18 +5,42 @@ use super::execute::{runtime, store_failure};
 use super::{ExitStatus, Printer};
 use crate::serve::clock::SystemClock;
 use crate::serve::runner::ServeError;
-use crate::serve::{ServeOptions, serve as run_schedules};
+use crate::serve::{ServeOptions, ServeSetup, serve as run_schedules};
+use crate::store::StoreLocation;
+use crate::web::auth::Users;
+use crate::web::{ListenAddress, WebServer, WebState};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
-    let schedules = match args.config.as_deref().map(crate::serve::load) {
-        None => Vec::new(),
-        Some(Ok(schedules)) => schedules,
+    let setup = match args.config.as_deref().map(crate::serve::load) {
+        None => ServeSetup::default(),
+        Some(Ok(setup)) => setup,
         Some(Err(problems)) => {
             printer.diagnostics(&problems);
             return Ok(ExitStatus::Invalid);
         }
+    };
+    let listen = match (args.listen, &setup.listen) {
+        (Some(listen), _) => Some(listen),
+        (None, Some(written)) => match written.parse::<ListenAddress>() {
+            Ok(listen) => Some(listen),
+            Err(problem) => {
+                printer.error(&format!("listen: {problem}"));
+                return Ok(ExitStatus::Invalid);
+            }
+        },
+        (None, None) => None,
+    };
+    let users = match &setup.http.users_file {
+        None => Users::default(),
+        Some(file) => match Users::load(&setup.base.join(file)) {
+            Ok(users) => users,
+            Err(problem) => {
+                printer.error(&problem.to_string());
+                return Ok(ExitStatus::Invalid);
+            }
+        },
     };
     if let Some(lease) = args.lease {
         crate::store::set_run_lease(lease);
@@ -30,13 +54,51 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
         workers: args.workers as usize,
     };
     let local = tokio::task::LocalSet::new();
+    let schedules = setup.schedules;
     let served = runtime.block_on(local.run_until(async {
-        watch_signals(stop)?;
-        anyhow::Ok(run_schedules(schedules, options, Arc::new(SystemClock)).await)
+        watch_signals(stop.clone())?;
+        if let Some(listen) = listen {
+            let web = match WebServer::bind(listen).await {
+                Ok(web) => web,
+                Err(problem) => {
+                    printer.error(&problem.to_string());
+                    return Ok(Err(ExitStatus::Failure));
+                }
+            };
+            let location = StoreLocation::resolve(args.store.store.as_deref())
+                .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+            let store = match crate::store::open(&location).await {
+                Ok(store) => store,
+                Err(error) => return Ok(Err(store_failure(&error, printer))),
+            };
+            let state = WebState {
+                store,
+                schedules: Arc::new(schedules.clone()),
+                base: Arc::from(setup.base.as_path()),
+                users: Arc::new(users),
+            };
+            if let Some(address) = web.local_address() {
+                tracing::info!(address = %address, "listening: http://{address}/");
+            }
+            let web_stop = stop.clone();
+            tokio::spawn(async move {
+                if let Err(problem) = web.serve(state, web_stop.clone()).await {
+                    tracing::error!("{problem}");
+                    web_stop.cancel();
+                }
+            });
+        }
+        anyhow::Ok(Ok(
+            run_schedules(schedules, options, Arc::new(SystemClock)).await
+        ))
     }));
     // Runs have parked; what a cancelled step left behind is its supervisor's to stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    match served? {
+    let served = match served? {
+        Ok(served) => served,
+        Err(status) => return Ok(status),
+    };
+    match served {
         Ok(()) => Ok(ExitStatus::Success),
         // A store that cannot be reached or used: exit 4, as for a run.
         Err(ServeError::Store(error)) => Ok(store_failure(&error, printer)),

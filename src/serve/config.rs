@@ -18,6 +18,34 @@ use std::path::Path;
 pub struct ServeConfig {
     /// The schedules; each fires its runbook on its cron expression.
     pub schedules: Vec<ScheduleConfig>,
+    /// Where the web pages and the HTTP API listen: `127.0.0.1:8080`, or `:8080` for
+    /// 127.0.0.1. Without it (and without `--listen`) serve opens no port.
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+    /// Who may use the web pages and the HTTP API, and how they sign in.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// The HTTP side of serve: sign-in, roles, TLS.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// The users file (relative to this configuration file): who may sign in, with which
+    /// role. Without one, nobody can sign in and every page and API route is refused.
+    #[serde(default)]
+    pub users_file: Option<String>,
+}
+
+/// A serve configuration, compiled: what `runbook serve` runs with.
+#[derive(Debug, Clone, Default)]
+pub struct ServeSetup {
+    pub schedules: Vec<Schedule>,
+    /// `listen:` as written (`--listen` wins over it).
+    pub listen: Option<String>,
+    pub http: HttpConfig,
+    /// The configuration file's folder: relative paths in it are read from there.
+    pub base: std::path::PathBuf,
 }
 
 /// One schedule.
@@ -114,7 +142,7 @@ pub fn json_schema() -> String {
 
 /// Reads a configuration file and compiles every schedule (loading its runbook, reading its
 /// calendars). Every problem is reported, in file order.
-pub fn load(path: &Path) -> Result<Vec<Schedule>, Vec<Diagnostic>> {
+pub fn load(path: &Path) -> Result<ServeSetup, Vec<Diagnostic>> {
     let file = read_source(path).map_err(|d| vec![d])?;
     let root = node::parse(&file.text).map_err(|e| vec![yaml_problem(&file, &e)])?;
     let mut problems = Vec::new();
@@ -148,7 +176,7 @@ pub fn load(path: &Path) -> Result<Vec<Schedule>, Vec<Diagnostic>> {
             },
         ));
     }
-    let (_, errors) = from_node_recovering::<ServeConfig>(&top, &sink, &[]);
+    let (top_config, errors) = from_node_recovering::<ServeConfig>(&top, &sink, &[]);
     problems.extend(errors.into_iter().map(|e| de_problem(&file, e)));
     let NodeKind::Seq(items) = &items.kind else {
         problems.push(Diagnostic::at(
@@ -182,7 +210,15 @@ pub fn load(path: &Path) -> Result<Vec<Schedule>, Vec<Diagnostic>> {
     }
     problems.extend(sink.take().into_iter().map(|e| de_problem(&file, e)));
     if problems.is_empty() {
-        Ok(schedules)
+        let (listen, http) = top_config
+            .map(|config| (config.listen.map(|listen| listen.value), config.http))
+            .unwrap_or_default();
+        Ok(ServeSetup {
+            schedules,
+            listen,
+            http,
+            base: base.to_path_buf(),
+        })
     } else {
         problems.sort_by_key(|p| (p.file.is_none(), p.offset()));
         Err(problems)

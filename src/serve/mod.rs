@@ -11,6 +11,6 @@ pub mod ics;
 pub mod runner;
 pub mod schedule;
 
-pub use config::{Missed, Overlap, load};
+pub use config::{HttpConfig, Missed, Overlap, ServeSetup, load};
 pub use runner::{ServeOptions, serve};
 pub use schedule::{Schedule, SkipReason};

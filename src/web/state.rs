@@ -1,0 +1,17 @@
+//! What every handler reaches: the store, the schedules, who may sign in.
+
+use super::auth::Users;
+use crate::serve::Schedule;
+use crate::store::Store;
+use std::sync::Arc;
+
+/// Shared by every request; cheap to clone.
+#[derive(Clone)]
+pub struct WebState {
+    pub store: Arc<dyn Store>,
+    /// The schedules of the serve configuration, for their next windows.
+    pub schedules: Arc<Vec<Schedule>>,
+    /// The configuration file's folder (runbook paths of a start request are read from it).
+    pub base: Arc<std::path::Path>,
+    pub users: Arc<Users>,
+}
