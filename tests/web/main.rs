@@ -1,0 +1,6 @@
+//! The HTTP API and the web pages of `runbook serve`, through the real binary: a serve
+//! started on a free port with its own store and users file, asked over real HTTP.
+
+mod support;
+
+mod smoke;
