@@ -73,6 +73,7 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
             };
             let state = WebState {
                 store,
+                store_url: args.store.store.clone(),
                 schedules: Arc::new(schedules.clone()),
                 base: Arc::from(setup.base.as_path()),
                 users: Arc::new(users),

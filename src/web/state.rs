@@ -9,6 +9,9 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct WebState {
     pub store: Arc<dyn Store>,
+    /// The store's URL as serve was given it (`None`: the default store), for the
+    /// application layer's functions that open it themselves (`app::enqueue`).
+    pub store_url: Option<String>,
     /// The schedules of the serve configuration, for their next windows.
     pub schedules: Arc<Vec<Schedule>>,
     /// The configuration file's folder (runbook paths of a start request are read from it).
