@@ -8,13 +8,31 @@ use super::{PostgresStore, corrupt, db_now_ms, lease_ms, to_i64};
 use crate::event::timestamp::now;
 use crate::event::{Envelope, RunEvent, RunFold, RunStatus};
 use crate::store::rows::{owner_from, status_from};
-use crate::store::sqlite::errors::Outcome;
+use crate::store::sqlite::errors::{Failure, Outcome};
 use crate::store::sqlite::journal::{StoredEvent, chain, encode, encode_batch, link, verify};
 use crate::store::{Lease, NewRun, Owner, QUEUE_PATH, QUEUE_RECORD, StoreError};
 
 /// Events per INSERT statement: 6 parameters each stays far below PostgreSQL's limit of
 /// 65535 bound parameters.
 const INSERT_CHUNK: usize = 500;
+
+/// Between two tries of a write whose connection was lost: a restarting server needs a
+/// moment before it accepts connections again.
+const RECONNECT_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Whether a database error means the connection went away (the server restarted, shut
+/// down or crashed, or the network dropped), rather than an answer about the statement.
+pub(super) fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(error) => error.code().is_some_and(|code| {
+            // admin_shutdown, crash_shutdown, cannot_connect_now; class 08: connection
+            // exception.
+            matches!(code.as_ref(), "57P01" | "57P02" | "57P03") || code.starts_with("08")
+        }),
+        _ => false,
+    }
+}
 
 impl PostgresStore {
     /// Creates a run with its first event: owned (its lease returned), or queued (no owner,
@@ -104,11 +122,74 @@ impl PostgresStore {
         })
     }
 
+    /// Appends, waiting out a lost connection (a restart of the server, a failover): the
+    /// transaction is tried again on a new connection for as long as a connection is waited
+    /// for. A connection lost while the COMMIT was under way leaves it unknown whether the
+    /// events were written; the retry first looks for the last event's chain link, which only
+    /// these events can have made, so that they are never written twice nor taken for lost.
     pub(super) async fn append_events(
         &self,
         lease: &Lease,
         first_seq: u64,
         events: &[Envelope],
+    ) -> Outcome<()> {
+        let give_up = tokio::time::Instant::now() + super::CONNECT_TIMEOUT;
+        let mut written_chain = None;
+        loop {
+            if let Some(chain) = &written_chain {
+                match self
+                    .chain_at(&lease.run_id, first_seq + events.len() as u64 - 1)
+                    .await
+                {
+                    Ok(Some(stored)) if &stored == chain => return Ok(()),
+                    Ok(_) => {}
+                    Err(Failure::Sql(error))
+                        if connection_lost(&error) && tokio::time::Instant::now() < give_up =>
+                    {
+                        tokio::time::sleep(RECONNECT_PAUSE).await;
+                        continue;
+                    }
+                    Err(failure) => return Err(failure),
+                }
+            }
+            match self
+                .append_once(lease, first_seq, events, &mut written_chain)
+                .await
+            {
+                Err(Failure::Sql(error))
+                    if connection_lost(&error) && tokio::time::Instant::now() < give_up =>
+                {
+                    tracing::debug!(
+                        "the connection to the store was lost while appending: {error}; trying again"
+                    );
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// The chain link stored with one event of a run, if it is there.
+    async fn chain_at(&self, run_id: &str, seq: u64) -> Outcome<Option<String>> {
+        let row = sqlx::query("SELECT chain FROM events WHERE run_id = $1 AND seq = $2")
+            .bind(run_id)
+            .bind(to_i64(seq))
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get("chain")?),
+            None => None,
+        })
+    }
+
+    /// One try at an append, in one transaction. `written_chain` is set to the last event's
+    /// chain link just before the COMMIT is sent.
+    async fn append_once(
+        &self,
+        lease: &Lease,
+        first_seq: u64,
+        events: &[Envelope],
+        written_chain: &mut Option<String>,
     ) -> Outcome<()> {
         let run_id = lease.run_id.as_str();
         if events.is_empty() {
@@ -193,6 +274,7 @@ impl PostgresStore {
         .bind(run_id)
         .execute(&mut *tx)
         .await?;
+        *written_chain = Some(last_chain);
         tx.commit().await?;
         Ok(())
     }

@@ -269,3 +269,60 @@ async fn errors_name_the_store_without_its_password() {
     assert!(error.contains("refused the user or password"), "{error}");
     assert!(!error.contains("hunter2"), "{error}");
 }
+
+/// A connection cut in the middle of an append (the server restarting, a failover) is waited
+/// out: the append is tried again on a new connection and its events are written once. The
+/// cut is made certain by holding the run's row, so that the append waits in its transaction,
+/// and ending that backend with `pg_terminate_backend`, as a shutdown does (SQLSTATE 57P01).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_whose_connection_is_cut_is_tried_again_and_written_once() {
+    let database = ScratchDatabase::new().await;
+    let store = Arc::new(PostgresStore::open(&database.location()).await.unwrap());
+    let owner = Owner::current();
+    let lease = store.create("cut", &owner, &started("cut")).await.unwrap();
+    let admin = PgPool::connect_with(PgConnectOptions::from_str(&database.url).unwrap())
+        .await
+        .unwrap();
+    let mut holder = admin.begin().await.unwrap();
+    sqlx::query("SELECT id FROM runs WHERE id = 'cut' FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let appending = tokio::spawn({
+        let store = store.clone();
+        let lease = lease.clone();
+        async move { store.append(&lease, 2, &[step("cut", "build")]).await }
+    });
+    // The append's backend, once it waits for the row.
+    let waiting = loop {
+        let pids: Vec<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&admin)
+        .await
+        .unwrap();
+        if let Some(pid) = pids.first() {
+            break *pid;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(waiting)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert!(ended, "the append's backend was ended");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    holder.commit().await.unwrap();
+    appending
+        .await
+        .unwrap()
+        .expect("the append waits out the cut connection");
+    let events = store.events("cut").await.unwrap();
+    assert_eq!(events.len(), 2, "the step's event is written once");
+    assert_eq!(events[1].event, step("cut", "build").event);
+    admin.close().await;
+    store.close().await.unwrap();
+    database.drop_it().await;
+}
