@@ -4,4 +4,5 @@
 mod support;
 
 mod auth;
+mod auth_users;
 mod smoke;

@@ -13,14 +13,15 @@ mod sessions;
 mod sign_in;
 mod throttle;
 mod users;
+pub mod users_edit;
 
 pub use csrf::Csrf;
 pub use identity::{Admin, AuthRejection, Identity, Operator, Viewer};
 pub use role::Role;
-pub use sessions::{COOKIE, DEFAULT_IDLE, Session};
+pub use sessions::{COOKIE, DEFAULT_IDLE, Session, random_token};
 pub use sign_in::SignIn;
 pub use throttle::{FAILURES, LOCKED_FOR};
-pub use users::{Users, UsersError};
+pub use users::{Users, UsersError, sha256_hex};
 
 use super::WebState;
 use axum::Router;

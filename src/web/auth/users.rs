@@ -92,7 +92,7 @@ impl Users {
 
     /// Who a bearer token belongs to.
     pub fn token(&self, token: &str) -> Option<Identity> {
-        let digest = format!("sha256:{}", hex(&Sha256::digest(token.as_bytes())));
+        let digest = format!("sha256:{}", sha256_hex(token));
         self.tokens
             .iter()
             .find(|entry| entry.sha256.eq_ignore_ascii_case(&digest))
@@ -120,6 +120,10 @@ impl Users {
     }
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// The hex SHA-256 of a token, as the users file keeps it after `sha256:`.
+pub fn sha256_hex(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
