@@ -42,6 +42,13 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
             }
         },
     };
+    let sign_in = match SignIn::new(&setup.http, setup.http.tls.is_some()) {
+        Ok(sign_in) => Arc::new(sign_in),
+        Err(problem) => {
+            printer.error(&problem.to_string());
+            return Ok(ExitStatus::Invalid);
+        }
+    };
     if let Some(lease) = args.lease {
         crate::store::set_run_lease(lease);
     }
@@ -77,7 +84,7 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 schedules: Arc::new(schedules.clone()),
                 base: Arc::from(setup.base.as_path()),
                 users: Arc::new(users),
-                sign_in: Arc::new(SignIn::new(&setup.http, false)),
+                sign_in: sign_in.clone(),
             };
             if let Some(address) = web.local_address() {
                 tracing::info!(address = %address, "listening: http://{address}/");

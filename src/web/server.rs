@@ -1,7 +1,10 @@
 //! Binds the address and serves every route until serve stops.
 
+use super::auth::PeerAddress;
 use super::{ListenAddress, WebState};
 use axum::Router;
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +41,7 @@ impl WebServer {
 
     /// Serves until `stop` is cancelled; requests under way are finished first.
     pub async fn serve(self, state: WebState, stop: CancellationToken) -> Result<(), WebError> {
-        let app = router(state);
+        let app = router(state).into_make_service_with_connect_info::<PeerAddress>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
             .await
@@ -58,4 +61,10 @@ pub fn router(state: WebState) -> Router {
             super::auth::authenticate,
         ))
         .with_state(state)
+}
+
+impl Connected<IncomingStream<'_, TcpListener>> for PeerAddress {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        PeerAddress(*stream.remote_addr())
+    }
 }

@@ -4,5 +4,6 @@
 mod support;
 
 mod auth;
+mod auth_proxy;
 mod auth_users;
 mod smoke;

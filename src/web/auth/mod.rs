@@ -8,6 +8,7 @@ mod csrf;
 mod identity;
 mod login;
 pub mod password;
+mod proxy;
 mod role;
 mod sessions;
 mod sign_in;
@@ -17,6 +18,7 @@ pub mod users_edit;
 
 pub use csrf::Csrf;
 pub use identity::{Admin, AuthRejection, Identity, Operator, Viewer};
+pub use proxy::{PeerAddress, ProxyError};
 pub use role::Role;
 pub use sessions::{COOKIE, DEFAULT_IDLE, Session, random_token};
 pub use sign_in::SignIn;
@@ -25,7 +27,7 @@ pub use users::{Users, UsersError, sha256_hex};
 
 use super::WebState;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{AUTHORIZATION, LOCATION};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
@@ -52,10 +54,21 @@ pub async fn authenticate(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(|token| token.trim().to_owned());
-    let (identity, session) = match bearer {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<PeerAddress>>()
+        .map(|info| info.0);
+    let proxied = state
+        .sign_in
+        .proxy
+        .as_ref()
+        .and_then(|proxy| proxy.identify(peer, request.headers()));
+    let (identity, session) = match (bearer, proxied) {
         // A token that is wrong signs nobody in, whatever cookie comes with it.
-        Some(token) => (state.users.token(&token), None),
-        None => match login::session_cookie(request.headers())
+        (Some(token), _) => (state.users.token(&token), None),
+        // Signed in by the proxy: a write needs the name's CSRF token as a cookie's does.
+        (None, Some((identity, session))) => (Some(identity), Some(session)),
+        (None, None) => match login::session_cookie(request.headers())
             .and_then(|id| state.sign_in.sessions.find(id))
         {
             Some((identity, session)) => (Some(identity), Some(session)),

@@ -1,6 +1,7 @@
 //! What sign-in keeps while serve runs: the open sessions, the failed attempts per name, and
 //! how cookies are set.
 
+use super::proxy::{ProxyError, TrustedProxy};
 use super::sessions::{DEFAULT_IDLE, Sessions};
 use super::throttle::SignInThrottle;
 use crate::serve::HttpConfig;
@@ -10,16 +11,23 @@ pub struct SignIn {
     pub throttle: SignInThrottle,
     /// Whether the session cookie is marked `Secure` (HTTPS only).
     pub secure_cookies: bool,
+    /// The authenticating reverse proxy whose header is trusted, if serve.yaml names one.
+    pub proxy: Option<TrustedProxy>,
 }
 
 impl SignIn {
     /// From serve.yaml's `http:`; `tls` says whether serve speaks HTTPS itself.
-    pub fn new(http: &HttpConfig, tls: bool) -> Self {
-        Self {
+    pub fn new(http: &HttpConfig, tls: bool) -> Result<Self, ProxyError> {
+        Ok(Self {
             sessions: Sessions::new(http.session_idle.map_or(DEFAULT_IDLE, |idle| idle.0)),
             throttle: SignInThrottle::default(),
             secure_cookies: tls || http.secure_cookies,
-        }
+            proxy: http
+                .trust_proxy
+                .as_ref()
+                .map(TrustedProxy::new)
+                .transpose()?,
+        })
     }
 
     /// The `Set-Cookie` value that hands a browser its session.
@@ -43,6 +51,6 @@ impl SignIn {
 
 impl Default for SignIn {
     fn default() -> Self {
-        Self::new(&HttpConfig::default(), false)
+        Self::new(&HttpConfig::default(), false).expect("no proxy, nothing to get wrong")
     }
 }
