@@ -49,6 +49,19 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
             return Ok(ExitStatus::Invalid);
         }
     };
+    let tls = match &setup.http.tls {
+        None => None,
+        Some(tls) => match crate::web::tls::server_config(
+            &setup.base.join(&tls.cert),
+            &setup.base.join(&tls.key),
+        ) {
+            Ok(config) => Some(config),
+            Err(problem) => {
+                printer.error(&problem.to_string());
+                return Ok(ExitStatus::Invalid);
+            }
+        },
+    };
     if let Some(lease) = args.lease {
         crate::store::set_run_lease(lease);
     }
@@ -65,13 +78,16 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
     let served = runtime.block_on(local.run_until(async {
         watch_signals(stop.clone())?;
         if let Some(listen) = listen {
-            let web = match WebServer::bind(listen).await {
+            let mut web = match WebServer::bind(listen).await {
                 Ok(web) => web,
                 Err(problem) => {
                     printer.error(&problem.to_string());
                     return Ok(Err(ExitStatus::Failure));
                 }
             };
+            if let Some(tls) = tls.clone() {
+                web = web.with_tls(tls);
+            }
             let location = StoreLocation::resolve(args.store.store.as_deref())
                 .map_err(|e| anyhow::anyhow!(e.to_string()))?;
             let store = match crate::store::open(&location).await {
@@ -87,7 +103,8 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 sign_in: sign_in.clone(),
             };
             if let Some(address) = web.local_address() {
-                tracing::info!(address = %address, "listening: http://{address}/");
+                let scheme = web.scheme();
+                tracing::info!(address = %address, "listening: {scheme}://{address}/");
             }
             let web_stop = stop.clone();
             tokio::spawn(async move {

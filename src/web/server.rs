@@ -1,12 +1,15 @@
 //! Binds the address and serves every route until serve stops.
 
 use super::auth::PeerAddress;
+use super::tls::TlsListener;
 use super::{ListenAddress, WebState};
 use axum::Router;
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +27,8 @@ pub enum WebError {
 /// port the system chose for `:0`) before anything else starts.
 pub struct WebServer {
     listener: TcpListener,
+    /// Set: serve HTTPS with it.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl WebServer {
@@ -31,7 +36,21 @@ impl WebServer {
         let listener = TcpListener::bind(address.0)
             .await
             .map_err(|source| WebError::Bind { address, source })?;
-        Ok(Self { listener })
+        Ok(Self {
+            listener,
+            tls: None,
+        })
+    }
+
+    /// Serves HTTPS with this certificate ([`super::tls::server_config`]).
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// `https` with a certificate, else `http`: what the address is reached with.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     /// The address bound (the port chosen when `:0` was asked for).
@@ -42,10 +61,20 @@ impl WebServer {
     /// Serves until `stop` is cancelled; requests under way are finished first.
     pub async fn serve(self, state: WebState, stop: CancellationToken) -> Result<(), WebError> {
         let app = router(state).into_make_service_with_connect_info::<PeerAddress>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .map_err(WebError::Serve)
+        match self.tls {
+            None => axum::serve(self.listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .map_err(WebError::Serve),
+            Some(config) => {
+                let listener = TlsListener::new(self.listener, config, stop.clone())
+                    .map_err(WebError::Serve)?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+                    .map_err(WebError::Serve)
+            }
+        }
     }
 }
 

@@ -5,5 +5,6 @@ mod support;
 
 mod auth;
 mod auth_proxy;
+mod auth_tls;
 mod auth_users;
 mod smoke;

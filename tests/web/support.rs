@@ -80,6 +80,9 @@ pub struct Running {
     pub url: String,
     child: Child,
     stderr: Arc<Mutex<String>>,
+    /// The certificate (PEM) an HTTPS serve presents, trusted by the client; `None`: the
+    /// system's roots.
+    trusted: Option<String>,
 }
 
 impl WebServe {
@@ -157,7 +160,7 @@ impl WebServe {
         let log = stderr.clone();
         std::thread::spawn(move || {
             for line in reader.lines().map_while(Result::ok) {
-                if let Some(at) = line.find("listening: http://") {
+                if let Some(at) = line.find("listening: http") {
                     let rest = &line[at + "listening: ".len()..];
                     let url = rest.split_whitespace().next().unwrap_or(rest);
                     let _ = address_tx.send(url.trim_end_matches('/').to_owned());
@@ -180,11 +183,35 @@ impl WebServe {
             url,
             child,
             stderr,
+            trusted: None,
         }
     }
 }
 
 impl Running {
+    /// Trusts this certificate (PEM) for HTTPS, as a client given serve's certificate does.
+    pub fn trusting(mut self, pem: impl Into<String>) -> Running {
+        self.trusted = Some(pem.into());
+        self
+    }
+
+    fn agent(&self, max_redirects: u32) -> ureq::Agent {
+        let mut config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(max_redirects)
+            .timeout_global(Some(Duration::from_secs(30)));
+        if let Some(pem) = &self.trusted {
+            let certificate =
+                ureq::tls::Certificate::from_pem(pem.as_bytes()).expect("a PEM certificate");
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&[certificate]))
+                    .build(),
+            );
+        }
+        config.build().into()
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -214,11 +241,7 @@ impl Running {
         token: Option<&str>,
         body: Option<String>,
     ) -> Answer {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        let agent = self.agent(10);
         let url = format!("{}{path}", self.url);
         let mut request = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(token) = token {
@@ -257,12 +280,7 @@ impl Running {
         headers: &[(&str, &str)],
         body: Option<(&str, String)>,
     ) -> Answer {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
+        let agent = self.agent(0);
         let url = format!("{}{path}", self.url);
         let mut request = ureq::http::Request::builder().method(method).uri(&url);
         for (name, value) in headers {
