@@ -7,4 +7,5 @@ mod auth;
 mod auth_proxy;
 mod auth_tls;
 mod auth_users;
+mod security;
 mod smoke;

@@ -5,7 +5,9 @@ use super::sessions::COOKIE;
 use super::{Csrf, Identity, Viewer, password};
 use crate::web::WebState;
 use axum::extract::{Query, State};
-use axum::http::header::{HOST, LOCATION, ORIGIN, SET_COOKIE};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, HOST, LOCATION, ORIGIN, SET_COOKIE, X_FRAME_OPTIONS,
+};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -60,8 +62,27 @@ struct SignInForm {
 /// The message of every failed sign-in, whether the name exists or not.
 pub const WRONG: &str = "wrong name or password";
 
-async fn page(Query(next): Query<Next>, Csrf(csrf): Csrf) -> Html<String> {
-    Html(render(&safe_next(next.next.as_deref()), "", None, &csrf))
+async fn page(Query(next): Query<Next>, Csrf(csrf): Csrf) -> Response {
+    framed(Html(render(
+        &safe_next(next.next.as_deref()),
+        "",
+        None,
+        &csrf,
+    )))
+}
+
+/// The sign-in page may not be framed by another site (a hidden form to click through) nor
+/// kept in a cache.
+fn framed(page: impl IntoResponse) -> Response {
+    (
+        [
+            (X_FRAME_OPTIONS, "DENY"),
+            (CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+            (CACHE_CONTROL, "no-store"),
+        ],
+        page,
+    )
+        .into_response()
 }
 
 async fn sign_in(
@@ -88,7 +109,7 @@ async fn sign_in(
         );
         return (
             StatusCode::TOO_MANY_REQUESTS,
-            Html(render(&next, &form.name, Some(&message), &csrf)),
+            framed(Html(render(&next, &form.name, Some(&message), &csrf))),
         )
             .into_response();
     }
@@ -107,7 +128,7 @@ async fn sign_in(
         tracing::warn!(name = %form.name, "sign-in refused: {WRONG}");
         return (
             StatusCode::UNAUTHORIZED,
-            Html(render(&next, &form.name, Some(WRONG), &csrf)),
+            framed(Html(render(&next, &form.name, Some(WRONG), &csrf))),
         )
             .into_response();
     };
