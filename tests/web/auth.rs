@@ -186,3 +186,42 @@ fn a_session_cookie_is_secure_when_serve_is_told_so() {
     let cookie = answer.header("set-cookie").expect("a cookie");
     assert!(cookie.contains("; Secure"), "{cookie}");
 }
+
+#[test]
+fn signing_in_again_closes_the_session_the_browser_held_and_a_restart_signs_everyone_out() {
+    let serve = WebServe::new().start();
+    let first = serve.sign_in("otto", OPERATOR_PASSWORD);
+    let again = serve.raw(
+        "POST",
+        "/login",
+        &[
+            ("Cookie", first.cookie.as_str()),
+            ("X-CSRF-Token", first.csrf.as_str()),
+        ],
+        Some((
+            FORM,
+            form(&[("name", "ada"), ("password", ADMIN_PASSWORD), ("next", "/")]),
+        )),
+    );
+    assert_eq!(again.status, 303, "{}", again.body);
+    let new_cookie = again
+        .header("set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    assert_ne!(new_cookie, first.cookie, "a new session id");
+    assert_eq!(
+        first.get("/api/whoami").status,
+        401,
+        "the old session is closed"
+    );
+
+    // Sessions live in serve's memory: another serve (or this one restarted) knows none.
+    let cookie = first.cookie.clone();
+    drop(first);
+    drop(serve);
+    let restarted = WebServe::new().start();
+    let answer = restarted.raw("GET", "/api/whoami", &[("Cookie", cookie.as_str())], None);
+    assert_eq!(answer.status, 401);
+}

@@ -341,6 +341,38 @@ fn the_sign_in_page_tells_nothing_about_which_names_exist() {
         unknown[1] * 4 >= known[1],
         "an unknown name answers sooner: {unknown:?} against {known:?}"
     );
+    // A sign-in form posted from another site's page is refused: nobody can sign a browser
+    // in under their own name behind its back.
+    let cross_site = serve.raw(
+        "POST",
+        "/login",
+        &[("Origin", "https://evil.example")],
+        Some((
+            FORM,
+            form(&[
+                ("name", "otto"),
+                ("password", OPERATOR_PASSWORD),
+                ("next", "/"),
+            ]),
+        )),
+    );
+    assert_eq!(cross_site.status, 403, "{}", cross_site.body);
+    assert!(cross_site.header("set-cookie").is_none());
+    let own = serve.url.replace("http://", "");
+    let same_site = serve.raw(
+        "POST",
+        "/login",
+        &[("Origin", serve.url.as_str())],
+        Some((
+            FORM,
+            form(&[
+                ("name", "otto"),
+                ("password", OPERATOR_PASSWORD),
+                ("next", "/"),
+            ]),
+        )),
+    );
+    assert_eq!(same_site.status, 303, "from {own}: {}", same_site.body);
     // The page forbids framing (no clickjacking of the sign-in form) and caching.
     let page = serve.raw("GET", "/login", &[], None);
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
