@@ -225,3 +225,34 @@ fn signing_in_again_closes_the_session_the_browser_held_and_a_restart_signs_ever
     let answer = restarted.raw("GET", "/api/whoami", &[("Cookie", cookie.as_str())], None);
     assert_eq!(answer.status, 401);
 }
+
+#[test]
+fn a_link_from_another_site_is_asked_for_again_from_serve_s_own_page_before_sign_in() {
+    let serve = WebServe::new().start();
+    // SameSite=Strict: the browser sends no cookie with a navigation from another site, so
+    // serve asks for the page again from its own page (which does send it).
+    let from_chat = serve.raw(
+        "GET",
+        "/account?run=%22%3E%3Cscript%3E&b='x'",
+        &[("Sec-Fetch-Site", "cross-site")],
+        None,
+    );
+    assert_eq!(from_chat.status, 200, "{}", from_chat.body);
+    assert!(
+        from_chat
+            .body
+            .contains("content=\"0;url=/account?run=%22%3E%3Cscript%3E&amp;b=&#39;x&#39;\""),
+        "{}",
+        from_chat.body
+    );
+    assert!(!from_chat.body.contains("<script>"), "{}", from_chat.body);
+    // Asked for again from serve's page, still without a session: sign in.
+    let again = serve.raw(
+        "GET",
+        "/account",
+        &[("Sec-Fetch-Site", "same-origin")],
+        None,
+    );
+    assert_eq!(again.status, 303);
+    assert_eq!(again.header("location"), Some("/login?next=%2Faccount"));
+}

@@ -257,7 +257,7 @@ button {{ margin-top: 1.2rem; padding: .5rem 1.2rem; }}
 }
 
 /// HTML-escapes text for an element or a quoted attribute.
-fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

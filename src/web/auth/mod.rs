@@ -28,10 +28,10 @@ pub use users::{Users, UsersError, sha256_hex};
 use super::WebState;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::header::{AUTHORIZATION, LOCATION};
+use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, LOCATION};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use serde_json::json;
 
 /// The sign-in page and signing out.
@@ -95,6 +95,10 @@ pub async fn authenticate(
         request.extensions_mut().insert(identity);
     }
     let page = is_page(request.method(), request.uri().path());
+    let cross_site = request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|value| value.as_bytes() == b"cross-site");
     let wanted = request
         .uri()
         .path_and_query()
@@ -102,6 +106,9 @@ pub async fn authenticate(
         .unwrap_or_else(|| "/".to_owned());
     let response = next.run(request).await;
     if !signed_in && page && response.status() == StatusCode::UNAUTHORIZED {
+        if cross_site {
+            return bounce(&wanted);
+        }
         return to_sign_in(&wanted);
     }
     response
@@ -120,6 +127,26 @@ fn to_sign_in(wanted: &str) -> Response {
     (
         StatusCode::SEE_OTHER,
         [(LOCATION, format!("/login?next={next}"))],
+    )
+        .into_response()
+}
+
+/// A page asked for from a link on another site (a chat message, a webhook's link to
+/// approve) comes without the session cookie: `SameSite=Strict` keeps it from cross-site
+/// navigations. This page asks for the same address again from serve's own page, which the
+/// browser sends the cookie with; only if that too is signed out does sign-in follow.
+fn bounce(wanted: &str) -> Response {
+    // Only ever this site's own paths (never `//elsewhere`).
+    let target = login::escape(&login::safe_next(Some(wanted)));
+    (
+        StatusCode::OK,
+        [(CACHE_CONTROL, "no-store")],
+        Html(format!(
+            "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+             <meta http-equiv=\"refresh\" content=\"0;url={target}\">\n\
+             <title>runbook</title>\n</head>\n<body>\n\
+             <p><a href=\"{target}\">Continue</a></p>\n</body>\n</html>\n"
+        )),
     )
         .into_response()
 }
