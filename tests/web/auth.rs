@@ -32,6 +32,18 @@ fn signing_in_sets_a_session_cookie_with_its_flags_and_the_session_signs_request
     let account = browser.get("/account");
     assert!(account.body.contains(">otto<"), "{}", account.body);
 
+    // The scheme of `Authorization` is read regardless of case, as HTTP has it.
+    let lower = serve.raw(
+        "GET",
+        "/api/whoami",
+        &[(
+            "Authorization",
+            &format!("bearer {}", crate::support::OPERATOR_TOKEN),
+        )],
+        None,
+    );
+    assert_eq!(lower.status, 200, "{}", lower.body);
+
     let admin = serve.sign_in("ada", ADMIN_PASSWORD);
     assert_eq!(admin.get("/api/whoami").json()["role"], "admin");
     assert_ne!(
