@@ -131,3 +131,89 @@ impl TrustedProxy {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proxy(from: &[&str]) -> TrustedProxy {
+        TrustedProxy::new(&TrustProxyConfig {
+            header: "X-Forwarded-User".into(),
+            role_header: Some("X-Forwarded-Role".into()),
+            default_role: ProxyRole::Viewer,
+            from: from.iter().map(|s| s.to_string()).collect(),
+        })
+        .expect("a proxy")
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    fn peer(address: &str) -> Option<PeerAddress> {
+        Some(PeerAddress(address.parse().unwrap()))
+    }
+
+    #[test]
+    fn only_a_listed_peer_is_believed_an_ipv4_one_also_when_mapped_into_ipv6() {
+        let proxy = proxy(&["10.1.0.0/16", "127.0.0.1"]);
+        let user = headers(&[("x-forwarded-user", "pat")]);
+        assert!(proxy.identify(peer("10.1.2.3:5000"), &user).is_some());
+        assert!(
+            proxy
+                .identify(peer("[::ffff:127.0.0.1]:5000"), &user)
+                .is_some()
+        );
+        assert!(proxy.identify(peer("10.2.0.1:5000"), &user).is_none());
+        assert!(proxy.identify(None, &user).is_none());
+        assert!(
+            proxy
+                .identify(peer("10.1.2.3:5000"), &HeaderMap::new())
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_role_header_sets_the_role_and_each_name_has_its_own_csrf_token() {
+        let proxy = proxy(&["127.0.0.0/8"]);
+        let at = peer("127.0.0.1:1");
+        let (pat, pat_session) = proxy
+            .identify(
+                at,
+                &headers(&[("x-forwarded-user", "pat"), ("x-forwarded-role", "admin")]),
+            )
+            .unwrap();
+        assert_eq!(pat.role, Role::Admin);
+        let (_, again) = proxy
+            .identify(at, &headers(&[("x-forwarded-user", "pat")]))
+            .unwrap();
+        assert_eq!(again, pat_session, "the same name, the same token");
+        let (sam, sam_session) = proxy
+            .identify(at, &headers(&[("x-forwarded-user", "sam")]))
+            .unwrap();
+        assert_eq!(sam.role, Role::Viewer);
+        assert_ne!(sam_session, pat_session);
+    }
+
+    #[test]
+    fn a_bad_address_or_header_name_is_refused_at_start() {
+        let config = |from: &str, header: &str| TrustProxyConfig {
+            header: header.into(),
+            role_header: None,
+            default_role: ProxyRole::Viewer,
+            from: vec![from.into()],
+        };
+        assert!(matches!(
+            TrustedProxy::new(&config("localhost", "X-User")),
+            Err(ProxyError::From(_))
+        ));
+        assert!(matches!(
+            TrustedProxy::new(&config("::1", "X User")),
+            Err(ProxyError::Header(_))
+        ));
+    }
+}
