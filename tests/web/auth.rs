@@ -148,6 +148,9 @@ fn a_write_signed_in_by_cookie_needs_its_csrf_token() {
     assert_eq!(out.header("location"), Some("/login"));
     assert!(out.header("set-cookie").unwrap().contains("Max-Age=0"));
     assert_eq!(browser.get("/api/whoami").status, 401, "signed out");
+    serve.wait_for("the sign-out in the log", Duration::from_secs(5), || {
+        serve.log().contains("signed out")
+    });
     // The header works as well as the form field.
     let again = serve.sign_in("otto", OPERATOR_PASSWORD);
     let out = serve.raw(

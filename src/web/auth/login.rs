@@ -159,10 +159,11 @@ async fn sign_out(State(state): State<WebState>, headers: HeaderMap) -> Response
     let Some(id) = session_cookie(&headers) else {
         return super::AuthRejection::SignInRequired.into_response();
     };
-    if state.sign_in.sessions.find(id).is_none() {
+    let Some((identity, _)) = state.sign_in.sessions.find(id) else {
         return super::AuthRejection::SignInRequired.into_response();
-    }
+    };
     state.sign_in.sessions.close(id);
+    tracing::info!(name = %identity.name, "signed out");
     (
         StatusCode::SEE_OTHER,
         [
