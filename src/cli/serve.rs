@@ -105,6 +105,14 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
             if let Some(address) = web.local_address() {
                 let scheme = web.scheme();
                 tracing::info!(address = %address, "listening: {scheme}://{address}/");
+                if tls.is_none() && !setup.http.secure_cookies && !address.ip().is_loopback() {
+                    tracing::warn!(
+                        "plain HTTP on {address}, which other machines can reach: passwords, \
+                         tokens and session cookies cross the network in clear; give `http.tls` \
+                         a certificate, or put a proxy speaking HTTPS in front and set \
+                         `http.secure_cookies: true`"
+                    );
+                }
             }
             let web_stop = stop.clone();
             tokio::spawn(async move {

@@ -84,3 +84,24 @@ fn a_key_that_is_not_one_stops_serve_with_which_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn plain_http_that_other_machines_can_reach_is_warned_about_and_https_is_not() {
+    let plain = WebServe::new().listen("0.0.0.0:0").start();
+    plain.wait_for("the warning", Duration::from_secs(5), || {
+        plain.log().contains("cross the network in clear")
+    });
+    let local = WebServe::new().start();
+    assert_eq!(local.get("/api/whoami", Some(OPERATOR_TOKEN)).status, 200);
+    assert!(!local.log().contains("in clear"), "{}", local.log());
+    let (cert, key) = certificate();
+    let https = WebServe::new()
+        .listen("0.0.0.0:0")
+        .config(TLS)
+        .write("tls/cert.pem", &cert)
+        .write("tls/key.pem", &key)
+        .start();
+    assert!(https.url.starts_with("https://"), "{}", https.url);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!https.log().contains("in clear"), "{}", https.log());
+}

@@ -72,6 +72,8 @@ pub struct WebServe {
     config: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// `--listen` [default: 127.0.0.1:0].
+    listen: String,
 }
 
 /// A serve that runs; stopped when dropped.
@@ -93,7 +95,14 @@ impl WebServe {
             config: "schedules: []\n".to_owned(),
             args: Vec::new(),
             env: Vec::new(),
+            listen: "127.0.0.1:0".to_owned(),
         }
+    }
+
+    /// Listens there instead of 127.0.0.1 on a free port.
+    pub fn listen(mut self, address: impl Into<String>) -> WebServe {
+        self.listen = address.into();
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -143,7 +152,7 @@ impl WebServe {
         }
         std::fs::write(dir.path().join("serve.yaml"), config).expect("write serve.yaml");
         let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
-            .args(["serve", "--config", "serve.yaml", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--config", "serve.yaml", "--listen", &self.listen])
             .args(&self.args)
             .env_remove("RUNBOOK_STORE")
             .env("XDG_STATE_HOME", dir.path().join(".state"))
