@@ -52,6 +52,8 @@ pub enum Command {
     /// Print each schedule's next fire times, blackouts taken into account; `check`
     /// validates a serve configuration.
     Schedules(SchedulesArgs),
+    /// Manage the users file of serve's web side: passwords and API tokens.
+    Users(super::users::UsersArgs),
     /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
     Completions(CompletionsArgs),
     /// Print the man page (roff), or write one page per subcommand with --dir.

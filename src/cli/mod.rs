@@ -21,6 +21,7 @@ mod runs;
 mod schedules;
 mod schema;
 mod serve;
+mod users;
 mod validate;
 
 pub use args::{Cli, Command};
@@ -68,6 +69,7 @@ pub fn run(cli: Cli, printer: &Printer) -> ExitStatus {
         Command::Schema => schema::schema(printer),
         Command::Serve(args) => serve::serve(&args, printer),
         Command::Schedules(args) => schedules::schedules(&args, printer),
+        Command::Users(args) => users::users(&args, printer),
         Command::Completions(args) => completions::completions(&args, printer),
         Command::Man(args) => completions::man(&args, printer),
         Command::Supervise { mark } => {

@@ -7,7 +7,7 @@ use crate::serve::clock::SystemClock;
 use crate::serve::runner::ServeError;
 use crate::serve::{ServeOptions, ServeSetup, serve as run_schedules};
 use crate::store::StoreLocation;
-use crate::web::auth::Users;
+use crate::web::auth::{SignIn, Users};
 use crate::web::{ListenAddress, WebServer, WebState};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +42,26 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
             }
         },
     };
+    let sign_in = match SignIn::new(&setup.http, setup.http.tls.is_some()) {
+        Ok(sign_in) => Arc::new(sign_in),
+        Err(problem) => {
+            printer.error(&problem.to_string());
+            return Ok(ExitStatus::Invalid);
+        }
+    };
+    let tls = match &setup.http.tls {
+        None => None,
+        Some(tls) => match crate::web::tls::server_config(
+            &setup.base.join(&tls.cert),
+            &setup.base.join(&tls.key),
+        ) {
+            Ok(config) => Some(config),
+            Err(problem) => {
+                printer.error(&problem.to_string());
+                return Ok(ExitStatus::Invalid);
+            }
+        },
+    };
     if let Some(lease) = args.lease {
         crate::store::set_run_lease(lease);
     }
@@ -58,13 +78,16 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
     let served = runtime.block_on(local.run_until(async {
         watch_signals(stop.clone())?;
         if let Some(listen) = listen {
-            let web = match WebServer::bind(listen).await {
+            let mut web = match WebServer::bind(listen).await {
                 Ok(web) => web,
                 Err(problem) => {
                     printer.error(&problem.to_string());
                     return Ok(Err(ExitStatus::Failure));
                 }
             };
+            if let Some(tls) = tls.clone() {
+                web = web.with_tls(tls);
+            }
             let location = StoreLocation::resolve(args.store.store.as_deref())
                 .map_err(|e| anyhow::anyhow!(e.to_string()))?;
             let store = match crate::store::open(&location).await {
@@ -77,9 +100,19 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 schedules: Arc::new(schedules.clone()),
                 base: Arc::from(setup.base.as_path()),
                 users: Arc::new(users),
+                sign_in: sign_in.clone(),
             };
             if let Some(address) = web.local_address() {
-                tracing::info!(address = %address, "listening: http://{address}/");
+                let scheme = web.scheme();
+                tracing::info!(address = %address, "listening: {scheme}://{address}/");
+                if tls.is_none() && !setup.http.secure_cookies && !address.ip().is_loopback() {
+                    tracing::warn!(
+                        "plain HTTP on {address}, which other machines can reach: passwords, \
+                         tokens and session cookies cross the network in clear; give `http.tls` \
+                         a certificate, or put a proxy speaking HTTPS in front and set \
+                         `http.secure_cookies: true`"
+                    );
+                }
             }
             let web_stop = stop.clone();
             tokio::spawn(async move {

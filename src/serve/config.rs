@@ -35,6 +35,61 @@ pub struct HttpConfig {
     /// role. Without one, nobody can sign in and every page and API route is refused.
     #[serde(default)]
     pub users_file: Option<String>,
+    /// How long a browser's sign-in lasts unused: `12h` [default: 12h]. Sessions are kept in
+    /// serve's memory: a restart of serve signs everyone out.
+    #[serde(default)]
+    pub session_idle: Option<Duration>,
+    /// Marks the session cookie `Secure` (sent over HTTPS only) even without `tls:`, for a
+    /// serve behind a proxy that terminates TLS. Always on with `tls:`.
+    #[serde(default)]
+    pub secure_cookies: bool,
+    /// Trust the name an authenticating reverse proxy puts in a header, for requests from
+    /// the proxy's addresses only. Off by default: whoever can reach serve from those
+    /// addresses can claim any name (see docs/web.md).
+    #[serde(default)]
+    pub trust_proxy: Option<TrustProxyConfig>,
+    /// Serve HTTPS with this certificate and key (PEM files, relative to this configuration
+    /// file). Session cookies are then `Secure`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// An authenticating reverse proxy in front of serve: it signs people in and passes on who
+/// they are in a header.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrustProxyConfig {
+    /// The header holding the signed-in name: `X-Forwarded-User`.
+    pub header: String,
+    /// The header holding the role (`viewer`, `operator` or `admin`), if the proxy sends one.
+    #[serde(default)]
+    pub role_header: Option<String>,
+    /// The role of a name the proxy sends without a role [default: viewer].
+    #[serde(default)]
+    pub default_role: ProxyRole,
+    /// The proxy's addresses, as CIDR blocks (`127.0.0.1/32`, `10.0.0.0/8`, `::1/128`) or
+    /// plain addresses. The header of a request from anywhere else is ignored.
+    pub from: Vec<String>,
+}
+
+/// A role as a proxy configuration names it (the same as the users file's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyRole {
+    #[default]
+    Viewer,
+    Operator,
+    Admin,
+}
+
+/// The certificate serve presents over HTTPS.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM, the server's own certificate first.
+    pub cert: String,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
 }
 
 /// A serve configuration, compiled: what `runbook serve` runs with.

@@ -11,6 +11,8 @@ pub mod ics;
 pub mod runner;
 pub mod schedule;
 
-pub use config::{HttpConfig, Missed, Overlap, ServeSetup, load};
+pub use config::{
+    HttpConfig, Missed, Overlap, ProxyRole, ServeSetup, TlsConfig, TrustProxyConfig, load,
+};
 pub use runner::{ServeOptions, serve};
 pub use schedule::{Schedule, SkipReason};

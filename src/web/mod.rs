@@ -10,6 +10,7 @@ pub mod listen;
 pub mod metrics;
 mod server;
 mod state;
+pub mod tls;
 pub mod ui;
 
 pub use listen::ListenAddress;

@@ -3,4 +3,9 @@
 
 mod support;
 
+mod auth;
+mod auth_proxy;
+mod auth_tls;
+mod auth_users;
+mod security;
 mod smoke;
