@@ -40,7 +40,19 @@ fn serve_speaks_https_with_its_certificate_and_sets_secure_cookies() {
     assert_eq!(browser.get("/api/whoami").json()["role"], "operator");
 
     // A client that does not trust the certificate gets nothing.
-    let untrusting = ureq::get(format!("{}/api/whoami", serve.url)).call();
+    // (It trusts no certificate at all: the system's roots would not name this one either.)
+    let untrusting: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&[]))
+                .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                    rustls::crypto::aws_lc_rs::default_provider(),
+                ))
+                .build(),
+        )
+        .build()
+        .into();
+    let untrusting = untrusting.get(format!("{}/api/whoami", serve.url)).call();
     assert!(untrusting.is_err(), "an unknown certificate was accepted");
 
     // Plain HTTP on the port gets no HTTP answer.
