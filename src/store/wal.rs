@@ -120,7 +120,7 @@ fn check_database_file(db: &Path, wal: &Path, location: &str) -> Result<(), Stor
 }
 
 /// `runbook.db` + `-wal`: SQLite names its files by appending to the database's name.
-fn sibling(db: &Path, suffix: &str) -> PathBuf {
+pub(super) fn sibling(db: &Path, suffix: &str) -> PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)

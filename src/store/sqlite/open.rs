@@ -12,6 +12,32 @@ use crate::store::{StoreError, wal};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
+/// The database files (device and inode) SQLite has opened in this process. The write-ahead
+/// log check reads the `-wal` and `-shm` files with descriptors of its own, and closing a
+/// descriptor drops every POSIX lock the process holds on that file, SQLite's included
+/// (<https://www.sqlite.org/howtocorrupt.html>, section 2.2). Once this process's
+/// connections hold the wal-index's locks, another process opening the store would find them
+/// gone, take itself for the first, and reset the wal-index under this one: its mapped `-shm`
+/// then faults (SIGBUS) or, worse, it reads a wrong index. So the check, which matters only
+/// before the first connection anyway, runs once per file in a process.
+static OPENED_HERE: std::sync::Mutex<std::collections::BTreeSet<(u64, u64)>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// The device and inode of a file, by `stat` (which opens no descriptor).
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()))
+}
+
+fn opened_here(file: (u64, u64)) -> bool {
+    OPENED_HERE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains(&file)
+}
+
 impl SqliteStore {
     /// Opens the store at `path`, creating the file and its directory if needed: the
     /// directories owner-only (0700) and the file owner-only (0600), since the journal holds
@@ -46,14 +72,18 @@ impl SqliteStore {
     }
 
     async fn connect(path: &Path, location: String) -> Result<Self, StoreError> {
-        // Before any connection: the first one SQLite opens discards the evidence.
-        let (db, at) = (path.to_owned(), location.clone());
-        tokio::task::spawn_blocking(move || wal::check(&db, &at))
-            .await
-            .map_err(|error| StoreError::Database {
-                location: location.clone(),
-                detail: format!("checking the write-ahead log failed: {error}"),
-            })??;
+        // Before any connection: the first one SQLite opens discards the evidence. Only
+        // before this process's first: see `OPENED_HERE`.
+        let file = file_id(path);
+        if file.is_none_or(|file| !opened_here(file)) {
+            let (db, at) = (path.to_owned(), location.clone());
+            tokio::task::spawn_blocking(move || wal::check(&db, &at))
+                .await
+                .map_err(|error| StoreError::Database {
+                    location: location.clone(),
+                    detail: format!("checking the write-ahead log failed: {error}"),
+                })??;
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             // The file exists by now (`open` made it with its mode); a file that vanished
@@ -85,6 +115,12 @@ impl SqliteStore {
                 Err(error) => return Err(explain(&location, "opening it", error)),
             }
         };
+        if let Some(file) = file {
+            OPENED_HERE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(file);
+        }
         let store = SqliteStore { pool, location };
         store.migrate().await?;
         Ok(store)

@@ -413,3 +413,72 @@ async fn a_torn_write_ahead_log_is_refused() {
     let error = SqliteStore::open(&flipped).await.err().unwrap();
     assert!(error.to_string().contains("only 0 are intact"), "{error}");
 }
+
+/// Opening a store again in a process that has it open keeps the locks SQLite holds on its
+/// wal-index: another process must still see the store in use, and not reset the index
+/// under this one (which faulted a serve worker with SIGBUS while `runbook runs show` read
+/// the store). Seen from a forked child, as another process sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_a_store_again_keeps_the_locks_sqlite_holds_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("runbook.db");
+    let first = SqliteStore::open(&db).await.unwrap();
+    first
+        .create("held", &Owner::current(), &started("held"))
+        .await
+        .unwrap();
+    let shm = wal::sibling(&db, "-shm");
+    assert!(
+        wal_index_in_use_seen_from_another_process(&shm),
+        "an open store holds the wal-index's lock"
+    );
+    let second = SqliteStore::open(&db).await.unwrap();
+    assert_eq!(second.events("held").await.unwrap().len(), 1);
+    assert!(
+        wal_index_in_use_seen_from_another_process(&shm),
+        "opening the store again dropped the lock that tells other processes it is in use"
+    );
+    second.close().await.unwrap();
+    first.close().await.unwrap();
+}
+
+/// Whether a forked child finds the wal-index's "in use" byte (the DMS lock SQLite's unix
+/// VFS takes at offset 128 of the `-shm` file) locked by another process. The child only
+/// calls open, fcntl and _exit, which are safe after a fork.
+fn wal_index_in_use_seen_from_another_process(shm: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(shm.as_os_str().as_bytes()).unwrap();
+    // SAFETY: the child calls only async-signal-safe functions and exits.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        unsafe {
+            let fd = libc::open(path.as_ptr(), libc::O_RDWR);
+            if fd < 0 {
+                libc::_exit(2);
+            }
+            let mut lock: libc::flock = std::mem::zeroed();
+            lock.l_type = libc::F_WRLCK as _;
+            lock.l_whence = libc::SEEK_SET as _;
+            lock.l_start = 128;
+            lock.l_len = 1;
+            if libc::fcntl(fd, libc::F_GETLK, &mut lock) != 0 {
+                libc::_exit(3);
+            }
+            libc::_exit(if i32::from(lock.l_type) == libc::F_UNLCK {
+                0
+            } else {
+                1
+            });
+        }
+    }
+    assert!(child > 0, "fork failed");
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    unsafe { libc::waitpid(child, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "the probe did not exit");
+    match libc::WEXITSTATUS(status) {
+        0 => false,
+        1 => true,
+        other => panic!("the probe could not look at {}: {other}", shm.display()),
+    }
+}
