@@ -77,6 +77,14 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 schedules: Arc::new(schedules.clone()),
                 base: Arc::from(setup.base.as_path()),
                 users: Arc::new(users),
+                catalog: Arc::new(crate::web::catalog::Catalog::new(
+                    &setup.base,
+                    &setup.http.runbooks,
+                    &schedules
+                        .iter()
+                        .map(|s| s.runbook.clone())
+                        .collect::<Vec<_>>(),
+                )),
             };
             if let Some(address) = web.local_address() {
                 tracing::info!(address = %address, "listening: http://{address}/");

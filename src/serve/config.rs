@@ -35,6 +35,11 @@ pub struct HttpConfig {
     /// role. Without one, nobody can sign in and every page and API route is refused.
     #[serde(default)]
     pub users_file: Option<String>,
+    /// The runbooks the web pages and the HTTP API may start: files, or folders (each
+    /// `.yaml`/`.yml` runbook directly in it), relative to this configuration file. Every
+    /// schedule's runbook may be started too. No other runbook is ever read for a start.
+    #[serde(default)]
+    pub runbooks: Vec<String>,
 }
 
 /// A serve configuration, compiled: what `runbook serve` runs with.
