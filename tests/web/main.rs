@@ -4,4 +4,5 @@
 mod support;
 
 mod api;
+mod api_controls;
 mod smoke;

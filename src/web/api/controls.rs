@@ -197,9 +197,15 @@ async fn resume_if_served(state: &WebState, run_id: &str) -> bool {
         max_parallel: None,
         window_until: None,
     };
-    match app::resume(state.store.clone(), request, &notice(run_id)).await {
+    let Ok(store) = own_store(state).await else {
+        return false;
+    };
+    match app::resume(store.clone(), request, &notice(run_id)).await {
         Ok(run) => state.runs.execute(run).is_ok(),
-        Err(_) => false,
+        Err(_) => {
+            let _ = store.close().await;
+            false
+        }
     }
 }
 
@@ -226,8 +232,9 @@ pub async fn retry(
             other => (name, other.to_string()),
         })
         .collect();
+    let store = own_store(&state).await?;
     let retried = app::retry(
-        state.store.clone(),
+        store.clone(),
         app::RetryRequest {
             run_id: id.clone(),
             from: request.from.into_iter().collect(),
@@ -238,7 +245,8 @@ pub async fn retry(
         },
         &notice(&id),
     )
-    .await?;
+    .await
+    .map_err(|error| closing(&store, error))?;
     serve_it(&state, &id).await;
     let from = retried.event.from.join(", ");
     state.runs.execute(retried.run)?;
@@ -348,7 +356,10 @@ pub async fn resume(
         max_parallel: None,
         window_until: None,
     };
-    let run = app::resume(state.store.clone(), request, &notice(&id)).await?;
+    let store = own_store(&state).await?;
+    let run = app::resume(store.clone(), request, &notice(&id))
+        .await
+        .map_err(|error| closing(&store, error))?;
     serve_it(&state, &id).await;
     state.runs.execute(run)?;
     log(&identity, &id, "resumed");
@@ -377,8 +388,9 @@ pub async fn abort(
     let request = body(request)?;
     let reason = reason_given(&request.reason)?;
     not_stopping(&state)?;
+    let store = own_store(&state).await?;
     let aborted = app::abort(
-        state.store.clone(),
+        store.clone(),
         AbortRunRequest {
             run_id: id.clone(),
             undo: request.undo,
@@ -388,7 +400,8 @@ pub async fn abort(
         },
         &notice(&id),
     )
-    .await?;
+    .await
+    .map_err(|error| closing(&store, error))?;
     let what = if request.undo {
         "abort and undo"
     } else {
@@ -415,6 +428,21 @@ pub async fn abort(
     ))
 }
 
+/// A store of its own for a run this request claims: the run closes it when it ends, as a
+/// worker's run does (the server's own store stays open).
+async fn own_store(state: &WebState) -> Result<Arc<dyn Store>, ApiError> {
+    Ok(app::open_store(state.store_url.as_deref()).await?)
+}
+
+/// Closes a store of its own that no run took, and passes the error on.
+fn closing(store: &Arc<dyn Store>, error: app::AppError) -> ApiError {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let _ = store.close().await;
+    });
+    error.into()
+}
+
 fn not_stopping(state: &WebState) -> Result<(), ApiError> {
     if state.runs.stopping() {
         return Err(Stopping.into());
@@ -431,8 +459,8 @@ impl From<Stopping> for ApiError {
 /// A run serve goes on with is listed in its queue: if serve dies, another serve (or this
 /// one, restarted) takes it over when its lease runs out, as for a run started here.
 async fn serve_it(state: &WebState, run_id: &str) {
-    let store: &Arc<dyn Store> = &state.store;
-    if let Err(error) = store
+    if let Err(error) = state
+        .store
         .add_records(QUEUE_RECORD, run_id, QUEUE_PATH, &[run_id.to_owned()])
         .await
     {
