@@ -238,3 +238,49 @@ steps:
     assert_eq!(given.status, 422, "{}", given.body);
     assert!(!given.body.contains("s3cr3t-t0ken-value"), "{}", given.body);
 }
+
+#[test]
+fn schedules_show_their_next_windows_and_blackouts_and_locks_who_holds_them() {
+    let locked = r#"version: 1
+name: locked
+locks: [flink-prod]
+steps:
+  - id: go_ahead
+    approval: {prompt: "Go?"}
+"#;
+    let serve = WebServe::new()
+        .config(
+            "schedules:\n  - name: sunday-upgrade\n    runbook: runbooks/locked.yaml\n    \
+             cron: \"0 2 * * Sun\"\n    time_zone: Europe/Berlin\n    window: 2h\n    \
+             blackouts:\n      - date: \"2999-12-26\"\nhttp:\n  users_file: users.yaml\n",
+        )
+        .write("runbooks/locked.yaml", locked)
+        .start();
+    let answer = serve.get("/api/schedules?count=3", Some(VIEWER_TOKEN));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let schedule = &answer.json()[0];
+    assert_eq!(schedule["name"], "sunday-upgrade");
+    assert_eq!(schedule["cron"], "0 2 * * Sun");
+    assert_eq!(schedule["time_zone"], "Europe/Berlin");
+    assert_eq!(schedule["window"], "2h");
+    let next = schedule["next"].as_array().unwrap();
+    assert_eq!(next.len(), 3);
+    for fire in next {
+        let at = fire["at"].as_str().unwrap();
+        assert!(at.contains("T02:00:00+0"), "{fire}");
+        let at: jiff::Timestamp = at.parse().unwrap();
+        let until: jiff::Timestamp = fire["window_until"].as_str().unwrap().parse().unwrap();
+        assert_eq!(until.duration_since(at).as_secs(), 7200);
+    }
+    assert_eq!(schedule["blackouts"][0]["what"], "date 2999-12-26");
+
+    // The schedule's runbook is in the catalog; a run of it holds its lock while it waits.
+    let run_id = start(&serve, "locked", json!({}));
+    wait_status(&serve, &run_id, "waiting");
+    let locks = serve.get("/api/locks", Some(VIEWER_TOKEN));
+    assert_eq!(locks.status, 200, "{}", locks.body);
+    let lock = &locks.json()[0];
+    assert_eq!(lock["name"], "flink-prod");
+    assert_eq!(lock["run_id"], run_id.as_str());
+    assert_eq!(lock["runbook"], "locked");
+}

@@ -5,4 +5,6 @@ mod support;
 
 mod api;
 mod api_controls;
+mod api_events;
+mod api_openapi;
 mod smoke;
