@@ -104,7 +104,7 @@ impl SseClient {
             let text = String::from_utf8_lossy(&self.pending).to_string();
             if let Some(end) = text.find("\n\n") {
                 let block = text[..end].to_owned();
-                self.pending = text[end + 2..].as_bytes().to_vec();
+                self.pending = text.as_bytes()[end + 2..].to_vec();
                 let mut event = SseEvent {
                     id: None,
                     kind: None,
