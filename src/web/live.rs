@@ -162,3 +162,64 @@ pub async fn events_after(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::RunStatus;
+    use crate::store::conformance::{ended, started, step};
+    use crate::store::{Owner, sqlite::SqliteStore};
+
+    async fn next_event(subscription: &mut Subscription) -> LiveMessage {
+        tokio::time::timeout(Duration::from_secs(5), subscription.receiver.recv())
+            .await
+            .expect("a message within 5 s")
+            .expect("the poller is there")
+    }
+
+    #[tokio::test]
+    async fn one_poller_serves_every_client_of_a_run_and_stops_when_the_last_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&dir.path().join("runs.db"))
+                .await
+                .unwrap(),
+        );
+        let lease = store
+            .create("r1", &Owner::current(), &started("r1"))
+            .await
+            .unwrap();
+        let live = LiveEvents::default();
+        let mut first = live.subscribe(store.clone(), "r1");
+        let mut second = live.subscribe(store.clone(), "r1");
+        assert_eq!(
+            live.pollers(),
+            1,
+            "the second client joins the first's poller"
+        );
+
+        store.append(&lease, 2, &[step("r1", "a")]).await.unwrap();
+        for subscription in [&mut first, &mut second] {
+            match next_event(subscription).await {
+                LiveMessage::Event(numbered) => assert_eq!(numbered.seq, 2),
+                other => panic!("expected event 2, got {other:?}"),
+            }
+        }
+
+        drop(first);
+        drop(second);
+        tokio::time::sleep(POLL * 3).await;
+        assert_eq!(live.pollers(), 0, "the poller stops when nobody watches");
+
+        // Watching again starts a new poller, which ends with the run.
+        let mut third = live.subscribe(store.clone(), "r1");
+        store
+            .append(&lease, 3, &[ended("r1", RunStatus::Succeeded, 5)])
+            .await
+            .unwrap();
+        assert!(matches!(next_event(&mut third).await, LiveMessage::Event(n) if n.seq == 3));
+        assert!(matches!(next_event(&mut third).await, LiveMessage::Ended));
+        tokio::time::sleep(POLL).await;
+        assert_eq!(live.pollers(), 0);
+    }
+}

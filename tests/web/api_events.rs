@@ -220,3 +220,31 @@ fn many_clients_of_one_run_get_every_event_and_an_unknown_run_is_404() {
     let missing = SseClient::connect(&serve, "/api/runs/nope/events", None);
     assert_eq!(missing.status, 404);
 }
+
+#[test]
+fn streams_end_when_serve_stops_so_that_it_drains() {
+    let gated = "version: 1\nname: gated\nsteps:\n  - id: go_ahead\n    approval: {prompt: Go?}\n";
+    let serve = serve_with(&[("gated.yaml", gated)]);
+    let run_id = start(&serve, "gated", json!({}));
+    wait_status(&serve, &run_id, "waiting");
+    let mut client = SseClient::connect(&serve, &format!("/api/runs/{run_id}/events"), None);
+    assert_eq!(
+        client.next().expect("the first event").id.as_deref(),
+        Some("1")
+    );
+    let asked = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serve.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    while client.next().is_some() {}
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the stream outlived serve's stop by {took:?}"
+    );
+    serve.wait_for("serve to say it drained", Duration::from_secs(10), || {
+        serve.log().contains("stop requested")
+    });
+}
