@@ -4,6 +4,7 @@
 mod support;
 
 mod api;
+mod api_bench;
 mod api_controls;
 mod api_events;
 mod api_openapi;
