@@ -2,8 +2,8 @@
 //! then times the API against it). Ignored: run it through the script.
 
 use runbook::event::Envelope;
-use runbook::store::Store;
 use runbook::store::Owner;
+use runbook::store::Store;
 use runbook::store::sqlite::SqliteStore;
 use serde_json::json;
 

@@ -258,6 +258,11 @@ fn a_live_run_is_paused_then_resumed_and_a_parked_one_aborted() {
     );
     assert_eq!(resumed.status, 202, "{}", resumed.body);
     wait_status(&serve, &run_id, "succeeded");
+    let resume = event(&events(&serve, &run_id), "run_resumed").clone();
+    assert!(
+        resume["by"].as_str().unwrap().starts_with("otto via pid "),
+        "{resume}"
+    );
 
     // Another run: paused, then aborted for good.
     let second = start(&serve, "slow", json!({}));

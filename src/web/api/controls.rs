@@ -166,7 +166,7 @@ async fn answer_step(
     log(&identity, &id, &format!("{verb} {}", answer.step));
     let message = match &recorded.picked_up_by {
         Some(owner) => format!("{verb} {}; {owner} runs the run and goes on", answer.step),
-        None => match resume_if_served(&state, &id).await {
+        None => match resume_if_served(&state, &id, &identity.name).await {
             true => format!("{verb} {}; serve resumes the run", answer.step),
             false => format!(
                 "{verb} {}; the run is parked: resume it to go on",
@@ -183,7 +183,7 @@ async fn answer_step(
 
 /// After an answer to a parked run of serve's queue, resumes it here at once (serve would
 /// within its next look for answers). A run another process took meanwhile is left to it.
-async fn resume_if_served(state: &WebState, run_id: &str) -> bool {
+async fn resume_if_served(state: &WebState, run_id: &str, by: &str) -> bool {
     let served = state
         .store
         .records(QUEUE_RECORD)
@@ -201,7 +201,7 @@ async fn resume_if_served(state: &WebState, run_id: &str) -> bool {
         return false;
     };
     match app::resume(store.clone(), request, &notice(run_id)).await {
-        Ok(run) => state.runs.execute(run).is_ok(),
+        Ok(run) => state.runs.execute(run.asked_by(by)).is_ok(),
         Err(_) => {
             let _ = store.close().await;
             false
@@ -249,7 +249,7 @@ pub async fn retry(
     .map_err(|error| closing(&store, error))?;
     serve_it(&state, &id).await;
     let from = retried.event.from.join(", ");
-    state.runs.execute(retried.run)?;
+    state.runs.execute(retried.run.asked_by(&identity.name))?;
     log(&identity, &id, &format!("retried from {from}"));
     Ok(Json(Done {
         run_id: id,
@@ -361,7 +361,7 @@ pub async fn resume(
         .await
         .map_err(|error| closing(&store, error))?;
     serve_it(&state, &id).await;
-    state.runs.execute(run)?;
+    state.runs.execute(run.asked_by(&identity.name))?;
     log(&identity, &id, "resumed");
     Ok((
         StatusCode::ACCEPTED,
@@ -413,7 +413,7 @@ pub async fn abort(
         }
         Aborted::Claimed { request, run } => {
             serve_it(&state, &id).await;
-            state.runs.execute(*run)?;
+            state.runs.execute((*run).asked_by(&identity.name))?;
             (format!("{what}: serve ends the run"), request.by)
         }
     };
