@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Figures of serve's HTTP API with a store of many runs, and of many live clients on one run.
-# Usage: scripts/bench-web.sh [RUNS] [CLIENTS]   (defaults: 10000 runs, 100 clients)
+# Usage: scripts/bench-web.sh [RUNS] [CLIENTS]   (defaults: 10000 runs, 100 clients; 0 runs
+# measures the live clients alone, on an empty store)
 #
 #   GET /api/runs?limit=50          with RUNS runs in the store: median and worst of 20
 #   GET /api/runs/{id}              a run page's API call, same store: median and worst of 20
@@ -74,9 +75,11 @@ time_requests() {
   done | sort -n | awk '{t[NR]=$1*1000} END {printf "median %.1f ms, worst %.1f ms\n", t[int((NR+1)/2)], t[NR]}'
 }
 
-some_run=$(curl -sf -H "$auth" "$url/api/runs?limit=500" | jq -r '.runs[-1].id')
-echo "GET /api/runs?limit=50 with $runs runs:   $(time_requests "$url/api/runs?limit=50")"
-echo "GET /api/runs/{id} with $runs runs:       $(time_requests "$url/api/runs/$some_run")"
+if [ "$runs" -gt 0 ]; then
+  some_run=$(curl -sf -H "$auth" "$url/api/runs?limit=500" | jq -r '.runs[-1].id')
+  echo "GET /api/runs?limit=50 with $runs runs:   $(time_requests "$url/api/runs?limit=50")"
+  echo "GET /api/runs/{id} with $runs runs:       $(time_requests "$url/api/runs/$some_run")"
+fi
 
 # Live clients: one run of `watched` (a step every half second for 20 s).
 measure() { # CLIENTS: serve's CPU % over 15 s and its RSS, with that many clients

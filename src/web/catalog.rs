@@ -248,6 +248,11 @@ pub async fn start_run(
 ) -> Result<String, StartProblems> {
     let found = state.catalog.find(runbook_name)?;
     let values = check_inputs(&found.bundle, given)?;
+    // serve's workers read the secrets where serve runs: one missing there would only fail
+    // the run once queued, again at each takeover. Their values are dropped at once.
+    for loaded in found.bundle.runbooks.values() {
+        crate::engine::secrets::resolve(loaded).map_err(AppError::Secret)?;
+    }
     let request = EnqueueRequest {
         bundle: found.bundle,
         file: display_path(&found.path),

@@ -29,23 +29,6 @@ pub fn serve_with(runbooks: &[(&str, &str)]) -> Running {
     serve.start()
 }
 
-/// The runbook CLI on the serve's store.
-pub fn cli(serve: &Running, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .args(args)
-        .env_remove("RUNBOOK_STORE")
-        .env("XDG_STATE_HOME", serve.path(".state"))
-        .env("NO_COLOR", "1")
-        .current_dir(serve.dir.path())
-        .output()
-        .expect("run runbook")
-}
-
-pub fn run_json(serve: &Running, run_id: &str) -> Value {
-    let shown = cli(serve, &["runs", "show", run_id, "--format", "json"]);
-    serde_json::from_slice(&shown.stdout).unwrap_or(Value::Null)
-}
-
 #[test]
 fn a_run_is_started_with_inputs_checked_as_the_cli_checks_them() {
     let serve = serve_with(&[("greet.yaml", GREET)]);
@@ -109,10 +92,7 @@ fn a_run_is_started_with_inputs_checked_as_the_cli_checks_them() {
     );
     assert_eq!(started.status, 201, "{}", started.body);
     let run_id = started.json()["run_id"].as_str().unwrap().to_owned();
-    serve.wait_for("the run to succeed", Duration::from_secs(30), || {
-        run_json(&serve, &run_id)["status"] == "succeeded"
-    });
-    let report = run_json(&serve, &run_id);
+    let report = wait_status(&serve, &run_id, "succeeded")["report"].clone();
     assert_eq!(report["started_by"], "otto");
     assert_eq!(report["inputs"], json!({"who": "ops", "times": 3}));
 }
@@ -135,7 +115,8 @@ pub fn run_page(serve: &Running, run_id: &str) -> Value {
     page.json()
 }
 
-/// Waits until the run's status (as the API shows it) is `status`.
+/// Waits until the run's status (as the API shows it) is `status` and, unless it is
+/// `running`, the process that ran it has let go of it (it journals the status first).
 pub fn wait_status(serve: &Running, run_id: &str, status: &str) -> Value {
     let mut last = Value::Null;
     serve.wait_for(
@@ -144,6 +125,7 @@ pub fn wait_status(serve: &Running, run_id: &str, status: &str) -> Value {
         || {
             last = run_page(serve, run_id);
             last["summary"]["status"] == status
+                && (status == "running" || last["summary"].get("owner").is_none())
         },
     );
     last
@@ -237,6 +219,25 @@ steps:
     );
     assert_eq!(given.status, 422, "{}", given.body);
     assert!(!given.body.contains("s3cr3t-t0ken-value"), "{}", given.body);
+}
+
+#[test]
+fn a_runbook_whose_secret_serve_lacks_is_refused_before_it_is_queued() {
+    let needy = "version: 1\nname: needy\nsecrets:\n  key: {env: NEEDY_KEY_NOT_SET}\nsteps:\n  - id: s\n    sleep: 1s\n";
+    let serve = serve_with(&[("needy.yaml", needy)]);
+    let refused = serve.post_json(
+        "/api/runs",
+        Some(OPERATOR_TOKEN),
+        &json!({"runbook": "needy", "inputs": {}}),
+    );
+    assert_eq!(refused.status, 500, "{}", refused.body);
+    assert!(
+        refused.body.contains("NEEDY_KEY_NOT_SET"),
+        "{}",
+        refused.body
+    );
+    let runs = serve.get("/api/runs", Some(VIEWER_TOKEN));
+    assert_eq!(runs.json()["runs"], json!([]), "nothing was queued");
 }
 
 #[test]
