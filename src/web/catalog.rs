@@ -227,7 +227,8 @@ fn describe(path: &Path, bundle: &Bundle) -> CatalogRunbook {
     }
 }
 
-/// The runbooks the web may start, with their typed inputs.
+/// The runbooks the web may start, with their typed inputs. Reads and validates the files:
+/// call it off the server's threads (`tokio::task::spawn_blocking`).
 pub fn list(state: &WebState) -> Vec<CatalogRunbook> {
     state.catalog.list()
 }
@@ -246,7 +247,11 @@ pub async fn start_run(
     runbook_name: &str,
     given: &Value,
 ) -> Result<String, StartProblems> {
-    let found = state.catalog.find(runbook_name)?;
+    // Reading and validating files: off the server's threads.
+    let (catalog, name) = (state.catalog.clone(), runbook_name.to_owned());
+    let found = tokio::task::spawn_blocking(move || catalog.find(&name))
+        .await
+        .map_err(|_| StartProblems::UnknownRunbook(runbook_name.to_owned()))??;
     let values = check_inputs(&found.bundle, given)?;
     // serve's workers read the secrets where serve runs: one missing there would only fail
     // the run once queued, again at each takeover. Their values are dropped at once.

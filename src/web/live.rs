@@ -46,10 +46,12 @@ pub struct Subscription {
 }
 
 impl LiveEvents {
-    /// Subscribes to run `run_id`'s new events, starting its poller if nobody watches it
-    /// yet. Events already journaled are the caller's to read ([`events_after`]): subscribe
-    /// first, then read, then skip what the broadcast repeats.
-    pub fn subscribe(&self, store: Arc<dyn Store>, run_id: &str) -> Subscription {
+    /// Subscribes to run `run_id`'s new events, starting its poller (from event `after`) if
+    /// nobody watches it yet. Events already journaled are the caller's to read
+    /// ([`events_after`]): subscribe first, then read, then skip what the broadcast repeats
+    /// (a new poller sends what follows `after` again, so that nothing journaled between
+    /// the caller's read and the poller's first look is missed).
+    pub fn subscribe(&self, store: Arc<dyn Store>, run_id: &str, after: u64) -> Subscription {
         let mut watched = self
             .watched
             .lock()
@@ -63,7 +65,7 @@ impl LiveEvents {
         watched.insert(run_id.to_owned(), sender.clone());
         let this = self.clone();
         let run_id = run_id.to_owned();
-        tokio::spawn(async move { this.poll(store, run_id, sender).await });
+        tokio::spawn(async move { this.poll(store, run_id, after, sender).await });
         Subscription { receiver }
     }
 
@@ -76,13 +78,10 @@ impl LiveEvents {
         &self,
         store: Arc<dyn Store>,
         run_id: String,
+        after: u64,
         sender: broadcast::Sender<LiveMessage>,
     ) {
-        // Clients read what is journaled when they subscribe; the poller starts from there.
-        let mut last = match store.events(&run_id).await {
-            Ok(events) => events.len() as u64,
-            Err(_) => 0,
-        };
+        let mut last = after;
         let mut interval = tokio::time::interval(POLL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -190,8 +189,8 @@ mod tests {
             .await
             .unwrap();
         let live = LiveEvents::default();
-        let mut first = live.subscribe(store.clone(), "r1");
-        let mut second = live.subscribe(store.clone(), "r1");
+        let mut first = live.subscribe(store.clone(), "r1", 1);
+        let mut second = live.subscribe(store.clone(), "r1", 1);
         assert_eq!(
             live.pollers(),
             1,
@@ -212,7 +211,7 @@ mod tests {
         assert_eq!(live.pollers(), 0, "the poller stops when nobody watches");
 
         // Watching again starts a new poller, which ends with the run.
-        let mut third = live.subscribe(store.clone(), "r1");
+        let mut third = live.subscribe(store.clone(), "r1", 2);
         store
             .append(&lease, 3, &[ended("r1", RunStatus::Succeeded, 5)])
             .await

@@ -202,9 +202,13 @@ async fn resume_if_served(state: &WebState, run_id: &str, by: &str) -> bool {
     };
     match app::resume(store.clone(), request, &notice(run_id)).await {
         Ok(run) => state.runs.execute(run.asked_by(by)).is_ok(),
-        Err(_) => {
+        Err(error) => {
             let _ = store.close().await;
-            false
+            // Another worker of serve took it first (woken by the answer): it goes on there.
+            matches!(
+                error,
+                app::AppError::Store(crate::store::StoreError::Owned { .. })
+            )
         }
     }
 }

@@ -57,7 +57,7 @@ pub async fn events(
         return Ok(Json(list).into_response());
     }
     // Subscribe before reading what is journaled, so nothing falls between the two.
-    let subscription = state.live.subscribe(state.store.clone(), &id);
+    let subscription = state.live.subscribe(state.store.clone(), &id, after);
     let backlog = events_after(state.store.as_ref(), &id, after).await?;
     let stream = Stream {
         state: state.clone(),
