@@ -77,6 +77,8 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
     let schedules = setup.schedules;
     let served = runtime.block_on(local.run_until(async {
         watch_signals(stop.clone())?;
+        // Runs the web claimed (a retry, a resume): serve waits for them to park too.
+        let mut web_runs_done = None;
         if let Some(listen) = listen {
             let mut web = match WebServer::bind(listen).await {
                 Ok(web) => web,
@@ -94,6 +96,8 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 Ok(store) => store,
                 Err(error) => return Ok(Err(store_failure(&error, printer))),
             };
+            let (web_runs, web_runs_loop) = crate::web::api::WebRuns::new(stop.clone());
+            web_runs_done = Some(tokio::task::spawn_local(web_runs_loop));
             let state = WebState {
                 store,
                 store_url: args.store.store.clone(),
@@ -101,6 +105,17 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 base: Arc::from(setup.base.as_path()),
                 users: Arc::new(users),
                 sign_in: sign_in.clone(),
+                catalog: Arc::new(crate::web::catalog::Catalog::new(
+                    &setup.base,
+                    &setup.http.runbooks,
+                    &schedules
+                        .iter()
+                        .map(|s| s.runbook.clone())
+                        .collect::<Vec<_>>(),
+                )),
+                live: Default::default(),
+                runs: web_runs,
+                stop: stop.clone(),
             };
             if let Some(address) = web.local_address() {
                 let scheme = web.scheme();
@@ -122,9 +137,11 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 }
             });
         }
-        anyhow::Ok(Ok(
-            run_schedules(schedules, options, Arc::new(SystemClock)).await
-        ))
+        let served = run_schedules(schedules, options, Arc::new(SystemClock)).await;
+        if let Some(done) = web_runs_done {
+            let _ = done.await;
+        }
+        anyhow::Ok(Ok(served))
     }));
     // Runs have parked; what a cancelled step left behind is its supervisor's to stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -52,6 +52,11 @@ pub struct HttpConfig {
     /// file). Session cookies are then `Secure`.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// The runbooks the web pages and the HTTP API may start: files, or folders (each
+    /// `.yaml`/`.yml` runbook directly in it), relative to this configuration file. Every
+    /// schedule's runbook may be started too. No other runbook is ever read for a start.
+    #[serde(default)]
+    pub runbooks: Vec<String>,
 }
 
 /// An authenticating reverse proxy in front of serve: it signs people in and passes on who

@@ -3,6 +3,11 @@
 
 mod support;
 
+mod api;
+mod api_bench;
+mod api_controls;
+mod api_events;
+mod api_openapi;
 mod auth;
 mod auth_proxy;
 mod auth_tls;
