@@ -343,16 +343,22 @@ async fn can_go_on(store: &dyn Store, run_id: &str, status: RunStatus) -> Result
             if decisions.is_empty() {
                 return Ok(false);
             }
-            let journaled: Vec<String> = store
+            // One answer per person and step: a step that needs several approvers gets a
+            // new answer while the journal already holds an earlier one.
+            let journaled: Vec<(String, String)> = store
                 .events(run_id)
                 .await?
                 .into_iter()
                 .filter_map(|envelope| match envelope.event {
-                    RunEvent::ApprovalGiven { path, .. } => Some(path),
+                    RunEvent::ApprovalGiven { path, by, .. } => Some((path, by)),
                     _ => None,
                 })
                 .collect();
-            Ok(decisions.iter().any(|d| !journaled.contains(&d.path)))
+            Ok(decisions.iter().any(|d| {
+                !journaled
+                    .iter()
+                    .any(|(path, by)| *path == d.path && *by == d.by)
+            }))
         }
         RunStatus::Interrupted => {
             let events = store.events(run_id).await?;
