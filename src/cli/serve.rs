@@ -3,6 +3,7 @@
 use super::args::{LogFormat, ServeArgs};
 use super::execute::{runtime, store_failure};
 use super::{ExitStatus, Printer};
+use crate::notify::Notifier;
 use crate::serve::clock::SystemClock;
 use crate::serve::runner::ServeError;
 use crate::serve::{ServeOptions, ServeSetup, serve as run_schedules};
@@ -57,6 +58,7 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
     let schedules = setup.schedules;
     let served = runtime.block_on(local.run_until(async {
         watch_signals(stop.clone())?;
+        let mut listening: Option<std::net::SocketAddr> = None;
         if let Some(listen) = listen {
             let web = match WebServer::bind(listen).await {
                 Ok(web) => web,
@@ -79,6 +81,7 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 users: Arc::new(users),
             };
             if let Some(address) = web.local_address() {
+                listening = Some(address);
                 tracing::info!(address = %address, "listening: http://{address}/");
             }
             let web_stop = stop.clone();
@@ -88,6 +91,29 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                     web_stop.cancel();
                 }
             });
+        }
+        if !setup.notifications.webhooks.is_empty() {
+            let location = StoreLocation::resolve(args.store.store.as_deref())
+                .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+            let store = match crate::store::open(&location).await {
+                Ok(store) => store,
+                Err(error) => return Ok(Err(store_failure(&error, printer))),
+            };
+            let link_base = setup
+                .http
+                .public_url
+                .clone()
+                .or_else(|| listening.map(|address| format!("http://{address}")));
+            match Notifier::new(&setup.notifications, store, link_base) {
+                Ok(Some(notifier)) => {
+                    tokio::spawn(notifier.run(stop.clone()));
+                }
+                Ok(None) => {}
+                Err(problem) => {
+                    printer.error(&problem.to_string());
+                    return Ok(Err(ExitStatus::Invalid));
+                }
+            }
         }
         anyhow::Ok(Ok(
             run_schedules(schedules, options, Arc::new(SystemClock)).await

@@ -2,5 +2,8 @@
 //! started on a free port with its own store and users file, asked over real HTTP.
 
 mod support;
+#[path = "../support/vendor_http.rs"]
+mod vendor_http;
 
+mod notify;
 mod smoke;
