@@ -6,9 +6,10 @@ use super::{ExitStatus, Printer};
 use crate::notify::Notifier;
 use crate::serve::clock::SystemClock;
 use crate::serve::runner::ServeError;
-use crate::serve::{ServeOptions, ServeSetup, serve as run_schedules};
+use crate::serve::{ServeMetrics, ServeOptions, ServeSetup, serve as run_schedules};
 use crate::store::StoreLocation;
 use crate::web::auth::Users;
+use crate::web::metrics::Metrics;
 use crate::web::{ListenAddress, WebServer, WebState};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -49,10 +50,12 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
     init_logs(args.log_format);
     let runtime = runtime()?;
     let stop = CancellationToken::new();
+    let serve_metrics = Arc::new(ServeMetrics::default());
     let options = ServeOptions {
         store: args.store.store.clone(),
         stop: stop.clone(),
         workers: args.workers as usize,
+        metrics: serve_metrics.clone(),
     };
     let local = tokio::task::LocalSet::new();
     let schedules = setup.schedules;
@@ -79,6 +82,10 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 schedules: Arc::new(schedules.clone()),
                 base: Arc::from(setup.base.as_path()),
                 users: Arc::new(users),
+                metrics: Arc::new(Metrics::new(
+                    serve_metrics.clone(),
+                    setup.http.metrics_public,
+                )),
             };
             if let Some(address) = web.local_address() {
                 listening = Some(address);

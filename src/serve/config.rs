@@ -44,6 +44,10 @@ pub struct HttpConfig {
     /// links that notifications carry [default: `http://` and the address serve listens on].
     #[serde(default)]
     pub public_url: Option<String>,
+    /// `true`: `/metrics` answers without signing in (a Prometheus that cannot send a
+    /// token). Otherwise it needs any signed-in user or API token (viewer role).
+    #[serde(default)]
+    pub metrics_public: bool,
 }
 
 /// A serve configuration, compiled: what `runbook serve` runs with.

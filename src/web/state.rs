@@ -17,4 +17,6 @@ pub struct WebState {
     /// The configuration file's folder (runbook paths of a start request are read from it).
     pub base: Arc<std::path::Path>,
     pub users: Arc<Users>,
+    /// What `/metrics` keeps between scrapes and who may read it.
+    pub metrics: Arc<super::metrics::Metrics>,
 }

@@ -5,5 +5,6 @@ mod support;
 #[path = "../support/vendor_http.rs"]
 mod vendor_http;
 
+mod metrics;
 mod notify;
 mod smoke;
