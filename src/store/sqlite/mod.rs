@@ -32,11 +32,14 @@ macro_rules! summary {
 pub struct SqliteStore {
     pool: SqlitePool,
     location: String,
+    /// Keeps this process's count of stores open on the file.
+    _open: in_process::OpenInProcess,
 }
 
 mod approvals;
 mod durations;
 pub(super) mod errors;
+mod in_process;
 pub(super) mod journal;
 mod leases;
 mod locks;

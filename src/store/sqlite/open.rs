@@ -46,14 +46,18 @@ impl SqliteStore {
     }
 
     async fn connect(path: &Path, location: String) -> Result<Self, StoreError> {
-        // Before any connection: the first one SQLite opens discards the evidence.
-        let (db, at) = (path.to_owned(), location.clone());
-        tokio::task::spawn_blocking(move || wal::check(&db, &at))
-            .await
-            .map_err(|error| StoreError::Database {
-                location: location.clone(),
-                detail: format!("checking the write-ahead log failed: {error}"),
-            })??;
+        // Before any connection: the first one SQLite opens discards the evidence. Only
+        // before this process's first one: see `in_process`.
+        let (open, first) = super::in_process::OpenInProcess::register(path);
+        if first {
+            let (db, at) = (path.to_owned(), location.clone());
+            tokio::task::spawn_blocking(move || wal::check(&db, &at))
+                .await
+                .map_err(|error| StoreError::Database {
+                    location: location.clone(),
+                    detail: format!("checking the write-ahead log failed: {error}"),
+                })??;
+        }
         let options = SqliteConnectOptions::new()
             .filename(path)
             // The file exists by now (`open` made it with its mode); a file that vanished
@@ -85,7 +89,11 @@ impl SqliteStore {
                 Err(error) => return Err(explain(&location, "opening it", error)),
             }
         };
-        let store = SqliteStore { pool, location };
+        let store = SqliteStore {
+            pool,
+            location,
+            _open: open,
+        };
         store.migrate().await?;
         Ok(store)
     }
