@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["engine"],
     &["report"],
     &["app"],
+    &["notify"],
     &["serve"],
     &["web"],
     &["cli"],

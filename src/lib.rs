@@ -5,6 +5,7 @@ pub mod app;
 pub mod cli;
 pub mod engine;
 pub mod event;
+pub mod notify;
 pub mod plan;
 pub mod process;
 pub mod report;

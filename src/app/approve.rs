@@ -1,5 +1,6 @@
 use super::{AppError, NothingTo};
-use crate::engine::state::RunState;
+use crate::engine::state::{Answer, RunState, Verdict, verdict};
+use crate::event::RunEvent;
 use crate::runbook::de::closest;
 use crate::store::{Decision, Owner, Store};
 
@@ -45,28 +46,53 @@ pub async fn approve(
     let asking: Vec<&str> = state
         .steps
         .iter()
-        .filter(|(_, r)| r.approval_requested_at.is_some() && r.decision.is_none())
+        .filter(|(_, r)| r.awaits_answers())
         .map(|(path, _)| path.as_str())
         .collect();
-    // An answer may be recorded and not yet journaled (the run is parked): look at both.
-    let recorded = store
-        .decisions(run_id)
-        .await?
-        .into_iter()
-        .find(|d| d.path == request.step)
-        .map(|d| (d.approved, d.by));
-    let journaled = state
-        .steps
-        .get(&request.step)
-        .and_then(|r| r.decision.as_ref())
-        .map(|a| (a.approved, a.by.clone()));
-    if let Some((approved, by)) = journaled.or(recorded) {
-        return Err(AppError::AlreadyAnswered {
-            run_id: run_id.clone(),
-            step: request.step,
-            approved,
-            by,
-        });
+    let by = super::controls::person(request.by);
+    let record = state.steps.get(&request.step);
+    // An answer may be recorded and not yet journaled (the run is parked): look at both,
+    // the journal's first.
+    let mut answers: Vec<Answer> = record.map(|r| r.answers.clone()).unwrap_or_default();
+    for decision in store.decisions(run_id).await? {
+        if decision.path == request.step && !answers.iter().any(|a| a.by == decision.by) {
+            answers.push(Answer {
+                approved: decision.approved,
+                by: decision.by,
+                comment: decision.comment,
+                at: decision.at,
+            });
+        }
+    }
+    let needed = record.map_or(1, |r| r.approvals_needed());
+    match verdict(&answers, needed) {
+        Verdict::Rejected(answer) => {
+            return Err(AppError::AlreadyAnswered {
+                run_id: run_id.clone(),
+                step: request.step,
+                approved: false,
+                by: answer.by.clone(),
+            });
+        }
+        Verdict::Approved(approvals) => {
+            return Err(AppError::AlreadyAnswered {
+                run_id: run_id.clone(),
+                step: request.step,
+                approved: true,
+                by: names(&approvals),
+            });
+        }
+        Verdict::Open { approvals, needed } => {
+            if answers.iter().any(|a| a.by == by) {
+                return Err(AppError::AnsweredTwice {
+                    run_id: run_id.clone(),
+                    step: request.step,
+                    by,
+                    approvals,
+                    needed,
+                });
+            }
+        }
     }
     if !asking.contains(&request.step.as_str()) {
         return Err(AppError::NotWaiting {
@@ -76,7 +102,20 @@ pub async fn approve(
             step: request.step,
         });
     }
-    let by = super::controls::person(request.by);
+    let starter = events.iter().find_map(|envelope| match &envelope.event {
+        RunEvent::RunStarted { by, .. } => by.clone(),
+        _ => None,
+    });
+    let distinct = record
+        .and_then(|r| r.approval_rule.as_ref())
+        .is_some_and(|rule| rule.distinct_from_starter);
+    if distinct && starter.as_deref() == Some(by.as_str()) {
+        return Err(AppError::StarterMayNotAnswer {
+            run_id: run_id.clone(),
+            step: request.step,
+            by,
+        });
+    }
     let decision = Decision {
         path: request.step,
         approved: request.approved,
@@ -84,7 +123,7 @@ pub async fn approve(
         comment: request.comment,
         at: crate::event::timestamp::now(),
     };
-    store.decide(run_id, &decision).await?;
+    store.decide(run_id, &decision, needed).await?;
     let picked_up_by = store
         .run(run_id)
         .await
@@ -95,4 +134,13 @@ pub async fn approve(
         decision,
         picked_up_by,
     })
+}
+
+/// Who approved, for a message: `ana, bo`.
+fn names(answers: &[&Answer]) -> String {
+    answers
+        .iter()
+        .map(|a| a.by.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

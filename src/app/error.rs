@@ -56,6 +56,27 @@ pub enum AppError {
         approved: bool,
         by: String,
     },
+    /// One person answers a step once, even one that needs several approvers.
+    #[error(
+        "{by} has already answered step `{step}` of run {run_id}; it needs {needed} different approvers ({approvals} so far): someone else must approve it"
+    )]
+    AnsweredTwice {
+        run_id: String,
+        step: String,
+        by: String,
+        approvals: u32,
+        needed: u32,
+    },
+    /// The step says `distinct_from_starter: true` and the answer is from whoever started
+    /// the run.
+    #[error(
+        "{by} started run {run_id} and step `{step}` needs an approver other than whoever started the run: someone else must answer it"
+    )]
+    StarterMayNotAnswer {
+        run_id: String,
+        step: String,
+        by: String,
+    },
     #[error("run {run_id} has no step `{step}`{}; its steps: {}",
         closest.as_ref().map(|near| format!(" (did you mean `{near}`?)")).unwrap_or_default(),
         steps.join(", "))]

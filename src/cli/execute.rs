@@ -165,6 +165,8 @@ pub fn app_failure(error: &AppError, printer: &Printer) -> ExitStatus {
         | AppError::Preflight(_)
         | AppError::AlreadyEnded { .. }
         | AppError::AlreadyAnswered { .. }
+        | AppError::AnsweredTwice { .. }
+        | AppError::StarterMayNotAnswer { .. }
         | AppError::NotWaiting { .. }
         | AppError::UnknownStep { .. }
         | AppError::NotSkippable { .. }
@@ -190,7 +192,8 @@ pub fn store_failure(error: &StoreError, printer: &Printer) -> ExitStatus {
         | StoreError::Missing(_)
         | StoreError::Exists(_)
         | StoreError::Location(_)
-        | StoreError::AlreadyDecided { .. } => {
+        | StoreError::AlreadyDecided { .. }
+        | StoreError::AlreadyAnsweredBy { .. } => {
             printer.error(&error.to_string());
             ExitStatus::Invalid
         }

@@ -3,11 +3,13 @@
 use super::args::{LogFormat, ServeArgs};
 use super::execute::{runtime, store_failure};
 use super::{ExitStatus, Printer};
+use crate::notify::Notifier;
 use crate::serve::clock::SystemClock;
 use crate::serve::runner::ServeError;
-use crate::serve::{ServeOptions, ServeSetup, serve as run_schedules};
+use crate::serve::{ServeMetrics, ServeOptions, ServeSetup, serve as run_schedules};
 use crate::store::StoreLocation;
 use crate::web::auth::{SignIn, Users};
+use crate::web::metrics::Metrics;
 use crate::web::{ListenAddress, WebServer, WebState};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -68,10 +70,12 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
     init_logs(args.log_format);
     let runtime = runtime()?;
     let stop = CancellationToken::new();
+    let serve_metrics = Arc::new(ServeMetrics::default());
     let options = ServeOptions {
         store: args.store.store.clone(),
         stop: stop.clone(),
         workers: args.workers as usize,
+        metrics: serve_metrics.clone(),
     };
     let local = tokio::task::LocalSet::new();
     let schedules = setup.schedules;
@@ -79,6 +83,7 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
         watch_signals(stop.clone())?;
         // Runs the web claimed (a retry, a resume): serve waits for them to park too.
         let mut web_runs_done = None;
+        let mut listening: Option<std::net::SocketAddr> = None;
         if let Some(listen) = listen {
             let mut web = match WebServer::bind(listen).await {
                 Ok(web) => web,
@@ -116,8 +121,13 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 live: Default::default(),
                 runs: web_runs,
                 stop: stop.clone(),
+                metrics: Arc::new(Metrics::new(
+                    serve_metrics.clone(),
+                    setup.http.metrics_public,
+                )),
             };
             if let Some(address) = web.local_address() {
+                listening = Some(address);
                 let scheme = web.scheme();
                 tracing::info!(address = %address, "listening: {scheme}://{address}/");
                 if tls.is_none() && !setup.http.secure_cookies && !address.ip().is_loopback() {
@@ -136,6 +146,28 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                     web_stop.cancel();
                 }
             });
+        }
+        if !setup.notifications.webhooks.is_empty() {
+            let location = StoreLocation::resolve(args.store.store.as_deref())
+                .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+            let store = match crate::store::open(&location).await {
+                Ok(store) => store,
+                Err(error) => return Ok(Err(store_failure(&error, printer))),
+            };
+            let link_base = setup.http.public_url.clone().or_else(|| {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                listening.map(|address| format!("{scheme}://{address}"))
+            });
+            match Notifier::new(&setup.notifications, store, link_base) {
+                Ok(Some(notifier)) => {
+                    tokio::spawn(notifier.run(stop.clone()));
+                }
+                Ok(None) => {}
+                Err(problem) => {
+                    printer.error(&problem.to_string());
+                    return Ok(Err(ExitStatus::Invalid));
+                }
+            }
         }
         let served = run_schedules(schedules, options, Arc::new(SystemClock)).await;
         if let Some(done) = web_runs_done {

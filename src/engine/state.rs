@@ -42,8 +42,12 @@ pub struct StepRecord {
     pub started_in: Option<u32>,
     /// When an approval step asked its question (RFC 3339).
     pub approval_requested_at: Option<String>,
-    /// Boxed: few steps are approvals, and a run keeps a record per step instance.
-    pub decision: Option<Box<Answer>>,
+    /// The answers journaled, in order: one person each. Empty for most steps, which are
+    /// not approvals (an empty `Vec` allocates nothing).
+    pub answers: Vec<Answer>,
+    /// What an approval step asks for, once it asked: boxed, since few steps are approvals
+    /// and a run keeps a record per step instance.
+    pub approval_rule: Option<Box<ApprovalRule>>,
     /// Values the journal holds masked because they carried a secret, and that this process
     /// cannot read in clear (`outputs.<name>`, `item`, `items`), with why.
     pub withheld: BTreeMap<String, OpenError>,
@@ -64,6 +68,66 @@ pub struct UndoRecord {
     /// The attempt under way has already failed (a retry was due).
     pub attempt_failed: bool,
     pub error: Option<String>,
+}
+
+/// Who an approval step needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalRule {
+    /// Different people who must approve.
+    pub needed: u32,
+    /// Whoever started the run may not answer.
+    pub distinct_from_starter: bool,
+}
+
+/// Where an approval step stands after its answers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict<'a> {
+    /// More approvals are needed: how many so far, and how many in all.
+    Open { approvals: u32, needed: u32 },
+    /// Enough different people approved; the answers, in order.
+    Approved(Vec<&'a Answer>),
+    /// Someone rejected it.
+    Rejected(&'a Answer),
+}
+
+impl StepRecord {
+    /// The approval step's verdict from its journaled answers: the first rejection settles
+    /// it; so do `needed` approvals by different people.
+    pub fn verdict(&self) -> Verdict<'_> {
+        verdict(&self.answers, self.approvals_needed())
+    }
+
+    /// How many different people the approval step needs (one when it did not say).
+    pub fn approvals_needed(&self) -> u32 {
+        self.approval_rule.as_ref().map_or(1, |rule| rule.needed)
+    }
+
+    /// Whether an approval step asked and is still open.
+    pub fn awaits_answers(&self) -> bool {
+        self.approval_requested_at.is_some() && matches!(self.verdict(), Verdict::Open { .. })
+    }
+}
+
+/// The verdict of `answers` (in the order given) on a step that needs `needed` approvals.
+/// A person's later answers do not count: each counts once.
+pub fn verdict(answers: &[Answer], needed: u32) -> Verdict<'_> {
+    let mut approvals: Vec<&Answer> = Vec::new();
+    for answer in answers {
+        if approvals.iter().any(|a| a.by == answer.by) {
+            continue;
+        }
+        if !answer.approved {
+            return Verdict::Rejected(answer);
+        }
+        approvals.push(answer);
+        if approvals.len() as u32 >= needed.max(1) {
+            return Verdict::Approved(approvals);
+        }
+    }
+    Verdict::Open {
+        approvals: approvals.len() as u32,
+        needed: needed.max(1),
+    }
 }
 
 /// An answer journaled for an approval step.
@@ -164,7 +228,8 @@ impl RunState {
                     record.fallback = *fallback;
                     record.attempt_failed = false;
                     record.approval_requested_at = None;
-                    record.decision = None;
+                    record.answers.clear();
+                    record.approval_rule = None;
                     // A new attempt of a `uses` step runs the called runbook afresh: what its
                     // steps did in the attempt before no longer counts.
                     self.forget_children(path);
@@ -212,12 +277,21 @@ impl RunState {
                 record.duration_ms = *duration_ms;
                 record.segment = segment;
             }
-            RunEvent::ApprovalRequested { path, .. } => {
+            RunEvent::ApprovalRequested {
+                path,
+                needed,
+                distinct_from_starter,
+                ..
+            } => {
                 // The time is the envelope's; the executor fills it in through `requested`.
                 let record = self.record(path);
                 if record.approval_requested_at.is_none() {
                     record.approval_requested_at = Some(String::new());
                 }
+                record.approval_rule = Some(Box::new(ApprovalRule {
+                    needed: needed.unwrap_or(1),
+                    distinct_from_starter: *distinct_from_starter,
+                }));
             }
             RunEvent::ApprovalGiven {
                 path,
@@ -226,12 +300,17 @@ impl RunState {
                 comment,
                 answered_at,
             } => {
-                self.record(path).decision = Some(Box::new(Answer {
-                    approved: *approved,
-                    by: by.clone(),
-                    comment: comment.clone(),
-                    at: answered_at.clone(),
-                }))
+                let record = self.record(path);
+                // A person answers once; a second event for them (none is written) would not
+                // count twice.
+                if !record.answers.iter().any(|a| a.by == *by) {
+                    record.answers.push(Answer {
+                        approved: *approved,
+                        by: by.clone(),
+                        comment: comment.clone(),
+                        at: answered_at.clone(),
+                    });
+                }
             }
             RunEvent::StepSkippedByHand(skipped) => {
                 let segment = self.run.parks;
@@ -667,5 +746,55 @@ mod tests {
             (1, None, false)
         );
         assert!(state.steps.is_empty(), "undo events leave the steps alone");
+    }
+
+    fn answer(by: &str, approved: bool) -> Answer {
+        Answer {
+            approved,
+            by: by.to_owned(),
+            comment: None,
+            at: "2025-01-02T03:04:05Z".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_quorum_counts_each_person_once_and_a_rejection_settles_it() {
+        let ana = answer("ana", true);
+        let bo = answer("bo", true);
+        assert_eq!(
+            verdict(&[], 2),
+            Verdict::Open {
+                approvals: 0,
+                needed: 2
+            }
+        );
+        assert_eq!(
+            verdict(&[ana.clone(), ana.clone()], 2),
+            Verdict::Open {
+                approvals: 1,
+                needed: 2
+            }
+        );
+        assert_eq!(
+            verdict(&[ana.clone(), bo.clone()], 2),
+            Verdict::Approved(vec![&ana, &bo])
+        );
+        let no = answer("cy", false);
+        assert_eq!(
+            verdict(&[ana.clone(), no.clone(), bo.clone()], 2),
+            Verdict::Rejected(&no)
+        );
+        // One approval is the default, and a person's later change of mind does not count.
+        assert_eq!(
+            verdict(std::slice::from_ref(&ana), 1),
+            Verdict::Approved(vec![&ana])
+        );
+        assert_eq!(
+            verdict(&[ana.clone(), answer("ana", false)], 2),
+            Verdict::Open {
+                approvals: 1,
+                needed: 2
+            }
+        );
     }
 }

@@ -228,6 +228,12 @@ pub enum RunEvent {
         prompt: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_ms: Option<u64>,
+        /// How many different people must approve; absent means one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        needed: Option<u32>,
+        /// Whoever started the run may not approve.
+        #[serde(default, skip_serializing_if = "is_false")]
+        distinct_from_starter: bool,
     },
     /// Someone answered an approval step.
     ApprovalGiven {

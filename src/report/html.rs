@@ -311,19 +311,42 @@ impl RunReport {
              <th>Answer</th><th>Answered</th></tr>"
         );
         for approval in &self.approvals {
-            let answer = match (approval.approved, &approval.by) {
-                (Some(approved), Some(by)) => format!(
-                    "{} by {}{}",
-                    status(if approved { "approved" } else { "rejected" }),
-                    escape(by),
-                    approval
-                        .comment
-                        .as_ref()
-                        .map(|c| format!(": {}", escape(c)))
-                        .unwrap_or_default()
-                ),
-                _ => status("waiting"),
-            };
+            // Each person's answer on a line of its own, then the verdict or what is missing.
+            let mut lines: Vec<String> = approval
+                .answers
+                .iter()
+                .map(|a| {
+                    format!(
+                        "{} by {}{}",
+                        status(if a.approved { "approved" } else { "rejected" }),
+                        escape(&a.by),
+                        a.comment
+                            .as_ref()
+                            .map(|c| format!(": {}", escape(c)))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            if approval.approved.is_none() {
+                lines.push(format!(
+                    "{} ({} of {} approvals)",
+                    status("waiting"),
+                    approval.approvals(),
+                    approval.needed
+                ));
+            }
+            if approval.needed > 1 || approval.distinct_from_starter {
+                lines.push(format!(
+                    "needs {} different approver(s){}",
+                    approval.needed,
+                    if approval.distinct_from_starter {
+                        ", not whoever started the run"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            let answer = lines.join("<br>");
             let _ = writeln!(
                 out,
                 "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{answer}</td><td>{}</td></tr>",

@@ -36,13 +36,33 @@ impl RunReport {
                 text(&step.path)
             );
             let error = step.error.as_deref().unwrap_or("");
+            // An approval step carries each person's answer, so that the build shows who let
+            // the run through.
+            let answers: Vec<String> = self
+                .approvals
+                .iter()
+                .rev()
+                .find(|a| a.path == step.path)
+                .map(|a| a.answers.iter().map(|answer| answer.line()).collect())
+                .unwrap_or_default();
+            let system_out = if answers.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "      <system-out>{}</system-out>\n",
+                    text(&answers.join("\n"))
+                )
+            };
             match step.status {
-                StepState::Succeeded => cases.push_str("/>\n"),
+                StepState::Succeeded if system_out.is_empty() => cases.push_str("/>\n"),
+                StepState::Succeeded => {
+                    let _ = write!(cases, ">\n{system_out}    </testcase>\n");
+                }
                 StepState::Failed => {
                     failures += 1;
                     let _ = writeln!(
                         cases,
-                        ">\n      <failure message=\"{}\" type=\"failed\">{}</failure>\n    </testcase>",
+                        ">\n      <failure message=\"{}\" type=\"failed\">{}</failure>\n{system_out}    </testcase>",
                         text(first_line(error)),
                         text(&format!(
                             "step {} failed after {} attempt(s): {error}",
@@ -68,7 +88,7 @@ impl RunReport {
                     errors += 1;
                     let _ = writeln!(
                         cases,
-                        ">\n      <error message=\"the step {state}\" type=\"{state}\">{}</error>\n    </testcase>",
+                        ">\n      <error message=\"the step {state}\" type=\"{state}\">{}</error>\n{system_out}    </testcase>",
                         text(error),
                         state = other.name()
                     );

@@ -82,23 +82,22 @@ impl RunReport {
                 "\n## Approvals\n\n| Step | Asked | Question | Answer |\n|---|---|---|---|"
             );
             for approval in &self.approvals {
-                let answer = match (&approval.approved, &approval.by) {
-                    (Some(true), Some(by)) => format!("approved by {by}"),
-                    (Some(false), Some(by)) => format!("rejected by {by}"),
-                    _ => "waiting".to_owned(),
-                };
-                let comment = approval
-                    .comment
-                    .as_ref()
-                    .map(|c| format!(": {c}"))
-                    .unwrap_or_default();
+                let mut lines: Vec<String> = approval.answers.iter().map(|a| a.line()).collect();
+                if approval.approved.is_none() {
+                    lines.push(format!(
+                        "waiting ({} of {} approvals)",
+                        approval.approvals(),
+                        approval.needed
+                    ));
+                }
+                let answer = lines.join("; ");
                 let _ = writeln!(
                     out,
                     "| `{}` | {} | {} | {} |",
                     approval.path,
                     approval.asked_at,
                     cell(&approval.prompt),
-                    cell(&format!("{answer}{comment}"))
+                    cell(&answer)
                 );
             }
         }

@@ -122,11 +122,21 @@ impl From<StepStatus> for StepState {
     }
 }
 
+/// An approval step's question and its answers. `approved`, `by`, `comment` and
+/// `answered_at` give the verdict once the step is settled (`by` names every approver, or
+/// whoever rejected it); `answers` holds each person's answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct ApprovalReport {
     pub path: String,
     pub prompt: String,
     pub asked_at: String,
+    /// Different people who must approve.
+    pub needed: u32,
+    /// Whoever started the run may not answer.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub distinct_from_starter: bool,
+    /// Every answer, in the order given: one per person.
+    pub answers: Vec<AnswerReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approved: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,6 +145,42 @@ pub struct ApprovalReport {
     pub comment: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answered_at: Option<String>,
+}
+
+/// One person's answer to an approval step.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerReport {
+    pub approved: bool,
+    pub by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub answered_at: String,
+}
+
+impl AnswerReport {
+    /// `approved by ana: looks right`.
+    pub fn line(&self) -> String {
+        format!(
+            "{} by {}{}",
+            if self.approved {
+                "approved"
+            } else {
+                "rejected"
+            },
+            self.by,
+            self.comment
+                .as_ref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+impl ApprovalReport {
+    /// Approvals given so far by different people.
+    pub fn approvals(&self) -> usize {
+        self.answers.iter().filter(|a| a.approved).count()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -248,11 +294,20 @@ impl RunReport {
                     at: at.clone(),
                     by: by.clone(),
                 }),
-                RunEvent::ApprovalRequested { path, prompt, .. } => {
+                RunEvent::ApprovalRequested {
+                    path,
+                    prompt,
+                    needed,
+                    distinct_from_starter,
+                    ..
+                } => {
                     report.approvals.push(ApprovalReport {
                         path: path.clone(),
                         prompt: prompt.clone(),
                         asked_at: at.clone(),
+                        needed: needed.unwrap_or(1),
+                        distinct_from_starter: *distinct_from_starter,
+                        answers: Vec::new(),
                         approved: None,
                         by: None,
                         comment: None,
@@ -268,11 +323,31 @@ impl RunReport {
                 } => {
                     if let Some(approval) =
                         report.approvals.iter_mut().rev().find(|a| a.path == *path)
+                        && approval.approved.is_none()
+                        && !approval.answers.iter().any(|a| a.by == *by)
                     {
-                        approval.approved = Some(*approved);
-                        approval.by = Some(by.clone());
-                        approval.comment = comment.clone();
-                        approval.answered_at = Some(answered_at.clone());
+                        approval.answers.push(AnswerReport {
+                            approved: *approved,
+                            by: by.clone(),
+                            comment: comment.clone(),
+                            answered_at: answered_at.clone(),
+                        });
+                        // Settled by a rejection, or by the last approval the step needed.
+                        if !*approved || approval.approvals() >= approval.needed as usize {
+                            approval.approved = Some(*approved);
+                            approval.by = Some(if *approved {
+                                approval
+                                    .answers
+                                    .iter()
+                                    .map(|a| a.by.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            } else {
+                                by.clone()
+                            });
+                            approval.comment = comment.clone();
+                            approval.answered_at = Some(answered_at.clone());
+                        }
                     }
                 }
                 RunEvent::StepSkippedByHand(skipped) => report.controls.push(ControlReport {

@@ -52,23 +52,34 @@ impl RunReport {
         super::objectives::render_text(&mut out, &self.objectives);
         for approval in &self.approvals {
             let _ = writeln!(out, "\napproval  {}: {}", approval.path, approval.prompt);
-            match (&approval.approved, &approval.by) {
-                (Some(approved), Some(by)) => {
-                    let verdict = if *approved { "approved" } else { "rejected" };
-                    let comment = approval
-                        .comment
-                        .as_ref()
-                        .map(|c| format!(": {c}"))
-                        .unwrap_or_default();
-                    let _ = writeln!(out, "          {verdict} by {by}{comment}");
+            if approval.needed > 1 || approval.distinct_from_starter {
+                let mut needs = vec![format!(
+                    "{} different {}",
+                    approval.needed,
+                    if approval.needed == 1 {
+                        "approver"
+                    } else {
+                        "approvers"
+                    }
+                )];
+                if approval.distinct_from_starter {
+                    needs.push("not whoever started the run".to_owned());
                 }
-                _ => {
-                    let _ = writeln!(
-                        out,
-                        "          waiting: runbook approve {} {}",
-                        self.id, approval.path
-                    );
-                }
+                let _ = writeln!(out, "          needs {}", needs.join(", "));
+            }
+            for answer in &approval.answers {
+                let _ = writeln!(out, "          {}", answer.line());
+            }
+            if approval.approved.is_none() {
+                let more =
+                    approval.needed as usize - approval.approvals().min(approval.needed as usize);
+                let _ = writeln!(
+                    out,
+                    "          waiting for {more} more {}: runbook approve {} {}",
+                    if more == 1 { "approval" } else { "approvals" },
+                    self.id,
+                    approval.path
+                );
             }
         }
         super::locks::text(&mut out, &self.locks);

@@ -339,6 +339,8 @@ mod tests {
                     path: "gate".into(),
                     prompt: "ok?".into(),
                     timeout_ms: None,
+                    needed: None,
+                    distinct_from_starter: false,
                 },
             ),
             at(

@@ -3,6 +3,7 @@
 //! file with the runbook loader's node tree and diagnostics, and compiles each schedule.
 
 use super::schedule::Schedule;
+use crate::notify::NotificationsConfig;
 use crate::runbook::diagnostic::Diagnostic;
 use crate::runbook::load::{de_problem, from_node_recovering, read_source, yaml_problem};
 use crate::runbook::node::{self, Node, NodeKind};
@@ -25,6 +26,10 @@ pub struct ServeConfig {
     /// Who may use the web pages and the HTTP API, and how they sign in.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Webhooks told of run events: started, waiting for approval, failed, succeeded, a
+    /// window closing, a lock waited for too long.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
 }
 
 /// The HTTP side of serve: sign-in, roles, TLS.
@@ -57,6 +62,14 @@ pub struct HttpConfig {
     /// schedule's runbook may be started too. No other runbook is ever read for a start.
     #[serde(default)]
     pub runbooks: Vec<String>,
+    /// The address people reach serve's pages at (`https://runbook.example.com`), for the
+    /// links that notifications carry [default: `http://` and the address serve listens on].
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// `true`: `/metrics` answers without signing in (a Prometheus that cannot send a
+    /// token). Otherwise it needs any signed-in user or API token (viewer role).
+    #[serde(default)]
+    pub metrics_public: bool,
 }
 
 /// An authenticating reverse proxy in front of serve: it signs people in and passes on who
@@ -104,6 +117,7 @@ pub struct ServeSetup {
     /// `listen:` as written (`--listen` wins over it).
     pub listen: Option<String>,
     pub http: HttpConfig,
+    pub notifications: NotificationsConfig,
     /// The configuration file's folder: relative paths in it are read from there.
     pub base: std::path::PathBuf,
 }
@@ -270,13 +284,20 @@ pub fn load(path: &Path) -> Result<ServeSetup, Vec<Diagnostic>> {
     }
     problems.extend(sink.take().into_iter().map(|e| de_problem(&file, e)));
     if problems.is_empty() {
-        let (listen, http) = top_config
-            .map(|config| (config.listen.map(|listen| listen.value), config.http))
+        let (listen, http, notifications) = top_config
+            .map(|config| {
+                (
+                    config.listen.map(|listen| listen.value),
+                    config.http,
+                    config.notifications,
+                )
+            })
             .unwrap_or_default();
         Ok(ServeSetup {
             schedules,
             listen,
             http,
+            notifications,
             base: base.to_path_buf(),
         })
     } else {

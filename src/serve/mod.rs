@@ -8,11 +8,13 @@ pub mod clock;
 pub mod config;
 pub mod due;
 pub mod ics;
+pub mod metrics;
 pub mod runner;
 pub mod schedule;
 
 pub use config::{
     HttpConfig, Missed, Overlap, ProxyRole, ServeSetup, TlsConfig, TrustProxyConfig, load,
 };
+pub use metrics::ServeMetrics;
 pub use runner::{ServeOptions, serve};
 pub use schedule::{Schedule, SkipReason};

@@ -34,6 +34,8 @@ pub struct ServeOptions {
     /// Runs this process executes at once: queued runs, taken-over runs and schedules'
     /// fires alike. A fire that finds every worker busy waits in its schedule's queue.
     pub workers: usize,
+    /// Where the runner reports what `/metrics` shows of it.
+    pub metrics: std::sync::Arc<super::ServeMetrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -343,16 +345,22 @@ async fn can_go_on(store: &dyn Store, run_id: &str, status: RunStatus) -> Result
             if decisions.is_empty() {
                 return Ok(false);
             }
-            let journaled: Vec<String> = store
+            // One answer per person and step: a step that needs several approvers gets a
+            // new answer while the journal already holds an earlier one.
+            let journaled: Vec<(String, String)> = store
                 .events(run_id)
                 .await?
                 .into_iter()
                 .filter_map(|envelope| match envelope.event {
-                    RunEvent::ApprovalGiven { path, .. } => Some(path),
+                    RunEvent::ApprovalGiven { path, by, .. } => Some((path, by)),
                     _ => None,
                 })
                 .collect();
-            Ok(decisions.iter().any(|d| !journaled.contains(&d.path)))
+            Ok(decisions.iter().any(|d| {
+                !journaled
+                    .iter()
+                    .any(|(path, by)| *path == d.path && *by == d.by)
+            }))
         }
         RunStatus::Interrupted => {
             let events = store.events(run_id).await?;
@@ -630,6 +638,11 @@ async fn start_fire(index: usize, slots: &mut [Slot], fire: Fire, ctx: &Loop<'_>
         }
     };
     let run_id = run.run_id().to_owned();
+    // From the fire time to the run's start: a busy machine or a slow store shows here.
+    let lag = jiff::Timestamp::now().duration_since(fire.at.timestamp());
+    options
+        .metrics
+        .fired(&schedule.name, lag.as_secs_f64().max(0.0));
     remember(store, &schedule.name, &fire, &run_id).await;
     info!(schedule = %schedule.name, run_id = %run_id, fire = %fire.at, "run started");
     let interrupt = CancellationToken::new();

@@ -149,16 +149,19 @@ macro_rules! forward_store {
                 &'a self,
                 run_id: &'a str,
                 decision: &'a $crate::store::Decision,
+                needed: u32,
             ) -> $crate::store::StoreFuture<'a, ()> {
                 Box::pin(async move {
-                    self.record_decision(run_id, decision).await.map_err(|f| {
-                        self.explain(f, || {
-                            format!(
-                                "recording the answer to `{}` of run `{run_id}`",
-                                decision.path
-                            )
+                    self.record_decision(run_id, decision, needed)
+                        .await
+                        .map_err(|f| {
+                            self.explain(f, || {
+                                format!(
+                                    "recording the answer to `{}` of run `{run_id}`",
+                                    decision.path
+                                )
+                            })
                         })
-                    })
                 })
             }
 

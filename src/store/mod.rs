@@ -5,6 +5,7 @@
 //! A store knows nothing of steps: it keeps events in order, durably, and reads the run-level
 //! ones (created, resumed, ended) to keep its list of runs current.
 
+mod answer_refused;
 mod forward;
 pub mod journal;
 pub mod location;
@@ -21,6 +22,7 @@ mod wal;
 #[cfg(test)]
 pub(crate) mod conformance;
 
+pub(crate) use answer_refused::answer_refused;
 pub use journal::{Durable, Journal};
 pub use location::{StoreLocation, open, open_existing};
 pub use lock::{HeldLock, LockAttempt, LockHolder};
@@ -137,6 +139,13 @@ pub enum StoreError {
         path: String,
         by: String,
     },
+    /// One person answers a step that asks several people at most once.
+    #[error("{by} has already answered step `{path}` of run `{run_id}`")]
+    AlreadyAnsweredBy {
+        run_id: String,
+        path: String,
+        by: String,
+    },
     #[error("{0}")]
     Location(String),
     /// A command that reads or answers runs names a store that was never created: it is
@@ -239,10 +248,17 @@ pub trait Store: Send + Sync {
     /// (interrupted, waiting, parked) or held by an owner. Returns the runs deleted, oldest first.
     fn prune<'a>(&'a self, ended_before: &'a str) -> StoreFuture<'a, Vec<RunSummary>>;
 
-    /// Records a person's answer to an approval step; one answer per step
-    /// ([`StoreError::AlreadyDecided`] otherwise). Needs no lease: the run's owner reads
-    /// answers with [`Store::decisions`] and journals them itself.
-    fn decide<'a>(&'a self, run_id: &'a str, decision: &'a Decision) -> StoreFuture<'a, ()>;
+    /// Records a person's answer to an approval step that asks for `needed` distinct
+    /// approvals, in one atomic step: refused with [`StoreError::AlreadyDecided`] once the
+    /// step is settled (a rejection, or `needed` approvals), and with
+    /// [`StoreError::AlreadyAnsweredBy`] when this person has answered it already. Needs no
+    /// lease: the run's owner reads answers with [`Store::decisions`] and journals them itself.
+    fn decide<'a>(
+        &'a self,
+        run_id: &'a str,
+        decision: &'a Decision,
+        needed: u32,
+    ) -> StoreFuture<'a, ()>;
 
     /// Every answer given to a run's approval steps.
     fn decisions<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Decision>>;

@@ -27,4 +27,6 @@ pub struct WebState {
     pub runs: super::api::WebRuns,
     /// Cancelled when serve stops: live streams end, so that the server can drain.
     pub stop: tokio_util::sync::CancellationToken,
+    /// What `/metrics` keeps between scrapes and who may read it.
+    pub metrics: Arc<super::metrics::Metrics>,
 }

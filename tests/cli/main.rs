@@ -1,5 +1,6 @@
 //! Integration tests through the real binary.
 
+mod approval_quorum;
 mod approval_reason;
 mod bad_input;
 mod controls;

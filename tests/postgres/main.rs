@@ -9,6 +9,7 @@ use std::process::Command;
 use serde_json::Value;
 
 mod faults;
+mod notify;
 mod workers;
 
 const URL_VAR: &str = "RUNBOOK_TEST_POSTGRES_URL";

@@ -2,6 +2,8 @@
 //! started on a free port with its own store and users file, asked over real HTTP.
 
 mod support;
+#[path = "../support/vendor_http.rs"]
+mod vendor_http;
 
 mod api;
 mod api_bench;
@@ -12,5 +14,7 @@ mod auth;
 mod auth_proxy;
 mod auth_tls;
 mod auth_users;
+mod metrics;
+mod notify;
 mod security;
 mod smoke;

@@ -1,6 +1,8 @@
 //! `approval` steps: asking, waiting for an answer, parking the run while nobody answers.
 
 use super::*;
+use crate::engine::state::Verdict;
+use crate::store::Decision;
 
 impl Run {
     /// An approval: asks once (journaled), then waits for an answer recorded by
@@ -17,16 +19,16 @@ impl Run {
         let Some(store) = self.store.clone() else {
             return Err(failure("an approval needs a store to record the answer in"));
         };
-        let (asked_at, answer) = {
+        let (asked_at, settled) = {
             let state = self.state.lock().expect("state lock");
             let record = state.steps.get(path);
             (
                 record.and_then(|r| r.approval_requested_at.clone()),
-                record.and_then(|r| r.decision.clone()),
+                record.and_then(settled_result),
             )
         };
-        if let Some(answer) = answer {
-            return answer_result(answer.approved, &answer.by, answer.comment, &answer.at);
+        if let Some(result) = settled {
+            return result;
         }
         let timeout = approval.value.timeout.as_ref().map(|t| t.value.0);
         let asked_at = match asked_at.and_then(|at| at.parse::<jiff::Timestamp>().ok()) {
@@ -38,10 +40,13 @@ impl Run {
                         Ok(other) => other.to_string(),
                         Err(e) => return Err(failure(format!("`prompt`: {e}"))),
                     };
+                let needed = approval.value.needed();
                 let asked = self.emit(RunEvent::ApprovalRequested {
                     path: path.clone(),
                     prompt,
                     timeout_ms: timeout.map(|t| t.as_millis() as u64),
+                    needed: (needed > 1).then_some(needed),
+                    distinct_from_starter: approval.value.distinct_from_starter(),
                 });
                 if asked.await.is_err() {
                     return Err(cancelled());
@@ -58,23 +63,42 @@ impl Run {
                 .decisions(&self.run_id)
                 .await
                 .map_err(|e| failure(format!("cannot read the answers to approvals: {e}")))?;
-            if let Some(decision) = decisions.into_iter().find(|d| d.path == *path) {
+            // Each answer not journaled yet is journaled, one person once, in the order given;
+            // a crash between two answers keeps the first in the journal.
+            let journaled: Vec<String> = {
+                let state = self.state.lock().expect("state lock");
+                state
+                    .steps
+                    .get(path)
+                    .map(|r| r.answers.iter().map(|a| a.by.clone()).collect())
+                    .unwrap_or_default()
+            };
+            let mut new_answers: Vec<Decision> = Vec::new();
+            for decision in decisions.into_iter().filter(|d| d.path == *path) {
+                if !journaled.contains(&decision.by)
+                    && !new_answers.iter().any(|d| d.by == decision.by)
+                {
+                    new_answers.push(decision);
+                }
+            }
+            for decision in new_answers {
                 let given = self.emit(RunEvent::ApprovalGiven {
                     path: path.clone(),
                     approved: decision.approved,
-                    by: decision.by.clone(),
-                    comment: decision.comment.clone(),
-                    answered_at: decision.at.clone(),
+                    by: decision.by,
+                    comment: decision.comment,
+                    answered_at: decision.at,
                 });
                 if given.await.is_err() {
                     return Err(cancelled());
                 }
-                return answer_result(
-                    decision.approved,
-                    &decision.by,
-                    decision.comment,
-                    &decision.at,
-                );
+            }
+            let settled = {
+                let state = self.state.lock().expect("state lock");
+                state.steps.get(path).and_then(settled_result)
+            };
+            if let Some(result) = settled {
+                return result;
             }
             if let Some(limit) = timeout {
                 let waited = jiff::Timestamp::now().duration_since(asked_at);
@@ -114,23 +138,37 @@ const APPROVAL_POLL: Duration = Duration::from_millis(250);
 /// before it parks.
 const PARK_AFTER: Duration = Duration::from_millis(750);
 
-/// The result of an answered approval step: its outputs, or the failure of a rejection.
-fn answer_result(
-    approved: bool,
-    by: &str,
-    comment: Option<String>,
-    at: &str,
-) -> Result<Value, Failure> {
-    if approved {
-        Ok(json!({ "approved_by": by, "at": at, "comment": comment }))
-    } else {
-        let comment = comment.map(|c| format!(": {c}")).unwrap_or_default();
-        Err(Failure {
-            message: format!("rejected by {by}{comment}"),
-            cancelled: false,
-            parked: false,
-            permanent: false,
-        })
+/// The result of an approval step whose journaled answers settle it: its outputs, or the
+/// failure of a rejection; `None` while it waits for more answers.
+fn settled_result(record: &StepRecord) -> Option<Result<Value, Failure>> {
+    match record.verdict() {
+        Verdict::Open { .. } => None,
+        Verdict::Approved(answers) => {
+            let last = answers.last().expect("an approval has an answer");
+            let approvers: Vec<Value> = answers
+                .iter()
+                .map(|a| json!({ "by": a.by, "at": a.at, "comment": a.comment }))
+                .collect();
+            Some(Ok(json!({
+                "approved_by": last.by,
+                "at": last.at,
+                "comment": last.comment,
+                "approvers": approvers,
+            })))
+        }
+        Verdict::Rejected(answer) => {
+            let comment = answer
+                .comment
+                .as_ref()
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            Some(Err(Failure {
+                message: format!("rejected by {}{comment}", answer.by),
+                cancelled: false,
+                parked: false,
+                permanent: false,
+            }))
+        }
     }
 }
 

@@ -319,9 +319,11 @@ impl<'a> Checker<'a> {
                     .map(|k| k.value.clone())
                     .collect()
             }),
-            (None, None) if approval => {
-                Some(["approved_by", "at", "comment"].map(str::to_owned).to_vec())
-            }
+            (None, None) if approval => Some(
+                ["approved_by", "at", "comment", "approvers"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ),
             (None, None) => Some(Vec::new()),
         }
     }

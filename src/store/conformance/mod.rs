@@ -61,6 +61,7 @@ pub async fn run_all(factory: &dyn StoreFactory) {
     summaries_follow_the_run(factory).await;
     queued_runs_are_claimed_once_each(factory).await;
     a_step_is_answered_once(factory).await;
+    a_quorum_takes_each_person_once(factory).await;
     a_record_keeps_who_added_a_value_first(factory).await;
     step_output_comes_back_with_its_step(factory).await;
     a_lock_has_one_holder_at_a_time(factory).await;
@@ -516,14 +517,20 @@ pub async fn a_step_is_answered_once(factory: &dyn StoreFactory) {
         comment: Some("looks right".to_owned()),
         at: "2025-01-02T03:04:05Z".to_owned(),
     };
-    store.decide("asked", &yes).await.unwrap();
+    store.decide("asked", &yes, 1).await.unwrap();
     let no = Decision {
         approved: false,
         by: "bo@host-b".to_owned(),
         comment: None,
         ..yes.clone()
     };
-    match factory.open().await.decide("asked", &no).await.unwrap_err() {
+    match factory
+        .open()
+        .await
+        .decide("asked", &no, 1)
+        .await
+        .unwrap_err()
+    {
         StoreError::AlreadyDecided { run_id, path, by } => assert_eq!(
             (run_id.as_str(), path.as_str(), by.as_str()),
             ("asked", "jobs[1]/confirm", "ana@host-a")
@@ -535,15 +542,67 @@ pub async fn a_step_is_answered_once(factory: &dyn StoreFactory) {
         at: "2025-01-02T03:09:00Z".to_owned(),
         ..no.clone()
     };
-    store.decide("asked", &other_step).await.unwrap();
+    store.decide("asked", &other_step, 1).await.unwrap();
     assert_eq!(
         store.decisions("asked").await.unwrap(),
         vec![yes, other_step.clone()]
     );
     assert!(matches!(
-        store.decide("nope", &other_step).await,
+        store.decide("nope", &other_step, 1).await,
         Err(StoreError::NotFound(id)) if id == "nope"
     ));
+}
+
+/// Approvals by several people: each person once, until the quorum or a rejection settles
+/// the step.
+pub async fn a_quorum_takes_each_person_once(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    store
+        .create("quorum", &Owner::current(), &started("quorum"))
+        .await
+        .unwrap();
+    let answer = |by: &str, approved: bool, second: u32| Decision {
+        path: "go".to_owned(),
+        approved,
+        by: by.to_owned(),
+        comment: None,
+        at: format!("2025-01-02T03:04:{second:02}Z"),
+    };
+    store
+        .decide("quorum", &answer("ana", true, 1), 2)
+        .await
+        .unwrap();
+    match store.decide("quorum", &answer("ana", true, 2), 2).await {
+        Err(StoreError::AlreadyAnsweredBy { by, path, .. }) => {
+            assert_eq!((by.as_str(), path.as_str()), ("ana", "go"))
+        }
+        other => panic!("expected AlreadyAnsweredBy, got {other:?}"),
+    }
+    store
+        .decide("quorum", &answer("bo", true, 3), 2)
+        .await
+        .unwrap();
+    match store.decide("quorum", &answer("cy", false, 4), 2).await {
+        Err(StoreError::AlreadyDecided { by, .. }) => assert_eq!(by, "ana, bo"),
+        other => panic!("expected AlreadyDecided, got {other:?}"),
+    }
+    assert_eq!(
+        store.decisions("quorum").await.unwrap(),
+        vec![answer("ana", true, 1), answer("bo", true, 3)]
+    );
+    // A rejection settles a step at once, however many approvals it still needed.
+    let rejected = |by: &str, approved: bool, second: u32| Decision {
+        path: "other".to_owned(),
+        ..answer(by, approved, second)
+    };
+    store
+        .decide("quorum", &rejected("cy", false, 5), 3)
+        .await
+        .unwrap();
+    match store.decide("quorum", &rejected("dan", true, 6), 3).await {
+        Err(StoreError::AlreadyDecided { by, .. }) => assert_eq!(by, "cy"),
+        other => panic!("expected AlreadyDecided, got {other:?}"),
+    }
 }
 
 /// Records: a value is kept once, with the run and step that added it first; adding answers

@@ -73,13 +73,28 @@ impl PostgresStore {
         Ok(runs)
     }
 
-    pub(super) async fn record_decision(&self, run_id: &str, decision: &Decision) -> Outcome<()> {
+    pub(super) async fn record_decision(
+        &self,
+        run_id: &str,
+        decision: &Decision,
+        needed: u32,
+    ) -> Outcome<()> {
+        let mut tx = self.pool.begin().await?;
+        // Two people answering one step at once take turns, so that they cannot both complete
+        // a quorum: the check below then sees the other's answer once it is committed.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("approval\n{run_id}\n{}", decision.path))
+            .execute(&mut *tx)
+            .await?;
         // One statement: the answer, and (only when it was recorded) a notification that
         // wakes the workers waiting for it, delivered at its commit.
         let inserted = sqlx::query(
             "WITH inserted AS (\
                INSERT INTO approvals (run_id, path, approved, \"by\", comment, at) \
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, path) DO NOTHING \
+               SELECT $1, $2, $3, $4, $5, $6 \
+               WHERE NOT EXISTS (SELECT 1 FROM approvals WHERE run_id = $1 AND path = $2 \
+                                 AND (NOT approved OR \"by\" = $4)) \
+                 AND (SELECT COUNT(*) FROM approvals WHERE run_id = $1 AND path = $2) < $8 \
                RETURNING run_id) \
              SELECT pg_notify($7, run_id) FROM inserted",
         )
@@ -90,7 +105,8 @@ impl PostgresStore {
         .bind(&decision.comment)
         .bind(&decision.at)
         .bind(super::APPROVALS_CHANNEL)
-        .fetch_all(&self.pool)
+        .bind(i64::from(needed.max(1)))
+        .fetch_all(&mut *tx)
         .await;
         let inserted = match inserted {
             Err(sqlx::Error::Database(error)) if error.is_foreign_key_violation() => {
@@ -98,21 +114,12 @@ impl PostgresStore {
             }
             other => other?,
         };
+        tx.commit().await?;
         if inserted.len() == 1 {
             return Ok(());
         }
-        let by: String =
-            sqlx::query_scalar("SELECT \"by\" FROM approvals WHERE run_id = $1 AND path = $2")
-                .bind(run_id)
-                .bind(&decision.path)
-                .fetch_one(&self.pool)
-                .await?;
-        Err(StoreError::AlreadyDecided {
-            run_id: run_id.to_owned(),
-            path: decision.path.clone(),
-            by,
-        }
-        .into())
+        let earlier = self.read_decisions(run_id).await?;
+        Err(crate::store::answer_refused(run_id, decision, &earlier).into())
     }
 
     pub(super) async fn read_decisions(&self, run_id: &str) -> Outcome<Vec<Decision>> {

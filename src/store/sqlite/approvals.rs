@@ -8,10 +8,21 @@ use super::errors::Outcome;
 use crate::store::{Decision, StoreError};
 
 impl SqliteStore {
-    pub(super) async fn record_decision(&self, run_id: &str, decision: &Decision) -> Outcome<()> {
+    pub(super) async fn record_decision(
+        &self,
+        run_id: &str,
+        decision: &Decision,
+        needed: u32,
+    ) -> Outcome<()> {
+        // One statement, so that two people answering at once cannot both complete a quorum:
+        // SQLite runs one writer at a time, and the statement reads what it checks under the
+        // write lock it takes.
         let inserted = sqlx::query(
             "INSERT INTO approvals (run_id, path, approved, \"by\", comment, at) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, path) DO NOTHING",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6 \
+             WHERE NOT EXISTS (SELECT 1 FROM approvals WHERE run_id = ?1 AND path = ?2 \
+                               AND (approved = 0 OR \"by\" = ?4)) \
+               AND (SELECT COUNT(*) FROM approvals WHERE run_id = ?1 AND path = ?2) < ?7",
         )
         .bind(run_id)
         .bind(&decision.path)
@@ -19,6 +30,7 @@ impl SqliteStore {
         .bind(&decision.by)
         .bind(&decision.comment)
         .bind(&decision.at)
+        .bind(i64::from(needed.max(1)))
         .execute(&self.pool)
         .await;
         let inserted = match inserted {
@@ -30,18 +42,8 @@ impl SqliteStore {
         if inserted.rows_affected() == 1 {
             return Ok(());
         }
-        let by: String =
-            sqlx::query_scalar("SELECT \"by\" FROM approvals WHERE run_id = ? AND path = ?")
-                .bind(run_id)
-                .bind(&decision.path)
-                .fetch_one(&self.pool)
-                .await?;
-        Err(StoreError::AlreadyDecided {
-            run_id: run_id.to_owned(),
-            path: decision.path.clone(),
-            by,
-        }
-        .into())
+        let earlier = self.read_decisions(run_id).await?;
+        Err(crate::store::answer_refused(run_id, decision, &earlier).into())
     }
 
     pub(super) async fn read_decisions(&self, run_id: &str) -> Outcome<Vec<Decision>> {

@@ -104,11 +104,14 @@ impl From<AppError> for ApiError {
             }
             AppError::AlreadyEnded { .. }
             | AppError::AlreadyAnswered { .. }
+            | AppError::AnsweredTwice { .. }
             | AppError::NotWaiting { .. }
             | AppError::NotLive { .. }
             | AppError::NothingFailed { .. }
             | AppError::NotSkippable { .. }
             | AppError::NotResumable(_) => (StatusCode::CONFLICT, None),
+            // The approval asks for someone other than whoever started the run.
+            AppError::StarterMayNotAnswer { .. } => (StatusCode::FORBIDDEN, None),
             AppError::UnknownStep { .. } | AppError::StepPathRefused { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, Some("step"))
             }
