@@ -85,7 +85,11 @@ impl SqliteStore {
                 Err(error) => return Err(explain(&location, "opening it", error)),
             }
         };
-        let store = SqliteStore { pool, location };
+        let store = SqliteStore {
+            pool,
+            writer: Default::default(),
+            location,
+        };
         store.migrate().await?;
         Ok(store)
     }
