@@ -16,6 +16,8 @@
 #                                   memory                          aim: < 1.5x, < 150 MB
 #   parallel sleeps                 `sleep 2` all at once against shell `&` + `wait`  aim: < 1.3x
 #
+# BENCH_BLOCKS picks blocks by name (default: all): criterion (the four criterion benchmarks),
+# exec, memory, chain, each, cold, fanout, parallel; e.g. BENCH_BLOCKS="chain memory each".
 # FOR_EACH_ITEMS sets the for_each's item count (default 500000, the figure the aims are for);
 # BENCH_FANOUT (default 50000) and BENCH_PARALLEL (default 1000) set how many exec items and
 # sleeps; the fan-out is printed per item.
@@ -29,6 +31,8 @@ trap 'rm -rf "$work"' EXIT
 # Runs of the binary below are journaled here, on the disk, not in the user's state directory.
 export RUNBOOK_STORE="sqlite:$work/store/runs.db"
 step() { printf '\n==> %s\n' "$*" >&2; }
+# Whether block $1 is to run (BENCH_BLOCKS).
+want() { [[ " ${BENCH_BLOCKS:-all} " == *" all "* || " ${BENCH_BLOCKS:-} " == *" $1 "* ]]; }
 
 # Installs an apt package when its command is missing and apt can be used; never fails.
 ensure() {
@@ -88,79 +92,89 @@ step "cargo build --release"
 cargo build --locked --release
 binary=target/release/runbook
 
-step "cargo bench (validate, engine, journal, spawn)"
-for bench in validate engine journal spawn; do
-  cargo bench --locked --bench "$bench" -- --noplot 2>&1 | tee "$work/$bench.txt" |
-    grep -E "^$bench|time:"
-done
-validate_s=$(criterion_seconds "validate/" "$work/validate.txt")
-chain_s=$(criterion_seconds "engine/chain of 1000 asserts" "$work/engine.txt")
-wide_s=$(criterion_seconds "engine/10000 independent asserts" "$work/engine.txt")
-journal_chain_s=$(criterion_seconds "journal/chain of 1000 asserts" "$work/journal.txt")
-journal_wide_s=$(criterion_seconds "journal/10000 independent asserts" "$work/journal.txt")
-resume_s=$(criterion_seconds "journal/resume of 10000 ended steps" "$work/journal.txt")
-spawn_plain_s=$(criterion_seconds "spawn/plain tokio spawn" "$work/spawn.txt")
-spawn_fork_s=$(criterion_seconds "spawn/with a pre_exec hook" "$work/spawn.txt")
-spawn_step_s=$(criterion_seconds "spawn/step command, marked and supervised" "$work/spawn.txt")
-
-step "exec /bin/true x1000: runbook against a shell loop"
-exec_runbook 1000 >"$work/exec.yaml"
-runbook_cmd="$binary run $work/exec.yaml --output json"
-shell_cmd="sh -c 'for i in \$(seq 1000); do /bin/true; done'"
-ensure hyperfine hyperfine
-if command -v hyperfine >/dev/null 2>&1; then
-  # No intermediate shell (-N); hyperfine discards the commands' output. Medians, since
-  # a busy machine makes the odd run slow.
-  hyperfine -N --warmup 2 --runs 10 --export-csv "$work/exec.csv" \
-    -n runbook "$runbook_cmd" -n shell "$shell_cmd" >&2
-  exec_runbook_s=$(awk -F, '$1 == "runbook" { print $4 }' "$work/exec.csv")
-  exec_shell_s=$(awk -F, '$1 == "shell" { print $4 }' "$work/exec.csv")
-else
-  echo "hyperfine is not installed: timing 3 runs of each" >&2
-  # The mean wall time of 3 runs of a shell command, in seconds.
-  mean3() {
-    local start end
-    start=$(date +%s.%N)
-    for _ in 1 2 3; do bash -c "$1"; done
-    end=$(date +%s.%N)
-    awk -v a="$start" -v b="$end" 'BEGIN { printf "%.6f\n", (b - a) / 3 }'
-  }
-  bash -c "$runbook_cmd >/dev/null" # warm up
-  exec_runbook_s=$(mean3 "$runbook_cmd >/dev/null")
-  exec_shell_s=$(mean3 "$shell_cmd")
-fi
-
-step "peak memory, 10,000 steps"
-assert_runbook 10000 independent >"$work/wide.yaml"
-assert_runbook 10000 chain >"$work/chain.yaml"
 ensure /usr/bin/time time
 peak_mb() {
   /usr/bin/time -v "$binary" run "$1" --output json >/dev/null 2>"$work/time.txt"
   awk -F: '/Maximum resident set size/ { printf "%.1f\n", $2 / 1024 }' "$work/time.txt"
 }
-if [ -x /usr/bin/time ] && /usr/bin/time -v true >/dev/null 2>&1; then
-  peak_wide=$(peak_mb "$work/wide.yaml")
-  peak_chain=$(peak_mb "$work/chain.yaml")
-  peak="$peak_wide MB independent, $peak_chain MB chained"
-else
-  peak="(GNU time is not installed)"
+
+if want criterion; then
+  step "cargo bench (validate, engine, journal, spawn)"
+  for bench in validate engine journal spawn; do
+    cargo bench --locked --bench "$bench" -- --noplot 2>&1 | tee "$work/$bench.txt" |
+      grep -E "^$bench|time:"
+  done
+  validate_s=$(criterion_seconds "validate/" "$work/validate.txt")
+  chain_s=$(criterion_seconds "engine/chain of 1000 asserts" "$work/engine.txt")
+  wide_s=$(criterion_seconds "engine/10000 independent asserts" "$work/engine.txt")
+  journal_chain_s=$(criterion_seconds "journal/chain of 1000 asserts" "$work/journal.txt")
+  journal_wide_s=$(criterion_seconds "journal/10000 independent asserts" "$work/journal.txt")
+  resume_s=$(criterion_seconds "journal/resume of 10000 ended steps" "$work/journal.txt")
+  spawn_plain_s=$(criterion_seconds "spawn/plain tokio spawn" "$work/spawn.txt")
+  spawn_fork_s=$(criterion_seconds "spawn/with a pre_exec hook" "$work/spawn.txt")
+  spawn_step_s=$(criterion_seconds "spawn/step command, marked and supervised" "$work/spawn.txt")
 fi
 
-step "chain of 1,000 assert steps through the binary"
-assert_runbook 1000 chain >"$work/chain1k.yaml"
-# Best of 5 whole runs, each in a store of its own: the journal starts empty every time.
-best_chain_s=
-for attempt in 1 2 3 4 5; do
-  start=$(date +%s.%N)
-  RUNBOOK_STORE="sqlite:$work/chain-$attempt/runs.db" \
-    "$binary" run "$work/chain1k.yaml" --output json >/dev/null
-  end=$(date +%s.%N)
-  best_chain_s=$(awk -v a="$start" -v b="$end" -v best="$best_chain_s" \
-    'BEGIN { t = b - a; if (best == "" || t < best) best = t; printf "%.6f\n", best }')
-done
+if want exec; then
+  step "exec /bin/true x1000: runbook against a shell loop"
+  exec_runbook 1000 >"$work/exec.yaml"
+  runbook_cmd="$binary run $work/exec.yaml --output json"
+  shell_cmd="sh -c 'for i in \$(seq 1000); do /bin/true; done'"
+  ensure hyperfine hyperfine
+  if command -v hyperfine >/dev/null 2>&1; then
+    # No intermediate shell (-N); hyperfine discards the commands' output. Medians, since
+    # a busy machine makes the odd run slow.
+    hyperfine -N --warmup 2 --runs 10 --export-csv "$work/exec.csv" \
+      -n runbook "$runbook_cmd" -n shell "$shell_cmd" >&2
+    exec_runbook_s=$(awk -F, '$1 == "runbook" { print $4 }' "$work/exec.csv")
+    exec_shell_s=$(awk -F, '$1 == "shell" { print $4 }' "$work/exec.csv")
+  else
+    echo "hyperfine is not installed: timing 3 runs of each" >&2
+    # The mean wall time of 3 runs of a shell command, in seconds.
+    mean3() {
+      local start end
+      start=$(date +%s.%N)
+      for _ in 1 2 3; do bash -c "$1"; done
+      end=$(date +%s.%N)
+      awk -v a="$start" -v b="$end" 'BEGIN { printf "%.6f\n", (b - a) / 3 }'
+    }
+    bash -c "$runbook_cmd >/dev/null" # warm up
+    exec_runbook_s=$(mean3 "$runbook_cmd >/dev/null")
+    exec_shell_s=$(mean3 "$shell_cmd")
+  fi
+fi
 
-step "for_each of ${FOR_EACH_ITEMS:=500000} assert items"
-cat >"$work/each.yaml" <<YAML
+if want memory; then
+  step "peak memory, 10,000 steps"
+  assert_runbook 10000 independent >"$work/wide.yaml"
+  assert_runbook 10000 chain >"$work/chain.yaml"
+  if [ -x /usr/bin/time ] && /usr/bin/time -v true >/dev/null 2>&1; then
+    peak_wide=$(peak_mb "$work/wide.yaml")
+    peak_chain=$(peak_mb "$work/chain.yaml")
+    peak="$peak_wide MB independent, $peak_chain MB chained"
+  else
+    peak="(GNU time is not installed)"
+  fi
+fi
+
+if want chain; then
+  step "chain of 1,000 assert steps through the binary"
+  assert_runbook 1000 chain >"$work/chain1k.yaml"
+  # Best of 5 whole runs, each in a store of its own: the journal starts empty every time.
+  best_chain_s=
+  for attempt in 1 2 3 4 5; do
+    start=$(date +%s.%N)
+    RUNBOOK_STORE="sqlite:$work/chain-$attempt/runs.db" \
+      "$binary" run "$work/chain1k.yaml" --output json >/dev/null
+    end=$(date +%s.%N)
+    best_chain_s=$(awk -v a="$start" -v b="$end" -v best="$best_chain_s" \
+      'BEGIN { t = b - a; if (best == "" || t < best) best = t; printf "%.6f\n", best }')
+  done
+fi
+
+if want each; then
+  step "for_each of ${FOR_EACH_ITEMS:=500000} assert items"
+  cat >"$work/each.yaml" <<YAML
 version: 1
 name: each
 steps:
@@ -168,50 +182,53 @@ steps:
     for_each: '[range($FOR_EACH_ITEMS)]'
     assert: { that: 'true' }
 YAML
-each_store="$work/each/runs.db"
-if [ -x /usr/bin/time ] && /usr/bin/time -v true >/dev/null 2>&1; then
-  RUNBOOK_STORE="sqlite:$each_store" /usr/bin/time -v "$binary" run "$work/each.yaml" \
-    --output json >/dev/null 2>"$work/each-time.txt"
-  # The wall time as GNU time writes it: [h:]mm:ss.ss
-  each_s=$(awk -F': ' '/Elapsed \(wall clock\)/ {
-    n = split($2, f, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + f[i]; print s }' \
-    "$work/each-time.txt")
-  each_mb=$(awk -F: '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' \
-    "$work/each-time.txt")
-  # The database and what its write-ahead log still holds: the journal's whole size.
-  each_bytes=0
-  for file in "$each_store" "$each_store-wal"; do
-    [ -f "$file" ] && each_bytes=$((each_bytes + $(stat -c %s "$file")))
-  done
-  each_journal_mb=$(awk -v b="$each_bytes" 'BEGIN { printf "%.0f", b / 1048576 }')
-  each="$(awk -v s="$each_s" -v n="$FOR_EACH_ITEMS" \
-    'BEGIN { printf "%.1f s (%.0f µs an item)", s, s / n * 1e6 }'), peak $each_mb MB, journal $each_journal_mb MB"
-else
-  each="(GNU time is not installed)"
+  each_store="$work/each/runs.db"
+  if [ -x /usr/bin/time ] && /usr/bin/time -v true >/dev/null 2>&1; then
+    RUNBOOK_STORE="sqlite:$each_store" /usr/bin/time -v "$binary" run "$work/each.yaml" \
+      --output json >/dev/null 2>"$work/each-time.txt"
+    # The wall time as GNU time writes it: [h:]mm:ss.ss
+    each_s=$(awk -F': ' '/Elapsed \(wall clock\)/ {
+      n = split($2, f, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + f[i]; print s }' \
+      "$work/each-time.txt")
+    each_mb=$(awk -F: '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' \
+      "$work/each-time.txt")
+    # The database and what its write-ahead log still holds: the journal's whole size.
+    each_bytes=0
+    for file in "$each_store" "$each_store-wal"; do
+      [ -f "$file" ] && each_bytes=$((each_bytes + $(stat -c %s "$file")))
+    done
+    each_journal_mb=$(awk -v b="$each_bytes" 'BEGIN { printf "%.0f", b / 1048576 }')
+    each="$(awk -v s="$each_s" -v n="$FOR_EACH_ITEMS" \
+      'BEGIN { printf "%.1f s (%.0f µs an item)", s, s / n * 1e6 }'), peak $each_mb MB, journal $each_journal_mb MB"
+  else
+    each="(GNU time is not installed)"
+  fi
 fi
 
-step "binary size and cold start"
-binary_mb=$(stat -c %s "$binary" | awk '{ printf "%.1f", $1 / 1048576 }')
-cat >"$work/small.yaml" <<'YAML'
+if want cold; then
+  step "binary size and cold start"
+  binary_mb=$(stat -c %s "$binary" | awk '{ printf "%.1f", $1 / 1048576 }')
+  cat >"$work/small.yaml" <<'YAML'
 version: 1
 name: small
 steps:
   - id: hello
     assert: { that: 'true' }
 YAML
-if command -v hyperfine >/dev/null 2>&1; then
-  hyperfine -N --warmup 3 --runs 20 --export-csv "$work/cold.csv" \
-    -n validate "$binary validate $work/small.yaml" >&2
-  cold_s=$(awk -F, '$1 == "validate" { print $7 }' "$work/cold.csv") # the fastest run
-else
-  cold_s=
-  for _ in $(seq 20); do
-    start=$(date +%s.%N)
-    "$binary" validate "$work/small.yaml" >/dev/null
-    end=$(date +%s.%N)
-    cold_s=$(awk -v a="$start" -v b="$end" -v best="$cold_s" \
-      'BEGIN { t = b - a; if (best == "" || t < best) best = t; printf "%.6f\n", best }')
-  done
+  if command -v hyperfine >/dev/null 2>&1; then
+    hyperfine -N --warmup 3 --runs 20 --export-csv "$work/cold.csv" \
+      -n validate "$binary validate $work/small.yaml" >&2
+    cold_s=$(awk -F, '$1 == "validate" { print $7 }' "$work/cold.csv") # the fastest run
+  else
+    cold_s=
+    for _ in $(seq 20); do
+      start=$(date +%s.%N)
+      "$binary" validate "$work/small.yaml" >/dev/null
+      end=$(date +%s.%N)
+      cold_s=$(awk -v a="$start" -v b="$end" -v best="$cold_s" \
+        'BEGIN { t = b - a; if (best == "" || t < best) best = t; printf "%.6f\n", best }')
+    done
+  fi
 fi
 
 # The wall time of two commands side by side, in seconds, "A B": medians of `runs` runs with
@@ -235,9 +252,10 @@ time_pair() {
   fi
 }
 
-fanout=${BENCH_FANOUT:-50000}
-step "fan-out: for_each of $fanout exec /bin/true items against a shell loop"
-cat >"$work/fanout.yaml" <<YAML
+if want fanout; then
+  fanout=${BENCH_FANOUT:-50000}
+  step "fan-out: for_each of $fanout exec /bin/true items against a shell loop"
+  cat >"$work/fanout.yaml" <<YAML
 version: 1
 name: fanout
 steps:
@@ -246,33 +264,37 @@ steps:
     for_each: "[range($fanout)]"
     exec: { command: [/bin/true] }
 YAML
-read -r fanout_runbook_s fanout_shell_s < <(time_pair 3 \
-  runbook "$binary run $work/fanout.yaml --output json" \
-  shell "sh -c 'for i in \$(seq $fanout); do /bin/true; done'")
-if [ -x /usr/bin/time ] && /usr/bin/time -v true >/dev/null 2>&1; then
-  fanout_peak="$(peak_mb "$work/fanout.yaml") MB"
-else
-  fanout_peak="(GNU time is not installed)"
+  read -r fanout_runbook_s fanout_shell_s < <(time_pair 3 \
+    runbook "$binary run $work/fanout.yaml --output json" \
+    shell "sh -c 'for i in \$(seq $fanout); do /bin/true; done'")
+  if [ -x /usr/bin/time ] && /usr/bin/time -v true >/dev/null 2>&1; then
+    fanout_peak="$(peak_mb "$work/fanout.yaml") MB"
+  else
+    fanout_peak="(GNU time is not installed)"
+  fi
 fi
 
-parallel=${BENCH_PARALLEL:-1000}
-step "$parallel parallel sleep 2: runbook against shell & and wait"
-awk -v n="$parallel" 'BEGIN {
-  print "version: 1\nname: parallel\nmax_parallel: " n "\nsteps:"
-  for (i = 0; i < n; i++) {
-    print "  - id: s" i
-    print "    needs: []"
-    print "    exec: { command: [sleep, \"2\"] }"
-  }
-}' >"$work/parallel.yaml"
-read -r parallel_runbook_s parallel_shell_s < <(time_pair 3 \
-  runbook "$binary run $work/parallel.yaml --output json" \
-  shell "bash -c 'for i in \$(seq $parallel); do sleep 2 & done; wait'")
+if want parallel; then
+  parallel=${BENCH_PARALLEL:-1000}
+  step "$parallel parallel sleep 2: runbook against shell & and wait"
+  awk -v n="$parallel" 'BEGIN {
+    print "version: 1\nname: parallel\nmax_parallel: " n "\nsteps:"
+    for (i = 0; i < n; i++) {
+      print "  - id: s" i
+      print "    needs: []"
+      print "    exec: { command: [sleep, \"2\"] }"
+    }
+  }' >"$work/parallel.yaml"
+  read -r parallel_runbook_s parallel_shell_s < <(time_pair 3 \
+    runbook "$binary run $work/parallel.yaml --output json" \
+    shell "bash -c 'for i in \$(seq $parallel); do sleep 2 & done; wait'")
+fi
 
 per_step() { awk -v s="$1" -v n="$2" 'BEGIN { printf "%.1f µs/step", s / n * 1e6 }'; }
 overhead() { awk -v j="$1" -v e="$2" -v n="$3" 'BEGIN { printf "%.1f µs/step", (j - e) / n * 1e6 }'; }
-cat <<EOF
-
+echo
+if want criterion; then
+  cat <<EOF
 validate, 10,000 steps:                 $(awk -v s="$validate_s" 'BEGIN { printf "%.2f s", s }')
 engine, chain of 1,000 assert steps:    $(per_step "$chain_s" 1000)
 engine, 10,000 independent asserts:     $(per_step "$wide_s" 10000)
@@ -280,17 +302,31 @@ journaled, chain of 1,000 asserts:      $(per_step "$journal_chain_s" 1000) (jou
 journaled, 10,000 independent asserts:  $(per_step "$journal_wide_s" 10000) (journal: $(overhead "$journal_wide_s" "$wide_s" 10000))
 resume of 10,000 ended steps:           $(awk -v s="$resume_s" 'BEGIN { printf "%.0f ms", s * 1e3 }')
 spawn of one step command (supervised): $(awk -v s="$spawn_step_s" -v p="$spawn_plain_s" -v f="$spawn_fork_s" \
-  'BEGIN { printf "%.0f µs (plain spawn %.0f µs, full fork %.0f µs)", s * 1e6, p * 1e6, f * 1e6 }')
-exec /bin/true x1000 (journaled): runbook $(awk -v r="$exec_runbook_s" -v s="$exec_shell_s" \
-  'BEGIN { printf "%.2f s, shell %.2f s (ratio %.2f)", r, s, r / s }')
-peak memory, 10,000 assert steps:       $peak
-chain of 1,000 asserts (the binary):    $(per_step "$best_chain_s" 1000) (best of 5 whole runs)
-for_each of $FOR_EACH_ITEMS asserts:   $each
-binary:                                 $binary_mb MB, cold start $(awk -v s="$cold_s" 'BEGIN { printf "%.1f ms", s * 1e3 }') (validate, fastest of 20)
+    'BEGIN { printf "%.0f µs (plain spawn %.0f µs, full fork %.0f µs)", s * 1e6, p * 1e6, f * 1e6 }')
 EOF
-cat <<EOF
-$(printf '%-40s' "fan-out, $fanout exec items:")$(awk -v r="$fanout_runbook_s" -v s="$fanout_shell_s" -v n="$fanout" \
-  'BEGIN { printf "runbook %.2f ms/item, shell %.2f ms/item (ratio %.2f)", r / n * 1e3, s / n * 1e3, r / s }'); peak $fanout_peak
-$(printf '%-40s' "$parallel parallel sleep 2:")$(awk -v r="$parallel_runbook_s" -v s="$parallel_shell_s" \
-  'BEGIN { printf "runbook %.2f s, shell %.2f s (ratio %.2f)", r, s, r / s }')
-EOF
+fi
+if want exec; then
+  echo "exec /bin/true x1000 (journaled): runbook $(awk -v r="$exec_runbook_s" -v s="$exec_shell_s" \
+    'BEGIN { printf "%.2f s, shell %.2f s (ratio %.2f)", r, s, r / s }')"
+fi
+if want memory; then
+  echo "peak memory, 10,000 assert steps:       $peak"
+fi
+if want chain; then
+  echo "chain of 1,000 asserts (the binary):    $(per_step "$best_chain_s" 1000) (best of 5 whole runs)"
+fi
+if want each; then
+  echo "for_each of $FOR_EACH_ITEMS asserts:   $each"
+fi
+if want cold; then
+  echo "binary:                                 $binary_mb MB, cold start $(awk -v s="$cold_s" \
+    'BEGIN { printf "%.1f ms", s * 1e3 }') (validate, fastest of 20)"
+fi
+if want fanout; then
+  echo "$(printf '%-40s' "fan-out, $fanout exec items:")$(awk -v r="$fanout_runbook_s" \
+    -v s="$fanout_shell_s" -v n="$fanout" 'BEGIN { printf "runbook %.2f ms/item, shell %.2f ms/item (ratio %.2f)", r / n * 1e3, s / n * 1e3, r / s }'); peak $fanout_peak"
+fi
+if want parallel; then
+  echo "$(printf '%-40s' "$parallel parallel sleep 2:")$(awk -v r="$parallel_runbook_s" \
+    -v s="$parallel_shell_s" 'BEGIN { printf "runbook %.2f s, shell %.2f s (ratio %.2f)", r, s, r / s }')"
+fi

@@ -220,7 +220,7 @@ macro_rules! forward_store {
 
             fn close(&self) -> $crate::store::StoreFuture<'_, ()> {
                 Box::pin(async move {
-                    self.pool.close().await;
+                    self.close_connections().await;
                     Ok(())
                 })
             }

@@ -86,10 +86,7 @@ impl Run {
         let mut context = jaq_json::Map::default();
         context.insert(key("inputs"), scope.inputs_val.clone());
         context.insert(key("secrets"), scope.secrets_val.clone());
-        context.insert(
-            key("steps"),
-            scope.steps_val.lock().expect("steps lock").clone(),
-        );
+        context.insert(key("steps"), self.steps_val(scope));
         context.insert(key("run"), jq::to_val(&self.run_json()));
         if let Some((step, instance)) = step {
             context.insert(key("step"), jq::to_val(&self.step_json(step, instance)));
@@ -168,20 +165,87 @@ impl Run {
         found
     }
 
-    /// Brings the context's `steps.<id>` up to date after the step changed.
+    /// Marks the context's `steps.<id>` out of date after the step changed: it is brought up
+    /// to date when an expression is next evaluated.
     pub(super) fn refresh(&self, scope: &Scope<'_>, id: &str) {
-        let entry = self
-            .state
-            .lock()
-            .expect("state lock")
-            .steps_context(&scope.prefix, std::iter::once(id));
-        let Some(value) = entry.get(id) else { return };
-        let mut steps = scope.steps_val.lock().expect("steps lock");
-        if let Val::Obj(map) = &mut *steps {
-            std::sync::Arc::make_mut(map)
-                .insert(jq::to_val(&Value::String(id.to_owned())), jq::to_val(value));
+        let mut stale = scope.stale_steps.lock().expect("stale steps lock");
+        if stale.named.insert(id.to_owned()) {
+            stale.order.push(id.to_owned());
         }
     }
+
+    /// The context's `steps`, its out-of-date entries made again from the run's state.
+    fn steps_val(&self, scope: &Scope<'_>) -> Val {
+        let mut steps = scope.steps_val.lock().expect("steps lock");
+        let stale = std::mem::take(&mut *scope.stale_steps.lock().expect("stale steps lock"));
+        if !stale.order.is_empty() {
+            let state = self.state.lock().expect("state lock");
+            if let Val::Obj(map) = &mut *steps {
+                let map = std::sync::Arc::make_mut(map);
+                for id in stale.order {
+                    if let Some(value) = step_val(&state, &format!("{}{id}", scope.prefix)) {
+                        map.insert(Val::from(id), value);
+                    }
+                }
+            }
+        }
+        steps.clone()
+    }
+}
+
+/// A step's entry in the context (`steps.<id>`, as [`RunState::steps_context`] writes it),
+/// made as a jq value at once: through JSON first, a `for_each` of hundreds of thousands of
+/// items held its items twice at the end of the step. The keys, and the statuses, are made
+/// once and shared by every item.
+fn step_val(state: &RunState, path: &str) -> Option<Val> {
+    let record = state.steps.get(path)?;
+    let key = |name: &str| Val::from(name.to_owned());
+    let (item_key, index_key, status_key, outputs_key, via_key) = (
+        key("item"),
+        key("index"),
+        key("status"),
+        key("outputs"),
+        key("via"),
+    );
+    let mut statuses: HashMap<&'static str, Val> = HashMap::new();
+    let mut status = |status: Option<StepStatus>| match status {
+        None => Val::Null,
+        Some(status) => statuses
+            .entry(status.name())
+            .or_insert_with(|| Val::from(status.name().to_owned()))
+            .clone(),
+    };
+    let via = |via: Option<Via>| match via {
+        None => Val::Null,
+        Some(via) => jq::to_val(&json!(via)),
+    };
+    let count = record.expanded.as_ref().map_or(0, Vec::len);
+    let items: Val = (0..count)
+        .map(|index| {
+            let item = state.steps.get(&format!("{path}[{index}]"));
+            let mut entry = jaq_json::Map::default();
+            entry.insert(
+                item_key.clone(),
+                item.and_then(|r| r.item.as_ref())
+                    .map_or(Val::Null, jq::to_val),
+            );
+            entry.insert(index_key.clone(), Val::from(index as isize));
+            entry.insert(status_key.clone(), status(item.and_then(|r| r.status)));
+            entry.insert(
+                outputs_key.clone(),
+                item.map_or(Val::Null, |r| jq::to_val(&r.outputs)),
+            );
+            entry.insert(via_key.clone(), via(item.and_then(|r| r.via)));
+            Val::obj(entry)
+        })
+        .collect();
+    let mut entry = jaq_json::Map::default();
+    entry.insert(status_key, status(record.status));
+    entry.insert(outputs_key, jq::to_val(&record.outputs));
+    entry.insert(key("attempts"), Val::from(record.attempts as isize));
+    entry.insert(via_key, via(record.via));
+    entry.insert(key("items"), items);
+    Some(Val::obj(entry))
 }
 
 /// Compiles a jq expression; the message joins every compile error.

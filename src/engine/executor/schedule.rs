@@ -96,8 +96,13 @@ impl Run {
                     "runbook outputs read `{read}`, which carried a secret: {reason}"
                 ));
             }
-            let context = self.jq_context(scope, None);
             let mut outputs = Map::new();
+            // Made only when there is something to read it: see `Scope::stale_steps`.
+            let context = if scope.loaded.runbook.outputs.is_empty() {
+                Val::Null
+            } else {
+                self.jq_context(scope, None)
+            };
             for (name, expression) in scope.loaded.runbook.outputs.iter() {
                 let value = self
                     .evaluate(&expression.value, context.clone(), &context)

@@ -94,6 +94,11 @@ fn pool_options() -> sqlx::postgres::PgPoolOptions {
 }
 
 impl PostgresStore {
+    /// Closes the pool's connections.
+    async fn close_connections(&self) {
+        self.pool.close().await;
+    }
+
     /// Connects and brings the tables up to date (migrations run at every open; PostgreSQL's
     /// advisory lock lets one process at a time apply them). The database itself must exist:
     /// its administrator makes it, with the user runbook connects as.

@@ -185,7 +185,9 @@ async fn a_journal_copied_from_sqlite_verifies_the_same() {
     .await
     .unwrap();
     let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
-        "SELECT seq, at, kind, body, chain FROM events WHERE run_id = 'copied' ORDER BY seq",
+        "SELECT seq, at, kind, body, \
+         CASE typeof(chain) WHEN 'blob' THEN lower(hex(chain)) ELSE chain END \
+         FROM events WHERE run_id = 'copied' ORDER BY seq",
     )
     .fetch_all(&sqlite_pool)
     .await

@@ -1,18 +1,21 @@
 //! The journal: creating a run, appending events to its hash chain, reading them back.
 
 use sha2::{Digest, Sha256};
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::Row;
 
 use super::errors::{Failure, Outcome};
-use super::leases::{lease_end, new_token, set_owner};
-use super::{SqliteStore, now, now_ms, to_i64};
-use crate::event::{Envelope, RunEvent, RunFold, RunStatus};
-use crate::store::rows::status_from;
+use super::leases::{new_token, set_owner};
+use super::{SqliteStore, now};
+use crate::event::{Envelope, RunEvent, RunFold};
 use crate::store::{Lease, NewRun, QUEUE_PATH, QUEUE_RECORD, StoreError};
 
-/// Events per INSERT statement: 6 parameters each stays far below SQLite's limit on bound
-/// parameters, while a group of thousands of events still costs only a few statements.
-const INSERT_CHUNK: usize = 500;
+/// The `chain` column of `events` read as lower-case hex text, whichever form it is
+/// stored in (bytes since the store's fifth version, hex text before): see [`link_bytes`].
+macro_rules! link_hex {
+    () => {
+        "CASE typeof(chain) WHEN 'blob' THEN lower(hex(chain)) ELSE chain END AS chain"
+    };
+}
 
 impl SqliteStore {
     /// Creates a run with its first event: owned (its lease returned), or queued (no owner,
@@ -82,7 +85,7 @@ impl SqliteStore {
         .bind(&first.at)
         .bind(&event.kind)
         .bind(&event.body)
-        .bind(&chain)
+        .bind(link_bytes(&chain))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -96,98 +99,6 @@ impl SqliteStore {
         })
     }
 
-    pub(super) async fn append_events(
-        &self,
-        lease: &Lease,
-        first_seq: u64,
-        events: &[Envelope],
-    ) -> Outcome<()> {
-        let run_id = lease.run_id.as_str();
-        if events.is_empty() {
-            return self.renew_lease(lease).await;
-        }
-        // Everything that needs no database first, to hold the write lock briefly.
-        let encoded = encode_batch(run_id, first_seq, events)?;
-        // BEGIN IMMEDIATE and a write first: the write lock is taken at the start, where
-        // SQLite waits for it, rather than on a later upgrade, where it would fail at once.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // Fencing: a lease taken over, or one that ran out (its holder was paused past it
-        // and cannot know that nobody resumed the run meanwhile), refuses the write.
-        let renewed = sqlx::query(
-            "UPDATE owners SET expires_at_ms = ? \
-             WHERE run_id = ? AND token = ? AND expires_at_ms >= ?",
-        )
-        .bind(lease_end())
-        .bind(run_id)
-        .bind(&lease.token)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        if renewed.rows_affected() == 0 {
-            return Err(StoreError::LostOwnership(run_id.to_owned()).into());
-        }
-        let run = sqlx::query(
-            "SELECT last_seq, last_chain, status, ended_at, duration_ms FROM runs WHERE id = ?",
-        )
-        .bind(run_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
-        let last_seq: i64 = run.try_get("last_seq")?;
-        let mut last_chain: String = run.try_get("last_chain")?;
-        // The list of runs follows the run-level events, read as every report reads them.
-        let mut fold = RunFold {
-            status: Some(status_from(run.try_get("status")?)?),
-            ended_at: run.try_get("ended_at")?,
-            duration_ms: run
-                .try_get::<Option<i64>, _>("duration_ms")?
-                .and_then(|ms| u64::try_from(ms).ok()),
-            ..RunFold::default()
-        };
-        let rows = link(
-            run_id,
-            first_seq,
-            last_seq,
-            &mut last_chain,
-            &mut fold,
-            encoded,
-            events,
-        )?;
-        let last_seq = last_seq + rows.len() as i64;
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO events (run_id, seq, at, kind, body, chain) ",
-            );
-            insert.push_values(rows.by_ref().take(INSERT_CHUNK), |mut values, row| {
-                let (seq, at, kind, body, chain) = row;
-                values
-                    .push_bind(run_id)
-                    .push_bind(seq)
-                    .push_bind(at)
-                    .push_bind(kind)
-                    .push_bind(body)
-                    .push_bind(chain);
-            });
-            insert.build().execute(&mut *tx).await?;
-        }
-        sqlx::query(
-            "UPDATE runs SET last_seq = ?, last_chain = ?, updated_at = ?, status = ?, \
-             ended_at = ?, duration_ms = ? WHERE id = ?",
-        )
-        .bind(last_seq)
-        .bind(&last_chain)
-        .bind(now())
-        .bind(fold.status.unwrap_or(RunStatus::Running).name())
-        .bind(&fold.ended_at)
-        .bind(fold.duration_ms.map(to_i64))
-        .bind(run_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub(super) async fn read_events(&self, run_id: &str) -> Outcome<Vec<Envelope>> {
         // One read transaction, so that the run's row and its events are the same snapshot
         // even while another process appends.
@@ -199,11 +110,14 @@ impl SqliteStore {
             .ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
         let last_seq: i64 = run.try_get("last_seq")?;
         let last_chain: String = run.try_get("last_chain")?;
-        let rows =
-            sqlx::query("SELECT seq, at, body, chain FROM events WHERE run_id = ? ORDER BY seq")
-                .bind(run_id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let rows = sqlx::query(concat!(
+            "SELECT seq, at, body, ",
+            link_hex!(),
+            " FROM events WHERE run_id = ? ORDER BY seq"
+        ))
+        .bind(run_id)
+        .fetch_all(&mut *tx)
+        .await?;
         tx.commit().await?;
 
         let mut stored = Vec::with_capacity(rows.len());
@@ -431,7 +345,22 @@ pub(in crate::store) fn chain(
     hex(&digest.chain_update(body.as_bytes()).finalize())
 }
 
-/// Lower-case hex, as the chain links are stored.
+/// A link as the `events` table keeps it: its 32 bytes, not its 64 hex digits. Links of
+/// older journals are kept as hex text; both read back as hex through [`link_hex`]. The run's
+/// head (`runs.last_chain`) stays hex text: reports show it, and it is one a run.
+pub(super) fn link_bytes(hex: &str) -> Vec<u8> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        _ => unreachable!("links are written by `chain`, in lower-case hex"),
+    };
+    hex.as_bytes()
+        .chunks_exact(2)
+        .map(|pair| digit(pair[0]) << 4 | digit(pair[1]))
+        .collect()
+}
+
+/// Lower-case hex, as the chain links are computed (and shown).
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(2 * bytes.len());

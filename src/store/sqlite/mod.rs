@@ -31,9 +31,12 @@ macro_rules! summary {
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The connection appends go through (see [`append`]).
+    writer: append::Writer,
     location: String,
 }
 
+mod append;
 mod approvals;
 mod durations;
 pub(super) mod errors;

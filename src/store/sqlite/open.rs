@@ -121,7 +121,11 @@ impl SqliteStore {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(file);
         }
-        let store = SqliteStore { pool, location };
+        let store = SqliteStore {
+            pool,
+            writer: Default::default(),
+            location,
+        };
         store.migrate().await?;
         Ok(store)
     }

@@ -108,7 +108,9 @@ async fn events_are_stored_chained_as_documented() {
     // The chain as documented: sha256(previous + "\n" + seq + "\n" + run_id + "\n" + at +
     // "\n" + body), the body being the bare event, the run id and the time columns.
     let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
-        "SELECT seq, at, kind, body, chain FROM events WHERE run_id = 'r1' ORDER BY seq",
+        "SELECT seq, at, kind, body, \
+         CASE typeof(chain) WHEN 'blob' THEN lower(hex(chain)) ELSE chain END \
+         FROM events WHERE run_id = 'r1' ORDER BY seq",
     )
     .fetch_all(&store.pool)
     .await
@@ -128,6 +130,13 @@ async fn events_are_stored_chained_as_documented() {
         assert_eq!(&hex, link);
         previous = hex;
     }
+    // Stored as their 32 bytes, read back as hex.
+    let stored: Vec<(String, i64)> =
+        sqlx::query_as("SELECT typeof(chain), length(chain) FROM events WHERE run_id = 'r1'")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, vec![("blob".to_owned(), 32); 3]);
     let kinds: Vec<&str> = rows
         .iter()
         .map(|(_, _, kind, _, _)| kind.as_str())

@@ -1,0 +1,210 @@
+//! Appending events: what every step of every run waits for, so it costs the one disk sync
+//! of SQLite's commit and as little else as it can.
+//!
+//! - Appends go through one connection kept for them. SQLite drops a connection's page
+//!   cache whenever another connection has written since it last looked, and the pool hands
+//!   its connections out in turn: each append read back from the file the pages it was
+//!   about to change.
+//! - An append is two round trips to that connection's thread, not seven (begin, fence,
+//!   read, insert, update, commit, and the pool's own): the first takes the write lock,
+//!   fences the lease and reads the run's row; the second inserts the events, updates the
+//!   run's row and commits. SQLite runs the statements of one string in order, and nothing
+//!   else uses the connection in between.
+//! - The statements of small appends (a chain's step ending and the next starting) are
+//!   prepared once and kept; those of large groups are prepared for the one use, since the
+//!   text differs with the number of rows and a kept statement of hundreds of rows holds
+//!   hundreds of kilobytes.
+
+use sqlx::sqlite::SqliteConnection;
+use sqlx::{AssertSqlSafe, Connection, Row};
+
+use super::errors::Outcome;
+use super::journal::{EventRow, encode_batch, link, link_bytes};
+use super::leases::lease_end;
+use super::{SqliteStore, now, now_ms, to_i64};
+use crate::event::{Envelope, RunFold, RunStatus};
+use crate::store::rows::status_from;
+use crate::store::{Lease, StoreError};
+
+/// Events per INSERT statement: 6 parameters each stays far below SQLite's limit on bound
+/// parameters, while a group of thousands of events still costs only a few statements.
+const INSERT_CHUNK: usize = 500;
+
+/// Appends of at most this many events keep their prepared statements: one statement text
+/// per count, so a few.
+const KEPT_UP_TO: usize = 8;
+
+/// BEGIN IMMEDIATE, then a write: the write lock is taken at the start, where SQLite waits
+/// for it, rather than on a later upgrade, where it would fail at once. The write is the
+/// fencing: a lease taken over, or one that ran out (its holder was paused past it and
+/// cannot know that nobody resumed the run meanwhile), renews nothing and returns no row,
+/// and the append is refused. The row it returns is the run's, read under the write lock.
+const BEGIN: &str = "BEGIN IMMEDIATE; \
+     UPDATE owners SET expires_at_ms = ? \
+     WHERE run_id = ? AND token = ? AND expires_at_ms >= ? \
+     RETURNING \
+     (SELECT last_seq FROM runs WHERE id = owners.run_id) AS last_seq, \
+     (SELECT last_chain FROM runs WHERE id = owners.run_id) AS last_chain, \
+     (SELECT status FROM runs WHERE id = owners.run_id) AS status, \
+     (SELECT ended_at FROM runs WHERE id = owners.run_id) AS ended_at, \
+     (SELECT duration_ms FROM runs WHERE id = owners.run_id) AS duration_ms";
+
+/// The connection appends go through, opened at the first append. `None` between a failed
+/// append and the next: a connection a failure (or a cancelled append) may have left inside
+/// a transaction is closed, never used again.
+pub(super) type Writer = tokio::sync::Mutex<Option<SqliteConnection>>;
+
+impl SqliteStore {
+    pub(super) async fn append_events(
+        &self,
+        lease: &Lease,
+        first_seq: u64,
+        events: &[Envelope],
+    ) -> Outcome<()> {
+        let run_id = lease.run_id.as_str();
+        if events.is_empty() {
+            return self.renew_lease(lease).await;
+        }
+        // Everything that needs no database first, to hold the write lock briefly.
+        let encoded = encode_batch(run_id, first_seq, events)?;
+        let mut writer = self.writer.lock().await;
+        // Taken out while in use: an append cancelled half-way drops it, and closing it
+        // rolls back whatever it had begun.
+        let mut connection = match writer.take() {
+            Some(connection) => connection,
+            None => self.pool.acquire().await?.detach(),
+        };
+        match append(&mut connection, lease, first_seq, events, encoded).await {
+            Ok(()) => {
+                *writer = Some(connection);
+                Ok(())
+            }
+            Err(failure) => {
+                // Nothing of the append stays: the transaction is rolled back (refused,
+                // harmlessly, when SQLite already ended it), and the connection is closed.
+                let _ = sqlx::query("ROLLBACK").execute(&mut connection).await;
+                let _ = connection.close().await;
+                Err(failure)
+            }
+        }
+    }
+
+    /// Closes the appends' connection, then the pool: SQLite folds its write-ahead log back
+    /// into the database file when the last connection closes.
+    pub(super) async fn close_connections(&self) {
+        if let Some(connection) = self.writer.lock().await.take() {
+            let _ = connection.close().await;
+        }
+        self.pool.close().await;
+    }
+}
+
+/// One append on `connection`: two round trips, the second ending in the commit.
+async fn append(
+    connection: &mut SqliteConnection,
+    lease: &Lease,
+    first_seq: u64,
+    events: &[Envelope],
+    encoded: Vec<super::journal::Encoded>,
+) -> Outcome<()> {
+    let run_id = lease.run_id.as_str();
+    let run = sqlx::query(BEGIN)
+        .bind(lease_end())
+        .bind(run_id)
+        .bind(&lease.token)
+        .bind(now_ms())
+        // All rows, so that the statement runs to its end before the next round trip.
+        .fetch_all(&mut *connection)
+        .await?;
+    let Some(run) = run.first() else {
+        return Err(StoreError::LostOwnership(run_id.to_owned()).into());
+    };
+    let last_seq: i64 = run
+        .try_get::<Option<i64>, _>("last_seq")?
+        .ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
+    let mut last_chain: String = run.try_get("last_chain")?;
+    // The list of runs follows the run-level events, read as every report reads them.
+    let mut fold = RunFold {
+        status: Some(status_from(run.try_get("status")?)?),
+        ended_at: run.try_get("ended_at")?,
+        duration_ms: run
+            .try_get::<Option<i64>, _>("duration_ms")?
+            .and_then(|ms| u64::try_from(ms).ok()),
+        ..RunFold::default()
+    };
+    let rows = link(
+        run_id,
+        first_seq,
+        last_seq,
+        &mut last_chain,
+        &mut fold,
+        encoded,
+        events,
+    )?;
+    let last_seq = last_seq + rows.len() as i64;
+    let count = rows.len();
+    let mut write = sqlx::query(AssertSqlSafe(write_sql(count)));
+    for row in rows {
+        let (seq, at, kind, body, chain): EventRow = row;
+        write = write
+            .bind(run_id)
+            .bind(seq)
+            .bind(at)
+            .bind(kind)
+            .bind(body)
+            .bind(link_bytes(&chain));
+    }
+    write
+        .bind(last_seq)
+        .bind(last_chain)
+        .bind(now())
+        .bind(fold.status.unwrap_or(RunStatus::Running).name())
+        .bind(fold.ended_at)
+        .bind(fold.duration_ms.map(to_i64))
+        .bind(run_id)
+        .persistent(count <= KEPT_UP_TO)
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}
+
+/// The second round trip of an append of `rows` events: their INSERTs, the run's row, the
+/// commit.
+fn write_sql(rows: usize) -> String {
+    const ROW: &str = "(?, ?, ?, ?, ?, ?)";
+    let mut sql = String::with_capacity(rows * (ROW.len() + 2) + 256);
+    let mut left = rows;
+    while left > 0 {
+        let chunk = left.min(INSERT_CHUNK);
+        sql.push_str("INSERT INTO events (run_id, seq, at, kind, body, chain) VALUES ");
+        for n in 0..chunk {
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(ROW);
+        }
+        sql.push_str("; ");
+        left -= chunk;
+    }
+    sql.push_str(
+        "UPDATE runs SET last_seq = ?, last_chain = ?, updated_at = ?, status = ?, \
+         ended_at = ?, duration_ms = ? WHERE id = ?; COMMIT",
+    );
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_write_of_a_large_group_is_split_into_inserts_of_a_few_hundred_rows() {
+        let sql = write_sql(1);
+        assert_eq!(sql.matches("INSERT INTO events").count(), 1);
+        assert_eq!(sql.matches('?').count(), 6 + 7);
+        let sql = write_sql(INSERT_CHUNK * 2 + 1);
+        assert_eq!(sql.matches("INSERT INTO events").count(), 3);
+        assert_eq!(sql.matches('?').count(), (INSERT_CHUNK * 2 + 1) * 6 + 7);
+        assert!(sql.ends_with("; COMMIT"));
+    }
+}
