@@ -1,7 +1,7 @@
 use super::AppError;
 use crate::event::{Envelope, RunStatus};
 use crate::report::run_report::shown_status;
-use crate::store::{HeldLock, RunSummary, Store};
+use crate::store::{HeldLock, RunSummary, RunsPage, Store};
 use jiff::Timestamp;
 
 /// The runs of a store, newest first.
@@ -29,6 +29,8 @@ pub struct RunFilter {
     pub since: Option<Timestamp>,
     /// At most this many runs: the newest.
     pub limit: Option<usize>,
+    /// Only runs older than this one (newest first): the next page after a run listed.
+    pub after: Option<String>,
 }
 
 impl RunFilter {
@@ -47,15 +49,34 @@ impl RunFilter {
 }
 
 /// The runs of the store that `filter` admits, newest first.
+/// Runs are read a page at a time, so that a short list of a large store reads little more
+/// than what it shows; the status and the time are checked here, as lists show them.
 pub async fn list(store: &dyn Store, filter: &RunFilter) -> Result<RunList, AppError> {
-    let runs = store.runs().await?;
+    let wanted = filter.limit.unwrap_or(usize::MAX);
+    // A page a little larger than asked for: most filters admit most runs.
+    let page_size = u32::try_from(wanted.saturating_add(1).clamp(100, 2_000)).unwrap_or(2_000);
+    let mut page = RunsPage {
+        runbook: filter.runbook.clone(),
+        after: filter.after.clone(),
+        limit: page_size,
+    };
+    let mut runs = Vec::new();
+    while runs.len() < wanted {
+        let read = store.runs_page(&page).await?;
+        let last_page = read.len() < page_size as usize;
+        page.after = read.last().map(|run| run.id.clone());
+        runs.extend(
+            read.into_iter()
+                .filter(|run| filter.admits(run))
+                .take(wanted - runs.len()),
+        );
+        if last_page {
+            break;
+        }
+    }
     Ok(RunList {
         location: store.location(),
-        runs: runs
-            .into_iter()
-            .filter(|run| filter.admits(run))
-            .take(filter.limit.unwrap_or(usize::MAX))
-            .collect(),
+        runs,
     })
 }
 

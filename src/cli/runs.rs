@@ -26,6 +26,7 @@ fn list(args: &RunsListArgs, printer: &Printer) -> anyhow::Result<ExitStatus> {
             status: args.status,
             since: args.since,
             limit: args.limit,
+            after: None,
         };
         let listed = app::list(store.as_ref(), &filter).await;
         let _ = store.close().await;

@@ -134,6 +134,17 @@ macro_rules! forward_store {
                 })
             }
 
+            fn runs_page<'a>(
+                &'a self,
+                page: &'a $crate::store::RunsPage,
+            ) -> $crate::store::StoreFuture<'a, Vec<$crate::store::RunSummary>> {
+                Box::pin(async move {
+                    self.summaries_page(page)
+                        .await
+                        .map_err(|f| self.explain(f, || "listing runs".to_owned()))
+                })
+            }
+
             fn prune<'a>(
                 &'a self,
                 ended_before: &'a str,

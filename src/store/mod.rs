@@ -75,6 +75,16 @@ impl NewRun<'_> {
 }
 
 /// One line of `runbook runs list`.
+/// Which runs [`Store::runs_page`] reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunsPage {
+    /// Only runs of the runbook with this `name`.
+    pub runbook: Option<String>,
+    /// The page starts after this run (in newest-first order).
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSummary {
     pub id: String,
@@ -241,6 +251,11 @@ pub trait Store: Send + Sync {
 
     /// Every run, newest first.
     fn runs<'a>(&'a self) -> StoreFuture<'a, Vec<RunSummary>>;
+
+    /// A page of runs, newest first (as [`Store::runs`] orders them): those of one runbook
+    /// when `page.runbook` says, from after the run `page.after` (none when that run is
+    /// unknown), at most `page.limit`. A list of a few runs out of many reads only those.
+    fn runs_page<'a>(&'a self, page: &'a RunsPage) -> StoreFuture<'a, Vec<RunSummary>>;
 
     /// Deletes every run that is over (succeeded, failed or cancelled) and ended before
     /// `ended_before` (RFC 3339, UTC), with its events, owner and answers, then gives the

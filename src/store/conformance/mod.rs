@@ -59,6 +59,7 @@ pub async fn run_all(factory: &dyn StoreFactory) {
     an_expired_lease_can_be_taken(factory).await;
     a_lease_that_ran_out_fences_its_writer(factory).await;
     summaries_follow_the_run(factory).await;
+    pages_of_runs_are_slices_of_the_list(factory).await;
     queued_runs_are_claimed_once_each(factory).await;
     a_step_is_answered_once(factory).await;
     a_quorum_takes_each_person_once(factory).await;
@@ -432,6 +433,64 @@ pub async fn a_lease_that_ran_out_fences_its_writer(factory: &dyn StoreFactory) 
 
 /// The summary follows the run-level events: status, end, the time of every segment, the
 /// owner; and the list is newest first.
+/// `runs_page` walks the list `runs` gives, a page at a time from a cursor, and narrows it
+/// to one runbook; a cursor naming no run gives nothing.
+pub async fn pages_of_runs_are_slices_of_the_list(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    let owner = Owner::current();
+    for number in 0..7 {
+        let run_id = format!("paged-{number}");
+        let mut first = started(&run_id);
+        if number == 3 {
+            if let RunEvent::RunStarted { runbook, .. } = &mut first.event {
+                *runbook = "other".to_owned();
+            }
+        }
+        store.create(&run_id, &owner, &first).await.unwrap();
+    }
+    let all: Vec<String> = store
+        .runs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let mut walked = Vec::new();
+    let mut page = crate::store::RunsPage {
+        limit: 2,
+        ..Default::default()
+    };
+    loop {
+        let read = store.runs_page(&page).await.unwrap();
+        assert!(read.len() <= 2, "a page holds at most its limit");
+        if read.is_empty() {
+            break;
+        }
+        page.after = read.last().map(|r| r.id.clone());
+        walked.extend(read.into_iter().map(|r| r.id));
+    }
+    assert_eq!(walked, all, "the pages, one after another, are the list");
+    let others = store
+        .runs_page(&crate::store::RunsPage {
+            runbook: Some("other".to_owned()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = others.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["paged-3"]);
+    let unknown = store
+        .runs_page(&crate::store::RunsPage {
+            after: Some("no-such-run".to_owned()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(unknown.is_empty(), "after an unknown run: {unknown:?}");
+}
+
 pub async fn summaries_follow_the_run(factory: &dyn StoreFactory) {
     let store = factory.open().await;
     let owner = Owner::current();

@@ -4,7 +4,7 @@ use crate::store::rows::summary_from;
 
 use super::SqliteStore;
 use super::errors::Outcome;
-use crate::store::{RunSummary, StoreError};
+use crate::store::{RunSummary, RunsPage, StoreError};
 
 impl SqliteStore {
     pub(super) async fn summary(&self, run_id: &str) -> Outcome<RunSummary> {
@@ -21,6 +21,24 @@ impl SqliteStore {
             summary!(),
             " ORDER BY r.created_at DESC, r.id DESC"
         ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(summary_from).collect::<Result<_, _>>()?)
+    }
+
+    pub(super) async fn summaries_page(&self, page: &RunsPage) -> Outcome<Vec<RunSummary>> {
+        // The order of `summaries`, read through the index on (created_at, id) from the
+        // cursor's run on: a page costs its own rows, whatever the store holds.
+        let rows = sqlx::query(concat!(
+            summary!(),
+            " WHERE (?1 IS NULL OR r.runbook = ?1) \
+             AND (?2 IS NULL OR (r.created_at, r.id) < \
+                  (SELECT a.created_at, a.id FROM runs a WHERE a.id = ?2)) \
+             ORDER BY r.created_at DESC, r.id DESC LIMIT ?3"
+        ))
+        .bind(page.runbook.as_deref())
+        .bind(page.after.as_deref())
+        .bind(i64::from(page.limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(summary_from).collect::<Result<_, _>>()?)

@@ -178,28 +178,26 @@ pub async fn list(
         })?),
     };
     let limit = query.limit.unwrap_or(50).clamp(1, MAX_PAGE);
-    let filter = crate::app::RunFilter {
-        runbook: query.runbook.clone(),
-        status,
-        since,
-        limit: None,
-    };
-    let all = crate::app::list(state.store.as_ref(), &filter).await?;
-    let mut runs = all.runs.iter();
     if let Some(before) = &query.before {
-        // Newest first: the page starts after the cursor's run.
-        if !all.runs.iter().any(|r| &r.id == before) {
+        // The cursor must name a run: a page after an unknown one would be empty.
+        let known = state.store.run(before).await.is_ok();
+        if !known {
             return Err(ApiError::field(
                 "before",
                 format!("no run `{before}` among the runs selected"),
             ));
         }
-        for run in runs.by_ref() {
-            if &run.id == before {
-                break;
-            }
-        }
     }
+    let filter = crate::app::RunFilter {
+        runbook: query.runbook.clone(),
+        status,
+        since,
+        // One more than the page: whether there is a next page.
+        limit: Some(limit + 1),
+        after: query.before.clone(),
+    };
+    let listed = crate::app::list(state.store.as_ref(), &filter).await?;
+    let mut runs = listed.runs.iter();
     let page: Vec<RunItem> = runs.by_ref().take(limit).map(RunItem::new).collect();
     let next = match runs.next() {
         Some(_) => page.last().map(|r| r.id.clone()),
