@@ -59,6 +59,13 @@ impl ClaimedRun {
         &self.processes
     }
 
+    /// Lets go of the run without running it: it stays as its journal leaves it, for a
+    /// resume to take up (a control made from the web journals itself this way and asks
+    /// serve's workers to run the rest, see [`super::ask_resume`]).
+    pub async fn release(self) -> Result<(), StoreError> {
+        self.store.release(&self.lease).await
+    }
+
     /// Has the run's step processes supervised by `program` rather than by this program.
     /// `program __supervise MARK` must serve as the runbook binary does: for a program that
     /// embeds the library without the command line (a test harness).

@@ -3,4 +3,6 @@
 
 mod support;
 
+mod browser;
+mod browser_support;
 mod smoke;
