@@ -7,7 +7,7 @@ use crate::serve::clock::SystemClock;
 use crate::serve::runner::ServeError;
 use crate::serve::{ServeOptions, ServeSetup, serve as run_schedules};
 use crate::store::StoreLocation;
-use crate::web::auth::Users;
+use crate::web::auth::{SignIn, Users};
 use crate::web::{ListenAddress, WebServer, WebState};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -77,6 +77,7 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 schedules: Arc::new(schedules.clone()),
                 base: Arc::from(setup.base.as_path()),
                 users: Arc::new(users),
+                sign_in: Arc::new(SignIn::new(&setup.http, false)),
             };
             if let Some(address) = web.local_address() {
                 tracing::info!(address = %address, "listening: http://{address}/");

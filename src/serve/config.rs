@@ -35,6 +35,14 @@ pub struct HttpConfig {
     /// role. Without one, nobody can sign in and every page and API route is refused.
     #[serde(default)]
     pub users_file: Option<String>,
+    /// How long a browser's sign-in lasts unused: `12h` [default: 12h]. Sessions are kept in
+    /// serve's memory: a restart of serve signs everyone out.
+    #[serde(default)]
+    pub session_idle: Option<Duration>,
+    /// Marks the session cookie `Secure` (sent over HTTPS only) even without `tls:`, for a
+    /// serve behind a proxy that terminates TLS. Always on with `tls:`.
+    #[serde(default)]
+    pub secure_cookies: bool,
 }
 
 /// A serve configuration, compiled: what `runbook serve` runs with.

@@ -52,6 +52,7 @@ pub fn router(state: WebState) -> Router {
         .merge(super::api::routes())
         .merge(super::ui::routes())
         .merge(super::metrics::routes())
+        .merge(super::auth::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             super::auth::authenticate,

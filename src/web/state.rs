@@ -1,6 +1,6 @@
 //! What every handler reaches: the store, the schedules, who may sign in.
 
-use super::auth::Users;
+use super::auth::{SignIn, Users};
 use crate::serve::Schedule;
 use crate::store::Store;
 use std::sync::Arc;
@@ -17,4 +17,6 @@ pub struct WebState {
     /// The configuration file's folder (runbook paths of a start request are read from it).
     pub base: Arc<std::path::Path>,
     pub users: Arc<Users>,
+    /// The open sessions of the sign-in page, and how its cookies are set.
+    pub sign_in: Arc<SignIn>,
 }

@@ -15,6 +15,56 @@ use std::time::{Duration, Instant};
 pub const VIEWER_TOKEN: &str = "viewer-token-0123456789abcdef";
 pub const OPERATOR_TOKEN: &str = "operator-token-0123456789abcdef";
 pub const ADMIN_TOKEN: &str = "admin-token-0123456789abcdef";
+/// A second operator's token (olga), for approvals that need someone else than the starter.
+pub const OLGA_TOKEN: &str = "olga-token-0123456789abcdef";
+
+/// The password of each person in the users file [`WebServe`] writes.
+pub const VIEWER_PASSWORD: &str = "viewer-pass";
+pub const OPERATOR_PASSWORD: &str = "operator-pass";
+pub const OLGA_PASSWORD: &str = "operator2-pass";
+pub const ADMIN_PASSWORD: &str = "admin-pass";
+
+/// The default users file: a password and a token for vera (viewer), otto and olga
+/// (operators), ada (admin). Hashed once per test process: argon2 is slow on purpose.
+pub fn default_users() -> String {
+    static USERS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    USERS
+        .get_or_init(|| {
+            let user = |name: &str, role: &str, password: &str| {
+                format!(
+                    "  - {{name: {name}, role: {role}, password: \"{}\"}}\n",
+                    argon2_hash(password)
+                )
+            };
+            let token = |name: &str, role: &str, token: &str| {
+                format!(
+                    "  - {{name: {name}, role: {role}, sha256: \"sha256:{}\"}}\n",
+                    sha256_hex(token)
+                )
+            };
+            format!(
+                "users:\n{}{}{}{}tokens:\n{}{}{}{}",
+                user("vera", "viewer", VIEWER_PASSWORD),
+                user("otto", "operator", OPERATOR_PASSWORD),
+                user("olga", "operator", OLGA_PASSWORD),
+                user("ada", "admin", ADMIN_PASSWORD),
+                token("vera", "viewer", VIEWER_TOKEN),
+                token("otto", "operator", OPERATOR_TOKEN),
+                token("olga", "operator", OLGA_TOKEN),
+                token("ada", "admin", ADMIN_TOKEN)
+            )
+        })
+        .clone()
+}
+
+/// An argon2id PHC string of `password`, as `runbook users add` writes it.
+pub fn argon2_hash(password: &str) -> String {
+    use argon2::password_hash::PasswordHasher;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes())
+        .expect("hash a password")
+        .to_string()
+}
 
 pub struct WebServe {
     dir: tempfile::TempDir,
@@ -34,20 +84,9 @@ pub struct Running {
 
 impl WebServe {
     pub fn new() -> WebServe {
-        let token = |name: &str, role: &str, token: &str| {
-            format!(
-                "  - {{name: {name}, role: {role}, sha256: \"sha256:{}\"}}\n",
-                sha256_hex(token)
-            )
-        };
         WebServe {
             dir: tempfile::tempdir().expect("a temporary directory"),
-            users: format!(
-                "tokens:\n{}{}{}",
-                token("vera", "viewer", VIEWER_TOKEN),
-                token("otto", "operator", OPERATOR_TOKEN),
-                token("ada", "admin", ADMIN_TOKEN)
-            ),
+            users: default_users(),
             config: "schedules: []\n".to_owned(),
             args: Vec::new(),
             env: Vec::new(),
@@ -68,7 +107,7 @@ impl WebServe {
         self
     }
 
-    /// The users file, replacing the default one (tokens of each role).
+    /// The users file, replacing the default one ([`default_users`]).
     pub fn users(mut self, text: impl Into<String>) -> WebServe {
         self.users = text.into();
         self
@@ -209,6 +248,86 @@ impl Running {
         }
     }
 
+    /// Any request, exactly as given: no redirect followed, so that a test sees the
+    /// `Location` and `Set-Cookie` of the answer.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, String)>,
+    ) -> Answer {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let url = format!("{}{path}", self.url);
+        let mut request = ureq::http::Request::builder().method(method).uri(&url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = match body {
+            Some((kind, body)) => agent.run(
+                request
+                    .header("Content-Type", kind)
+                    .body(body)
+                    .expect("a request"),
+            ),
+            None => agent.run(request.body(()).expect("a request")),
+        };
+        let mut response = response.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Posts the sign-in form as a browser does; the answer as it comes (a redirect with
+    /// the session cookie, or the form again with the problem).
+    pub fn post_login(&self, name: &str, password: &str, next: &str) -> Answer {
+        self.raw(
+            "POST",
+            "/login",
+            &[],
+            Some((
+                FORM,
+                form(&[("name", name), ("password", password), ("next", next)]),
+            )),
+        )
+    }
+
+    /// Signs in through the sign-in page, as a browser does; panics if refused.
+    pub fn sign_in(&self, name: &str, password: &str) -> Browser<'_> {
+        let answer = self.post_login(name, password, "/");
+        assert_eq!(answer.status, 303, "sign in as {name}: {}", answer.body);
+        let set_cookie = answer.header("set-cookie").expect("a session cookie");
+        let cookie = set_cookie
+            .split(';')
+            .next()
+            .expect("a cookie")
+            .trim()
+            .to_owned();
+        let mut browser = Browser {
+            serve: self,
+            cookie,
+            csrf: String::new(),
+        };
+        let page = browser.get("/account");
+        browser.csrf = hidden_input(&page.body, "csrf").expect("the CSRF token in the page");
+        assert!(!browser.csrf.is_empty(), "{}", page.body);
+        browser
+    }
+
     /// Waits until `check` holds, polling, or panics with the log after `limit`.
     pub fn wait_for(&self, what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
         let deadline = Instant::now() + limit;
@@ -262,4 +381,70 @@ pub fn sha256_hex(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+pub const FORM: &str = "application/x-www-form-urlencoded";
+
+/// A form body, URL-encoded.
+pub fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                percent_encoding::utf8_percent_encode(k, percent_encoding::NON_ALPHANUMERIC),
+                percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The value of the hidden input `name` in a page.
+pub fn hidden_input(page: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = page.find(&marker)? + marker.len();
+    let end = page[at..].find('"')?;
+    Some(page[at..at + end].to_owned())
+}
+
+/// A browser signed in through the sign-in page: it sends its session cookie, and the CSRF
+/// token where a page's form or script would.
+pub struct Browser<'a> {
+    pub serve: &'a Running,
+    /// `runbook_session=...`, as sent back in `Cookie`.
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Browser<'_> {
+    pub fn get(&self, path: &str) -> Answer {
+        self.serve
+            .raw("GET", path, &[("Cookie", self.cookie.as_str())], None)
+    }
+
+    /// Posts a form with the page's CSRF token in it.
+    pub fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut fields = fields.to_vec();
+        fields.push(("csrf", self.csrf.as_str()));
+        self.serve.raw(
+            "POST",
+            path,
+            &[("Cookie", self.cookie.as_str())],
+            Some((FORM, form(&fields))),
+        )
+    }
+
+    /// Sends JSON with the CSRF token in `X-CSRF-Token`, as a page's script does.
+    pub fn send_json(&self, method: &str, path: &str, body: &serde_json::Value) -> Answer {
+        self.serve.raw(
+            method,
+            path,
+            &[
+                ("Cookie", self.cookie.as_str()),
+                ("X-CSRF-Token", self.csrf.as_str()),
+            ],
+            Some(("application/json", body.to_string())),
+        )
+    }
 }

@@ -1,37 +1,121 @@
 //! Who may do what: nobody writes anonymously. A request is signed in by an API token
-//! (`Authorization: Bearer ...`); handlers say the role they need by the extractor they take
-//! ([`Viewer`], [`Operator`], [`Admin`]).
+//! (`Authorization: Bearer ...`) or by the session cookie a browser got from the sign-in page
+//! ([`login`]); handlers say the role they need by the extractor they take ([`Viewer`],
+//! [`Operator`], [`Admin`]). A write signed in by cookie must carry the session's CSRF token
+//! ([`Csrf`]), checked here before any handler runs.
 
+mod csrf;
 mod identity;
+mod login;
+pub mod password;
 mod role;
+mod sessions;
+mod sign_in;
+mod throttle;
 mod users;
 
+pub use csrf::Csrf;
 pub use identity::{Admin, AuthRejection, Identity, Operator, Viewer};
 pub use role::Role;
+pub use sessions::{COOKIE, DEFAULT_IDLE, Session};
+pub use sign_in::SignIn;
+pub use throttle::{FAILURES, LOCKED_FOR};
 pub use users::{Users, UsersError};
 
 use super::WebState;
+use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, LOCATION};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// The sign-in page and signing out.
+pub fn routes() -> Router<WebState> {
+    login::routes()
+}
 
 /// Finds out who the request comes from and leaves it in the request's extensions for the
 /// extractors; a request nobody signed is passed on anonymous (the handler refuses it when
-/// it needs a role).
+/// it needs a role). A write signed in by cookie without its CSRF token is refused here.
+/// A page asked for by a browser nobody signed in is sent to the sign-in page.
 pub async fn authenticate(
     State(state): State<WebState>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let identity = request
+    let bearer = request
         .headers()
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
-        .and_then(|token| state.users.token(token.trim()));
+        .map(|token| token.trim().to_owned());
+    let (identity, session) = match bearer {
+        // A token that is wrong signs nobody in, whatever cookie comes with it.
+        Some(token) => (state.users.token(&token), None),
+        None => match login::session_cookie(request.headers())
+            .and_then(|id| state.sign_in.sessions.find(id))
+        {
+            Some((identity, session)) => (Some(identity), Some(session)),
+            None => (None, None),
+        },
+    };
+    let signed_in = identity.is_some();
+    if let Some(session) = session {
+        if csrf::is_unsafe(request.method()) {
+            let (carried, checked) = csrf::carries(request, &session.csrf).await;
+            request = checked;
+            if !carried {
+                tracing::warn!(
+                    method = %request.method(),
+                    path = request.uri().path(),
+                    "refused: the CSRF token is missing or wrong"
+                );
+                return csrf_refused();
+            }
+        }
+        request.extensions_mut().insert(session);
+    }
     if let Some(identity) = identity {
         request.extensions_mut().insert(identity);
     }
-    next.run(request).await
+    let page = is_page(request.method(), request.uri().path());
+    let wanted = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "/".to_owned());
+    let response = next.run(request).await;
+    if !signed_in && page && response.status() == StatusCode::UNAUTHORIZED {
+        return to_sign_in(&wanted);
+    }
+    response
+}
+
+/// A page a browser reads (not the API, not the metrics a scraper reads).
+fn is_page(method: &Method, path: &str) -> bool {
+    matches!(*method, Method::GET | Method::HEAD)
+        && !path.starts_with("/api/")
+        && path != "/api"
+        && path != "/metrics"
+}
+
+fn to_sign_in(wanted: &str) -> Response {
+    let next = percent_encoding::utf8_percent_encode(wanted, percent_encoding::NON_ALPHANUMERIC);
+    (
+        StatusCode::SEE_OTHER,
+        [(LOCATION, format!("/login?next={next}"))],
+    )
+        .into_response()
+}
+
+fn csrf_refused() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        axum::Json(json!({
+            "error": "the CSRF token is missing or wrong: reload the page and try again"
+        })),
+    )
+        .into_response()
 }
