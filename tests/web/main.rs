@@ -5,5 +5,6 @@ mod support;
 
 mod auth;
 mod browser;
+mod browser_runs_figure;
 mod browser_support;
 mod smoke;
