@@ -78,6 +78,14 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 base: Arc::from(setup.base.as_path()),
                 users: Arc::new(users),
                 sign_in: Arc::new(SignIn::new(&setup.http, false)),
+                catalog: Arc::new(crate::web::catalog::Catalog::new(
+                    &setup.base,
+                    &setup.http.runbooks,
+                    &schedules
+                        .iter()
+                        .map(|s| s.runbook.clone())
+                        .collect::<Vec<_>>(),
+                )),
             };
             if let Some(address) = web.local_address() {
                 tracing::info!(address = %address, "listening: http://{address}/");

@@ -9,11 +9,22 @@ use std::fmt;
 #[error("{message}")]
 pub struct InputError {
     pub message: String,
+    /// The input the problem is about, when it is about one: a form shows the message next
+    /// to that field.
+    pub input: Option<String>,
 }
 
 fn error(message: impl fmt::Display) -> InputError {
     InputError {
         message: message.to_string(),
+        input: None,
+    }
+}
+
+impl InputError {
+    fn about(mut self, input: &str) -> InputError {
+        self.input = Some(input.to_owned());
+        self
     }
 }
 
@@ -135,17 +146,21 @@ pub fn resolve(
             "unknown input `{name}`: runbook `{}` does not declare it{help}",
             runbook.name.value
         ))
+        .about(name)
     };
     if let Some(file) = from_file {
         for (name, value) in file {
             match runbook.inputs.get(name) {
                 None => errors.push(unknown(name)),
-                Some(input) if !input.kind.accepts(value) => errors.push(error(format_args!(
-                    "input `{name}` is {} {}, but the inputs file gives {}",
-                    article(input.kind.value),
-                    input.kind.name(),
-                    describe(value)
-                ))),
+                Some(input) if !input.kind.accepts(value) => errors.push(
+                    error(format_args!(
+                        "input `{name}` is {} {}, but the inputs file gives {}",
+                        article(input.kind.value),
+                        input.kind.name(),
+                        describe(value)
+                    ))
+                    .about(name),
+                ),
                 Some(_) => {
                     values.insert(name.clone(), value.clone());
                 }
@@ -159,7 +174,7 @@ pub fn resolve(
                 Ok(value) => {
                     values.insert(name.clone(), value);
                 }
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.about(name)),
             },
         }
     }
@@ -171,16 +186,19 @@ pub fn resolve(
             Some(default) => {
                 values.insert(name.value.clone(), default.to_json());
             }
-            None => errors.push(error(format_args!(
-                "missing required input `{}` ({}){}",
-                name.value,
-                input.kind.name(),
-                input
-                    .description
-                    .as_ref()
-                    .map(|d| format!(": {d}"))
-                    .unwrap_or_default()
-            ))),
+            None => errors.push(
+                error(format_args!(
+                    "missing required input `{}` ({}){}",
+                    name.value,
+                    input.kind.name(),
+                    input
+                        .description
+                        .as_ref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default()
+                ))
+                .about(&name.value),
+            ),
         }
     }
     if errors.is_empty() {

@@ -43,6 +43,11 @@ pub struct HttpConfig {
     /// serve behind a proxy that terminates TLS. Always on with `tls:`.
     #[serde(default)]
     pub secure_cookies: bool,
+    /// The runbooks the web pages and the HTTP API may start: files, or folders (each
+    /// `.yaml`/`.yml` runbook directly in it), relative to this configuration file. Every
+    /// schedule's runbook may be started too. No other runbook is ever read for a start.
+    #[serde(default)]
+    pub runbooks: Vec<String>,
 }
 
 /// A serve configuration, compiled: what `runbook serve` runs with.

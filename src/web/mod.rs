@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod catalog;
 pub mod listen;
 pub mod metrics;
 mod server;

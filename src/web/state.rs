@@ -19,4 +19,6 @@ pub struct WebState {
     pub users: Arc<Users>,
     /// The open sessions of the sign-in page, and how its cookies are set.
     pub sign_in: Arc<SignIn>,
+    /// The runbooks the web may start.
+    pub catalog: Arc<super::catalog::Catalog>,
 }

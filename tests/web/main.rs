@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api;
 mod auth;
 mod browser;
 mod browser_runs_figure;

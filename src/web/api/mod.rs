@@ -1,4 +1,11 @@
-//! The JSON API under `/api/`.
+//! The JSON API under `/api/`: runs (list, show, live events, start), the operator's
+//! controls and approvals, schedules, locks and the runbooks that may be started. Every
+//! action goes through [`crate::app`] with the signed-in identity's name as who did it.
+
+mod error;
+mod runs;
+
+pub use error::{ApiError, ErrorBody};
 
 use super::WebState;
 use super::auth::Viewer;
@@ -7,7 +14,10 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 pub fn routes() -> Router<WebState> {
-    Router::new().route("/api/whoami", get(whoami))
+    Router::new()
+        .route("/api/whoami", get(whoami))
+        .route("/api/runbooks", get(runs::runbooks))
+        .route("/api/runs", axum::routing::post(runs::start))
 }
 
 /// Who the request is signed in as, and with which role.
