@@ -43,7 +43,7 @@ fn serve() -> Running {
 }
 
 async fn status(browser: &Browser) -> String {
-    browser.text("#run-status").await
+    browser.text_now("#run-status").await
 }
 
 #[test]

@@ -11,7 +11,9 @@ const RUNS: usize = 10_000;
 async fn fill(path: &std::path::Path) {
     let location = runbook::store::StoreLocation::parse(&format!("sqlite:{}", path.display()))
         .expect("a store location");
-    let store = runbook::store::open(&location).await.expect("create the store");
+    let store = runbook::store::open(&location)
+        .await
+        .expect("create the store");
     store.close().await.expect("close the store");
     let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
     let mut connection = sqlx::ConnectOptions::connect(&options)
@@ -22,7 +24,8 @@ async fn fill(path: &std::path::Path) {
         .expect("a transaction");
     let statuses = ["succeeded", "failed", "succeeded", "cancelled", "succeeded"];
     for n in 0..RUNS {
-        let created = jiff::Timestamp::from_second(1_780_000_000 + n as i64 * 60).expect("a moment");
+        let created =
+            jiff::Timestamp::from_second(1_780_000_000 + n as i64 * 60).expect("a moment");
         let at = created.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
         sqlx::query(
             "INSERT INTO runs (id, runbook, file, status, created_at, updated_at, ended_at, \
@@ -57,15 +60,28 @@ fn the_runs_page_with_ten_thousand_runs_shows_the_newest_page_and_answers_quickl
 
     let first = serve.get("/runs", Some(ADMIN_TOKEN));
     assert_eq!(first.status, 200, "{}", first.body);
-    assert!(first.body.contains("10000 run(s)"), "{}", &first.body[..2000.min(first.body.len())]);
+    assert!(
+        first.body.contains("10000 run(s)"),
+        "{}",
+        &first.body[..2000.min(first.body.len())]
+    );
     assert_eq!(first.body.matches("<tr data-run=").count(), 50);
     assert!(first.body.contains("Page 1 of 200"));
     // Newest first: the last run inserted heads the list.
-    let newest = first.body.find(&format!("-{:06x}", RUNS - 1)).expect("the newest run");
-    let older = first.body.find(&format!("-{:06x}", RUNS - 2)).expect("the next one");
+    let newest = first
+        .body
+        .find(&format!("-{:06x}", RUNS - 1))
+        .expect("the newest run");
+    let older = first
+        .body
+        .find(&format!("-{:06x}", RUNS - 2))
+        .expect("the next one");
     assert!(newest < older);
 
-    let filtered = serve.get("/runs?runbook=runbook-3&status=failed&page=2", Some(ADMIN_TOKEN));
+    let filtered = serve.get(
+        "/runs?runbook=runbook-3&status=failed&page=2",
+        Some(ADMIN_TOKEN),
+    );
     assert_eq!(filtered.status, 200);
     assert!(filtered.body.contains("Page 2 of"), "{}", filtered.body);
     assert!(!filtered.body.contains("runbook-4</td>"));

@@ -108,14 +108,32 @@ impl Browser {
             .unwrap_or_else(|e| panic!("open {url}: {e}"));
     }
 
+    /// The text of the element at `css`, waiting a little for it (a page loading after a
+    /// form was sent).
     pub async fn text(&self, css: &str) -> String {
         self.client
-            .find(Locator::Css(css))
+            .wait()
+            .at_most(Duration::from_secs(15))
+            .for_element(Locator::Css(css))
             .await
             .unwrap_or_else(|e| panic!("no `{css}` on the page: {e}"))
             .text()
             .await
             .expect("the element's text")
+    }
+
+    /// The text of the first element matching `css` as the page holds it now (read in one
+    /// step: the live parts of a page are replaced as the run goes); empty when none.
+    pub async fn text_now(&self, css: &str) -> String {
+        let value = self
+            .client
+            .execute(
+                "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
+                vec![serde_json::Value::String(css.to_owned())],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("read `{css}`: {e}"));
+        value.as_str().unwrap_or_default().to_owned()
     }
 
     pub async fn exists(&self, css: &str) -> bool {
@@ -195,8 +213,12 @@ impl Browser {
             .submit()
             .await
             .expect("submit the sign-in form");
-        let who = self.text("#who").await;
-        assert_eq!(who, name, "signed in as someone else");
+        self.wait_for(
+            "a page after signing in",
+            Duration::from_secs(20),
+            || async { self.text_now("#who").await == name },
+        )
+        .await;
     }
 
     pub async fn sign_out(&self) {
@@ -207,6 +229,10 @@ impl Browser {
             .submit()
             .await
             .expect("sign out");
+        self.wait_for("the sign-in page", Duration::from_secs(20), || async {
+            self.exists("input[name=password]").await
+        })
+        .await;
     }
 }
 

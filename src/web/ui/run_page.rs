@@ -166,7 +166,10 @@ fn live(run: &LoadedRun) -> String {
         report
             .ended_at
             .as_ref()
-            .map(|at| format!(", ended {}", escape(at)))
+            .map(|at| {
+                let what = if status.is_over() { "ended" } else { "parked" };
+                format!(", {what} {}", escape(at))
+            })
             .unwrap_or_default(),
     );
     let timeline = report.html_timeline_section(&run.events);
