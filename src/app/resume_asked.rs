@@ -88,3 +88,42 @@ pub async fn ask_resume(
         .await?;
     Ok(asked)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{PauseRequest, RunEvent};
+
+    fn event(at: &str) -> Envelope {
+        Envelope {
+            run_id: "r".to_owned(),
+            at: at.to_owned(),
+            event: RunEvent::RunPaused(PauseRequest {
+                by: "otto".to_owned(),
+                reason: "wait".to_owned(),
+                now: false,
+                asked_at: at.to_owned(),
+            }),
+        }
+    }
+
+    fn asked(at: &str) -> ResumeAsked {
+        ResumeAsked {
+            by: "olga".to_owned(),
+            reason: "go on".to_owned(),
+            asked_at: at.to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_request_counts_only_when_made_after_the_journal_last_changed() {
+        let journal = [event("2026-12-06T02:00:00Z"), event("2026-12-06T02:05:00Z")];
+        assert!(!ResumeAsked::pending(&[], &journal));
+        // Made before the run last parked: spent (a resume answered it, or a pause overtook it).
+        assert!(!ResumeAsked::pending(&[asked("2026-12-06T02:01:00Z")], &journal));
+        assert!(ResumeAsked::pending(
+            &[asked("2026-12-06T02:01:00Z"), asked("2026-12-06T02:06:00Z")],
+            &journal
+        ));
+    }
+}

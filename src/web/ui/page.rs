@@ -109,8 +109,21 @@ pub fn page(user: &PageUser, section: Section, title: &str, body: &str) -> Respo
         user.csrf_field(),
         escape(title),
     );
-    ([(header::CACHE_CONTROL, "no-store")], Html(out)).into_response()
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, PAGE_POLICY),
+        ],
+        Html(out),
+    )
+        .into_response()
 }
+
+/// What a page may load and run: its own stylesheet and script only, no inline script, no
+/// framing by another site. Markup that slipped into a page could run nothing.
+pub const PAGE_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+     base-uri 'none'";
 
 /// A page answering with a status other than 200 (a refused or failed action).
 pub fn page_with_status(

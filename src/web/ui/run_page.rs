@@ -236,7 +236,15 @@ pub async fn report_page(
     Path(run_id): Path<String>,
 ) -> Response {
     match LoadedRun::load(&state, &run_id).await {
-        Ok(run) => Html(run.report.html(&run.events)).into_response(),
+        // The report is one self-contained page: its own inline style, no script.
+        Ok(run) => (
+            [(
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
+            )],
+            Html(run.report.html(&run.events)),
+        )
+            .into_response(),
         Err(message) => problem(
             StatusCode::NOT_FOUND,
             &user,
