@@ -66,6 +66,16 @@ impl ClaimedRun {
         self.store.release(&self.lease).await
     }
 
+    /// Names the person who asked for this resume (from a web page, say) besides the
+    /// process that runs it: the journal's `run_resumed` says `otto via pid 4242 on host-a`.
+    /// A new run is left as it is: its `run_started` says who started it.
+    pub fn asked_by(mut self, person: &str) -> ClaimedRun {
+        self.resumed_by = self
+            .resumed_by
+            .map(|process| format!("{person} via {process}"));
+        self
+    }
+
     /// Has the run's step processes supervised by `program` rather than by this program.
     /// `program __supervise MARK` must serve as the runbook binary does: for a program that
     /// embeds the library without the command line (a test harness).

@@ -57,6 +57,8 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
     let schedules = setup.schedules;
     let served = runtime.block_on(local.run_until(async {
         watch_signals(stop.clone())?;
+        // Runs the web claimed (a retry, a resume): serve waits for them to park too.
+        let mut web_runs_done = None;
         if let Some(listen) = listen {
             let web = match WebServer::bind(listen).await {
                 Ok(web) => web,
@@ -71,6 +73,8 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 Ok(store) => store,
                 Err(error) => return Ok(Err(store_failure(&error, printer))),
             };
+            let (web_runs, web_runs_loop) = crate::web::api::WebRuns::new(stop.clone());
+            web_runs_done = Some(tokio::task::spawn_local(web_runs_loop));
             let state = WebState {
                 store,
                 store_url: args.store.store.clone(),
@@ -86,6 +90,9 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                         .map(|s| s.runbook.clone())
                         .collect::<Vec<_>>(),
                 )),
+                live: Default::default(),
+                runs: web_runs,
+                stop: stop.clone(),
             };
             if let Some(address) = web.local_address() {
                 tracing::info!(address = %address, "listening: http://{address}/");
@@ -98,9 +105,11 @@ pub fn serve(args: &ServeArgs, printer: &Printer) -> anyhow::Result<ExitStatus> 
                 }
             });
         }
-        anyhow::Ok(Ok(
-            run_schedules(schedules, options, Arc::new(SystemClock)).await
-        ))
+        let served = run_schedules(schedules, options, Arc::new(SystemClock)).await;
+        if let Some(done) = web_runs_done {
+            let _ = done.await;
+        }
+        anyhow::Ok(Ok(served))
     }));
     // Runs have parked; what a cancelled step left behind is its supervisor's to stop.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -215,6 +215,18 @@ pub trait Store: Send + Sync {
     /// as it was written ([`StoreError::Corrupt`] otherwise).
     fn events<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Envelope>>;
 
+    /// The events of a run after number `after` (0: every event), in order, checked as
+    /// [`Store::events`] checks them: what a live view reads at each look. The default reads
+    /// every event; a store may read only the new ones.
+    fn events_after<'a>(&'a self, run_id: &'a str, after: u64) -> StoreFuture<'a, Vec<Envelope>> {
+        Box::pin(async move {
+            let mut events = self.events(run_id).await?;
+            let skipped = (after as usize).min(events.len());
+            events.drain(..skipped);
+            Ok(events)
+        })
+    }
+
     /// One run's summary.
     fn run<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, RunSummary>;
 

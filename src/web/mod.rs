@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod catalog;
 pub mod listen;
+pub mod live;
 pub mod metrics;
 mod server;
 mod state;

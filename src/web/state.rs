@@ -21,4 +21,10 @@ pub struct WebState {
     pub sign_in: Arc<SignIn>,
     /// The runbooks the web may start.
     pub catalog: Arc<super::catalog::Catalog>,
+    /// The store pollers of the runs watched live.
+    pub live: super::live::LiveEvents,
+    /// Where runs a request claimed (retry, resume, abort) are run.
+    pub runs: super::api::WebRuns,
+    /// Cancelled when serve stops: live streams end, so that the server can drain.
+    pub stop: tokio_util::sync::CancellationToken,
 }

@@ -4,6 +4,10 @@
 mod support;
 
 mod api;
+mod api_bench;
+mod api_controls;
+mod api_events;
+mod api_openapi;
 mod auth;
 mod browser;
 mod browser_runs_figure;
