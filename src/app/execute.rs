@@ -59,13 +59,6 @@ impl ClaimedRun {
         &self.processes
     }
 
-    /// Lets go of the run without running it: it stays as its journal leaves it, for a
-    /// resume to take up (a control made from the web journals itself this way and asks
-    /// serve's workers to run the rest, see [`super::ask_resume`]).
-    pub async fn release(self) -> Result<(), StoreError> {
-        self.store.release(&self.lease).await
-    }
-
     /// Names the person who asked for this resume (from a web page, say) besides the
     /// process that runs it: the journal's `run_resumed` says `otto via pid 4242 on host-a`.
     /// A new run is left as it is: its `run_started` says who started it.

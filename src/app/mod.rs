@@ -11,7 +11,6 @@ mod event_channel;
 mod execute;
 mod query;
 mod resume;
-mod resume_asked;
 mod start;
 
 pub use approve::{ApprovalRecorded, ApproveRequest, approve};
@@ -24,7 +23,6 @@ pub use event_channel::EventChannel;
 pub use execute::{ClaimedRun, RunResult, Watch};
 pub use query::{LockList, RunDetails, RunFilter, RunList, list, locks, show};
 pub use resume::{ResumeRequest, resume, resume_claimed, stored_bundle};
-pub use resume_asked::{ResumeAsked, ask_resume};
 pub use start::{EnqueueRequest, StartRequest, enqueue, load, sources, start};
 
 use crate::store::{Store, StoreLocation};

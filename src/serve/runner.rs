@@ -334,8 +334,7 @@ struct Looking {
 
 /// Whether a parked run of the queue can go on: one `waiting` with an answer to an approval
 /// that its journal does not hold yet (resuming it journals the answer), or one
-/// `interrupted` by a stopping worker or a lost lock, not paused by a person, or one a person
-/// asked to resume since it parked ([`app::ResumeAsked`]). A run still
+/// `interrupted` by a stopping worker or a lost lock, not paused by a person. A run still
 /// waiting for every answer stays parked: resuming it would only park it again.
 async fn can_go_on(store: &dyn Store, run_id: &str, status: RunStatus) -> Result<bool, StoreError> {
     match status {
@@ -355,20 +354,8 @@ async fn can_go_on(store: &dyn Store, run_id: &str, status: RunStatus) -> Result
                 .collect();
             Ok(decisions.iter().any(|d| !journaled.contains(&d.path)))
         }
-        RunStatus::Interrupted | RunStatus::Parked => {
+        RunStatus::Interrupted => {
             let events = store.events(run_id).await?;
-            let asked: Vec<app::ResumeAsked> = store
-                .records(&app::ResumeAsked::record(run_id))
-                .await?
-                .iter()
-                .filter_map(|entry| serde_json::from_str(&entry.value).ok())
-                .collect();
-            if app::ResumeAsked::pending(&asked, &events) {
-                return Ok(true);
-            }
-            if status == RunStatus::Parked {
-                return Ok(false);
-            }
             let segment = events
                 .iter()
                 .rposition(|e| matches!(e.event, RunEvent::RunResumed { .. }))

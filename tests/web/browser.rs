@@ -96,6 +96,8 @@ fn a_run_is_started_watched_approved_paused_resumed_and_succeeds_in_chromium() {
         );
         assert!(browser.exists("#live svg.timeline g.lane[data-step='prepare'][data-status='succeeded']").await);
         assert!(browser.exists(".dag g.node[data-step='gate']").await);
+        let following = browser.text_now("#live-state").await;
+        assert!(following.starts_with("Live"), "not following the event stream: {following}");
         browser.screenshot("run-waiting").await;
 
         // What the step printed is shown as text, and nothing in it ran.

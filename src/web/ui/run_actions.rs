@@ -2,19 +2,23 @@
 //! abort (with undo). Each needs an operator (refused to anyone else, whatever the page
 //! showed), asks for a reason, goes through the same `crate::app` function as the command
 //! line and the API, with the signed-in person as who did it, and comes back to the run's
-//! page with what happened. Runs are executed by serve's workers, never in a request: a
-//! control that leaves a run to go on asks them to resume it.
+//! page with what happened. A control that claims a run (resume, retry, the abort of a
+//! parked run, an answer to a parked run) hands it to serve, which runs it as the API's
+//! controls do: on serve's own thread, with a store of its own, listed in serve's queue.
 
 use super::page::{PageUser, Section, escape, operators_only, page_with_status};
 use super::run_page::{LoadedRun, run_body};
 use super::runs_list::encode;
 use crate::app::{self, AppError};
+use crate::report::run_report::shown_status;
+use crate::store::{QUEUE_PATH, QUEUE_RECORD, Store};
 use crate::web::WebState;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use std::sync::Arc;
 
 #[derive(Debug, Deserialize)]
 pub struct ApproveForm {
@@ -71,10 +75,20 @@ pub async fn approve(
         by: Some(user.identity.name.clone()),
         comment: Some(form.comment.trim().to_owned()).filter(|c| !c.is_empty()),
     };
-    let outcome = app::approve(state.store.as_ref(), request)
-        .await
-        .map(|_| if approved { "approved" } else { "rejected" })
-        .map_err(|error| error.to_string());
+    let outcome = match app::approve(state.store.as_ref(), request).await {
+        Ok(recorded) => {
+            // A parked run of serve's queue goes on at once rather than at serve's next look
+            // for answers; a live run picks the answer up itself.
+            if recorded.picked_up_by.is_none() && in_queue(&state, &run_id).await {
+                let name = user.identity.name.clone();
+                if let Err(message) = resume_in_serve(&state, &run_id, &name, None).await {
+                    tracing::info!(run_id = %run_id, %message, "the answered run is left for serve's next look");
+                }
+            }
+            Ok(if approved { "approved" } else { "rejected" })
+        }
+        Err(error) => Err(error.to_string()),
+    };
     finish(&state, &user, &run_id, outcome).await
 }
 
@@ -116,16 +130,8 @@ pub async fn resume(
         Ok(Err(message)) => return refused(&state, &user, &run_id, message).await,
         Err(response) => return *response,
     };
-    let outcome = app::ask_resume(
-        state.store.as_ref(),
-        &run_id,
-        Some(user.identity.name.clone()),
-        reason,
-    )
-    .await
-    .map(|_| "resumed")
-    .map_err(|error| error.to_string());
-    finish(&state, &user, &run_id, outcome).await
+    let outcome = resume_in_serve(&state, &run_id, &user.identity.name, Some(reason)).await;
+    finish(&state, &user, &run_id, outcome.map(|()| "resumed")).await
 }
 
 pub async fn retry(
@@ -139,22 +145,27 @@ pub async fn retry(
         Ok(Err(message)) => return refused(&state, &user, &run_id, message).await,
         Err(response) => return *response,
     };
-    let by = Some(user.identity.name.clone());
-    let request = app::RetryRequest {
-        run_id: run_id.clone(),
-        from: Some(form.step.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .into_iter()
-            .collect(),
-        inputs: Vec::new(),
-        by: by.clone(),
-        reason: reason.clone(),
-        max_parallel: None,
-    };
-    let outcome = match app::retry(state.store.clone(), request, &log_notice).await {
-        Ok(retried) => hand_over(&state, retried.run, &run_id, by, reason, "retried").await,
-        Err(error) => Err(error.to_string()),
-    };
+    let name = user.identity.name.clone();
+    let outcome = async {
+        let store = own_store(&state).await?;
+        let request = app::RetryRequest {
+            run_id: run_id.clone(),
+            from: Some(form.step.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .into_iter()
+                .collect(),
+            inputs: Vec::new(),
+            by: Some(name.clone()),
+            reason,
+            max_parallel: None,
+        };
+        let retried = app::retry(store.clone(), request, &log_notice)
+            .await
+            .map_err(|error| closing(&store, error))?;
+        run_in_serve(&state, &run_id, retried.run, &name).await?;
+        Ok("retried")
+    }
+    .await;
     finish(&state, &user, &run_id, outcome).await
 }
 
@@ -194,40 +205,111 @@ pub async fn abort(
         Ok(Err(message)) => return refused(&state, &user, &run_id, message).await,
         Err(response) => return *response,
     };
-    let by = Some(user.identity.name.clone());
-    let request = app::AbortRunRequest {
-        run_id: run_id.clone(),
-        undo: form.undo.is_some(),
-        by: by.clone(),
-        reason: reason.clone(),
-        max_parallel: None,
-    };
-    let outcome = match app::abort(state.store.clone(), request, &log_notice).await {
-        Ok(app::Aborted::Asked { .. }) => Ok("abort-asked"),
-        Ok(app::Aborted::Claimed { run, .. }) => {
-            hand_over(&state, *run, &run_id, by, reason, "aborted").await
+    let name = user.identity.name.clone();
+    let outcome = async {
+        let store = own_store(&state).await?;
+        let request = app::AbortRunRequest {
+            run_id: run_id.clone(),
+            undo: form.undo.is_some(),
+            by: Some(name.clone()),
+            reason,
+            max_parallel: None,
+        };
+        match app::abort(store.clone(), request, &log_notice).await {
+            Ok(app::Aborted::Asked { .. }) => {
+                let _ = store.close().await;
+                Ok("abort-asked")
+            }
+            Ok(app::Aborted::Claimed { run, .. }) => {
+                run_in_serve(&state, &run_id, *run, &name).await?;
+                Ok("aborted")
+            }
+            Err(error) => Err(closing(&store, error)),
         }
-        Err(error) => Err(error.to_string()),
-    };
+    }
+    .await;
     finish(&state, &user, &run_id, outcome).await
 }
 
-/// Journaled and claimed: let go of the run and ask serve's workers to finish it.
-async fn hand_over(
+/// A store of the run's own: a run closes its store when it ends, and serve's store is
+/// shared by every request.
+async fn own_store(state: &WebState) -> Result<Arc<dyn Store>, String> {
+    app::open_store(state.store_url.as_deref())
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// Closes a store that no run took, and says what went wrong.
+fn closing(store: &Arc<dyn Store>, error: AppError) -> String {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let _ = store.close().await;
+    });
+    error.to_string()
+}
+
+/// Runs a claimed run in serve, journaling who asked for it; listed in serve's queue so
+/// that serve takes it over again after a restart, as it does its workers' runs.
+async fn run_in_serve(
     state: &WebState,
-    run: app::ClaimedRun,
     run_id: &str,
-    by: Option<String>,
-    reason: String,
-    done: &'static str,
-) -> Outcome {
-    run.release()
+    run: app::ClaimedRun,
+    by: &str,
+) -> Result<(), String> {
+    if let Err(error) = state
+        .store
+        .add_records(QUEUE_RECORD, run_id, QUEUE_PATH, &[run_id.to_owned()])
+        .await
+    {
+        tracing::warn!(run_id = %run_id, %error, "cannot list the run in serve's queue");
+    }
+    state
+        .runs
+        .execute(run.asked_by(by))
+        .map_err(|stopping| stopping.to_string())
+}
+
+/// Resumes a parked run in serve (`reason`: the person's, logged; `None` after an answer).
+async fn resume_in_serve(
+    state: &WebState,
+    run_id: &str,
+    by: &str,
+    reason: Option<String>,
+) -> Result<(), String> {
+    if state.runs.stopping() {
+        return Err("serve is stopping; the run stays parked for the next serve".to_owned());
+    }
+    let summary = state
+        .store
+        .run(run_id)
         .await
         .map_err(|error| AppError::from(error).to_string())?;
-    app::ask_resume(state.store.as_ref(), run_id, by, reason)
+    let status = shown_status(&summary);
+    if !status.is_parked() {
+        return Err(format!(
+            "run {run_id} is {}: only a parked run (interrupted, waiting, parked) can be resumed",
+            status.name()
+        ));
+    }
+    let store = own_store(state).await?;
+    let request = app::ResumeRequest {
+        run_id: run_id.to_owned(),
+        max_parallel: None,
+        window_until: None,
+    };
+    let run = app::resume(store.clone(), request, &log_notice)
         .await
-        .map(|_| done)
-        .map_err(|error| error.to_string())
+        .map_err(|error| closing(&store, error))?;
+    tracing::info!(run_id = %run_id, by = %by, reason = reason.as_deref().unwrap_or(""), "resumed from the web");
+    run_in_serve(state, run_id, run, by).await
+}
+
+async fn in_queue(state: &WebState, run_id: &str) -> bool {
+    state
+        .store
+        .records(QUEUE_RECORD)
+        .await
+        .is_ok_and(|entries| entries.iter().any(|e| e.value == run_id))
 }
 
 fn log_notice(notice: app::Notice) {

@@ -70,13 +70,13 @@ pub struct Done {
 fn done_text(done: &str) -> Option<&'static str> {
     Some(match done {
         "started" => "The run is queued: a worker of serve starts it.",
-        "approved" => "Approved. The run goes on once a worker of serve picks the answer up.",
+        "approved" => "Approved: the run goes on.",
         "rejected" => "Rejected: the approval step fails.",
         "paused" => "Pause asked: the run parks once its running steps end.",
-        "resumed" => "Resume asked: a worker of serve takes the run up again.",
+        "resumed" => "Resumed: serve runs the run again from where it stopped.",
         "abort-asked" => "Abort asked: the run stops.",
-        "aborted" => "Aborted.",
-        "retried" => "Retry journaled: a worker of serve runs the steps again.",
+        "aborted" => "Aborted: serve ends the run (and undoes it when asked).",
+        "retried" => "Retried: serve runs the steps again.",
         "skipped" => "Step marked done by hand.",
         _ => return None,
     })
@@ -133,6 +133,8 @@ pub fn run_body(user: &PageUser, run: &LoadedRun) -> String {
             .unwrap_or_default(),
     );
     body.push_str(&controls(user, run));
+    // Outside the live part, which is replaced: says how the page follows the run.
+    body.push_str("<p class=\"live-state\" id=\"live-state\"></p>\n");
     body.push_str(&live(run));
     body.push_str(&dag(run));
     let _ = writeln!(
@@ -151,8 +153,7 @@ fn live(run: &LoadedRun) -> String {
     let _ = writeln!(
         out,
         "<div id=\"live\" data-run=\"{}\" data-status=\"{}\" data-over=\"{}\" data-controls=\"{}\">\n\
-         <p class=\"run-status\" aria-live=\"polite\">Status: <strong id=\"run-status\">{}</strong>{}{}</p>\n\
-         <p class=\"live-state\" id=\"live-state\"></p>",
+         <p class=\"run-status\" aria-live=\"polite\">Status: <strong id=\"run-status\">{}</strong>{}{}</p>",
         escape(&report.id),
         status.name(),
         status.is_over(),
@@ -321,7 +322,7 @@ fn controls(user: &PageUser, run: &LoadedRun) -> String {
         let _ = writeln!(
             out,
             "<form method=\"post\" action=\"{}\" id=\"resume-form\">{csrf}<h3>Resume</h3>\
-             <p class=\"hint\">A worker of serve takes the run up where it stopped.</p>\
+             <p class=\"hint\">serve takes the run up where it stopped.</p>\
              <label for=\"resume-reason\">Reason</label>\
              <input id=\"resume-reason\" name=\"reason\" autocomplete=\"off\">\
              <p><button type=\"submit\" class=\"primary\">▶ Resume</button></p></form>",
