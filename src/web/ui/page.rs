@@ -187,7 +187,8 @@ fn status_mark(name: &str) -> &'static str {
     }
 }
 
-/// `?`-free link text: a path with a query built from pairs, escaped for an attribute.
+/// A link to `path` with a query built from the pairs that are not empty, percent-encoded
+/// and escaped for an attribute.
 pub fn link(path: &str, query: &[(&str, &str)]) -> String {
     let mut href = path.to_owned();
     let mut first = true;

@@ -99,12 +99,9 @@ pub async fn pause(
     Form(form): Form<ControlForm>,
 ) -> Response {
     let reason = match checked(&user, &run_id, &form) {
-        Ok(reason) => reason,
+        Ok(Ok(reason)) => reason,
+        Ok(Err(message)) => return refused(&state, &user, &run_id, message).await,
         Err(response) => return *response,
-    };
-    let reason = match reason {
-        Ok(reason) => reason,
-        Err(message) => return refused(&state, &user, &run_id, message).await,
     };
     let request = app::PauseRunRequest {
         run_id: run_id.clone(),
