@@ -78,7 +78,11 @@ fn a_run_is_started_watched_approved_paused_resumed_and_succeeds_in_chromium() {
         browser.fill("div[data-input='message'] input", "the <b>upgrade</b>").await;
         browser.click("#start-form button[type=submit]").await;
         let run_id = browser.text("#run-id").await;
-        assert!(browser.text(".done").await.contains("queued"));
+        browser
+            .wait_for("the message `queued`", LONG, || async {
+                browser.text_now(".done").await.contains("queued")
+            })
+            .await;
         let first = status(&browser).await;
         assert!(!first.contains("waiting"), "{first}");
 
@@ -147,7 +151,11 @@ fn a_run_is_started_watched_approved_paused_resumed_and_succeeds_in_chromium() {
         browser.goto(&format!("{base}/runs/{run_id}")).await;
         browser.fill("form.approval textarea[name=comment]", "checked the savepoints").await;
         browser.click("form.approval button[value=approve]").await;
-        assert!(browser.text(".done").await.contains("Approved"));
+        browser
+            .wait_for("the message `Approved`", LONG, || async {
+                browser.text_now(".done").await.contains("Approved")
+            })
+            .await;
 
         // Paused while `work` runs: the run parks once the step ends.
         browser
@@ -158,7 +166,11 @@ fn a_run_is_started_watched_approved_paused_resumed_and_succeeds_in_chromium() {
             .await;
         browser.fill("#pause-reason", "the on-call asked to wait").await;
         browser.click("#pause-form button[type=submit]").await;
-        assert!(browser.text(".done").await.contains("Pause asked"));
+        browser
+            .wait_for("the message `Pause asked`", LONG, || async {
+                browser.text_now(".done").await.contains("Pause asked")
+            })
+            .await;
         browser
             .wait_for("the run paused", LONG, || async {
                 status(&browser).await.contains("interrupted")
