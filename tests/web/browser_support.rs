@@ -94,11 +94,18 @@ fn stop_group(child: &mut Child) {
     let _ = child.wait();
 }
 
-impl Browser {
-    /// Ends the WebDriver session (Chromium exits), then stops chromedriver's group.
-    pub async fn close(mut self) {
-        let _ = self.client.clone().close().await;
+/// A test that panics half way still stops chromedriver and the Chromium it started.
+impl Drop for Browser {
+    fn drop(&mut self) {
         stop_group(&mut self.driver);
+    }
+}
+
+impl Browser {
+    /// Ends the WebDriver session (Chromium exits); chromedriver's group is stopped when the
+    /// browser is dropped.
+    pub async fn close(self) {
+        let _ = self.client.clone().close().await;
     }
 
     pub async fn goto(&self, url: &str) {
