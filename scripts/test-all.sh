@@ -9,7 +9,8 @@
 # needs kubectl) java and javac 17+, python3 with pip (Flink comes from PyPI, cached in
 # $RUNBOOK_FLINK_CACHE, default ~/.cache/runbook/flink) and curl; for the PostgreSQL store,
 # initdb, pg_ctl and psql (Debian's postgresql, installed here when missing); for the report tests
-# Debian's chromium and libxml2-utils (xmllint), installed here when missing. This script
+# Debian's chromium and libxml2-utils (xmllint), and for the web pages' browser tests
+# chromium-driver, installed here when missing. This script
 # starts one sandbox cluster for them and stops it when it exits, however it exits; a
 # cluster that cannot start fails the run.
 set -euo pipefail
@@ -28,6 +29,8 @@ step() { printf '\n==> %s\n' "$*"; }
 # them when they are missing.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The web pages' browser tests (tests/web/browser.rs) drive Chromium through WebDriver.
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v xmllint >/dev/null 2>&1 || missing+=(libxml2-utils)
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
 # The PostgreSQL store's tests start a throwaway cluster (scripts/pg-sandbox.sh); Debian puts

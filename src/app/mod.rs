@@ -22,7 +22,7 @@ pub use error::{AppError, NothingTo, Notice};
 pub use event_channel::EventChannel;
 pub use execute::{ClaimedRun, RunResult, Watch};
 pub use query::{LockList, RunDetails, RunFilter, RunList, list, locks, show};
-pub use resume::{ResumeRequest, resume, resume_claimed};
+pub use resume::{ResumeRequest, resume, resume_claimed, stored_bundle};
 pub use start::{EnqueueRequest, StartRequest, enqueue, load, sources, start};
 
 use crate::store::{Store, StoreLocation};

@@ -99,7 +99,7 @@ async fn prepare(
 /// The runbook kept in a run's journal (as its latest edit left it, else as it started),
 /// validated with this version. `notice`, when given, hears which files changed on disk
 /// since (the journal's copy is what runs).
-pub(super) fn stored_bundle(
+pub fn stored_bundle(
     run_id: &str,
     prior: &[Envelope],
     notice: Option<&(dyn Fn(Notice) + Send + Sync)>,

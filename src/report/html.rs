@@ -13,7 +13,7 @@ use std::fmt::Write;
 /// Lines of each stream of a step's last output the page shows.
 const OUTPUT_TAIL_LINES: usize = 20;
 
-pub(super) const STYLE: &str = r#"
+pub const STYLE: &str = r#"
 body { font: 14px/1.45 system-ui, sans-serif; color: #1b1f24; margin: 2em auto; max-width: 1000px; padding: 0 1em; }
 h1 { font-size: 1.5em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #d0d7de; }
 h3 { font-size: 1em; margin: 1em 0 .3em; }
@@ -49,7 +49,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// A status as the page shows it: a mark and a word, never the colour alone.
-fn mark(name: &str) -> &'static str {
+pub fn mark(name: &str) -> &'static str {
     match name {
         "succeeded" | "met" | "approved" => "✓",
         "failed" | "missed" | "rejected" => "✗",
@@ -60,7 +60,8 @@ fn mark(name: &str) -> &'static str {
     }
 }
 
-fn status(name: &str) -> String {
+/// A status as a span with its class, mark and word.
+pub fn status(name: &str) -> String {
     let class = name.replace(' ', "-");
     format!(
         "<span class=\"{class}\">{} {}</span>",
@@ -128,6 +129,28 @@ impl RunReport {
             "<h2>Outputs</h2>\n<pre>{}</pre>\n</body>\n</html>",
             escape(&pretty(&self.outputs))
         );
+        out
+    }
+
+    /// The timeline (the SVG Gantt chart and its legend), alone: a web page shows it and
+    /// replaces it as the run goes on. Empty when no step has started.
+    pub fn html_timeline_section(&self, events: &[Envelope]) -> String {
+        let mut out = String::new();
+        html_timeline(&mut out, &Timeline::new(events), self);
+        out
+    }
+
+    /// Every step with its status, attempts, outputs and the end of what it printed, alone.
+    pub fn html_steps_section(&self, events: &[Envelope]) -> String {
+        let mut out = String::new();
+        self.html_steps(&mut out, events);
+        out
+    }
+
+    /// The approvals asked for and their answers, alone (empty when none was asked).
+    pub fn html_approvals_section(&self) -> String {
+        let mut out = String::new();
+        self.html_approvals(&mut out);
         out
     }
 

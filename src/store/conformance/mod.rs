@@ -441,10 +441,8 @@ pub async fn pages_of_runs_are_slices_of_the_list(factory: &dyn StoreFactory) {
     for number in 0..7 {
         let run_id = format!("paged-{number}");
         let mut first = started(&run_id);
-        if number == 3 {
-            if let RunEvent::RunStarted { runbook, .. } = &mut first.event {
-                *runbook = "other".to_owned();
-            }
+        if let (3, RunEvent::RunStarted { runbook, .. }) = (number, &mut first.event) {
+            *runbook = "other".to_owned();
         }
         store.create(&run_id, &owner, &first).await.unwrap();
     }
