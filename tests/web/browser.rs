@@ -1,5 +1,6 @@
 //! The web pages in a real headless Chromium, against the real binary: sign in, start a run
-//! from its form (a field error first), watch the timeline change as the run goes, approve
+//! from its form (a field error first), watch the timeline change as the run goes, be refused
+//! as the starter where the approval asks for someone else, approve
 //! as a second person, pause and resume, see the run succeed; a step's output that carries
 //! markup stays text; a viewer gets no controls and is refused them by the server.
 
@@ -25,6 +26,7 @@ steps:
     needs: [prepare]
     approval:
       prompt: "Go on with {{inputs.message}}?"
+      distinct_from_starter: true
   - id: work
     needs: [gate]
     exec: { command: [sleep, 6] }
@@ -120,6 +122,17 @@ fn a_run_is_started_watched_approved_paused_resumed_and_succeeds_in_chromium() {
         // The prompt's input was escaped too.
         let prompt = browser.text("form.approval .prompt").await;
         assert!(prompt.contains("<b>upgrade</b>"), "{prompt}");
+
+        // The starter may not approve: the step asks for someone else.
+        browser.fill("form.approval textarea[name=comment]", "my own change").await;
+        browser.click("form.approval button[value=approve]").await;
+        browser
+            .wait_for("the starter's approval refused", LONG, || async {
+                browser.text_now("#problem").await.contains("other than whoever started the run")
+            })
+            .await;
+        browser.screenshot("starter-refused").await;
+        assert!(status(&browser).await.contains("waiting"));
 
         // A viewer sees the run without controls, and the server refuses her a control.
         browser.sign_out().await;
