@@ -5,9 +5,8 @@
 //! on in serve's process.
 
 use super::runs::bad_body;
-use super::{ApiError, Stopping};
+use super::{ApiError, Stopping, closing, in_serves_queue, own_store, run_in_serve};
 use crate::app::{self, AbortRunRequest, Aborted, ApproveRequest, Notice, ResumeRequest};
-use crate::store::{QUEUE_PATH, QUEUE_RECORD, Store};
 use crate::web::WebState;
 use crate::web::auth::{Identity, Operator};
 use axum::Json;
@@ -16,7 +15,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::sync::Arc;
 use utoipa::ToSchema;
 
 /// An answer to an approval step.
@@ -184,12 +182,7 @@ async fn answer_step(
 /// After an answer to a parked run of serve's queue, resumes it here at once (serve would
 /// within its next look for answers). A run another process took meanwhile is left to it.
 async fn resume_if_served(state: &WebState, run_id: &str, by: &str) -> bool {
-    let served = state
-        .store
-        .records(QUEUE_RECORD)
-        .await
-        .is_ok_and(|entries| entries.iter().any(|e| e.value == run_id));
-    if !served || state.runs.stopping() {
+    if !in_serves_queue(state, run_id).await || state.runs.stopping() {
         return false;
     }
     let request = ResumeRequest {
@@ -251,9 +244,8 @@ pub async fn retry(
     )
     .await
     .map_err(|error| closing(&store, error))?;
-    serve_it(&state, &id).await;
     let from = retried.event.from.join(", ");
-    state.runs.execute(retried.run.asked_by(&identity.name))?;
+    run_in_serve(&state, &id, retried.run, &identity.name).await?;
     log(&identity, &id, &format!("retried from {from}"));
     Ok(Json(Done {
         run_id: id,
@@ -364,8 +356,7 @@ pub async fn resume(
     let run = app::resume(store.clone(), request, &notice(&id))
         .await
         .map_err(|error| closing(&store, error))?;
-    serve_it(&state, &id).await;
-    state.runs.execute(run.asked_by(&identity.name))?;
+    run_in_serve(&state, &id, run, &identity.name).await?;
     log(&identity, &id, "resumed");
     Ok((
         StatusCode::ACCEPTED,
@@ -416,8 +407,7 @@ pub async fn abort(
             (format!("asked {owner} to {what} the run"), request.by)
         }
         Aborted::Claimed { request, run } => {
-            serve_it(&state, &id).await;
-            state.runs.execute((*run).asked_by(&identity.name))?;
+            run_in_serve(&state, &id, *run, &identity.name).await?;
             (format!("{what}: serve ends the run"), request.by)
         }
     };
@@ -434,19 +424,6 @@ pub async fn abort(
 
 /// A store of its own for a run this request claims: the run closes it when it ends, as a
 /// worker's run does (the server's own store stays open).
-async fn own_store(state: &WebState) -> Result<Arc<dyn Store>, ApiError> {
-    Ok(app::open_store(state.store_url.as_deref()).await?)
-}
-
-/// Closes a store of its own that no run took, and passes the error on.
-fn closing(store: &Arc<dyn Store>, error: app::AppError) -> ApiError {
-    let store = store.clone();
-    tokio::spawn(async move {
-        let _ = store.close().await;
-    });
-    error.into()
-}
-
 fn not_stopping(state: &WebState) -> Result<(), ApiError> {
     if state.runs.stopping() {
         return Err(Stopping.into());
@@ -457,17 +434,5 @@ fn not_stopping(state: &WebState) -> Result<(), ApiError> {
 impl From<Stopping> for ApiError {
     fn from(stopping: Stopping) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, stopping.to_string())
-    }
-}
-
-/// A run serve goes on with is listed in its queue: if serve dies, another serve (or this
-/// one, restarted) takes it over when its lease runs out, as for a run started here.
-async fn serve_it(state: &WebState, run_id: &str) {
-    if let Err(error) = state
-        .store
-        .add_records(QUEUE_RECORD, run_id, QUEUE_PATH, &[run_id.to_owned()])
-        .await
-    {
-        tracing::warn!(run_id = %run_id, %error, "cannot list the run in serve's queue");
     }
 }

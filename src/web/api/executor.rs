@@ -3,8 +3,10 @@
 //! not `Send`), and a stop request interrupts them and waits until they have parked, as it
 //! does for the rest.
 
-use crate::app::{ClaimedRun, Watch};
+use crate::app::{AppError, ClaimedRun, Watch};
 use crate::event::{Envelope, EventSink};
+use crate::store::{QUEUE_PATH, QUEUE_RECORD, Store};
+use crate::web::WebState;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -93,4 +95,47 @@ struct Quiet;
 
 impl EventSink for Quiet {
     fn emit(&self, _envelope: &Envelope) {}
+}
+
+/// A store of a claimed run's own: a run closes its store when it ends, and serve's store is
+/// shared by every request.
+pub async fn own_store(state: &WebState) -> Result<Arc<dyn Store>, AppError> {
+    crate::app::open_store(state.store_url.as_deref()).await
+}
+
+/// Closes a store of its own that no run took, and passes the error on.
+pub fn closing(store: &Arc<dyn Store>, error: AppError) -> AppError {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let _ = store.close().await;
+    });
+    error
+}
+
+/// Whether a run is one of serve's queue (enqueued, or handed to serve by a request).
+pub async fn in_serves_queue(state: &WebState, run_id: &str) -> bool {
+    state
+        .store
+        .records(QUEUE_RECORD)
+        .await
+        .is_ok_and(|entries| entries.iter().any(|e| e.value == run_id))
+}
+
+/// Runs a claimed run in serve, journaling who asked for it. It is listed in serve's queue
+/// first: if serve dies, another serve (or this one, restarted) takes it over when its lease
+/// runs out, as for a run started here.
+pub async fn run_in_serve(
+    state: &WebState,
+    run_id: &str,
+    run: ClaimedRun,
+    by: &str,
+) -> Result<(), Stopping> {
+    if let Err(error) = state
+        .store
+        .add_records(QUEUE_RECORD, run_id, QUEUE_PATH, &[run_id.to_owned()])
+        .await
+    {
+        tracing::warn!(run_id = %run_id, %error, "cannot list the run in serve's queue");
+    }
+    state.runs.execute(run.asked_by(by))
 }

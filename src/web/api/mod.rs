@@ -13,7 +13,7 @@ mod runs;
 mod schedules;
 
 pub use error::{ApiError, ErrorBody};
-pub use executor::{Stopping, WebRuns};
+pub use executor::{Stopping, WebRuns, closing, in_serves_queue, own_store, run_in_serve};
 
 use super::WebState;
 use super::auth::Viewer;

@@ -11,14 +11,12 @@ use super::run_page::{LoadedRun, run_body};
 use super::runs_list::encode;
 use crate::app::{self, AppError};
 use crate::report::run_report::shown_status;
-use crate::store::{QUEUE_PATH, QUEUE_RECORD, Store};
-use crate::web::WebState;
+use crate::web::{WebState, api};
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use std::sync::Arc;
 
 #[derive(Debug, Deserialize)]
 pub struct ApproveForm {
@@ -79,7 +77,7 @@ pub async fn approve(
         Ok(recorded) => {
             // A parked run of serve's queue goes on at once rather than at serve's next look
             // for answers; a live run picks the answer up itself.
-            if recorded.picked_up_by.is_none() && in_queue(&state, &run_id).await {
+            if recorded.picked_up_by.is_none() && api::in_serves_queue(&state, &run_id).await {
                 let name = user.identity.name.clone();
                 if let Err(message) = resume_in_serve(&state, &run_id, &name, None).await {
                     tracing::info!(run_id = %run_id, %message, "the answered run is left for serve's next look");
@@ -144,7 +142,9 @@ pub async fn retry(
     };
     let name = user.identity.name.clone();
     let outcome = async {
-        let store = own_store(&state).await?;
+        let store = api::own_store(&state)
+            .await
+            .map_err(|error| error.to_string())?;
         let request = app::RetryRequest {
             run_id: run_id.clone(),
             from: Some(form.step.trim().to_owned())
@@ -158,8 +158,10 @@ pub async fn retry(
         };
         let retried = app::retry(store.clone(), request, &log_notice)
             .await
-            .map_err(|error| closing(&store, error))?;
-        run_in_serve(&state, &run_id, retried.run, &name).await?;
+            .map_err(|error| api::closing(&store, error).to_string())?;
+        api::run_in_serve(&state, &run_id, retried.run, &name)
+            .await
+            .map_err(|stopping| stopping.to_string())?;
         Ok("retried")
     }
     .await;
@@ -204,7 +206,9 @@ pub async fn abort(
     };
     let name = user.identity.name.clone();
     let outcome = async {
-        let store = own_store(&state).await?;
+        let store = api::own_store(&state)
+            .await
+            .map_err(|error| error.to_string())?;
         let request = app::AbortRunRequest {
             run_id: run_id.clone(),
             undo: form.undo.is_some(),
@@ -218,52 +222,16 @@ pub async fn abort(
                 Ok("abort-asked")
             }
             Ok(app::Aborted::Claimed { run, .. }) => {
-                run_in_serve(&state, &run_id, *run, &name).await?;
+                api::run_in_serve(&state, &run_id, *run, &name)
+                    .await
+                    .map_err(|stopping| stopping.to_string())?;
                 Ok("aborted")
             }
-            Err(error) => Err(closing(&store, error)),
+            Err(error) => Err(api::closing(&store, error).to_string()),
         }
     }
     .await;
     finish(&state, &user, &run_id, outcome).await
-}
-
-/// A store of the run's own: a run closes its store when it ends, and serve's store is
-/// shared by every request.
-async fn own_store(state: &WebState) -> Result<Arc<dyn Store>, String> {
-    app::open_store(state.store_url.as_deref())
-        .await
-        .map_err(|error| error.to_string())
-}
-
-/// Closes a store that no run took, and says what went wrong.
-fn closing(store: &Arc<dyn Store>, error: AppError) -> String {
-    let store = store.clone();
-    tokio::spawn(async move {
-        let _ = store.close().await;
-    });
-    error.to_string()
-}
-
-/// Runs a claimed run in serve, journaling who asked for it; listed in serve's queue so
-/// that serve takes it over again after a restart, as it does its workers' runs.
-async fn run_in_serve(
-    state: &WebState,
-    run_id: &str,
-    run: app::ClaimedRun,
-    by: &str,
-) -> Result<(), String> {
-    if let Err(error) = state
-        .store
-        .add_records(QUEUE_RECORD, run_id, QUEUE_PATH, &[run_id.to_owned()])
-        .await
-    {
-        tracing::warn!(run_id = %run_id, %error, "cannot list the run in serve's queue");
-    }
-    state
-        .runs
-        .execute(run.asked_by(by))
-        .map_err(|stopping| stopping.to_string())
 }
 
 /// Resumes a parked run in serve (`reason`: the person's, logged; `None` after an answer).
@@ -288,7 +256,9 @@ async fn resume_in_serve(
             status.name()
         ));
     }
-    let store = own_store(state).await?;
+    let store = api::own_store(state)
+        .await
+        .map_err(|error| error.to_string())?;
     let request = app::ResumeRequest {
         run_id: run_id.to_owned(),
         max_parallel: None,
@@ -296,17 +266,11 @@ async fn resume_in_serve(
     };
     let run = app::resume(store.clone(), request, &log_notice)
         .await
-        .map_err(|error| closing(&store, error))?;
+        .map_err(|error| api::closing(&store, error).to_string())?;
     tracing::info!(run_id = %run_id, by = %by, reason = reason.as_deref().unwrap_or(""), "resumed from the web");
-    run_in_serve(state, run_id, run, by).await
-}
-
-async fn in_queue(state: &WebState, run_id: &str) -> bool {
-    state
-        .store
-        .records(QUEUE_RECORD)
+    api::run_in_serve(state, run_id, run, by)
         .await
-        .is_ok_and(|entries| entries.iter().any(|e| e.value == run_id))
+        .map_err(|stopping| stopping.to_string())
 }
 
 fn log_notice(notice: app::Notice) {
