@@ -18,7 +18,9 @@ fn users(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .expect("run runbook users");
     let mut input = child.stdin.take().expect("stdin");
     if let Some(text) = stdin {
-        input.write_all(text.as_bytes()).expect("write stdin");
+        // A command that refuses before reading its input may have exited already: what it
+        // says and its exit code are what the test looks at.
+        let _ = input.write_all(text.as_bytes());
     }
     drop(input);
     child.wait_with_output().expect("runbook users ends")
