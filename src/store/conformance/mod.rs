@@ -79,7 +79,9 @@ pub async fn run_all(factory: &dyn StoreFactory) {
 pub fn envelope(run_id: &str, event: RunEvent) -> Envelope {
     Envelope {
         run_id: run_id.to_owned(),
-        at: jiff::Timestamp::now().to_string(),
+        // As the engine writes times: a store may keep them in a form of its own (SQLite
+        // keeps microseconds), and gives them back as this text.
+        at: crate::event::timestamp::now(),
         event,
     }
 }

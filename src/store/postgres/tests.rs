@@ -147,8 +147,9 @@ async fn the_postgres_store_passes_the_conformance_suite() {
     factory.database.drop_it().await;
 }
 
-/// A journal copied row for row from SQLite into PostgreSQL verifies there, and reads back
-/// the same events: both stores hash the same chain.
+/// A journal copied row for row from SQLite (as its `event_rows` view shows it: run id, time
+/// and whole body) into PostgreSQL verifies there, and reads back the same events: both
+/// stores hash the same chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_copied_from_sqlite_verifies_the_same() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,7 +188,7 @@ async fn a_journal_copied_from_sqlite_verifies_the_same() {
     let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
         "SELECT seq, at, kind, body, \
          CASE typeof(chain) WHEN 'blob' THEN lower(hex(chain)) ELSE chain END \
-         FROM events WHERE run_id = 'copied' ORDER BY seq",
+         FROM event_rows WHERE run_id = 'copied' ORDER BY seq",
     )
     .fetch_all(&sqlite_pool)
     .await

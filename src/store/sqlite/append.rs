@@ -19,14 +19,14 @@ use sqlx::sqlite::SqliteConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 
 use super::errors::Outcome;
-use super::journal::{EventRow, encode_batch, link, link_bytes};
+use super::journal::{EventRow, StoredTime, encode_batch, link, link_bytes, stored_body};
 use super::leases::lease_end;
 use super::{SqliteStore, now, now_ms, to_i64};
 use crate::event::{Envelope, RunFold, RunStatus};
 use crate::store::rows::status_from;
 use crate::store::{Lease, StoreError};
 
-/// Events per INSERT statement: 6 parameters each stays far below SQLite's limit on bound
+/// Events per INSERT statement: 7 parameters each stays far below SQLite's limit on bound
 /// parameters, while a group of thousands of events still costs only a few statements.
 const INSERT_CHUNK: usize = 500;
 
@@ -43,6 +43,7 @@ const BEGIN: &str = "BEGIN IMMEDIATE; \
      UPDATE owners SET expires_at_ms = ? \
      WHERE run_id = ? AND token = ? AND expires_at_ms >= ? \
      RETURNING \
+     (SELECT no FROM runs WHERE id = owners.run_id) AS no, \
      (SELECT last_seq FROM runs WHERE id = owners.run_id) AS last_seq, \
      (SELECT last_chain FROM runs WHERE id = owners.run_id) AS last_chain, \
      (SELECT status FROM runs WHERE id = owners.run_id) AS status, \
@@ -122,6 +123,7 @@ async fn append(
     let last_seq: i64 = run
         .try_get::<Option<i64>, _>("last_seq")?
         .ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
+    let number: i64 = run.try_get("no")?;
     let mut last_chain: String = run.try_get("last_chain")?;
     // The list of runs follows the run-level events, read as every report reads them.
     let mut fold = RunFold {
@@ -146,10 +148,13 @@ async fn append(
     let mut write = sqlx::query(AssertSqlSafe(write_sql(count)));
     for row in rows {
         let (seq, at, kind, body, chain): EventRow = row;
+        let at = StoredTime::of(&at);
+        let body = stored_body(&kind, &body).to_owned();
         write = write
-            .bind(run_id)
+            .bind(number)
             .bind(seq)
-            .bind(at)
+            .bind(at.micros)
+            .bind(at.text.map(str::to_owned))
             .bind(kind)
             .bind(body)
             .bind(link_bytes(&chain));
@@ -171,12 +176,12 @@ async fn append(
 /// The second round trip of an append of `rows` events: their INSERTs, the run's row, the
 /// commit.
 fn write_sql(rows: usize) -> String {
-    const ROW: &str = "(?, ?, ?, ?, ?, ?)";
+    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
     let mut sql = String::with_capacity(rows * (ROW.len() + 2) + 256);
     let mut left = rows;
     while left > 0 {
         let chunk = left.min(INSERT_CHUNK);
-        sql.push_str("INSERT INTO events (run_id, seq, at, kind, body, chain) VALUES ");
+        sql.push_str("INSERT INTO events (run, seq, at_us, at_text, kind, body, chain) VALUES ");
         for n in 0..chunk {
             if n > 0 {
                 sql.push_str(", ");
@@ -201,10 +206,10 @@ mod tests {
     fn the_write_of_a_large_group_is_split_into_inserts_of_a_few_hundred_rows() {
         let sql = write_sql(1);
         assert_eq!(sql.matches("INSERT INTO events").count(), 1);
-        assert_eq!(sql.matches('?').count(), 6 + 7);
+        assert_eq!(sql.matches('?').count(), 7 + 7);
         let sql = write_sql(INSERT_CHUNK * 2 + 1);
         assert_eq!(sql.matches("INSERT INTO events").count(), 3);
-        assert_eq!(sql.matches('?').count(), (INSERT_CHUNK * 2 + 1) * 6 + 7);
+        assert_eq!(sql.matches('?').count(), (INSERT_CHUNK * 2 + 1) * 7 + 7);
         assert!(sql.ends_with("; COMMIT"));
     }
 }

@@ -20,7 +20,7 @@ impl SqliteStore {
         }
         let path = span.from;
         let rows = sqlx::query(
-            "SELECT json_extract(e.body, '$.duration_ms') AS ms FROM events e \
+            "SELECT json_extract(e.body, '$.duration_ms') AS ms FROM event_rows e \
              JOIN runs r ON r.id = e.run_id \
              WHERE e.run_id IN (SELECT id FROM runs WHERE runbook = ? AND status = 'succeeded' \
                                 ORDER BY created_at DESC, id DESC LIMIT ?) \
@@ -55,10 +55,10 @@ impl SqliteStore {
         // Timestamps are RFC 3339 in UTC with six fractional digits: they sort as text.
         let rows = sqlx::query(
             "SELECT \
-               (SELECT MIN(s.at) FROM events s WHERE s.run_id = r.id \
+               (SELECT MIN(s.at) FROM event_rows s WHERE s.run_id = r.id \
                   AND s.kind IN ('step_started', 'step_expanded') \
                   AND json_extract(s.body, '$.path') = ?) AS started, \
-               (SELECT MAX(t.at) FROM events t WHERE t.run_id = r.id \
+               (SELECT MAX(t.at) FROM event_rows t WHERE t.run_id = r.id \
                   AND t.kind = 'step_ended' \
                   AND json_extract(t.body, '$.path') = ? \
                   AND json_extract(t.body, '$.status') = 'succeeded') AS ended \

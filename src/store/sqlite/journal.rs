@@ -46,9 +46,13 @@ impl SqliteStore {
         let token = new_token();
         let now = now();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let inserted = sqlx::query(
-            "INSERT INTO runs (id, runbook, file, status, created_at, updated_at, last_seq, \
-             last_chain) VALUES (?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT (id) DO NOTHING",
+        // The run's number, which its events name it by, is the next one: under the write
+        // lock, no other process takes it meanwhile.
+        let number: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO runs (no, id, runbook, file, status, created_at, updated_at, \
+             last_seq, last_chain) \
+             VALUES ((SELECT coalesce(max(no), 0) + 1 FROM runs), ?, ?, ?, ?, ?, ?, 1, ?) \
+             ON CONFLICT (id) DO NOTHING RETURNING no",
         )
         .bind(run_id)
         .bind(runbook)
@@ -57,11 +61,11 @@ impl SqliteStore {
         .bind(&now)
         .bind(&now)
         .bind(&chain)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 0 {
+        let Some(number) = number else {
             return Err(StoreError::Exists(run_id.to_owned()).into());
-        }
+        };
         match new {
             NewRun::Owned(owner) => set_owner(&mut tx, run_id, &token, owner).await?,
             NewRun::Queued => {
@@ -78,13 +82,16 @@ impl SqliteStore {
                 .await?;
             }
         }
+        let at = StoredTime::of(&first.at);
         sqlx::query(
-            "INSERT INTO events (run_id, seq, at, kind, body, chain) VALUES (?, 1, ?, ?, ?, ?)",
+            "INSERT INTO events (run, seq, at_us, at_text, kind, body, chain) \
+             VALUES (?, 1, ?, ?, ?, ?, ?)",
         )
-        .bind(run_id)
-        .bind(&first.at)
+        .bind(number)
+        .bind(at.micros)
+        .bind(at.text)
         .bind(&event.kind)
-        .bind(&event.body)
+        .bind(stored_body(&event.kind, &event.body))
         .bind(link_bytes(&chain))
         .execute(&mut *tx)
         .await?;
@@ -103,29 +110,42 @@ impl SqliteStore {
         // One read transaction, so that the run's row and its events are the same snapshot
         // even while another process appends.
         let mut tx = self.pool.begin().await?;
-        let run = sqlx::query("SELECT last_seq, last_chain FROM runs WHERE id = ?")
+        let run = sqlx::query("SELECT no, last_seq, last_chain FROM runs WHERE id = ?")
             .bind(run_id)
             .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| StoreError::NotFound(run_id.to_owned()))?;
+        let number: i64 = run.try_get("no")?;
         let last_seq: i64 = run.try_get("last_seq")?;
         let last_chain: String = run.try_get("last_chain")?;
         let rows = sqlx::query(concat!(
-            "SELECT seq, at, body, ",
+            "SELECT seq, at_us, at_text, kind, body, ",
             link_hex!(),
-            " FROM events WHERE run_id = ? ORDER BY seq"
+            " FROM events WHERE run = ? ORDER BY seq"
         ))
-        .bind(run_id)
+        .bind(number)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
 
         let mut stored = Vec::with_capacity(rows.len());
         for row in &rows {
+            let seq: i64 = row.try_get("seq")?;
+            let at = StoredTime {
+                micros: row.try_get("at_us")?,
+                text: row.try_get("at_text")?,
+            };
+            let Some(at) = at.into_text() else {
+                return Err(corrupt(
+                    run_id,
+                    format!("event {seq} has no time that can be read"),
+                ));
+            };
+            let kind: &str = row.try_get("kind")?;
             stored.push(StoredEvent {
-                seq: row.try_get("seq")?,
-                at: row.try_get("at")?,
-                body: row.try_get("body")?,
+                seq,
+                at,
+                body: whole_body(kind, row.try_get("body")?),
                 chain: row.try_get("chain")?,
             });
         }
@@ -306,6 +326,78 @@ pub(in crate::store) fn encode(run_id: &str, envelope: &Envelope) -> Result<Enco
         .map_or("unknown", |(kind, _)| kind)
         .to_owned();
     Ok(Encoded { kind, body })
+}
+
+/// An event's body as the `events` table keeps it: without its tag, which the row's `kind`
+/// holds (`{"event":"step_ended","path":...}` is stored as `,"path":...}`). A body that does
+/// not begin with its tag (an envelope of an older journal) is kept whole, and begins with
+/// `{`, which a body without its tag never does.
+pub(super) fn stored_body<'a>(kind: &str, body: &'a str) -> &'a str {
+    body.strip_prefix(BARE_PREFIX)
+        .and_then(|rest| rest.strip_prefix(kind))
+        .and_then(|rest| rest.strip_prefix('"'))
+        .unwrap_or(body)
+}
+
+/// A body as it was written, from its stored form (see [`stored_body`]).
+fn whole_body(kind: &str, stored: &str) -> String {
+    if stored.starts_with('{') {
+        return stored.to_owned();
+    }
+    let mut body = String::with_capacity(BARE_PREFIX.len() + kind.len() + 1 + stored.len());
+    body.push_str(BARE_PREFIX);
+    body.push_str(kind);
+    body.push('"');
+    body.push_str(stored);
+    body
+}
+
+/// An event's time as the `events` table keeps it: microseconds since the Unix epoch when
+/// they read back as the very text (which is how runbook writes every time, see
+/// [`crate::event::timestamp`]), else the text. The text is what the chain link covers, so
+/// it must come back byte for byte.
+pub(super) struct StoredTime<'a> {
+    pub micros: Option<i64>,
+    pub text: Option<&'a str>,
+}
+
+impl<'a> StoredTime<'a> {
+    pub fn of(at: &'a str) -> Self {
+        let micros = at
+            .parse::<jiff::Timestamp>()
+            .ok()
+            .map(jiff::Timestamp::as_microsecond)
+            .filter(|&micros| time_text(micros).as_deref() == Some(at));
+        match micros {
+            Some(micros) => StoredTime {
+                micros: Some(micros),
+                text: None,
+            },
+            None => StoredTime {
+                micros: None,
+                text: Some(at),
+            },
+        }
+    }
+
+    fn into_text(self) -> Option<String> {
+        match self {
+            StoredTime {
+                text: Some(text), ..
+            } => Some(text.to_owned()),
+            StoredTime {
+                micros: Some(micros),
+                ..
+            } => time_text(micros),
+            StoredTime { .. } => None,
+        }
+    }
+}
+
+fn time_text(micros: i64) -> Option<String> {
+    jiff::Timestamp::from_microsecond(micros)
+        .ok()
+        .map(crate::event::timestamp::format)
 }
 
 /// How a bare event's body begins; an envelope's body begins with its run id.

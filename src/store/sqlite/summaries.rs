@@ -62,7 +62,7 @@ impl SqliteStore {
             for delete in [
                 "DELETE FROM approvals WHERE run_id = ?",
                 "DELETE FROM owners WHERE run_id = ?",
-                "DELETE FROM events WHERE run_id = ?",
+                "DELETE FROM events WHERE run = (SELECT no FROM runs WHERE id = ?)",
                 "DELETE FROM runs WHERE id = ?",
             ] {
                 sqlx::query(delete).bind(&run.id).execute(&mut *tx).await?;

@@ -41,7 +41,8 @@ impl StoreFactory for SqliteFactory {
     ) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             sqlx::query(
-                "UPDATE events SET body = replace(body, ?, ?) WHERE run_id = ? AND seq = ?",
+                "UPDATE events SET body = replace(body, ?, ?) \
+                 WHERE run = (SELECT no FROM runs WHERE id = ?) AND seq = ?",
             )
             .bind(from)
             .bind(to)
@@ -55,12 +56,14 @@ impl StoreFactory for SqliteFactory {
 
     fn lose_event<'a>(&'a self, run_id: &'a str, seq: u64) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            sqlx::query("DELETE FROM events WHERE run_id = ? AND seq = ?")
-                .bind(run_id)
-                .bind(to_i64(seq))
-                .execute(&self.admin.pool)
-                .await
-                .unwrap();
+            sqlx::query(
+                "DELETE FROM events WHERE run = (SELECT no FROM runs WHERE id = ?) AND seq = ?",
+            )
+            .bind(run_id)
+            .bind(to_i64(seq))
+            .execute(&self.admin.pool)
+            .await
+            .unwrap();
         })
     }
 
@@ -110,7 +113,7 @@ async fn events_are_stored_chained_as_documented() {
     let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
         "SELECT seq, at, kind, body, \
          CASE typeof(chain) WHEN 'blob' THEN lower(hex(chain)) ELSE chain END \
-         FROM events WHERE run_id = 'r1' ORDER BY seq",
+         FROM event_rows WHERE run_id = 'r1' ORDER BY seq",
     )
     .fetch_all(&store.pool)
     .await
@@ -132,7 +135,7 @@ async fn events_are_stored_chained_as_documented() {
     }
     // Stored as their 32 bytes, read back as hex.
     let stored: Vec<(String, i64)> =
-        sqlx::query_as("SELECT typeof(chain), length(chain) FROM events WHERE run_id = 'r1'")
+        sqlx::query_as("SELECT typeof(chain), length(chain) FROM event_rows WHERE run_id = 'r1'")
             .fetch_all(&store.pool)
             .await
             .unwrap();
@@ -154,7 +157,7 @@ async fn events_are_stored_chained_as_documented() {
     assert_eq!(events[1].at, rows[1].1);
 
     // The time is a column, but covered by the link all the same.
-    sqlx::query("UPDATE events SET at = '2000-01-01T00:00:00.000000Z' WHERE seq = 2")
+    sqlx::query("UPDATE events SET at_us = 946684800000000 WHERE seq = 2")
         .execute(&store.pool)
         .await
         .unwrap();
@@ -163,6 +166,164 @@ async fn events_are_stored_chained_as_documented() {
         error.contains("event 2 is not as it was written"),
         "{error}"
     );
+}
+
+/// Rows take few bytes: the run by its number, the time as microseconds, the body without
+/// the tag that `kind` holds. What the chain covers is rebuilt from them exactly.
+#[tokio::test]
+async fn events_are_stored_compactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let lease = store
+        .create("r1", &Owner::current(), &started("r1"))
+        .await
+        .unwrap();
+    store
+        .append(&lease, 2, &[step("r1", "build")])
+        .await
+        .unwrap();
+    type CompactRow = (String, Option<i64>, Option<String>, String, String);
+    let rows: Vec<CompactRow> =
+        sqlx::query_as("SELECT typeof(run), at_us, at_text, kind, body FROM events ORDER BY seq")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+    let events = store.events("r1").await.unwrap();
+    for ((run, at_us, at_text, kind, body), event) in rows.iter().zip(&events) {
+        assert_eq!(run, "integer");
+        assert_eq!(at_text, &None);
+        let at: jiff::Timestamp = event.at.parse().unwrap();
+        assert_eq!(*at_us, Some(at.as_microsecond()));
+        assert!(body.starts_with(','), "{kind}: {body}");
+        assert!(!body.contains(kind.as_str()), "{kind}: {body}");
+    }
+    // A time that would not read back as the same text is kept as text.
+    let mut odd = step("r1", "deploy");
+    odd.at = "2026-12-03T09:17:58Z".to_owned();
+    store
+        .append(&lease, 3, std::slice::from_ref(&odd))
+        .await
+        .unwrap();
+    let (at_us, at_text): (Option<i64>, Option<String>) =
+        sqlx::query_as("SELECT at_us, at_text FROM events WHERE seq = 3")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+    assert_eq!((at_us, at_text.as_deref()), (None, Some(odd.at.as_str())));
+    assert_eq!(store.events("r1").await.unwrap()[2], odd);
+}
+
+/// A store written before events were compact (version 6) is rewritten by the migration, and
+/// every journal in it verifies and reads back as before: bare events with links as bytes,
+/// a time kept as other text, and the whole envelopes of the oldest journals.
+#[tokio::test]
+async fn a_store_of_the_former_layout_is_migrated_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let options = SqliteConnectOptions::new()
+        .filename(&path)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+    let pool = SqlitePool::connect_with(options).await.unwrap();
+    let mut before = sqlx::migrate!("migrations/sqlite");
+    let layout = before
+        .migrations
+        .iter()
+        .position(|migration| migration.description.contains("compact events"))
+        .expect("the compact events migration");
+    before.migrations = std::borrow::Cow::Owned(before.migrations[..layout].to_vec());
+    before.run(&pool).await.unwrap();
+
+    let mut odd = step("a", "deploy");
+    odd.at = "2026-12-03T09:17:58Z".to_owned();
+    let bare = [started("a"), step("a", "build"), odd];
+    let envelopes = [started("b"), step("b", "build")];
+    for (run_id, events, whole) in [("a", &bare[..], false), ("b", &envelopes[..], true)] {
+        let mut previous = String::new();
+        for (seq, envelope) in (1i64..).zip(events) {
+            let encoded = super::journal::encode(run_id, envelope).unwrap();
+            let body = if whole {
+                serde_json::to_value(envelope).unwrap().to_string()
+            } else {
+                encoded.body
+            };
+            let link = super::journal::chain(&previous, seq, run_id, &envelope.at, &body);
+            // The run's row first: events refer to it.
+            if seq == 1 {
+                sqlx::query(
+                    "INSERT INTO runs (id, runbook, file, status, created_at, updated_at, \
+                     last_seq, last_chain) VALUES (?, 'deploy', 'd.yaml', 'running', ?, ?, 0, '')",
+                )
+                .bind(run_id)
+                .bind(&envelope.at)
+                .bind(&envelope.at)
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            sqlx::query(
+                "INSERT INTO events (run_id, seq, at, kind, body, chain) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(run_id)
+            .bind(seq)
+            .bind(&envelope.at)
+            .bind(&encoded.kind)
+            .bind(&body)
+            .bind(super::journal::link_bytes(&link))
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query("UPDATE runs SET last_seq = ?, last_chain = ? WHERE id = ?")
+                .bind(seq)
+                .bind(&link)
+                .bind(run_id)
+                .execute(&pool)
+                .await
+                .unwrap();
+            previous = link;
+        }
+    }
+    pool.close().await;
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.events("a").await.unwrap(), bare);
+    assert_eq!(store.events("b").await.unwrap(), envelopes);
+    let stored: Vec<(String, i64, Option<String>, String)> = sqlx::query_as(
+        "SELECT r.id, e.seq, e.at_text, substr(e.body, 1, 1) FROM events e \
+         JOIN runs r ON r.no = e.run ORDER BY r.id, e.seq",
+    )
+    .fetch_all(&store.pool)
+    .await
+    .unwrap();
+    let first = |id: &str, seq: i64| {
+        stored
+            .iter()
+            .find(|row| row.0 == id && row.1 == seq)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(first("a", 2).2, None);
+    assert_eq!(first("a", 2).3, ",");
+    assert_eq!(first("a", 3).2.as_deref(), Some("2026-12-03T09:17:58Z"));
+    assert_eq!(first("b", 2).3, "{");
+    // The view shows them as they were.
+    let body: String =
+        sqlx::query_scalar("SELECT body FROM event_rows WHERE run_id = 'a' AND seq = 2")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+    assert!(body.starts_with("{\"event\":\"step_started\","), "{body}");
+
+    // A migrated run goes on, and its chain with it.
+    let lease = store.claim("a", &Owner::current()).await.unwrap();
+    let more = step("a", "verify");
+    store
+        .append(&lease, 4, std::slice::from_ref(&more))
+        .await
+        .unwrap();
+    let events = store.events("a").await.unwrap();
+    assert_eq!(events[..3], bare[..]);
+    assert_eq!(events[3], more);
 }
 
 /// Journals written before events were stored bare hold the whole envelope as each body,
@@ -189,7 +350,7 @@ async fn a_journal_of_whole_envelopes_reads_back_and_grows() {
         assert!(body.starts_with("{\"run_id\":\"old\",\"at\":"), "{body}");
         let digest = Sha256::digest(format!("{previous}\n{seq}\n{body}").as_bytes());
         let link: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        sqlx::query("UPDATE events SET body = ?, chain = ? WHERE run_id = 'old' AND seq = ?")
+        sqlx::query("UPDATE events SET body = ?, chain = ? WHERE run = 1 AND seq = ?")
             .bind(&body)
             .bind(&link)
             .bind(seq)
@@ -216,7 +377,7 @@ async fn a_journal_of_whole_envelopes_reads_back_and_grows() {
     assert_eq!(events[..2], written[..]);
     assert_eq!(events[2..], more[..]);
     let bodies: Vec<String> =
-        sqlx::query_scalar("SELECT body FROM events WHERE run_id = 'old' ORDER BY seq")
+        sqlx::query_scalar("SELECT body FROM event_rows WHERE run_id = 'old' ORDER BY seq")
             .fetch_all(&store.pool)
             .await
             .unwrap();
