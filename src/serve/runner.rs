@@ -386,18 +386,13 @@ async fn take_over_expired(
     ctx: &Loop<'_>,
 ) -> Result<(), StoreError> {
     let store = ctx.store;
-    let queued: std::collections::HashSet<String> = store
-        .records(crate::store::QUEUE_RECORD)
-        .await?
-        .into_iter()
-        .map(|entry| entry.value)
-        .collect();
     let owner = crate::store::Owner::current();
-    for summary in store.runs().await? {
+    // Only the queue's runs that are not over: every second, whatever the store keeps.
+    for summary in store.queue_not_over().await? {
         if busy(slots, queue) >= ctx.options.workers {
             break;
         }
-        if !queued.contains(&summary.id) || queue.active.iter().any(|a| a.run_id == summary.id) {
+        if queue.active.iter().any(|a| a.run_id == summary.id) {
             continue;
         }
         let goes_on = summary.status != RunStatus::Running

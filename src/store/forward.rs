@@ -145,6 +145,16 @@ macro_rules! forward_store {
                 })
             }
 
+            fn queue_not_over(
+                &self,
+            ) -> $crate::store::StoreFuture<'_, Vec<$crate::store::RunSummary>> {
+                Box::pin(async move {
+                    self.queue_summaries()
+                        .await
+                        .map_err(|f| self.explain(f, || "listing the queue's runs".to_owned()))
+                })
+            }
+
             fn prune<'a>(
                 &'a self,
                 ended_before: &'a str,

@@ -257,6 +257,12 @@ pub trait Store: Send + Sync {
     /// unknown), at most `page.limit`. A list of a few runs out of many reads only those.
     fn runs_page<'a>(&'a self, page: &'a RunsPage) -> StoreFuture<'a, Vec<RunSummary>>;
 
+    /// The runs of the queue (listed in the record [`QUEUE_RECORD`]) that have not ended:
+    /// queued, running, interrupted, waiting or parked; newest first. What `serve` looks at
+    /// every second to take runs over, read without the runs that are over, however many the
+    /// store keeps.
+    fn queue_not_over(&self) -> StoreFuture<'_, Vec<RunSummary>>;
+
     /// Deletes every run that is over (succeeded, failed or cancelled) and ended before
     /// `ended_before` (RFC 3339, UTC), with its events, owner and answers, then gives the
     /// space back. Never a run that is running (or was, until its process died), parked

@@ -61,6 +61,7 @@ pub async fn run_all(factory: &dyn StoreFactory) {
     summaries_follow_the_run(factory).await;
     pages_of_runs_are_slices_of_the_list(factory).await;
     queued_runs_are_claimed_once_each(factory).await;
+    the_queue_lists_its_runs_that_are_not_over(factory).await;
     a_step_is_answered_once(factory).await;
     a_quorum_takes_each_person_once(factory).await;
     a_record_keeps_who_added_a_value_first(factory).await;

@@ -1,6 +1,6 @@
 //! The queue: enqueued runs wait without an owner; each is claimed by one worker.
 
-use super::{StoreFactory, started, step};
+use super::{StoreFactory, ended, started, step};
 use crate::event::RunStatus;
 use crate::store::{Owner, QUEUE_RECORD, StoreError};
 use std::collections::BTreeSet;
@@ -61,4 +61,40 @@ pub async fn queued_runs_are_claimed_once_each(factory: &dyn StoreFactory) {
             .await
             .unwrap();
     }
+}
+
+/// The queue's runs that have not ended are listed for serve's takeover, newest first;
+/// neither a run of the queue that ended nor a run outside the queue is.
+pub async fn the_queue_lists_its_runs_that_are_not_over(factory: &dyn StoreFactory) {
+    let store = factory.open().await;
+    let ids = ["unended-0", "unended-1", "unended-2"];
+    for id in ids {
+        store.enqueue(id, &started(id)).await.unwrap();
+    }
+    let owner = Owner::current();
+    let outside = store
+        .create("unended-outside", &owner, &started("unended-outside"))
+        .await
+        .unwrap();
+    let over = store.claim(ids[0], &owner).await.unwrap();
+    store
+        .append(&over, 2, &[ended(ids[0], RunStatus::Succeeded, 5)])
+        .await
+        .unwrap();
+    let running = store.claim(ids[1], &owner).await.unwrap();
+    store
+        .append(&running, 2, &[step(ids[1], "a")])
+        .await
+        .unwrap();
+
+    let listed: Vec<String> = store
+        .queue_not_over()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|run| run.id)
+        .filter(|id| id.starts_with("unended-"))
+        .collect();
+    assert_eq!(listed, [ids[2], ids[1]]);
+    store.release(&outside).await.unwrap();
 }

@@ -40,6 +40,19 @@ impl PostgresStore {
         Ok(rows.iter().map(summary_from).collect::<Result<_, _>>()?)
     }
 
+    pub(super) async fn queue_summaries(&self) -> Outcome<Vec<RunSummary>> {
+        let rows = sqlx::query(concat!(
+            summary!(),
+            " WHERE r.status IN ('queued', 'running', 'interrupted', 'waiting', 'parked') \
+             AND r.id IN (SELECT value FROM records WHERE name = $1) \
+             ORDER BY r.created_at DESC, r.id DESC"
+        ))
+        .bind(crate::store::QUEUE_RECORD)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(summary_from).collect::<Result<_, _>>()?)
+    }
+
     pub(super) async fn summaries_page(&self, page: &RunsPage) -> Outcome<Vec<RunSummary>> {
         // The order of `summaries`, read through the index on (created_at, id) from the
         // cursor's run on: a page costs its own rows, whatever the store holds.

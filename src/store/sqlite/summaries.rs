@@ -4,7 +4,7 @@ use crate::store::rows::summary_from;
 
 use super::SqliteStore;
 use super::errors::Outcome;
-use crate::store::{RunSummary, RunsPage, StoreError};
+use crate::store::{QUEUE_RECORD, RunSummary, RunsPage, StoreError};
 
 impl SqliteStore {
     pub(super) async fn summary(&self, run_id: &str) -> Outcome<RunSummary> {
@@ -39,6 +39,19 @@ impl SqliteStore {
         .bind(page.runbook.as_deref())
         .bind(page.after.as_deref())
         .bind(i64::from(page.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(summary_from).collect::<Result<_, _>>()?)
+    }
+
+    pub(super) async fn queue_summaries(&self) -> Outcome<Vec<RunSummary>> {
+        let rows = sqlx::query(concat!(
+            summary!(),
+            " WHERE r.status IN ('queued', 'running', 'interrupted', 'waiting', 'parked') \
+             AND r.id IN (SELECT value FROM records WHERE name = ?) \
+             ORDER BY r.created_at DESC, r.id DESC"
+        ))
+        .bind(QUEUE_RECORD)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(summary_from).collect::<Result<_, _>>()?)
