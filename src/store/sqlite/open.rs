@@ -127,7 +127,33 @@ impl SqliteStore {
             location,
         };
         store.migrate().await?;
+        store.compact_if_mostly_free().await;
         Ok(store)
+    }
+
+    /// Gives back the space of a file that is mostly free pages: after a migration that
+    /// rewrote the events (version 7 rewrote them in half the bytes, and SQLite keeps the
+    /// freed pages inside the file), or a prune stopped before its own VACUUM. Best effort:
+    /// another process using the store may keep it from happening now, and it happens at a
+    /// later open.
+    async fn compact_if_mostly_free(&self) {
+        /// Below this (4 MB of pages), free pages are not worth a rewrite.
+        const WORTH_IT: i64 = 1024;
+        let free: Result<(i64, i64), _> = sqlx::query_as(
+            "SELECT (SELECT freelist_count FROM pragma_freelist_count), \
+                    (SELECT page_count FROM pragma_page_count)",
+        )
+        .fetch_one(&self.pool)
+        .await;
+        let Ok((free, pages)) = free else { return };
+        if free < WORTH_IT || free * 2 < pages {
+            return;
+        }
+        if sqlx::query("VACUUM").execute(&self.pool).await.is_ok() {
+            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&self.pool)
+                .await;
+        }
     }
 
     /// Brings the schema up to date. SQLite has no lock for migrations: two processes that

@@ -326,6 +326,45 @@ async fn a_store_of_the_former_layout_is_migrated_and_verifies() {
     assert_eq!(events[3], more);
 }
 
+/// A file left mostly free pages (by a migration that rewrote the events, or a prune cut
+/// short) is compacted when the store is next opened.
+#[tokio::test]
+async fn a_store_mostly_free_pages_is_compacted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let pages = |store: &SqliteStore| {
+        let pool = store.pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64, i64)>(
+                "SELECT (SELECT page_count FROM pragma_page_count), \
+                        (SELECT freelist_count FROM pragma_freelist_count)",
+            )
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    sqlx::query(
+        "CREATE TABLE filler AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n \
+         WHERE i < 3000) SELECT randomblob(3000) AS b FROM n",
+    )
+    .execute(&store.pool)
+    .await
+    .unwrap();
+    sqlx::query("DROP TABLE filler")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let (before, free) = pages(&store).await;
+    assert!(free > 2000 && free * 2 > before, "{free} of {before}");
+    store.close().await.unwrap();
+
+    let store = open(&dir).await;
+    let (after, free) = pages(&store).await;
+    assert!(after < before / 4, "{after} pages, {before} before");
+    assert!(free < 100, "{free} free pages left");
+}
+
 /// Journals written before events were stored bare hold the whole envelope as each body,
 /// chained over the body alone: they read back, and a run resumed from one continues its
 /// chain with bare events.
