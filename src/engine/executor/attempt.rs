@@ -62,7 +62,7 @@ impl Run {
             .filter(|r| r.fallback == fallback)
         {
             first = record.attempts + u32::from(record.attempt_failed);
-            if let Some(error) = record.action_error.filter(|_| !fallback) {
+            if let Some(error) = record.action_error().filter(|_| !fallback) {
                 last = failure(error);
             }
         }

@@ -183,7 +183,8 @@ impl Run {
             if let Val::Obj(map) = &mut *steps {
                 let map = std::sync::Arc::make_mut(map);
                 for id in stale.order {
-                    if let Some(value) = step_val(&state, &format!("{}{id}", scope.prefix)) {
+                    let path = format!("{}{id}", scope.prefix);
+                    if let Some(value) = step_val(&state, &path, &self.shared_entries) {
                         map.insert(Val::from(id), value);
                     }
                 }
@@ -193,12 +194,46 @@ impl Run {
     }
 }
 
+/// What the context's step entries can share across a run. A jq value is never changed in
+/// place (a change copies it), so equal entries may be one value: a run of 10,000 steps that
+/// ended alike, with no outputs and no items, keeps one entry for them all, not 10,000
+/// (about 1.2 KB each).
+#[derive(Default)]
+pub(super) struct SharedEntries {
+    /// The entry of a step without items or outputs, by how it ended and whether its
+    /// outputs are `{}` (or `null`).
+    plain: Mutex<HashMap<EntryShape, Val>>,
+}
+
+/// How a step without items ended: its status, attempts, via, and whether its outputs are
+/// `{}` (else `null`).
+type EntryShape = (Option<StepStatus>, u32, Option<Via>, bool);
+
 /// A step's entry in the context (`steps.<id>`, as [`RunState::steps_context`] writes it),
 /// made as a jq value at once: through JSON first, a `for_each` of hundreds of thousands of
-/// items held its items twice at the end of the step. The keys, and the statuses, are made
-/// once and shared by every item.
-fn step_val(state: &RunState, path: &str) -> Option<Val> {
+/// items held its items twice at the end of the step.
+fn step_val(state: &RunState, path: &str, shared: &SharedEntries) -> Option<Val> {
     let record = state.steps.get(path)?;
+    let count = record.expanded().map_or(0, Vec::len);
+    let empty_outputs = match &record.outputs {
+        Value::Null => Some(false),
+        Value::Object(map) if map.is_empty() => Some(true),
+        _ => None,
+    };
+    let Some(empty_object) = empty_outputs.filter(|_| count == 0) else {
+        return Some(entry_val(state, path, record, count));
+    };
+    let shape = (record.status, record.attempts, record.via, empty_object);
+    let mut plain = shared.plain.lock().expect("plain entries lock");
+    let entry = plain
+        .entry(shape)
+        .or_insert_with(|| entry_val(state, path, record, 0));
+    Some(entry.clone())
+}
+
+/// The entry of `record` made afresh, with its `count` items. The keys, the statuses and an
+/// empty `outputs` are made once and shared by every item.
+fn entry_val(state: &RunState, path: &str, record: &StepRecord, count: usize) -> Val {
     let key = |name: &str| Val::from(name.to_owned());
     let (item_key, index_key, status_key, outputs_key, via_key) = (
         key("item"),
@@ -207,23 +242,31 @@ fn step_val(state: &RunState, path: &str) -> Option<Val> {
         key("outputs"),
         key("via"),
     );
-    let mut statuses: HashMap<&'static str, Val> = HashMap::new();
+    let mut statuses: HashMap<StepStatus, Val> = HashMap::new();
     let mut status = |status: Option<StepStatus>| match status {
         None => Val::Null,
         Some(status) => statuses
-            .entry(status.name())
+            .entry(status)
             .or_insert_with(|| Val::from(status.name().to_owned()))
             .clone(),
     };
-    let via = |via: Option<Via>| match via {
+    let mut vias: HashMap<Via, Val> = HashMap::new();
+    let mut via = |via: Option<Via>| match via {
         None => Val::Null,
-        Some(via) => jq::to_val(&json!(via)),
+        Some(via) => vias
+            .entry(via)
+            .or_insert_with(|| jq::to_val(&json!(via)))
+            .clone(),
     };
-    let count = record.expanded.as_ref().map_or(0, Vec::len);
+    let empty_object = Val::obj(jaq_json::Map::default());
+    let outputs = |outputs: &Value| match outputs {
+        Value::Object(map) if map.is_empty() => empty_object.clone(),
+        outputs => jq::to_val(outputs),
+    };
     let items: Val = (0..count)
         .map(|index| {
             let item = state.steps.get(&format!("{path}[{index}]"));
-            let mut entry = jaq_json::Map::default();
+            let mut entry = jaq_json::Map::with_capacity_and_hasher(5, Default::default());
             entry.insert(
                 item_key.clone(),
                 item.and_then(|r| r.item.as_ref())
@@ -233,19 +276,19 @@ fn step_val(state: &RunState, path: &str) -> Option<Val> {
             entry.insert(status_key.clone(), status(item.and_then(|r| r.status)));
             entry.insert(
                 outputs_key.clone(),
-                item.map_or(Val::Null, |r| jq::to_val(&r.outputs)),
+                item.map_or(Val::Null, |r| outputs(&r.outputs)),
             );
             entry.insert(via_key.clone(), via(item.and_then(|r| r.via)));
             Val::obj(entry)
         })
         .collect();
-    let mut entry = jaq_json::Map::default();
+    let mut entry = jaq_json::Map::with_capacity_and_hasher(5, Default::default());
     entry.insert(status_key, status(record.status));
-    entry.insert(outputs_key, jq::to_val(&record.outputs));
+    entry.insert(outputs_key, outputs(&record.outputs));
     entry.insert(key("attempts"), Val::from(record.attempts as isize));
     entry.insert(via_key, via(record.via));
     entry.insert(key("items"), items);
-    Some(Val::obj(entry))
+    Val::obj(entry)
 }
 
 /// Compiles a jq expression; the message joins every compile error.

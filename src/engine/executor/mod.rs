@@ -150,6 +150,8 @@ struct Run {
     /// Compiled jq programs by source: compiling costs far more than running, and the same
     /// expression runs for every item, poll and attempt.
     programs: Mutex<HashMap<String, Arc<jq::Program>>>,
+    /// What the context's entries of steps share.
+    shared_entries: context::SharedEntries,
     /// What each step's templates read of `steps`, worked out once per step.
     template_refs: Mutex<HashMap<usize, Option<Vec<String>>>>,
     journal: Arc<Journal>,
@@ -223,7 +225,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             }
         }
     }
-    let any_withheld = state.steps.values().any(|r| !r.withheld.is_empty());
+    let any_withheld = state.steps.values().any(|r| !r.withheld().is_empty());
     let in_flight = state
         .steps
         .iter()
@@ -255,6 +257,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         stop: Mutex::new(None),
         finishing: Mutex::new(false),
         programs: Mutex::new(HashMap::new()),
+        shared_entries: context::SharedEntries::default(),
         template_refs: Mutex::new(HashMap::new()),
         journal: config.journal,
         store: config.store,
