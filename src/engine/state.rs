@@ -28,12 +28,10 @@ pub struct StepRecord {
     pub attempt_failed: bool,
     /// The run segment (see [`RunState::segment`]) in which the step ended.
     pub segment: u32,
-    /// When it started: its first attempt, or the last time it ran again (a `finally` step
-    /// after a resume, a step a resume takes up again). A moment, not its text: a run keeps
-    /// one record per step instance, hundreds of thousands for a wide `for_each`.
-    pub started_at: Option<Timestamp>,
-    /// When it ended; `None` while it runs or when it never ended.
-    pub ended_at: Option<Timestamp>,
+    /// When it started (see [`Self::started_at`]).
+    started_at: Moment,
+    /// When it ended (see [`Self::ended_at`]).
+    ended_at: Moment,
     /// The process segment in which it last started: the run's resumes before it.
     pub started_in: Option<u32>,
     /// Attempts made before a `runbook retry` had the step run again: `attempts` counts
@@ -63,6 +61,44 @@ pub struct StepExtras {
     pub withheld: BTreeMap<String, OpenError>,
     /// Set when a person marked the step done by hand (`runbook skip`): who, and why.
     pub skipped_by_hand: Option<String>,
+}
+
+/// A moment or none in 8 bytes, where an `Option<Timestamp>` takes 24: microseconds since
+/// the Unix epoch (the journal's times have no finer digits), `i64::MIN` for none. A run
+/// keeps two per step instance, hundreds of thousands for a wide `for_each`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Moment(i64);
+
+impl Moment {
+    const NONE: Moment = Moment(i64::MIN);
+
+    fn of(at: Timestamp) -> Self {
+        Moment(at.as_microsecond())
+    }
+
+    fn get(self) -> Option<Timestamp> {
+        if self == Self::NONE {
+            return None;
+        }
+        Timestamp::from_microsecond(self.0).ok()
+    }
+
+    fn is_some(self) -> bool {
+        self != Self::NONE
+    }
+
+    /// Sets the moment unless it is set already.
+    fn set_once(&mut self, at: Timestamp) {
+        if !self.is_some() {
+            *self = Moment::of(at);
+        }
+    }
+}
+
+impl Default for Moment {
+    fn default() -> Self {
+        Moment::NONE
+    }
 }
 
 /// No values withheld: what [`StepRecord::withheld`] answers for a step without extras.
@@ -107,6 +143,17 @@ impl StepRecord {
             earlier_attempts,
             ..StepRecord::default()
         }
+    }
+
+    /// When it started: its first attempt, or the last time it ran again (a `finally` step
+    /// after a resume, a step a resume takes up again).
+    pub fn started_at(&self) -> Option<Timestamp> {
+        self.started_at.get()
+    }
+
+    /// When it ended; `None` while it runs or when it never ended.
+    pub fn ended_at(&self) -> Option<Timestamp> {
+        self.ended_at.get()
     }
 
     /// The fields few steps use, made when first needed.
@@ -250,15 +297,15 @@ impl RunState {
             RunEvent::StepEnded { path, .. } => {
                 if let Some(record) = self.steps.get_mut(path) {
                     let at = moment();
-                    record.started_at.get_or_insert(at);
-                    record.ended_at = Some(at);
+                    record.started_at.set_once(at);
+                    record.ended_at = Moment::of(at);
                 }
             }
             RunEvent::StepSkippedByHand(skipped) => {
                 if let Some(record) = self.steps.get_mut(&skipped.path) {
                     let at = moment();
-                    record.started_at.get_or_insert(at);
-                    record.ended_at = Some(at);
+                    record.started_at.set_once(at);
+                    record.ended_at = Moment::of(at);
                 }
             }
             RunEvent::ApprovalRequested { path, .. } => {
@@ -470,7 +517,7 @@ impl RunState {
                 record.via = None;
                 record.outputs = Value::Null;
                 record.duration_ms = 0;
-                record.ended_at = None;
+                record.ended_at = Moment::NONE;
                 if status != StepStatus::Cancelled {
                     forgotten.push(path.clone());
                 }
@@ -550,13 +597,13 @@ impl RunState {
         // Ended before, or started in an earlier process: it runs again.
         let again = record.ended_at.is_some() || earlier.is_some_and(|s| s < segment);
         if again {
-            record.started_at = Some(at);
-            record.ended_at = None;
+            record.started_at = Moment::of(at);
+            record.ended_at = Moment::NONE;
             self.order.retain(|p| &**p != path);
             let shared = self.seen.get(path).cloned().unwrap_or_else(|| path.into());
             self.order.push(shared);
         } else {
-            record.started_at.get_or_insert(at);
+            record.started_at.set_once(at);
         }
     }
 
@@ -606,7 +653,7 @@ impl RunState {
             return;
         };
         record.status = None;
-        record.ended_at = None;
+        record.ended_at = Moment::NONE;
         record.error = None;
         let item = index
             .parse::<usize>()
@@ -713,7 +760,7 @@ mod tests {
     #[test]
     fn a_step_record_stays_small() {
         let size = std::mem::size_of::<StepRecord>();
-        assert!(size <= 256, "StepRecord grew to {size} bytes");
+        assert!(size <= 224, "StepRecord grew to {size} bytes");
         let mut state = RunState::default();
         state.apply_at(&started("s", 1, false), &t(1));
         state.apply_at(&ended("s"), &t(2));
@@ -789,15 +836,15 @@ mod tests {
         assert_eq!(order(&state), ["cleanup", "work"]);
         // A retry in the same process does not move the step, nor restart its clock.
         state.apply_at(&started("work", 2, false), &t(4));
-        assert_eq!(state.steps["work"].started_at, Some(moment(3)));
+        assert_eq!(state.steps["work"].started_at(), Some(moment(3)));
         state.apply_at(&RunEvent::RunResumed { by: "pid 2".into() }, &t(5));
         state.apply_at(&started("work", 2, false), &t(6));
         state.apply_at(&started("cleanup", 1, false), &t(7));
         assert_eq!(order(&state), ["work", "cleanup"]);
         let cleanup = &state.steps["cleanup"];
-        assert_eq!(cleanup.started_at, Some(moment(7)));
-        assert_eq!(cleanup.ended_at, None);
-        assert_eq!(state.steps["work"].started_at, Some(moment(6)));
+        assert_eq!(cleanup.started_at(), Some(moment(7)));
+        assert_eq!(cleanup.ended_at(), None);
+        assert_eq!(state.steps["work"].started_at(), Some(moment(6)));
     }
 
     #[test]

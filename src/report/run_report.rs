@@ -456,13 +456,13 @@ impl StepReport {
             None if running => StepState::Running,
             None => StepState::Unfinished,
         };
-        let ended = record.ended_at.is_some();
+        let ended = record.ended_at().is_some();
         StepReport {
             path: path.to_owned(),
             status,
             attempts: record.attempts,
-            started_at: record.started_at.map(crate::event::timestamp::format),
-            ended_at: record.ended_at.map(crate::event::timestamp::format),
+            started_at: record.started_at().map(crate::event::timestamp::format),
+            ended_at: record.ended_at().map(crate::event::timestamp::format),
             duration_ms: ended.then_some(record.duration_ms),
             via: record.via.filter(|_| ended),
             item: record.item.clone(),
