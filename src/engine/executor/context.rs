@@ -33,6 +33,31 @@ impl Run {
     }
 
     pub(super) fn run_json(&self) -> Value {
+        self.run_json_with(self.run_status())
+    }
+
+    /// The context's `run` for the run's status `status`.
+    fn run_json_with(&self, status: &'static str) -> Value {
+        json!({
+            "id": self.run_id,
+            "name": self.runbook_name,
+            "started_at": self.started_at,
+            "status": status,
+        })
+    }
+
+    /// The context's `run` as a jq value, made once for each status the run goes through.
+    fn run_val(&self, status: &'static str) -> Val {
+        self.run_vals
+            .lock()
+            .expect("run values lock")
+            .entry(status)
+            .or_insert_with(|| jq::to_val(&self.run_json_with(status)))
+            .clone()
+    }
+
+    /// The run's status as steps see it (`run.status`).
+    fn run_status(&self) -> &'static str {
         // What `finally` steps see: how the run is ending, before it has ended.
         let stop = *self.stop.lock().expect("stop lock");
         // `finally` after an undo that went to its end sees the run undone.
@@ -40,7 +65,7 @@ impl Run {
             *self.undo_outcome.lock().expect("undo lock"),
             Some(undo::UndoOutcome::Done { .. })
         );
-        let status = match stop {
+        match stop {
             _ if undone && stop != Some(StopReason::Journal) => RunStatus::Undone,
             Some(
                 StopReason::Interrupted
@@ -57,13 +82,7 @@ impl Run {
             None if *self.finishing.lock().expect("finishing lock") => RunStatus::Succeeded,
             None => RunStatus::Running,
         }
-        .name();
-        json!({
-            "id": self.run_id,
-            "name": self.runbook_name,
-            "started_at": self.started_at,
-            "status": status,
-        })
+        .name()
     }
 
     pub(super) fn step_json(&self, step: &Step, instance: &Instance) -> Value {
@@ -82,12 +101,36 @@ impl Run {
 
     /// The context jq expressions see, as a jq value.
     pub(super) fn jq_context(&self, scope: &Scope<'_>, step: Option<(&Step, &Instance)>) -> Val {
+        let status = self.run_status();
+        let Some((step, instance)) = step else {
+            let mut steps = self.steps_val(scope);
+            if let Some((made_for, context)) = &steps.bare_context
+                && *made_for == status
+            {
+                return context.clone();
+            }
+            let context = self.context_val(scope, steps.steps.clone(), status, None);
+            steps.bare_context = Some((status, context.clone()));
+            return context;
+        };
+        let steps = self.steps_val(scope).steps.clone();
+        self.context_val(scope, steps, status, Some((step, instance)))
+    }
+
+    /// The context made afresh from its parts.
+    fn context_val(
+        &self,
+        scope: &Scope<'_>,
+        steps: Val,
+        status: &'static str,
+        step: Option<(&Step, &Instance)>,
+    ) -> Val {
         let key = |name: &str| jq::to_val(&Value::String(name.to_owned()));
-        let mut context = jaq_json::Map::default();
+        let mut context = jaq_json::Map::with_capacity_and_hasher(7, Default::default());
         context.insert(key("inputs"), scope.inputs_val.clone());
         context.insert(key("secrets"), scope.secrets_val.clone());
-        context.insert(key("steps"), self.steps_val(scope));
-        context.insert(key("run"), jq::to_val(&self.run_json()));
+        context.insert(key("steps"), steps);
+        context.insert(key("run"), self.run_val(status));
         if let Some((step, instance)) = step {
             context.insert(key("step"), jq::to_val(&self.step_json(step, instance)));
             if let Some((item, index)) = &instance.item {
@@ -174,13 +217,16 @@ impl Run {
         }
     }
 
-    /// The context's `steps`, its out-of-date entries made again from the run's state.
-    fn steps_val(&self, scope: &Scope<'_>) -> Val {
+    /// The context's `steps`, its out-of-date entries made again from the run's state; held
+    /// locked, so that the context made from it is kept with it.
+    fn steps_val<'s>(&self, scope: &'s Scope<'_>) -> std::sync::MutexGuard<'s, StepsVal> {
         let mut steps = scope.steps_val.lock().expect("steps lock");
         let stale = std::mem::take(&mut *scope.stale_steps.lock().expect("stale steps lock"));
         if !stale.order.is_empty() {
+            // Out of date, and its share of `steps` would make the change below a copy.
+            steps.bare_context = None;
             let state = self.state.lock().expect("state lock");
-            if let Val::Obj(map) = &mut *steps {
+            if let Val::Obj(map) = &mut steps.steps {
                 let map = std::sync::Arc::make_mut(map);
                 for id in stale.order {
                     let path = format!("{}{id}", scope.prefix);
@@ -190,7 +236,7 @@ impl Run {
                 }
             }
         }
-        steps.clone()
+        steps
     }
 }
 
