@@ -53,7 +53,7 @@ pub async fn approve(
     let record = state.steps.get(&request.step);
     // An answer may be recorded and not yet journaled (the run is parked): look at both,
     // the journal's first.
-    let mut answers: Vec<Answer> = record.map(|r| r.answers.clone()).unwrap_or_default();
+    let mut answers: Vec<Answer> = record.map(|r| r.answers().to_vec()).unwrap_or_default();
     for decision in store.decisions(run_id).await? {
         if decision.path == request.step && !answers.iter().any(|a| a.by == decision.by) {
             answers.push(Answer {
@@ -107,7 +107,7 @@ pub async fn approve(
         _ => None,
     });
     let distinct = record
-        .and_then(|r| r.approval_rule.as_ref())
+        .and_then(|r| r.approval_rule())
         .is_some_and(|rule| rule.distinct_from_starter);
     if distinct && starter.as_deref() == Some(by.as_str()) {
         return Err(AppError::StarterMayNotAnswer {

@@ -8,6 +8,7 @@ use crate::event::{RunEvent, RunFold, RunStatus, StepStatus, Via};
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// What is known of one step instance.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -20,43 +21,88 @@ pub struct StepRecord {
     pub outputs: Value,
     pub error: Option<String>,
     pub item: Option<Value>,
-    /// For a `for_each` step: the items it expanded into.
-    pub expanded: Option<Vec<Value>>,
     pub duration_ms: u64,
     /// The attempt under way is the fallback's.
     pub fallback: bool,
     /// The attempt under way has already failed (a retry was due).
     pub attempt_failed: bool,
+    /// The run segment (see [`RunState::segment`]) in which the step ended.
+    pub segment: u32,
+    /// When it started (see [`Self::started_at`]).
+    started_at: Moment,
+    /// When it ended (see [`Self::ended_at`]).
+    ended_at: Moment,
+    /// The process segment in which it last started: the run's resumes before it.
+    pub started_in: Option<u32>,
+    /// Attempts made before a `runbook retry` had the step run again: `attempts` counts
+    /// those made since.
+    pub earlier_attempts: u32,
+    /// What few step instances have, boxed together: a run keeps a record per step
+    /// instance, and these fields took most of its room. `None` until one is set.
+    extras: Option<Box<StepExtras>>,
+}
+
+/// The fields of a [`StepRecord`] that few steps use (see [`StepRecord::extras_mut`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StepExtras {
+    /// For a `for_each` step: the items it expanded into.
+    pub expanded: Option<Vec<Value>>,
     /// Attempts of the action itself, and its last error, once the fallback has taken over.
     pub action_attempts: u32,
     pub action_error: Option<String>,
-    /// The run segment (see [`RunState::segment`]) in which the step ended.
-    pub segment: u32,
-    /// When it started: its first attempt, or the last time it ran again (a `finally` step
-    /// after a resume, a step a resume takes up again). A moment, not its text: a run keeps
-    /// one record per step instance, hundreds of thousands for a wide `for_each`.
-    pub started_at: Option<Timestamp>,
-    /// When it ended; `None` while it runs or when it never ended.
-    pub ended_at: Option<Timestamp>,
-    /// The process segment in which it last started: the run's resumes before it.
-    pub started_in: Option<u32>,
     /// When an approval step asked its question (RFC 3339).
     pub approval_requested_at: Option<String>,
-    /// The answers journaled, in order: one person each. Empty for most steps, which are
-    /// not approvals (an empty `Vec` allocates nothing).
+    /// The answers journaled, in order: one person each.
     pub answers: Vec<Answer>,
-    /// What an approval step asks for, once it asked: boxed, since few steps are approvals
-    /// and a run keeps a record per step instance.
-    pub approval_rule: Option<Box<ApprovalRule>>,
+    /// What an approval step asks for, once it asked.
+    pub approval_rule: Option<ApprovalRule>,
     /// Values the journal holds masked because they carried a secret, and that this process
     /// cannot read in clear (`outputs.<name>`, `item`, `items`), with why.
     pub withheld: BTreeMap<String, OpenError>,
     /// Set when a person marked the step done by hand (`runbook skip`): who, and why.
     pub skipped_by_hand: Option<String>,
-    /// Attempts made before a `runbook retry` had the step run again: `attempts` counts
-    /// those made since.
-    pub earlier_attempts: u32,
 }
+
+/// A moment or none in 8 bytes, where an `Option<Timestamp>` takes 24: microseconds since
+/// the Unix epoch (the journal's times have no finer digits), `i64::MIN` for none. A run
+/// keeps two per step instance, hundreds of thousands for a wide `for_each`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Moment(i64);
+
+impl Moment {
+    const NONE: Moment = Moment(i64::MIN);
+
+    fn of(at: Timestamp) -> Self {
+        Moment(at.as_microsecond())
+    }
+
+    fn get(self) -> Option<Timestamp> {
+        if self == Self::NONE {
+            return None;
+        }
+        Timestamp::from_microsecond(self.0).ok()
+    }
+
+    fn is_some(self) -> bool {
+        self != Self::NONE
+    }
+
+    /// Sets the moment unless it is set already.
+    fn set_once(&mut self, at: Timestamp) {
+        if !self.is_some() {
+            *self = Moment::of(at);
+        }
+    }
+}
+
+impl Default for Moment {
+    fn default() -> Self {
+        Moment::NONE
+    }
+}
+
+/// No values withheld: what [`StepRecord::withheld`] answers for a step without extras.
+static NONE_WITHHELD: BTreeMap<String, OpenError> = BTreeMap::new();
 
 /// What is known of the undo of one step instance.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -91,20 +137,85 @@ pub enum Verdict<'a> {
 }
 
 impl StepRecord {
+    /// A record with nothing known yet but the attempts earlier retries made.
+    fn new(earlier_attempts: u32) -> Self {
+        StepRecord {
+            earlier_attempts,
+            ..StepRecord::default()
+        }
+    }
+
+    /// When it started: its first attempt, or the last time it ran again (a `finally` step
+    /// after a resume, a step a resume takes up again).
+    pub fn started_at(&self) -> Option<Timestamp> {
+        self.started_at.get()
+    }
+
+    /// When it ended; `None` while it runs or when it never ended.
+    pub fn ended_at(&self) -> Option<Timestamp> {
+        self.ended_at.get()
+    }
+
+    /// The fields few steps use, made when first needed.
+    pub fn extras_mut(&mut self) -> &mut StepExtras {
+        self.extras.get_or_insert_default()
+    }
+
+    /// For a `for_each` step: the items it expanded into.
+    pub fn expanded(&self) -> Option<&Vec<Value>> {
+        self.extras.as_ref()?.expanded.as_ref()
+    }
+
+    /// Attempts of the action itself once the fallback has taken over.
+    pub fn action_attempts(&self) -> u32 {
+        self.extras.as_ref().map_or(0, |e| e.action_attempts)
+    }
+
+    /// The action's last error once the fallback has taken over.
+    pub fn action_error(&self) -> Option<&str> {
+        self.extras.as_ref()?.action_error.as_deref()
+    }
+
+    /// When an approval step asked its question (RFC 3339; empty until the envelope's time
+    /// is known).
+    pub fn approval_requested_at(&self) -> Option<&str> {
+        self.extras.as_ref()?.approval_requested_at.as_deref()
+    }
+
+    /// The answers journaled for an approval step, in order: one person each.
+    pub fn answers(&self) -> &[Answer] {
+        self.extras.as_ref().map_or(&[], |e| &e.answers)
+    }
+
+    /// What an approval step asks for, once it asked.
+    pub fn approval_rule(&self) -> Option<&ApprovalRule> {
+        self.extras.as_ref()?.approval_rule.as_ref()
+    }
+
+    /// Values the journal holds masked that this process cannot read in clear, with why.
+    pub fn withheld(&self) -> &BTreeMap<String, OpenError> {
+        self.extras.as_ref().map_or(&NONE_WITHHELD, |e| &e.withheld)
+    }
+
+    /// Who marked the step done by hand, and why (`runbook skip`).
+    pub fn skipped_by_hand(&self) -> Option<&str> {
+        self.extras.as_ref()?.skipped_by_hand.as_deref()
+    }
+
     /// The approval step's verdict from its journaled answers: the first rejection settles
     /// it; so do `needed` approvals by different people.
     pub fn verdict(&self) -> Verdict<'_> {
-        verdict(&self.answers, self.approvals_needed())
+        verdict(self.answers(), self.approvals_needed())
     }
 
     /// How many different people the approval step needs (one when it did not say).
     pub fn approvals_needed(&self) -> u32 {
-        self.approval_rule.as_ref().map_or(1, |rule| rule.needed)
+        self.approval_rule().map_or(1, |rule| rule.needed)
     }
 
     /// Whether an approval step asked and is still open.
     pub fn awaits_answers(&self) -> bool {
-        self.approval_requested_at.is_some() && matches!(self.verdict(), Verdict::Open { .. })
+        self.approval_requested_at().is_some() && matches!(self.verdict(), Verdict::Open { .. })
     }
 }
 
@@ -148,9 +259,9 @@ pub struct RunState {
     pub steps: BTreeMap<String, StepRecord>,
     /// Step paths in the order they ran, for summaries and reports: a step that runs again
     /// (a `finally` step after a resume, a step a resume takes up again) moves to where it
-    /// ran last.
-    pub order: Vec<String>,
-    seen: HashSet<String>,
+    /// ran last. Each path is one allocation, shared with `seen`.
+    pub order: Vec<Arc<str>>,
+    seen: HashSet<Arc<str>>,
     /// How many times a process took the run up again.
     resumes: u32,
     /// When the run was created (RFC 3339), from its first event.
@@ -186,22 +297,22 @@ impl RunState {
             RunEvent::StepEnded { path, .. } => {
                 if let Some(record) = self.steps.get_mut(path) {
                     let at = moment();
-                    record.started_at.get_or_insert(at);
-                    record.ended_at = Some(at);
+                    record.started_at.set_once(at);
+                    record.ended_at = Moment::of(at);
                 }
             }
             RunEvent::StepSkippedByHand(skipped) => {
                 if let Some(record) = self.steps.get_mut(&skipped.path) {
                     let at = moment();
-                    record.started_at.get_or_insert(at);
-                    record.ended_at = Some(at);
+                    record.started_at.set_once(at);
+                    record.ended_at = Moment::of(at);
                 }
             }
             RunEvent::ApprovalRequested { path, .. } => {
                 if let Some(record) = self.steps.get_mut(path)
-                    && record.approval_requested_at.as_deref() == Some("")
+                    && record.approval_requested_at() == Some("")
                 {
-                    record.approval_requested_at = Some(at.to_owned());
+                    record.extras_mut().approval_requested_at = Some(at.to_owned());
                 }
             }
             _ => {}
@@ -227,9 +338,11 @@ impl RunState {
                     record.attempts = *attempt;
                     record.fallback = *fallback;
                     record.attempt_failed = false;
-                    record.approval_requested_at = None;
-                    record.answers.clear();
-                    record.approval_rule = None;
+                    if let Some(extras) = &mut record.extras {
+                        extras.approval_requested_at = None;
+                        extras.answers.clear();
+                        extras.approval_rule = None;
+                    }
                     // A new attempt of a `uses` step runs the called runbook afresh: what its
                     // steps did in the attempt before no longer counts.
                     self.forget_children(path);
@@ -245,14 +358,16 @@ impl RunState {
                 let record = self.record(path);
                 record.attempt_failed = true;
                 if !*fallback {
-                    record.action_attempts = *attempt;
-                    record.action_error = Some(error.clone());
+                    let extras = record.extras_mut();
+                    extras.action_attempts = *attempt;
+                    extras.action_error = Some(error.clone());
                 }
             }
             RunEvent::StepExpanded { path, items, .. } => {
                 let record = self.record(path);
-                record.expanded = Some(items.clone());
-                record.withheld.remove("items");
+                let extras = record.extras_mut();
+                extras.expanded = Some(items.clone());
+                extras.withheld.remove("items");
             }
             RunEvent::StepEnded {
                 path,
@@ -267,7 +382,9 @@ impl RunState {
             } => {
                 let segment = self.run.parks;
                 let record = self.record(path);
-                record.withheld.retain(|name, _| name == "items");
+                if let Some(extras) = &mut record.extras {
+                    extras.withheld.retain(|name, _| name == "items");
+                }
                 record.status = Some(*status);
                 record.attempts = *attempts;
                 record.via = *via;
@@ -285,13 +402,14 @@ impl RunState {
             } => {
                 // The time is the envelope's; the executor fills it in through `requested`.
                 let record = self.record(path);
-                if record.approval_requested_at.is_none() {
-                    record.approval_requested_at = Some(String::new());
+                let extras = record.extras_mut();
+                if extras.approval_requested_at.is_none() {
+                    extras.approval_requested_at = Some(String::new());
                 }
-                record.approval_rule = Some(Box::new(ApprovalRule {
+                extras.approval_rule = Some(ApprovalRule {
                     needed: needed.unwrap_or(1),
                     distinct_from_starter: *distinct_from_starter,
-                }));
+                });
             }
             RunEvent::ApprovalGiven {
                 path,
@@ -303,8 +421,9 @@ impl RunState {
                 let record = self.record(path);
                 // A person answers once; a second event for them (none is written) would not
                 // count twice.
-                if !record.answers.iter().any(|a| a.by == *by) {
-                    record.answers.push(Answer {
+                let answers = &mut record.extras_mut().answers;
+                if !answers.iter().any(|a| a.by == *by) {
+                    answers.push(Answer {
                         approved: *approved,
                         by: by.clone(),
                         comment: comment.clone(),
@@ -322,8 +441,9 @@ impl RunState {
                 record.attempt_failed = false;
                 record.duration_ms = 0;
                 record.segment = segment;
-                record.withheld.clear();
-                record.skipped_by_hand = Some(format!("{}: {}", skipped.by, skipped.reason));
+                let extras = record.extras_mut();
+                extras.withheld.clear();
+                extras.skipped_by_hand = Some(format!("{}: {}", skipped.by, skipped.reason));
                 // What it ran of a called runbook no longer counts: it is done by hand.
                 self.forget_children(&skipped.path);
                 self.reopen_step_of_item(&skipped.path);
@@ -397,7 +517,7 @@ impl RunState {
                 record.via = None;
                 record.outputs = Value::Null;
                 record.duration_ms = 0;
-                record.ended_at = None;
+                record.ended_at = Moment::NONE;
                 if status != StepStatus::Cancelled {
                     forgotten.push(path.clone());
                 }
@@ -419,7 +539,7 @@ impl RunState {
             record.item = Some(item);
         }
         if let Some(Value::Array(items)) = revealed.remove("items") {
-            record.expanded = Some(items);
+            record.extras_mut().expanded = Some(items);
         }
     }
 
@@ -427,7 +547,10 @@ impl RunState {
     pub fn withhold(&mut self, path: &str, masked: &[String], reason: &OpenError) {
         if let Some(record) = self.steps.get_mut(path) {
             for name in masked {
-                record.withheld.insert(name.clone(), reason.clone());
+                record
+                    .extras_mut()
+                    .withheld
+                    .insert(name.clone(), reason.clone());
             }
         }
     }
@@ -438,7 +561,7 @@ impl RunState {
     pub fn withheld_paths(&self, prefix: &str) -> Vec<(Vec<String>, OpenError)> {
         let mut paths = Vec::new();
         for (path, record) in &self.steps {
-            if record.withheld.is_empty() {
+            if record.withheld().is_empty() {
                 continue;
             }
             let Some(rest) = path.strip_prefix(prefix).filter(|r| !r.contains('/')) else {
@@ -451,7 +574,7 @@ impl RunState {
                 }
                 None => base.push(rest.to_owned()),
             }
-            for (name, reason) in &record.withheld {
+            for (name, reason) in record.withheld() {
                 let mut full = base.clone();
                 match name.split_once('.') {
                     Some((field, key)) => full.extend([field.to_owned(), key.to_owned()]),
@@ -474,26 +597,26 @@ impl RunState {
         // Ended before, or started in an earlier process: it runs again.
         let again = record.ended_at.is_some() || earlier.is_some_and(|s| s < segment);
         if again {
-            record.started_at = Some(at);
-            record.ended_at = None;
-            self.order.retain(|p| p != path);
-            self.order.push(path.to_owned());
+            record.started_at = Moment::of(at);
+            record.ended_at = Moment::NONE;
+            self.order.retain(|p| &**p != path);
+            let shared = self.seen.get(path).cloned().unwrap_or_else(|| path.into());
+            self.order.push(shared);
         } else {
-            record.started_at.get_or_insert(at);
+            record.started_at.set_once(at);
         }
     }
 
     fn record(&mut self, path: &str) -> &mut StepRecord {
-        if self.seen.insert(path.to_owned()) {
-            self.order.push(path.to_owned());
+        if !self.seen.contains(path) {
+            let shared: Arc<str> = path.into();
+            self.seen.insert(shared.clone());
+            self.order.push(shared);
         }
         let earlier_attempts = self.retried_attempts.get(path).copied().unwrap_or(0);
         self.steps
             .entry(path.to_owned())
-            .or_insert_with(|| StepRecord {
-                earlier_attempts,
-                ..StepRecord::default()
-            })
+            .or_insert_with(|| StepRecord::new(earlier_attempts))
     }
 
     /// Forgets what a step, its `for_each` instances and the steps it called did, so that
@@ -530,12 +653,12 @@ impl RunState {
             return;
         };
         record.status = None;
-        record.ended_at = None;
+        record.ended_at = Moment::NONE;
         record.error = None;
         let item = index
             .parse::<usize>()
             .ok()
-            .and_then(|i| record.expanded.as_ref()?.get(i).cloned());
+            .and_then(|i| record.expanded()?.get(i).cloned());
         if let (Some(item), Some(instance)) = (item, self.steps.get_mut(path)) {
             instance.item.get_or_insert(item);
         }
@@ -564,7 +687,7 @@ impl RunState {
             let Some(record) = self.steps.get(&path) else {
                 continue;
             };
-            let count = record.expanded.as_ref().map_or(0, Vec::len);
+            let count = record.expanded().map_or(0, Vec::len);
             let items: Vec<Value> = (0..count)
                 .map(|index| {
                     let item = self.steps.get(&format!("{path}[{index}]"));
@@ -605,6 +728,10 @@ mod tests {
         }
     }
 
+    fn order(state: &RunState) -> Vec<&str> {
+        state.order.iter().map(|p| &**p).collect()
+    }
+
     /// The `n`th second of a day, as an event's time.
     fn t(n: u8) -> String {
         format!("2026-11-21T06:00:{n:02}.000000Z")
@@ -628,6 +755,21 @@ mod tests {
         }
     }
 
+    /// A run keeps one record per step instance, 500,000 for a wide `for_each`: each byte
+    /// here is half a megabyte there. Fields few steps use belong in [`StepExtras`].
+    #[test]
+    fn a_step_record_stays_small() {
+        let size = std::mem::size_of::<StepRecord>();
+        assert!(size <= 224, "StepRecord grew to {size} bytes");
+        let mut state = RunState::default();
+        state.apply_at(&started("s", 1, false), &t(1));
+        state.apply_at(&ended("s"), &t(2));
+        assert!(
+            state.steps["s"].extras.is_none(),
+            "a plain step has no extras"
+        );
+    }
+
     #[test]
     fn a_new_attempt_of_a_uses_step_forgets_what_its_runbook_did() {
         let mut state = RunState::default();
@@ -643,7 +785,7 @@ mod tests {
         assert!(!state.steps.contains_key("call/a"));
         assert!(state.steps.contains_key("caller"));
         state.apply_at(&started("call/a", 1, false), "");
-        assert_eq!(state.order, ["call", "call/a", "caller"]);
+        assert_eq!(order(&state), ["call", "call/a", "caller"]);
     }
 
     #[test]
@@ -662,11 +804,11 @@ mod tests {
         );
         let record = &state.steps["s"];
         assert!(record.attempt_failed);
-        assert_eq!(record.action_attempts, 2);
+        assert_eq!(record.action_attempts(), 2);
         state.apply_at(&started("s", 1, true), "");
         let record = &state.steps["s"];
         assert!(record.fallback && !record.attempt_failed);
-        assert_eq!(record.action_error.as_deref(), Some("boom"));
+        assert_eq!(record.action_error(), Some("boom"));
     }
 
     #[test]
@@ -691,18 +833,18 @@ mod tests {
         state.apply_at(&started("cleanup", 1, false), &t(1));
         state.apply_at(&ended("cleanup"), &t(2));
         state.apply_at(&started("work", 1, false), &t(3));
-        assert_eq!(state.order, ["cleanup", "work"]);
+        assert_eq!(order(&state), ["cleanup", "work"]);
         // A retry in the same process does not move the step, nor restart its clock.
         state.apply_at(&started("work", 2, false), &t(4));
-        assert_eq!(state.steps["work"].started_at, Some(moment(3)));
+        assert_eq!(state.steps["work"].started_at(), Some(moment(3)));
         state.apply_at(&RunEvent::RunResumed { by: "pid 2".into() }, &t(5));
         state.apply_at(&started("work", 2, false), &t(6));
         state.apply_at(&started("cleanup", 1, false), &t(7));
-        assert_eq!(state.order, ["work", "cleanup"]);
+        assert_eq!(order(&state), ["work", "cleanup"]);
         let cleanup = &state.steps["cleanup"];
-        assert_eq!(cleanup.started_at, Some(moment(7)));
-        assert_eq!(cleanup.ended_at, None);
-        assert_eq!(state.steps["work"].started_at, Some(moment(6)));
+        assert_eq!(cleanup.started_at(), Some(moment(7)));
+        assert_eq!(cleanup.ended_at(), None);
+        assert_eq!(state.steps["work"].started_at(), Some(moment(6)));
     }
 
     #[test]

@@ -434,7 +434,7 @@ impl RunReport {
             .order
             .iter()
             .filter_map(|path| {
-                let record = state.steps.get(path)?;
+                let record = state.steps.get(&**path)?;
                 Some(StepReport::new(path, record, running))
             })
             .collect();
@@ -452,17 +452,17 @@ impl StepReport {
     pub fn new(path: &str, record: &StepRecord, running: bool) -> StepReport {
         let status = match record.status {
             Some(status) => status.into(),
-            None if record.approval_requested_at.is_some() => StepState::Waiting,
+            None if record.approval_requested_at().is_some() => StepState::Waiting,
             None if running => StepState::Running,
             None => StepState::Unfinished,
         };
-        let ended = record.ended_at.is_some();
+        let ended = record.ended_at().is_some();
         StepReport {
             path: path.to_owned(),
             status,
             attempts: record.attempts,
-            started_at: record.started_at.map(crate::event::timestamp::format),
-            ended_at: record.ended_at.map(crate::event::timestamp::format),
+            started_at: record.started_at().map(crate::event::timestamp::format),
+            ended_at: record.ended_at().map(crate::event::timestamp::format),
             duration_ms: ended.then_some(record.duration_ms),
             via: record.via.filter(|_| ended),
             item: record.item.clone(),
@@ -472,7 +472,7 @@ impl StepReport {
                 Value::Null
             },
             error: record.error.clone().filter(|_| ended),
-            skipped_by_hand: record.skipped_by_hand.clone(),
+            skipped_by_hand: record.skipped_by_hand().map(str::to_owned),
             attempts_in_all: (record.earlier_attempts > 0)
                 .then(|| record.earlier_attempts + record.attempts),
         }

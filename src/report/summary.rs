@@ -11,9 +11,9 @@ pub fn render(outcome: &RunOutcome, run_id: &str) -> String {
     let state = &outcome.state;
     // Row by row: a run of many steps never holds a copy of all of them.
     let columns = StepColumns::default();
-    let width = step_table::header(&mut out, state.order.iter().map(String::as_str), columns);
+    let width = step_table::header(&mut out, state.order.iter().map(|p| &**p), columns);
     for path in &state.order {
-        if let Some(record) = state.steps.get(path) {
+        if let Some(record) = state.steps.get(&**path) {
             step_table::row(
                 &mut out,
                 width,

@@ -52,7 +52,7 @@ impl StepPath {
             .state
             .steps
             .get(step)
-            .and_then(|r| r.expanded.as_ref())
+            .and_then(|r| r.expanded())
             .map_or(0, Vec::len);
         if index >= items {
             return Err(refuse(if items == 0 {

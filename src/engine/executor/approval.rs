@@ -23,7 +23,7 @@ impl Run {
             let state = self.state.lock().expect("state lock");
             let record = state.steps.get(path);
             (
-                record.and_then(|r| r.approval_requested_at.clone()),
+                record.and_then(|r| r.approval_requested_at().map(str::to_owned)),
                 record.and_then(settled_result),
             )
         };
@@ -70,7 +70,7 @@ impl Run {
                 state
                     .steps
                     .get(path)
-                    .map(|r| r.answers.iter().map(|a| a.by.clone()).collect())
+                    .map(|r| r.answers().iter().map(|a| a.by.clone()).collect())
                     .unwrap_or_default()
             };
             let mut new_answers: Vec<Decision> = Vec::new();

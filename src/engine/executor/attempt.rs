@@ -62,7 +62,7 @@ impl Run {
             .filter(|r| r.fallback == fallback)
         {
             first = record.attempts + u32::from(record.attempt_failed);
-            if let Some(error) = record.action_error.filter(|_| !fallback) {
+            if let Some(error) = record.action_error().filter(|_| !fallback) {
                 last = failure(error);
             }
         }
@@ -273,8 +273,14 @@ impl Run {
         body: &Body<'_>,
         cancel: &CancellationToken,
     ) -> Result<Value, Failure> {
-        let context = self.template_context(scope, step, instance);
-        let jq_context = self.jq_context(scope, Some((step, instance)));
+        // The contexts are made when the action first reads them, and only for text that
+        // has a template: an item of a wide fan-out holds them from its start until its
+        // program ends, most commands have no template, and `[/bin/true]` renders to
+        // itself whatever the context.
+        let template_cell = std::sync::OnceLock::new();
+        let context = || template_cell.get_or_init(|| self.template_context(scope, step, instance));
+        let jq_cell = std::sync::OnceLock::new();
+        let jq_context = || jq_cell.get_or_init(|| self.jq_context(scope, Some((step, instance))));
         if let ActionRef::Uses(uses, with) = body.action {
             return self
                 .run_uses(
@@ -282,16 +288,16 @@ impl Run {
                     instance,
                     &uses.value,
                     with.map(|w| &w.value),
-                    &context,
+                    context(),
                     cancel,
                 )
                 .await;
         }
         if let ActionRef::Approval(approval) = body.action {
-            return self.approval(instance, approval, &context, cancel).await;
+            return self.approval(instance, approval, context(), cancel).await;
         }
         if let ActionRef::Record(record) = body.action {
-            return self.record(instance, record, &context).await;
+            return self.record(instance, record, context()).await;
         }
         let Some(action) = action_for(body.action.key()) else {
             return Err(failure(format!(
@@ -300,12 +306,20 @@ impl Run {
             )));
         };
         let raw = body.node.map_or(Value::Null, |n| n.to_json());
-        let render =
-            |value: &Value, escape: Escape| template::render_value(value, &context, escape);
-        let render_pieces = |text: &str| template::render_pieces(text, &context);
-        let eval = |expression: &str| self.evaluate(expression, jq_context.clone(), &jq_context);
+        let render = |value: &Value, escape: Escape| match has_template(value) {
+            true => template::render_value(value, context(), escape),
+            false => template::render_value(value, &Value::Null, escape),
+        };
+        let render_pieces = |text: &str| match text.contains("{{") {
+            true => template::render_pieces(text, context()),
+            false => template::render_pieces(text, &Value::Null),
+        };
+        let eval = |expression: &str| {
+            let context = jq_context();
+            self.evaluate(expression, context.clone(), context)
+        };
         let eval_over = |expression: &str, value: &Value| {
-            self.evaluate(expression, jq::to_val(value), &jq_context)
+            self.evaluate(expression, jq::to_val(value), jq_context())
         };
         let warn = |message: String| {
             drop(self.emit(RunEvent::Warning {
@@ -337,6 +351,16 @@ impl Run {
             drop(self.emit_soon(event));
         }
         outcome.map_err(Failure::from)
+    }
+}
+
+/// Whether a string inside `value` is a template: one without `{{` renders to itself.
+fn has_template(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains("{{"),
+        Value::Array(items) => items.iter().any(has_template),
+        Value::Object(map) => map.values().any(has_template),
+        _ => false,
     }
 }
 

@@ -33,6 +33,31 @@ impl Run {
     }
 
     pub(super) fn run_json(&self) -> Value {
+        self.run_json_with(self.run_status())
+    }
+
+    /// The context's `run` for the run's status `status`.
+    fn run_json_with(&self, status: &'static str) -> Value {
+        json!({
+            "id": self.run_id,
+            "name": self.runbook_name,
+            "started_at": self.started_at,
+            "status": status,
+        })
+    }
+
+    /// The context's `run` as a jq value, made once for each status the run goes through.
+    fn run_val(&self, status: &'static str) -> Val {
+        self.run_vals
+            .lock()
+            .expect("run values lock")
+            .entry(status)
+            .or_insert_with(|| jq::to_val(&self.run_json_with(status)))
+            .clone()
+    }
+
+    /// The run's status as steps see it (`run.status`).
+    fn run_status(&self) -> &'static str {
         // What `finally` steps see: how the run is ending, before it has ended.
         let stop = *self.stop.lock().expect("stop lock");
         // `finally` after an undo that went to its end sees the run undone.
@@ -40,7 +65,7 @@ impl Run {
             *self.undo_outcome.lock().expect("undo lock"),
             Some(undo::UndoOutcome::Done { .. })
         );
-        let status = match stop {
+        match stop {
             _ if undone && stop != Some(StopReason::Journal) => RunStatus::Undone,
             Some(
                 StopReason::Interrupted
@@ -57,13 +82,7 @@ impl Run {
             None if *self.finishing.lock().expect("finishing lock") => RunStatus::Succeeded,
             None => RunStatus::Running,
         }
-        .name();
-        json!({
-            "id": self.run_id,
-            "name": self.runbook_name,
-            "started_at": self.started_at,
-            "status": status,
-        })
+        .name()
     }
 
     pub(super) fn step_json(&self, step: &Step, instance: &Instance) -> Value {
@@ -82,12 +101,36 @@ impl Run {
 
     /// The context jq expressions see, as a jq value.
     pub(super) fn jq_context(&self, scope: &Scope<'_>, step: Option<(&Step, &Instance)>) -> Val {
+        let status = self.run_status();
+        let Some((step, instance)) = step else {
+            let mut steps = self.steps_val(scope);
+            if let Some((made_for, context)) = &steps.bare_context
+                && *made_for == status
+            {
+                return context.clone();
+            }
+            let context = self.context_val(scope, steps.steps.clone(), status, None);
+            steps.bare_context = Some((status, context.clone()));
+            return context;
+        };
+        let steps = self.steps_val(scope).steps.clone();
+        self.context_val(scope, steps, status, Some((step, instance)))
+    }
+
+    /// The context made afresh from its parts.
+    fn context_val(
+        &self,
+        scope: &Scope<'_>,
+        steps: Val,
+        status: &'static str,
+        step: Option<(&Step, &Instance)>,
+    ) -> Val {
         let key = |name: &str| jq::to_val(&Value::String(name.to_owned()));
-        let mut context = jaq_json::Map::default();
+        let mut context = jaq_json::Map::with_capacity_and_hasher(7, Default::default());
         context.insert(key("inputs"), scope.inputs_val.clone());
         context.insert(key("secrets"), scope.secrets_val.clone());
-        context.insert(key("steps"), self.steps_val(scope));
-        context.insert(key("run"), jq::to_val(&self.run_json()));
+        context.insert(key("steps"), steps);
+        context.insert(key("run"), self.run_val(status));
         if let Some((step, instance)) = step {
             context.insert(key("step"), jq::to_val(&self.step_json(step, instance)));
             if let Some((item, index)) = &instance.item {
@@ -174,31 +217,69 @@ impl Run {
         }
     }
 
-    /// The context's `steps`, its out-of-date entries made again from the run's state.
-    fn steps_val(&self, scope: &Scope<'_>) -> Val {
+    /// The context's `steps`, its out-of-date entries made again from the run's state; held
+    /// locked, so that the context made from it is kept with it.
+    fn steps_val<'s>(&self, scope: &'s Scope<'_>) -> std::sync::MutexGuard<'s, StepsVal> {
         let mut steps = scope.steps_val.lock().expect("steps lock");
         let stale = std::mem::take(&mut *scope.stale_steps.lock().expect("stale steps lock"));
         if !stale.order.is_empty() {
+            // Out of date, and its share of `steps` would make the change below a copy.
+            steps.bare_context = None;
             let state = self.state.lock().expect("state lock");
-            if let Val::Obj(map) = &mut *steps {
+            if let Val::Obj(map) = &mut steps.steps {
                 let map = std::sync::Arc::make_mut(map);
                 for id in stale.order {
-                    if let Some(value) = step_val(&state, &format!("{}{id}", scope.prefix)) {
+                    let path = format!("{}{id}", scope.prefix);
+                    if let Some(value) = step_val(&state, &path, &self.shared_entries) {
                         map.insert(Val::from(id), value);
                     }
                 }
             }
         }
-        steps.clone()
+        steps
     }
 }
 
+/// What the context's step entries can share across a run. A jq value is never changed in
+/// place (a change copies it), so equal entries may be one value: a run of 10,000 steps that
+/// ended alike, with no outputs and no items, keeps one entry for them all, not 10,000
+/// (about 1.2 KB each).
+#[derive(Default)]
+pub(super) struct SharedEntries {
+    /// The entry of a step without items or outputs, by how it ended and whether its
+    /// outputs are `{}` (or `null`).
+    plain: Mutex<HashMap<EntryShape, Val>>,
+}
+
+/// How a step without items ended: its status, attempts, via, and whether its outputs are
+/// `{}` (else `null`).
+type EntryShape = (Option<StepStatus>, u32, Option<Via>, bool);
+
 /// A step's entry in the context (`steps.<id>`, as [`RunState::steps_context`] writes it),
 /// made as a jq value at once: through JSON first, a `for_each` of hundreds of thousands of
-/// items held its items twice at the end of the step. The keys, and the statuses, are made
-/// once and shared by every item.
-fn step_val(state: &RunState, path: &str) -> Option<Val> {
+/// items held its items twice at the end of the step.
+fn step_val(state: &RunState, path: &str, shared: &SharedEntries) -> Option<Val> {
     let record = state.steps.get(path)?;
+    let count = record.expanded().map_or(0, Vec::len);
+    let empty_outputs = match &record.outputs {
+        Value::Null => Some(false),
+        Value::Object(map) if map.is_empty() => Some(true),
+        _ => None,
+    };
+    let Some(empty_object) = empty_outputs.filter(|_| count == 0) else {
+        return Some(entry_val(state, path, record, count));
+    };
+    let shape = (record.status, record.attempts, record.via, empty_object);
+    let mut plain = shared.plain.lock().expect("plain entries lock");
+    let entry = plain
+        .entry(shape)
+        .or_insert_with(|| entry_val(state, path, record, 0));
+    Some(entry.clone())
+}
+
+/// The entry of `record` made afresh, with its `count` items. The keys, the statuses and an
+/// empty `outputs` are made once and shared by every item.
+fn entry_val(state: &RunState, path: &str, record: &StepRecord, count: usize) -> Val {
     let key = |name: &str| Val::from(name.to_owned());
     let (item_key, index_key, status_key, outputs_key, via_key) = (
         key("item"),
@@ -207,23 +288,31 @@ fn step_val(state: &RunState, path: &str) -> Option<Val> {
         key("outputs"),
         key("via"),
     );
-    let mut statuses: HashMap<&'static str, Val> = HashMap::new();
+    let mut statuses: HashMap<StepStatus, Val> = HashMap::new();
     let mut status = |status: Option<StepStatus>| match status {
         None => Val::Null,
         Some(status) => statuses
-            .entry(status.name())
+            .entry(status)
             .or_insert_with(|| Val::from(status.name().to_owned()))
             .clone(),
     };
-    let via = |via: Option<Via>| match via {
+    let mut vias: HashMap<Via, Val> = HashMap::new();
+    let mut via = |via: Option<Via>| match via {
         None => Val::Null,
-        Some(via) => jq::to_val(&json!(via)),
+        Some(via) => vias
+            .entry(via)
+            .or_insert_with(|| jq::to_val(&json!(via)))
+            .clone(),
     };
-    let count = record.expanded.as_ref().map_or(0, Vec::len);
+    let empty_object = Val::obj(jaq_json::Map::default());
+    let outputs = |outputs: &Value| match outputs {
+        Value::Object(map) if map.is_empty() => empty_object.clone(),
+        outputs => jq::to_val(outputs),
+    };
     let items: Val = (0..count)
         .map(|index| {
             let item = state.steps.get(&format!("{path}[{index}]"));
-            let mut entry = jaq_json::Map::default();
+            let mut entry = jaq_json::Map::with_capacity_and_hasher(5, Default::default());
             entry.insert(
                 item_key.clone(),
                 item.and_then(|r| r.item.as_ref())
@@ -233,19 +322,19 @@ fn step_val(state: &RunState, path: &str) -> Option<Val> {
             entry.insert(status_key.clone(), status(item.and_then(|r| r.status)));
             entry.insert(
                 outputs_key.clone(),
-                item.map_or(Val::Null, |r| jq::to_val(&r.outputs)),
+                item.map_or(Val::Null, |r| outputs(&r.outputs)),
             );
             entry.insert(via_key.clone(), via(item.and_then(|r| r.via)));
             Val::obj(entry)
         })
         .collect();
-    let mut entry = jaq_json::Map::default();
+    let mut entry = jaq_json::Map::with_capacity_and_hasher(5, Default::default());
     entry.insert(status_key, status(record.status));
-    entry.insert(outputs_key, jq::to_val(&record.outputs));
+    entry.insert(outputs_key, outputs(&record.outputs));
     entry.insert(key("attempts"), Val::from(record.attempts as isize));
     entry.insert(via_key, via(record.via));
     entry.insert(key("items"), items);
-    Some(Val::obj(entry))
+    Val::obj(entry)
 }
 
 /// Compiles a jq expression; the message joins every compile error.

@@ -121,7 +121,9 @@ impl Run {
             .expect("state lock")
             .steps
             .iter()
-            .filter(|(_, record)| record.approval_requested_at.is_some() && record.status.is_none())
+            .filter(|(_, record)| {
+                record.approval_requested_at().is_some() && record.status.is_none()
+            })
             .map(|(path, _)| path.clone())
             .collect()
     }

@@ -150,6 +150,10 @@ struct Run {
     /// Compiled jq programs by source: compiling costs far more than running, and the same
     /// expression runs for every item, poll and attempt.
     programs: Mutex<HashMap<String, Arc<jq::Program>>>,
+    /// What the context's entries of steps share.
+    shared_entries: context::SharedEntries,
+    /// The context's `run`, by the run's status: the rest of it does not change.
+    run_vals: Mutex<HashMap<&'static str, Val>>,
     /// What each step's templates read of `steps`, worked out once per step.
     template_refs: Mutex<HashMap<usize, Option<Vec<String>>>>,
     journal: Arc<Journal>,
@@ -223,7 +227,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
             }
         }
     }
-    let any_withheld = state.steps.values().any(|r| !r.withheld.is_empty());
+    let any_withheld = state.steps.values().any(|r| !r.withheld().is_empty());
     let in_flight = state
         .steps
         .iter()
@@ -255,6 +259,8 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         stop: Mutex::new(None),
         finishing: Mutex::new(false),
         programs: Mutex::new(HashMap::new()),
+        shared_entries: context::SharedEntries::default(),
+        run_vals: Mutex::new(HashMap::new()),
         template_refs: Mutex::new(HashMap::new()),
         journal: config.journal,
         store: config.store,
@@ -468,12 +474,22 @@ struct Scope<'b> {
     /// The context's `steps` as a jq value, updated as each step ends. Its objects are
     /// shared, so an evaluation does not copy them: the cost of a step does not grow with
     /// the number of steps before it.
-    steps_val: Mutex<Val>,
+    steps_val: Mutex<StepsVal>,
     /// The steps that changed since `steps_val` was last brought up to date, in the order
     /// they changed. Their entries are made when an expression is next evaluated, not when
     /// they end: many steps ending at once change the map once, and the entry of a
     /// `for_each` of many items (about 0.8 KB an item) is not made when nothing reads it.
     stale_steps: Mutex<StaleSteps>,
+}
+
+/// The context's `steps` as a jq value, and the context without a step at hand made from it.
+struct StepsVal {
+    steps: Val,
+    /// The context a step's `when` and `for_each` read, with the run's status it was made
+    /// with: every step that starts before anything changes shares it (10,000 independent
+    /// steps start at once, each holding its context). Dropped whenever `steps` changes,
+    /// so that `steps` is changed in place, not copied.
+    bare_context: Option<(&'static str, Val)>,
 }
 
 /// Step ids in the order they were first named, each once.
@@ -493,7 +509,10 @@ impl<'b> Scope<'b> {
             secrets_val: jq::to_val(&secrets_json),
             inputs,
             secrets,
-            steps_val: Mutex::new(Val::obj(jaq_json::Map::default())),
+            steps_val: Mutex::new(StepsVal {
+                steps: Val::obj(jaq_json::Map::default()),
+                bare_context: None,
+            }),
             stale_steps: Mutex::new(StaleSteps::default()),
         }
     }

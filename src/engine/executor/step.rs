@@ -30,8 +30,8 @@ impl Run {
                     .any(|s| std::ptr::eq(s, step));
             (
                 record.is_some() && !finally_again,
-                record.and_then(|r| r.expanded.clone()),
-                record.and_then(|r| r.withheld.get("items").cloned()),
+                record.and_then(|r| r.expanded().cloned()),
+                record.and_then(|r| r.withheld().get("items").cloned()),
             )
         };
         if self.any_withheld {
@@ -155,7 +155,7 @@ impl Run {
             .expect("state lock")
             .steps
             .get(&path)
-            .is_some_and(|r| r.expanded.is_some());
+            .is_some_and(|r| r.expanded().is_some());
         if !was_expanded {
             let expanded = self.emit(RunEvent::StepExpanded {
                 path: path.clone(),
@@ -290,8 +290,8 @@ impl Run {
         let resumed = self.resume_point(&instance.path).map(|r| Resumed {
             attempts: r.attempts,
             fallback: r.fallback,
-            action_attempts: r.action_attempts,
-            action_error: r.action_error,
+            action_attempts: r.action_attempts(),
+            action_error: r.action_error().map(str::to_owned),
         });
         let in_flight = self
             .in_flight

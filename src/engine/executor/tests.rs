@@ -151,3 +151,36 @@ finally:
     assert!(position(&timeline, "ended:check:failed") < cleanup);
     assert!(timeline.contains(&"ended:cleanup:succeeded".to_owned()));
 }
+
+/// Steps that ended alike share one context entry, and steps that start together one
+/// context: what a later step reads must still be each step's own end, and a context made
+/// before a step ended must not be read after it.
+#[tokio::test]
+async fn shared_context_entries_read_as_each_steps_own_end() {
+    let (outcome, events) = run_text(
+        r#"version: 1
+name: shared
+steps:
+  - { id: a, needs: [], assert: { that: "true" } }
+  - { id: b, needs: [], assert: { that: "true" } }
+  - { id: c, needs: [], when: "false", assert: { that: "true" } }
+  - id: d
+    needs: [a, b, c]
+    when: '.steps.a.status == "succeeded" and .steps.c.status == "skipped"'
+    assert:
+      that: >-
+        .steps.a == .steps.b and .steps.a.outputs == {} and .steps.a.items == []
+        and .steps.a.attempts == 1 and .steps.a.via == "action"
+        and .steps.c.outputs == null and .steps.c.via == null
+  - id: e
+    needs: [d]
+    assert: { that: '.steps.d.status == "succeeded"' }
+"#,
+        None,
+    )
+    .await;
+    assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.reason);
+    let line = timeline(&events);
+    assert!(line.contains(&"ended:d:succeeded".to_owned()), "{line:?}");
+    assert!(line.contains(&"ended:e:succeeded".to_owned()), "{line:?}");
+}

@@ -220,7 +220,7 @@ impl Run {
                 let items = state
                     .steps
                     .get(&path)
-                    .and_then(|r| r.expanded.clone())
+                    .and_then(|r| r.expanded().cloned())
                     .unwrap_or_default();
                 items
                     .into_iter()
