@@ -7,12 +7,16 @@
 //! exited, or the run is over. The supervisor then stops every process in a registered
 //! process group and every process carrying the run's mark, and exits.
 //!
+//! The supervisor reads its pipe in batches: it pauses a few milliseconds after each read,
+//! so that a chain of short steps does not wake it twice a step. Registrations are kept in
+//! the pipe meanwhile, and end-of-file still comes after all of them.
+//!
 //! A step command is registered right after it started, not before: one the engine started
 //! in the moment before it died carries the run's mark from its first instruction, and is
 //! found by it.
 
 use std::collections::BTreeSet;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -28,6 +32,11 @@ pub const SUBCOMMAND: &str = "__supervise";
 
 /// How long step processes have between SIGTERM and SIGKILL once the engine is gone.
 const GRACE: Duration = Duration::from_secs(2);
+
+/// How long the supervisor leaves its pipe alone after reading it. A pause this short is
+/// all the engine's going away waits for; the registrations a pause lets pile up are a few
+/// bytes each, far below what the pipe holds (64 KiB), so the engine's writes never block.
+const READ_PAUSE: Duration = Duration::from_millis(5);
 
 /// The engine's side: the supervisor process and the write end of its pipe.
 pub struct Supervisor {
@@ -93,28 +102,83 @@ fn ignore_stop_signals() -> nix::Result<()> {
     Ok(())
 }
 
+/// The step groups the engine has registered, from the bytes read off the pipe so far.
+#[derive(Default)]
+struct Registrations {
+    leaders: BTreeSet<i32>,
+    /// The start of a line whose end has not been read yet.
+    partial: Vec<u8>,
+}
+
+impl Registrations {
+    /// Takes in what one read gave: whole lines, maybe ending with the start of one.
+    fn feed(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        let whole = self
+            .partial
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |at| at + 1);
+        let lines: Vec<u8> = self.partial.drain(..whole).collect();
+        for line in lines.split(|&b| b == b'\n') {
+            let (sign, number) = line.split_at(line.len().min(1));
+            let number = std::str::from_utf8(number)
+                .ok()
+                .and_then(|n| n.parse().ok());
+            match (sign, number) {
+                (b"+", Some(pid)) if pid > 1 => {
+                    self.leaders.insert(pid);
+                }
+                (b"-", Some(pid)) => {
+                    self.leaders.remove(&pid);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// The supervisor's life: remember registrations until the engine is gone, then stop what
 /// is left of the run. Returns once nothing is left (or what is left cannot be killed).
 pub fn serve(mark: &str) {
     let _ = ignore_stop_signals();
-    let mut leaders = BTreeSet::new();
-    for line in io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        let (sign, number) = line.split_at(line.len().min(1));
-        match (sign, number.parse::<i32>()) {
-            ("+", Ok(pid)) if pid > 1 => {
-                leaders.insert(pid);
-            }
-            ("-", Ok(pid)) => {
-                leaders.remove(&pid);
-            }
-            _ => {}
+    let mut registrations = Registrations::default();
+    let mut stdin = io::stdin().lock();
+    let mut chunk = [0u8; 8192];
+    loop {
+        match stdin.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(read) => registrations.feed(&chunk[..read]),
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
         }
+        // Registrations wait in the pipe meanwhile: a supervisor blocked in `read` would be
+        // woken twice a step, and on a busy machine each wake-up takes a core from the run.
+        std::thread::sleep(READ_PAUSE);
     }
+    let leaders = registrations.leaders;
     let mark = RunMark::from_value(mark.to_owned());
     let entry = mark.env_entry();
     let belongs = |pid: i32, stat: &scan::Stat| {
         leaders.contains(&stat.pgid) || scan::environ_has(pid, &entry)
     };
     let _ = scan::stop_matching(&belongs, GRACE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registrations_cut_anywhere_by_reads_are_read_whole() {
+        let mut registrations = Registrations::default();
+        registrations.feed(b"+12\n+13\n-1");
+        assert_eq!(registrations.leaders, BTreeSet::from([12, 13]));
+        registrations.feed(b"2\n+");
+        assert_eq!(registrations.leaders, BTreeSet::from([13]));
+        registrations.feed(b"14\n+1\nnonsense\n-99\n");
+        // Pid 1 is never a step's group; unknown lines and unknown groups change nothing.
+        assert_eq!(registrations.leaders, BTreeSet::from([13, 14]));
+        assert!(registrations.partial.is_empty());
+    }
 }
