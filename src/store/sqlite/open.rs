@@ -149,11 +149,17 @@ impl SqliteStore {
         if free < WORTH_IT || free * 2 < pages {
             return;
         }
-        if sqlx::query("VACUUM").execute(&self.pool).await.is_ok() {
-            let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.pool)
-                .await;
-        }
+        let _ = self.give_space_back().await;
+    }
+
+    /// Rewrites the file without its free pages (VACUUM), then folds that back from the
+    /// write-ahead log (the checkpoint), so that the file itself shrinks.
+    pub(super) async fn give_space_back(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("VACUUM").execute(&self.pool).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Brings the schema up to date. SQLite has no lock for migrations: two processes that

@@ -83,12 +83,8 @@ impl SqliteStore {
         }
         tx.commit().await?;
         if !runs.is_empty() {
-            // Deleted rows only free pages inside the file; VACUUM rewrites it without them,
-            // and the checkpoint folds that back from the write-ahead log, so the file shrinks.
-            sqlx::query("VACUUM").execute(&self.pool).await?;
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&self.pool)
-                .await?;
+            // Deleted rows only free pages inside the file.
+            self.give_space_back().await?;
         }
         Ok(runs)
     }

@@ -3,6 +3,7 @@
 
 use super::sessions::COOKIE;
 use super::{Csrf, Identity, Viewer, password};
+use crate::report::html::escape;
 use crate::web::WebState;
 use axum::extract::{Query, State};
 use axum::http::header::{
@@ -255,22 +256,6 @@ button {{ margin-top: 1.2rem; padding: .5rem 1.2rem; }}
         name = escape(name),
         csrf = escape(csrf),
     )
-}
-
-/// HTML-escapes text for an element or a quoted attribute.
-pub(super) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

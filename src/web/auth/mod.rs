@@ -138,7 +138,7 @@ fn to_sign_in(wanted: &str) -> Response {
 /// browser sends the cookie with; only if that too is signed out does sign-in follow.
 fn bounce(wanted: &str) -> Response {
     // Only ever this site's own paths (never `//elsewhere`).
-    let target = login::escape(&login::safe_next(Some(wanted)));
+    let target = crate::report::html::escape(&login::safe_next(Some(wanted)));
     (
         StatusCode::OK,
         [(CACHE_CONTROL, "no-store")],
