@@ -61,11 +61,9 @@ async fn journaled_run(
         store.append(&lease, 2, &extra).await.expect("append");
         events.extend(extra);
     }
-    let journal = Arc::new(Journal::start(
-        store.clone(),
-        lease,
-        events.len() as u64 + 1,
-    ));
+    // Written on the run's own thread, as `runbook run` does.
+    let (journal, writer) = Journal::with_writer(store.clone(), lease, events.len() as u64 + 1);
+    let journal = Arc::new(journal);
     let config = RunConfig {
         run_id,
         inputs,
@@ -80,8 +78,12 @@ async fn journaled_run(
         processes: Default::default(),
         window_until: None,
     };
-    let outcome = engine::run(bundle, config, Arc::new(Discard)).await;
-    journal.close().await.expect("the journal closes");
+    let run = async {
+        let outcome = engine::run(bundle, config, Arc::new(Discard)).await;
+        journal.close().await.expect("the journal closes");
+        outcome
+    };
+    let (outcome, ()) = tokio::join!(run, writer);
     assert_eq!(outcome.status, RunStatus::Succeeded, "{:?}", outcome.reason);
 }
 
@@ -174,8 +176,9 @@ fn durable(c: &mut Criterion) {
                         .await
                         .expect("claim");
                     let prior = store.events(&run_id).await.expect("read the journal");
-                    let journal =
-                        Arc::new(Journal::start(store.clone(), lease, prior.len() as u64 + 1));
+                    let (journal, writer) =
+                        Journal::with_writer(store.clone(), lease, prior.len() as u64 + 1);
+                    let journal = Arc::new(journal);
                     let config = RunConfig {
                         run_id: run_id.clone(),
                         inputs: inputs.clone(),
@@ -190,8 +193,12 @@ fn durable(c: &mut Criterion) {
                         processes: Default::default(),
                         window_until: None,
                     };
-                    let outcome = engine::run(bundle.clone(), config, Arc::new(Discard)).await;
-                    journal.close().await.expect("the journal closes");
+                    let run = async {
+                        let outcome = engine::run(bundle.clone(), config, Arc::new(Discard)).await;
+                        journal.close().await.expect("the journal closes");
+                        outcome
+                    };
+                    let (outcome, ()) = tokio::join!(run, writer);
                     assert_eq!(outcome.status, RunStatus::Succeeded);
                     assert_eq!(outcome.state.steps["last"].attempts, 1);
                 });

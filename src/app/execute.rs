@@ -79,11 +79,10 @@ impl ClaimedRun {
 
     /// Runs until the run ends or parks, then releases it and closes the store.
     pub async fn execute(self, watch: Watch) -> RunResult {
-        let journal = Arc::new(Journal::start(
-            self.store.clone(),
-            self.lease,
-            self.prior.len() as u64 + 1,
-        ));
+        // The journal is written on the run's own thread: see `Journal::with_writer`.
+        let (journal, writer) =
+            Journal::with_writer(self.store.clone(), self.lease, self.prior.len() as u64 + 1);
+        let journal = Arc::new(journal);
         let run_id = self.run_id;
         let config = RunConfig {
             run_id: run_id.clone(),
@@ -99,12 +98,16 @@ impl ClaimedRun {
             processes: self.processes.clone(),
             window_until: self.window_until,
         };
-        let outcome = engine::run(self.bundle, config, watch.sink).await;
-        // Waits for the supervisor to stop what the run left behind (a process that escaped
-        // its step's process group) before the run is reported over.
-        let processes = self.processes;
-        let _ = tokio::task::spawn_blocking(move || processes.finish()).await;
-        let closed = journal.close().await;
+        let run = async {
+            let outcome = engine::run(self.bundle, config, watch.sink).await;
+            // Waits for the supervisor to stop what the run left behind (a process that
+            // escaped its step's process group) before the run is reported over.
+            let processes = self.processes;
+            let _ = tokio::task::spawn_blocking(move || processes.finish()).await;
+            let closed = journal.close().await;
+            (outcome, closed)
+        };
+        let ((outcome, closed), ()) = tokio::join!(run, writer);
         let _ = self.store.close().await;
         let journal_error = outcome.journal_error.clone().or(closed.err());
         RunResult {

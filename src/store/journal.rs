@@ -1,5 +1,5 @@
 //! The run's journal as the executor sees it: events go in as they happen, in order, and a
-//! writer task commits them in groups. Each event comes back with a [`Durable`] that resolves
+//! writer, driven beside the run, commits them in groups. Each event comes back with a [`Durable`] that resolves
 //! once it is on disk, so the executor waits exactly where it must (before an action starts,
 //! before dependents of an ended step start) and nowhere else. Events that arrive while a
 //! commit is under way are committed together in the next one: many steps starting at once
@@ -31,7 +31,8 @@ type Item = (Option<Envelope>, Ack, bool);
 
 pub struct Journal {
     sender: Mutex<Option<mpsc::UnboundedSender<Item>>>,
-    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Resolves once the writer has ended (or was dropped unfinished).
+    writer: Mutex<Option<oneshot::Receiver<()>>>,
     failure: Arc<Mutex<Option<Arc<StoreError>>>>,
     /// The events that could not be written: the group whose commit failed and everything
     /// queued after it. Empty while the journal works.
@@ -56,14 +57,23 @@ impl Journal {
         }
     }
 
-    /// Starts writing to `store` under `lease`; the next event is number `next_seq`.
-    /// Must be called inside a tokio runtime.
-    pub fn start(store: Arc<dyn Store>, lease: Lease, next_seq: u64) -> Self {
+    /// A journal writing to `store` under `lease`, the next event numbered `next_seq`, and
+    /// the future that writes it, for the caller to drive beside the run (`tokio::join!`)
+    /// or to spawn. Beside the run, the run's events reach the writer, and its
+    /// acknowledgements the run, without waking another thread: a wake-up costs more than
+    /// the rest of a step of a chain but its disk sync. Nothing is written until the future
+    /// is polled, and [`Journal::close`] waits for it to end.
+    pub fn with_writer(
+        store: Arc<dyn Store>,
+        lease: Lease,
+        next_seq: u64,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let failure = Arc::new(Mutex::new(None));
         let unwritten = Arc::new(Mutex::new(Vec::new()));
         let broken = CancellationToken::new();
-        let writer = tokio::spawn(write(
+        let (ended, writer_ended) = oneshot::channel();
+        let writing = write(
             store.clone(),
             lease.clone(),
             next_seq,
@@ -73,15 +83,20 @@ impl Journal {
                 unwritten: unwritten.clone(),
                 broken: broken.clone(),
             },
-        ));
-        Journal {
+        );
+        let writer = async move {
+            writing.await;
+            let _ = ended.send(());
+        };
+        let journal = Journal {
             sender: Mutex::new(Some(sender)),
-            writer: Mutex::new(Some(writer)),
+            writer: Mutex::new(Some(writer_ended)),
             failure,
             unwritten,
             broken,
             store: Some((store, lease)),
-        }
+        };
+        (journal, writer)
     }
 
     /// Queues an event to be committed at once. Events are written in the order they are
@@ -190,15 +205,17 @@ impl Future for Durable {
     }
 }
 
-/// What the writer task reports back to the journal.
+/// What the writer reports back to the journal.
 struct Outcome {
     failure: Arc<Mutex<Option<Arc<StoreError>>>>,
     unwritten: Arc<Mutex<Vec<Envelope>>>,
     broken: CancellationToken,
 }
 
-/// The writer task: commits whatever has queued up since the last commit, renews the lease
-/// when idle, and refuses everything after the first failure so the journal has no gaps.
+/// The writer: commits whatever has queued up since the last commit, renews the lease
+/// every third of it, and refuses everything after the first failure so the journal has no
+/// gaps. The lease is renewed on its timer even while appends go on: a store may fence an
+/// append without renewing the lease (SQLite does, between renewals of its own).
 async fn write(
     store: Arc<dyn Store>,
     lease: Lease,
@@ -262,23 +279,21 @@ async fn write(
             None => {
                 let (envelopes, acks): (Vec<Option<Envelope>>, Vec<Ack>) =
                     group.into_iter().map(|(e, a, _)| (e, a)).unzip();
-                let envelopes: Vec<Envelope> = envelopes.into_iter().flatten().collect();
-                let result = if envelopes.is_empty() {
-                    Ok(())
-                } else {
-                    store.append(&lease, next_seq, &envelopes).await
-                };
-                match result {
+                let envelopes: Arc<Vec<Envelope>> =
+                    Arc::new(envelopes.into_iter().flatten().collect());
+                match append(&store, &lease, next_seq, envelopes.clone()).await {
                     Ok(()) => {
                         next_seq += envelopes.len() as u64;
-                        renew.reset();
                         for ack in acks {
                             let _ = ack.send(Ok(()));
                         }
                         continue;
                     }
                     Err(error) => {
-                        unwritten.lock().expect("unwritten lock").extend(envelopes);
+                        unwritten
+                            .lock()
+                            .expect("unwritten lock")
+                            .extend(envelopes.iter().cloned());
                         let error = fail(error);
                         for ack in acks {
                             let _ = ack.send(Err(error.clone()));
@@ -294,4 +309,35 @@ async fn write(
             let _ = ack.send(result.clone());
         }
     }
+}
+
+/// Groups of at least this many events are appended from a worker thread.
+const WIDE_GROUP: usize = 64;
+
+/// Appends a group of events. A small group (a chain's step ending and the next starting) is
+/// appended from the writer's own task, on the run's thread, where a hand-off to another
+/// thread would cost more than the append's own work. A wide group (thousands of items of a
+/// fan-out starting at once) is appended from a task of its own, on a worker thread: its
+/// encoding and hash chain, milliseconds of work, then run beside the run, which meanwhile
+/// goes on starting and ending items.
+async fn append(
+    store: &Arc<dyn Store>,
+    lease: &Lease,
+    first_seq: u64,
+    envelopes: Arc<Vec<Envelope>>,
+) -> Result<(), StoreError> {
+    if envelopes.is_empty() {
+        return Ok(());
+    }
+    if envelopes.len() < WIDE_GROUP {
+        return store.append(lease, first_seq, &envelopes).await;
+    }
+    let (store, lease) = (store.clone(), lease.clone());
+    tokio::spawn(async move { store.append(&lease, first_seq, &envelopes).await })
+        .await
+        .unwrap_or_else(|stopped| {
+            Err(StoreError::Location(format!(
+                "the journal's append stopped: {stopped}"
+            )))
+        })
 }

@@ -359,11 +359,17 @@ pub async fn a_lease_taken_over_fences_the_old_owner(factory: &dyn StoreFactory)
         .create("fenced", &dead, &started("fenced"))
         .await
         .unwrap();
+    // Written before the takeover: a store that remembers what it wrote last must still
+    // look at the lease.
+    store
+        .append(&old, 2, &[step("fenced", "before")])
+        .await
+        .unwrap();
     let me = Owner::current();
     let lease = factory.open().await.claim("fenced", &me).await.unwrap();
     assert_eq!(store.run("fenced").await.unwrap().owner, Some(me));
     assert!(matches!(
-        store.append(&old, 2, &[step("fenced", "a")]).await,
+        store.append(&old, 3, &[step("fenced", "a")]).await,
         Err(StoreError::LostOwnership(id)) if id == "fenced"
     ));
     assert!(matches!(
@@ -375,10 +381,10 @@ pub async fn a_lease_taken_over_fences_the_old_owner(factory: &dyn StoreFactory)
     assert!(store.run("fenced").await.unwrap().owner.is_some());
     store.renew(&lease).await.unwrap();
     store
-        .append(&lease, 2, &[step("fenced", "a")])
+        .append(&lease, 3, &[step("fenced", "a")])
         .await
         .unwrap();
-    assert_eq!(store.events("fenced").await.unwrap().len(), 2);
+    assert_eq!(store.events("fenced").await.unwrap().len(), 3);
 }
 
 pub async fn an_expired_lease_can_be_taken(factory: &dyn StoreFactory) {

@@ -111,6 +111,7 @@ impl SqliteStore {
     }
 
     pub(super) async fn release_lease(&self, lease: &Lease) -> Outcome<()> {
+        self.writer.lock().await.forget(&lease.run_id);
         // A lease already taken over is not ours to release: nothing to do.
         sqlx::query(
             "UPDATE owners SET token = NULL, expires_at_ms = NULL WHERE run_id = ? AND token = ?",

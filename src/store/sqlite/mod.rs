@@ -2,9 +2,10 @@
 //!
 //! Each run's events are rows numbered from 1 and chained by SHA-256, so that reading a run
 //! notices an event changed or lost underneath SQLite (a damaged page it does not detect
-//! itself). Every append is one transaction that first renews the writer's lease, so a
-//! process whose run was taken over can no longer write; with `synchronous=FULL` a commit
-//! that returns is on disk. Several processes may share the file: SQLite lets one write at a
+//! itself). Every append is one transaction that writes only while the writer's lease holds
+//! (checked under the write lock, and renewed by an append at least every third of the
+//! lease), so a process whose run was taken over, or whose lease ran out, can no longer
+//! write; with `synchronous=FULL` a commit that returns is on disk. Several processes may share the file: SQLite lets one write at a
 //! time, and each waits up to [`BUSY_TIMEOUT`] for the others.
 
 use sqlx::sqlite::SqlitePool;

@@ -451,6 +451,70 @@ async fn two_processes_may_create_the_store_at_once() {
     }
 }
 
+/// The lease's expiry, as the store holds it.
+async fn lease_expiry(store: &SqliteStore, run_id: &str) -> i64 {
+    sqlx::query_scalar("SELECT expires_at_ms FROM owners WHERE run_id = ?")
+        .bind(run_id)
+        .fetch_one(&store.pool)
+        .await
+        .unwrap()
+}
+
+/// A store in `dir` holding run `r1`, created and appended to once by the lease returned.
+async fn run_with_one_append(dir: &tempfile::TempDir) -> (SqliteStore, crate::store::Lease) {
+    let store = open(dir).await;
+    let lease = store
+        .create("r1", &Owner::current(), &started("r1"))
+        .await
+        .unwrap();
+    store.append(&lease, 2, &[step("r1", "a")]).await.unwrap();
+    (store, lease)
+}
+
+/// An append after one of this handle's own goes in one round trip, which fences the lease
+/// without renewing it: the lease's row is not written again (one page fewer to sync).
+#[tokio::test]
+async fn an_append_that_follows_its_own_leaves_the_lease_row_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, lease) = run_with_one_append(&dir).await;
+    let renewed = lease_expiry(&store, "r1").await;
+    // Past the millisecond, so that a renewal would show.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store.append(&lease, 3, &[step("r1", "b")]).await.unwrap();
+    store.append(&lease, 4, &[step("r1", "c")]).await.unwrap();
+    assert_eq!(lease_expiry(&store, "r1").await, renewed);
+    let read = store.events("r1").await.unwrap();
+    assert_eq!(read.len(), 4);
+    // The run's row followed: its last event and link are the journal's.
+    let summary = store.run("r1").await.unwrap();
+    assert_eq!(summary.status, RunStatus::Running);
+    // An explicit renewal still moves it.
+    store.renew(&lease).await.unwrap();
+    assert!(lease_expiry(&store, "r1").await > renewed);
+}
+
+/// The one-round-trip append writes nothing when the run moved on underneath it (here, by
+/// plain SQL, as another writer would): the long way then reports the stale view.
+#[tokio::test]
+async fn an_append_after_the_run_moved_on_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, lease) = run_with_one_append(&dir).await;
+    sqlx::query("UPDATE runs SET last_seq = 3 WHERE id = 'r1'")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let refused = store.append(&lease, 3, &[step("r1", "b")]).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Corrupt { detail, .. }) if detail.contains("stale")),
+        "{refused:?}"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2);
+}
+
 #[tokio::test]
 async fn thousands_of_events_go_in_one_quick_transaction() {
     let dir = tempfile::tempdir().unwrap();
