@@ -1,7 +1,7 @@
 //! The run's journal as the executor sees it: events go in as they happen, in order, and a
-//! writer, driven beside the run, commits them in groups. Each event comes back with a [`Durable`] that resolves
-//! once it is on disk, so the executor waits exactly where it must (before an action starts,
-//! before dependents of an ended step start) and nowhere else. Events that arrive while a
+//! writer, driven beside the run, commits them in groups. Each event comes back with a
+//! [`Durable`] that resolves once it is on disk, so the executor waits exactly where it must
+//! (before an action starts, before dependents of an ended step start) and nowhere else. Events that arrive while a
 //! commit is under way are committed together in the next one: many steps starting at once
 //! cost one fsync, not one each.
 

@@ -100,6 +100,27 @@ impl Tail {
             && i64::try_from(first_seq).ok() == self.last_seq.checked_add(1)
     }
 
+    /// The tail after a write under `lease` that left the run at `last_seq`, `last_chain`,
+    /// and `fold`.
+    fn written(
+        lease: &Lease,
+        number: i64,
+        (last_seq, last_chain): (i64, String),
+        fold: RunFold,
+        renewed_at: Instant,
+    ) -> Tail {
+        Tail {
+            token: lease.token.clone(),
+            number,
+            last_seq,
+            last_chain,
+            status: fold.status.unwrap_or(RunStatus::Running),
+            ended_at: fold.ended_at,
+            duration_ms: fold.duration_ms,
+            renewed_at,
+        }
+    }
+
     fn fold(&self) -> RunFold {
         RunFold {
             status: Some(self.status),
@@ -237,27 +258,18 @@ async fn append(
     let last_seq = last_seq + rows.len() as i64;
     let count = rows.len();
     let write = bind_rows(sqlx::query(AssertSqlSafe(write_sql(count))), number, rows);
-    write
-        .bind(last_seq)
-        .bind(&last_chain)
-        .bind(now())
-        .bind(fold.status.unwrap_or(RunStatus::Running).name())
-        .bind(&fold.ended_at)
-        .bind(fold.duration_ms.map(to_i64))
+    bind_run_row(write, last_seq, &last_chain, &fold)
         .bind(run_id)
         .persistent(count <= KEPT_UP_TO)
         .execute(&mut *connection)
         .await?;
-    Ok(Tail {
-        token: lease.token.clone(),
+    Ok(Tail::written(
+        lease,
         number,
-        last_seq,
-        last_chain,
-        status: fold.status.unwrap_or(RunStatus::Running),
-        ended_at: fold.ended_at,
-        duration_ms: fold.duration_ms,
+        (last_seq, last_chain),
+        fold,
         renewed_at,
-    })
+    ))
 }
 
 /// One append on `connection` after `tail`, in one round trip: the events and the run's row
@@ -298,8 +310,7 @@ async fn append_after(
         number,
         rows,
     );
-    let status = fold.status.unwrap_or(RunStatus::Running);
-    let written = write
+    let write = write
         // The INSERT's condition: the lease holds, the run's last event and link are the
         // tail's.
         .bind(run_id)
@@ -307,14 +318,9 @@ async fn append_after(
         .bind(at_ms)
         .bind(previous_seq)
         .bind(&previous_chain)
-        .bind(run_id)
-        // The run's row, on the same condition.
-        .bind(last_seq)
-        .bind(&last_chain)
-        .bind(now())
-        .bind(status.name())
-        .bind(&fold.ended_at)
-        .bind(fold.duration_ms.map(to_i64))
+        .bind(run_id);
+    // The run's row, on the same condition.
+    let written = bind_run_row(write, last_seq, &last_chain, &fold)
         .bind(run_id)
         .bind(previous_seq)
         .bind(&previous_chain)
@@ -327,16 +333,13 @@ async fn append_after(
     if written.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Tail {
-        token: lease.token.clone(),
+    Ok(Some(Tail::written(
+        lease,
         number,
-        last_seq,
-        last_chain,
-        status,
-        ended_at: fold.ended_at,
-        duration_ms: fold.duration_ms,
+        (last_seq, last_chain),
+        fold,
         renewed_at,
-    }))
+    )))
 }
 
 /// Whether the lease holds: the condition of every write of [`write_after_sql`], which
@@ -347,19 +350,13 @@ const LEASE_HOLDS: &str = "EXISTS (SELECT 1 FROM owners \
 /// The one round trip of an append of `rows` events after a known tail: its INSERT, the
 /// run's row, the commit; the row is returned when it was written.
 fn write_after_sql(rows: usize) -> String {
-    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
     let mut sql = String::with_capacity(rows * (ROW.len() + 2) + 768);
     sql.push_str(
         "BEGIN IMMEDIATE; \
          INSERT INTO events (run, seq, at_us, at_text, kind, body, chain) \
          SELECT * FROM (VALUES ",
     );
-    for n in 0..rows {
-        if n > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(ROW);
-    }
+    push_rows(&mut sql, rows);
     sql.push_str(") WHERE ");
     sql.push_str(LEASE_HOLDS);
     sql.push_str(
@@ -390,23 +387,47 @@ fn bind_rows(mut write: RowsQuery<'_>, number: i64, rows: Vec<EventRow>) -> Rows
     write
 }
 
+/// Binds the run's row as the events left it: last event, link, time, status, end and
+/// duration (the columns of every `UPDATE runs` of an append, in order).
+fn bind_run_row<'q>(
+    write: RowsQuery<'q>,
+    last_seq: i64,
+    last_chain: &'q str,
+    fold: &'q RunFold,
+) -> RowsQuery<'q> {
+    write
+        .bind(last_seq)
+        .bind(last_chain)
+        .bind(now())
+        .bind(fold.status.unwrap_or(RunStatus::Running).name())
+        .bind(&fold.ended_at)
+        .bind(fold.duration_ms.map(to_i64))
+}
+
 type RowsQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// `rows` placeholders of an event row, comma-separated.
+fn push_rows(sql: &mut String, rows: usize) {
+    for n in 0..rows {
+        if n > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(ROW);
+    }
+}
+
+/// The placeholders of one event row, one per column the INSERTs name.
+const ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
 
 /// The second round trip of an append of `rows` events: their INSERTs, the run's row, the
 /// commit.
 fn write_sql(rows: usize) -> String {
-    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
     let mut sql = String::with_capacity(rows * (ROW.len() + 2) + 256);
     let mut left = rows;
     while left > 0 {
         let chunk = left.min(INSERT_CHUNK);
         sql.push_str("INSERT INTO events (run, seq, at_us, at_text, kind, body, chain) VALUES ");
-        for n in 0..chunk {
-            if n > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(ROW);
-        }
+        push_rows(&mut sql, chunk);
         sql.push_str("; ");
         left -= chunk;
     }
