@@ -133,7 +133,9 @@ pub async fn of_many_contenders_one_takes_a_lock(factory: &dyn StoreFactory) {
 pub async fn a_lock_whose_lease_ran_out_is_taken_over(factory: &dyn StoreFactory) {
     let store = factory.open().await;
     let crashed = holder("lock-crashed", "");
-    let short = Duration::from_millis(100);
+    // Long enough that a busy machine (CI runs Flink beside the tests) still asks again
+    // before it runs out: at 100 ms the refusal below was once a takeover.
+    let short = Duration::from_secs(2);
     acquired(
         store
             .acquire_lock("lk-expiring", &crashed, short)
@@ -147,7 +149,7 @@ pub async fn a_lock_whose_lease_ran_out_is_taken_over(factory: &dyn StoreFactory
             .await
             .unwrap(),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(short + Duration::from_millis(300)).await;
     // Run out: no longer listed as held.
     assert!(
         !store
@@ -186,7 +188,8 @@ pub async fn a_renewed_lock_stays_held(factory: &dyn StoreFactory) {
     let store = factory.open().await;
     let alive = holder("lock-alive", "");
     let step = holder("lock-alive", "migrate");
-    let short = Duration::from_millis(300);
+    // Renewed every 0.6 s: a busy machine still renews well before the lease runs out.
+    let short = Duration::from_millis(1500);
     acquired(
         store
             .acquire_lock("lk-renewed-b", &alive, short)
@@ -200,7 +203,7 @@ pub async fn a_renewed_lock_stays_held(factory: &dyn StoreFactory) {
             .unwrap(),
     );
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(
             store.renew_locks("lock-alive", short).await.unwrap(),
             ["lk-renewed-a", "lk-renewed-b"]
@@ -228,7 +231,9 @@ pub async fn a_renewed_lock_stays_held(factory: &dyn StoreFactory) {
 pub async fn a_kept_lock_outlives_its_lease(factory: &dyn StoreFactory) {
     let store = factory.open().await;
     let parked = holder("lock-parked", "");
-    let short = Duration::from_millis(100);
+    // Long enough that a busy machine (CI runs Flink beside the tests) still asks again
+    // before it runs out: at 100 ms the refusal below was once a takeover.
+    let short = Duration::from_secs(2);
     acquired(store.acquire_lock("lk-kept", &parked, short).await.unwrap());
     store.keep_locks("lock-parked").await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
