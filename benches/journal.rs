@@ -1,6 +1,7 @@
 //! What the durable journal costs: the same runs as `benches/engine.rs`, journaled to SQLite
 //! (WAL, synchronous=FULL) in a directory on the machine's disk, and the resume of a run whose
-//! 10,000 steps had all ended. `scripts/bench.sh` turns the figures into costs per step.
+//! 10,000 steps had all ended. `scripts/bench.sh` turns the figures into costs per step. The
+//! store writes a chain's appends on the run's thread, as `runbook run` has it.
 
 mod common;
 
@@ -99,6 +100,10 @@ fn durable(c: &mut Criterion) {
             .block_on(SqliteStore::open(&dir.path().join("bench.db")))
             .expect("the store opens"),
     );
+    // As `runbook run` has it: a chain's appends written on the run's own thread.
+    runtime
+        .block_on(store.append_on_calling_thread())
+        .expect("the store takes the setting");
     let mut group = c.benchmark_group("journal");
     group.sample_size(10);
     for (name, steps, chain) in [

@@ -77,6 +77,13 @@ impl ClaimedRun {
         self
     }
 
+    /// Has the run's journal written on the thread that runs it (see
+    /// [`Store::append_on_calling_thread`]): for a process that runs this one run only.
+    pub async fn append_on_its_thread(&self) {
+        // A store that cannot only goes on as before.
+        let _ = self.store.append_on_calling_thread().await;
+    }
+
     /// Runs until the run ends or parks, then releases it and closes the store.
     pub async fn execute(self, watch: Watch) -> RunResult {
         // The journal is written on the run's own thread: see `Journal::with_writer`.

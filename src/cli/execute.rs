@@ -51,6 +51,9 @@ pub async fn execute(run: ClaimedRun, shown: Shown, printer: &Printer) -> ExitSt
         OutputFormat::Human => progress.clone(),
         OutputFormat::Json => Arc::new(JsonLines),
     };
+    // This process runs this one run: its thread has nothing else to do while the journal
+    // is written, and a chain's steps are not each handed to another thread and back.
+    run.append_on_its_thread().await;
     let result = run.execute(Watch { sink, interrupt }).await;
     let (run_id, outcome) = (result.run_id, result.outcome);
     if output == OutputFormat::Human {

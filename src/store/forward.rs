@@ -239,6 +239,13 @@ macro_rules! forward_store {
                 })
             }
 
+            fn append_on_calling_thread(&self) -> $crate::store::StoreFuture<'_, ()> {
+                Box::pin(async move {
+                    self.write_appends_inline().await;
+                    Ok(())
+                })
+            }
+
             fn close(&self) -> $crate::store::StoreFuture<'_, ()> {
                 Box::pin(async move {
                     self.close_connections().await;

@@ -230,6 +230,15 @@ pub trait Store: Send + Sync {
         events: &'a [Envelope],
     ) -> StoreFuture<'a, ()>;
 
+    /// From now on, writes a chain's small appends (a step ending and the next starting) on
+    /// the calling thread, which blocks until their commit and its disk sync, instead of
+    /// handing them to a thread of the store's and waiting to be woken: for a process that
+    /// runs one run and has nothing else for its thread to do meanwhile (`runbook run`,
+    /// `runbook resume`), never for one whose thread carries other work (`serve`). What is
+    /// durable, and the fencing of the lease, are the same either way. A store without such
+    /// a path goes on as before.
+    fn append_on_calling_thread(&self) -> StoreFuture<'_, ()>;
+
     /// Every event of a run, in order, checked: numbers without gaps from 1, and each event
     /// as it was written ([`StoreError::Corrupt`] otherwise).
     fn events<'a>(&'a self, run_id: &'a str) -> StoreFuture<'a, Vec<Envelope>>;

@@ -94,6 +94,9 @@ fn pool_options() -> sqlx::postgres::PgPoolOptions {
 }
 
 impl PostgresStore {
+    /// Appends go to the server and back whatever thread sends them: nothing to change.
+    async fn write_appends_inline(&self) {}
+
     /// Closes the pool's connections.
     async fn close_connections(&self) {
         self.pool.close().await;

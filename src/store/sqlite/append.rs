@@ -20,6 +20,9 @@
 //!   read-only fence also leaves the lease's row alone, one page fewer to write and sync;
 //!   the lease is renewed by the long way at least every third of it, and by the journal
 //!   while it is idle.
+//! - A process that runs one run (`runbook run`, `runbook resume`) has these one-trip
+//!   appends written on its own thread instead, through a connection of their own, with the
+//!   same statements (see `inline.rs`): no hand-off to another thread and back.
 //! - The statements of small appends (a chain's step ending and the next starting) are
 //!   prepared once and kept; those of large groups are prepared for the one use, since the
 //!   text differs with the number of rows and a kept statement of hundreds of rows holds
@@ -31,7 +34,10 @@ use std::time::Instant;
 use sqlx::sqlite::SqliteConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
 
+use rusqlite::types::Value;
+
 use super::errors::Outcome;
+use super::inline::{AfterStatements, Inline, InlineWriter};
 use super::journal::{EventRow, StoredTime, encode_batch, link, link_bytes, stored_body};
 use super::leases::lease_end;
 use super::{SqliteStore, now, now_ms, to_i64};
@@ -74,6 +80,8 @@ pub(super) struct WriterState {
     connection: Option<SqliteConnection>,
     /// By run id; forgotten when the run is released, and all of them with the connection.
     tails: HashMap<String, Tail>,
+    /// Set when small appends are written on the caller's thread (see `inline.rs`).
+    inline: Option<InlineWriter>,
 }
 
 /// The end of a run's journal as this process last wrote it, under one lease.
@@ -136,6 +144,17 @@ impl WriterState {
     pub(super) fn forget(&mut self, run_id: &str) {
         self.tails.remove(run_id);
     }
+
+    /// From now on, small appends are written on the caller's thread.
+    pub(super) fn write_inline(&mut self) {
+        self.inline.get_or_insert_default();
+    }
+
+    /// How many appends were written on the caller's thread.
+    #[cfg(test)]
+    pub(super) fn written_inline(&self) -> u64 {
+        self.inline.as_ref().map_or(0, |inline| inline.written)
+    }
 }
 
 impl SqliteStore {
@@ -152,22 +171,60 @@ impl SqliteStore {
         // Everything that needs no database first, to hold the write lock briefly.
         let encoded = encode_batch(run_id, first_seq, events)?;
         let mut writer = self.writer.lock().await;
+        let writer = &mut *writer;
+        let mut tail = writer
+            .tails
+            .remove(run_id)
+            .filter(|tail| tail.takes(lease, first_seq, events.len()));
+        let mut encoded = Some(encoded);
+        if let Some(inline) = writer.inline.as_mut()
+            && let Some(kept) = tail.take()
+        {
+            let write = after_write(lease, kept, events, encoded.take().unwrap_or_default())?;
+            let (insert, update) = (insert_after_sql(write.rows), UPDATE_AFTER);
+            let statements = AfterStatements {
+                insert: &insert,
+                insert_params: write.insert,
+                update,
+                update_params: write.update,
+            };
+            let written = inline.write(&self.path, &self.location, statements);
+            match written {
+                Ok(Inline::Written) => {
+                    writer.tails.insert(run_id.to_owned(), write.tail);
+                    return Ok(());
+                }
+                Ok(Inline::NotWritten) => {}
+                // The failed connection is gone with what it knew; so is every tail.
+                Err(error) => {
+                    writer.tails.clear();
+                    return Err(error.into());
+                }
+            }
+        }
+        // The long way, or one round trip through the pool's connection.
+        let encoded = match encoded {
+            Some(encoded) => encoded,
+            None => encode_batch(run_id, first_seq, events)?,
+        };
         // Taken out while in use, the tail too: an append cancelled half-way drops them, and
         // closing the connection rolls back whatever it had begun.
         let mut connection = match writer.connection.take() {
             Some(connection) => connection,
             None => {
                 writer.tails.clear();
+                tail = None;
                 self.pool.acquire().await?.detach()
             }
         };
-        let tail = writer
-            .tails
-            .remove(run_id)
-            .filter(|tail| tail.takes(lease, first_seq, events.len()));
         let appended = match tail {
             Some(tail) => {
-                match append_after(&mut connection, lease, tail, events, encoded).await {
+                let write = after_write(lease, tail, events, encoded);
+                let written = match write {
+                    Ok(write) => write_after(&mut connection, write).await,
+                    Err(failure) => Err(failure),
+                };
+                match written {
                     Ok(Some(tail)) => Ok(tail),
                     // Refused, with nothing written: the long way says why, or writes.
                     Ok(None) => match encode_batch(run_id, first_seq, events) {
@@ -198,11 +255,20 @@ impl SqliteStore {
         }
     }
 
+    /// From now on, small appends are written on the caller's thread (see `inline.rs`).
+    pub(super) async fn write_appends_inline(&self) {
+        self.writer.lock().await.write_inline();
+    }
+
     /// Closes the appends' connection, then the pool: SQLite folds its write-ahead log back
     /// into the database file when the last connection closes.
     pub(super) async fn close_connections(&self) {
         let mut writer = self.writer.lock().await;
         writer.tails.clear();
+        // Closed first: the pool's last connection then folds the log back.
+        if let Some(inline) = writer.inline.as_mut() {
+            inline.close();
+        }
         if let Some(connection) = writer.connection.take() {
             let _ = connection.close().await;
         }
@@ -258,7 +324,9 @@ async fn append(
     let last_seq = last_seq + rows.len() as i64;
     let count = rows.len();
     let write = bind_rows(sqlx::query(AssertSqlSafe(write_sql(count))), number, rows);
-    bind_run_row(write, last_seq, &last_chain, &fold)
+    run_row_values(last_seq, &last_chain, &fold)
+        .into_iter()
+        .fold(write, bind_value)
         .bind(run_id)
         .persistent(count <= KEPT_UP_TO)
         .execute(&mut *connection)
@@ -272,16 +340,26 @@ async fn append(
     ))
 }
 
-/// One append on `connection` after `tail`, in one round trip: the events and the run's row
-/// are written only if the lease holds and the run's last event is the tail's. Returns the
-/// new tail, or `None` when nothing was written.
-async fn append_after(
-    connection: &mut SqliteConnection,
+/// An append after a kept tail, ready to write: its statements' parameters, and the tail
+/// it leaves once written.
+struct AfterWrite {
+    rows: usize,
+    /// The events' rows, then the INSERT's condition: the lease holds, the run's last event
+    /// and link are the tail's.
+    insert: Vec<Value>,
+    /// The run's row, then the UPDATE's condition: the same.
+    update: Vec<Value>,
+    tail: Tail,
+}
+
+/// Numbers, chains and lays out an append after `tail`, for [`write_after`] or the
+/// caller's thread (see `inline.rs`).
+fn after_write(
     lease: &Lease,
     tail: Tail,
     events: &[Envelope],
     encoded: Vec<super::journal::Encoded>,
-) -> Outcome<Option<Tail>> {
+) -> Outcome<AfterWrite> {
     let run_id = lease.run_id.as_str();
     let mut fold = tail.fold();
     let Tail {
@@ -305,103 +383,144 @@ async fn append_after(
     let last_seq = previous_seq + rows.len() as i64;
     let count = rows.len();
     let at_ms = now_ms();
-    let write = bind_rows(
-        sqlx::query(AssertSqlSafe(write_after_sql(count))),
-        number,
+    let lease_holds = [
+        Value::Text(run_id.to_owned()),
+        Value::Text(lease.token.clone()),
+        Value::Integer(at_ms),
+    ];
+    let mut insert = row_values(number, rows);
+    insert.extend(lease_holds.iter().cloned());
+    insert.extend([
+        Value::Integer(previous_seq),
+        Value::Text(previous_chain.clone()),
+        Value::Text(run_id.to_owned()),
+    ]);
+    let mut update = run_row_values(last_seq, &last_chain, &fold);
+    update.extend([
+        Value::Text(run_id.to_owned()),
+        Value::Integer(previous_seq),
+        Value::Text(previous_chain),
+    ]);
+    update.extend(lease_holds);
+    Ok(AfterWrite {
+        rows: count,
+        insert,
+        update,
+        tail: Tail::written(lease, number, (last_seq, last_chain), fold, renewed_at),
+    })
+}
+
+/// One append after a tail on `connection`, in one round trip. Returns the new tail, or
+/// `None` when nothing was written.
+async fn write_after(
+    connection: &mut SqliteConnection,
+    write: AfterWrite,
+) -> Outcome<Option<Tail>> {
+    let AfterWrite {
         rows,
-    );
-    let write = write
-        // The INSERT's condition: the lease holds, the run's last event and link are the
-        // tail's.
-        .bind(run_id)
-        .bind(&lease.token)
-        .bind(at_ms)
-        .bind(previous_seq)
-        .bind(&previous_chain)
-        .bind(run_id);
-    // The run's row, on the same condition.
-    let written = bind_run_row(write, last_seq, &last_chain, &fold)
-        .bind(run_id)
-        .bind(previous_seq)
-        .bind(&previous_chain)
-        .bind(run_id)
-        .bind(&lease.token)
-        .bind(at_ms)
+        insert,
+        update,
+        tail,
+    } = write;
+    let written = insert
+        .into_iter()
+        .chain(update)
+        .fold(
+            sqlx::query(AssertSqlSafe(write_after_sql(rows))),
+            bind_value,
+        )
         .persistent(true)
         .fetch_all(&mut *connection)
         .await?;
-    if written.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(Tail::written(
-        lease,
-        number,
-        (last_seq, last_chain),
-        fold,
-        renewed_at,
-    )))
+    Ok((!written.is_empty()).then_some(tail))
 }
 
-/// Whether the lease holds: the condition of every write of [`write_after_sql`], which
-/// therefore either all happen or none does (they run under one write lock, with one time).
 const LEASE_HOLDS: &str = "EXISTS (SELECT 1 FROM owners \
      WHERE run_id = ? AND token = ? AND expires_at_ms >= ?)";
 
 /// The one round trip of an append of `rows` events after a known tail: its INSERT, the
 /// run's row, the commit; the row is returned when it was written.
 fn write_after_sql(rows: usize) -> String {
-    let mut sql = String::with_capacity(rows * (ROW.len() + 2) + 768);
+    format!(
+        "BEGIN IMMEDIATE; {}; {UPDATE_AFTER}; COMMIT",
+        insert_after_sql(rows)
+    )
+}
+
+/// The INSERT of an append after a tail: `rows` events, if the lease holds and the run's
+/// last event and link are still the tail's.
+fn insert_after_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(rows * (ROW.len() + 2) + 384);
     sql.push_str(
-        "BEGIN IMMEDIATE; \
-         INSERT INTO events (run, seq, at_us, at_text, kind, body, chain) \
+        "INSERT INTO events (run, seq, at_us, at_text, kind, body, chain) \
          SELECT * FROM (VALUES ",
     );
     push_rows(&mut sql, rows);
     sql.push_str(") WHERE ");
     sql.push_str(LEASE_HOLDS);
-    sql.push_str(
-        " AND (SELECT last_seq = ? AND last_chain = ? FROM runs WHERE id = ?); \
-         UPDATE runs SET last_seq = ?, last_chain = ?, updated_at = ?, status = ?, \
-         ended_at = ?, duration_ms = ? \
-         WHERE id = ? AND last_seq = ? AND last_chain = ? AND ",
-    );
-    sql.push_str(LEASE_HOLDS);
-    sql.push_str(" RETURNING no; COMMIT");
+    sql.push_str(" AND (SELECT last_seq = ? AND last_chain = ? FROM runs WHERE id = ?)");
     sql
 }
 
-/// Binds the events' rows, in the order of the columns the INSERTs name, for run `number`.
-fn bind_rows(mut write: RowsQuery<'_>, number: i64, rows: Vec<EventRow>) -> RowsQuery<'_> {
-    for (seq, at, kind, body, chain) in rows {
-        let at = StoredTime::of(&at);
-        let body = stored_body(&kind, &body).to_owned();
-        write = write
-            .bind(number)
-            .bind(seq)
-            .bind(at.micros)
-            .bind(at.text.map(str::to_owned))
-            .bind(kind)
-            .bind(body)
-            .bind(link_bytes(&chain));
-    }
-    write
+/// The run's row after a tail, on the INSERT's condition; returns a row when written.
+const UPDATE_AFTER: &str = "UPDATE runs SET last_seq = ?, last_chain = ?, updated_at = ?, \
+     status = ?, ended_at = ?, duration_ms = ? \
+     WHERE id = ? AND last_seq = ? AND last_chain = ? AND EXISTS (SELECT 1 FROM owners \
+     WHERE run_id = ? AND token = ? AND expires_at_ms >= ?) RETURNING no";
+
+/// An event's row of run `number`, in the order of the columns the INSERTs name.
+fn event_row(number: i64, (seq, at, kind, body, chain): EventRow) -> [Value; 7] {
+    let time = StoredTime::of(&at);
+    let body = stored_body(&kind, &body).to_owned();
+    [
+        Value::Integer(number),
+        Value::Integer(seq),
+        time.micros.map_or(Value::Null, Value::Integer),
+        time.text
+            .map_or(Value::Null, |text| Value::Text(text.to_owned())),
+        Value::Text(kind),
+        Value::Text(body),
+        Value::Blob(link_bytes(&chain)),
+    ]
 }
 
-/// Binds the run's row as the events left it: last event, link, time, status, end and
-/// duration (the columns of every `UPDATE runs` of an append, in order).
-fn bind_run_row<'q>(
-    write: RowsQuery<'q>,
-    last_seq: i64,
-    last_chain: &'q str,
-    fold: &'q RunFold,
-) -> RowsQuery<'q> {
-    write
-        .bind(last_seq)
-        .bind(last_chain)
-        .bind(now())
-        .bind(fold.status.unwrap_or(RunStatus::Running).name())
-        .bind(&fold.ended_at)
-        .bind(fold.duration_ms.map(to_i64))
+/// The events' rows, one after the other.
+fn row_values(number: i64, rows: Vec<EventRow>) -> Vec<Value> {
+    rows.into_iter()
+        .flat_map(|row| event_row(number, row))
+        .collect()
+}
+
+/// Binds the events' rows.
+fn bind_rows(write: RowsQuery<'_>, number: i64, rows: Vec<EventRow>) -> RowsQuery<'_> {
+    rows.into_iter()
+        .flat_map(|row| event_row(number, row))
+        .fold(write, bind_value)
+}
+
+/// The run's row as the events left it: last event, link, time, status, end and duration
+/// (the columns of every `UPDATE runs` of an append, in order).
+fn run_row_values(last_seq: i64, last_chain: &str, fold: &RunFold) -> Vec<Value> {
+    vec![
+        Value::Integer(last_seq),
+        Value::Text(last_chain.to_owned()),
+        Value::Text(now()),
+        Value::Text(fold.status.unwrap_or(RunStatus::Running).name().to_owned()),
+        fold.ended_at.clone().map_or(Value::Null, Value::Text),
+        fold.duration_ms
+            .map_or(Value::Null, |ms| Value::Integer(to_i64(ms))),
+    ]
+}
+
+/// Binds one parameter, whichever its type.
+fn bind_value(write: RowsQuery<'_>, value: Value) -> RowsQuery<'_> {
+    match value {
+        Value::Null => write.bind(None::<i64>),
+        Value::Integer(number) => write.bind(number),
+        Value::Real(number) => write.bind(number),
+        Value::Text(text) => write.bind(text),
+        Value::Blob(bytes) => write.bind(bytes),
+    }
 }
 
 type RowsQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;

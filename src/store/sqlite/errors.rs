@@ -69,56 +69,7 @@ pub(super) fn explain(location: &str, doing: &str, error: sqlx::Error) -> StoreE
     match error {
         sqlx::Error::Database(error) => {
             let code: i32 = error.code().and_then(|c| c.parse().ok()).unwrap_or(0);
-            let message = error.message();
-            let full = code & 0xff == SQLITE_FULL || code == SQLITE_IOERR_SHMSIZE;
-            match code & 0xff {
-                _ if full => {
-                    // SQLite calls a -shm file it cannot grow a "disk I/O error"; say what it is.
-                    let cause = if code == SQLITE_IOERR_SHMSIZE {
-                        "no room left for its -shm file"
-                    } else {
-                        message
-                    };
-                    StoreError::Full(format!(
-                        "{location} could not grow while {doing} ({cause}): the disk is full; \
-                         free some space on it"
-                    ))
-                }
-                SQLITE_CORRUPT => StoreError::Damaged {
-                    location: location.to_owned(),
-                    detail: format!(
-                        "{doing}: SQLite reports that {message}. Keep a copy of the file and its \
-                         -wal and -shm files for inspection, and restore it from a backup"
-                    ),
-                },
-                SQLITE_NOTADB => StoreError::Damaged {
-                    location: location.to_owned(),
-                    detail: format!(
-                        "{doing}: the file is not a SQLite database, or its header is damaged \
-                         ({message})"
-                    ),
-                },
-                SQLITE_BUSY | SQLITE_LOCKED => database(format!(
-                    "{doing}: another process kept it locked for more than {} s ({message})",
-                    BUSY_TIMEOUT.as_secs()
-                )),
-                SQLITE_PERM | SQLITE_AUTH => {
-                    database(format!("{doing}: permission denied ({message})"))
-                }
-                SQLITE_READONLY => database(format!(
-                    "{doing}: it cannot be written: the file or its directory is read-only for \
-                     this user ({message})"
-                )),
-                SQLITE_CANTOPEN => database(format!(
-                    "{doing}: the file cannot be opened: check that it is a file, not a \
-                     directory, and that this user may read and write both it and its \
-                     directory ({message})"
-                )),
-                SQLITE_IOERR => database(format!(
-                    "{doing}: input/output error ({message}, SQLite code {code})"
-                )),
-                _ => database(format!("{doing}: {message} (SQLite code {code})")),
-            }
+            explain_code(location, doing, code, error.message())
         }
         sqlx::Error::Io(error) if error.kind() == std::io::ErrorKind::StorageFull => {
             StoreError::Full(format!("{location} could not grow while {doing} ({error})"))
@@ -128,5 +79,74 @@ pub(super) fn explain(location: &str, doing: &str, error: sqlx::Error) -> StoreE
             database(format!("{doing}: no connection to it became free in time"))
         }
         other => database(format!("{doing}: {other}")),
+    }
+}
+
+/// The same for an error of a connection of the appends made on the caller's thread.
+pub(super) fn explain_inline(location: &str, doing: &str, error: rusqlite::Error) -> StoreError {
+    match error {
+        rusqlite::Error::SqliteFailure(failure, message) => {
+            let message = message.unwrap_or_else(|| failure.to_string());
+            explain_code(location, doing, failure.extended_code, &message)
+        }
+        other => StoreError::Database {
+            location: location.to_owned(),
+            detail: format!("{doing}: {other}"),
+        },
+    }
+}
+
+/// SQLite's result code `code` (extended) and its message, in words.
+fn explain_code(location: &str, doing: &str, code: i32, message: &str) -> StoreError {
+    let database = |detail: String| StoreError::Database {
+        location: location.to_owned(),
+        detail,
+    };
+    let full = code & 0xff == SQLITE_FULL || code == SQLITE_IOERR_SHMSIZE;
+    match code & 0xff {
+        _ if full => {
+            // SQLite calls a -shm file it cannot grow a "disk I/O error"; say what it is.
+            let cause = if code == SQLITE_IOERR_SHMSIZE {
+                "no room left for its -shm file"
+            } else {
+                message
+            };
+            StoreError::Full(format!(
+                "{location} could not grow while {doing} ({cause}): the disk is full; \
+                         free some space on it"
+            ))
+        }
+        SQLITE_CORRUPT => StoreError::Damaged {
+            location: location.to_owned(),
+            detail: format!(
+                "{doing}: SQLite reports that {message}. Keep a copy of the file and its \
+                         -wal and -shm files for inspection, and restore it from a backup"
+            ),
+        },
+        SQLITE_NOTADB => StoreError::Damaged {
+            location: location.to_owned(),
+            detail: format!(
+                "{doing}: the file is not a SQLite database, or its header is damaged \
+                         ({message})"
+            ),
+        },
+        SQLITE_BUSY | SQLITE_LOCKED => database(format!(
+            "{doing}: another process kept it locked for more than {} s ({message})",
+            BUSY_TIMEOUT.as_secs()
+        )),
+        SQLITE_PERM | SQLITE_AUTH => database(format!("{doing}: permission denied ({message})")),
+        SQLITE_READONLY => database(format!(
+            "{doing}: it cannot be written: the file or its directory is read-only for \
+                     this user ({message})"
+        )),
+        SQLITE_CANTOPEN => database(format!(
+            "{doing}: the file cannot be opened: check that it is a file, not a \
+                     directory, and that this user may read and write both it and its \
+                     directory ({message})"
+        )),
+        SQLITE_IOERR => database(format!(
+            "{doing}: input/output error ({message}, SQLite code {code})"
+        )),
+        _ => database(format!("{doing}: {message} (SQLite code {code})")),
     }
 }

@@ -34,6 +34,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// The connection appends go through (see [`append`]).
     writer: append::Writer,
+    /// The database file, for the connection of appends made on the caller's thread.
+    path: std::path::PathBuf,
     location: String,
 }
 
@@ -41,6 +43,7 @@ mod append;
 mod approvals;
 mod durations;
 pub(super) mod errors;
+mod inline;
 pub(super) mod journal;
 mod leases;
 mod locks;

@@ -124,6 +124,7 @@ impl SqliteStore {
         let store = SqliteStore {
             pool,
             writer: Default::default(),
+            path: path.to_owned(),
             location,
         };
         store.migrate().await?;

@@ -17,19 +17,27 @@ use crate::store::{Owner, Store, StoreError, wal};
 struct SqliteFactory {
     dir: tempfile::TempDir,
     admin: SqliteStore,
+    /// Whether the handles write small appends on the calling thread, as `runbook run` does.
+    inline: bool,
 }
 
 impl SqliteFactory {
-    async fn new() -> SqliteFactory {
+    async fn new(inline: bool) -> SqliteFactory {
         let dir = tempfile::tempdir().unwrap();
         let admin = open(&dir).await;
-        SqliteFactory { dir, admin }
+        SqliteFactory { dir, admin, inline }
     }
 }
 
 impl StoreFactory for SqliteFactory {
     fn open(&self) -> BoxFuture<'_, Arc<dyn Store>> {
-        Box::pin(async { Arc::new(open(&self.dir).await) as Arc<dyn Store> })
+        Box::pin(async {
+            let store = open(&self.dir).await;
+            if self.inline {
+                store.append_on_calling_thread().await.unwrap();
+            }
+            Arc::new(store) as Arc<dyn Store>
+        })
     }
 
     fn tamper<'a>(
@@ -79,7 +87,14 @@ impl StoreFactory for SqliteFactory {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sqlite_store_passes_the_conformance_suite() {
-    conformance::run_all(&SqliteFactory::new().await).await;
+    conformance::run_all(&SqliteFactory::new(false).await).await;
+}
+
+/// The same with small appends written on the calling thread: the fencing, the chain and
+/// every refusal are the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sqlite_store_writing_on_the_calling_thread_passes_the_conformance_suite() {
+    conformance::run_all(&SqliteFactory::new(true).await).await;
 }
 
 fn db_path(dir: &tempfile::TempDir) -> PathBuf {
@@ -462,7 +477,12 @@ async fn lease_expiry(store: &SqliteStore, run_id: &str) -> i64 {
 
 /// A store in `dir` holding run `r1`, created and appended to once by the lease returned.
 async fn run_with_one_append(dir: &tempfile::TempDir) -> (SqliteStore, crate::store::Lease) {
-    let store = open(dir).await;
+    with_one_append(open(dir).await).await
+}
+
+/// Run `r1` created in `store` and appended to once (the long way, which keeps the tail the
+/// next appends follow).
+async fn with_one_append(store: SqliteStore) -> (SqliteStore, crate::store::Lease) {
     let lease = store
         .create("r1", &Owner::current(), &started("r1"))
         .await
@@ -499,10 +519,7 @@ async fn an_append_that_follows_its_own_leaves_the_lease_row_alone() {
 async fn an_append_after_the_run_moved_on_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, lease) = run_with_one_append(&dir).await;
-    sqlx::query("UPDATE runs SET last_seq = 3 WHERE id = 'r1'")
-        .execute(&store.pool)
-        .await
-        .unwrap();
+    change(&store, "UPDATE runs SET last_seq = 3 WHERE id = 'r1'").await;
     let refused = store.append(&lease, 3, &[step("r1", "b")]).await;
     assert!(
         matches!(&refused, Err(StoreError::Corrupt { detail, .. }) if detail.contains("stale")),
@@ -513,6 +530,90 @@ async fn an_append_after_the_run_moved_on_writes_nothing() {
         .await
         .unwrap();
     assert_eq!(rows, 2);
+}
+
+/// As [`run_with_one_append`], the store writing small appends on the calling thread.
+async fn inline_run_with_one_append(dir: &tempfile::TempDir) -> (SqliteStore, crate::store::Lease) {
+    let store = open(dir).await;
+    store.append_on_calling_thread().await.unwrap();
+    with_one_append(store).await
+}
+
+/// Changes the store behind its handles' backs, as another writer would.
+async fn change(store: &SqliteStore, sql: &'static str) {
+    sqlx::query(sql).execute(&store.pool).await.unwrap();
+}
+
+async fn written_inline(store: &SqliteStore) -> u64 {
+    store.writer.lock().await.written_inline()
+}
+
+/// A chain's appends go on the calling thread, and read back, chained, through the pool.
+#[tokio::test]
+async fn appends_on_the_calling_thread_follow_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, lease) = inline_run_with_one_append(&dir).await;
+    assert_eq!(written_inline(&store).await, 0);
+    store.append(&lease, 3, &[step("r1", "b")]).await.unwrap();
+    let two = [step("r1", "c"), step("r1", "d")];
+    store.append(&lease, 4, &two).await.unwrap();
+    store
+        .append(&lease, 6, &[ended("r1", RunStatus::Succeeded, 5)])
+        .await
+        .unwrap();
+    assert_eq!(written_inline(&store).await, 3);
+    let read = store.events("r1").await.unwrap();
+    assert_eq!(read.len(), 6);
+    assert_eq!(read[3..5], two);
+    // The run's row followed, as the list of runs reads it.
+    assert_eq!(store.run("r1").await.unwrap().status, RunStatus::Succeeded);
+}
+
+/// After a takeover, an append on the calling thread writes nothing; the long way says why.
+#[tokio::test]
+async fn an_append_on_the_calling_thread_after_a_takeover_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, lease) = inline_run_with_one_append(&dir).await;
+    change(
+        &store,
+        "UPDATE owners SET token = 'another' WHERE run_id = 'r1'",
+    )
+    .await;
+    let refused = store.append(&lease, 3, &[step("r1", "b")]).await;
+    assert!(
+        matches!(refused, Err(StoreError::LostOwnership(_))),
+        "{refused:?}"
+    );
+    assert_eq!(written_inline(&store).await, 0);
+    assert_eq!(store.events("r1").await.unwrap().len(), 2);
+}
+
+/// While another connection holds the write lock, the append does not hold the calling
+/// thread: it goes the long way, which waits for the lock, and then writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_on_the_calling_thread_waits_for_another_writer_the_long_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, lease) = inline_run_with_one_append(&dir).await;
+    let other = open(&dir).await;
+    let mut holder = other.pool.acquire().await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let held = Duration::from_millis(400);
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(held).await;
+        sqlx::query("COMMIT").execute(&mut *holder).await.unwrap();
+    });
+    let start = std::time::Instant::now();
+    store.append(&lease, 3, &[step("r1", "b")]).await.unwrap();
+    assert!(start.elapsed() >= held - Duration::from_millis(50));
+    release.await.unwrap();
+    assert_eq!(written_inline(&store).await, 0);
+    // The lock is free again: the next one goes on the calling thread.
+    store.append(&lease, 4, &[step("r1", "c")]).await.unwrap();
+    assert_eq!(written_inline(&store).await, 1);
+    assert_eq!(store.events("r1").await.unwrap().len(), 4);
 }
 
 #[tokio::test]
