@@ -31,11 +31,28 @@ fn file_id(path: &Path) -> Option<(u64, u64)> {
         .map(|meta| (meta.dev(), meta.ino()))
 }
 
+/// Whether SQLite in this process may hold locks on `file`: it was opened here, and a
+/// descriptor of this process still has it open. The second half matters because a file
+/// number is reused: once a store's last connection closed (SQLite keeps a descriptor open
+/// for as long as any connection, and so any lock, lives), its file may be deleted and its
+/// number given to another file, or the files restored from a copy; that file was never
+/// checked. Where the descriptors cannot be listed, having opened it is taken as holding it.
 fn opened_here(file: (u64, u64)) -> bool {
-    OPENED_HERE
+    let opened = OPENED_HERE
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .contains(&file)
+        .contains(&file);
+    opened && open_in_this_process(file).unwrap_or(true)
+}
+
+/// Whether one of this process's descriptors refers to `file`; `None` if they cannot be
+/// listed. `stat` on a `/proc/self/fd` entry reaches the file itself, deleted or not.
+fn open_in_this_process(file: (u64, u64)) -> Option<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let descriptors = std::fs::read_dir("/proc/self/fd").ok()?;
+    Some(descriptors.flatten().any(|descriptor| {
+        std::fs::metadata(descriptor.path()).is_ok_and(|meta| (meta.dev(), meta.ino()) == file)
+    }))
 }
 
 impl SqliteStore {

@@ -710,11 +710,9 @@ fn wal_of(db: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-#[tokio::test]
-async fn a_torn_write_ahead_log_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = db_path(&dir);
-    let store = open(&dir).await;
+/// A store holding run `r1` with eleven events, each appended in a commit of its own.
+async fn store_with_eleven_events(dir: &tempfile::TempDir) -> SqliteStore {
+    let store = open(dir).await;
     let lease = store
         .create("r1", &Owner::current(), &started("r1"))
         .await
@@ -725,6 +723,28 @@ async fn a_torn_write_ahead_log_is_refused() {
             .await
             .unwrap();
     }
+    store
+}
+
+/// Cuts the write-ahead log of `db` after half the `recorded` committed frames. Half the
+/// frames, not half the file: a log restarted after a checkpoint keeps its former length,
+/// with frames of the earlier generation after the current ones.
+fn keep_half_the_committed_frames(db: &Path, recorded: u32) {
+    let header = std::fs::read(wal_of(db)).unwrap();
+    let page = u64::from(u32::from_be_bytes(header[8..12].try_into().unwrap()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(wal_of(db))
+        .unwrap()
+        .set_len(32 + u64::from(recorded / 2) * (24 + page))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_torn_write_ahead_log_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = store_with_eleven_events(&dir).await;
     let events = store.events("r1").await.unwrap();
 
     // Untouched, the copy opens with every event: the checker agrees with SQLite's
@@ -739,17 +759,7 @@ async fn a_torn_write_ahead_log_is_refused() {
     // Half the log gone: SQLite alone would open it and forget the last events.
     let torn = dir.path().join("torn.db");
     copy_open_store(&path, &torn);
-    let log = std::fs::OpenOptions::new()
-        .write(true)
-        .open(wal_of(&torn))
-        .unwrap();
-    // Half the committed frames, not half the file: a log restarted after a checkpoint keeps
-    // its former length, with frames of the earlier generation after the current ones.
-    let header = std::fs::read(wal_of(&torn)).unwrap();
-    let page = u64::from(u32::from_be_bytes(header[8..12].try_into().unwrap()));
-    log.set_len(32 + u64::from(recorded / 2) * (24 + page))
-        .unwrap();
-    drop(log);
+    keep_half_the_committed_frames(&torn, recorded);
     let error = SqliteStore::open(&torn).await.err().unwrap();
     match &error {
         StoreError::Damaged { location, detail } => {
@@ -790,6 +800,30 @@ async fn a_torn_write_ahead_log_is_refused() {
     std::fs::write(wal_of(&flipped), bytes).unwrap();
     let error = SqliteStore::open(&flipped).await.err().unwrap();
     assert!(error.to_string().contains("only 0 are intact"), "{error}");
+}
+
+/// A store this process opened and closed is checked again when it opens it anew: its file
+/// may have been restored from a copy meanwhile, or deleted and its file number given to
+/// another store's file.
+#[tokio::test]
+async fn a_store_closed_and_torn_is_refused_when_this_process_opens_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = store_with_eleven_events(&dir).await;
+    let copy = dir.path().join("copy.db");
+    copy_open_store(&path, &copy);
+    let (recorded, _) = wal::inspect(&copy).expect("a usable wal-index");
+    store.close().await.unwrap();
+    drop(store);
+
+    // Restored over the same files (the same file numbers), with half its log lost.
+    copy_open_store(&copy, &path);
+    keep_half_the_committed_frames(&path, recorded);
+    let error = SqliteStore::open(&path).await.err().unwrap();
+    assert!(
+        error.to_string().contains("the write-ahead log is torn"),
+        "{error}"
+    );
 }
 
 /// Opening a store again in a process that has it open keeps the locks SQLite holds on its
