@@ -161,6 +161,11 @@ pub(super) fn latest_edit(prior: &[Envelope]) -> Option<&RunEdited> {
 /// Before any step runs again, stops every process an earlier engine of this run left
 /// running (killed with its supervisor, nothing stopped them): a step never runs twice at
 /// once. They are found by the run's mark in their environment.
+///
+/// The steps of whichever engine owns the run carry that mark too. So the lease is renewed
+/// first (refused if another process took the run over while this one was claiming it, or
+/// paused), and a process is signalled only while half the renewed lease is left: a
+/// process that lost the run never stops the new owner's steps.
 async fn stop_leftovers(
     run: ClaimedRun,
     notice: &(dyn Fn(Notice) + Send + Sync),
@@ -168,10 +173,16 @@ async fn stop_leftovers(
     let Some(first) = run.prior.first() else {
         return Ok(run);
     };
+    // Taken before the renewal is asked for: the lease runs at least this long.
+    let renewed_at = std::time::Instant::now();
+    run.store.renew(&run.lease).await?;
+    let owned_until = renewed_at + crate::store::run_lease() / 2;
     let run_id = run.run_id.clone();
     let mark = RunMark::new(&run_id, &first.at);
     let stopped = tokio::task::spawn_blocking(move || {
-        process::stop_leftovers(&run_id, &mark, LEFTOVER_GRACE)
+        process::stop_leftovers(&run_id, &mark, LEFTOVER_GRACE, &|| {
+            std::time::Instant::now() < owned_until
+        })
     })
     .await;
     match stopped {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::event::{RunEvent, RunStatus};
+use crate::store::{Owner, StoreError};
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
@@ -269,4 +270,49 @@ async fn a_window_until_on_the_requests_gates_the_run_and_its_resume() {
     let (done, events) = watch(resume(store, next, &notice).await.unwrap()).await;
     assert_eq!(done.outcome.status, RunStatus::Succeeded);
     assert_eq!(ended_steps(&events), ["restart"], "first is not run again");
+}
+
+/// A process that claimed a run and lost it before its first step (paused past its lease,
+/// another process took the run over) stops none of the new owner's processes, which carry
+/// the same mark, and says it no longer owns the run. It stopped the new owner's step and
+/// supervisor before: the run then failed with the step killed by SIGTERM.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resume_that_lost_its_claim_stops_none_of_the_new_owners_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite:{}", dir.path().join("runs.db").display());
+    let created = start(request(dir.path(), "held", SLEEPS, &store_url))
+        .await
+        .unwrap();
+    let (store, lease) = (created.store.clone(), created.lease.clone());
+    let mark = crate::process::RunMark::new("held", &created.prior[0].at);
+    store.release(&lease).await.unwrap();
+    drop(created);
+
+    // This process claims the run; the claim is lost before it stops leftovers: here
+    // given up, which leaves the store as a takeover after a lapsed lease does.
+    let lost = store.claim("held", &Owner::current()).await.unwrap();
+    store.release(&lost).await.unwrap();
+    let _owner = store.claim("held", &Owner::current()).await.unwrap();
+    // A step of the new owner: it carries the run's mark.
+    let mut step = std::process::Command::new("sleep")
+        .arg("30")
+        .env(crate::process::MARK_VAR, mark.as_str())
+        .spawn()
+        .unwrap();
+
+    let request = ResumeRequest {
+        run_id: "held".to_owned(),
+        max_parallel: None,
+        window_until: None,
+    };
+    let resumed = resume_claimed(store.clone(), lost, &request, &|_| {}).await;
+    let alive = step.try_wait().unwrap().is_none();
+    let _ = step.kill();
+    let _ = step.wait();
+    match resumed {
+        Err(AppError::Store(StoreError::LostOwnership(_))) => {}
+        Err(other) => panic!("expected LostOwnership, got {other}"),
+        Ok(_) => panic!("a process that lost the run resumed it"),
+    }
+    assert!(alive, "the new owner's step was stopped");
 }

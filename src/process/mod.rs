@@ -70,6 +70,12 @@ pub enum ProcessError {
         pids.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
     )]
     Unkillable { run_id: String, pids: Vec<i32> },
+    #[error(
+        "this process may no longer own run {run_id} (its lease could have run out while it \
+         stopped what an earlier engine left running), so it stops nothing more and does not \
+         resume it"
+    )]
+    NoLongerOwned { run_id: String },
 }
 
 /// Why a step command could not be started.
@@ -86,11 +92,27 @@ pub enum SpawnError {
 /// that was killed, with its supervisor): SIGTERM, `grace`, then SIGKILL, and waits until
 /// none is left. Returns how many there were. An earlier supervisor of the run still alive
 /// is killed first, and not counted. Blocking: call it before the resumed run's first step.
+///
+/// `owned` says whether the caller still owns the run, and is asked before each process is
+/// first signalled. The processes of whichever engine owns the run carry the same mark: an
+/// engine that lost the run (paused past its lease, another took the run over) must not
+/// stop the new owner's steps and supervisor. Once `owned` says no, this stops with
+/// [`ProcessError::NoLongerOwned`].
 pub fn stop_leftovers(
     run_id: &str,
     mark: &RunMark,
     grace: Duration,
+    owned: &dyn Fn() -> bool,
 ) -> Result<usize, ProcessError> {
+    let failed = |failure| match failure {
+        scan::StopFailure::Unkillable(pids) => ProcessError::Unkillable {
+            run_id: run_id.to_owned(),
+            pids,
+        },
+        scan::StopFailure::NoLongerAllowed => ProcessError::NoLongerOwned {
+            run_id: run_id.to_owned(),
+        },
+    };
     // The supervisor of the engine that died may still be stopping what carries the run's
     // mark: left alone, it would also stop the steps this resume is about to start, which
     // carry the same mark. It ignores SIGTERM (it must outlive a Ctrl-C), so it gets
@@ -99,18 +121,11 @@ pub fn stop_leftovers(
     scan::stop_matching(
         &|pid, _| scan::arguments_are(pid, &supervisor),
         Duration::ZERO,
+        owned,
     )
-    .map_err(|pids| ProcessError::Unkillable {
-        run_id: run_id.to_owned(),
-        pids,
-    })?;
+    .map_err(failed)?;
     let entry = mark.env_entry();
-    scan::stop_matching(&|pid, _| scan::environ_has(pid, &entry), grace).map_err(|pids| {
-        ProcessError::Unkillable {
-            run_id: run_id.to_owned(),
-            pids,
-        }
-    })
+    scan::stop_matching(&|pid, _| scan::environ_has(pid, &entry), grace, owned).map_err(failed)
 }
 
 #[cfg(test)]

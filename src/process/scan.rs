@@ -75,14 +75,26 @@ pub fn signal_matching(matches: &dyn Fn(i32, &Stat) -> bool, signal: Signal) -> 
     found.len()
 }
 
+/// Why [`stop_matching`] stopped before every match was gone.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StopFailure {
+    /// Still alive after SIGKILL and a wait: their pids.
+    Unkillable(Vec<i32>),
+    /// A process not signalled yet was found once `may_signal` said no more.
+    NoLongerAllowed,
+}
+
 /// Stops every process `matches` finds: SIGTERM, up to `grace` for them to end, then
 /// SIGKILL until none is left. Processes that appear meanwhile (forked by one being
-/// stopped) are found by looking again. Returns how many processes were stopped, or the
-/// ones still alive `KILL_WAIT` after SIGKILL (a process stuck in the kernel).
+/// stopped) are found by looking again. `may_signal` is asked before a process is first
+/// signalled: once it says no, nothing not signalled already is touched. Returns how many
+/// processes were stopped, or the ones still alive `KILL_WAIT` after SIGKILL (a process
+/// stuck in the kernel).
 pub fn stop_matching(
     matches: &dyn Fn(i32, &Stat) -> bool,
     grace: Duration,
-) -> Result<usize, Vec<i32>> {
+    may_signal: &dyn Fn() -> bool,
+) -> Result<usize, StopFailure> {
     const POLL: Duration = Duration::from_millis(20);
     const KILL_WAIT: Duration = Duration::from_secs(10);
     let mut seen = std::collections::BTreeSet::new();
@@ -94,7 +106,11 @@ pub fn stop_matching(
         }
         for pid in found {
             // A process is told once; a second SIGTERM would only cut its shutdown short.
-            if seen.insert(pid) {
+            if !seen.contains(&pid) {
+                if !may_signal() {
+                    return Err(StopFailure::NoLongerAllowed);
+                }
+                seen.insert(pid);
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
         }
@@ -110,9 +126,12 @@ pub fn stop_matching(
             return Ok(seen.len());
         }
         if Instant::now() >= deadline {
-            return Err(found);
+            return Err(StopFailure::Unkillable(found));
         }
         for &pid in &found {
+            if !seen.contains(&pid) && !may_signal() {
+                return Err(StopFailure::NoLongerAllowed);
+            }
             seen.insert(pid);
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
@@ -154,5 +173,31 @@ mod tests {
         assert_eq!(read.pgid, stat(std::process::id() as i32).unwrap().pgid);
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    fn sleeping() -> (std::process::Child, i32) {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("start sleep");
+        let pid = child.id() as i32;
+        (child, pid)
+    }
+
+    #[test]
+    fn once_signals_are_no_longer_allowed_nothing_new_is_signalled() {
+        let (mut child, pid) = sleeping();
+        let stopped = stop_matching(&|found, _| found == pid, Duration::ZERO, &|| false);
+        let alive = child.try_wait().expect("a status").is_none();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(stopped, Err(StopFailure::NoLongerAllowed));
+        assert!(alive, "the process was signalled");
+
+        let (mut child, pid) = sleeping();
+        let stopped = stop_matching(&|found, _| found == pid, Duration::ZERO, &|| true);
+        let status = child.wait().expect("a status");
+        assert_eq!(stopped, Ok(1));
+        assert!(!status.success(), "{status}");
     }
 }

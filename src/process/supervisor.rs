@@ -162,7 +162,7 @@ pub fn serve(mark: &str) {
     let belongs = |pid: i32, stat: &scan::Stat| {
         leaders.contains(&stat.pgid) || scan::environ_has(pid, &entry)
     };
-    let _ = scan::stop_matching(&belongs, GRACE);
+    let _ = scan::stop_matching(&belongs, GRACE, &|| true);
 }
 
 #[cfg(test)]

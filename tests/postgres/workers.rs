@@ -207,20 +207,41 @@ fn three_workers_share_the_queue_through_kills_and_pauses() {
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     while succeeded(&db) < RUNS as i64 {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {RUNS} runs succeeded in time; statuses: {:?}",
-            succeeded(&db),
-            runtime
-                .block_on(
-                    sqlx::query_as::<_, (String, String)>(
-                        "SELECT id, status FROM runs WHERE status <> 'succeeded' ORDER BY id"
-                    )
-                    .fetch_all(&db)
+        if Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(250));
+            continue;
+        }
+        let others = runtime
+            .block_on(
+                sqlx::query_as::<_, (String, String)>(
+                    "SELECT id, status FROM runs WHERE status <> 'succeeded' ORDER BY id",
                 )
-                .unwrap()
+                .fetch_all(&db),
+            )
+            .unwrap();
+        // What each of them says, and what the workers logged: enough to tell why.
+        let shown: Vec<String> = others
+            .iter()
+            .map(|(id, _)| scratch.runbook(&["runs", "show", id]).stdout)
+            .collect();
+        let logs: Vec<String> = (0..workers.started.len())
+            .flat_map(|n| (0..WORKERS).map(move |slot| format!("worker-{slot}-{n}.log")))
+            .map(|name| {
+                let log = scratch.read(&name);
+                let about: Vec<&str> = log
+                    .lines()
+                    .filter(|line| others.iter().any(|(id, _)| line.contains(id.as_str())))
+                    .collect();
+                format!("{name}:\n{}", about.join("\n"))
+            })
+            .filter(|text| !text.ends_with(":\n"))
+            .collect();
+        panic!(
+            "only {} of {RUNS} runs succeeded in time; statuses: {others:?}\n{}\n{}",
+            succeeded(&db),
+            shown.join("\n"),
+            logs.join("\n")
         );
-        std::thread::sleep(Duration::from_millis(250));
     }
     drop(workers);
 
