@@ -333,7 +333,15 @@ fn three_workers_share_the_queue_through_kills_and_pauses() {
             }
         }
     }
-    assert!(sections.len() >= RUNS, "{gate}");
+    // A holder killed with its worker between writing its `b` line and its `leave` (while
+    // `date` runs) left an `enter` alone: its `verify` found the work done, so it was not run
+    // again. When it ended is unknown; every other section is checked.
+    let unfinished = entered.len();
+    assert!(
+        sections.len() + unfinished >= RUNS && unfinished <= 2,
+        "{} sections, {unfinished} cut short:\n{gate}",
+        sections.len()
+    );
     sections.sort();
     for pair in sections.windows(2) {
         assert!(
