@@ -6,8 +6,8 @@
 #   durable journal per step        criterion, benches/journal.rs     aim: < 1 ms a step (chain)
 #   resume of 10,000 ended steps    criterion, benches/journal.rs     aim: < 1 s
 #   spawn of one step command       criterion, benches/spawn.rs       against a plain spawn
-#   exec /bin/true x1000            the release binary against sh and bash loops   aim: < 1.2x
-#                                   the bash loop;
+#   exec /bin/true x1000            the release binary against sh and bash loops
+#                                   aim: < 1.2x the bash loop;
 #                                   also its context switches a step (GNU time), and the
 #                                   durable floor beside them (examples/durable_floor.rs: a
 #                                   spawn and wait without a runtime and one synced write a step)
@@ -120,7 +120,7 @@ if want criterion; then
 fi
 
 if want exec; then
-  step "exec /bin/true x1000: runbook against a shell loop"
+  step "exec /bin/true x1000: runbook against sh and bash loops"
   exec_runbook 1000 >"$work/exec.yaml"
   runbook_cmd="$binary run $work/exec.yaml --output json"
   # Two shell loops: `sh` (dash on Debian, the faster) and bash, the loop the aim is set
