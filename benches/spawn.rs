@@ -1,12 +1,13 @@
 //! What starting one step command costs, alone: spawn `/bin/true` in its own process group
 //! (`RunProcesses::start`, as the `exec` action does), wait for it, stop what it left
-//! (nothing). Through the run's `RunProcesses`, unsupervised
-//! and supervised (the supervisor is the runbook binary, started once, outside the timed
-//! loop), against a plain spawn, and against the same spawn with a `pre_exec` hook, which
-//! forces a full fork instead of `posix_spawn`.
+//! (nothing). Through the run's `RunProcesses`, unsupervised, supervised (the supervisor
+//! is the runbook binary, started once, outside the timed loop), and supervised and waited
+//! for on the calling thread as `runbook run` does; against a plain spawn, and against the
+//! same spawn with a `pre_exec` hook, which forces a full fork instead of `posix_spawn`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use runbook::process::{RunMark, RunProcesses};
+use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Command;
 use tokio::runtime::Runtime;
@@ -19,9 +20,16 @@ fn true_command() -> Command {
 
 fn through(runtime: &Runtime, processes: &RunProcesses) {
     runtime.block_on(async {
-        // As `exec` starts it: alone, so on this thread (see `RunProcesses::start`).
-        let (mut child, mut group) = processes.start(true_command()).await.expect("spawn");
-        let status = child.wait().await.expect("wait");
+        // As `exec` starts it: alone, so on this thread (see `RunProcesses::start`), with
+        // its output piped, and first waited for right here when the run's thread may be.
+        let mut command = std::process::Command::new("/bin/true");
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let (mut child, mut group) = processes.start(command).await.expect("spawn");
+        let ended_here = child.wait_here(|_, _| {}).expect("wait here");
+        let status = match ended_here {
+            Some(status) => status,
+            None => child.wait().await.expect("wait"),
+        };
         assert!(status.success());
         group.end(Duration::from_secs(2)).await;
     });
@@ -72,8 +80,21 @@ fn spawn_cost(c: &mut Criterion) {
     group.bench_function("step command, marked and supervised", |b| {
         b.iter(|| through(&runtime, &supervised))
     });
+
+    // As `runbook run` has it: a command started alone is waited for on the run's thread.
+    let on_the_runs_thread = RunProcesses::supervised(
+        "bench-here",
+        RunMark::new("bench-here", "2026-01-01T00:00:00Z"),
+        env!("CARGO_BIN_EXE_runbook"),
+    );
+    on_the_runs_thread.wait_on_the_runs_thread();
+    through(&runtime, &on_the_runs_thread);
+    group.bench_function("step command, waited for on the run's thread", |b| {
+        b.iter(|| through(&runtime, &on_the_runs_thread))
+    });
     group.finish();
     supervised.finish();
+    on_the_runs_thread.finish();
 }
 
 criterion_group!(benches, spawn_cost);

@@ -14,7 +14,7 @@
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::LazyLock;
 
 use crate::runbook::keys_of;
@@ -23,12 +23,11 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
 use tokio_util::sync::CancellationToken;
 
 use super::body::{Fields, text, wrong_type};
 use super::{Action, ActionError, ActionFuture, ActionInput};
-use crate::process::{SpawnError, StepGroup};
+use crate::process::{SpawnError, StepChild, StepGroup, Stream};
 use crate::template::{Escape, Script, shell};
 
 /// The `exec` action.
@@ -152,8 +151,7 @@ impl Spec {
                 Stdio::null()
             })
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);
         }
@@ -218,7 +216,7 @@ impl Exec {
         }
         // Its own process group, so a cancel reaches every process it starts; registered with
         // the run's supervisor, so it dies with the engine however the engine dies.
-        let (child, group) = match input.processes.start(spec.command()).await {
+        let (mut child, group) = match input.processes.start(spec.command()).await {
             Ok(started) => started,
             Err(SpawnError::Program(error)) => return Err(spec.spawn_error(&error)),
             Err(SpawnError::Supervision(error)) => {
@@ -228,6 +226,10 @@ impl Exec {
                 )));
             }
         };
+        if !input.alone_in_run {
+            // Other steps (the items of a `for_each`, say) need the run's thread meanwhile.
+            child.leave_to_event_loop();
+        }
         // Boxed: while it waits to be started (thousands of fan-out items may), a step holds
         // only what it needs to start, not the state of waiting for and reading a program.
         Box::pin(self.run_started(&spec, &input.cancel, child, group)).await
@@ -239,10 +241,14 @@ impl Exec {
         &self,
         spec: &Spec,
         cancel: &CancellationToken,
-        mut child: Child,
+        mut child: StepChild,
         mut group: StepGroup,
     ) -> Result<Value, ActionError> {
-        let feeder = match (child.stdin.take(), spec.stdin.clone()) {
+        let broken = |error: io::Error| {
+            ActionError::failed(format!("waiting for {} failed: {error}", spec.what))
+        };
+        let stdin = child.take_stdin().map_err(broken)?;
+        let feeder = match (stdin, spec.stdin.clone()) {
             (Some(mut pipe), Some(text)) => Some(tokio::spawn(async move {
                 // A program that exits without reading its input closes the pipe: that is
                 // its choice, not an error.
@@ -252,7 +258,16 @@ impl Exec {
         };
         let mut stdout = Capture::default();
         let mut stderr = Capture::default();
-        let pipes = (child.stdout.take(), child.stderr.take());
+        if feeder.is_none() {
+            // A short command ends here, without the event loop (see `StepChild::wait_here`).
+            child
+                .wait_here(|stream, bytes| match stream {
+                    Stream::Stdout => stdout.keep(bytes, self.max_output),
+                    Stream::Stderr => stderr.keep(bytes, self.max_output),
+                })
+                .map_err(broken)?;
+        }
+        let pipes = child.take_output().map_err(broken)?;
         let outcome = {
             // Both streams are read by this future itself, beside the wait for the program
             // (a program blocked on a full pipe would never exit): no task of their own to
@@ -401,6 +416,13 @@ struct Capture {
 }
 
 impl Capture {
+    /// Keeps what of `bytes` fits under `limit`, and counts the rest.
+    fn keep(&mut self, bytes: &[u8], limit: usize) {
+        let room = limit.saturating_sub(self.kept.len()).min(bytes.len());
+        self.kept.extend_from_slice(&bytes[..room]);
+        self.dropped += (bytes.len() - room) as u64;
+    }
+
     /// Reads `pipe` until it is closed, keeping up to `limit` bytes. Dropped half way, it
     /// keeps what it read so far. Memory grows with what the program prints: a step
     /// running quietly holds next to none, however many run at once.

@@ -70,6 +70,10 @@ pub struct ActionInput<'a> {
     /// The processes of the run: how a step command is started, so that it is marked,
     /// supervised and stopped with the run it belongs to.
     pub processes: &'a RunProcesses,
+    /// No other step of the run is under way: nothing else of it needs the thread the
+    /// action runs on, which may wait there a moment (see
+    /// [`StepChild::wait_here`](crate::process::StepChild::wait_here)).
+    pub alone_in_run: bool,
 }
 
 /// The future an action returns. `Send` so the engine can run steps on any worker thread.

@@ -52,8 +52,10 @@ pub async fn execute(run: ClaimedRun, shown: Shown, printer: &Printer) -> ExitSt
         OutputFormat::Json => Arc::new(JsonLines),
     };
     // This process runs this one run: its thread has nothing else to do while the journal
-    // is written, and a chain's steps are not each handed to another thread and back.
+    // is written or a short step command runs, and a chain's steps are not each handed to
+    // another thread and back.
     run.append_on_its_thread().await;
+    run.processes().wait_on_the_runs_thread();
     let result = run.execute(Watch { sink, interrupt }).await;
     let (run_id, outcome) = (result.run_id, result.outcome);
     if output == OutputFormat::Human {

@@ -15,6 +15,7 @@
 
 mod run_processes;
 mod scan;
+mod step_child;
 mod step_group;
 pub mod supervisor;
 
@@ -24,6 +25,7 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 
 pub use run_processes::RunProcesses;
+pub use step_child::{StepChild, Stream};
 pub use step_group::StepGroup;
 
 /// The environment variable holding the id of the run a step process belongs to.

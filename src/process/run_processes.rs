@@ -3,16 +3,18 @@
 
 use std::collections::BTreeSet;
 use std::io;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
 use tokio::sync::Semaphore;
 
 use super::supervisor::Supervisor;
-use super::{MARK_VAR, ProcessError, RUN_ID_VAR, RunMark, SpawnError, StepGroup, scan};
+use super::{MARK_VAR, ProcessError, RUN_ID_VAR, RunMark, SpawnError, StepChild, StepGroup, scan};
 
 /// A handle on the processes of one run, passed down to the actions that start processes.
 /// Clones are handles on the same run. The default handle belongs to no run: its step
@@ -29,6 +31,9 @@ struct Shared {
     starting: Semaphore,
     /// How many permits `starting` has.
     starters: usize,
+    /// Whether a step command started alone is first waited for on the thread that started
+    /// it (see [`StepChild::wait_here`]).
+    wait_here: AtomicBool,
 }
 
 impl Shared {
@@ -42,6 +47,7 @@ impl Shared {
             state: Mutex::default(),
             starting: Semaphore::new(starters),
             starters,
+            wait_here: AtomicBool::new(false),
         }
     }
 }
@@ -83,6 +89,14 @@ impl RunProcesses {
         }))))
     }
 
+    /// Has a step command started while no other of the run runs first waited for on the
+    /// thread that started it, for a few milliseconds, as a shell waits for its commands (see
+    /// [`StepChild::wait_here`]). Only for a thread that runs this one run and nothing else:
+    /// meanwhile the thread drives nothing else.
+    pub fn wait_on_the_runs_thread(&self) {
+        self.0.wait_here.store(true, Ordering::Relaxed);
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.0.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -97,11 +111,13 @@ impl RunProcesses {
     /// A step started alone (the next of a chain) is started right here: handing it to
     /// another thread would only add a wake-up to its way. Dropped before the command has
     /// started, the command is killed as soon as it has.
-    pub async fn start(&self, mut command: Command) -> Result<(Child, StepGroup), SpawnError> {
+    pub async fn start(&self, mut command: Command) -> Result<(StepChild, StepGroup), SpawnError> {
         let alone = self.0.starting.available_permits() == self.0.starters
             && self.state().leaders.is_empty();
         if alone {
-            return self.spawn(&mut command);
+            let (child, group) = self.spawn(&mut command)?;
+            let wait_here = self.0.wait_here.load(Ordering::Relaxed);
+            return Ok((StepChild::new(child, wait_here), group));
         }
         let _permit = self
             .0
@@ -110,9 +126,18 @@ impl RunProcesses {
             .await
             .expect("the starts' semaphore is never closed");
         let run = self.clone();
-        tokio::task::spawn_blocking(move || run.spawn(&mut command))
-            .await
-            .unwrap_or_else(|error| Err(SpawnError::Program(io::Error::other(error))))
+        // Made a `StepChild` over there, and handed to the event loop there too: if this
+        // future is dropped meanwhile, the program is killed and reaped when the result is
+        // dropped.
+        tokio::task::spawn_blocking(move || {
+            let (child, group) = run.spawn(&mut command)?;
+            let child = StepChild::new(child, false)
+                .into_event_loop()
+                .map_err(SpawnError::Program)?;
+            Ok((child, group))
+        })
+        .await
+        .unwrap_or_else(|error| Err(SpawnError::Program(io::Error::other(error))))
     }
 
     /// Starts a step command as the leader of its own process group, marked with the run
@@ -122,7 +147,7 @@ impl RunProcesses {
     /// starts it with `posix_spawn` (a `vfork`-like clone) rather than a full fork of the
     /// engine. The supervisor learns the group right after: a command started in the
     /// moment before the engine died is still found by the run's mark.
-    pub fn spawn(&self, command: &mut Command) -> Result<(Child, StepGroup), SpawnError> {
+    fn spawn(&self, command: &mut Command) -> Result<(Child, StepGroup), SpawnError> {
         command.process_group(0);
         if let Some(supervision) = &self.0.supervision {
             command
@@ -137,16 +162,13 @@ impl RunProcesses {
                 state.supervisor = Some(started);
             }
         }
-        let child = command.spawn().map_err(SpawnError::Program)?;
-        // The child leads a group numbered by its pid. `id()` is only missing once the
-        // child has been reaped, which nothing has done yet.
-        let Some(leader) = child
-            .id()
-            .and_then(|pid| i32::try_from(pid).ok())
-            .filter(|&pid| pid > 1)
-        else {
+        let mut child = command.spawn().map_err(SpawnError::Program)?;
+        // The child leads a group numbered by its pid.
+        let Some(leader) = i32::try_from(child.id()).ok().filter(|&pid| pid > 1) else {
+            let _ = child.kill();
+            let _ = child.wait();
             return Err(SpawnError::Program(io::Error::other(
-                "the started process vanished",
+                "the started process has no usable pid",
             )));
         };
         // Made first: if the supervisor cannot be told, dropping it kills the group.

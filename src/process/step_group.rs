@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::Child;
 
-use super::RunProcesses;
 use super::scan;
+use super::{RunProcesses, StepChild};
 
 /// The process group a step command leads. Dropped while armed (the step's future was
 /// dropped mid-run), it kills all of it at once: nothing can be awaited in a destructor, so
@@ -35,7 +34,11 @@ impl StepGroup {
     /// out (whichever comes first: what the leader leaves behind when it is told to stop is
     /// meant to stop too), then reap the leader. Returns its exit status when it could be
     /// read.
-    pub async fn terminate(&mut self, child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    pub async fn terminate(
+        &mut self,
+        child: &mut StepChild,
+        grace: Duration,
+    ) -> Option<ExitStatus> {
         self.signal(Signal::SIGTERM);
         let status = match tokio::time::timeout(grace, child.wait()).await {
             Ok(Ok(status)) => Some(status),

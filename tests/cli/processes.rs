@@ -62,16 +62,23 @@ impl Marked {
     }
 
     /// SIGKILLs the marked processes running the runbook binary itself: the engine and its
-    /// supervisor, all at once, as `kill -9` of everything would.
+    /// supervisor, all at once, as `kill -9` of everything would. The supervisors first: one
+    /// that saw its engine die before its own end came would do its job and stop the step's
+    /// processes, which a busy machine gives it time for between two signals.
     fn kill_engine_and_supervisor(&self) -> usize {
         let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_runbook")).unwrap();
-        let ours: Vec<u32> = self
+        let mut ours: Vec<u32> = self
             .alive()
             .into_iter()
             .filter(|pid| {
                 std::fs::read_link(format!("/proc/{pid}/exe")).ok() == Some(binary.clone())
             })
             .collect();
+        let supervises = |pid: &u32| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|line| line.split(|&b| b == 0).any(|arg| arg == b"__supervise"))
+        };
+        ours.sort_by_key(|pid| !supervises(pid));
         for pid in &ours {
             unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
         }

@@ -337,6 +337,8 @@ impl Run {
             warn: &warn,
             step_path: &instance.path,
             processes: &self.processes,
+            // This step counts itself.
+            alone_in_run: self.busy.load(Ordering::SeqCst) == 1,
         };
         let outcome = action.run(input).await;
         // What the program printed is journaled whether it succeeded or not: a failure is

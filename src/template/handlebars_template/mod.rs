@@ -84,6 +84,11 @@ pub fn check_template(src: &str) -> Result<Vec<Reference>, SyntaxError> {
 /// itself (a list stays a list, a number a number); every other template returns a string.
 /// Lists and objects rendered inside text are written as JSON, `null` as nothing.
 pub fn render(src: &str, ctx: &Value, mode: Escape) -> Result<Value, RenderError> {
+    // Text without a tag is itself (validation and the engine treat it so too): no
+    // template to compile for each of a chain's `command: [/bin/true]`.
+    if !src.contains("{{") {
+        return Ok(Value::String(src.to_owned()));
+    }
     let parsed = Parsed::new(src)?;
     if mode == Escape::Plain
         && let Some(path) = parsed.single_path()
@@ -314,6 +319,20 @@ mod tests {
             .into_iter()
             .map(|r| (r.dotted(), src[r.span.clone()].to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn text_without_a_tag_is_rendered_as_it_is() {
+        for text in [
+            "/bin/true",
+            "a }} b",
+            "<a href=\"x\">&amp;</a>",
+            "{ \\ } {",
+            "",
+        ] {
+            let rendered = render(text, &ctx(), Escape::Plain).unwrap();
+            assert_eq!(rendered, json!(text), "{text:?}");
+        }
     }
 
     pub(super) fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -96,6 +96,7 @@ impl Runner {
             warn: &warn,
             step_path: "tests/step",
             processes: &runbook::process::RunProcesses::default(),
+            alone_in_run: true,
         };
         let result = self.action.run(input).await;
         let warnings = warnings.lock().expect("warnings").clone();

@@ -1,0 +1,450 @@
+//! A step command once started: the program, its pipes, and the wait for its end.
+//!
+//! The runtime is told about the program only when a step has to wait for it: its pipes and
+//! the descriptor its end is seen on (a pidfd) join the event loop then, and the pidfd leaves
+//! it again before the program is reaped. Reaping a process wakes whoever polls a pidfd of it,
+//! so with the pidfd still in the event loop every step's end woke a thread of the runtime
+//! for nothing, and the waker paid for that wake-up in the middle of the step.
+//!
+//! A program started while no other step command of the run runs (the next step of a
+//! chain), in a process that runs this one run only (`runbook run`, `runbook resume`), is
+//! first waited for right on the run's thread, as a shell waits for its commands, for a few
+//! milliseconds (see [`StepChild::wait_here`]). A short command then ends without the event
+//! loop in its way: its end wakes the run's thread itself, not a thread of the runtime which
+//! then wakes the run's.
+
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::net::unix::pipe;
+
+/// Which output stream bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A started step command. Dropped before its end was seen, it is killed (the program
+/// itself; its group is [`super::StepGroup`]'s) and reaped off the caller's thread.
+pub struct StepChild {
+    /// `None` only once dropped.
+    child: Option<Child>,
+    /// What its end is seen on; `None` where the kernel has no pidfd (before Linux 5.3),
+    /// where the end is polled for instead.
+    pidfd: Option<PidFd>,
+    status: Option<ExitStatus>,
+    stdout: Option<std::process::ChildStdout>,
+    stderr: Option<std::process::ChildStderr>,
+    /// Both streams, once handed to the event loop by [`Self::into_event_loop`].
+    output_in_event_loop: Option<(Option<pipe::Receiver>, Option<pipe::Receiver>)>,
+    /// How long [`Self::wait_here`] may hold the calling thread: zero when the program is not
+    /// to be waited for there.
+    wait_here_for: Duration,
+}
+
+enum PidFd {
+    Plain(OwnedFd),
+    InEventLoop(AsyncFd<OwnedFd>),
+}
+
+impl StepChild {
+    /// How long a program started alone is waited for on the run's thread before the wait
+    /// is handed to the event loop. Long enough for a short command; short enough that what
+    /// else the run's thread drives (a timer, a step that is not a command, Ctrl-C) is not
+    /// held up noticeably.
+    pub const WAIT_HERE_FOR: Duration = Duration::from_millis(10);
+
+    /// Takes over `child`, started with piped stdout and stderr. `wait_here` says whether
+    /// [`Self::wait_here`] may hold the calling thread.
+    pub(super) fn new(mut child: Child, wait_here: bool) -> StepChild {
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let pidfd = pidfd_open(child.id()).map(PidFd::Plain);
+        StepChild {
+            child: Some(child),
+            pidfd,
+            status: None,
+            stdout,
+            stderr,
+            output_in_event_loop: None,
+            wait_here_for: if wait_here {
+                Self::WAIT_HERE_FOR
+            } else {
+                Duration::ZERO
+            },
+        }
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("only taken when dropped")
+    }
+
+    /// The program's stdin, for the event loop: the caller writes it.
+    pub fn take_stdin(&mut self) -> io::Result<Option<pipe::Sender>> {
+        self.child()
+            .stdin
+            .take()
+            .map(|stdin| pipe::Sender::from_owned_fd(stdin.into()))
+            .transpose()
+    }
+
+    /// Has [`Self::wait_here`] return at once: the calling thread has other work.
+    pub fn leave_to_event_loop(&mut self) {
+        self.wait_here_for = Duration::ZERO;
+    }
+
+    /// Hands the program's streams and the wait for its end to the event loop now, on the
+    /// calling thread: for a program started off the run's thread (one of many started at
+    /// once), so that the run's thread, which drives them all, does not do it for each.
+    pub(super) fn into_event_loop(mut self) -> io::Result<StepChild> {
+        let output = self.take_output()?;
+        self.output_in_event_loop = Some(output);
+        self.pidfd_into_event_loop()?;
+        Ok(self)
+    }
+
+    fn pidfd_into_event_loop(&mut self) -> io::Result<()> {
+        if let Some(PidFd::Plain(fd)) = self.pidfd.take() {
+            // SAFETY: an `OwnedFd` holds its one descriptor open until it is dropped, and
+            // hands out that same descriptor every time.
+            let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+                .map_err(|error| error.into_parts().1)?;
+            self.pidfd = Some(PidFd::InEventLoop(fd));
+        }
+        Ok(())
+    }
+
+    /// What is left to read of the program's stdout and stderr, for the event loop: `None`
+    /// for a stream not piped or already read to its end.
+    pub fn take_output(&mut self) -> io::Result<(Option<pipe::Receiver>, Option<pipe::Receiver>)> {
+        if let Some(output) = self.output_in_event_loop.take() {
+            return Ok(output);
+        }
+        let stdout = self
+            .stdout
+            .take()
+            .map(|out| pipe::Receiver::from_owned_fd(out.into()))
+            .transpose()?;
+        let stderr = self
+            .stderr
+            .take()
+            .map(|err| pipe::Receiver::from_owned_fd(err.into()))
+            .transpose()?;
+        Ok((stdout, stderr))
+    }
+
+    /// Waits for the program on the calling thread, for [`Self::WAIT_HERE_FOR`] at most, and
+    /// hands what it prints meanwhile to `output`. Returns its exit status once it ended and
+    /// both its streams are read to their end, or `None` (at once, when the program was not
+    /// started to be waited for here): the rest of the wait is [`Self::wait`]'s, and the rest
+    /// of the output [`Self::take_output`]'s.
+    pub fn wait_here(
+        &mut self,
+        mut output: impl FnMut(Stream, &[u8]),
+    ) -> io::Result<Option<ExitStatus>> {
+        let Some(PidFd::Plain(pidfd)) = &self.pidfd else {
+            return Ok(None);
+        };
+        if self.wait_here_for.is_zero() {
+            return Ok(None);
+        }
+        let pidfd = pidfd.as_raw_fd();
+        let deadline = Instant::now() + self.wait_here_for;
+        let mut buffer = [0u8; 16 * 1024];
+        loop {
+            let streams = [
+                self.stdout.as_ref().map(|s| s.as_fd()),
+                self.stderr.as_ref().map(|s| s.as_fd()),
+            ];
+            let ended = self.status.is_some();
+            if ended && streams.iter().all(Option::is_none) {
+                return Ok(self.status);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                // What is not over yet goes on in the event loop; an end already reaped
+                // stays known.
+                return Ok(self.status.filter(|_| streams.iter().all(Option::is_none)));
+            }
+            let ready = poll((!ended).then_some(pidfd), streams, left)?;
+            if ready.ended {
+                self.status = Some(self.child().wait()?);
+                // Reaped: the pidfd has nothing more to say.
+                self.pidfd = None;
+            }
+            for (stream, readable) in [
+                (Stream::Stdout, ready.stdout),
+                (Stream::Stderr, ready.stderr),
+            ] {
+                if !readable {
+                    continue;
+                }
+                let pipe: &mut dyn Read = match stream {
+                    Stream::Stdout => self.stdout.as_mut().expect("polled, so open"),
+                    Stream::Stderr => self.stderr.as_mut().expect("polled, so open"),
+                };
+                // The poll said readable: this read does not block.
+                match pipe.read(&mut buffer) {
+                    Ok(0) => self.close(stream),
+                    Ok(n) => output(stream, &buffer[..n]),
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, stream: Stream) {
+        match stream {
+            Stream::Stdout => self.stdout = None,
+            Stream::Stderr => self.stderr = None,
+        }
+    }
+
+    /// Waits for the program to end and reaps it. Cancel-safe: dropped half way, the next
+    /// call goes on waiting; after the end, every call returns the same status.
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        self.pidfd_into_event_loop()?;
+        if let Some(PidFd::InEventLoop(fd)) = &self.pidfd {
+            // Readable once the program has ended; it stays readable until it is reaped.
+            drop(fd.readable().await?);
+        }
+        if let Some(PidFd::InEventLoop(fd)) = self.pidfd.take() {
+            // Out of the event loop before the reaping, which would wake it for nothing.
+            drop(fd.into_inner());
+        } else {
+            // No pidfd: ask now and then.
+            while self.child().try_wait()?.is_none() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        // Ended, so this returns at once.
+        let status = self.child().wait()?;
+        self.status = Some(status);
+        Ok(status)
+    }
+}
+
+impl Drop for StepChild {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if self.status.is_some() {
+            return;
+        }
+        // Not reaped, so its pid is still its own: the signal cannot reach another process.
+        let _ = child.kill();
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        // A killed process ends in a moment, but not always before this returns; its
+        // reaping waits off this thread, which may be the run's.
+        let reap = move || {
+            let _ = child.wait();
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(reap)),
+            Err(_) => drop(std::thread::spawn(reap)),
+        }
+    }
+}
+
+/// What one poll found.
+struct Ready {
+    ended: bool,
+    stdout: bool,
+    stderr: bool,
+}
+
+/// Polls `pidfd` (unless the end is already known) and the open streams, for at most
+/// `timeout`.
+fn poll(
+    pidfd: Option<i32>,
+    streams: [Option<BorrowedFd<'_>>; 2],
+    timeout: Duration,
+) -> io::Result<Ready> {
+    let entry = |fd: Option<i32>| libc::pollfd {
+        // A negative descriptor is skipped by poll(2).
+        fd: fd.unwrap_or(-1),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut fds = [
+        entry(pidfd),
+        entry(streams[0].map(|s| s.as_raw_fd())),
+        entry(streams[1].map(|s| s.as_raw_fd())),
+    ];
+    // Rounded up, so that a wait of less than a millisecond does not turn into a busy loop.
+    let millis = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+    // SAFETY: `fds` is a valid array of pollfd of the given length, alive for the call.
+    let polled = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, millis) };
+    if polled < 0 {
+        let error = io::Error::last_os_error();
+        if error.kind() == io::ErrorKind::Interrupted {
+            return Ok(Ready {
+                ended: false,
+                stdout: false,
+                stderr: false,
+            });
+        }
+        return Err(error);
+    }
+    // Hang-up and error count as readable: the read that follows says which it is.
+    let readable = |fd: &libc::pollfd| fd.fd >= 0 && fd.revents != 0;
+    Ok(Ready {
+        ended: readable(&fds[0]),
+        stdout: readable(&fds[1]),
+        stderr: readable(&fds[2]),
+    })
+}
+
+/// A pidfd for `pid`, or `None` where the kernel has none (before 5.3) or refuses it.
+fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+    // SAFETY: a descriptor just returned to us, owned by nothing else.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use tokio::io::AsyncReadExt;
+
+    use super::{StepChild, Stream};
+
+    /// `sh -c SCRIPT` in a group of its own, waited for here up to `wait_here` (zero: not).
+    fn start(script: &str, wait_here: Duration) -> StepChild {
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("sh starts");
+        let mut child = StepChild::new(child, true);
+        // Longer than the engine's in some tests, so that a busy machine cannot make a
+        // short program miss it.
+        child.wait_here_for = wait_here;
+        child
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    }
+
+    /// What is left of the program's stdout, read in the event loop, once it ended well.
+    fn rest_in_event_loop(mut child: StepChild) -> String {
+        let runtime = runtime();
+        let _entered = runtime.enter();
+        let (stdout, _) = child.take_output().expect("pipes");
+        let mut rest = String::new();
+        runtime.block_on(async {
+            let mut stdout = stdout.expect("still open");
+            stdout.read_to_string(&mut rest).await.expect("reads");
+            assert!(child.wait().await.expect("ends").success());
+        });
+        rest
+    }
+
+    #[test]
+    fn a_short_program_ends_on_the_calling_thread_with_all_its_output() {
+        let mut child = start("echo out; echo err >&2; exit 3", Duration::from_secs(10));
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let status = child
+            .wait_here(|stream, bytes| match stream {
+                Stream::Stdout => out.extend_from_slice(bytes),
+                Stream::Stderr => err.extend_from_slice(bytes),
+            })
+            .expect("waits");
+        assert_eq!(status.and_then(|s| s.code()), Some(3));
+        assert_eq!((&out[..], &err[..]), (&b"out\n"[..], &b"err\n"[..]));
+        // Nothing is left for the event loop, and the status stays known.
+        let (stdout, stderr) = child.take_output().expect("no pipes to convert");
+        assert!(stdout.is_none() && stderr.is_none());
+        let status = runtime().block_on(child.wait()).expect("known");
+        assert_eq!(status.code(), Some(3));
+    }
+
+    #[test]
+    fn a_program_not_started_to_be_waited_for_here_is_left_to_the_event_loop() {
+        let mut child = start("echo out", Duration::ZERO);
+        let started = Instant::now();
+        let status = child
+            .wait_here(|_, _| panic!("nothing is read here"))
+            .expect("returns");
+        assert!(status.is_none());
+        assert!(started.elapsed() < StepChild::WAIT_HERE_FOR);
+        assert_eq!(rest_in_event_loop(child), "out\n");
+    }
+
+    #[test]
+    fn a_longer_program_goes_on_in_the_event_loop_with_the_rest_of_its_output() {
+        let mut child = start("echo first; sleep 1; echo second", StepChild::WAIT_HERE_FOR);
+        let mut early = Vec::new();
+        let started = Instant::now();
+        let status = child
+            .wait_here(|stream, bytes| {
+                assert_eq!(stream, Stream::Stdout);
+                early.extend_from_slice(bytes);
+            })
+            .expect("returns");
+        let held = started.elapsed();
+        assert!(status.is_none(), "the program is still running");
+        assert!(held >= StepChild::WAIT_HERE_FOR, "held for {held:?}");
+        assert!(held < Duration::from_millis(900), "held for {held:?}");
+        assert_eq!(early, b"first\n");
+        assert_eq!(rest_in_event_loop(child), "second\n");
+    }
+
+    #[test]
+    fn an_end_seen_here_is_kept_while_a_leftover_holds_the_output_open() {
+        // The program ends at once; what it left in the background holds stdout open
+        // for longer than it is waited for here.
+        let mut child = start("sleep 5 & echo done", Duration::from_millis(500));
+        let group = nix::unistd::Pid::from_raw(child.child.as_ref().expect("running").id() as i32);
+        let status = child.wait_here(|_, _| {}).expect("returns");
+        assert!(status.is_none(), "stdout is still open");
+        assert!(child.status.is_some_and(|s| s.success()), "reaped here");
+        let runtime = runtime();
+        let status = runtime.block_on(child.wait()).expect("known");
+        assert!(status.success());
+        let (stdout, _) = {
+            let _entered = runtime.enter();
+            child.take_output().expect("pipes")
+        };
+        assert!(stdout.is_some(), "left to the event loop");
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+    }
+
+    #[test]
+    fn a_step_child_dropped_before_its_end_is_killed_and_reaped() {
+        let child = start("exec sleep 30", Duration::ZERO);
+        let pid = child.child.as_ref().expect("running").id();
+        let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
+        assert!(proc.exists());
+        drop(child);
+        // A zombie keeps its /proc entry: gone means killed and reaped.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while proc.exists() {
+            assert!(Instant::now() < deadline, "pid {pid} is still there");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
