@@ -216,7 +216,7 @@ impl Exec {
         }
         // Its own process group, so a cancel reaches every process it starts; registered with
         // the run's supervisor, so it dies with the engine however the engine dies.
-        let (mut child, group) = match input.processes.start(spec.command()).await {
+        let (child, group) = match input.processes.start(spec.command()).await {
             Ok(started) => started,
             Err(SpawnError::Program(error)) => return Err(spec.spawn_error(&error)),
             Err(SpawnError::Supervision(error)) => {
@@ -226,23 +226,28 @@ impl Exec {
                 )));
             }
         };
-        if !input.alone_in_run {
-            // Other steps (the items of a `for_each`, say) need the run's thread meanwhile.
-            child.leave_to_event_loop();
-        }
+        // Only when nothing else of the run needs its thread meanwhile (the items of a
+        // `for_each` do), and only where the run has a thread of its own.
+        let wait_here = if input.alone_in_run && input.processes.waits_on_the_runs_thread() {
+            StepChild::WAIT_HERE_FOR
+        } else {
+            Duration::ZERO
+        };
         // Boxed: while it waits to be started (thousands of fan-out items may), a step holds
         // only what it needs to start, not the state of waiting for and reading a program.
-        Box::pin(self.run_started(&spec, &input.cancel, child, group)).await
+        Box::pin(self.run_started(&spec, &input.cancel, child, group, wait_here)).await
     }
 
     /// The program has started: read its output, wait for it (or stop it when cancelled),
-    /// stop what it left in its group, and make its result.
+    /// stop what it left in its group, and make its result. It is first waited for on this
+    /// thread for up to `wait_here` (see [`StepChild::wait_here`]).
     async fn run_started(
         &self,
         spec: &Spec,
         cancel: &CancellationToken,
         mut child: StepChild,
         mut group: StepGroup,
+        wait_here: Duration,
     ) -> Result<Value, ActionError> {
         let broken = |error: io::Error| {
             ActionError::failed(format!("waiting for {} failed: {error}", spec.what))
@@ -261,7 +266,7 @@ impl Exec {
         if feeder.is_none() {
             // A short command ends here, without the event loop (see `StepChild::wait_here`).
             child
-                .wait_here(|stream, bytes| match stream {
+                .wait_here(wait_here, |stream, bytes| match stream {
                     Stream::Stdout => stdout.keep(bytes, self.max_output),
                     Stream::Stderr => stderr.keep(bytes, self.max_output),
                 })

@@ -31,8 +31,8 @@ struct Shared {
     starting: Semaphore,
     /// How many permits `starting` has.
     starters: usize,
-    /// Whether a step command started alone is first waited for on the thread that started
-    /// it (see [`StepChild::wait_here`]).
+    /// Whether a step command started while no other step of the run is under way is first
+    /// waited for on the run's thread (see [`StepChild::wait_here`]).
     wait_here: AtomicBool,
 }
 
@@ -97,6 +97,12 @@ impl RunProcesses {
         self.0.wait_here.store(true, Ordering::Relaxed);
     }
 
+    /// Whether a step command may be waited for on the run's thread, the step being the only
+    /// one of the run under way (see [`Self::wait_on_the_runs_thread`]).
+    pub fn waits_on_the_runs_thread(&self) -> bool {
+        self.0.wait_here.load(Ordering::Relaxed)
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.0.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -116,8 +122,7 @@ impl RunProcesses {
             && self.state().leaders.is_empty();
         if alone {
             let (child, group) = self.spawn(&mut command)?;
-            let wait_here = self.0.wait_here.load(Ordering::Relaxed);
-            return Ok((StepChild::new(child, wait_here), group));
+            return Ok((StepChild::new(child), group));
         }
         let _permit = self
             .0
@@ -126,15 +131,11 @@ impl RunProcesses {
             .await
             .expect("the starts' semaphore is never closed");
         let run = self.clone();
-        // Made a `StepChild` over there, and handed to the event loop there too: if this
-        // future is dropped meanwhile, the program is killed and reaped when the result is
-        // dropped.
+        // Made a `StepChild` over there: if this future is dropped meanwhile, the program
+        // is killed and reaped when the result is dropped.
         tokio::task::spawn_blocking(move || {
             let (child, group) = run.spawn(&mut command)?;
-            let child = StepChild::new(child, false)
-                .into_event_loop()
-                .map_err(SpawnError::Program)?;
-            Ok((child, group))
+            Ok((StepChild::new(child), group))
         })
         .await
         .unwrap_or_else(|error| Err(SpawnError::Program(io::Error::other(error))))

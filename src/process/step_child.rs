@@ -6,7 +6,7 @@
 //! so with the pidfd still in the event loop every step's end woke a thread of the runtime
 //! for nothing, and the waker paid for that wake-up in the middle of the step.
 //!
-//! A program started while no other step command of the run runs (the next step of a
+//! A program started while no other step of the run is under way (the next step of a
 //! chain), in a process that runs this one run only (`runbook run`, `runbook resume`), is
 //! first waited for right on the run's thread, as a shell waits for its commands, for a few
 //! milliseconds (see [`StepChild::wait_here`]). A short command then ends without the event
@@ -40,11 +40,6 @@ pub struct StepChild {
     status: Option<ExitStatus>,
     stdout: Option<std::process::ChildStdout>,
     stderr: Option<std::process::ChildStderr>,
-    /// Both streams, once handed to the event loop by [`Self::into_event_loop`].
-    output_in_event_loop: Option<(Option<pipe::Receiver>, Option<pipe::Receiver>)>,
-    /// How long [`Self::wait_here`] may hold the calling thread: zero when the program is not
-    /// to be waited for there.
-    wait_here_for: Duration,
 }
 
 enum PidFd {
@@ -59,9 +54,8 @@ impl StepChild {
     /// held up noticeably.
     pub const WAIT_HERE_FOR: Duration = Duration::from_millis(10);
 
-    /// Takes over `child`, started with piped stdout and stderr. `wait_here` says whether
-    /// [`Self::wait_here`] may hold the calling thread.
-    pub(super) fn new(mut child: Child, wait_here: bool) -> StepChild {
+    /// Takes over `child`, started with piped stdout and stderr.
+    pub(super) fn new(mut child: Child) -> StepChild {
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let pidfd = pidfd_open(child.id()).map(PidFd::Plain);
@@ -71,12 +65,6 @@ impl StepChild {
             status: None,
             stdout,
             stderr,
-            output_in_event_loop: None,
-            wait_here_for: if wait_here {
-                Self::WAIT_HERE_FOR
-            } else {
-                Duration::ZERO
-            },
         }
     }
 
@@ -93,21 +81,6 @@ impl StepChild {
             .transpose()
     }
 
-    /// Has [`Self::wait_here`] return at once: the calling thread has other work.
-    pub fn leave_to_event_loop(&mut self) {
-        self.wait_here_for = Duration::ZERO;
-    }
-
-    /// Hands the program's streams and the wait for its end to the event loop now, on the
-    /// calling thread: for a program started off the run's thread (one of many started at
-    /// once), so that the run's thread, which drives them all, does not do it for each.
-    pub(super) fn into_event_loop(mut self) -> io::Result<StepChild> {
-        let output = self.take_output()?;
-        self.output_in_event_loop = Some(output);
-        self.pidfd_into_event_loop()?;
-        Ok(self)
-    }
-
     fn pidfd_into_event_loop(&mut self) -> io::Result<()> {
         if let Some(PidFd::Plain(fd)) = self.pidfd.take() {
             // SAFETY: an `OwnedFd` holds its one descriptor open until it is dropped, and
@@ -122,9 +95,6 @@ impl StepChild {
     /// What is left to read of the program's stdout and stderr, for the event loop: `None`
     /// for a stream not piped or already read to its end.
     pub fn take_output(&mut self) -> io::Result<(Option<pipe::Receiver>, Option<pipe::Receiver>)> {
-        if let Some(output) = self.output_in_event_loop.take() {
-            return Ok(output);
-        }
         let stdout = self
             .stdout
             .take()
@@ -138,23 +108,24 @@ impl StepChild {
         Ok((stdout, stderr))
     }
 
-    /// Waits for the program on the calling thread, for [`Self::WAIT_HERE_FOR`] at most, and
-    /// hands what it prints meanwhile to `output`. Returns its exit status once it ended and
-    /// both its streams are read to their end, or `None` (at once, when the program was not
-    /// started to be waited for here): the rest of the wait is [`Self::wait`]'s, and the rest
-    /// of the output [`Self::take_output`]'s.
+    /// Waits for the program on the calling thread, for `budget` at most (the engine's is
+    /// [`Self::WAIT_HERE_FOR`]), and hands what it prints meanwhile to `output`. Returns its
+    /// exit status once it ended and both its streams are read to their end, or `None` (at
+    /// once for a zero budget, or once the wait is the event loop's): the rest of the wait is
+    /// [`Self::wait`]'s, and the rest of the output [`Self::take_output`]'s.
     pub fn wait_here(
         &mut self,
+        budget: Duration,
         mut output: impl FnMut(Stream, &[u8]),
     ) -> io::Result<Option<ExitStatus>> {
         let Some(PidFd::Plain(pidfd)) = &self.pidfd else {
             return Ok(None);
         };
-        if self.wait_here_for.is_zero() {
+        if budget.is_zero() {
             return Ok(None);
         }
         let pidfd = pidfd.as_raw_fd();
-        let deadline = Instant::now() + self.wait_here_for;
+        let deadline = Instant::now() + budget;
         let mut buffer = [0u8; 16 * 1024];
         loop {
             let streams = [
@@ -326,8 +297,8 @@ mod tests {
 
     use super::{StepChild, Stream};
 
-    /// `sh -c SCRIPT` in a group of its own, waited for here up to `wait_here` (zero: not).
-    fn start(script: &str, wait_here: Duration) -> StepChild {
+    /// `sh -c SCRIPT` in a group of its own.
+    fn start(script: &str) -> StepChild {
         let child = Command::new("sh")
             .args(["-c", script])
             .stdout(Stdio::piped())
@@ -335,11 +306,7 @@ mod tests {
             .process_group(0)
             .spawn()
             .expect("sh starts");
-        let mut child = StepChild::new(child, true);
-        // Longer than the engine's in some tests, so that a busy machine cannot make a
-        // short program miss it.
-        child.wait_here_for = wait_here;
-        child
+        StepChild::new(child)
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -365,10 +332,12 @@ mod tests {
 
     #[test]
     fn a_short_program_ends_on_the_calling_thread_with_all_its_output() {
-        let mut child = start("echo out; echo err >&2; exit 3", Duration::from_secs(10));
+        let mut child = start("echo out; echo err >&2; exit 3");
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let status = child
-            .wait_here(|stream, bytes| match stream {
+            // Longer than the engine's, so that a busy machine cannot make a short program
+            // miss it.
+            .wait_here(Duration::from_secs(10), |stream, bytes| match stream {
                 Stream::Stdout => out.extend_from_slice(bytes),
                 Stream::Stderr => err.extend_from_slice(bytes),
             })
@@ -384,10 +353,10 @@ mod tests {
 
     #[test]
     fn a_program_not_started_to_be_waited_for_here_is_left_to_the_event_loop() {
-        let mut child = start("echo out", Duration::ZERO);
+        let mut child = start("echo out");
         let started = Instant::now();
         let status = child
-            .wait_here(|_, _| panic!("nothing is read here"))
+            .wait_here(Duration::ZERO, |_, _| panic!("nothing is read here"))
             .expect("returns");
         assert!(status.is_none());
         assert!(started.elapsed() < StepChild::WAIT_HERE_FOR);
@@ -396,11 +365,11 @@ mod tests {
 
     #[test]
     fn a_longer_program_goes_on_in_the_event_loop_with_the_rest_of_its_output() {
-        let mut child = start("echo first; sleep 1; echo second", StepChild::WAIT_HERE_FOR);
+        let mut child = start("echo first; sleep 1; echo second");
         let mut early = Vec::new();
         let started = Instant::now();
         let status = child
-            .wait_here(|stream, bytes| {
+            .wait_here(StepChild::WAIT_HERE_FOR, |stream, bytes| {
                 assert_eq!(stream, Stream::Stdout);
                 early.extend_from_slice(bytes);
             })
@@ -417,9 +386,11 @@ mod tests {
     fn an_end_seen_here_is_kept_while_a_leftover_holds_the_output_open() {
         // The program ends at once; what it left in the background holds stdout open
         // for longer than it is waited for here.
-        let mut child = start("sleep 5 & echo done", Duration::from_millis(500));
+        let mut child = start("sleep 5 & echo done");
         let group = nix::unistd::Pid::from_raw(child.child.as_ref().expect("running").id() as i32);
-        let status = child.wait_here(|_, _| {}).expect("returns");
+        let status = child
+            .wait_here(Duration::from_millis(500), |_, _| {})
+            .expect("returns");
         assert!(status.is_none(), "stdout is still open");
         assert!(child.status.is_some_and(|s| s.success()), "reaped here");
         let runtime = runtime();
@@ -435,7 +406,7 @@ mod tests {
 
     #[test]
     fn a_step_child_dropped_before_its_end_is_killed_and_reaped() {
-        let child = start("exec sleep 30", Duration::ZERO);
+        let child = start("exec sleep 30");
         let pid = child.child.as_ref().expect("running").id();
         let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
         assert!(proc.exists());
