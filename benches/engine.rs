@@ -29,6 +29,7 @@ fn run_once(runtime: &tokio::runtime::Runtime, bundle: &Arc<Bundle>, inputs: &Ma
         secret_key: None,
         processes: Default::default(),
         window_until: None,
+        taken_up_at: runbook::event::timestamp::now(),
     };
     let sink: Arc<dyn EventSink> = Arc::new(Discard);
     let outcome = runtime.block_on(engine::run(bundle.clone(), config, sink));

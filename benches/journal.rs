@@ -78,6 +78,7 @@ async fn journaled_run(
         secret_key: None,
         processes: Default::default(),
         window_until: None,
+        taken_up_at: runbook::event::timestamp::now(),
     };
     let run = async {
         let outcome = engine::run(bundle, config, Arc::new(Discard)).await;
@@ -197,6 +198,7 @@ fn durable(c: &mut Criterion) {
                         secret_key: None,
                         processes: Default::default(),
                         window_until: None,
+                        taken_up_at: runbook::event::timestamp::now(),
                     };
                     let run = async {
                         let outcome = engine::run(bundle.clone(), config, Arc::new(Discard)).await;

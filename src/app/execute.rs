@@ -86,6 +86,7 @@ impl ClaimedRun {
 
     /// Runs until the run ends or parks, then releases it and closes the store.
     pub async fn execute(self, watch: Watch) -> RunResult {
+        let taken_up_at = self.lease.owner.since.clone();
         // The journal is written on the run's own thread: see `Journal::with_writer`.
         let (journal, writer) =
             Journal::with_writer(self.store.clone(), self.lease, self.prior.len() as u64 + 1);
@@ -104,6 +105,7 @@ impl ClaimedRun {
             secret_key: self.secret_key,
             processes: self.processes.clone(),
             window_until: self.window_until,
+            taken_up_at,
         };
         let run = async {
             let outcome = engine::run(self.bundle, config, watch.sink).await;

@@ -316,3 +316,40 @@ async fn a_resume_that_lost_its_claim_stops_none_of_the_new_owners_processes() {
     }
     assert!(alive, "the new owner's step was stopped");
 }
+
+/// A person sees a run live from the moment a process claims it, before its first step
+/// starts there: a pause asked in between is for that process, and it parks the run. It
+/// was taken for a request meant for an earlier process, and the run went on to its end.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pause_asked_between_the_claim_and_the_first_step_parks_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_url = format!("sqlite:{}", dir.path().join("runs.db").display());
+    // Long enough for the run to look for a pause request (every half second).
+    let slow = SLEEPS.replace("100ms", "900ms");
+    let claimed = start(request(dir.path(), "sleeps", &slow, &store_url))
+        .await
+        .unwrap();
+    let store = claimed.store.clone();
+    pause(
+        store.as_ref(),
+        PauseRunRequest {
+            run_id: "sleeps".to_owned(),
+            now: false,
+            by: Some("otto".to_owned()),
+            reason: "the pager went off".to_owned(),
+        },
+    )
+    .await
+    .unwrap();
+    // The run starts here only once the clock has moved past the request.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let (paused, events) = watch(claimed).await;
+    assert_eq!(paused.outcome.status, RunStatus::Interrupted, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, RunEvent::RunPaused(p) if p.reason == "the pager went off")),
+        "{events:?}"
+    );
+    assert_eq!(ended_steps(&events), ["one"], "two never starts");
+}

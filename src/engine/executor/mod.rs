@@ -108,6 +108,11 @@ pub struct RunConfig {
     /// When this run's window (of this segment, for a resumed run) closes: steps with a
     /// `window` start only while they fit before it. `None`: nothing is gated.
     pub window_until: Option<jiff::Timestamp>,
+    /// When this process took the run up (RFC 3339, as its lease says): pause and abort
+    /// requests made before were meant for an earlier process. The lease's time, not the
+    /// moment the run starts here: a person sees the run live from the claim on, and a
+    /// request made in between is for this process.
+    pub taken_up_at: String,
 }
 
 /// How the run ended.
@@ -276,7 +281,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         window_parked: Mutex::new(None),
         window_failure: Mutex::new(None),
         paused: Mutex::new(None),
-        segment_started_at: crate::event::timestamp::now(),
+        segment_started_at: config.taken_up_at,
         interrupt: config.interrupt.clone(),
         aborted: Mutex::new(None),
         undo_outcome: Mutex::new(None),

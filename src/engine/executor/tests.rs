@@ -33,6 +33,7 @@ async fn run_text(text: &str, max_parallel: Option<usize>) -> (RunOutcome, Vec<R
         secret_key: None,
         processes: Default::default(),
         window_until: None,
+        taken_up_at: crate::event::timestamp::now(),
     };
     let sink = Arc::new(Collect(Mutex::new(Vec::new())));
     let outcome = run(Arc::new(validation.bundle), config, sink.clone()).await;
