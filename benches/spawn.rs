@@ -6,7 +6,7 @@
 //! same spawn with a `pre_exec` hook, which forces a full fork instead of `posix_spawn`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use runbook::process::{RunMark, RunProcesses, StepChild};
+use runbook::process::{RunMark, RunProcesses};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Command;
@@ -25,12 +25,9 @@ fn through(runtime: &Runtime, processes: &RunProcesses) {
         let mut command = std::process::Command::new("/bin/true");
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let (mut child, mut group) = processes.start(command).await.expect("spawn");
-        let budget = if processes.waits_on_the_runs_thread() {
-            StepChild::WAIT_HERE_FOR
-        } else {
-            Duration::ZERO
-        };
-        let ended_here = child.wait_here(budget, |_, _| {}).expect("wait here");
+        let ended_here = child
+            .wait_here(processes.wait_here_budget(), |_, _| {})
+            .expect("wait here");
         let status = match ended_here {
             Some(status) => status,
             None => child.wait().await.expect("wait"),

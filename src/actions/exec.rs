@@ -228,8 +228,8 @@ impl Exec {
         };
         // Only when nothing else of the run needs its thread meanwhile (the items of a
         // `for_each` do), and only where the run has a thread of its own.
-        let wait_here = if input.alone_in_run && input.processes.waits_on_the_runs_thread() {
-            StepChild::WAIT_HERE_FOR
+        let wait_here = if input.alone_in_run {
+            input.processes.wait_here_budget()
         } else {
             Duration::ZERO
         };

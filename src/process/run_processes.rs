@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -97,10 +98,15 @@ impl RunProcesses {
         self.0.wait_here.store(true, Ordering::Relaxed);
     }
 
-    /// Whether a step command may be waited for on the run's thread, the step being the only
-    /// one of the run under way (see [`Self::wait_on_the_runs_thread`]).
-    pub fn waits_on_the_runs_thread(&self) -> bool {
-        self.0.wait_here.load(Ordering::Relaxed)
+    /// How long a step command started while it is the only step of the run under way is
+    /// waited for on the run's thread: [`StepChild::WAIT_HERE_FOR`] once
+    /// [`Self::wait_on_the_runs_thread`] was called, nothing otherwise.
+    pub fn wait_here_budget(&self) -> Duration {
+        if self.0.wait_here.load(Ordering::Relaxed) {
+            StepChild::WAIT_HERE_FOR
+        } else {
+            Duration::ZERO
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -65,7 +65,7 @@ impl Run {
             let found = entries
                 .iter()
                 .filter_map(|entry| serde_json::from_str::<T>(&entry.value).ok())
-                .find(|request| asked_at(request) >= self.segment_started_at);
+                .find(|request| asked_at(request) >= self.taken_up_at);
             if let Some(request) = found {
                 return request;
             }

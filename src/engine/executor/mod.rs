@@ -185,7 +185,7 @@ struct Run {
     /// The pause request this process picked up, if any.
     paused: Mutex<Option<crate::event::PauseRequest>>,
     /// When this process took the run up (RFC 3339): older pause requests are not for it.
-    segment_started_at: String,
+    taken_up_at: String,
     /// Cancelled on Ctrl-C or SIGTERM: an undo under way stops, to be resumed.
     interrupt: CancellationToken,
     /// The abort this run obeys: from its journal, or picked up from the store while it ran.
@@ -281,7 +281,7 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
         window_parked: Mutex::new(None),
         window_failure: Mutex::new(None),
         paused: Mutex::new(None),
-        segment_started_at: config.taken_up_at,
+        taken_up_at: config.taken_up_at,
         interrupt: config.interrupt.clone(),
         aborted: Mutex::new(None),
         undo_outcome: Mutex::new(None),
