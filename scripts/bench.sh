@@ -10,7 +10,9 @@
 #                                   aim: < 1.2x the bash loop;
 #                                   also its context switches a step (GNU time), and the
 #                                   durable floor beside them (examples/durable_floor.rs: a
-#                                   spawn and wait without a runtime and one synced write a step)
+#                                   spawn and wait without a runtime and one synced write a step),
+#                                   and that floor with the output kept (--capture), with
+#                                   SQLite's commit (--sqlite), and with both (the design's floor)
 #   peak memory, 10,000 steps       the release binary under GNU time        aim: < 100 MB
 #   chain of 1,000 asserts          the release binary, journaled             aim: < 0.4 ms a step
 #   for_each of 500,000 asserts     the release binary under GNU time: time, peak memory, and
@@ -129,16 +131,25 @@ if want exec; then
   shell_cmd="sh -c 'for i in \$(seq 1000); do /bin/true; done'"
   bash_cmd="bash -c 'for i in \$(seq 1000); do /bin/true; done'"
   floor_cmd="target/release/examples/durable_floor $work 1000"
+  # The floor with what this engine's design adds to each step: the program's output kept
+  # and its process group stopped (--capture), the commit made by SQLite (--sqlite), both.
+  capture_cmd="$floor_cmd --capture"
+  sqlite_cmd="$floor_cmd --sqlite"
+  design_cmd="$floor_cmd --capture --sqlite"
   ensure hyperfine hyperfine
   if command -v hyperfine >/dev/null 2>&1; then
     # No intermediate shell (-N); hyperfine discards the commands' output. Medians, since
     # a busy machine makes the odd run slow.
     hyperfine -N --warmup 2 --runs 10 --export-csv "$work/exec.csv" \
-      -n runbook "$runbook_cmd" -n shell "$shell_cmd" -n bash "$bash_cmd" -n floor "$floor_cmd" >&2
+      -n runbook "$runbook_cmd" -n shell "$shell_cmd" -n bash "$bash_cmd" -n floor "$floor_cmd" \
+      -n capture "$capture_cmd" -n sqlite "$sqlite_cmd" -n design "$design_cmd" >&2
     exec_runbook_s=$(awk -F, '$1 == "runbook" { print $4 }' "$work/exec.csv")
     exec_shell_s=$(awk -F, '$1 == "shell" { print $4 }' "$work/exec.csv")
     exec_bash_s=$(awk -F, '$1 == "bash" { print $4 }' "$work/exec.csv")
     exec_floor_s=$(awk -F, '$1 == "floor" { print $4 }' "$work/exec.csv")
+    exec_capture_s=$(awk -F, '$1 == "capture" { print $4 }' "$work/exec.csv")
+    exec_sqlite_s=$(awk -F, '$1 == "sqlite" { print $4 }' "$work/exec.csv")
+    exec_design_s=$(awk -F, '$1 == "design" { print $4 }' "$work/exec.csv")
   else
     echo "hyperfine is not installed: timing 3 runs of each" >&2
     # The mean wall time of 3 runs of a shell command, in seconds.
@@ -154,6 +165,9 @@ if want exec; then
     exec_shell_s=$(mean3 "$shell_cmd")
     exec_bash_s=$(mean3 "$bash_cmd")
     exec_floor_s=$(mean3 "$floor_cmd")
+    exec_capture_s=$(mean3 "$capture_cmd")
+    exec_sqlite_s=$(mean3 "$sqlite_cmd")
+    exec_design_s=$(mean3 "$design_cmd")
   fi
   # Context switches a step (the engine's threads, its supervisor and the programs it ran), which
   # move far less than wall times with the machine's load: a shell loop makes about 4 an iteration.
@@ -331,6 +345,10 @@ if want exec; then
     -v b="$exec_bash_s" 'BEGIN { printf "%.2f s, shell %.2f s (ratio %.2f), bash %.2f s (ratio %.2f)", r, s, r / s, b, r / b }')${exec_switches:+, $exec_switches context switches a step}"
   echo "durable floor of that chain:            $(awk -v f="$exec_floor_s" -v s="$exec_shell_s" -v r="$exec_runbook_s" \
     -v b="$exec_bash_s" 'BEGIN { printf "%.2f s (ratio %.2f to the shell, %.2f to bash; runbook %.0f µs a step above it)", f, f / s, f / b, (r - f) * 1000 }')"
+  echo "  with the output kept (--capture):     $(awk -v c="$exec_capture_s" -v b="$exec_bash_s" 'BEGIN { printf "%.2f s (ratio %.2f to bash)", c, c / b }')"
+  echo "  with SQLite's commit (--sqlite):      $(awk -v c="$exec_sqlite_s" -v b="$exec_bash_s" 'BEGIN { printf "%.2f s (ratio %.2f to bash)", c, c / b }')"
+  echo "  with both, the design's floor:        $(awk -v d="$exec_design_s" -v b="$exec_bash_s" -v r="$exec_runbook_s" \
+    'BEGIN { printf "%.2f s (ratio %.2f to bash; runbook %.0f µs a step above it, %.0f µs left under the aim)", d, d / b, (r - d) * 1000, (1.2 * b - d) * 1000 }')"
 fi
 if want memory; then
   echo "peak memory, 10,000 assert steps:       $peak"

@@ -148,12 +148,18 @@ impl StepChild {
                 // Reaped: the pidfd has nothing more to say.
                 self.pidfd = None;
             }
-            for (stream, readable) in [
+            for (stream, readiness) in [
                 (Stream::Stdout, ready.stdout),
                 (Stream::Stderr, ready.stderr),
             ] {
-                if !readable {
-                    continue;
+                match readiness {
+                    Readiness::Waiting => continue,
+                    // Nothing left and no writer: the read would only say so.
+                    Readiness::Ended => {
+                        self.close(stream);
+                        continue;
+                    }
+                    Readiness::Readable => {}
                 }
                 let pipe: &mut dyn Read = match stream {
                     Stream::Stdout => self.stdout.as_mut().expect("polled, so open"),
@@ -232,8 +238,31 @@ impl Drop for StepChild {
 /// What one poll found.
 struct Ready {
     ended: bool,
-    stdout: bool,
-    stderr: bool,
+    stdout: Readiness,
+    stderr: Readiness,
+}
+
+/// What one poll found of an output stream.
+#[derive(Clone, Copy)]
+enum Readiness {
+    /// Nothing yet.
+    Waiting,
+    /// Something to read: bytes, or an error the read reports.
+    Readable,
+    /// At its end: empty, and every writer has closed it (a hang-up without data).
+    Ended,
+}
+
+impl Readiness {
+    fn of(fd: &libc::pollfd) -> Readiness {
+        if fd.fd < 0 || fd.revents == 0 {
+            Readiness::Waiting
+        } else if fd.revents & (libc::POLLIN | libc::POLLERR | libc::POLLNVAL) != 0 {
+            Readiness::Readable
+        } else {
+            Readiness::Ended
+        }
+    }
 }
 
 /// Polls `pidfd` (unless the end is already known) and the open streams, for at most
@@ -263,18 +292,18 @@ fn poll(
         if error.kind() == io::ErrorKind::Interrupted {
             return Ok(Ready {
                 ended: false,
-                stdout: false,
-                stderr: false,
+                stdout: Readiness::Waiting,
+                stderr: Readiness::Waiting,
             });
         }
         return Err(error);
     }
-    // Hang-up and error count as readable: the read that follows says which it is.
-    let readable = |fd: &libc::pollfd| fd.fd >= 0 && fd.revents != 0;
+    // A pipe whose writers have all closed it reports a hang-up, with `POLLIN` as well while
+    // bytes are left in it; an error is left to the read to report.
     Ok(Ready {
-        ended: readable(&fds[0]),
-        stdout: readable(&fds[1]),
-        stderr: readable(&fds[2]),
+        ended: fds[0].fd >= 0 && fds[0].revents != 0,
+        stdout: Readiness::of(&fds[1]),
+        stderr: Readiness::of(&fds[2]),
     })
 }
 

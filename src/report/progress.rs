@@ -57,8 +57,12 @@ impl Progress {
         match &self.bar {
             Some(bar) => bar.println(text),
             None => {
-                let mut stderr = std::io::stderr().lock();
-                let _ = writeln!(stderr, "{text}");
+                // One write for the line and its end: stderr is not buffered, and `writeln!`
+                // would make two, a system call each, for every step's start and end.
+                let mut line = String::with_capacity(text.len() + 1);
+                line.push_str(text);
+                line.push('\n');
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
             }
         }
     }

@@ -185,10 +185,10 @@ impl Run {
             },
             None => work.await,
         }?;
-        let context = self.jq_context(scope, Some((step, instance)));
-        let result_val = jq::to_val(&result);
         match body.outputs {
             Some(outputs) => {
+                let context = self.jq_context(scope, Some((step, instance)));
+                let result_val = jq::to_val(&result);
                 let mut values = Map::new();
                 for (name, expression) in outputs.value.iter() {
                     let value = self

@@ -12,7 +12,10 @@ impl Run {
     ) -> StepStatus {
         let path = format!("{}{}", scope.prefix, step.id.value);
         let started = Instant::now();
-        let context = self.jq_context(scope, None);
+        // As the run stands when the step is taken up; made only for a step that asks (a
+        // step of a chain has neither, and the context is built anew as each step ends).
+        let context =
+            (step.when.is_some() || step.for_each.is_some()).then(|| self.jq_context(scope, None));
         // A step the journal saw start has passed its `when` already.
         // Only what is needed is kept: this future is alive for every step at once.
         let (started_before, expanded, items_withheld) = {
@@ -48,8 +51,10 @@ impl Run {
             let read = format!("the items of `{path}`");
             return Box::pin(self.refuse_withheld(&path, started, read, reason)).await;
         }
-        if let Some(when) = step.when.as_ref().filter(|_| !started_before) {
-            match self.evaluate(&when.value, context.clone(), &context) {
+        if let Some(when) = step.when.as_ref().filter(|_| !started_before)
+            && let Some(context) = &context
+        {
+            match self.evaluate(&when.value, context.clone(), context) {
                 Ok(Value::Null | Value::Bool(false)) => {
                     return self
                         .end(
@@ -82,7 +87,7 @@ impl Run {
         {
             return status;
         }
-        let Some(for_each) = &step.for_each else {
+        let (Some(for_each), Some(context)) = (&step.for_each, context) else {
             let instance = Instance {
                 path,
                 item: None,
