@@ -7,7 +7,6 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use runbook::process::{RunMark, RunProcesses};
-use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::Command;
 use tokio::runtime::Runtime;
@@ -20,10 +19,10 @@ fn true_command() -> Command {
 
 fn through(runtime: &Runtime, processes: &RunProcesses) {
     runtime.block_on(async {
-        // As `exec` starts it: alone, so on this thread (see `RunProcesses::start`), with
-        // its output piped, and first waited for right here when the run's thread may be.
-        let mut command = std::process::Command::new("/bin/true");
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // As `exec` starts it: alone, so on this thread (see `RunProcesses::start`), its
+        // output piped to the engine, and first waited for right here when the run's thread
+        // may be.
+        let command = std::process::Command::new("/bin/true");
         let (mut child, mut group) = processes.start(command).await.expect("spawn");
         let ended_here = child
             .wait_here(processes.wait_here_budget(), |_, _| {})

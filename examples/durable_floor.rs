@@ -9,9 +9,10 @@
 //! Two options add what this engine's design asks of a step on top, each alone or both:
 //!
 //! - `--capture`: the program's output is kept and its processes are stopped with it, as an
-//!   `exec` step does: stdin from `/dev/null`, stdout and stderr through pipes, a process
-//!   group of its own, its end seen on a pidfd polled beside the pipes, both pipes read to
-//!   their end, and the group signalled once it exited (whatever it left behind).
+//!   `exec` step does: stdin from `/dev/null`, stdout and stderr through pipes (a copy of
+//!   each write end held until the program ended, so that its closing them wakes nobody), a
+//!   process group of its own, its end seen on a pidfd polled beside the pipes, both pipes
+//!   read to their end, and the group signalled once it exited (whatever it left behind).
 //! - `--sqlite`: the commit is SQLite's rather than a bare write: one transaction in a
 //!   write-ahead-log database with `synchronous=FULL`, inserting two rows of about the size
 //!   of a step's end and the next step's start and updating one row, as the journal does.
@@ -133,10 +134,13 @@ fn run(dir: &Path, count: u32, floor: &Floor) -> Result<(), Error> {
 /// Runs `/bin/true` as an `exec` step runs a program: its output read to its end while it
 /// runs, its end seen on a pidfd, its process group signalled once it exited.
 fn captured_true() -> std::io::Result<std::process::ExitStatus> {
+    let (stdout, stdout_end) = std::io::pipe()?;
+    let (stderr, stderr_end) = std::io::pipe()?;
+    let mut held = Some([stdout_end.try_clone()?, stderr_end.try_clone()?]);
     let mut child = Command::new("/bin/true")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(stdout_end)
+        .stderr(stderr_end)
         .process_group(0)
         .spawn()?;
     let pid = child.id() as libc::pid_t;
@@ -148,10 +152,7 @@ fn captured_true() -> std::io::Result<std::process::ExitStatus> {
     }
     // SAFETY: a descriptor just returned to us, owned by nothing else.
     let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut streams = [
-        child.stdout.take().map(OwnedFd::from),
-        child.stderr.take().map(OwnedFd::from),
-    ];
+    let mut streams = [Some(OwnedFd::from(stdout)), Some(OwnedFd::from(stderr))];
     let mut status = None;
     let mut buffer = [0u8; 16 * 1024];
     while status.is_none() || streams.iter().any(Option::is_some) {
@@ -175,12 +176,17 @@ fn captured_true() -> std::io::Result<std::process::ExitStatus> {
         }
         if fds[0].revents != 0 {
             status = Some(child.wait()?);
+            drop(held.take());
         }
         for (slot, fd) in streams.iter_mut().zip(&fds[1..]) {
             if fd.revents == 0 {
                 continue;
             }
             let Some(stream) = slot.take() else { continue };
+            // A hang-up alone: empty, and nobody writes to it any more.
+            if fd.revents & (libc::POLLIN | libc::POLLERR) == 0 {
+                continue;
+            }
             let mut file = std::fs::File::from(stream);
             if file.read(&mut buffer)? > 0 {
                 *slot = Some(file.into());

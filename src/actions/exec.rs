@@ -140,6 +140,8 @@ impl Spec {
         })
     }
 
+    /// The command; its stdout and stderr are the engine's pipes, which
+    /// [`RunProcesses::start`](crate::process::RunProcesses::start) makes.
     fn command(&self) -> Command {
         let mut command = Command::new(&self.argv[0]);
         command
@@ -149,9 +151,7 @@ impl Spec {
                 Stdio::piped()
             } else {
                 Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            });
         if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);
         }

@@ -13,6 +13,7 @@
 //! All of it is per run ([`RunProcesses`]): several runs in one process each have their own
 //! mark, supervisor and steps to kill.
 
+mod output_pipes;
 mod run_processes;
 mod scan;
 mod step_child;
@@ -24,6 +25,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use output_pipes::OutputPipes;
 pub use run_processes::RunProcesses;
 pub use step_child::{StepChild, Stream};
 pub use step_group::StepGroup;

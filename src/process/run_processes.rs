@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -15,7 +15,10 @@ use nix::unistd::Pid;
 use tokio::sync::Semaphore;
 
 use super::supervisor::Supervisor;
-use super::{MARK_VAR, ProcessError, RUN_ID_VAR, RunMark, SpawnError, StepChild, StepGroup, scan};
+use super::{
+    MARK_VAR, OutputPipes, ProcessError, RUN_ID_VAR, RunMark, SpawnError, StepChild, StepGroup,
+    scan,
+};
 
 /// A handle on the processes of one run, passed down to the actions that start processes.
 /// Clones are handles on the same run. The default handle belongs to no run: its step
@@ -123,12 +126,17 @@ impl RunProcesses {
     /// A step started alone (the next of a chain) is started right here: handing it to
     /// another thread would only add a wake-up to its way. Dropped before the command has
     /// started, the command is killed as soon as it has.
+    ///
+    /// The command's stdout and stderr are pipes to the engine, made here, once the command
+    /// is about to start: thousands of fan-out items waiting for their turn hold none. A
+    /// command started alone, in a run whose commands are waited for on its thread, also
+    /// leaves a copy of each write end with the engine (see [`OutputPipes`]).
     pub async fn start(&self, mut command: Command) -> Result<(StepChild, StepGroup), SpawnError> {
         let alone = self.0.starting.available_permits() == self.0.starters
             && self.state().leaders.is_empty();
         if alone {
-            let (child, group) = self.spawn(&mut command)?;
-            return Ok((StepChild::new(child), group));
+            let hold_write_ends = !self.wait_here_budget().is_zero();
+            return self.spawn(&mut command, hold_write_ends);
         }
         let _permit = self
             .0
@@ -139,12 +147,9 @@ impl RunProcesses {
         let run = self.clone();
         // Made a `StepChild` over there: if this future is dropped meanwhile, the program
         // is killed and reaped when the result is dropped.
-        tokio::task::spawn_blocking(move || {
-            let (child, group) = run.spawn(&mut command)?;
-            Ok((StepChild::new(child), group))
-        })
-        .await
-        .unwrap_or_else(|error| Err(SpawnError::Program(io::Error::other(error))))
+        tokio::task::spawn_blocking(move || run.spawn(&mut command, false))
+            .await
+            .unwrap_or_else(|error| Err(SpawnError::Program(io::Error::other(error))))
     }
 
     /// Starts a step command as the leader of its own process group, marked with the run
@@ -153,9 +158,19 @@ impl RunProcesses {
     /// No code of ours runs in the child between fork and exec, so the standard library
     /// starts it with `posix_spawn` (a `vfork`-like clone) rather than a full fork of the
     /// engine. The supervisor learns the group right after: a command started in the
-    /// moment before the engine died is still found by the run's mark.
-    fn spawn(&self, command: &mut Command) -> Result<(Child, StepGroup), SpawnError> {
-        command.process_group(0);
+    /// moment before the engine died is still found by the run's mark. Its stdout and
+    /// stderr go to new pipes (see [`Self::start`]); the command keeps their write ends
+    /// until it is dropped, right after.
+    fn spawn(
+        &self,
+        command: &mut Command,
+        hold_write_ends: bool,
+    ) -> Result<(StepChild, StepGroup), SpawnError> {
+        let (output, ends) = OutputPipes::new(hold_write_ends).map_err(SpawnError::Program)?;
+        command
+            .stdout(ends.stdout)
+            .stderr(ends.stderr)
+            .process_group(0);
         if let Some(supervision) = &self.0.supervision {
             command
                 .env(RUN_ID_VAR, &supervision.run_id)
@@ -185,7 +200,7 @@ impl RunProcesses {
             run: self.clone(),
         };
         self.register(leader).map_err(SpawnError::Supervision)?;
-        Ok((child, group))
+        Ok((StepChild::new(child, Some(output)), group))
     }
 
     /// Counts `leader` among the run's steps and tells the supervisor. A supervisor that is

@@ -11,9 +11,12 @@
 //! first waited for right on the run's thread, as a shell waits for its commands, for a few
 //! milliseconds (see [`StepChild::wait_here`]). A short command then ends without the event
 //! loop in its way: its end wakes the run's thread itself, not a thread of the runtime which
-//! then wakes the run's.
+//! then wakes the run's. Its output pipes meanwhile have a second write end, the engine's
+//! (see [`super::OutputPipes`]), so that the program closing its own as it exits does not
+//! wake the run's thread before its end does.
 
-use std::io::{self, Read};
+use std::fs::File;
+use std::io::{self, PipeWriter, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
@@ -21,6 +24,8 @@ use std::time::{Duration, Instant};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
+
+use super::OutputPipes;
 
 /// Which output stream bytes came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,8 +43,15 @@ pub struct StepChild {
     /// where the end is polled for instead.
     pidfd: Option<PidFd>,
     status: Option<ExitStatus>,
-    stdout: Option<std::process::ChildStdout>,
-    stderr: Option<std::process::ChildStderr>,
+    /// The read ends of its output pipes, until read to their end or handed to the event
+    /// loop.
+    stdout: Option<File>,
+    stderr: Option<File>,
+    /// Copies of the pipes' write ends, held while the program runs and is waited for here
+    /// (see [`OutputPipes`]).
+    held_write_ends: Option<[PipeWriter; 2]>,
+    /// How many times [`Self::wait_here`] polled: what tests look at.
+    polls: u32,
 }
 
 enum PidFd {
@@ -54,10 +66,27 @@ impl StepChild {
     /// held up noticeably.
     pub const WAIT_HERE_FOR: Duration = Duration::from_millis(10);
 
-    /// Takes over `child`, started with piped stdout and stderr.
-    pub(super) fn new(mut child: Child) -> StepChild {
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
+    /// Takes over `child`, its stdout and stderr going to `output`, or, without, started
+    /// with `Stdio::piped()` for both.
+    pub(super) fn new(mut child: Child, output: Option<OutputPipes>) -> StepChild {
+        let (stdout, stderr, held_write_ends) = match output {
+            Some(pipes) => (
+                Some(File::from(OwnedFd::from(pipes.stdout))),
+                Some(File::from(OwnedFd::from(pipes.stderr))),
+                pipes.held,
+            ),
+            None => (
+                child
+                    .stdout
+                    .take()
+                    .map(|out| File::from(OwnedFd::from(out))),
+                child
+                    .stderr
+                    .take()
+                    .map(|err| File::from(OwnedFd::from(err))),
+                None,
+            ),
+        };
         let pidfd = pidfd_open(child.id()).map(PidFd::Plain);
         StepChild {
             child: Some(child),
@@ -65,6 +94,8 @@ impl StepChild {
             status: None,
             stdout,
             stderr,
+            held_write_ends,
+            polls: 0,
         }
     }
 
@@ -95,15 +126,18 @@ impl StepChild {
     /// What is left to read of the program's stdout and stderr, for the event loop: `None`
     /// for a stream not piped or already read to its end.
     pub fn take_output(&mut self) -> io::Result<(Option<pipe::Receiver>, Option<pipe::Receiver>)> {
+        // The event loop reads to the end of the output: that end comes only once no write
+        // end is left, the program's or these.
+        self.held_write_ends = None;
         let stdout = self
             .stdout
             .take()
-            .map(|out| pipe::Receiver::from_owned_fd(out.into()))
+            .map(|out| pipe::Receiver::from_owned_fd(OwnedFd::from(out)))
             .transpose()?;
         let stderr = self
             .stderr
             .take()
-            .map(|err| pipe::Receiver::from_owned_fd(err.into()))
+            .map(|err| pipe::Receiver::from_owned_fd(OwnedFd::from(err)))
             .transpose()?;
         Ok((stdout, stderr))
     }
@@ -143,10 +177,13 @@ impl StepChild {
                 return Ok(self.status.filter(|_| streams.iter().all(Option::is_none)));
             }
             let ready = poll((!ended).then_some(pidfd), streams, left)?;
+            self.polls += 1;
             if ready.ended {
                 self.status = Some(self.child().wait()?);
-                // Reaped: the pidfd has nothing more to say.
+                // Reaped: the pidfd has nothing more to say, and the pipes can end once what
+                // the program left behind (if anything) closes them too.
                 self.pidfd = None;
+                self.held_write_ends = None;
             }
             for (stream, readiness) in [
                 (Stream::Stdout, ready.stdout),
@@ -325,6 +362,7 @@ mod tests {
     use tokio::io::AsyncReadExt;
 
     use super::{StepChild, Stream};
+    use crate::process::OutputPipes;
 
     /// `sh -c SCRIPT` in a group of its own.
     fn start(script: &str) -> StepChild {
@@ -335,7 +373,21 @@ mod tests {
             .process_group(0)
             .spawn()
             .expect("sh starts");
-        StepChild::new(child)
+        StepChild::new(child, None)
+    }
+
+    /// `sh -c SCRIPT` as `exec` starts a command it waits for on the run's thread: through
+    /// pipes whose write ends it holds meanwhile.
+    fn start_holding(script: &str) -> StepChild {
+        let (pipes, ends) = OutputPipes::new(true).expect("pipes");
+        let child = Command::new("sh")
+            .args(["-c", script])
+            .stdout(ends.stdout)
+            .stderr(ends.stderr)
+            .process_group(0)
+            .spawn()
+            .expect("sh starts");
+        StepChild::new(child, Some(pipes))
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -353,14 +405,20 @@ mod tests {
         let mut rest = String::new();
         runtime.block_on(async {
             let mut stdout = stdout.expect("still open");
-            stdout.read_to_string(&mut rest).await.expect("reads");
+            // Bounded: output whose write end nobody closes never ends.
+            let read = stdout.read_to_string(&mut rest);
+            tokio::time::timeout(Duration::from_secs(20), read)
+                .await
+                .expect("the output ends once the program has")
+                .expect("reads");
             assert!(child.wait().await.expect("ends").success());
         });
         rest
     }
 
-    #[test]
-    fn a_short_program_ends_on_the_calling_thread_with_all_its_output() {
+    /// Starts a short program with `start`, and checks that it ends while waited for here,
+    /// with all its output.
+    fn ends_here_with_its_output(start: fn(&str) -> StepChild) -> StepChild {
         let mut child = start("echo out; echo err >&2; exit 3");
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let status = child
@@ -373,11 +431,59 @@ mod tests {
             .expect("waits");
         assert_eq!(status.and_then(|s| s.code()), Some(3));
         assert_eq!((&out[..], &err[..]), (&b"out\n"[..], &b"err\n"[..]));
+        child
+    }
+
+    #[test]
+    fn a_short_program_ends_on_the_calling_thread_with_all_its_output() {
+        let mut child = ends_here_with_its_output(start);
         // Nothing is left for the event loop, and the status stays known.
         let (stdout, stderr) = child.take_output().expect("no pipes to convert");
         assert!(stdout.is_none() && stderr.is_none());
         let status = runtime().block_on(child.wait()).expect("known");
         assert_eq!(status.code(), Some(3));
+    }
+
+    /// Closes stdout, then stderr, then ends, a moment apart each.
+    const CLOSES_ONE_BY_ONE: &str = "exec >&-; sleep 0.2; exec 2>&-; sleep 0.2";
+
+    #[test]
+    fn a_program_closing_its_output_wakes_a_plain_wait_at_each_close() {
+        let mut child = start(CLOSES_ONE_BY_ONE);
+        let status = child
+            .wait_here(Duration::from_secs(10), |_, _| panic!("it prints nothing"))
+            .expect("waits");
+        assert!(status.is_some_and(|s| s.success()));
+        // Once for each stream's hang-up, once for the end.
+        assert_eq!(child.polls, 3);
+    }
+
+    #[test]
+    fn with_the_write_ends_held_only_the_end_wakes_the_wait() {
+        let mut child = start_holding(CLOSES_ONE_BY_ONE);
+        let status = child
+            .wait_here(Duration::from_secs(10), |_, _| panic!("it prints nothing"))
+            .expect("waits");
+        assert!(status.is_some_and(|s| s.success()));
+        // Once for the end, once more to find both streams at their end.
+        assert_eq!(child.polls, 2);
+        assert!(child.held_write_ends.is_none(), "closed once it ended");
+    }
+
+    #[test]
+    fn with_the_write_ends_held_a_short_program_still_ends_here_with_its_output() {
+        let child = ends_here_with_its_output(start_holding);
+        assert!(child.held_write_ends.is_none(), "closed once it ended");
+    }
+
+    #[test]
+    fn with_the_write_ends_held_the_event_loop_still_reads_to_the_end() {
+        let mut child = start_holding("echo first; sleep 1; echo second");
+        let status = child
+            .wait_here(StepChild::WAIT_HERE_FOR, |_, _| {})
+            .expect("returns");
+        assert!(status.is_none(), "the program is still running");
+        assert_eq!(rest_in_event_loop(child), "second\n");
     }
 
     #[test]

@@ -1,0 +1,58 @@
+//! The pipes a step command's stdout and stderr go through, made by the engine rather than
+//! by `Command`, so that it may keep a copy of each write end while it waits for the
+//! program on the run's thread.
+//!
+//! A pipe reports a hang-up as soon as its last write end is closed, and that wakes whoever
+//! polls it. Most programs close their stdout and their stderr themselves as they exit
+//! (`/bin/true` does, through `atexit`), a moment apart and a moment before their end: a
+//! wait that polls the pipes beside the program's pidfd was woken three times for one end,
+//! each a sleep and a wake-up of the run's thread. With a write end of its own held open
+//! until the program ended, the program's closing raises nothing, and the one wake-up left
+//! is the end itself (or bytes to read).
+
+use std::io::{self, PipeReader, PipeWriter};
+use std::process::Stdio;
+
+/// A step command's stdout and stderr pipes, as the engine holds them.
+pub(super) struct OutputPipes {
+    pub(super) stdout: PipeReader,
+    pub(super) stderr: PipeReader,
+    /// Copies of both write ends, while the program is waited for on the calling thread;
+    /// closed once it ended, or when the wait is handed to the event loop (which reads to
+    /// the end of the output, and would otherwise never see it).
+    pub(super) held: Option<[PipeWriter; 2]>,
+}
+
+/// The ends a command is given for its stdout and its stderr.
+pub(super) struct CommandEnds {
+    pub(super) stdout: Stdio,
+    pub(super) stderr: Stdio,
+}
+
+impl OutputPipes {
+    /// Two new pipes; with `hold_write_ends`, a copy of each write end is kept until the
+    /// program is known to have ended (two more descriptors for that while). Only worth it
+    /// for a program waited for on the calling thread
+    /// ([`super::StepChild::wait_here`]).
+    pub(super) fn new(hold_write_ends: bool) -> io::Result<(OutputPipes, CommandEnds)> {
+        let (stdout, stdout_end) = io::pipe()?;
+        let (stderr, stderr_end) = io::pipe()?;
+        let held = if hold_write_ends {
+            Some([stdout_end.try_clone()?, stderr_end.try_clone()?])
+        } else {
+            None
+        };
+        let ends = CommandEnds {
+            stdout: stdout_end.into(),
+            stderr: stderr_end.into(),
+        };
+        Ok((
+            OutputPipes {
+                stdout,
+                stderr,
+                held,
+            },
+            ends,
+        ))
+    }
+}
