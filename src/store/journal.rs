@@ -3,7 +3,7 @@
 //! [`Durable`] that resolves once it is on disk, so the executor waits exactly where it must
 //! (before an action starts, before dependents of an ended step start) and nowhere else. Events that arrive while a
 //! commit is under way are committed together in the next one: many steps starting at once
-//! cost one fsync, not one each.
+//! cost one disk sync, not one each.
 
 use super::{Lease, Store, StoreError, run_lease};
 use crate::event::Envelope;
