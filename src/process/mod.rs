@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use output_pipes::OutputPipes;
+use output_pipes::{OutputPipes, WriteEnds};
 pub use run_processes::RunProcesses;
 pub use step_child::{StepChild, Stream};
 pub use step_group::StepGroup;

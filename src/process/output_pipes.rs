@@ -23,6 +23,17 @@ pub(super) struct OutputPipes {
     pub(super) held: Option<[PipeWriter; 2]>,
 }
 
+/// Who holds the pipes' write ends while the program runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WriteEnds {
+    /// The program alone.
+    Given,
+    /// The program, and a copy each kept by the engine until the program is known to have
+    /// ended (two more descriptors for that while). Only worth it for a program waited for
+    /// on the calling thread ([`super::StepChild::wait_here`]).
+    Held,
+}
+
 /// The ends a command is given for its stdout and its stderr.
 pub(super) struct CommandEnds {
     pub(super) stdout: Stdio,
@@ -30,17 +41,13 @@ pub(super) struct CommandEnds {
 }
 
 impl OutputPipes {
-    /// Two new pipes; with `hold_write_ends`, a copy of each write end is kept until the
-    /// program is known to have ended (two more descriptors for that while). Only worth it
-    /// for a program waited for on the calling thread
-    /// ([`super::StepChild::wait_here`]).
-    pub(super) fn new(hold_write_ends: bool) -> io::Result<(OutputPipes, CommandEnds)> {
+    /// Two new pipes, their write ends held as `write_ends` says.
+    pub(super) fn new(write_ends: WriteEnds) -> io::Result<(OutputPipes, CommandEnds)> {
         let (stdout, stdout_end) = io::pipe()?;
         let (stderr, stderr_end) = io::pipe()?;
-        let held = if hold_write_ends {
-            Some([stdout_end.try_clone()?, stderr_end.try_clone()?])
-        } else {
-            None
+        let held = match write_ends {
+            WriteEnds::Held => Some([stdout_end.try_clone()?, stderr_end.try_clone()?]),
+            WriteEnds::Given => None,
         };
         let ends = CommandEnds {
             stdout: stdout_end.into(),

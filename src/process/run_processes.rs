@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use super::supervisor::Supervisor;
 use super::{
     MARK_VAR, OutputPipes, ProcessError, RUN_ID_VAR, RunMark, SpawnError, StepChild, StepGroup,
-    scan,
+    WriteEnds, scan,
 };
 
 /// A handle on the processes of one run, passed down to the actions that start processes.
@@ -135,8 +135,12 @@ impl RunProcesses {
         let alone = self.0.starting.available_permits() == self.0.starters
             && self.state().leaders.is_empty();
         if alone {
-            let hold_write_ends = !self.wait_here_budget().is_zero();
-            return self.spawn(&mut command, hold_write_ends);
+            let write_ends = if self.wait_here_budget().is_zero() {
+                WriteEnds::Given
+            } else {
+                WriteEnds::Held
+            };
+            return self.spawn(&mut command, write_ends);
         }
         let _permit = self
             .0
@@ -147,7 +151,7 @@ impl RunProcesses {
         let run = self.clone();
         // Made a `StepChild` over there: if this future is dropped meanwhile, the program
         // is killed and reaped when the result is dropped.
-        tokio::task::spawn_blocking(move || run.spawn(&mut command, false))
+        tokio::task::spawn_blocking(move || run.spawn(&mut command, WriteEnds::Given))
             .await
             .unwrap_or_else(|error| Err(SpawnError::Program(io::Error::other(error))))
     }
@@ -164,9 +168,9 @@ impl RunProcesses {
     fn spawn(
         &self,
         command: &mut Command,
-        hold_write_ends: bool,
+        write_ends: WriteEnds,
     ) -> Result<(StepChild, StepGroup), SpawnError> {
-        let (output, ends) = OutputPipes::new(hold_write_ends).map_err(SpawnError::Program)?;
+        let (output, ends) = OutputPipes::new(write_ends).map_err(SpawnError::Program)?;
         command
             .stdout(ends.stdout)
             .stderr(ends.stderr)
@@ -200,7 +204,7 @@ impl RunProcesses {
             run: self.clone(),
         };
         self.register(leader).map_err(SpawnError::Supervision)?;
-        Ok((StepChild::new(child, Some(output)), group))
+        Ok((StepChild::new(child, output), group))
     }
 
     /// Counts `leader` among the run's steps and tells the supervisor. A supervisor that is

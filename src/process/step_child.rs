@@ -66,35 +66,16 @@ impl StepChild {
     /// held up noticeably.
     pub const WAIT_HERE_FOR: Duration = Duration::from_millis(10);
 
-    /// Takes over `child`, its stdout and stderr going to `output`, or, without, started
-    /// with `Stdio::piped()` for both.
-    pub(super) fn new(mut child: Child, output: Option<OutputPipes>) -> StepChild {
-        let (stdout, stderr, held_write_ends) = match output {
-            Some(pipes) => (
-                Some(File::from(OwnedFd::from(pipes.stdout))),
-                Some(File::from(OwnedFd::from(pipes.stderr))),
-                pipes.held,
-            ),
-            None => (
-                child
-                    .stdout
-                    .take()
-                    .map(|out| File::from(OwnedFd::from(out))),
-                child
-                    .stderr
-                    .take()
-                    .map(|err| File::from(OwnedFd::from(err))),
-                None,
-            ),
-        };
+    /// Takes over `child`, started with its stdout and stderr going to `output`.
+    pub(super) fn new(child: Child, output: OutputPipes) -> StepChild {
         let pidfd = pidfd_open(child.id()).map(PidFd::Plain);
         StepChild {
             child: Some(child),
             pidfd,
             status: None,
-            stdout,
-            stderr,
-            held_write_ends,
+            stdout: Some(File::from(OwnedFd::from(output.stdout))),
+            stderr: Some(File::from(OwnedFd::from(output.stderr))),
+            held_write_ends: output.held,
             polls: 0,
         }
     }
@@ -356,30 +337,18 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::time::{Duration, Instant};
 
     use tokio::io::AsyncReadExt;
 
     use super::{StepChild, Stream};
-    use crate::process::OutputPipes;
+    use crate::process::{OutputPipes, WriteEnds};
 
-    /// `sh -c SCRIPT` in a group of its own.
-    fn start(script: &str) -> StepChild {
-        let child = Command::new("sh")
-            .args(["-c", script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("sh starts");
-        StepChild::new(child, None)
-    }
-
-    /// `sh -c SCRIPT` as `exec` starts a command it waits for on the run's thread: through
-    /// pipes whose write ends it holds meanwhile.
-    fn start_holding(script: &str) -> StepChild {
-        let (pipes, ends) = OutputPipes::new(true).expect("pipes");
+    /// `sh -c SCRIPT` in a group of its own, its output's write ends held as `write_ends`
+    /// says.
+    fn start_with(script: &str, write_ends: WriteEnds) -> StepChild {
+        let (pipes, ends) = OutputPipes::new(write_ends).expect("pipes");
         let child = Command::new("sh")
             .args(["-c", script])
             .stdout(ends.stdout)
@@ -387,7 +356,18 @@ mod tests {
             .process_group(0)
             .spawn()
             .expect("sh starts");
-        StepChild::new(child, Some(pipes))
+        StepChild::new(child, pipes)
+    }
+
+    /// `sh -c SCRIPT`, its output's write ends the program's alone.
+    fn start(script: &str) -> StepChild {
+        start_with(script, WriteEnds::Given)
+    }
+
+    /// `sh -c SCRIPT` as `exec` starts a command it waits for on the run's thread: through
+    /// pipes whose write ends it holds meanwhile.
+    fn start_holding(script: &str) -> StepChild {
+        start_with(script, WriteEnds::Held)
     }
 
     fn runtime() -> tokio::runtime::Runtime {
