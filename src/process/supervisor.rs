@@ -9,7 +9,8 @@
 //!
 //! The supervisor reads its pipe in batches: it pauses a few milliseconds after each read,
 //! so that a chain of short steps does not wake it twice a step. Registrations are kept in
-//! the pipe meanwhile, and end-of-file still comes after all of them.
+//! the pipe meanwhile, and end-of-file still comes after all of them. The engine's going
+//! away cuts a pause short: a run's end does not wait for it.
 //!
 //! A step command is registered right after it started, not before: one the engine started
 //! in the moment before it died carries the run's mark from its first instruction, and is
@@ -17,6 +18,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -33,9 +35,9 @@ pub const SUBCOMMAND: &str = "__supervise";
 /// How long step processes have between SIGTERM and SIGKILL once the engine is gone.
 const GRACE: Duration = Duration::from_secs(2);
 
-/// How long the supervisor leaves its pipe alone after reading it. A pause this short is
-/// all the engine's going away waits for; the registrations a pause lets pile up are a few
-/// bytes each, far below what the pipe holds (64 KiB), so the engine's writes never block.
+/// How long the supervisor leaves its pipe alone after reading it, unless the engine goes
+/// away meanwhile; the registrations a pause lets pile up are a few bytes each, far below
+/// what the pipe holds (64 KiB), so the engine's writes never block.
 const READ_PAUSE: Duration = Duration::from_millis(5);
 
 /// The engine's side: the supervisor process and the write end of its pipe.
@@ -154,7 +156,7 @@ pub fn serve(mark: &str) {
         }
         // Registrations wait in the pipe meanwhile: a supervisor blocked in `read` would be
         // woken twice a step, and on a busy machine each wake-up takes a core from the run.
-        std::thread::sleep(READ_PAUSE);
+        pause(io::stdin().as_fd(), READ_PAUSE);
     }
     let leaders = registrations.leaders;
     let mark = RunMark::from_value(mark.to_owned());
@@ -165,9 +167,57 @@ pub fn serve(mark: &str) {
     let _ = scan::stop_matching(&belongs, GRACE, &|| true);
 }
 
+/// How a pause between two reads of the pipe ended.
+#[derive(Debug, PartialEq)]
+enum Pause {
+    Elapsed,
+    /// Every write end of the pipe is closed: the engine is gone, or the run is over.
+    EngineGone,
+}
+
+/// Leaves `pipe` alone for `length`, or less once the engine is gone. `poll` is asked for no
+/// event at all: it reports a hang-up (every write end closed) even so, and never what waits
+/// to be read, so registrations still pile up while the engine lives, and a run's end, which
+/// waits for the supervisor, does not wait for the rest of a pause (up to `READ_PAUSE`).
+fn pause(pipe: BorrowedFd<'_>, length: Duration) -> Pause {
+    let mut watched = libc::pollfd {
+        fd: pipe.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    let millis = libc::c_int::try_from(length.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd, borrowed for the call only.
+    let polled = unsafe { libc::poll(&mut watched, 1, millis) };
+    // An interrupted or failed poll ends the pause early; the next read says what is left.
+    if polled > 0 && watched.revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+        Pause::EngineGone
+    } else {
+        Pause::Elapsed
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pause_ends_at_once_when_the_engine_is_gone_and_not_for_a_registration() {
+        let (reader, mut writer) = io::pipe().unwrap();
+        writer.write_all(b"+12\n").unwrap();
+        // Something to read does not end the pause: registrations pile up in the pipe.
+        let started = std::time::Instant::now();
+        assert_eq!(
+            pause(reader.as_fd(), Duration::from_millis(50)),
+            Pause::Elapsed
+        );
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        drop(writer);
+        // The write end closed: told at once, though what was written is still to be read.
+        assert_eq!(
+            pause(reader.as_fd(), Duration::from_secs(60)),
+            Pause::EngineGone
+        );
+    }
 
     #[test]
     fn registrations_cut_anywhere_by_reads_are_read_whole() {
