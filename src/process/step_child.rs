@@ -424,27 +424,27 @@ mod tests {
         assert_eq!(status.code(), Some(3));
     }
 
-    /// Closes stdout, then stderr, then ends, a moment apart each.
-    const CLOSES_ONE_BY_ONE: &str = "exec >&-; sleep 0.2; exec 2>&-; sleep 0.2";
-
-    #[test]
-    fn a_program_closing_its_output_wakes_a_plain_wait_at_each_close() {
-        let mut child = start(CLOSES_ONE_BY_ONE);
+    /// Starts, with `start`, a program that closes its stdout, then its stderr, then ends, a
+    /// moment apart each, and waits for it here until it ended.
+    fn closes_one_by_one(start: fn(&str) -> StepChild) -> StepChild {
+        let mut child = start("exec >&-; sleep 0.2; exec 2>&-; sleep 0.2");
         let status = child
             .wait_here(Duration::from_secs(10), |_, _| panic!("it prints nothing"))
             .expect("waits");
         assert!(status.is_some_and(|s| s.success()));
+        child
+    }
+
+    #[test]
+    fn a_program_closing_its_output_wakes_a_plain_wait_at_each_close() {
+        let child = closes_one_by_one(start);
         // Once for each stream's hang-up, once for the end.
         assert_eq!(child.polls, 3);
     }
 
     #[test]
     fn with_the_write_ends_held_only_the_end_wakes_the_wait() {
-        let mut child = start_holding(CLOSES_ONE_BY_ONE);
-        let status = child
-            .wait_here(Duration::from_secs(10), |_, _| panic!("it prints nothing"))
-            .expect("waits");
-        assert!(status.is_some_and(|s| s.success()));
+        let child = closes_one_by_one(start_holding);
         // Once for the end, once more to find both streams at their end.
         assert_eq!(child.polls, 2);
         assert!(child.held_write_ends.is_none(), "closed once it ended");
