@@ -12,7 +12,9 @@
 #                                   durable floor beside them (examples/durable_floor.rs: a
 #                                   spawn and wait without a runtime and one synced write a step),
 #                                   and that floor with the output kept (--capture), with
-#                                   SQLite's commit (--sqlite), and with both (the design's floor)
+#                                   SQLite's commit (--sqlite), and with both (the design's floor);
+#                                   then BENCH_ROUNDS (default 15) paired rounds of the runbook,
+#                                   bash and the design's floor, their ratios' median and range
 #   peak memory, 10,000 steps       the release binary under GNU time        aim: < 100 MB
 #   chain of 1,000 asserts          the release binary, journaled             aim: < 0.4 ms a step
 #   for_each of 500,000 asserts     the release binary under GNU time: time, peak memory, and
@@ -169,6 +171,34 @@ if want exec; then
     exec_sqlite_s=$(mean3 "$sqlite_cmd")
     exec_design_s=$(mean3 "$design_cmd")
   fi
+  # Paired rounds: the runbook, the bash loop and the design's floor one right after the
+  # other, round after round. Each command's runs above come one after another, so a slow
+  # spell of the machine (it moves these figures by a tenth from one minute to the next) can
+  # fall on one command alone; in a round it weighs on all three. The ratios of each round,
+  # then their median and range.
+  rounds=${BENCH_ROUNDS:-15}
+  step "exec /bin/true x1000: $rounds paired rounds of runbook, bash and the design's floor"
+  # The wall time of a command, in seconds, its output discarded.
+  # (EPOCHREALTIME is written with the locale's decimal separator.)
+  wall_s() {
+    local start=${EPOCHREALTIME/,/.} end
+    eval "$1" >/dev/null 2>&1
+    end=${EPOCHREALTIME/,/.}
+    awk -v a="$start" -v b="$end" 'BEGIN { printf "%.6f\n", b - a }'
+  }
+  : >"$work/rounds.txt"
+  for _ in $(seq "$rounds"); do
+    echo "$(wall_s "$runbook_cmd") $(wall_s "$bash_cmd") $(wall_s "$design_cmd")" >>"$work/rounds.txt"
+  done
+  # "median low high" of column $1 (an awk expression over $1 $2 $3) of the rounds.
+  round_stats() {
+    awk "{ print $1 }" "$work/rounds.txt" | sort -g |
+      awk '{ v[NR] = $1 } END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%.6f %.6f %.6f\n", m, v[1], v[NR] }'
+  }
+  read -r paired_runbook paired_runbook_low paired_runbook_high <<<"$(round_stats '$1 / $2')"
+  read -r paired_design paired_design_low paired_design_high <<<"$(round_stats '$3 / $2')"
+  read -r paired_above paired_above_low paired_above_high <<<"$(round_stats '$1 - $3')"
   # Context switches a step (the engine's threads, its supervisor and the programs it ran), which
   # move far less than wall times with the machine's load: a shell loop makes about 4 an iteration.
   exec_switches=
@@ -349,6 +379,11 @@ if want exec; then
   echo "  with SQLite's commit (--sqlite):      $(awk -v c="$exec_sqlite_s" -v b="$exec_bash_s" 'BEGIN { printf "%.2f s (ratio %.2f to bash)", c, c / b }')"
   echo "  with both, the design's floor:        $(awk -v d="$exec_design_s" -v b="$exec_bash_s" -v r="$exec_runbook_s" \
     'BEGIN { printf "%.2f s (ratio %.2f to bash; runbook %.0f µs a step above it, %.0f µs left under the aim)", d, d / b, (r - d) * 1000, (1.2 * b - d) * 1000 }')"
+  echo "$(printf '%-40s' "$rounds paired rounds, to bash:")$(awk -v r="$paired_runbook" -v rl="$paired_runbook_low" \
+    -v rh="$paired_runbook_high" -v d="$paired_design" -v dl="$paired_design_low" -v dh="$paired_design_high" \
+    'BEGIN { printf "runbook %.2f (%.2f to %.2f), design'"'"'s floor %.2f (%.2f to %.2f)", r, rl, rh, d, dl, dh }')"
+  echo "$(printf '%-40s' "  runbook above the design's floor:")$(awk -v a="$paired_above" -v l="$paired_above_low" \
+    -v h="$paired_above_high" 'BEGIN { printf "%.0f µs a step (%.0f to %.0f), median of the rounds", a * 1000, l * 1000, h * 1000 }')"
 fi
 if want memory; then
   echo "peak memory, 10,000 assert steps:       $peak"
