@@ -58,6 +58,15 @@ ensure() {
       "${sudo[@]}" apt-get install -y -qq "$package" >/dev/null 2>&1; } || true
 }
 
+# The wall time of a command line, in seconds, its output discarded. (EPOCHREALTIME is
+# written with the locale's decimal separator.)
+wall_s() {
+  local start=${EPOCHREALTIME/,/.} end
+  eval "$1" >/dev/null 2>&1
+  end=${EPOCHREALTIME/,/.}
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.6f\n", b - a }'
+}
+
 # The middle estimate of a criterion benchmark, in seconds: reads `cargo bench` output,
 # where the `time:` line follows the benchmark's id (on the same line or the one before).
 criterion_seconds() {
@@ -178,14 +187,6 @@ if want exec; then
   # then their median and range.
   rounds=${BENCH_ROUNDS:-15}
   step "exec /bin/true x1000: $rounds paired rounds of runbook, bash and the design's floor"
-  # The wall time of a command, in seconds, its output discarded.
-  # (EPOCHREALTIME is written with the locale's decimal separator.)
-  wall_s() {
-    local start=${EPOCHREALTIME/,/.} end
-    eval "$1" >/dev/null 2>&1
-    end=${EPOCHREALTIME/,/.}
-    awk -v a="$start" -v b="$end" 'BEGIN { printf "%.6f\n", b - a }'
-  }
   : >"$work/rounds.txt"
   for _ in $(seq "$rounds"); do
     echo "$(wall_s "$runbook_cmd") $(wall_s "$bash_cmd") $(wall_s "$design_cmd")" >>"$work/rounds.txt"
@@ -287,11 +288,8 @@ YAML
   else
     cold_s=
     for _ in $(seq 20); do
-      start=$(date +%s.%N)
-      "$binary" validate "$work/small.yaml" >/dev/null
-      end=$(date +%s.%N)
-      cold_s=$(awk -v a="$start" -v b="$end" -v best="$cold_s" \
-        'BEGIN { t = b - a; if (best == "" || t < best) best = t; printf "%.6f\n", best }')
+      cold_s=$(awk -v t="$(wall_s "$binary validate $work/small.yaml")" -v best="$cold_s" \
+        'BEGIN { if (best == "" || t < best) best = t; printf "%.6f\n", best }')
     done
   fi
 fi
