@@ -185,3 +185,15 @@ steps:
     assert!(line.contains(&"ended:d:succeeded".to_owned()), "{line:?}");
     assert!(line.contains(&"ended:e:succeeded".to_owned()), "{line:?}");
 }
+
+/// Runbooks make idempotency keys of a step's key (a savepoint resource's name, the id of a
+/// restarted Flink job), which a resume by a newer engine must find again, so it never
+/// changes: the first 16 bytes of SHA-256 over the run id, a zero byte and the step's path,
+/// in lower-case hex.
+#[test]
+fn a_step_key_is_the_first_half_of_its_digest_in_lower_case_hex() {
+    assert_eq!(
+        step_key("20261205T212838Z-4521ca", "restart[0]"),
+        "66203f8a854fb2b15a6a6b30a2c218b6"
+    );
+}
