@@ -643,8 +643,8 @@ pub fn step_key(run_id: &str, path: &str) -> String {
         .chain_update([0u8])
         .chain_update(path.as_bytes())
         .finalize();
-    // Written into one string: a `format!` for each byte made 16 strings and grew a 17th,
-    // in every step whose context is built.
+    // The 32 digits go into one string of their own size: this runs for every step whose
+    // context is built, and a string a byte would be 17 allocations.
     let mut key = String::with_capacity(32);
     for byte in &digest[..16] {
         let _ = write!(key, "{byte:02x}");
