@@ -17,17 +17,25 @@
 //!   write-ahead-log database with `synchronous=FULL`, inserting two rows of about the size
 //!   of a step's end and the next step's start and updating one row, as the journal does.
 //!
-//! Usage: `durable_floor DIR [COUNT] [--capture] [--sqlite]` (COUNT defaults to 1000);
-//! prints nothing, so that it is timed from outside like the runbook and the shell loop
-//! beside it. A process of its own, not a criterion benchmark: inside the criterion harness
-//! the same start and wait of `/bin/true` takes about 0.2 ms longer than in a small
-//! program, which would raise the floor.
+//! Two more spend CPU a step, as an engine's own work would, to measure what each
+//! microsecond of it costs a chain in wall time (see docs/performance.md):
+//!
+//! - `--spin-us N`: N microseconds before the commit, where the engine does most of its
+//!   work, on the way from one program's end to the next one's start;
+//! - `--spin-running-us N`: N microseconds right after the program started, while it runs.
+//!
+//! Usage: `durable_floor DIR [COUNT] [--capture] [--sqlite] [--spin-us N]
+//! [--spin-running-us N]` (COUNT defaults to 1000); prints nothing, so that it is timed from
+//! outside like the runbook and the shell loop beside it. A process of its own, not a
+//! criterion benchmark: inside the criterion harness the same start and wait of `/bin/true`
+//! takes about 0.2 ms longer than in a small program, which would raise the floor.
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -38,6 +46,10 @@ type Commit = Box<dyn FnMut(u32) -> Result<(), Error>>;
 struct Floor {
     capture: bool,
     sqlite: bool,
+    /// CPU spent a step before the commit.
+    spin: Duration,
+    /// CPU spent a step while the program runs.
+    spin_running: Duration,
 }
 
 fn main() -> ExitCode {
@@ -45,17 +57,45 @@ fn main() -> ExitCode {
     let mut floor = Floor {
         capture: false,
         sqlite: false,
+        spin: Duration::ZERO,
+        spin_running: Duration::ZERO,
     };
-    for arg in std::env::args().skip(1) {
-        match arg.as_str() {
-            "--capture" => floor.capture = true,
-            "--sqlite" => floor.sqlite = true,
-            _ => positional.push(arg),
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let spin = match arg.as_str() {
+            "--capture" => {
+                floor.capture = true;
+                continue;
+            }
+            "--sqlite" => {
+                floor.sqlite = true;
+                continue;
+            }
+            "--spin-us" => &mut floor.spin,
+            "--spin-running-us" => &mut floor.spin_running,
+            _ => {
+                positional.push(arg);
+                continue;
+            }
+        };
+        match args.next().map(|us| us.parse()) {
+            Some(Ok(us)) => *spin = Duration::from_micros(us),
+            Some(Err(error)) => {
+                eprintln!("durable_floor: {arg}: {error}");
+                return ExitCode::from(2);
+            }
+            None => {
+                eprintln!("durable_floor: {arg} needs a number of microseconds");
+                return ExitCode::from(2);
+            }
         }
     }
     let mut positional = positional.into_iter();
     let (Some(dir), count) = (positional.next(), positional.next()) else {
-        eprintln!("usage: durable_floor DIR [COUNT] [--capture] [--sqlite]");
+        eprintln!(
+            "usage: durable_floor DIR [COUNT] [--capture] [--sqlite] [--spin-us N] \
+             [--spin-running-us N]"
+        );
         return ExitCode::from(2);
     };
     let count: u32 = match count.as_deref().unwrap_or("1000").parse() {
@@ -110,13 +150,16 @@ fn run(dir: &Path, count: u32, floor: &Floor) -> Result<(), Error> {
     };
     for step in 0..count {
         let status = if floor.capture {
-            captured_true()?
+            captured_true(floor.spin_running)?
         } else {
-            Command::new("/bin/true").status()?
+            let mut child = Command::new("/bin/true").spawn()?;
+            spin(floor.spin_running);
+            child.wait()?
         };
         if !status.success() {
             return Err(format!("/bin/true: {status}").into());
         }
+        spin(floor.spin);
         commit(step)?;
     }
     drop(commit);
@@ -131,9 +174,22 @@ fn run(dir: &Path, count: u32, floor: &Floor) -> Result<(), Error> {
     Ok(())
 }
 
+/// Keeps this thread busy for `time`, as an engine's own work would: no sleep, which would
+/// hand the processor back. Nothing at all for none, not even a look at the clock, so that
+/// the floor without the option stays what it was.
+fn spin(time: Duration) {
+    if time.is_zero() {
+        return;
+    }
+    let start = Instant::now();
+    while start.elapsed() < time {
+        std::hint::spin_loop();
+    }
+}
+
 /// Runs `/bin/true` as an `exec` step runs a program: its output read to its end while it
 /// runs, its end seen on a pidfd, its process group signalled once it exited.
-fn captured_true() -> std::io::Result<std::process::ExitStatus> {
+fn captured_true(spin_running: Duration) -> std::io::Result<std::process::ExitStatus> {
     let (stdout, stdout_end) = std::io::pipe()?;
     let (stderr, stderr_end) = std::io::pipe()?;
     let mut held = Some([stdout_end.try_clone()?, stderr_end.try_clone()?]);
@@ -152,6 +208,7 @@ fn captured_true() -> std::io::Result<std::process::ExitStatus> {
     }
     // SAFETY: a descriptor just returned to us, owned by nothing else.
     let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    spin(spin_running);
     let mut streams = [Some(OwnedFd::from(stdout)), Some(OwnedFd::from(stderr))];
     let mut status = None;
     let mut buffer = [0u8; 16 * 1024];
