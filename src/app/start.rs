@@ -190,10 +190,7 @@ pub fn sources(bundle: &Bundle) -> Vec<RunbookSource> {
 }
 
 pub(super) fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// A run id that sorts by start time and does not collide: `20261121T061530Z-3f9a2c`.

@@ -72,7 +72,7 @@ impl Webhook {
             headers.push((header_name, header_value));
         }
         let digest = Sha256::digest(config.url.as_bytes());
-        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        let hex = hex::encode(&digest[..8]);
         Ok(Webhook {
             url,
             events: config

@@ -45,7 +45,7 @@ pub struct RunMark(String);
 impl RunMark {
     pub fn new(run_id: &str, created_at: &str) -> RunMark {
         let digest = Sha256::digest(format!("{run_id}\0{created_at}").as_bytes());
-        RunMark(digest[..16].iter().map(|b| format!("{b:02x}")).collect())
+        RunMark(hex::encode(&digest[..16]))
     }
 
     fn from_value(value: String) -> RunMark {

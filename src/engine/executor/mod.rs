@@ -42,7 +42,6 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::collections::{BTreeSet, HashSet};
-use std::fmt::Write as _;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -643,13 +642,7 @@ pub fn step_key(run_id: &str, path: &str) -> String {
         .chain_update([0u8])
         .chain_update(path.as_bytes())
         .finalize();
-    // The 32 digits go into one string of their own size: this runs for every step whose
-    // context is built, and a string a byte would be 17 allocations.
-    let mut key = String::with_capacity(32);
-    for byte in &digest[..16] {
-        let _ = write!(key, "{byte:02x}");
-    }
-    key
+    hex::encode(&digest[..16])
 }
 
 fn kind_of(value: &Value) -> &'static str {

@@ -434,33 +434,14 @@ pub(in crate::store) fn chain(
             .chain_update(at.as_bytes())
             .chain_update(b"\n");
     }
-    hex(&digest.chain_update(body.as_bytes()).finalize())
+    hex::encode(digest.chain_update(body.as_bytes()).finalize())
 }
 
 /// A link as the `events` table keeps it: its 32 bytes, not its 64 hex digits. Links of
 /// older journals are kept as hex text; both read back as hex through [`link_hex`]. The run's
 /// head (`runs.last_chain`) stays hex text: reports show it, and it is one a run.
-pub(super) fn link_bytes(hex: &str) -> Vec<u8> {
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => c - b'0',
-        b'a'..=b'f' => c - b'a' + 10,
-        _ => unreachable!("links are written by `chain`, in lower-case hex"),
-    };
-    hex.as_bytes()
-        .chunks_exact(2)
-        .map(|pair| digit(pair[0]) << 4 | digit(pair[1]))
-        .collect()
-}
-
-/// Lower-case hex, as the chain links are computed (and shown).
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(2 * bytes.len());
-    for byte in bytes {
-        text.push(DIGITS[usize::from(byte >> 4)] as char);
-        text.push(DIGITS[usize::from(byte & 0xf)] as char);
-    }
-    text
+pub(super) fn link_bytes(link: &str) -> Vec<u8> {
+    hex::decode(link).expect("links are written by `chain`, in hex")
 }
 
 fn corrupt(run_id: &str, detail: String) -> Failure {

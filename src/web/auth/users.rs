@@ -122,8 +122,5 @@ impl Users {
 
 /// The hex SHA-256 of a token, as the users file keeps it after `sha256:`.
 pub fn sha256_hex(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
