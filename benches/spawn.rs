@@ -6,7 +6,7 @@
 //! same spawn with a `pre_exec` hook, which forces a full fork instead of `posix_spawn`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use runbook::process::{RunMark, RunProcesses};
+use runbook::process::{RunMark, RunProcesses, StepCommand};
 use std::time::Duration;
 use tokio::process::Command;
 use tokio::runtime::Runtime;
@@ -22,7 +22,7 @@ fn through(runtime: &Runtime, processes: &RunProcesses) {
         // As `exec` starts it: alone, so on this thread (see `RunProcesses::start`), its
         // output piped to the engine, and first waited for right here when the run's thread
         // may be.
-        let command = std::process::Command::new("/bin/true");
+        let command = StepCommand::new(&["/bin/true".to_owned()]).expect("a command");
         let (mut child, mut group) = processes.start(command).await.expect("spawn");
         let ended_here = child
             .wait_here(processes.wait_here_budget(), |_, _| {})

@@ -14,7 +14,7 @@
 
 use std::io;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::LazyLock;
 
 use crate::runbook::keys_of;
@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::body::{Fields, text, wrong_type};
 use super::{Action, ActionError, ActionFuture, ActionInput};
-use crate::process::{SpawnError, StepChild, StepGroup, Stream};
+use crate::process::{SpawnError, Stdin, StepChild, StepCommand, StepGroup, Stream};
 use crate::template::{Escape, Script, shell};
 
 /// The `exec` action.
@@ -141,21 +141,21 @@ impl Spec {
     }
 
     /// The command; its stdout and stderr are the engine's pipes, which
-    /// [`RunProcesses::start`](crate::process::RunProcesses::start) makes.
-    fn command(&self) -> Command {
-        let mut command = Command::new(&self.argv[0]);
-        command
-            .args(&self.argv[1..])
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(if self.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            });
-        if let Some(cwd) = &self.cwd {
-            command.current_dir(cwd);
+    /// [`RunProcesses::start`](crate::process::RunProcesses::start) makes. An argument, a
+    /// variable or the directory holding a NUL byte is `InvalidInput`.
+    fn command(&self) -> io::Result<StepCommand> {
+        let command =
+            StepCommand::new(&self.argv)?
+                .env(self.env.clone())
+                .stdin(if self.stdin.is_some() {
+                    Stdin::Piped
+                } else {
+                    Stdin::Null
+                });
+        match &self.cwd {
+            Some(cwd) => command.current_dir(cwd),
+            None => Ok(command),
         }
-        command
     }
 
     /// Why the program could not be started, naming it.
@@ -216,7 +216,8 @@ impl Exec {
         }
         // Its own process group, so a cancel reaches every process it starts; registered with
         // the run's supervisor, so it dies with the engine however the engine dies.
-        let (child, group) = match input.processes.start(spec.command()).await {
+        let command = spec.command().map_err(|error| spec.spawn_error(&error))?;
+        let (child, group) = match input.processes.start(command).await {
             Ok(started) => started,
             Err(SpawnError::Program(error)) => return Err(spec.spawn_error(&error)),
             Err(SpawnError::Supervision(error)) => {

@@ -2,7 +2,8 @@
 //!
 //! - Each step command leads a process group of its own, so a step is stopped as a whole:
 //!   its group gets the signals. It is started with `posix_spawn` (no code runs between fork
-//!   and exec), which costs a fraction of a full fork of the engine.
+//!   and exec), which costs a fraction of a full fork of the engine, in an environment made
+//!   once for the run ([`spawn`]).
 //! - Each carries the run's mark in its environment (`RUNBOOK_RUN_MARK`, with the run id in
 //!   `RUNBOOK_RUN_ID`), inherited by everything it starts, even what leaves its group.
 //! - A supervisor process per run (see [`supervisor`]) learns each step's group as soon as
@@ -13,10 +14,14 @@
 //! All of it is per run ([`RunProcesses`]): several runs in one process each have their own
 //! mark, supervisor and steps to kill.
 
+mod child_process;
 mod output_pipes;
+mod run_environment;
 mod run_processes;
 mod scan;
+mod spawn;
 mod step_child;
+mod step_command;
 mod step_group;
 pub mod supervisor;
 
@@ -28,6 +33,7 @@ use sha2::{Digest, Sha256};
 use output_pipes::{OutputPipes, WriteEnds};
 pub use run_processes::RunProcesses;
 pub use step_child::{StepChild, Stream};
+pub use step_command::{Stdin, StepCommand};
 pub use step_group::StepGroup;
 
 /// The environment variable holding the id of the run a step process belongs to.

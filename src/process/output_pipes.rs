@@ -1,6 +1,5 @@
-//! The pipes a step command's stdout and stderr go through, made by the engine rather than
-//! by `Command`, so that it may keep a copy of each write end while it waits for the
-//! program on the run's thread.
+//! The pipes a step command's stdout and stderr go through, made by the engine, so that it
+//! may keep a copy of each write end while it waits for the program on the run's thread.
 //!
 //! A pipe reports a hang-up as soon as its last write end is closed, and that wakes whoever
 //! polls it. Most programs close their stdout and their stderr themselves as they exit
@@ -11,7 +10,6 @@
 //! is the end itself (or bytes to read).
 
 use std::io::{self, PipeReader, PipeWriter};
-use std::process::Stdio;
 
 /// A step command's stdout and stderr pipes, as the engine holds them.
 pub(super) struct OutputPipes {
@@ -36,8 +34,8 @@ pub(super) enum WriteEnds {
 
 /// The ends a command is given for its stdout and its stderr.
 pub(super) struct CommandEnds {
-    pub(super) stdout: Stdio,
-    pub(super) stderr: Stdio,
+    pub(super) stdout: PipeWriter,
+    pub(super) stderr: PipeWriter,
 }
 
 impl OutputPipes {
@@ -50,8 +48,8 @@ impl OutputPipes {
             WriteEnds::Given => None,
         };
         let ends = CommandEnds {
-            stdout: stdout_end.into(),
-            stderr: stderr_end.into(),
+            stdout: stdout_end,
+            stderr: stderr_end,
         };
         Ok((
             OutputPipes {

@@ -2,22 +2,25 @@
 //! how they are all killed at once.
 
 use std::collections::BTreeSet;
+use std::fs::File;
 use std::io;
-use std::os::unix::process::CommandExt;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::Semaphore;
 
+use super::child_process::ChildProcess;
+use super::run_environment::RunEnvironment;
+use super::spawn::{StandardFds, spawn};
 use super::supervisor::Supervisor;
 use super::{
-    MARK_VAR, OutputPipes, ProcessError, RUN_ID_VAR, RunMark, SpawnError, StepChild, StepGroup,
-    WriteEnds, scan,
+    MARK_VAR, OutputPipes, ProcessError, RUN_ID_VAR, RunMark, SpawnError, Stdin, StepChild,
+    StepCommand, StepGroup, WriteEnds, scan,
 };
 
 /// A handle on the processes of one run, passed down to the actions that start processes.
@@ -38,6 +41,10 @@ struct Shared {
     /// Whether a step command started while no other step of the run is under way is first
     /// waited for on the run's thread (see [`StepChild::wait_here`]).
     wait_here: AtomicBool,
+    /// What the step commands start with, made at the first start.
+    environment: OnceLock<RunEnvironment>,
+    /// The stdin of a step command that reads none, opened at the first start.
+    dev_null: OnceLock<File>,
 }
 
 impl Shared {
@@ -52,6 +59,8 @@ impl Shared {
             starting: Semaphore::new(starters),
             starters,
             wait_here: AtomicBool::new(false),
+            environment: OnceLock::new(),
+            dev_null: OnceLock::new(),
         }
     }
 }
@@ -131,7 +140,7 @@ impl RunProcesses {
     /// is about to start: thousands of fan-out items waiting for their turn hold none. A
     /// command started alone, in a run whose commands are waited for on its thread, also
     /// leaves a copy of each write end with the engine (see [`OutputPipes`]).
-    pub async fn start(&self, mut command: Command) -> Result<(StepChild, StepGroup), SpawnError> {
+    pub async fn start(&self, command: StepCommand) -> Result<(StepChild, StepGroup), SpawnError> {
         let alone = self.0.starting.available_permits() == self.0.starters
             && self.state().leaders.is_empty();
         if alone {
@@ -140,7 +149,7 @@ impl RunProcesses {
             } else {
                 WriteEnds::Held
             };
-            return self.spawn(&mut command, write_ends);
+            return self.spawn(&command, write_ends);
         }
         let _permit = self
             .0
@@ -151,7 +160,7 @@ impl RunProcesses {
         let run = self.clone();
         // Made a `StepChild` over there: if this future is dropped meanwhile, the program
         // is killed and reaped when the result is dropped.
-        tokio::task::spawn_blocking(move || run.spawn(&mut command, WriteEnds::Given))
+        tokio::task::spawn_blocking(move || run.spawn(&command, WriteEnds::Given))
             .await
             .unwrap_or_else(|error| Err(SpawnError::Program(io::Error::other(error))))
     }
@@ -159,26 +168,40 @@ impl RunProcesses {
     /// Starts a step command as the leader of its own process group, marked with the run
     /// and registered with the run's supervisor (started first if it is not running yet).
     ///
-    /// No code of ours runs in the child between fork and exec, so the standard library
-    /// starts it with `posix_spawn` (a `vfork`-like clone) rather than a full fork of the
-    /// engine. The supervisor learns the group right after: a command started in the
-    /// moment before the engine died is still found by the run's mark. Its stdout and
-    /// stderr go to new pipes (see [`Self::start`]); the command keeps their write ends
-    /// until it is dropped, right after.
+    /// No code of ours runs in the child between fork and exec: it is started with
+    /// `posix_spawn` (a `vfork`-like clone) rather than a full fork of the engine, in the
+    /// run's environment, made once (see [`super::spawn`]). The supervisor learns the group
+    /// right after: a command started in the moment before the engine died is still found
+    /// by the run's mark. Its stdout and stderr go to new pipes (see [`Self::start`]), whose
+    /// write ends this closes once the command has them.
     fn spawn(
         &self,
-        command: &mut Command,
+        command: &StepCommand,
         write_ends: WriteEnds,
     ) -> Result<(StepChild, StepGroup), SpawnError> {
+        let environment = self
+            .0
+            .environment
+            .get_or_init(|| match &self.0.supervision {
+                Some(supervision) => RunEnvironment::new(&[
+                    (RUN_ID_VAR, &supervision.run_id),
+                    (MARK_VAR, supervision.mark.as_str()),
+                ]),
+                None => RunEnvironment::new(&[]),
+            });
+        let env = environment
+            .for_step(&command.env)
+            .map_err(SpawnError::Program)?;
+        let stdin = match command.stdin {
+            Stdin::Null => None,
+            Stdin::Piped => Some(io::pipe().map_err(SpawnError::Program)?),
+        };
+        let stdin_fd = match &stdin {
+            Some((reader, _)) => reader.as_fd(),
+            None => self.dev_null().map_err(SpawnError::Program)?.as_fd(),
+        };
         let (output, ends) = OutputPipes::new(write_ends).map_err(SpawnError::Program)?;
-        command
-            .stdout(ends.stdout)
-            .stderr(ends.stderr)
-            .process_group(0);
         if let Some(supervision) = &self.0.supervision {
-            command
-                .env(RUN_ID_VAR, &supervision.run_id)
-                .env(MARK_VAR, supervision.mark.as_str());
             // Before the command: from its first instruction on, someone outlives the engine
             // to stop it.
             let mut state = self.state();
@@ -188,7 +211,17 @@ impl RunProcesses {
                 state.supervisor = Some(started);
             }
         }
-        let mut child = command.spawn().map_err(SpawnError::Program)?;
+        let fds = StandardFds {
+            stdin: stdin_fd,
+            stdout: ends.stdout.as_fd(),
+            stderr: ends.stderr.as_fd(),
+        };
+        let pid = spawn(command, &env, &fds).map_err(SpawnError::Program)?;
+        let mut child = ChildProcess::new(pid);
+        // The program has its copies now.
+        drop(ends);
+        // The program has its copy of the read end; the engine keeps the write end.
+        let stdin = stdin.map(|(_, writer)| writer);
         // The child leads a group numbered by its pid.
         let Some(leader) = i32::try_from(child.id()).ok().filter(|&pid| pid > 1) else {
             let _ = child.kill();
@@ -203,8 +236,19 @@ impl RunProcesses {
             armed: true,
             run: self.clone(),
         };
+        let child = StepChild::new(child, stdin, output);
         self.register(leader).map_err(SpawnError::Supervision)?;
-        Ok((StepChild::new(child, output), group))
+        Ok((child, group))
+    }
+
+    /// `/dev/null`, opened once for the run.
+    fn dev_null(&self) -> io::Result<&File> {
+        if let Some(file) = self.0.dev_null.get() {
+            return Ok(file);
+        }
+        let file = File::open("/dev/null")?;
+        // Another start may have opened it meanwhile: either copy serves.
+        Ok(self.0.dev_null.get_or_init(|| file))
     }
 
     /// Counts `leader` among the run's steps and tells the supervisor. A supervisor that is

@@ -18,7 +18,7 @@
 use std::fs::File;
 use std::io::{self, PipeWriter, Read};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use tokio::io::Interest;
@@ -26,6 +26,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::net::unix::pipe;
 
 use super::OutputPipes;
+use super::child_process::ChildProcess;
 
 /// Which output stream bytes came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +39,9 @@ pub enum Stream {
 /// itself; its group is [`super::StepGroup`]'s) and reaped off the caller's thread.
 pub struct StepChild {
     /// `None` only once dropped.
-    child: Option<Child>,
+    child: Option<ChildProcess>,
+    /// The write end of its stdin pipe, if it reads one, until taken.
+    stdin: Option<PipeWriter>,
     /// What its end is seen on; `None` where the kernel has no pidfd (before Linux 5.3),
     /// where the end is polled for instead.
     pidfd: Option<PidFd>,
@@ -66,11 +69,17 @@ impl StepChild {
     /// held up noticeably.
     pub const WAIT_HERE_FOR: Duration = Duration::from_millis(10);
 
-    /// Takes over `child`, started with its stdout and stderr going to `output`.
-    pub(super) fn new(child: Child, output: OutputPipes) -> StepChild {
+    /// Takes over `child`, started with its stdin from `stdin` (if it reads a pipe) and its
+    /// stdout and stderr going to `output`.
+    pub(super) fn new(
+        child: ChildProcess,
+        stdin: Option<PipeWriter>,
+        output: OutputPipes,
+    ) -> StepChild {
         let pidfd = pidfd_open(child.id()).map(PidFd::Plain);
         StepChild {
             child: Some(child),
+            stdin,
             pidfd,
             status: None,
             stdout: Some(File::from(OwnedFd::from(output.stdout))),
@@ -80,16 +89,15 @@ impl StepChild {
         }
     }
 
-    fn child(&mut self) -> &mut Child {
+    fn child(&mut self) -> &mut ChildProcess {
         self.child.as_mut().expect("only taken when dropped")
     }
 
     /// The program's stdin, for the event loop: the caller writes it.
     pub fn take_stdin(&mut self) -> io::Result<Option<pipe::Sender>> {
-        self.child()
-            .stdin
+        self.stdin
             .take()
-            .map(|stdin| pipe::Sender::from_owned_fd(stdin.into()))
+            .map(|stdin| pipe::Sender::from_owned_fd(OwnedFd::from(stdin)))
             .transpose()
     }
 
@@ -336,27 +344,33 @@ fn pidfd_open(pid: u32) -> Option<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::process::CommandExt;
-    use std::process::Command;
+    use std::fs::File;
+    use std::os::fd::AsFd;
     use std::time::{Duration, Instant};
 
     use tokio::io::AsyncReadExt;
 
     use super::{StepChild, Stream};
-    use crate::process::{OutputPipes, WriteEnds};
+    use crate::process::child_process::ChildProcess;
+    use crate::process::run_environment::RunEnvironment;
+    use crate::process::spawn::{StandardFds, spawn};
+    use crate::process::{OutputPipes, StepCommand, WriteEnds};
 
     /// `sh -c SCRIPT` in a group of its own, its output's write ends held as `write_ends`
     /// says.
     fn start_with(script: &str, write_ends: WriteEnds) -> StepChild {
         let (pipes, ends) = OutputPipes::new(write_ends).expect("pipes");
-        let child = Command::new("sh")
-            .args(["-c", script])
-            .stdout(ends.stdout)
-            .stderr(ends.stderr)
-            .process_group(0)
-            .spawn()
-            .expect("sh starts");
-        StepChild::new(child, pipes)
+        let command =
+            StepCommand::new(&["sh".into(), "-c".into(), script.into()]).expect("a command");
+        let dev_null = File::open("/dev/null").expect("/dev/null");
+        let env = RunEnvironment::new(&[]);
+        let fds = StandardFds {
+            stdin: dev_null.as_fd(),
+            stdout: ends.stdout.as_fd(),
+            stderr: ends.stderr.as_fd(),
+        };
+        let pid = spawn(&command, &env.for_step(&[]).expect("made"), &fds).expect("sh starts");
+        StepChild::new(ChildProcess::new(pid), None, pipes)
     }
 
     /// `sh -c SCRIPT`, its output's write ends the program's alone.

@@ -193,6 +193,80 @@ async fn a_missing_program_is_named() {
 }
 
 #[tokio::test]
+async fn a_program_is_looked_up_on_the_path_the_step_sets() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tool = dir.path().join("runbook-test-tool");
+    std::fs::write(&tool, "#!/bin/sh\necho \"tool $1\"\n").expect("written");
+    let bin = dir.path().to_str().expect("a text path");
+    let path = format!("/no/such/dir:{bin}:/usr/bin:/bin");
+
+    // There, but not executable: said as such, not as missing.
+    let denied = exec()
+        .err(json!({"command": ["runbook-test-tool", "x"], "env": {"PATH": path}}))
+        .await;
+    assert_eq!(denied.kind, ActionErrorKind::Invalid);
+    assert_eq!(
+        denied.message,
+        "cannot run `runbook-test-tool`: permission denied (is it an executable file?)"
+    );
+
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("made runnable");
+    let result = exec()
+        .ok(json!({"command": ["runbook-test-tool", "x"], "env": {"PATH": path}}))
+        .await;
+    assert_eq!(result["stdout"], json!("tool x\n"));
+    // The engine's own PATH does not have it.
+    let error = exec()
+        .err(json!({"command": ["runbook-test-tool", "x"]}))
+        .await;
+    assert_eq!(
+        error.message,
+        "program `runbook-test-tool` not found on PATH"
+    );
+}
+
+#[tokio::test]
+async fn a_program_starts_with_no_signal_blocked_and_sigpipe_at_its_default() {
+    // The engine ignores SIGPIPE (the Rust runtime does), and an ignored signal stays ignored
+    // across exec: a program must get it back, or `yes | head -1` never ends `yes` by it.
+    let result = exec()
+        .ok(json!({"command": ["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]}))
+        .await;
+    let text = result["stdout"].as_str().expect("text").to_owned();
+    let mask = |name: &str| {
+        let line = text
+            .lines()
+            .find(|line| line.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {text:?}"));
+        u64::from_str_radix(line[name.len()..].trim(), 16).expect("a hex mask")
+    };
+    assert_eq!(mask("SigBlk:"), 0, "{text}");
+    let sigpipe = 1 << (13 - 1);
+    assert_eq!(mask("SigIgn:") & sigpipe, 0, "SIGPIPE ignored: {text}");
+}
+
+#[tokio::test]
+async fn a_nul_byte_in_an_argument_or_a_variable_is_invalid_and_its_value_not_shown() {
+    let argument = exec()
+        .err(json!({"command": ["echo", "secret\0value"]}))
+        .await;
+    assert_eq!(argument.kind, ActionErrorKind::Invalid);
+    assert_eq!(
+        argument.message,
+        "cannot run `echo`: argument 1 holds a NUL byte"
+    );
+    let variable = exec()
+        .err(json!({"command": ["true"], "env": {"TOKEN": "secret\0value"}}))
+        .await;
+    assert_eq!(variable.kind, ActionErrorKind::Invalid);
+    assert_eq!(
+        variable.message,
+        "cannot run `true`: variable `TOKEN` holds a NUL byte"
+    );
+}
+
+#[tokio::test]
 async fn a_missing_working_directory_is_named_not_mistaken_for_the_program() {
     let error = exec()
         .err(json!({"command": ["true"], "cwd": "/no/such/dir/for/runbook"}))
