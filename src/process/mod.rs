@@ -3,7 +3,7 @@
 //! - Each step command leads a process group of its own, so a step is stopped as a whole:
 //!   its group gets the signals. It is started with `posix_spawn` (no code runs between fork
 //!   and exec), which costs a fraction of a full fork of the engine, in an environment made
-//!   once for the run ([`spawn`]).
+//!   once for the run (`spawn.rs`).
 //! - Each carries the run's mark in its environment (`RUNBOOK_RUN_MARK`, with the run id in
 //!   `RUNBOOK_RUN_ID`), inherited by everything it starts, even what leaves its group.
 //! - A supervisor process per run (see [`supervisor`]) learns each step's group as soon as

@@ -4,7 +4,7 @@
 //! the same attributes: a process group of its own, an empty signal mask, SIGPIPE back to
 //! its default (the Rust runtime ignores it, and an ignored signal stays ignored across
 //! exec), stdin, stdout and stderr set by `dup2`. What it does not do is read the engine's
-//! environment again at every start (see [`super::RunEnvironment`]).
+//! environment again at every start (see [`super::run_environment::RunEnvironment`]).
 //!
 //! The program is looked up as the standard library looks it up: a name with a slash is a
 //! path; a bare name is searched on the engine's `PATH` by `posix_spawnp`, or, when the step

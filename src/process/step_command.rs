@@ -11,7 +11,7 @@ use std::io;
 pub struct StepCommand {
     /// The program first, then its arguments.
     pub(super) argv: Vec<CString>,
-    /// Set on top of the run's environment (see [`super::RunEnvironment`]).
+    /// Set on top of the run's environment (see [`super::run_environment::RunEnvironment`]).
     pub(super) env: Vec<(String, String)>,
     pub(super) cwd: Option<CString>,
     pub(super) stdin: Stdin,
