@@ -223,7 +223,7 @@ impl RunProcesses {
         // The program has its copy of the read end; the engine keeps the write end.
         let stdin = stdin.map(|(_, writer)| writer);
         // The child leads a group numbered by its pid.
-        let Some(leader) = i32::try_from(child.id()).ok().filter(|&pid| pid > 1) else {
+        let Some(leader) = Some(pid).filter(|&pid| pid > 1) else {
             let _ = child.kill();
             let _ = child.wait();
             return Err(SpawnError::Program(io::Error::other(
