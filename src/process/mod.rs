@@ -19,6 +19,7 @@ mod output_pipes;
 mod run_environment;
 mod run_processes;
 mod scan;
+mod signal_defaults;
 mod spawn;
 mod step_child;
 mod step_command;

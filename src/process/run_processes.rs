@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 
 use super::child_process::ChildProcess;
 use super::run_environment::RunEnvironment;
+use super::signal_defaults::SignalDefaults;
 use super::spawn::{StandardFds, spawn};
 use super::supervisor::Supervisor;
 use super::{
@@ -45,6 +46,8 @@ struct Shared {
     environment: OnceLock<RunEnvironment>,
     /// The stdin of a step command that reads none, opened at the first start.
     dev_null: OnceLock<File>,
+    /// The signals a step command starts with at their default, read at the first start.
+    signal_defaults: OnceLock<SignalDefaults>,
 }
 
 impl Shared {
@@ -61,6 +64,7 @@ impl Shared {
             wait_here: AtomicBool::new(false),
             environment: OnceLock::new(),
             dev_null: OnceLock::new(),
+            signal_defaults: OnceLock::new(),
         }
     }
 }
@@ -216,7 +220,11 @@ impl RunProcesses {
             stdout: ends.stdout.as_fd(),
             stderr: ends.stderr.as_fd(),
         };
-        let pid = spawn(command, &env, &fds).map_err(SpawnError::Program)?;
+        let signal_defaults = self
+            .0
+            .signal_defaults
+            .get_or_init(SignalDefaults::of_this_process);
+        let pid = spawn(command, &env, &fds, signal_defaults).map_err(SpawnError::Program)?;
         let mut child = ChildProcess::new(pid);
         // The program has its copies now.
         drop(ends);

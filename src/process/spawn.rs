@@ -4,7 +4,9 @@
 //! the same attributes: a process group of its own, an empty signal mask, SIGPIPE back to
 //! its default (the Rust runtime ignores it, and an ignored signal stays ignored across
 //! exec), stdin, stdout and stderr set by `dup2`. What it does not do is read the engine's
-//! environment again at every start (see [`super::run_environment::RunEnvironment`]).
+//! environment again at every start (see [`super::run_environment::RunEnvironment`]), nor
+//! have glibc read every signal's disposition in the new process before setting it (see
+//! [`super::signal_defaults::SignalDefaults`]).
 //!
 //! The program is looked up as the standard library looks it up: a name with a slash is a
 //! path; a bare name is searched on the engine's `PATH` by `posix_spawnp`, or, when the step
@@ -18,6 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::signal_defaults::SignalDefaults;
 use super::step_command::StepCommand;
 
 /// The descriptors a step command gets as its stdin, stdout and stderr.
@@ -28,12 +31,13 @@ pub(super) struct StandardFds<'a> {
 }
 
 /// Starts `command` with `env` (`NAME=value` each) and `fds`, as the leader of a new process
-/// group. Returns its pid. A program that cannot be started (missing, not executable) is
+/// group, with `signal_defaults` at their default disposition. Returns its pid. A program that cannot be started (missing, not executable) is
 /// the error, with the kind the standard library gives it.
 pub(super) fn spawn(
     command: &StepCommand,
     env: &[CString],
     fds: &StandardFds<'_>,
+    signal_defaults: &SignalDefaults,
 ) -> io::Result<libc::pid_t> {
     let program = command.program();
     let step_path = command
@@ -84,10 +88,9 @@ pub(super) fn spawn(
             attributes.0.as_mut_ptr(),
             signals.as_ptr(),
         ))?;
-        check_errno(libc::sigaddset(signals.as_mut_ptr(), libc::SIGPIPE))?;
         check(libc::posix_spawnattr_setsigdefault(
             attributes.0.as_mut_ptr(),
-            signals.as_ptr(),
+            signal_defaults.as_ptr(),
         ))?;
         check(libc::posix_spawnattr_setpgroup(
             attributes.0.as_mut_ptr(),

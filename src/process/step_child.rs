@@ -353,6 +353,7 @@ mod tests {
     use super::{StepChild, Stream};
     use crate::process::child_process::ChildProcess;
     use crate::process::run_environment::RunEnvironment;
+    use crate::process::signal_defaults::SignalDefaults;
     use crate::process::spawn::{StandardFds, spawn};
     use crate::process::{OutputPipes, StepCommand, WriteEnds};
 
@@ -369,7 +370,9 @@ mod tests {
             stdout: ends.stdout.as_fd(),
             stderr: ends.stderr.as_fd(),
         };
-        let pid = spawn(&command, &env.for_step(&[]).expect("made"), &fds).expect("sh starts");
+        let signals = SignalDefaults::of_this_process();
+        let pid =
+            spawn(&command, &env.for_step(&[]).expect("made"), &fds, &signals).expect("sh starts");
         StepChild::new(ChildProcess::new(pid), None, pipes)
     }
 

@@ -247,6 +247,31 @@ async fn a_program_starts_with_no_signal_blocked_and_sigpipe_at_its_default() {
 }
 
 #[tokio::test]
+async fn a_signal_the_engine_ignores_stays_ignored_in_the_program() {
+    // Ignored across exec, as by `nohup`: a program started by an engine that ignores SIGXFSZ
+    // ignores it too (nothing in these tests raises it, and another test's program that
+    // starts meanwhile only ignores it as well). SIGPIPE is the exception, the Rust
+    // runtime's own.
+    // SAFETY: sets no handler, only ignores the signal; the former one is put back below.
+    let former = unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let result = exec()
+        .ok(json!({"command": ["grep", "^SigIgn:", "/proc/self/status"]}))
+        .await;
+    // SAFETY: as above.
+    unsafe { libc::signal(libc::SIGXFSZ, former) };
+    let text = result["stdout"].as_str().expect("text");
+    let ignored = u64::from_str_radix(text["SigIgn:".len()..].trim(), 16).expect("a hex mask");
+    let bit = |signal: libc::c_int| 1u64 << (signal - 1);
+    assert_ne!(
+        ignored & bit(libc::SIGXFSZ),
+        0,
+        "SIGXFSZ not ignored: {text}"
+    );
+    assert_eq!(ignored & bit(libc::SIGPIPE), 0, "SIGPIPE ignored: {text}");
+    assert_eq!(ignored & bit(libc::SIGTERM), 0, "SIGTERM ignored: {text}");
+}
+
+#[tokio::test]
 async fn a_nul_byte_in_an_argument_or_a_variable_is_invalid_and_its_value_not_shown() {
     let argument = exec()
         .err(json!({"command": ["echo", "secret\0value"]}))
