@@ -31,8 +31,9 @@ pub(super) struct StandardFds<'a> {
 }
 
 /// Starts `command` with `env` (`NAME=value` each) and `fds`, as the leader of a new process
-/// group, with `signal_defaults` at their default disposition. Returns its pid. A program that cannot be started (missing, not executable) is
-/// the error, with the kind the standard library gives it.
+/// group, with `signal_defaults` at their default disposition. Returns its pid. A program
+/// that cannot be started (missing, not executable) is the error, with the kind the standard
+/// library gives it.
 pub(super) fn spawn(
     command: &StepCommand,
     env: &[CString],

@@ -233,17 +233,28 @@ async fn a_program_starts_with_no_signal_blocked_and_sigpipe_at_its_default() {
     let result = exec()
         .ok(json!({"command": ["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]}))
         .await;
-    let text = result["stdout"].as_str().expect("text").to_owned();
-    let mask = |name: &str| {
-        let line = text
-            .lines()
-            .find(|line| line.starts_with(name))
-            .unwrap_or_else(|| panic!("no {name} in {text:?}"));
-        u64::from_str_radix(line[name.len()..].trim(), 16).expect("a hex mask")
-    };
-    assert_eq!(mask("SigBlk:"), 0, "{text}");
-    let sigpipe = 1 << (13 - 1);
-    assert_eq!(mask("SigIgn:") & sigpipe, 0, "SIGPIPE ignored: {text}");
+    let text = result["stdout"].as_str().expect("text");
+    assert_eq!(signal_mask(text, "SigBlk:"), 0, "{text}");
+    let sigpipe = signal_bit(libc::SIGPIPE);
+    assert_eq!(
+        signal_mask(text, "SigIgn:") & sigpipe,
+        0,
+        "SIGPIPE ignored: {text}"
+    );
+}
+
+/// A signal mask of `/proc/self/status` (`SigBlk:`, `SigIgn:`), from the lines in `text`.
+fn signal_mask(text: &str, name: &str) -> u64 {
+    let line = text
+        .lines()
+        .find(|line| line.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name} in {text:?}"));
+    u64::from_str_radix(line[name.len()..].trim(), 16).expect("a hex mask")
+}
+
+/// The bit of `signal` in such a mask.
+fn signal_bit(signal: libc::c_int) -> u64 {
+    1 << (signal - 1)
 }
 
 #[tokio::test]
@@ -260,15 +271,22 @@ async fn a_signal_the_engine_ignores_stays_ignored_in_the_program() {
     // SAFETY: as above.
     unsafe { libc::signal(libc::SIGXFSZ, former) };
     let text = result["stdout"].as_str().expect("text");
-    let ignored = u64::from_str_radix(text["SigIgn:".len()..].trim(), 16).expect("a hex mask");
-    let bit = |signal: libc::c_int| 1u64 << (signal - 1);
+    let ignored = signal_mask(text, "SigIgn:");
     assert_ne!(
-        ignored & bit(libc::SIGXFSZ),
+        ignored & signal_bit(libc::SIGXFSZ),
         0,
         "SIGXFSZ not ignored: {text}"
     );
-    assert_eq!(ignored & bit(libc::SIGPIPE), 0, "SIGPIPE ignored: {text}");
-    assert_eq!(ignored & bit(libc::SIGTERM), 0, "SIGTERM ignored: {text}");
+    assert_eq!(
+        ignored & signal_bit(libc::SIGPIPE),
+        0,
+        "SIGPIPE ignored: {text}"
+    );
+    assert_eq!(
+        ignored & signal_bit(libc::SIGTERM),
+        0,
+        "SIGTERM ignored: {text}"
+    );
 }
 
 #[tokio::test]
