@@ -317,6 +317,16 @@ impl RunProcesses {
         scan::signal_matching(&belongs, Signal::SIGKILL);
     }
 
+    /// Lets the supervisor begin its end, without waiting for it, once no step of the run
+    /// runs any more: it stops what the run left (its sweep of the machine's processes)
+    /// while the engine records the run's end; [`Self::finish`] then waits for it. A step
+    /// command started after this would start a new supervisor.
+    pub fn let_the_supervisor_go(&self) {
+        if let Some(supervisor) = self.state().supervisor.as_mut() {
+            supervisor.let_go();
+        }
+    }
+
     /// Ends the supervision once the run is over: the supervisor stops whatever the run
     /// left (a process that left its step's group but carries the run's mark) and exits;
     /// this waits for it. Blocking. A later step command would start a new supervisor.

@@ -1,6 +1,7 @@
 //! Finding processes in /proc: by process group, and by the mark a run puts in
 //! the environment of its steps (which every descendant inherits unless it clears it).
 
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -12,21 +13,33 @@ pub struct Stat {
     pub pgid: i32,
     /// Dead and waiting to be reaped: nothing to stop any more.
     pub zombie: bool,
+    /// When it started, in clock ticks since the machine booted: a clock no one sets.
+    pub started: u64,
 }
 
 /// Reads /proc/PID/stat; `None` once the process is gone.
 pub fn stat(pid: i32) -> Option<Stat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // One read into a buffer on the stack: the kernel writes the whole file at the first read
+    // (well under 1 KiB: a name of at most 16 bytes and 50 numbers), where reading it to a
+    // `String` also asks for its size (0 for a file of /proc) and probes for more. A sweep
+    // reads this for every process on the machine.
+    let mut buffer = [0u8; 4096];
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).ok()?;
+    let read = file.read(&mut buffer).ok()?;
+    let text = std::str::from_utf8(&buffer[..read]).ok()?;
     // The command name is in parentheses and may hold spaces or parentheses itself: the
-    // fields start after the last `)`. Then: state, ppid, pgrp.
+    // fields start after the last `)`. Then: state, ppid, pgrp, and, 17 fields on, the start
+    // time (fields 3, 4, 5 and 22 of proc(5)).
     let (_, rest) = text.rsplit_once(')')?;
     let mut fields = rest.split_whitespace();
     let state = fields.next()?;
     let _ppid = fields.next()?;
     let pgid = fields.next()?.parse().ok()?;
+    let started = fields.nth(16)?.parse().ok()?;
     Some(Stat {
         pgid,
         zombie: state == "Z" || state == "X",
+        started,
     })
 }
 
@@ -149,6 +162,35 @@ mod tests {
         let stat = stat(own).expect("this process has a stat");
         assert!(!stat.zombie);
         assert!(find(&|pid, _| pid == own).is_empty());
+    }
+
+    #[test]
+    fn a_process_started_later_has_a_later_or_equal_start_time_than_one_before_it() {
+        let own = stat(std::process::id() as i32).expect("this process has a stat");
+        let parent = stat(std::os::unix::process::parent_id() as i32).expect("a parent");
+        let (mut child, pid) = sleeping();
+        let later = stat(pid).expect("the child has a stat");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(parent.started <= own.started, "{parent:?} {own:?}");
+        assert!(own.started <= later.started, "{own:?} {later:?}");
+        // Ticks since boot, not zero: read from the right field (the boot's processes aside).
+        assert!(later.started > 0, "{later:?}");
+        let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // SAFETY: sysconf reads a constant of the system.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        let age = uptime - later.started as f64 / ticks;
+        // Both clocks count from boot in hundredths: a start this instant may read as -0.01 s.
+        assert!(
+            (-0.1..5.0).contains(&age),
+            "started {age} s ago by its stat"
+        );
     }
 
     #[test]

@@ -40,10 +40,11 @@ const GRACE: Duration = Duration::from_secs(2);
 /// what the pipe holds (64 KiB), so the engine's writes never block.
 const READ_PAUSE: Duration = Duration::from_millis(5);
 
-/// The engine's side: the supervisor process and the write end of its pipe.
+/// The engine's side: the supervisor process and the write end of its pipe (`None` once
+/// the engine has let it go: see [`Supervisor::let_go`]).
 pub struct Supervisor {
     child: Child,
-    pipe: io::PipeWriter,
+    pipe: Option<io::PipeWriter>,
 }
 
 impl Supervisor {
@@ -68,7 +69,10 @@ impl Supervisor {
             .stderr(Stdio::null())
             .process_group(0);
         let child = command.spawn()?;
-        Ok(Supervisor { child, pipe })
+        Ok(Supervisor {
+            child,
+            pipe: Some(pipe),
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -78,14 +82,26 @@ impl Supervisor {
     /// Tells it a step command leads the group `leader`. Fails with `BrokenPipe` when the
     /// supervisor is gone.
     pub fn register(&mut self, leader: i32) -> io::Result<()> {
-        // A short write to a pipe is atomic.
-        self.pipe.write_all(format!("+{leader}\n").as_bytes())
+        match &mut self.pipe {
+            // A short write to a pipe is atomic.
+            Some(pipe) => pipe.write_all(format!("+{leader}\n").as_bytes()),
+            // Let go of: it stops what it knows of and exits.
+            None => Err(io::ErrorKind::BrokenPipe.into()),
+        }
     }
 
     /// Tells it the engine has stopped a step's group itself.
     pub fn forget(&mut self, leader: i32) {
         // If the supervisor is gone there is no one to tell.
-        let _ = self.pipe.write_all(format!("-{leader}\n").as_bytes());
+        if let Some(pipe) = &mut self.pipe {
+            let _ = pipe.write_all(format!("-{leader}\n").as_bytes());
+        }
+    }
+
+    /// Closes the pipe without waiting: the supervisor stops what is left and exits while
+    /// the engine goes on. [`Supervisor::finish`] then waits for it.
+    pub fn let_go(&mut self) {
+        self.pipe = None;
     }
 
     /// Closes the pipe and waits for it to stop what is left and exit.
@@ -144,6 +160,14 @@ impl Registrations {
 /// is left of the run. Returns once nothing is left (or what is left cannot be killed).
 pub fn serve(mark: &str) {
     let _ = ignore_stop_signals();
+    // What carries the run's mark started after the engine did, which started this
+    // supervisor: the mark came into being with the run, and what an earlier engine of the
+    // run left was stopped before this one ran a step (see `runbook resume`). Only processes
+    // that started since are read for the mark: reading a process's environment costs more
+    // than its stat, and the run's end waits for this sweep. An engine already gone (this
+    // process then belongs to another parent) leaves nothing to go by: everything is read.
+    let engine_started =
+        scan::stat(std::os::unix::process::parent_id() as i32).map_or(0, |engine| engine.started);
     let mut registrations = Registrations::default();
     let mut stdin = io::stdin().lock();
     let mut chunk = [0u8; 8192];
@@ -162,7 +186,8 @@ pub fn serve(mark: &str) {
     let mark = RunMark::from_value(mark.to_owned());
     let entry = mark.env_entry();
     let belongs = |pid: i32, stat: &scan::Stat| {
-        leaders.contains(&stat.pgid) || scan::environ_has(pid, &entry)
+        leaders.contains(&stat.pgid)
+            || (stat.started >= engine_started && scan::environ_has(pid, &entry))
     };
     let _ = scan::stop_matching(&belongs, GRACE, &|| true);
 }

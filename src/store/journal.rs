@@ -228,9 +228,7 @@ async fn write(
         unwritten,
         broken,
     } = outcome;
-    let mut renew = tokio::time::interval(run_lease() / 3);
-    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    renew.tick().await;
+    let mut renew = renewals(run_lease() / 3);
     let fail = |error: StoreError| {
         let error = Arc::new(error);
         failure
@@ -311,6 +309,17 @@ async fn write(
     }
 }
 
+/// The writer's timer for renewing the lease: due every `period`, the first time one period
+/// from now. Not tokio's `interval`, whose first tick is due at once: a timer due at once
+/// still waits for the runtime's clock to turn (up to a millisecond, its resolution), and
+/// the writer, which awaited that first tick before taking any event, held back every run's
+/// first event by that much, while nothing else ran.
+fn renewals(period: std::time::Duration) -> tokio::time::Interval {
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew
+}
+
 /// Groups of at least this many events are appended from a worker thread.
 const WIDE_GROUP: usize = 64;
 
@@ -340,4 +349,17 @@ async fn append(
                 "the journal's append stopped: {stopped}"
             )))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_lease_is_first_renewed_a_period_after_the_writer_starts_not_at_once() {
+        let mut renew = renewals(Duration::from_secs(30));
+        let first = tokio::time::timeout(Duration::from_millis(100), renew.tick()).await;
+        assert!(first.is_err(), "the first renewal was due at once");
+    }
 }

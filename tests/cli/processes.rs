@@ -391,10 +391,45 @@ steps:
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(bench.read("seen"), "gone\n", "the next step saw it alive");
     assert_eq!(bench.read("run-id"), "l1\n");
+    assert_nothing_left(&bench, &marked);
+}
+
+/// The process whose pid a step wrote to `bg` is gone, and so is every other marked one.
+fn assert_nothing_left(bench: &Bench, marked: &Marked) {
     let pid: u32 = bench.read("bg").trim().parse().unwrap();
-    assert!(process_is_gone(pid));
+    assert!(
+        process_is_gone(pid),
+        "alive after the run: {}",
+        describe(pid)
+    );
     let left = marked.survivors_after(Duration::from_secs(2));
     assert!(left.is_empty(), "alive after the run: {left:?}");
+}
+
+#[test]
+fn a_process_that_left_its_steps_group_is_stopped_by_the_runs_mark_when_the_run_ends() {
+    let bench = Bench::new();
+    let marked = Marked::new();
+    // `setsid` takes it out of the step's process group: the step's end does not stop it,
+    // only the supervisor's sweep for the run's mark at the run's end, which the engine
+    // waits for before it exits.
+    bench.write(
+        "escape.yaml",
+        r#"version: 1
+name: escape
+steps:
+  - id: escape
+    exec:
+      script: |
+        setsid sleep 300 > /dev/null 2>&1 &
+        echo $! > bg
+        # Out of the group before the step ends (the fifth field of its stat is its group).
+        while [ "$(cut -d' ' -f5 /proc/$!/stat)" != "$!" ]; do sleep 0.01; done
+"#,
+    );
+    let (code, _, stderr) = marked.run(&bench, &["run", "escape.yaml", "--run-id", "e1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_nothing_left(&bench, &marked);
 }
 
 /// Starts a run of `text` in this process through the application layer, its steps

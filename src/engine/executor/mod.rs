@@ -424,6 +424,10 @@ pub async fn run(bundle: Arc<Bundle>, config: RunConfig, sink: Arc<dyn EventSink
     } else {
         Value::Null
     };
+    // No step runs any more: the supervisor's sweep for what the run left goes on beside the
+    // last commits (the locks settled, the run's end), not after them. The lease is kept
+    // until the sweep is over (see `ClaimedRun::execute`).
+    run.processes.let_the_supervisor_go();
     run.settle_run_locks(status).await;
     let run_ended = RunEvent::RunEnded {
         status,
