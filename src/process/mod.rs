@@ -33,6 +33,7 @@ use sha2::{Digest, Sha256};
 
 use output_pipes::{OutputPipes, WriteEnds};
 pub use run_processes::RunProcesses;
+pub use scan::{Stat, stat};
 pub use step_child::{StepChild, Stream};
 pub use step_command::{Stdin, StepCommand};
 pub use step_group::StepGroup;

@@ -66,19 +66,12 @@ pub fn this_host() -> String {
 /// A process that has exited but not been reaped still answers signals; it is gone all the
 /// same.
 fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state == "Z" || state == "X")
-    })
+    crate::process::stat(pid as i32).is_some_and(|stat| stat.zombie)
 }
 
-/// Field 22 of `/proc/PID/stat`: the process's start time in ticks since boot.
+/// The process's start time in ticks since boot (field 22 of `/proc/PID/stat`).
 fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    crate::process::stat(pid as i32).map(|stat| stat.started)
 }
 
 #[cfg(test)]
