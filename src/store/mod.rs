@@ -10,6 +10,7 @@ mod forward;
 pub mod journal;
 pub mod location;
 mod lock;
+mod migrations;
 pub mod owner;
 pub mod postgres;
 mod record;

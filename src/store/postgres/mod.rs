@@ -9,6 +9,7 @@
 //! over is refused (fencing), and nothing it meant to write is kept.
 
 use super::StoreError;
+use super::migrations::{self, AppliedMigration};
 use super::sqlite::errors::Failure;
 
 use sqlx::postgres::PgPool;
@@ -143,12 +144,29 @@ impl PostgresStore {
             pool,
             location: shown,
         };
-        MIGRATOR
-            .run(&store.pool)
-            .await
-            .map_err(|error| store.migration_failed(error))?;
+        // Tables already up to date need neither the migrator's queries nor its lock.
+        if !store.schema_is_current().await {
+            MIGRATOR
+                .run(&store.pool)
+                .await
+                .map_err(|error| store.migration_failed(error))?;
+        }
         remember_opened(&store.location);
         Ok(store)
+    }
+
+    /// Whether every migration of this build is applied already, in one query (see
+    /// [`migrations`]); `false` when that cannot be read (no table of migrations yet).
+    async fn schema_is_current(&self) -> bool {
+        let applied: Vec<AppliedMigration> =
+            match sqlx::query_as(sqlx::AssertSqlSafe(migrations::applied_query(&MIGRATOR)))
+                .fetch_all(&self.pool)
+                .await
+            {
+                Ok(rows) => rows,
+                Err(_) => return false,
+            };
+        migrations::is_current(&MIGRATOR, &applied)
     }
 
     fn migration_failed(&self, error: sqlx::migrate::MigrateError) -> StoreError {

@@ -242,6 +242,41 @@ async fn a_journal_copied_from_sqlite_verifies_the_same() {
     database.drop_it().await;
 }
 
+/// Tables already up to date are found so in one query, without the migrator and its lock,
+/// and only when the migrator would find nothing to do: a migration changed, or one of a
+/// newer build, leaves it to the migrator, which refuses the database.
+#[tokio::test]
+async fn tables_are_found_up_to_date_only_when_every_migration_is_applied_as_built() {
+    let database = ScratchDatabase::new().await;
+    let store = PostgresStore::open(&database.location()).await.unwrap();
+    assert!(store.schema_is_current().await);
+    let change = |sql: &'static str| {
+        let pool = store.pool.clone();
+        async move { sqlx::query(sql).execute(&pool).await.unwrap() }
+    };
+    change(
+        "UPDATE _sqlx_migrations SET checksum = decode('00', 'hex') \
+         WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+    )
+    .await;
+    assert!(!store.schema_is_current().await, "a changed migration");
+    let refused = super::MIGRATOR.run(&store.pool).await.unwrap_err();
+    assert!(refused.to_string().contains("modified"), "{refused}");
+    change(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'later', true, decode('00', 'hex'), 0)",
+    )
+    .await;
+    assert!(
+        !store.schema_is_current().await,
+        "a migration of a newer build"
+    );
+    change("DROP TABLE _sqlx_migrations").await;
+    assert!(!store.schema_is_current().await, "no table of migrations");
+    store.close().await.unwrap();
+    database.drop_it().await;
+}
+
 /// A message naming the store shows the URL with its password masked, for every error it
 /// can give: here a refused connection and a wrong password.
 #[tokio::test]

@@ -145,6 +145,21 @@ impl WriterState {
         self.tails.remove(run_id);
     }
 
+    /// The appends' connection while it is open, and idle since the writer is held: for a
+    /// statement that would otherwise have the pool open a connection of its own (see
+    /// `release_lease`).
+    pub(super) fn idle_connection(&mut self) -> Option<&mut SqliteConnection> {
+        self.connection.as_mut()
+    }
+
+    /// Closes the appends' connection, after a statement on it failed.
+    pub(super) async fn close_connection(&mut self) {
+        self.tails.clear();
+        if let Some(connection) = self.connection.take() {
+            let _ = connection.close().await;
+        }
+    }
+
     /// From now on, small appends are written on the caller's thread.
     pub(super) fn write_inline(&mut self) {
         self.inline.get_or_insert_default();

@@ -110,16 +110,31 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Gives the run up. On the appends' connection when it is open: by a run's end the
+    /// appends have taken the pool's connection for themselves, and the pool would open
+    /// another (a thread, the files, a sync of the directory at its first commit) for this
+    /// one statement.
     pub(super) async fn release_lease(&self, lease: &Lease) -> Outcome<()> {
-        self.writer.lock().await.forget(&lease.run_id);
         // A lease already taken over is not ours to release: nothing to do.
-        sqlx::query(
-            "UPDATE owners SET token = NULL, expires_at_ms = NULL WHERE run_id = ? AND token = ?",
-        )
-        .bind(&lease.run_id)
-        .bind(&lease.token)
-        .execute(&self.pool)
-        .await?;
+        let release = || {
+            sqlx::query(
+                "UPDATE owners SET token = NULL, expires_at_ms = NULL \
+                 WHERE run_id = ? AND token = ?",
+            )
+            .bind(&lease.run_id)
+            .bind(&lease.token)
+        };
+        let mut writer = self.writer.lock().await;
+        writer.forget(&lease.run_id);
+        if let Some(connection) = writer.idle_connection() {
+            if let Err(error) = release().execute(connection).await {
+                writer.close_connection().await;
+                return Err(error.into());
+            }
+            return Ok(());
+        }
+        drop(writer);
+        release().execute(&self.pool).await?;
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::errors::{explain, is_busy};
 use super::{ATTEMPTS, BUSY_TIMEOUT, MAX_CONNECTIONS, SqliteStore};
+use crate::store::migrations::{self, AppliedMigration};
 use crate::store::{StoreError, wal};
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -144,9 +145,56 @@ impl SqliteStore {
             path: path.to_owned(),
             location,
         };
-        store.migrate().await?;
-        store.compact_if_mostly_free().await;
+        let pages = match store.look_at_opening().await {
+            Some(opening) if opening.schema_is_current() => Some(opening.pages),
+            _ => {
+                store.migrate().await?;
+                store.pages().await
+            }
+        };
+        if let Some(pages) = pages {
+            store.compact_if_mostly_free(pages).await;
+        }
         Ok(store)
+    }
+
+    /// What the file says of itself when it is opened, in one query (a round trip to the
+    /// connection's thread, which every command that opens the store waits for): the
+    /// migrations applied to it (see [`migrations`]) and its pages, once a query of their
+    /// own. `None` when that cannot be read (a new file, with no table of migrations yet):
+    /// the migrator makes the table.
+    pub(super) async fn look_at_opening(&self) -> Option<Opening> {
+        let rows: Vec<(i64, Vec<u8>, bool, i64, i64)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT version, checksum, success, \
+                    (SELECT freelist_count FROM pragma_freelist_count), \
+                    (SELECT page_count FROM pragma_page_count) \
+             FROM {} ORDER BY version",
+                MIGRATOR.table_name
+            )))
+            .fetch_all(&self.pool)
+            .await
+            .ok()?;
+        let &(_, _, _, free, total) = rows.first()?;
+        Some(Opening {
+            applied: rows
+                .into_iter()
+                .map(|(version, checksum, success, _, _)| (version, checksum, success))
+                .collect(),
+            pages: Pages { free, total },
+        })
+    }
+
+    /// The file's pages, read on their own (after a migration).
+    async fn pages(&self) -> Option<Pages> {
+        let (free, total): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT freelist_count FROM pragma_freelist_count), \
+                    (SELECT page_count FROM pragma_page_count)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .ok()?;
+        Some(Pages { free, total })
     }
 
     /// Gives back the space of a file that is mostly free pages: after a migration that
@@ -154,17 +202,10 @@ impl SqliteStore {
     /// freed pages inside the file), or a prune stopped before its own VACUUM. Best effort:
     /// another process using the store may keep it from happening now, and it happens at a
     /// later open.
-    async fn compact_if_mostly_free(&self) {
+    async fn compact_if_mostly_free(&self, pages: Pages) {
         /// Below this (4 MB of pages), free pages are not worth a rewrite.
         const WORTH_IT: i64 = 1024;
-        let free: Result<(i64, i64), _> = sqlx::query_as(
-            "SELECT (SELECT freelist_count FROM pragma_freelist_count), \
-                    (SELECT page_count FROM pragma_page_count)",
-        )
-        .fetch_one(&self.pool)
-        .await;
-        let Ok((free, pages)) = free else { return };
-        if free < WORTH_IT || free * 2 < pages {
+        if pages.free < WORTH_IT || pages.free * 2 < pages.total {
             return;
         }
         let _ = self.give_space_back().await;
@@ -223,6 +264,26 @@ impl SqliteStore {
             },
         }
     }
+}
+
+/// What [`SqliteStore::look_at_opening`] reads.
+pub(super) struct Opening {
+    applied: Vec<AppliedMigration>,
+    pages: Pages,
+}
+
+impl Opening {
+    /// Whether the migrator would find nothing to do (see [`migrations::is_current`]).
+    pub(super) fn schema_is_current(&self) -> bool {
+        migrations::is_current(&MIGRATOR, &self.applied)
+    }
+}
+
+/// A file's pages: how many there are, and how many of them are free.
+#[derive(Debug, Clone, Copy)]
+struct Pages {
+    free: i64,
+    total: i64,
 }
 
 /// Creates the missing directories of `db` (0700) and the file itself (0600), whatever the

@@ -380,6 +380,68 @@ async fn a_store_mostly_free_pages_is_compacted_at_open() {
     assert!(free < 100, "{free} free pages left");
 }
 
+/// A store opened again is found up to date in one query, and only when the migrator would
+/// find nothing to do: a migration changed, failed, missing or from a newer build leaves
+/// it to the migrator, which refuses the store.
+#[tokio::test]
+async fn a_store_is_found_up_to_date_at_opening_only_when_every_migration_is_applied_as_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let opening = store
+        .look_at_opening()
+        .await
+        .expect("a migrated store is read");
+    assert!(opening.schema_is_current());
+    store.close().await.unwrap();
+
+    let cases = [
+        (
+            "UPDATE _sqlx_migrations SET checksum = x'00' \
+             WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+            Some("modified"),
+        ),
+        (
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (9999, 'later', true, x'00', 0)",
+            Some("a newer version of runbook"),
+        ),
+        (
+            "UPDATE _sqlx_migrations SET success = false \
+             WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+            Some("partially applied"),
+        ),
+        // Applied again, the last migration would fail on the tables it already changed:
+        // only the look is checked.
+        (
+            "DELETE FROM _sqlx_migrations \
+             WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+            None,
+        ),
+    ];
+    for (sql, refused) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        sqlx::query(sql).execute(&store.pool).await.unwrap();
+        let opening = store.look_at_opening().await.expect("the table is read");
+        assert!(!opening.schema_is_current(), "found up to date after {sql}");
+        store.close().await.unwrap();
+        let Some(refused) = refused else { continue };
+        let error = match SqliteStore::open(&db_path(&dir)).await {
+            Ok(_) => panic!("opened after {sql}"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains(refused), "after {sql}: {error}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    sqlx::query("DROP TABLE _sqlx_migrations")
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    assert!(store.look_at_opening().await.is_none());
+}
+
 /// Journals written before events were stored bare hold the whole envelope as each body,
 /// chained over the body alone: they read back, and a run resumed from one continues its
 /// chain with bare events.
@@ -489,6 +551,31 @@ async fn with_one_append(store: SqliteStore) -> (SqliteStore, crate::store::Leas
         .unwrap();
     store.append(&lease, 2, &[step("r1", "a")]).await.unwrap();
     (store, lease)
+}
+
+/// Giving a run up at its end goes through the appends' connection: the pool, whose only
+/// connection the appends took, opens none for it.
+#[tokio::test]
+async fn a_lease_is_released_on_the_appends_connection_without_opening_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, lease) = run_with_one_append(&dir).await;
+    // Whatever the pool still holds is closed: any connection it has after this, it opened.
+    while store.pool.num_idle() > 0 {
+        let idle = store.pool.acquire().await.unwrap().detach();
+        sqlx::Connection::close(idle).await.unwrap();
+    }
+    assert_eq!(store.pool.size(), 0);
+    store.release(&lease).await.unwrap();
+    assert_eq!(
+        store.pool.size(),
+        0,
+        "the pool opened a connection to release the run"
+    );
+    let token: Option<String> = sqlx::query_scalar("SELECT token FROM owners WHERE run_id = 'r1'")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(token, None);
 }
 
 /// An append after one of this handle's own goes in one round trip, which fences the lease
