@@ -10,16 +10,16 @@
 //!   fences the lease, renews it and reads the run's row; the second inserts the events,
 //!   updates the run's row and commits. SQLite runs the statements of one string in order,
 //!   and nothing else uses the connection in between.
-//! - Most appends are one round trip. After an append, the writer keeps what it wrote last
-//!   to the run (its number, last event, chain link and summary: its [`Tail`]). The next
-//!   small append under the same lease, while the lease was renewed less than a third of it
-//!   ago, sends everything at once: the events and the run's row, each written only if the
-//!   lease holds and the run's last event is still the one kept, in one transaction. When
-//!   either does not (the lease was taken over or ran out, or the run moved on), nothing is
-//!   written, and the append is made again the long way, which tells which it was. This
-//!   read-only fence also leaves the lease's row alone, one page fewer to write and sync;
-//!   the lease is renewed by the long way at least every third of it, and by the journal
-//!   while it is idle.
+//! - Most appends are one round trip. After an append, and after the run's creation, the
+//!   writer keeps what it wrote last to the run (its number, last event, chain link and
+//!   summary: its [`Tail`]). The next small append under the same lease, while the lease
+//!   was renewed less than a third of it ago, sends everything at once: the events and the
+//!   run's row, each written only if the lease holds and the run's last event is still the
+//!   one kept, in one transaction. When either does not (the lease was taken over or ran
+//!   out, or the run moved on), nothing is written, and the append is made again the long
+//!   way, which tells which it was. This read-only fence also leaves the lease's row alone,
+//!   one page fewer to write and sync; the lease is renewed by the long way at least every
+//!   third of it, and by the journal while it is idle.
 //! - A process that runs one run (`runbook run`, `runbook resume`) has these one-trip
 //!   appends written on its own thread instead, through a connection of their own, with the
 //!   same statements (see `inline.rs`): no hand-off to another thread and back.
@@ -143,6 +143,27 @@ impl WriterState {
     /// Forgets what was written to `run_id`: its lease is given up.
     pub(super) fn forget(&mut self, run_id: &str) {
         self.tails.remove(run_id);
+    }
+
+    /// Keeps what creating run `lease.run_id` wrote: its first event, with link `chain`, as
+    /// run `number`, its lease taken at `renewed_at`. The run's first append then goes in
+    /// one round trip, as the ones after it do (on the caller's thread where appends are
+    /// written there), rather than the long way, which would read back what the creation
+    /// just wrote. Like every tail, it is written only if the lease and the run's last event
+    /// are still what it says; otherwise nothing is, and the long way follows.
+    pub(super) fn created(
+        &mut self,
+        lease: &Lease,
+        number: i64,
+        chain: String,
+        renewed_at: Instant,
+    ) {
+        let fold = RunFold {
+            status: Some(RunStatus::Running),
+            ..RunFold::default()
+        };
+        let tail = Tail::written(lease, number, (1, chain), fold, renewed_at);
+        self.tails.insert(lease.run_id.clone(), tail);
     }
 
     /// The appends' connection while it is open, and idle since the writer is held: for a

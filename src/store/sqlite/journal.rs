@@ -46,6 +46,9 @@ impl SqliteStore {
         let token = new_token();
         let now = now();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Before the lease's end is reckoned: the tail kept below takes the lease for
+        // renewed no later than it was.
+        let renewed_at = std::time::Instant::now();
         // The run's number, which its events name it by, is the next one: under the write
         // lock, no other process takes it meanwhile.
         let number: Option<i64> = sqlx::query_scalar(
@@ -97,11 +100,18 @@ impl SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(match new {
-            NewRun::Owned(owner) => Some(Lease {
-                run_id: run_id.to_owned(),
-                token,
-                owner: owner.clone(),
-            }),
+            NewRun::Owned(owner) => {
+                let lease = Lease {
+                    run_id: run_id.to_owned(),
+                    token,
+                    owner: owner.clone(),
+                };
+                self.writer
+                    .lock()
+                    .await
+                    .created(&lease, number, chain, renewed_at);
+                Some(lease)
+            }
             NewRun::Queued => None,
         })
     }

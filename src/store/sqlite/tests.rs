@@ -640,7 +640,8 @@ async fn written_inline(store: &SqliteStore) -> u64 {
 async fn appends_on_the_calling_thread_follow_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let (store, lease) = inline_run_with_one_append(&dir).await;
-    assert_eq!(written_inline(&store).await, 0);
+    // The first append, right after the run's creation, went there too.
+    assert_eq!(written_inline(&store).await, 1);
     store.append(&lease, 3, &[step("r1", "b")]).await.unwrap();
     let two = [step("r1", "c"), step("r1", "d")];
     store.append(&lease, 4, &two).await.unwrap();
@@ -648,7 +649,7 @@ async fn appends_on_the_calling_thread_follow_the_chain() {
         .append(&lease, 6, &[ended("r1", RunStatus::Succeeded, 5)])
         .await
         .unwrap();
-    assert_eq!(written_inline(&store).await, 3);
+    assert_eq!(written_inline(&store).await, 4);
     let read = store.events("r1").await.unwrap();
     assert_eq!(read.len(), 6);
     assert_eq!(read[3..5], two);
@@ -661,18 +662,49 @@ async fn appends_on_the_calling_thread_follow_the_chain() {
 async fn an_append_on_the_calling_thread_after_a_takeover_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (store, lease) = inline_run_with_one_append(&dir).await;
-    change(
-        &store,
-        "UPDATE owners SET token = 'another' WHERE run_id = 'r1'",
-    )
-    .await;
-    let refused = store.append(&lease, 3, &[step("r1", "b")]).await;
+    let before = written_inline(&store).await;
+    append_after_a_takeover(&store, &lease, 3).await;
+    assert_eq!(written_inline(&store).await, before);
+    assert_eq!(store.events("r1").await.unwrap().len(), 2);
+}
+
+/// Gives `lease`'s run to another owner behind the store's back, then appends event `seq`
+/// under `lease`: refused, as a lost lease.
+async fn append_after_a_takeover(store: &SqliteStore, lease: &crate::store::Lease, seq: u64) {
+    sqlx::query("UPDATE owners SET token = 'another' WHERE run_id = ?")
+        .bind(&lease.run_id)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+    let refused = store.append(lease, seq, &[step(&lease.run_id, "b")]).await;
     assert!(
         matches!(refused, Err(StoreError::LostOwnership(_))),
         "{refused:?}"
     );
-    assert_eq!(written_inline(&store).await, 0);
+}
+
+/// A run's first append follows what its creation wrote, in one round trip on the calling
+/// thread, and under the same fence: a run taken over between the two gets nothing written.
+#[tokio::test]
+async fn a_runs_first_append_follows_its_creation_in_one_round_trip_under_the_same_fence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    store.append_on_calling_thread().await.unwrap();
+    let lease = store
+        .create("r1", &Owner::current(), &started("r1"))
+        .await
+        .unwrap();
+    store.append(&lease, 2, &[step("r1", "a")]).await.unwrap();
+    assert_eq!(written_inline(&store).await, 1);
     assert_eq!(store.events("r1").await.unwrap().len(), 2);
+
+    let taken = store
+        .create("r2", &Owner::current(), &started("r2"))
+        .await
+        .unwrap();
+    append_after_a_takeover(&store, &taken, 2).await;
+    assert_eq!(written_inline(&store).await, 1);
+    assert_eq!(store.events("r2").await.unwrap().len(), 1);
 }
 
 /// While another connection holds the write lock, the append does not hold the calling
@@ -681,6 +713,7 @@ async fn an_append_on_the_calling_thread_after_a_takeover_writes_nothing() {
 async fn an_append_on_the_calling_thread_waits_for_another_writer_the_long_way() {
     let dir = tempfile::tempdir().unwrap();
     let (store, lease) = inline_run_with_one_append(&dir).await;
+    let before = written_inline(&store).await;
     let other = open(&dir).await;
     let mut holder = other.pool.acquire().await.unwrap();
     sqlx::query("BEGIN IMMEDIATE")
@@ -696,10 +729,10 @@ async fn an_append_on_the_calling_thread_waits_for_another_writer_the_long_way()
     store.append(&lease, 3, &[step("r1", "b")]).await.unwrap();
     assert!(start.elapsed() >= held - Duration::from_millis(50));
     release.await.unwrap();
-    assert_eq!(written_inline(&store).await, 0);
+    assert_eq!(written_inline(&store).await, before);
     // The lock is free again: the next one goes on the calling thread.
     store.append(&lease, 4, &[step("r1", "c")]).await.unwrap();
-    assert_eq!(written_inline(&store).await, 1);
+    assert_eq!(written_inline(&store).await, before + 1);
     assert_eq!(store.events("r1").await.unwrap().len(), 4);
 }
 
