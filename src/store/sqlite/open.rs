@@ -145,15 +145,15 @@ impl SqliteStore {
             path: path.to_owned(),
             location,
         };
-        let pages = match store.look_at_opening().await {
-            Some(opening) if opening.schema_is_current() => Some(opening.pages),
+        let opening = match store.look_at_opening().await {
+            Some(opening) if opening.schema_is_current() => Some(opening),
             _ => {
                 store.migrate().await?;
-                store.pages().await
+                store.look_at_opening().await
             }
         };
-        if let Some(pages) = pages {
-            store.compact_if_mostly_free(pages).await;
+        if let Some(opening) = opening {
+            store.compact_if_mostly_free(opening.pages).await;
         }
         Ok(store)
     }
@@ -162,7 +162,7 @@ impl SqliteStore {
     /// connection's thread, which every command that opens the store waits for): the
     /// migrations applied to it (see [`migrations`]) and its pages, once a query of their
     /// own. `None` when that cannot be read (a new file, with no table of migrations yet):
-    /// the migrator makes the table.
+    /// the migrator makes the table, and the look is taken again after it.
     pub(super) async fn look_at_opening(&self) -> Option<Opening> {
         let rows: Vec<(i64, Vec<u8>, bool, i64, i64)> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -183,18 +183,6 @@ impl SqliteStore {
                 .collect(),
             pages: Pages { free, total },
         })
-    }
-
-    /// The file's pages, read on their own (after a migration).
-    async fn pages(&self) -> Option<Pages> {
-        let (free, total): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT freelist_count FROM pragma_freelist_count), \
-                    (SELECT page_count FROM pragma_page_count)",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .ok()?;
-        Some(Pages { free, total })
     }
 
     /// Gives back the space of a file that is mostly free pages: after a migration that
