@@ -1,5 +1,5 @@
 //! What every [`Store`] must do, as one function per property, each taking a
-//! [`StoreFactory`]. The SQLite store runs the whole suite (see `sqlite/tests.rs`); another store
+//! [`StoreFactory`]. The SQLite store runs the whole suite (see `sqlite/tests/mod.rs`); another store
 //! (PostgreSQL) runs it unchanged by implementing the factory:
 //!
 //! ```ignore
