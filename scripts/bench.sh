@@ -15,6 +15,9 @@
 #                                   SQLite's commit (--sqlite), and with both (the design's floor);
 #                                   then BENCH_ROUNDS (default 15) paired rounds of the runbook,
 #                                   bash and the design's floor, their ratios' median and range
+#   a step of that chain, split     scripts/step_split.py under perf: a step's parts (the start,
+#                                   the program, its reaping, the way to the commit, the sync,
+#                                   the way to the next start), runbook and the design's floor
 #   peak memory, 10,000 steps       the release binary under GNU time        aim: < 100 MB
 #   chain of 1,000 asserts          the release binary, journaled             aim: < 0.4 ms a step
 #   for_each of 500,000 asserts     the release binary under GNU time: time, peak memory, and
@@ -25,7 +28,7 @@
 #   parallel sleeps                 `sleep 2` all at once against shell `&` + `wait`  aim: < 1.3x
 #
 # BENCH_BLOCKS picks blocks by name (default: all): criterion (the four criterion benchmarks),
-# exec, memory, chain, each, cold, fanout, parallel; e.g. BENCH_BLOCKS="chain memory each".
+# exec, split, memory, chain, each, cold, fanout, parallel; e.g. BENCH_BLOCKS="chain memory each".
 # FOR_EACH_ITEMS sets the for_each's item count (default 500000, the figure the aims are for);
 # BENCH_FANOUT (default 50000) and BENCH_PARALLEL (default 1000) set how many exec items and
 # sleeps; the fan-out is printed per item.
@@ -210,6 +213,39 @@ if want exec; then
   fi
 fi
 
+if want split; then
+  # Where a step of the chain goes, from the kernel's events (scripts/step_split.py): the
+  # runbook and the design's floor, three times each, alternating; the median of each part.
+  step "exec /bin/true x1000: each step split into its parts, runbook and the design's floor"
+  [ -f "$work/exec.yaml" ] || exec_runbook 1000 >"$work/exec.yaml"
+  split_runbook= split_design=
+  if command -v perf >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1 &&
+    perf record -q -e sched:sched_process_exec -o "$work/probe.data" -- true >/dev/null 2>&1; then
+    : >"$work/split-runbook.txt"
+    : >"$work/split-design.txt"
+    for _ in 1 2 3; do
+      python3 scripts/step_split.py /bin/true -- "$binary" run "$work/exec.yaml" --output json \
+        >>"$work/split-runbook.txt"
+      python3 scripts/step_split.py /bin/true -- target/release/examples/durable_floor "$work" 1000 \
+        --capture --sqlite >>"$work/split-design.txt"
+    done
+    # The median of each column over the three runs.
+    split_medians() {
+      awk '{ for (i = 1; i <= 7; i++) v[i, NR] = $i } END {
+        for (i = 1; i <= 7; i++) {
+          a = v[i, 1]; b = v[i, 2]; c = v[i, 3]
+          m = (a <= b) ? ((b <= c) ? b : (a <= c) ? c : a) : ((a <= c) ? a : (b <= c) ? c : b)
+          printf "%s%.0f", (i > 1 ? " " : ""), m
+        }
+      }' "$1"
+    }
+    split_runbook=$(split_medians "$work/split-runbook.txt")
+    split_design=$(split_medians "$work/split-design.txt")
+  else
+    echo "perf cannot record the kernel's events here (it needs root or kernel.perf_event_paranoid=-1): no split" >&2
+  fi
+fi
+
 if want memory; then
   step "peak memory, 10,000 steps"
   assert_runbook 10000 independent >"$work/wide.yaml"
@@ -382,6 +418,14 @@ if want exec; then
     'BEGIN { printf "runbook %.2f (%.2f to %.2f), design'"'"'s floor %.2f (%.2f to %.2f)", r, rl, rh, d, dl, dh }')"
   echo "$(printf '%-40s' "  runbook above the design's floor:")$(awk -v a="$paired_above" -v l="$paired_above_low" \
     -v h="$paired_above_high" 'BEGIN { printf "%.0f µs a step (%.0f to %.0f), median of the rounds", a * 1000, l * 1000, h * 1000 }')"
+fi
+if want split && [ -n "$split_runbook" ]; then
+  echo "a step of that chain, split (µs, traced; runbook / design's floor):"
+  echo "  $(awk -v r="$split_runbook" -v d="$split_design" 'BEGIN {
+    split(r, a, " "); split(d, b, " ")
+    split("start,program,reaped,to commit,sync,to next start,in all", name, ",")
+    for (i = 1; i <= 7; i++) printf "%s%s %d / %d", (i > 1 ? ", " : ""), name[i], a[i], b[i]
+  }')"
 fi
 if want memory; then
   echo "peak memory, 10,000 assert steps:       $peak"

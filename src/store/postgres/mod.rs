@@ -103,9 +103,10 @@ impl PostgresStore {
         self.pool.close().await;
     }
 
-    /// Connects and brings the tables up to date (migrations run at every open; PostgreSQL's
-    /// advisory lock lets one process at a time apply them). The database itself must exist:
-    /// its administrator makes it, with the user runbook connects as.
+    /// Connects and brings the tables up to date: one query finds them so when every
+    /// migration of this build is applied; otherwise the migrator runs, under PostgreSQL's
+    /// advisory lock, which lets one process at a time apply them. The database itself must
+    /// exist: its administrator makes it, with the user runbook connects as.
     pub async fn open(location: &PostgresLocation) -> Result<Self, StoreError> {
         let shown = location.to_string();
         let options = location.connect_options()?;

@@ -243,35 +243,63 @@ async fn a_journal_copied_from_sqlite_verifies_the_same() {
 }
 
 /// Tables already up to date are found so in one query, without the migrator and its lock,
-/// and only when the migrator would find nothing to do: a migration changed, or one of a
-/// newer build, leaves it to the migrator, which refuses the database.
+/// and only when the migrator would find nothing to do: a migration changed, failed, missing
+/// or from a newer build leaves it to the migrator, which refuses the database. Each case is
+/// undone before the next, and the tables found up to date again, so that each stands alone.
 #[tokio::test]
 async fn tables_are_found_up_to_date_only_when_every_migration_is_applied_as_built() {
     let database = ScratchDatabase::new().await;
     let store = PostgresStore::open(&database.location()).await.unwrap();
     assert!(store.schema_is_current().await);
-    let change = |sql: &'static str| {
+    let execute = |sql: &'static str| {
         let pool = store.pool.clone();
         async move { sqlx::query(sql).execute(&pool).await.unwrap() }
     };
-    change(
-        "UPDATE _sqlx_migrations SET checksum = decode('00', 'hex') \
-         WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
-    )
-    .await;
-    assert!(!store.schema_is_current().await, "a changed migration");
-    let refused = super::MIGRATOR.run(&store.pool).await.unwrap_err();
-    assert!(refused.to_string().contains("modified"), "{refused}");
-    change(
-        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-         VALUES (9999, 'later', true, decode('00', 'hex'), 0)",
-    )
-    .await;
-    assert!(
-        !store.schema_is_current().await,
-        "a migration of a newer build"
-    );
-    change("DROP TABLE _sqlx_migrations").await;
+    execute("CREATE TABLE kept_migrations AS SELECT * FROM _sqlx_migrations").await;
+    let cases = [
+        (
+            "UPDATE _sqlx_migrations SET checksum = decode('00', 'hex') \
+             WHERE version = (SELECT max(version) FROM kept_migrations)",
+            Some("modified"),
+        ),
+        (
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, \
+             execution_time) VALUES (9999, 'later', true, decode('00', 'hex'), 0)",
+            Some("a newer version of runbook"),
+        ),
+        (
+            "UPDATE _sqlx_migrations SET success = false \
+             WHERE version = (SELECT max(version) FROM kept_migrations)",
+            Some("partially applied"),
+        ),
+        // Applied again, the last migration would fail on the tables it already changed:
+        // only the look is checked.
+        (
+            "DELETE FROM _sqlx_migrations \
+             WHERE version = (SELECT max(version) FROM kept_migrations)",
+            None,
+        ),
+    ];
+    for (sql, refused) in cases {
+        execute(sql).await;
+        assert!(
+            !store.schema_is_current().await,
+            "found up to date after {sql}"
+        );
+        if let Some(refused) = refused {
+            // On a connection of its own, closed after: a refusing migrator keeps its
+            // advisory lock, which only the end of its session lets go of.
+            let mut connection = store.pool.acquire().await.unwrap().detach();
+            let error = super::MIGRATOR.run(&mut connection).await.unwrap_err();
+            let _ = sqlx::Connection::close(connection).await;
+            let error = store.migration_failed(error).to_string();
+            assert!(error.contains(refused), "after {sql}: {error}");
+        }
+        execute("DELETE FROM _sqlx_migrations").await;
+        execute("INSERT INTO _sqlx_migrations SELECT * FROM kept_migrations").await;
+        assert!(store.schema_is_current().await, "undone after {sql}");
+    }
+    execute("DROP TABLE _sqlx_migrations").await;
     assert!(!store.schema_is_current().await, "no table of migrations");
     store.close().await.unwrap();
     database.drop_it().await;
