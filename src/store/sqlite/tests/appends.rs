@@ -20,11 +20,7 @@ async fn run_with_one_append(dir: &tempfile::TempDir) -> (SqliteStore, crate::st
 /// Run `r1` created in `store` and appended to once (the long way, which keeps the tail the
 /// next appends follow).
 async fn with_one_append(store: SqliteStore) -> (SqliteStore, crate::store::Lease) {
-    let lease = store
-        .create("r1", &Owner::current(), &started("r1"))
-        .await
-        .unwrap();
-    store.append(&lease, 2, &[step("r1", "a")]).await.unwrap();
+    let lease = created_with_one_step(&store, "r1", "a").await;
     (store, lease)
 }
 

@@ -89,6 +89,24 @@ impl StoreFactory for SqliteFactory {
     }
 }
 
+/// Run `run_id` created in `store` and appended to once, with the start of step `step_id`;
+/// the lease it was created under.
+async fn created_with_one_step(
+    store: &SqliteStore,
+    run_id: &str,
+    step_id: &str,
+) -> crate::store::Lease {
+    let lease = store
+        .create(run_id, &Owner::current(), &started(run_id))
+        .await
+        .unwrap();
+    store
+        .append(&lease, 2, &[step(run_id, step_id)])
+        .await
+        .unwrap();
+    lease
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sqlite_store_passes_the_conformance_suite() {
     conformance::run_all(&SqliteFactory::new(false).await).await;
@@ -193,14 +211,7 @@ async fn events_are_stored_chained_as_documented() {
 async fn events_are_stored_compactly() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
-    let lease = store
-        .create("r1", &Owner::current(), &started("r1"))
-        .await
-        .unwrap();
-    store
-        .append(&lease, 2, &[step("r1", "build")])
-        .await
-        .unwrap();
+    let lease = created_with_one_step(&store, "r1", "build").await;
     type CompactRow = (String, Option<i64>, Option<String>, String, String);
     let rows: Vec<CompactRow> =
         sqlx::query_as("SELECT typeof(run), at_us, at_text, kind, body FROM events ORDER BY seq")
@@ -453,14 +464,7 @@ async fn a_store_is_found_up_to_date_at_opening_only_when_every_migration_is_app
 async fn a_journal_of_whole_envelopes_reads_back_and_grows() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir).await;
-    let lease = store
-        .create("old", &Owner::current(), &started("old"))
-        .await
-        .unwrap();
-    store
-        .append(&lease, 2, &[step("old", "build")])
-        .await
-        .unwrap();
+    let lease = created_with_one_step(&store, "old", "build").await;
     let written = store.events("old").await.unwrap();
     // Rewrite the rows as the earlier version wrote them: the envelope as JSON, chained by
     // sha256(previous + "\n" + seq + "\n" + body).
